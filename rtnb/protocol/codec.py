@@ -1,0 +1,124 @@
+"""Encode and decode frames; decoding is validation.
+
+Two decoders, one per direction. Both refuse a frame larger than
+``max_size`` *before* parsing it, and turn msgspec's errors into
+:class:`~rtnb.protocol.errors.InvalidFrame` with the JSON path and a one-line
+reason::
+
+    >>> decode_client_frame(b'{"op":"pong","id":"p1","serverTime":"x"}')
+    Traceback (most recent call last):
+    ...
+    rtnb.protocol.errors.InvalidFrame: $.serverTime: expected float, got str
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from .errors import FrameTooLarge, InvalidFrame
+from .frames import ClientBound, ServerBound
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "ClientDecoder",
+    "ServerDecoder",
+    "decode_client_frame",
+    "decode_server_frame",
+    "encode",
+    "encode_str",
+    "invalid_frame_from",
+]
+
+#: Frames larger than this (bytes) are refused before parsing: 1 MiB.
+DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
+
+_encoder = msgspec.json.Encoder()
+_AT_PATH = re.compile(r"^(?P<msg>.*?) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+
+
+def encode(frame: msgspec.Struct | dict[str, Any]) -> bytes:
+    """Encode a frame (or a plain dict) to compact JSON bytes."""
+    return _encoder.encode(frame)
+
+
+def encode_str(frame: msgspec.Struct | dict[str, Any]) -> str:
+    """Encode a frame to a JSON ``str`` (for WebSocket text frames and SSE)."""
+    return _encoder.encode(frame).decode()
+
+
+def _lower_first(msg: str) -> str:
+    msg = msg.replace("`", "")
+    return msg[:1].lower() + msg[1:] if msg else msg
+
+
+def invalid_frame_from(exc: msgspec.MsgspecError, *, context: str = "") -> InvalidFrame:
+    """Translate a msgspec error into an :class:`InvalidFrame` with a JSON path."""
+    text = str(exc)
+    m = _AT_PATH.match(text)
+    if m:
+        return InvalidFrame(m["path"], _lower_first(m["msg"]), context=context)
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidFrame("$", _lower_first(text), context=context)
+    return InvalidFrame("$", f"malformed JSON: {_lower_first(text)}", context=context)
+
+
+class _Decoder:
+    __slots__ = ("_decoder", "max_size")
+
+    def __init__(self, kind: Any, max_size: int) -> None:
+        if max_size <= 0:
+            raise ValueError(f"max_size must be positive, got {max_size}")
+        self.max_size = max_size
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(kind)
+
+    def _decode(self, data: bytes | str) -> Any:
+        if len(data) > self.max_size:
+            # Measured in characters for str; a str frame is at least that many bytes.
+            raise FrameTooLarge(len(data), self.max_size)
+        try:
+            return self._decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            raise invalid_frame_from(exc) from None
+
+
+class ClientDecoder(_Decoder):
+    """Decodes frames a client receives (server → client)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(ClientBound, max_size)
+
+    def decode(self, data: bytes | str) -> ClientBound:
+        result: ClientBound = self._decode(data)
+        return result
+
+
+class ServerDecoder(_Decoder):
+    """Decodes frames a server receives (client → server)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(ServerBound, max_size)
+
+    def decode(self, data: bytes | str) -> ServerBound:
+        result: ServerBound = self._decode(data)
+        return result
+
+
+_client = ClientDecoder()
+_server = ServerDecoder()
+
+
+def decode_client_frame(data: bytes | str) -> ClientBound:
+    """Decode one server → client frame with the default size limit."""
+    return _client.decode(data)
+
+
+def decode_server_frame(data: bytes | str) -> ServerBound:
+    """Decode one client → server frame with the default size limit."""
+    return _server.decode(data)

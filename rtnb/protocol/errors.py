@@ -1,0 +1,53 @@
+"""rtnb's error classes.
+
+As in h11, errors caused by the caller (``LocalProtocolError``) and errors
+caused by the peer (``RemoteProtocolError``, e.g. ``InvalidFrame``) are
+different classes, so a driver can tell "fix your code" from "the other side
+sent garbage".
+"""
+
+from __future__ import annotations
+
+
+class RtnbError(Exception):
+    """Base class of every error rtnb raises on purpose."""
+
+
+class LocalProtocolError(RtnbError):
+    """The caller asked for something the protocol or a state machine forbids."""
+
+
+class RemoteProtocolError(RtnbError):
+    """The peer sent something the protocol forbids."""
+
+
+class InvalidFrame(RemoteProtocolError):
+    """A frame failed to decode or validate.
+
+    ``path`` is the JSON path of the offending value (``$`` for the whole
+    frame) and ``reason`` a one-line explanation; ``str(err)`` is
+    ``"$.sequence: expected int, got str"``. The frame's bytes are never kept
+    in the message: they may carry tokens.
+    """
+
+    def __init__(self, path: str, reason: str, *, context: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.context = context
+        text = f"{path}: {reason}"
+        if context:
+            text = f"{text} ({context})"
+        super().__init__(text)
+
+
+class FrameTooLarge(InvalidFrame):
+    """A frame exceeded the size limit; it was refused before parsing."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            "$",
+            f"frame of {size:,} bytes exceeds the {limit:,}-byte limit; "
+            "split the payload or raise max_frame_size",
+        )
