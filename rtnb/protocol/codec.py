@@ -32,7 +32,7 @@ __all__ = [
     "invalid_frame_from",
 ]
 
-#: Frames larger than this (bytes) are refused before parsing: 1 MiB.
+#: Frames larger than this are refused before parsing: 1,048,576 bytes (1 MiB).
 DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
 
 _encoder = msgspec.json.Encoder()

@@ -52,7 +52,7 @@ ReplayStatus = Literal["complete", "unavailable", "none"]
 _R = "<redacted>"
 
 
-class _Frame(msgspec.Struct, frozen=True, tag_field="op", rename="camel"):
+class _Frame(msgspec.Struct, frozen=True, gc=False, tag_field="op", rename="camel"):
     """Base of every frame: frozen, tagged by ``op``, camelCase on the wire."""
 
 
@@ -61,7 +61,7 @@ class _Frame(msgspec.Struct, frozen=True, tag_field="op", rename="camel"):
 # ---------------------------------------------------------------------------
 
 
-class Event(_Frame, tag="event"):
+class Event(_Frame, frozen=True, tag="event"):
     """One envelope: an event on a topic, carrying its entity's patch."""
 
     id: NonEmpty
@@ -82,14 +82,14 @@ class Event(_Frame, tag="event"):
         )
 
 
-class Authenticated(_Frame, tag="authenticated"):
+class Authenticated(_Frame, frozen=True, tag="authenticated"):
     tenant: NonEmpty
     user: NonEmpty
     role: NonEmpty
     expires_at: float  # unix seconds
 
 
-class Subscribed(_Frame, tag="subscribed"):
+class Subscribed(_Frame, frozen=True, tag="subscribed"):
     topic: TopicName
     replay: ReplayStatus
     latest_token: Opaque | None = None
@@ -106,7 +106,7 @@ class SnapshotEntity(msgspec.Struct, frozen=True, rename="camel"):
     sequence: Sequence
 
 
-class Snapshot(_Frame, tag="snapshot"):
+class Snapshot(_Frame, frozen=True, tag="snapshot"):
     """A topic's full state. ``sequence`` is the log position it reflects."""
 
     topic: TopicName
@@ -121,7 +121,7 @@ class Snapshot(_Frame, tag="snapshot"):
         )
 
 
-class Heartbeat(_Frame, tag="heartbeat"):
+class Heartbeat(_Frame, frozen=True, tag="heartbeat"):
     """Liveness plus the latest token (and sequence) per subscribed topic."""
 
     server_time: float
@@ -132,33 +132,26 @@ class Heartbeat(_Frame, tag="heartbeat"):
         return f"Heartbeat(server_time={self.server_time}, sequences={self.sequences!r})"
 
 
-class Pong(_Frame, tag="pong"):
+class Pong(_Frame, frozen=True, tag="pong"):
     id: NonEmpty
     server_time: float
 
 
-class MutationRejected(_Frame, tag="mutation_rejected"):
+class MutationRejected(_Frame, frozen=True, tag="mutation_rejected"):
     client_mutation_id: NonEmpty
     code: NonEmpty
     message: str
 
 
-class Error(_Frame, tag="error"):
+class Error(_Frame, frozen=True, tag="error"):
     code: NonEmpty
     message: str
     topic: str | None = None
 
 
-class Batch(_Frame, tag="batch"):
+class Batch(_Frame, frozen=True, tag="batch"):
     messages: list[
-        Event
-        | Authenticated
-        | Subscribed
-        | Snapshot
-        | Heartbeat
-        | Pong
-        | MutationRejected
-        | Error
+        Event | Authenticated | Subscribed | Snapshot | Heartbeat | Pong | MutationRejected | Error
     ]
 
 
@@ -179,14 +172,14 @@ ClientBound = (
 # ---------------------------------------------------------------------------
 
 
-class Authenticate(_Frame, tag="authenticate"):
+class Authenticate(_Frame, frozen=True, tag="authenticate"):
     token: Opaque
 
     def __repr__(self) -> str:
         return f"Authenticate(token={_R})"
 
 
-class Subscribe(_Frame, tag="subscribe"):
+class Subscribe(_Frame, frozen=True, tag="subscribe"):
     topic: TopicName
     replay_from: Opaque | None = None
 
@@ -195,19 +188,19 @@ class Subscribe(_Frame, tag="subscribe"):
         return f"Subscribe(topic={self.topic!r}, replay_from={rf})"
 
 
-class Unsubscribe(_Frame, tag="unsubscribe"):
+class Unsubscribe(_Frame, frozen=True, tag="unsubscribe"):
     topic: TopicName
 
 
-class SnapshotRequest(_Frame, tag="snapshot"):
+class SnapshotRequest(_Frame, frozen=True, tag="snapshot"):
     topic: TopicName
 
 
-class Ping(_Frame, tag="ping"):
+class Ping(_Frame, frozen=True, tag="ping"):
     id: NonEmpty
 
 
-class Mutate(_Frame, tag="mutate"):
+class Mutate(_Frame, frozen=True, tag="mutate"):
     topic: TopicName
     entity_id: NonEmpty
     patch: dict[str, Any]

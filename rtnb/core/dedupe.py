@@ -1,0 +1,104 @@
+"""Bounded duplicate detection by event ``id``.
+
+The essay's sketch keeps a map of ids and, to evict one, sorts the whole map
+by time: O(n log n) per event, ~80 µs at 1,000 entries. Here a dict answers
+"seen?" and a FIFO deque of the same ids, in insertion order, tells what to
+evict, so every operation is O(1) amortised:
+
+* ``seen(id)`` is one dict lookup;
+* ``add(id, now)`` appends to both, then evicts from the front of the FIFO
+  while the memory is over ``max_entries`` or its oldest entry is older than
+  ``max_age`` seconds.
+
+One ``Deduper`` lives as long as its connection (it is not reset on
+reconnect), so an event replayed after a reconnect is still recognised.
+Ids are recorded when an event is *applied*, not when it arrives: an event
+that is buffered and then thrown away (a gap that is re-requested) must be
+accepted when the replay delivers it again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Final
+
+__all__ = ["DEFAULT_DEDUPE_MAX_AGE", "DEFAULT_DEDUPE_MAX_ENTRIES", "Deduper"]
+
+#: Ids remembered at most (per connection): 50,000.
+DEFAULT_DEDUPE_MAX_ENTRIES: Final = 50_000
+#: Seconds an id is remembered at most: 600.
+DEFAULT_DEDUPE_MAX_AGE: Final = 600.0
+
+
+class Deduper:
+    """Remembers recently applied event ids, bounded by count and by age."""
+
+    __slots__ = ("_expires", "_fifo", "_seen", "evicted", "max_age", "max_entries")
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES,
+        max_age: float = DEFAULT_DEDUPE_MAX_AGE,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        if not max_age > 0:
+            raise ValueError(f"max_age must be > 0 seconds, got {max_age}")
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._seen: dict[str, float] = {}
+        self._fifo: deque[str] = deque()
+        #: when the oldest remembered id passes ``max_age`` (inf while empty)
+        self._expires = math.inf
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._seen
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self._seen
+
+    def add(self, event_id: str, now: float) -> None:
+        """Remember ``event_id`` as applied at ``now``; evict what is over the bounds.
+
+        The hot path is a dict store, a deque append and two comparisons; the
+        age check looks at one float (when the oldest entry expires) instead of
+        the oldest entry itself.
+        """
+        seen = self._seen
+        if event_id in seen:
+            return
+        seen[event_id] = now
+        fifo = self._fifo
+        fifo.append(event_id)
+        if len(fifo) > self.max_entries or now >= self._expires:
+            self._evict(now)
+        elif len(fifo) == 1:
+            self._expires = now + self.max_age
+
+    def _evict(self, now: float) -> None:
+        seen, fifo = self._seen, self._fifo
+        while len(fifo) > self.max_entries:
+            del seen[fifo.popleft()]
+            self.evicted += 1
+        horizon = now - self.max_age
+        while fifo and seen[fifo[0]] <= horizon:
+            del seen[fifo.popleft()]
+            self.evicted += 1
+        self._expires = seen[fifo[0]] + self.max_age if fifo else math.inf
+
+    def forget(self, event_id: str) -> None:
+        """Drop one id (rare: O(n) in the FIFO, used only outside the hot path)."""
+        if self._seen.pop(event_id, None) is not None:
+            self._fifo.remove(event_id)
+            self._expires = self._seen[self._fifo[0]] + self.max_age if self._fifo else math.inf
+
+    def clear(self) -> None:
+        self._seen.clear()
+        self._fifo.clear()
+        self._expires = math.inf

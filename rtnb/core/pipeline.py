@@ -1,0 +1,371 @@
+"""The hot path: frame → decode → dedupe → order → merge → log.
+
+:class:`Pipeline` is the sans-I/O event processor of one connection. The
+driver hands it every frame it receives (``feed(data, now)``) and gets back
+the *control* frames (``subscribed``, ``heartbeat``, ``pong``, ``error``,
+``authenticated``, …) that the connection machine needs; events and
+snapshots are applied here, to the per-topic stores, and every decision is
+written to the log.
+
+Log rows are decisions, not arrivals: an event that arrives early is logged
+``buffered`` when it arrives and ``applied`` (or ``replayed``, with 0 bytes)
+when the gap before it fills, so "each id applied at most once" can be read
+straight off the envelope log, and bytes still sum to what the wire carried.
+
+Gaps are reported, not fixed, here: :meth:`Pipeline.check` returns the
+:class:`~rtnb.core.orderer.GapReport`\\ s the driver should answer with a
+targeted re-subscribe from :attr:`TopicState.last_token`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final, Literal, Protocol
+
+import msgspec
+
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, ClientDecoder, invalid_frame_from
+from ..protocol.errors import FrameTooLarge
+from ..protocol.frames import (
+    Batch,
+    ClientBound,
+    Error,
+    Event,
+    Heartbeat,
+    MutationRejected,
+    Snapshot,
+    Subscribed,
+)
+from .dedupe import Deduper
+from .ledger import MutationLedger, MutationRecord
+from .merge import CLIENT_MUTATION_ID, MergeFn
+from .orderer import DEFAULT_GAP_TIMEOUT, GapReport, Orderer, SequenceOrderer, make_orderer
+from .status import OUTCOME_CODES, Outcome
+from .store import TopicStore
+
+__all__ = ["EnvelopeSink", "NullSink", "Pipeline", "TopicState", "TopicStatus"]
+
+TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden"]
+
+_APPLIED: Final = OUTCOME_CODES[Outcome.APPLIED]
+_REPLAYED: Final = OUTCOME_CODES[Outcome.REPLAYED]
+_DUPLICATE: Final = OUTCOME_CODES[Outcome.DUPLICATE]
+_STALE: Final = OUTCOME_CODES[Outcome.STALE]
+_BUFFERED: Final = OUTCOME_CODES[Outcome.BUFFERED]
+_INVALID: Final = OUTCOME_CODES[Outcome.INVALID]
+_UNEXPECTED: Final = OUTCOME_CODES[Outcome.UNEXPECTED_TOPIC]
+_GAP: Final = OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]
+_CODE: Final = {o: OUTCOME_CODES[o] for o in Outcome}
+_NAN: Final = math.nan
+_NO_CONTROL: Final[list[ClientBound]] = []
+
+
+class EnvelopeSink(Protocol):
+    """Where the pipeline writes one row per envelope decision (the telemetry log)."""
+
+    def append_envelope(
+        self,
+        received_at: float,
+        occurred_at: float,
+        topic: str,
+        type: str,
+        id: str | None,
+        sequence: int,
+        entity_id: str | None,
+        outcome: int,
+        transport: str,
+        attempt: int,
+        nbytes: int,
+        error: str | None = None,
+    ) -> None: ...
+
+
+class NullSink:
+    """A sink that drops every row (for callers that keep no log)."""
+
+    def append_envelope(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class TopicState:
+    """Everything the client knows about one subscribed topic."""
+
+    __slots__ = (
+        "applied",
+        "gaps",
+        "last_event_at",
+        "last_occurred_at",
+        "last_token",
+        "name",
+        "orderer",
+        "replay_until",
+        "status",
+        "store",
+        "unavailable",
+        "unrecoverable",
+    )
+
+    def __init__(self, name: str, orderer: Orderer, store: TopicStore) -> None:
+        self.name = name
+        self.orderer = orderer
+        self.store = store
+        self.status: TopicStatus = "pending"
+        #: opaque replay token of the last applied event or snapshot (never logged)
+        self.last_token: str | None = None
+        self.last_event_at: float | None = None
+        self.last_occurred_at: float | None = None
+        #: while replaying: the sequence at which the replay has caught up
+        self.replay_until: int | None = None
+        #: set by ``subscribed{replay: "unavailable"}`` until the snapshot arrives
+        self.unavailable = False
+        self.applied = 0
+        self.gaps = 0
+        self.unrecoverable = 0
+
+    @property
+    def ordering(self) -> str:
+        return self.orderer.mode
+
+    def __repr__(self) -> str:
+        return (
+            f"<TopicState {self.name!r} {self.status} ordering={self.ordering} "
+            f"entities={len(self.store.entities)} applied={self.applied} gaps={self.gaps}>"
+        )
+
+
+class Pipeline:
+    """Decode, dedupe, order, merge and log every frame of one connection."""
+
+    def __init__(
+        self,
+        log: EnvelopeSink | None = None,
+        *,
+        deduper: Deduper | None = None,
+        ledger: MutationLedger | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        transport: str = "websocket",
+    ) -> None:
+        self.log: EnvelopeSink = log if log is not None else NullSink()
+        self.deduper = deduper if deduper is not None else Deduper()
+        self.ledger = ledger if ledger is not None else MutationLedger()
+        self.decoder = ClientDecoder(max_frame_size)
+        self._decode = self.decoder._decoder.decode
+        self._max_frame_size = max_frame_size
+        self._seen = self.deduper._seen
+        self.transport = transport
+        self.attempt = 0
+        self.topics: dict[str, TopicState] = {}
+        #: mutations resolved since the driver last drained them
+        self.resolved: list[MutationRecord] = []
+        #: called with (topic_state, event, outcome) for every applied event, if set
+        self.on_apply: Callable[[TopicState, Event, Outcome], None] | None = None
+        self._remember = self.deduper.add
+
+    # -- topics ---------------------------------------------------------------
+
+    def add_topic(
+        self,
+        name: str,
+        ordering: str = "sequence",
+        *,
+        merge: MergeFn | None = None,
+        gap_timeout: float = DEFAULT_GAP_TIMEOUT,
+    ) -> TopicState:
+        if name in self.topics:
+            return self.topics[name]
+        ts = TopicState(
+            name, make_orderer(name, ordering, gap_timeout=gap_timeout), TopicStore(name, merge)
+        )
+        self.topics[name] = ts
+        return ts
+
+    def remove_topic(self, name: str) -> None:
+        self.topics.pop(name, None)
+
+    # -- the hot path -----------------------------------------------------------
+
+    def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
+        """Process one received frame; return the control frames among it."""
+        if len(data) > self._max_frame_size:
+            self._log_invalid(now, len(data), str(FrameTooLarge(len(data), self._max_frame_size)))
+            return _NO_CONTROL
+        try:
+            frame = self._decode(data)
+        except msgspec.MsgspecError as exc:
+            self._log_invalid(now, len(data), str(invalid_frame_from(exc)))
+            return _NO_CONTROL
+        if type(frame) is Event:
+            self.event(frame, now, len(data))
+            return _NO_CONTROL
+        if type(frame) is Batch:
+            control: list[ClientBound] = []
+            n = len(frame.messages) or 1
+            share = len(data) // n
+            for msg in frame.messages:
+                if type(msg) is Event:
+                    self.event(msg, now, share)
+                else:
+                    control.extend(self.control(msg, now))
+            return control
+        return self.control(frame, now)
+
+    def event(self, ev: Event, now: float, nbytes: int) -> None:
+        """Dedupe, order, merge and log one event."""
+        ts = self.topics.get(ev.topic)
+        occurred = ev.occurred_at.timestamp()
+        if ts is None:
+            self._row(now, occurred, ev, _UNEXPECTED, nbytes)
+            return
+        if ev.id in self._seen:
+            self._row(now, occurred, ev, _DUPLICATE, nbytes)
+            return
+        outcome = ts.orderer.offer(ev, now)
+        if outcome is Outcome.APPLIED:
+            self._apply(ts, ev, now, occurred, nbytes)
+            if type(ts.orderer) is SequenceOrderer and ts.orderer.buffered:
+                for later in ts.orderer.drain():
+                    self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
+        else:
+            self._row(now, occurred, ev, _CODE[outcome], nbytes)
+
+    def _apply(self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int) -> None:
+        payload = ev.payload
+        ts.store.apply(ev.entity_id, ev.type, payload, ev.sequence)
+        self._remember(ev.id, now)
+        ts.last_token = ev.replay_token
+        ts.last_event_at = now
+        ts.last_occurred_at = occurred
+        ts.applied += 1
+        code = _APPLIED
+        if ts.replay_until is not None:
+            code = _REPLAYED
+            if ev.sequence >= ts.replay_until:
+                ts.replay_until = None
+                ts.status = "live"
+        self.log.append_envelope(
+            now, occurred, ev.topic, ev.type, ev.id, ev.sequence, ev.entity_id,
+            code, self.transport, self.attempt, nbytes,
+        )  # fmt: skip
+        if CLIENT_MUTATION_ID in payload and self.ledger.watching:
+            self._confirm(ts, ev, str(payload[CLIENT_MUTATION_ID]), now)
+        if self.on_apply is not None:
+            self.on_apply(ts, ev, Outcome.REPLAYED if code == _REPLAYED else Outcome.APPLIED)
+
+    def _row(self, now: float, occurred: float, ev: Event, code: int, nbytes: int) -> None:
+        self.log.append_envelope(
+            now, occurred, ev.topic, ev.type, ev.id, ev.sequence, ev.entity_id,
+            code, self.transport, self.attempt, nbytes,
+        )  # fmt: skip
+
+    def _log_invalid(self, now: float, nbytes: int, error: str) -> None:
+        self.log.append_envelope(
+            now, _NAN, "", "", None, -1, None, _INVALID, self.transport, self.attempt, nbytes, error
+        )
+
+    # -- control frames -----------------------------------------------------------
+
+    def control(self, frame: ClientBound, now: float) -> list[ClientBound]:
+        """Apply what a control frame means for topics and mutations; pass it on."""
+        kind = type(frame)
+        if kind is Snapshot:
+            assert isinstance(frame, Snapshot)
+            self.snapshot(frame, now)
+        elif kind is Subscribed:
+            assert isinstance(frame, Subscribed)
+            self._subscribed(frame)
+        elif kind is Heartbeat:
+            assert isinstance(frame, Heartbeat)
+            self._heartbeat(frame, now)
+        elif kind is MutationRejected:
+            assert isinstance(frame, MutationRejected)
+            rec = self.ledger.reject(frame.client_mutation_id, frame.code, frame.message, now)
+            if rec is not None:
+                ts = self.topics.get(rec.topic)
+                if ts is not None:
+                    ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
+                self.resolved.append(rec)
+        elif kind is Error:
+            assert isinstance(frame, Error)
+            if frame.topic is not None and frame.code == "forbidden":
+                ts = self.topics.get(frame.topic)
+                if ts is not None:
+                    ts.status = "forbidden"
+        return [frame]
+
+    def _subscribed(self, frame: Subscribed) -> None:
+        ts = self.topics.get(frame.topic)
+        if ts is None:
+            return
+        if frame.replay == "complete":
+            pos = ts.orderer.position()
+            latest = frame.latest_sequence
+            if latest is not None and (pos is None or latest > pos):
+                ts.status = "replaying"
+                ts.replay_until = latest
+            else:
+                ts.status = "live"
+                ts.replay_until = None
+        elif frame.replay == "unavailable":
+            ts.status = "replaying"
+            ts.unavailable = True
+        else:  # "none": a snapshot follows
+            ts.status = "replaying"
+
+    def snapshot(self, snap: Snapshot, now: float) -> None:
+        """Replace a topic's state; log the range no event will ever fill."""
+        ts = self.topics.get(snap.topic)
+        if ts is None:
+            return
+        pos = ts.orderer.position()
+        if pos is not None and snap.sequence > pos:
+            missing = snap.sequence - pos
+            for seq in range(pos + 1, snap.sequence + 1):
+                self.log.append_envelope(
+                    now, _NAN, ts.name, "", None, seq, None, _GAP, self.transport, self.attempt, 0
+                )
+            ts.unrecoverable += missing
+            ts.gaps += 1
+        elif pos is not None and snap.sequence < pos:
+            self.log.append_envelope(
+                now, _NAN, ts.name, "", None, -1, None, _GAP, self.transport, self.attempt, 0,
+                f"log restarted at sequence {snap.sequence} (was {pos}): state replaced",
+            )  # fmt: skip
+            ts.gaps += 1
+        ts.store.replace((e.entity_id, e.state, e.sequence) for e in snap.entities)
+        for later in ts.orderer.reset(snap.sequence, dict(ts.store.sequences)):
+            self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
+        if snap.token is not None:
+            ts.last_token = snap.token
+        ts.unavailable = False
+        ts.replay_until = None
+        ts.status = "live"
+        ts.last_event_at = now
+
+    def _heartbeat(self, hb: Heartbeat, now: float) -> None:
+        for name, seq in hb.sequences.items():
+            ts = self.topics.get(name)
+            if ts is not None and type(ts.orderer) is SequenceOrderer:
+                ts.orderer.note_latest(seq, now)
+
+    # -- mutations -------------------------------------------------------------------
+
+    def _confirm(self, ts: TopicState, ev: Event, cmid: str, now: float) -> None:
+        rec = self.ledger.confirm(cmid, now)
+        if rec is None:
+            return
+        if rec.status == "confirmed":
+            ts.store.remove_pending(rec.entity_id, cmid)
+        self.resolved.append(rec)
+
+    # -- gaps ---------------------------------------------------------------------
+
+    def check(self, now: float) -> list[GapReport]:
+        """Gaps that should now be recovered by a targeted re-subscribe."""
+        out: list[GapReport] = []
+        for ts in self.topics.values():
+            rep = ts.orderer.check(now)
+            if rep is not None:
+                ts.gaps += 1
+                out.append(rep)
+        return out

@@ -1,0 +1,253 @@
+"""The hot path end to end: bytes in, state and one log row per decision out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtnb.core.merge import apply_to
+from rtnb.core.pipeline import Pipeline
+from rtnb.core.store import PENDING_FIELD
+from rtnb.protocol import (
+    Batch,
+    Error,
+    Heartbeat,
+    MutationRejected,
+    Pong,
+    Subscribed,
+    encode,
+)
+from tests.helpers import RecordingSink, event, snapshot
+
+
+def _pipeline(ordering: str = "sequence", *topics: str) -> tuple[Pipeline, RecordingSink]:
+    sink = RecordingSink()
+    p = Pipeline(sink)
+    for t in topics or ("incidents",):
+        p.add_topic(t, ordering)
+    return p, sink
+
+
+def _start(p: Pipeline, topic: str = "incidents", seq: int = 0) -> None:
+    p.feed(encode(Subscribed(topic=topic, replay="none")), 0.0)
+    p.feed(encode(snapshot(topic, seq, {})), 0.0)
+
+
+def test_events_are_applied_and_logged_with_their_size() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    data = encode(event(1, entity="inc-1", payload={"status": "open"}))
+    assert p.feed(data, 10.0) == []
+    ts = p.topics["incidents"]
+    assert ts.store.entities == {"inc-1": {"status": "open"}}
+    assert ts.status == "live" and ts.last_token == "tok-incidents-1"
+    (row,) = sink.rows
+    assert row["outcome"] == "applied" and row["nbytes"] == len(data)
+    assert row["sequence"] == 1 and row["entity_id"] == "inc-1"
+
+
+def test_a_duplicate_by_id_is_logged_and_not_applied_twice() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    p.feed(encode(event(1, payload={"v": 1})), 0.0)
+    p.feed(encode(event(1, payload={"v": 1})), 0.0)
+    assert sink.outcomes() == ["applied", "duplicate"]
+    assert p.topics["incidents"].applied == 1
+
+
+def test_invalid_frames_are_logged_with_their_error_and_processing_continues() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    assert p.feed(b'{"op":"event","sequence":"x"}', 0.0) == []
+    assert p.feed(b"{" + b" " * (2 << 20), 0.0) == []
+    p.feed(encode(event(1)), 0.0)
+    assert sink.outcomes() == ["invalid", "invalid", "applied"]
+    assert sink.rows[0]["error"].startswith("$")
+    assert "exceeds" in sink.rows[1]["error"]
+
+
+def test_events_for_topics_not_subscribed_are_unexpected() -> None:
+    p, sink = _pipeline()
+    p.feed(encode(event(1, topic="fleet")), 0.0)
+    assert sink.outcomes() == ["unexpected_topic"]
+
+
+def test_control_frames_are_returned_to_the_driver() -> None:
+    p, _ = _pipeline()
+    pong = Pong(id="p1", server_time=1.0)
+    assert p.feed(encode(pong), 0.0) == [pong]
+
+
+def test_a_batch_is_unpacked_in_order_with_its_bytes_shared() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    pong = Pong(id="p1", server_time=1.0)
+    data = encode(Batch(messages=[event(1), pong, event(2)]))
+    assert p.feed(data, 0.0) == [pong]
+    assert sink.outcomes() == ["applied", "applied"]
+    assert sink.rows[0]["nbytes"] == len(data) // 3
+
+
+def test_early_events_are_logged_buffered_then_applied_once() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    for s in (2, 3, 1):
+        p.feed(encode(event(s)), 0.0)
+    assert sink.outcomes() == ["buffered", "buffered", "applied", "applied", "applied"]
+    assert [r["sequence"] for r in sink.rows] == [2, 3, 1, 2, 3]
+    assert [r["nbytes"] for r in sink.rows][3:] == [0, 0]
+
+
+def test_replayed_events_are_marked_until_the_replay_catches_up() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    p.feed(encode(event(1)), 0.0)
+    p.feed(encode(Subscribed(topic="incidents", replay="complete", latest_sequence=3)), 1.0)
+    assert p.topics["incidents"].status == "replaying"
+    for s in (2, 3, 4):
+        p.feed(encode(event(s)), 1.0)
+    assert sink.outcomes() == ["applied", "replayed", "replayed", "applied"]
+    assert p.topics["incidents"].status == "live"
+
+
+def test_unavailable_replay_logs_each_unrecoverable_sequence_and_takes_the_snapshot() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    p.feed(encode(event(1, entity="a", payload={"v": 1})), 0.0)
+    p.feed(encode(Subscribed(topic="incidents", replay="unavailable")), 1.0)
+    p.feed(encode(snapshot("incidents", 5, {"a": {"v": 5}})), 1.0)
+    ts = p.topics["incidents"]
+    gap_rows = [r for r in sink.rows if r["outcome"] == "gap_unrecoverable"]
+    assert [r["sequence"] for r in gap_rows] == [2, 3, 4, 5]
+    assert ts.unrecoverable == 4 and ts.store.entities == {"a": {"v": 5}}
+    assert ts.status == "live" and ts.orderer.position() == 5
+
+
+def test_a_snapshot_behind_the_position_means_the_log_restarted() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    for s in (1, 2, 3):
+        p.feed(encode(event(s)), 0.0)
+    p.feed(encode(snapshot("incidents", 1, {"z": {}})), 1.0)
+    assert sink.rows[-1]["outcome"] == "gap_unrecoverable"
+    assert "log restarted" in sink.rows[-1]["error"]
+    p.feed(encode(event(2, id="new-epoch-2")), 1.0)
+    assert sink.rows[-1]["outcome"] == "applied"
+
+
+def test_a_gap_is_reported_for_a_targeted_resubscribe() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    p.feed(encode(event(1)), 0.0)
+    p.feed(encode(event(3)), 0.0)
+    assert p.check(0.5) == []
+    (rep,) = p.check(1.0)
+    assert (rep.topic, rep.first, rep.last) == ("incidents", 2, 2)
+    assert p.topics["incidents"].last_token == "tok-incidents-1"
+
+
+def test_a_heartbeat_ahead_of_the_client_reveals_a_missed_last_event() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    p.feed(encode(event(1)), 0.0)
+    p.feed(encode(Heartbeat(server_time=0.0, sequences={"incidents": 2})), 0.0)
+    (rep,) = p.check(1.0)
+    assert (rep.first, rep.last) == (2, 2)
+
+
+def test_forbidden_error_marks_only_that_topic() -> None:
+    p, _ = _pipeline("sequence", "incidents", "audit")
+    p.feed(encode(Error(code="forbidden", message="admins only", topic="audit")), 0.0)
+    assert p.topics["audit"].status == "forbidden"
+    assert p.topics["incidents"].status == "pending"
+
+
+def test_mutation_confirmed_by_an_echoed_client_mutation_id() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    ts = p.topics["incidents"]
+    p.ledger.create("m1", "incidents", "a", {"status": "ack"}, now=0.0)
+    ts.store.add_pending("a", "m1", {"status": "ack"})
+    assert ts.store.view("a") == {"status": "ack", PENDING_FIELD: True}
+    p.feed(encode(event(1, entity="a", payload={"status": "ack", "clientMutationId": "m1"})), 0.5)
+    assert ts.store.view("a") == {"status": "ack"}
+    (rec,) = p.resolved
+    assert rec.status == "confirmed" and rec.latency_ms == 500.0
+
+
+def test_mutation_rejection_rolls_back_the_overlay() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    ts = p.topics["incidents"]
+    p.feed(encode(event(1, entity="a", payload={"status": "open"})), 0.0)
+    p.ledger.create("m1", "incidents", "a", {"status": "resolved"}, now=0.0)
+    ts.store.add_pending("a", "m1", {"status": "resolved"})
+    p.feed(encode(MutationRejected(client_mutation_id="m1", code="invalid", message="no")), 0.1)
+    assert ts.store.view("a") == {"status": "open"}
+    assert p.resolved[0].status == "rejected"
+
+
+# -- properties -------------------------------------------------------------------
+
+_payload = st.dictionaries(st.sampled_from("abc"), st.integers(0, 9), max_size=2)
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> tuple[list[Any], list[int]]:
+    n = draw(st.integers(1, 40))
+    events = [
+        event(
+            s,
+            entity=draw(st.sampled_from(["e1", "e2", "e3"])),
+            type=draw(st.sampled_from(["x.updated"] * 5 + ["x.deleted"])),
+            payload=draw(_payload),
+        )
+        for s in range(1, n + 1)
+    ]
+    order = draw(st.permutations(range(n)))
+    dups = draw(st.lists(st.integers(0, n - 1), max_size=n))
+    arrival = list(order)
+    for d in dups:
+        arrival.insert(draw(st.integers(0, len(arrival))), d)
+    return events, arrival
+
+
+@given(_streams())
+def test_sequence_mode_converges_to_the_in_order_state_applying_each_event_once(
+    stream: tuple[list[Any], list[int]],
+) -> None:
+    events, arrival = stream
+    p, sink = _pipeline("sequence")
+    _start(p)
+    for i in arrival:
+        p.feed(encode(events[i]), 0.0)
+    truth: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        apply_to(truth, ev.entity_id, ev.type, ev.payload)
+    assert p.topics["incidents"].store.entities == truth
+    applied = Counter(sink.ids("applied", "replayed"))
+    assert applied == Counter(ev.id for ev in events)
+    assert p.topics["incidents"].orderer.position() == len(events)
+
+
+@given(_streams())
+def test_entity_mode_never_lets_an_older_event_overwrite_a_newer_one(
+    stream: tuple[list[Any], list[int]],
+) -> None:
+    events, arrival = stream
+    p, _ = _pipeline("entity")
+    _start(p)
+    ts = p.topics["incidents"]
+    newest: dict[str, int] = {}
+    for i in arrival:
+        ev = events[i]
+        p.feed(encode(ev), 0.0)
+        newest[ev.entity_id] = max(newest.get(ev.entity_id, 0), ev.sequence)
+        # The sequence the entity's state reflects is always the newest seen.
+        if ev.entity_id in ts.store.sequences:
+            assert ts.store.sequences[ev.entity_id] == newest[ev.entity_id]
+    for eid, seq in ts.store.sequences.items():
+        assert seq == newest[eid]
