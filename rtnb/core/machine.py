@@ -309,6 +309,15 @@ class ConnectionMachine:
         if topic in self._topics:
             self._replay[topic] = token
 
+    def note_alive(self, now: float) -> None:
+        """A data frame arrived (event, snapshot): liveness only, no actions.
+
+        The hot path's cheap form of ``frame_received`` for frames the machine
+        has no decision to make about; ignored when no transport is open.
+        """
+        if self._transport_open:
+            self._last_seen = now
+
     # -- inputs ----------------------------------------------------------------
 
     def start(self, now: float, token: str) -> list[Action]:

@@ -1,0 +1,335 @@
+"""``EnvelopeLog``: every envelope, state change, mutation and heartbeat, as columns.
+
+Pure Python: importing this module does not import pandas, numpy or pyarrow
+(``import rtnb`` must stay light). DataFrames, summaries and parquet files are
+built on demand by :mod:`.frames`, :mod:`.summary` and :mod:`.parquet`, which
+are imported the first time they are needed.
+
+Storage and threading are described in :mod:`rtnb.telemetry.ring`: the
+runtime thread appends (a few tenths of a microsecond per envelope, no lock
+per row), any other thread may build DataFrames concurrently and always sees
+a consistent cut of each table. The four tables are separate rings, so a
+snapshot is consistent per table, not across tables.
+
+The log never stores tokens or replay cursors: no ``append_*`` method takes
+one, and it must stay that way (DESIGN.md §3: they never go in logs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.status import OUTCOMES_BY_CODE
+from .ring import BATCH, Converted, Ring, Snapshot, Tally
+from .schema import (
+    ENVELOPE_CAPACITY,
+    ENVELOPES,
+    HEARTBEAT_CAPACITY,
+    HEARTBEATS,
+    MUTATION_CAPACITY,
+    MUTATIONS,
+    STATE_CAPACITY,
+    STATES,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_ENVELOPE_FLAT_BATCH = BATCH * len(ENVELOPES.columns)
+_OUTCOME_COLUMN = ENVELOPES.names.index("outcome")
+_STATUS_COLUMN = STATES.names.index("status")
+_PREVIOUS_COLUMN = STATES.names.index("previous")
+_DURATION_COLUMN = STATES.names.index("duration_s")
+_MUTATION_OUTCOME_COLUMN = MUTATIONS.names.index("outcome")
+
+
+class _OutcomeTally(Tally):
+    """Envelopes per outcome over every envelope ever appended (kept after overflow)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(OUTCOMES_BY_CODE)
+
+    def update(self, ring: Ring, columns: Sequence[Converted]) -> None:
+        raw = columns[_OUTCOME_COLUMN].tobytes()  # type: ignore[union-attr]
+        counts = self.counts
+        for code in range(len(counts)):
+            counts[code] += raw.count(code)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {
+            "outcomes": {o.value: n for o, n in zip(OUTCOMES_BY_CODE, self.counts, strict=True)}
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        saved = state.get("outcomes", {})
+        self.counts = [int(saved.get(o.value, 0)) for o in OUTCOMES_BY_CODE]
+
+
+class _StateTally(Tally):
+    """Entries into each status, and seconds spent in each status (from ``duration_s``)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    def update(self, ring: Ring, columns: Sequence[Converted]) -> None:
+        status_codes, previous_codes = ring.codes[_STATUS_COLUMN], ring.codes[_PREVIOUS_COLUMN]
+        assert status_codes is not None and previous_codes is not None
+        statuses, previous = status_codes.values, previous_codes.values
+        for s, p, d in zip(
+            columns[_STATUS_COLUMN],
+            columns[_PREVIOUS_COLUMN],
+            columns[_DURATION_COLUMN],
+            strict=True,
+        ):
+            if s >= 0:
+                self.entries[statuses[s]] = self.entries.get(statuses[s], 0) + 1
+            if p >= 0 and math.isfinite(d):
+                self.seconds[previous[p]] = self.seconds.get(previous[p], 0.0) + d
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"entries": dict(self.entries), "seconds": dict(self.seconds)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.entries = {str(k): int(v) for k, v in state.get("entries", {}).items()}
+        self.seconds = {str(k): float(v) for k, v in state.get("seconds", {}).items()}
+
+
+class _MutationTally(Tally):
+    """Mutations per outcome over every mutation ever appended."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+
+    def update(self, ring: Ring, columns: Sequence[Converted]) -> None:
+        codes = ring.codes[_MUTATION_OUTCOME_COLUMN]
+        assert codes is not None
+        for code in columns[_MUTATION_OUTCOME_COLUMN]:
+            name = codes.values[code] if code >= 0 else "none"
+            self.outcomes[name] = self.outcomes.get(name, 0) + 1
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.outcomes = {str(k): int(v) for k, v in state.get("outcomes", {}).items()}
+
+
+class EnvelopeLog:
+    """Columnar, bounded log of envelopes, connection states, mutations and heartbeats.
+
+    Each table is a ring of at most ``*_capacity`` rows (defaults:
+    :data:`~rtnb.telemetry.schema.ENVELOPE_CAPACITY` = 500,000,
+    :data:`~rtnb.telemetry.schema.STATE_CAPACITY` = 10,000,
+    :data:`~rtnb.telemetry.schema.MUTATION_CAPACITY` = 50,000,
+    :data:`~rtnb.telemetry.schema.HEARTBEAT_CAPACITY` = 50,000). When a table
+    is full its oldest row is overwritten and counted in :attr:`dropped`;
+    :attr:`counts` and :meth:`summary` keep counting every row ever appended.
+    Columns grow with the data, so an idle log costs almost nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        envelope_capacity: int = ENVELOPE_CAPACITY,
+        state_capacity: int = STATE_CAPACITY,
+        mutation_capacity: int = MUTATION_CAPACITY,
+        heartbeat_capacity: int = HEARTBEAT_CAPACITY,
+    ) -> None:
+        self._envelopes = Ring(ENVELOPES, envelope_capacity, _OutcomeTally())
+        self._states = Ring(STATES, state_capacity, _StateTally())
+        self._mutations = Ring(MUTATIONS, mutation_capacity, _MutationTally())
+        self._heartbeats = Ring(HEARTBEATS, heartbeat_capacity)
+        self._rings: dict[str, Ring] = {
+            r.spec.name: r
+            for r in (self._envelopes, self._states, self._mutations, self._heartbeats)
+        }
+        # The hot path appends straight to the envelope ring's pending list.
+        self._envelope_rows = self._envelopes.pending
+
+    # -- appending (runtime thread) ----------------------------------------------------------
+
+    def append_envelope(
+        self,
+        received_at: float,
+        occurred_at: float,
+        topic: str,
+        type: str,
+        id: str | None,
+        sequence: int,
+        entity_id: str | None,
+        outcome: int,
+        transport: str,
+        attempt: int,
+        nbytes: int,
+        error: str | None = None,
+    ) -> None:
+        """Log one envelope: amortised O(1), no lock per row, no DataFrame work.
+
+        Times are unix seconds (``occurred_at`` NaN when unknown, e.g. an
+        invalid frame); ``sequence`` -1 means none; ``outcome`` is a code
+        from :data:`rtnb.core.status.OUTCOME_CODES`; ``attempt`` is the
+        connection attempt the envelope arrived on; ``nbytes`` the frame size;
+        ``error`` the ``InvalidFrame`` text of an ``invalid`` envelope.
+        Values are type-checked in batches: a wrong type raises
+        ``LocalProtocolError`` from a later ``append_*`` or read, naming the
+        column, and only the offending rows are left out.
+        """
+        rows = self._envelope_rows
+        rows += (
+            received_at,
+            occurred_at,
+            topic,
+            type,
+            id,
+            sequence,
+            entity_id,
+            outcome,
+            transport,
+            attempt,
+            nbytes,
+            error,
+        )
+        if len(rows) >= _ENVELOPE_FLAT_BATCH:
+            self._envelopes.commit(blocking=False)
+
+    def append_state(
+        self,
+        at: float,
+        status: str,
+        previous: str | None,
+        reason: str | None,
+        attempt: int,
+        duration_s: float,
+    ) -> None:
+        """Log a connection transition ``previous -> status`` at ``at`` (unix seconds).
+
+        ``duration_s`` is the time spent in ``previous`` (NaN if unknown);
+        statuses are :class:`rtnb.Status` values.
+        """
+        self._states.append((at, status, previous, reason, attempt, duration_s))
+
+    def append_mutation(
+        self,
+        client_mutation_id: str,
+        topic: str,
+        entity_id: str | None,
+        created_at: float,
+        resolved_at: float,
+        outcome: str,
+        latency_ms: float,
+        while_degraded: bool,
+    ) -> None:
+        """Log a mutation's resolution (``outcome``: confirmed, rejected, timed_out, ...).
+
+        ``resolved_at`` and ``latency_ms`` are NaN while unresolved (e.g. queued).
+        """
+        self._mutations.append(
+            (
+                client_mutation_id,
+                topic,
+                entity_id,
+                created_at,
+                resolved_at,
+                outcome,
+                latency_ms,
+                while_degraded,
+            )
+        )
+
+    def append_heartbeat(self, at: float, rtt_ms: float, server_lag_ms: float) -> None:
+        """Log a heartbeat or pong at ``at``; either figure may be NaN."""
+        self._heartbeats.append((at, rtt_ms, server_lag_ms))
+
+    # -- reading (any thread) ---------------------------------------------------------------
+
+    def _snapshot(self, table: str, names: Sequence[str] | None = None) -> Snapshot:
+        return self._rings[table].snapshot(names)
+
+    @property
+    def envelopes(self) -> pd.DataFrame:
+        """One row per envelope held, oldest first (DESIGN.md §5 columns)."""
+        from .frames import envelopes_frame
+
+        return envelopes_frame(self._envelopes.snapshot())
+
+    @property
+    def states(self) -> pd.DataFrame:
+        """One row per connection transition held, oldest first."""
+        from .frames import states_frame
+
+        return states_frame(self._states.snapshot())
+
+    @property
+    def mutations(self) -> pd.DataFrame:
+        """One row per mutation resolution held, oldest first."""
+        from .frames import mutations_frame
+
+        return mutations_frame(self._mutations.snapshot())
+
+    @property
+    def heartbeats(self) -> pd.DataFrame:
+        """One row per heartbeat held, oldest first."""
+        from .frames import heartbeats_frame
+
+        return heartbeats_frame(self._heartbeats.snapshot())
+
+    def __len__(self) -> int:
+        """Envelopes currently held (at most the envelope capacity)."""
+        return self._envelopes.snapshot(()).held
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Envelopes per outcome, over every envelope ever appended (all outcomes listed)."""
+        outcomes: dict[str, int] = self._envelopes.snapshot(()).tally["outcomes"]
+        return outcomes
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Rows overwritten by overflow, per table (``{"envelopes": 3, ...}``)."""
+        return {name: ring.snapshot(()).dropped for name, ring in self._rings.items()}
+
+    @property
+    def capacity(self) -> dict[str, int]:
+        """Rows kept per table."""
+        return {name: ring.capacity for name, ring in self._rings.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures as plain JSON-friendly values (see :mod:`.summary`)."""
+        from .summary import summarize
+
+        return summarize(self)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write all four tables to one parquet file (layout in :mod:`.parquet`)."""
+        from .parquet import write_log
+
+        write_log(self, path)
+
+    @classmethod
+    def read_parquet(cls, path: str | os.PathLike[str]) -> EnvelopeLog:
+        """Load a log written by :meth:`to_parquet`; its DataFrames and summary match."""
+        from .parquet import read_log
+
+        return read_log(cls, path)
+
+    def clear(self) -> None:
+        """Forget every row and every count."""
+        for ring in self._rings.values():
+            ring.clear()
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, ring in self._rings.items():
+            snap = ring.snapshot(())
+            text = f"{snap.held:,} {name}"
+            if snap.dropped:
+                text += f" ({snap.dropped:,} dropped)"
+            parts.append(text)
+        return f"<EnvelopeLog {', '.join(parts)}>"

@@ -1,0 +1,302 @@
+"""One parquet file per log: ``EnvelopeLog.to_parquet`` / ``EnvelopeLog.read_parquet``.
+
+Layout (schema version 1)
+-------------------------
+Parquet holds one table per file, so the four tables are stacked in *long
+format*: one file, one schema that is the union of the four tables' columns,
+and a ``log_table`` column (``"envelopes"``, ``"states"``, ``"mutations"``,
+``"heartbeats"``) saying which table a row belongs to. Rows are written
+table by table, each table in arrival order and in its own row groups;
+columns a table does not have are null in its rows (parquet stores runs of
+nulls in a few bytes). Columns with the same name mean the same thing in
+every table that has them (``topic``, ``entity_id``, ``outcome``, ``at``).
+So ``pd.read_parquet(path)`` or DuckDB's ``WHERE log_table = 'states'`` work
+without rtnb.
+
+Columns are stored as the log stores them, which makes the round trip
+exact: times are ``float64`` unix seconds (field metadata ``rtnb.unit``),
+strings with few distinct values are dictionary-encoded, ``sequence`` is
+null where none. ``lag_ms`` is derived and not stored.
+
+The file's key-value metadata holds ``rtnb.schema_version`` (``"1"``;
+higher versions are refused with :class:`TelemetryFileError`) and
+``rtnb.log``, a JSON object with, per table, the rows in the file, the rows
+ever appended (so overflow stays visible) and the capacity, plus the
+running tallies behind ``counts`` and ``summary()``.
+
+To extend it (payload retention, rolling files), add nullable columns or
+metadata keys and bump :data:`~rtnb.telemetry.schema.SCHEMA_VERSION` only
+when an older reader would misread the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from ..core.status import OUTCOME_CODES, OUTCOMES_BY_CODE
+from .frames import TIME_COLUMNS, ordered, ordered_list
+from .ring import Snapshot, Store
+from .schema import (
+    SCHEMA_VERSION,
+    TABLES,
+    TYPECODES,
+    Column,
+    TableSpec,
+    TelemetryFileError,
+)
+
+if TYPE_CHECKING:
+    from .log import EnvelopeLog
+
+TABLE_COLUMN = "log_table"
+VERSION_KEY = b"rtnb.schema_version"
+LOG_KEY = b"rtnb.log"
+COMPRESSION = "zstd"
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "int32": pa.int32(),
+    "code8": _DICT,
+    "bool": pa.bool_(),
+    "cat": _DICT,
+    "str": pa.string(),
+    "sparse": pa.string(),
+}
+_OUTCOME_VALUES = {o.value: code for o, code in OUTCOME_CODES.items()}
+_NUMPY_TYPES = {"d": np.float64, "q": np.int64, "i": np.int32, "B": np.uint8}
+
+
+def file_schema() -> pa.Schema:
+    """The union schema of all four tables, plus ``log_table``."""
+    fields: dict[str, pa.Field] = {TABLE_COLUMN: pa.field(TABLE_COLUMN, _DICT, nullable=False)}
+    for spec in TABLES:
+        for col in spec.columns:
+            meta = {b"rtnb.unit": b"unix seconds (UTC)"} if col.name in TIME_COLUMNS else None
+            field = pa.field(col.name, _ARROW_TYPES[col.kind], metadata=meta)
+            if col.name in fields and not fields[col.name].equals(field, check_metadata=True):
+                raise AssertionError(f"column {col.name!r} differs between tables")
+            fields[col.name] = field
+    return pa.schema(list(fields.values()))
+
+
+def _to_arrow(snap: Snapshot, col: Column) -> pa.Array:
+    kind, name = col.kind, col.name
+    if kind == "str":
+        return pa.array(ordered_list(snap, name), type=pa.string())
+    if kind == "sparse":
+        values: list[str | None] = [None] * snap.held
+        first = snap.total - snap.held
+        for row, text in snap.sparse[name]:
+            values[row - first] = text
+        return pa.array(values, type=pa.string())
+    data = ordered(snap, name)
+    if kind == "float":
+        return pa.array(data, type=pa.float64())
+    if kind in ("int", "int32"):
+        mask = data < 0 if name == "sequence" else None
+        return pa.array(data, type=_ARROW_TYPES[kind], mask=mask)
+    if kind == "bool":
+        return pa.array(data.astype(bool), type=pa.bool_())
+    if kind == "code8":
+        dictionary = pa.array([o.value for o in OUTCOMES_BY_CODE], type=pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(data.astype(np.int32)), dictionary)
+    indices = pa.array(data, type=pa.int32(), mask=data < 0)
+    dictionary = pa.array(snap.categories[name], type=pa.string())
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+def _table(snap: Snapshot, schema: pa.Schema) -> pa.Table:
+    n = snap.held
+    mine = {c.name: c for c in snap.spec.columns}
+    tag = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([snap.spec.name])
+    )
+    arrays = [tag]
+    for field in schema:
+        if field.name == TABLE_COLUMN:
+            continue
+        col = mine.get(field.name)
+        arrays.append(_to_arrow(snap, col) if col else pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
+    """Write ``log`` to the parquet file ``path`` (overwritten if it exists)."""
+    snaps = [log._snapshot(spec.name) for spec in TABLES]
+    info = {
+        "tables": {
+            s.spec.name: {"rows": s.held, "total": s.total, "capacity": s.capacity} for s in snaps
+        },
+        "tallies": {s.spec.name: s.tally for s in snaps},
+    }
+    schema = file_schema().with_metadata(
+        {VERSION_KEY: str(SCHEMA_VERSION).encode(), LOG_KEY: json.dumps(info).encode()}
+    )
+    # Write next to the target and rename, so a crash never leaves half a file behind.
+    target = os.fspath(path)
+    partial = f"{target}.partial-{os.getpid()}"
+    try:
+        with pq.ParquetWriter(partial, schema, compression=COMPRESSION) as writer:
+            for snap in snaps:
+                if snap.held:
+                    writer.write_table(_table(snap, schema))
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _check_version(path: str | os.PathLike[str], meta: dict[bytes, bytes]) -> dict[str, Any]:
+    raw = meta.get(VERSION_KEY)
+    if raw is None or LOG_KEY not in meta:
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r} is not an rtnb telemetry log: its parquet metadata has no "
+            f"{VERSION_KEY.decode()!r}; write one with EnvelopeLog.to_parquet()"
+        )
+    try:
+        version = int(raw)
+    except ValueError:
+        version = -1
+    if version > SCHEMA_VERSION:
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r} was written with rtnb telemetry schema version {version}, "
+            f"but this rtnb reads versions up to {SCHEMA_VERSION}; upgrade rtnb to read it"
+        )
+    if version < 1:
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: invalid rtnb.schema_version {raw.decode(errors='replace')!r}"
+        )
+    try:
+        info: dict[str, Any] = json.loads(meta[LOG_KEY])
+    except ValueError as exc:
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: unreadable rtnb.log metadata ({exc})"
+        ) from None
+    return info
+
+
+def _codes(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """A (dictionary) string array -> int32 codes (-1 for null) and the dictionary values."""
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    indices = pc.fill_null(arr.indices.cast(pa.int32()), -1)
+    return indices.to_numpy(zero_copy_only=False), arr.dictionary.to_pylist()
+
+
+def _packed(values: np.ndarray[Any, Any], typecode: str) -> array[Any]:
+    out = array(typecode)
+    out.frombytes(np.ascontiguousarray(values, dtype=_NUMPY_TYPES[typecode]).tobytes())
+    return out
+
+
+def _from_arrow(spec: TableSpec, part: pa.Table, total: int) -> dict[str, Any]:
+    columns: dict[str, Store] = {}
+    categories: dict[str, list[str]] = {}
+    sparse: dict[str, list[tuple[int, str]]] = {}
+    first = total - part.num_rows
+    for col in spec.columns:
+        arr = part.column(col.name).combine_chunks()
+        kind = col.kind
+        if kind in ("str", "sparse"):
+            values = arr.cast(pa.string()).to_pylist()
+            if kind == "str":
+                columns[col.name] = values
+            else:
+                sparse[col.name] = [(first + i, v) for i, v in enumerate(values) if v is not None]
+        elif kind in ("cat", "code8"):
+            codes, dictionary = _codes(arr)
+            if kind == "cat":
+                columns[col.name] = _packed(codes, "i")
+                categories[col.name] = dictionary
+                continue
+            lut = np.array([_OUTCOME_VALUES.get(v, -1) for v in dictionary] + [-1])
+            mapped = lut[codes]
+            if (mapped < 0).any():
+                bad = codes[np.argmax(mapped < 0)]
+                raise TelemetryFileError(
+                    f"{spec.name}.{col.name}: {dictionary[bad] if bad >= 0 else None!r} "
+                    f"is not an outcome (expected one of {', '.join(_OUTCOME_VALUES)})"
+                )
+            columns[col.name] = _packed(mapped, "B")
+        else:
+            fill: Any = {"float": float("nan"), "bool": False}.get(kind, -1)
+            data = pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
+            columns[col.name] = _packed(data, TYPECODES[kind])
+    return {"columns": columns, "categories": categories, "sparse": sparse}
+
+
+def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """Check ``path``'s schema version and split it into its four tables.
+
+    Returns the ``rtnb.log`` metadata and, per table, its rows in arrival
+    order (only that table's columns). This is the seam for readers of other
+    layouts (e.g. a directory of rolling files: concatenate per table).
+    """
+    where = repr(os.fspath(path))
+    info = _check_version(path, pq.read_metadata(path).metadata or {})
+    data = pq.read_table(path)
+    try:
+        rows = {spec.name: int(info["tables"][spec.name]["rows"]) for spec in TABLES}
+        if data.num_rows != sum(rows.values()):
+            raise TelemetryFileError(
+                f"{where} holds {data.num_rows} rows but its metadata lists {sum(rows.values())}"
+            )
+        tables: dict[str, pa.Table] = {}
+        offset = 0
+        for spec in TABLES:
+            part = data.slice(offset, rows[spec.name])
+            offset += rows[spec.name]
+            tags = part.column(TABLE_COLUMN).cast(pa.string())
+            if part.num_rows and not pc.all(pc.equal(tags, spec.name)).as_py():
+                raise TelemetryFileError(
+                    f"{where}: rows of {spec.name!r} are not where the metadata says"
+                )
+            tables[spec.name] = part.select(list(spec.names)).unify_dictionaries()
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TelemetryFileError):
+            raise
+        raise TelemetryFileError(f"{where}: malformed rtnb telemetry file ({exc!r})") from None
+    return info, tables
+
+
+def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLog:
+    """Read a file written by :func:`write_log` into a new ``cls`` instance."""
+    info, tables = read_tables(path)
+    try:
+        meta = {name: info["tables"][name] for name in tables}
+        capacity = {
+            name: max(int(m["capacity"]), tables[name].num_rows, 1) for name, m in meta.items()
+        }
+        log = cls(
+            envelope_capacity=capacity["envelopes"],
+            state_capacity=capacity["states"],
+            mutation_capacity=capacity["mutations"],
+            heartbeat_capacity=capacity["heartbeats"],
+        )
+        for spec in TABLES:
+            part, total = tables[spec.name], int(meta[spec.name]["total"])
+            log._rings[spec.name].restore(
+                total=total,
+                tally=info.get("tallies", {}).get(spec.name, {}),
+                **_from_arrow(spec, part, total),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TelemetryFileError):
+            raise
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: malformed rtnb telemetry file ({exc!r})"
+        ) from None
+    return log
