@@ -30,7 +30,7 @@ def make_events(n: int, *, entities: int = 1000, seed: int = 1) -> list[Event]:
             "severity": rng.randint(1, 5),
             "service": rng.choice(("checkout", "search", "auth", "billing")),
             "value": round(rng.uniform(0, 1000), 3),
-            "note": "x" * rng.randint(10, 40),
+            "note": "x" * rng.randint(0, 20),
         }
         out.append(
             Event(

@@ -58,6 +58,7 @@ _UNEXPECTED: Final = OUTCOME_CODES[Outcome.UNEXPECTED_TOPIC]
 _GAP: Final = OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]
 _CODE: Final = {o: OUTCOME_CODES[o] for o in Outcome}
 _NAN: Final = math.nan
+_APPLIED_OUTCOME: Final = Outcome.APPLIED
 _NO_CONTROL: Final[list[ClientBound]] = []
 
 
@@ -95,7 +96,6 @@ class TopicState:
         "applied",
         "gaps",
         "last_event_at",
-        "last_occurred_at",
         "last_token",
         "name",
         "orderer",
@@ -114,7 +114,6 @@ class TopicState:
         #: opaque replay token of the last applied event or snapshot (never logged)
         self.last_token: str | None = None
         self.last_event_at: float | None = None
-        self.last_occurred_at: float | None = None
         #: while replaying: the sequence at which the replay has caught up
         self.replay_until: int | None = None
         #: set by ``subscribed{replay: "unavailable"}`` until the snapshot arrives
@@ -146,6 +145,7 @@ class Pipeline:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         transport: str = "websocket",
     ) -> None:
+        #: the envelope log (set it before feeding: bound methods are cached)
         self.log: EnvelopeSink = log if log is not None else NullSink()
         self.deduper = deduper if deduper is not None else Deduper()
         self.ledger = ledger if ledger is not None else MutationLedger()
@@ -161,6 +161,8 @@ class Pipeline:
         #: called with (topic_state, event, outcome) for every applied event, if set
         self.on_apply: Callable[[TopicState, Event, Outcome], None] | None = None
         self._remember = self.deduper.add
+        self._topic = self.topics.get
+        self._append = self.log.append_envelope
 
     # -- topics ---------------------------------------------------------------
 
@@ -211,40 +213,42 @@ class Pipeline:
         return self.control(frame, now)
 
     def event(self, ev: Event, now: float, nbytes: int) -> None:
-        """Dedupe, order, merge and log one event."""
-        ts = self.topics.get(ev.topic)
+        """Dedupe, order, merge and log one event (the hot path: keep it flat)."""
+        ts = self._topic(ev.topic)
         occurred = ev.occurred_at.timestamp()
         if ts is None:
             self._row(now, occurred, ev, _UNEXPECTED, nbytes)
             return
-        if ev.id in self._seen:
+        eid = ev.id
+        if eid in self._seen:
             self._row(now, occurred, ev, _DUPLICATE, nbytes)
             return
-        outcome = ts.orderer.offer(ev, now)
-        if outcome is Outcome.APPLIED:
-            self._apply(ts, ev, now, occurred, nbytes)
-            if type(ts.orderer) is SequenceOrderer and ts.orderer.buffered:
-                for later in ts.orderer.drain():
-                    self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
-        else:
+        orderer = ts.orderer
+        outcome = orderer.offer(ev, now)
+        if outcome is not _APPLIED_OUTCOME:
             self._row(now, occurred, ev, _CODE[outcome], nbytes)
+            return
+        self._apply(ts, ev, now, occurred, nbytes)
+        if type(orderer) is SequenceOrderer and orderer.buffered:
+            for later in orderer.drain():
+                self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
 
     def _apply(self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int) -> None:
         payload = ev.payload
-        ts.store.apply(ev.entity_id, ev.type, payload, ev.sequence)
+        seq = ev.sequence
+        ts.store.apply(ev.entity_id, ev.type, payload, seq)
         self._remember(ev.id, now)
         ts.last_token = ev.replay_token
         ts.last_event_at = now
-        ts.last_occurred_at = occurred
         ts.applied += 1
         code = _APPLIED
         if ts.replay_until is not None:
             code = _REPLAYED
-            if ev.sequence >= ts.replay_until:
+            if seq >= ts.replay_until:
                 ts.replay_until = None
                 ts.status = "live"
-        self.log.append_envelope(
-            now, occurred, ev.topic, ev.type, ev.id, ev.sequence, ev.entity_id,
+        self._append(
+            now, occurred, ev.topic, ev.type, ev.id, seq, ev.entity_id,
             code, self.transport, self.attempt, nbytes,
         )  # fmt: skip
         if CLIENT_MUTATION_ID in payload and self.ledger.watching:

@@ -47,7 +47,15 @@ class ChangeSet:
 class TopicStore:
     """Entities of one topic: server state, per-entity sequence, optimistic overlay."""
 
-    __slots__ = ("_cursors", "_custom_merge", "entities", "merge", "pending", "sequences", "topic")
+    __slots__ = (
+        "_cursors",
+        "_custom_merge",
+        "entities",
+        "merge",
+        "pending",
+        "sequences",
+        "topic",
+    )
 
     def __init__(self, topic: str, merge: MergeFn | None = None) -> None:
         self.topic = topic
