@@ -1,0 +1,298 @@
+"""``rtnb.connect`` and ``Connection``: the one shared connection layer.
+
+``connect(url, token=...)`` returns the same :class:`Connection` for the same
+(url, identity) in a process, so every widget and cell that asks for a topic
+shares one socket, one log and one store. ``subscribe`` is reference-counted:
+two widgets on one topic share one server subscription, a late subscriber is
+filled from the local store without a round trip, and the server subscription
+ends when the last handle is released.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import hashlib
+import json
+import random
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from ..core.backoff import Backoff
+from ..core.dedupe import Deduper
+from ..core.ledger import OnDegraded
+from ..core.machine import MachineConfig
+from ..core.merge import MergeFn
+from ..core.orderer import DEFAULT_GAP_TIMEOUT
+from ..core.status import Status
+from ..protocol.errors import LocalProtocolError
+from ..telemetry import EnvelopeLog
+from ..transports.base import TransportOptions
+from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
+from .session import ConnectionState, Session, TokenProvider
+from .topic import Topic
+
+__all__ = ["TRANSPORTS", "Connection", "connect"]
+
+TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
+
+_registry: dict[tuple[str, str], Connection] = {}
+_registry_lock = threading.Lock()
+
+
+def _normalise_url(url: str) -> str:
+    u = url.strip().rstrip("/")
+    if u.startswith(("ws://", "wss://")) and u.endswith("/ws"):
+        u = u[: -len("/ws")]
+    u = u.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    if not u.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s):// or ws(s):// URL of an rtnb server, got {url!r}")
+    return u
+
+
+def _identity(token: str | TokenProvider) -> str:
+    """Who the token says we are (tenant/user), without verifying it; never the token."""
+    if not isinstance(token, str):
+        return f"provider:{id(token)}"
+    try:
+        body = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        return f"{claims.get('tenant')}/{claims.get('sub') or claims.get('user')}"
+    except (IndexError, ValueError, AttributeError):
+        return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def connect(
+    url: str,
+    *,
+    token: str | TokenProvider,
+    transport: str = "auto",
+    backoff: Backoff | None = None,
+    heartbeat_interval: float | None = None,
+    on_degraded: OnDegraded = "queue",
+    log: EnvelopeLog | None = None,
+    timeout: float | None = None,
+    shared: bool = True,
+) -> Connection:
+    """Connect to an rtnb server (shared per url and identity in this process).
+
+    ``token`` is a string or a callable (sync or async) returning a fresh one;
+    it travels in the first WebSocket frame or an ``Authorization`` header,
+    never in a URL. ``transport`` is ``"auto"`` (WebSocket, then SSE, then
+    polling), or one of them. ``timeout``: wait until SUBSCRIBED (or raise).
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
+    if not (isinstance(token, str) and token) and not callable(token):
+        raise TypeError("token must be a non-empty str or a callable returning one")
+    base = _normalise_url(url)
+    key = (base, _identity(token))
+    with _registry_lock:
+        existing = _registry.get(key) if shared else None
+        if existing is not None and existing.state.status is not Status.CLOSED:
+            conn = existing
+        else:
+            conn = Connection(
+                base,
+                token,
+                transport=transport,
+                backoff=backoff,
+                heartbeat_interval=heartbeat_interval,
+                on_degraded=on_degraded,
+                log=log,
+            )
+            if shared:
+                _registry[key] = conn
+    if timeout is not None:
+        conn.wait_for(Status.SUBSCRIBED, timeout)
+    return conn
+
+
+class Connection:
+    """A live connection: state, topics, mutations and the telemetry log.
+
+    Create it with :func:`rtnb.connect`. Every public call is safe from any
+    thread and has an awaitable form (``*_async``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | TokenProvider,
+        *,
+        transport: str = "auto",
+        backoff: Backoff | None = None,
+        heartbeat_interval: float | None = None,
+        on_degraded: OnDegraded = "queue",
+        log: EnvelopeLog | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.url = url
+        self._runtime: Runtime = get_runtime()
+        self.log = log if log is not None else EnvelopeLog()
+        config_kw: dict[str, Any] = {"transport": transport}
+        if transport != "auto":
+            config_kw["fallback_order"] = (transport,)
+        if heartbeat_interval is not None:
+            config_kw["heartbeat_interval"] = heartbeat_interval
+        self._session = Session(
+            url,
+            token,
+            transport=transport if transport != "auto" else "websocket",
+            log=self.log,
+            backoff=backoff or Backoff(),
+            machine_config=MachineConfig(**config_kw),
+            options=TransportOptions(),
+            on_degraded=on_degraded,
+            dedupe=Deduper(),
+            rng=rng,
+        )
+        self._handles: dict[str, list[Topic]] = {}
+        self._runtime.run(self._session.start(), what="rtnb.connect")
+        self._runtime.on_shutdown(self._session.close)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
+        return self._runtime.run(coro, what=what)
+
+    def _call(self, fn: Callable[[], Any], *, what: str) -> Any:
+        """Run ``fn`` on the runtime thread (directly if already there)."""
+        if self._runtime.in_runtime_thread():
+            return fn()
+
+        async def call() -> Any:
+            return fn()
+
+        return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
+
+    def _callback_failed(self, what: str, exc: BaseException) -> None:
+        self._session.callback_failed(what, exc)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current state (an immutable snapshot: status, reason, attempt, …)."""
+        return self._session.state
+
+    @property
+    def status(self) -> Status:
+        return self._session.state.status
+
+    @property
+    def transport(self) -> str:
+        return self._session.state.transport
+
+    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
+        """Call ``callback(state)`` on every transition (on the runtime thread)."""
+        return self._session.on_state(callback)
+
+    def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
+        """Block until the connection reaches ``status``; raise ``TimeoutError`` if not."""
+        want = Status(status)
+        result: ConnectionState = self._runtime.run(
+            self._session.wait_for(want, timeout),
+            what=f"wait_for({want.value})",
+            timeout=None if timeout is None else timeout + 5.0,
+        )
+        return result
+
+    async def wait_for_async(
+        self, status: Status | str, timeout: float | None = 10.0
+    ) -> ConnectionState:
+        result: ConnectionState = await self._runtime.wrap(
+            self._session.wait_for(Status(status), timeout)
+        )
+        return result
+
+    # -- topics --------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic: str,
+        ordering: str = "sequence",
+        *,
+        merge: MergeFn | None = None,
+        gap_timeout: float = DEFAULT_GAP_TIMEOUT,
+    ) -> Topic:
+        """A handle on ``topic``; shares the server subscription with other handles."""
+        if ordering not in ("sequence", "entity", "none"):
+            raise ValueError(f"ordering must be 'sequence', 'entity' or 'none', got {ordering!r}")
+
+        def sub() -> Topic:
+            existing = self._session.pipeline.topics.get(topic)
+            if existing is not None and existing.ordering != ordering:
+                raise LocalProtocolError(
+                    f"topic {topic!r} is already subscribed with ordering "
+                    f"{existing.ordering!r} on this connection; use the same ordering"
+                )
+            state = self._session.subscribe(topic, ordering, merge, gap_timeout)
+            handle = Topic(self, state)
+            self._handles.setdefault(topic, []).append(handle)
+            self._session.add_event_handler(topic, handle._dispatch)
+            return handle
+
+        result: Topic = self._call(sub, what=f"subscribe({topic!r})")
+        return result
+
+    async def subscribe_async(self, topic: str, ordering: str = "sequence", **kw: Any) -> Topic:
+        import asyncio
+
+        return await asyncio.to_thread(self.subscribe, topic, ordering, **kw)
+
+    def _release(self, handle: Topic) -> None:
+        self._call(lambda: self._release_now(handle), what="topic.unsubscribe")
+
+    async def _release_async(self, handle: Topic) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self._release, handle)
+
+    def _release_now(self, handle: Topic) -> None:
+        handles = self._handles.get(handle.name, [])
+        if handle in handles:
+            handles.remove(handle)
+            self._session.remove_event_handler(handle.name, handle._dispatch)
+        if not handles:
+            self._handles.pop(handle.name, None)
+            self._session.unsubscribe(handle.name)
+
+    @property
+    def topics(self) -> dict[str, Topic]:
+        """The subscribed topics (one handle each)."""
+        return {name: hs[0] for name, hs in self._handles.items() if hs}
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (CLOSED is terminal); the log stays readable."""
+        if self._runtime.thread.is_alive():
+            self._run(self._session.close(), what="conn.close")
+        with _registry_lock:
+            for key, conn in list(_registry.items()):
+                if conn is self:
+                    del _registry[key]
+
+    async def close_async(self) -> None:
+        await self._runtime.wrap(self._session.close())
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        st = self.state
+        return (
+            f"<Connection {self.url} {st.status.value} via {st.transport} "
+            f"attempt={st.attempt} topics={sorted(self._handles)}>"
+        )
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - interpreter exit
+    with _registry_lock:
+        _registry.clear()

@@ -1,0 +1,113 @@
+"""``Mutation``: the user's handle on one optimistic change."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from ..core.ledger import MutationRecord
+
+__all__ = ["Mutation", "MutationError"]
+
+
+class MutationError(Exception):
+    """Raised by ``Mutation.wait(raise_on_failure=True)`` for a rejected/timed-out change."""
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Mutation:
+    """An optimistic mutation: ``status`` is pending → confirmed | rejected | timed_out.
+
+    The change shows in ``topic.df`` (flagged ``_pending``) at once; it stays if
+    the server confirms it and rolls back if the server rejects it or does not
+    answer in time. A confirmation that arrives after the timeout is still
+    reconciled (status ``late_confirmation``).
+    """
+
+    def __init__(self, record: MutationRecord) -> None:
+        self._record = record
+        self._done = threading.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        if record.done:
+            self._done.set()
+
+    # -- read-only view of the record ----------------------------------------------
+
+    @property
+    def client_mutation_id(self) -> str:
+        return self._record.client_mutation_id
+
+    @property
+    def topic(self) -> str:
+        return self._record.topic
+
+    @property
+    def entity_id(self) -> str:
+        return self._record.entity_id
+
+    @property
+    def patch(self) -> dict[str, Any]:
+        return dict(self._record.patch)
+
+    @property
+    def status(self) -> str:
+        return self._record.status
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed (the server's message, or the timeout), else None."""
+        return self._record.error
+
+    @property
+    def error_code(self) -> str | None:
+        return self._record.error_code
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self._record.latency_ms
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # -- waiting -------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> Mutation:
+        """Block until resolved (or ``timeout``); returns self for chaining."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(
+                f"mutation {self.client_mutation_id} still {self.status} after {timeout} s"
+            )
+        if raise_on_failure and self.status in ("rejected", "timed_out", "refused"):
+            raise MutationError(f"mutation {self.client_mutation_id} {self.status}: {self.error}")
+        return self
+
+    async def wait_async(self, timeout: float | None = None) -> Mutation:
+        if self._done.is_set():
+            return self
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        if self._done.is_set():  # resolved between the check and the append
+            return self
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
+        return self
+
+    def _resolve(self) -> None:
+        """Called by the runtime when the ledger resolves the record."""
+        self._done.set()
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            fut.get_loop().call_soon_threadsafe(_set_done, fut)
+
+    def __repr__(self) -> str:
+        extra = f" error={self.error!r}" if self.error else ""
+        return (
+            f"<Mutation {self.client_mutation_id} {self.topic}/{self.entity_id} "
+            f"{self.status}{extra}>"
+        )

@@ -1,0 +1,558 @@
+"""The driver: runs the connection machine and the pipeline over real transports.
+
+Everything here runs on the runtime loop thread. The session is deliberately
+thin: the :class:`~rtnb.core.machine.ConnectionMachine` decides *what* to do
+(open, send, arm a timer, back off, ask for a token), the
+:class:`~rtnb.core.pipeline.Pipeline` decides what each frame *means*, and
+this module only moves bytes, runs timers and calls callbacks — in the manner
+of python-websockets' asyncio layer over its sans-I/O protocol.
+
+Per frame the hot path is: transport callback → ``pipeline.feed`` → (rarely)
+control frames to the machine. Gap checks and mutation timeouts run on a
+maintenance tick (``MAINTENANCE_INTERVAL``), not per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..core.backoff import Backoff
+from ..core.dedupe import Deduper
+from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
+from ..core.machine import (
+    Action,
+    CancelTimer,
+    CloseTransport,
+    ConnectionMachine,
+    MachineConfig,
+    OpenTransport,
+    RecordRtt,
+    RequestToken,
+    SendFrame,
+    StartTimer,
+    StateChanged,
+    Timer,
+    TopicStatus,
+)
+from ..core.merge import MergeFn
+from ..core.pipeline import Pipeline, TopicState
+from ..core.status import Status
+from ..protocol.frames import Mutate
+from ..telemetry import EnvelopeLog
+from ..transports.base import Transport, TransportError, TransportOptions
+from ..transports.polling import PollingTransport
+from ..transports.sse import SSETransport
+from ..transports.websocket import WebSocketTransport
+from .mutation import Mutation
+
+__all__ = ["MAINTENANCE_INTERVAL", "ConnectionState", "Session", "TokenProvider"]
+
+logger = logging.getLogger("rtnb")
+
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+
+#: Seconds between gap checks and mutation-timeout sweeps: 0.1.
+MAINTENANCE_INTERVAL: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """An immutable snapshot of the connection's state (``conn.state``)."""
+
+    status: Status
+    previous: Status | None
+    reason: str
+    attempt: int
+    next_retry_at: float | None
+    transport: str
+    since: float
+
+    def __str__(self) -> str:
+        text = f"{self.status.value} via {self.transport} ({self.reason})"
+        if self.next_retry_at is not None and self.status is Status.RECONNECTING:
+            wait = max(0.0, self.next_retry_at - time.time())
+            text += f"; attempt {self.attempt} in {wait:.1f} s"
+        return text
+
+
+class Session:
+    """One connection's runtime: machine + pipeline + transport + timers."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | TokenProvider,
+        *,
+        transport: str,
+        log: EnvelopeLog,
+        backoff: Backoff,
+        machine_config: MachineConfig,
+        options: TransportOptions,
+        on_degraded: OnDegraded,
+        dedupe: Deduper,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.url = url
+        self._static_token = token if isinstance(token, str) else None
+        self._provider = None if isinstance(token, str) else token
+        self.log = log
+        self.options = options
+        self.ledger = MutationLedger(on_degraded=on_degraded)
+        self.pipeline = Pipeline(log, deduper=dedupe, ledger=self.ledger, transport=transport)
+        self.pipeline.on_apply = None
+        self.machine = ConnectionMachine(
+            machine_config, backoff=backoff, rng=rng, replay_tokens=self._replay_token
+        )
+        self.state = ConnectionState(
+            Status.IDLE, None, "created", 0, None, self.machine.transport, time.time()
+        )
+        self._transport: Transport | None = None
+        self._outbox: asyncio.Queue[Any] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._state_callbacks: list[Callable[[ConnectionState], Any]] = []
+        self._state_waiters: list[tuple[Status, asyncio.Future[ConnectionState]]] = []
+        self._mutations: dict[str, Mutation] = {}
+        self._event_handlers: dict[str, list[Callable[[Any, str], None]]] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._mid_prefix = uuid.uuid4().hex[:12]
+        self._closed = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        token = await self._fetch_token()
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        self._run(self.machine.start(time.time(), token))
+
+    async def close(self) -> None:
+        if self.machine.status is not Status.CLOSED:
+            self._run(self.machine.close(time.time()))
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                await transport.close(1000, "closed by the client")
+        if self._writer is not None:
+            self._writer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self._closed.set()
+
+    # -- actions -------------------------------------------------------------------
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is SendFrame:
+                assert isinstance(action, SendFrame)
+                self._send(action.frame)
+            elif kind is StartTimer:
+                assert isinstance(action, StartTimer)
+                self._start_timer(action.name, action.at)
+            elif kind is CancelTimer:
+                assert isinstance(action, CancelTimer)
+                handle = self._timers.pop(action.name, None)
+                if handle is not None:
+                    handle.cancel()
+            elif kind is StateChanged:
+                assert isinstance(action, StateChanged)
+                self._state_changed(action)
+            elif kind is OpenTransport:
+                assert isinstance(action, OpenTransport)
+                self._spawn(self._open(action))
+            elif kind is CloseTransport:
+                assert isinstance(action, CloseTransport)
+                self._drop_transport(action.code, action.reason)
+            elif kind is RequestToken:
+                self._spawn(self._refresh_token())
+            elif kind is RecordRtt:
+                assert isinstance(action, RecordRtt)
+                self.log.append_heartbeat(
+                    action.at,
+                    math.nan if action.rtt_ms is None else action.rtt_ms,
+                    action.server_lag_ms,
+                )
+            elif kind is TopicStatus:
+                assert isinstance(action, TopicStatus)
+                ts = self.pipeline.topics.get(action.topic)
+                if ts is not None and action.status == "forbidden":
+                    ts.status = "forbidden"
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_timer(self, name: Timer, at: float) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, at - time.time())
+        self._timers[name] = loop.call_later(delay, self._timer_fired, name)
+
+    def _timer_fired(self, name: Timer) -> None:
+        self._timers.pop(name, None)
+        if self.machine.status is Status.CLOSED:
+            return
+        self._run(self.machine.timer_fired(time.time(), name))
+
+    def _state_changed(self, ch: StateChanged) -> None:
+        prev = self.state
+        self.state = ConnectionState(
+            ch.status, ch.previous, ch.reason, ch.attempt, ch.next_retry_at, ch.transport, ch.at
+        )
+        self.pipeline.transport = ch.transport
+        self.pipeline.attempt = ch.attempt
+        self.log.append_state(
+            ch.at, ch.status.value, ch.previous.value, ch.reason, ch.attempt, ch.at - prev.since
+        )
+        if ch.status is Status.SUBSCRIBED:
+            self._flush_queued(ch.at)
+        for cb in tuple(self._state_callbacks):
+            try:
+                cb(self.state)
+            except Exception as exc:
+                self.callback_failed("on_state callback", exc)
+        still: list[tuple[Status, asyncio.Future[ConnectionState]]] = []
+        for want, fut in self._state_waiters:
+            if fut.done():
+                continue
+            if ch.status is want:
+                fut.set_result(self.state)
+            elif ch.status is Status.CLOSED:
+                fut.set_exception(ConnectionError(f"connection closed: {ch.reason}"))
+            else:
+                still.append((want, fut))
+        self._state_waiters = still
+        if ch.status is Status.CLOSED:
+            self._spawn(self._teardown())
+
+    # -- transports ------------------------------------------------------------------
+
+    def _make_transport(self, action: OpenTransport) -> Transport:
+        on_frame, on_close = self._bind(len(self._tasks) + next(self._ids))
+        kind = action.kind
+        if kind == "websocket":
+            return WebSocketTransport(self.url, on_frame, on_close, self.options)
+        cls = SSETransport if kind == "sse" else PollingTransport
+        return cls(
+            self.url, on_frame, on_close, self.options, action.subscriptions, self._replay_token
+        )
+
+    def _bind(self, gen: int) -> tuple[Callable[[Any, float], None], Callable[..., None]]:
+        """Callbacks that ignore a transport once it is no longer the current one."""
+        holder: dict[str, Transport | None] = {"t": None}
+        pipeline, machine = self.pipeline, self.machine
+
+        def on_frame(data: Any, now: float) -> None:
+            if holder["t"] is not self._transport:
+                return
+            control = pipeline.feed(data, now)
+            machine.note_alive(now)
+            if control:
+                for frame in control:
+                    if holder["t"] is not self._transport:
+                        return
+                    self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
+                if pipeline.resolved:
+                    self._settle_mutations()
+            elif pipeline.resolved:
+                self._settle_mutations()
+
+        def on_close(code: int, reason: str, retry_after: float | None) -> None:
+            if holder["t"] is None or holder["t"] is not self._transport:
+                return
+            self._transport = None
+            self._run(
+                self.machine.transport_closed(time.time(), code, reason, retry_after=retry_after)
+            )
+
+        self._holder = holder
+        return on_frame, on_close
+
+    async def _open(self, action: OpenTransport) -> None:
+        transport = self._make_transport(action)
+        holder = self._holder
+        token = self._static_token or self._current_token or ""
+        self._transport = transport
+        holder["t"] = transport
+        try:
+            if action.auth is not None:
+                token = action.auth.token
+            await transport.open(token)
+        except TransportError as exc:
+            if self._transport is transport:
+                self._transport = None
+                self._run(
+                    self.machine.transport_failed(
+                        time.time(), exc.kind, exc.code, exc.retry_after, reason=str(exc)
+                    )
+                )
+            return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await transport.close(1001, "cancelled")
+            raise
+        if self._transport is not transport:  # closed while opening
+            with contextlib.suppress(Exception):
+                await transport.close(1001, "superseded")
+            return
+        self._start_writer(transport)
+        self._run(self.machine.transport_opened(time.time()))
+
+    def _start_writer(self, transport: Transport) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._outbox = queue
+
+        async def write() -> None:
+            while True:
+                frame = await queue.get()
+                if self._transport is not transport:
+                    return
+                try:
+                    await transport.send(frame)
+                except Exception as exc:  # a failed send shows up as a close
+                    logger.debug("rtnb: send failed: %s", type(exc).__name__)
+
+        self._writer = asyncio.get_running_loop().create_task(write())
+
+    def _send(self, frame: Any) -> None:
+        if self._outbox is not None and self._transport is not None:
+            self._outbox.put_nowait(frame)
+
+    def _drop_transport(self, code: int, reason: str) -> None:
+        transport, self._transport = self._transport, None
+        self._outbox = None
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+        if transport is not None:
+            self._spawn(transport.close(code, reason))
+
+    # -- tokens ------------------------------------------------------------------------
+
+    _current_token: str | None = None
+
+    async def _fetch_token(self) -> str:
+        if self._static_token is not None:
+            return self._static_token
+        assert self._provider is not None
+        value = self._provider()
+        if inspect.isawaitable(value):
+            value = await value
+        if not isinstance(value, str) or not value:
+            raise TypeError("the token provider must return a non-empty str")
+        self._current_token = value
+        return value
+
+    async def _refresh_token(self) -> None:
+        try:
+            token = await self._fetch_token()
+        except Exception as exc:
+            if self.machine.status is not Status.CLOSED:
+                reason = f"token provider failed: {type(exc).__name__}"
+                self._run(self.machine.token_refresh_failed(time.time(), reason))
+            return
+        if self.machine.status is Status.CLOSED:
+            return
+        set_token = getattr(self._transport, "set_token", None)
+        if set_token is not None:
+            set_token(token)
+        self._run(self.machine.token_refreshed(time.time(), token))
+
+    def _replay_token(self, topic: str) -> str | None:
+        ts = self.pipeline.topics.get(topic)
+        return None if ts is None else ts.last_token
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        name: str,
+        ordering: str,
+        merge: MergeFn | None,
+        gap_timeout: float,
+    ) -> TopicState:
+        existing = self.pipeline.topics.get(name)
+        if existing is not None:
+            return existing
+        ts = self.pipeline.add_topic(name, ordering, merge=merge, gap_timeout=gap_timeout)
+        if self.machine.status is not Status.CLOSED:
+            self._run(self.machine.subscribe(time.time(), name, None))
+        return ts
+
+    def unsubscribe(self, name: str) -> None:
+        if name not in self.pipeline.topics:
+            return
+        self.pipeline.remove_topic(name)
+        self._event_handlers.pop(name, None)
+        self._update_apply_hook()
+        if self.machine.status is not Status.CLOSED:
+            self._run(self.machine.unsubscribe(time.time(), name))
+
+    def add_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
+        self._event_handlers.setdefault(topic, []).append(handler)
+        self._update_apply_hook()
+
+    def remove_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
+        handlers = self._event_handlers.get(topic)
+        if handlers and handler in handlers:
+            handlers.remove(handler)
+        self._update_apply_hook()
+
+    def _update_apply_hook(self) -> None:
+        self.pipeline.on_apply = self._on_apply if any(self._event_handlers.values()) else None
+
+    def _on_apply(self, ts: TopicState, event: Any, outcome: Any) -> None:
+        for handler in self._event_handlers.get(ts.name, ()):
+            handler(event, str(outcome))
+
+    # -- mutations ----------------------------------------------------------------------------
+
+    async def mutate(
+        self, topic: str, entity_id: str, patch: dict[str, Any], timeout: float
+    ) -> Mutation:
+        ts = self.pipeline.topics.get(topic)
+        if ts is None:
+            raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
+        now = time.time()
+        cmid = f"{self._mid_prefix}-{next(self._ids)}"
+        degraded = self.machine.status is not Status.SUBSCRIBED
+        rec = self.ledger.create(
+            cmid, topic, entity_id, patch, now=now, timeout=timeout, degraded=degraded
+        )
+        handle = Mutation(rec)
+        if rec.status == "refused":
+            self._log_mutation(rec)
+            return handle
+        self._mutations[cmid] = handle
+        ts.store.add_pending(entity_id, cmid, patch)
+        if rec.status == "pending":
+            self._send(self._mutate_frame(rec))
+        return handle
+
+    @staticmethod
+    def _mutate_frame(rec: MutationRecord) -> Mutate:
+        return Mutate(
+            topic=rec.topic,
+            entity_id=rec.entity_id,
+            patch=rec.patch,
+            client_mutation_id=rec.client_mutation_id,
+        )
+
+    def _flush_queued(self, now: float) -> None:
+        for rec in self.ledger.take_queued(now):
+            self._send(self._mutate_frame(rec))
+
+    def _settle_mutations(self) -> None:
+        resolved, self.pipeline.resolved = self.pipeline.resolved, []
+        for rec in resolved:
+            self._log_mutation(rec)
+            handle = self._mutations.pop(rec.client_mutation_id, None)
+            if handle is not None:
+                handle._resolve()
+
+    def _log_mutation(self, rec: MutationRecord) -> None:
+        resolved = rec.resolved_at if rec.resolved_at is not None else math.nan
+        latency = rec.latency_ms if rec.latency_ms is not None else math.nan
+        if rec.status == "late_confirmation":
+            resolved = time.time()
+            latency = (resolved - rec.created_at) * 1000.0
+        self.log.append_mutation(
+            rec.client_mutation_id,
+            rec.topic,
+            rec.entity_id,
+            rec.created_at,
+            resolved,
+            rec.status,
+            latency,
+            rec.while_degraded,
+        )
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            try:
+                self._tick(time.time())
+            except Exception as exc:  # never let housekeeping die silently
+                self.callback_failed("maintenance tick", exc)
+
+    def _tick(self, now: float) -> None:
+        for rec in self.ledger.expire(now):
+            ts = self.pipeline.topics.get(rec.topic)
+            if ts is not None:
+                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
+            self.pipeline.resolved.append(rec)
+        if self.pipeline.resolved:
+            self._settle_mutations()
+        if self.machine.status is not Status.SUBSCRIBED:
+            return
+        for gap in self.pipeline.check(now):
+            ts = self.pipeline.topics.get(gap.topic)
+            if ts is None:
+                continue
+            ts.status = "replaying"
+            logger.info(
+                "rtnb: %s: sequences %d..%d missing (%s); re-subscribing",
+                gap.topic,
+                gap.first,
+                gap.last,
+                gap.reason,
+            )
+            self._run(self.machine.resubscribe(now, gap.topic, ts.last_token))
+
+    # -- state API ------------------------------------------------------------------------------
+
+    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
+        self._state_callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._state_callbacks:
+                self._state_callbacks.remove(callback)
+
+        return remove
+
+    async def wait_for(self, status: Status, timeout: float | None) -> ConnectionState:
+        if self.state.status is status:
+            return self.state
+        if self.state.status is Status.CLOSED:
+            raise ConnectionError(f"connection closed: {self.state.reason}")
+        fut: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
+        self._state_waiters.append((status, fut))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"connection not {status.value} within {timeout} s; now {self.state}"
+            ) from None
+
+    def callback_failed(self, what: str, exc: BaseException) -> None:
+        logger.warning(
+            "rtnb: %s raised %s: %s (the stream continues)", what, type(exc).__name__, exc
+        )

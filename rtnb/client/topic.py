@@ -1,0 +1,229 @@
+"""``Topic``: one subscribed topic as the user sees it.
+
+Reads (``entities``, ``get``, ``df``, ``freshness``) hop onto the runtime thread
+so they see a consistent state even while events are being applied; from
+inside a callback (already on the runtime thread) they read directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.pipeline import TopicState
+from ..core.status import Status
+from ..core.store import PENDING_FIELD
+from ..protocol.frames import Event
+from .mutation import Mutation
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .connection import Connection
+
+__all__ = ["Topic", "TopicFreshness"]
+
+EventCallback = Callable[[Event, str], Any]
+_STALE_STATUSES = frozenset(
+    {Status.DEGRADED, Status.RECONNECTING, Status.CONNECTING, Status.CLOSED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFreshness:
+    """How fresh a topic's data is, for humans and widgets.
+
+    ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
+    after a reconnect or refreshing from a snapshot), ``stale`` (the
+    connection is degraded or reconnecting: data as of ``last_event_at``),
+    ``forbidden`` (the server refused this topic) or ``pending`` (not yet
+    confirmed).
+    """
+
+    topic: str
+    status: str
+    last_event_at: dt.datetime | None
+    age_s: float | None
+    connection: str
+    attempt: int
+    next_retry_at: dt.datetime | None
+    gaps: int
+    unrecoverable: int
+    entities: int
+
+    def __str__(self) -> str:
+        age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
+        if self.status == "stale":
+            when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
+            text = f"Stale — data as of {when}, connection {self.connection}"
+            if self.next_retry_at is not None:
+                wait = max(0.0, self.next_retry_at.timestamp() - time.time())
+                text += f", reconnecting in {wait:.0f} s (attempt {self.attempt})"
+            return text
+        if self.status == "forbidden":
+            return f"Forbidden — the server refused topic {self.topic!r}"
+        if self.status == "replaying":
+            return f"Replaying missed events · {age}"
+        return f"{self.status.capitalize()} · {age}"
+
+
+def _utc(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+class Topic:
+    """A live topic: current entities, a DataFrame view, freshness, mutations."""
+
+    def __init__(self, connection: Connection, state: TopicState) -> None:
+        self._conn = connection
+        self._state = state
+        self._callbacks: list[EventCallback] = []
+        self._closed = False
+
+    # -- identity ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._state.name
+
+    @property
+    def ordering(self) -> str:
+        return self._state.ordering
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    # -- reads ---------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[], Any]) -> Any:
+        return self._conn._call(fn, what=f"reading topic {self.name!r}")
+
+    @property
+    def entities(self) -> dict[str, dict[str, Any]]:
+        """``{entity_id: state}``: server state plus pending optimistic patches."""
+        views: dict[str, dict[str, Any]] = self._read(self._state.store.views)
+        return views
+
+    @property
+    def server_entities(self) -> dict[str, dict[str, Any]]:
+        """Confirmed server state only (no optimistic overlay), as ``srv.truth`` has it."""
+        ents: dict[str, dict[str, Any]] = self._read(lambda: dict(self._state.store.entities))
+        return ents
+
+    def get(self, entity_id: str) -> dict[str, Any] | None:
+        view: dict[str, Any] | None = self._read(lambda: self._state.store.view(entity_id))
+        return None if view is None else dict(view)
+
+    def __len__(self) -> int:
+        n: int = self._read(lambda: len(self._state.store.entities))
+        return n
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """One row per entity (index ``entity_id``), with a boolean ``_pending`` column."""
+        import pandas as pd
+
+        views = self.entities
+        frame = pd.DataFrame.from_dict(views, orient="index")
+        frame.index.name = "entity_id"
+        if PENDING_FIELD in frame.columns:
+            frame[PENDING_FIELD] = frame[PENDING_FIELD].fillna(False).astype(bool)
+        else:
+            frame[PENDING_FIELD] = False
+        return frame.sort_index()
+
+    @property
+    def freshness(self) -> TopicFreshness:
+        def read() -> TopicFreshness:
+            st = self._state
+            conn = self._conn.state
+            status: str = st.status
+            if conn.status in _STALE_STATUSES and status != "forbidden":
+                status = "stale"
+            last = st.last_event_at
+            return TopicFreshness(
+                topic=st.name,
+                status=status,
+                last_event_at=_utc(last),
+                age_s=None if last is None else max(0.0, time.time() - last),
+                connection=conn.status.value,
+                attempt=conn.attempt,
+                next_retry_at=_utc(conn.next_retry_at),
+                gaps=st.gaps,
+                unrecoverable=st.unrecoverable,
+                entities=len(st.store.entities),
+            )
+
+        fresh: TopicFreshness = self._read(read)
+        return fresh
+
+    @property
+    def status(self) -> str:
+        return self.freshness.status
+
+    # -- callbacks -------------------------------------------------------------------
+
+    def on_event(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(event, outcome)`` for each applied event, on the runtime thread.
+
+        Callbacks are isolated: one that raises is logged and the stream goes on.
+        Returns a function that removes the callback.
+        """
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    def _dispatch(self, event: Event, outcome: str) -> None:
+        for cb in tuple(self._callbacks):
+            try:
+                cb(event, outcome)
+            except Exception as exc:
+                self._conn._callback_failed(f"on_event callback on {self.name!r}", exc)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def mutate(self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0) -> Mutation:
+        """Change an entity optimistically; returns at once with a ``Mutation``."""
+        if not isinstance(patch, dict) or not patch:
+            raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+        result: Mutation = self._conn._run(
+            self._conn._session.mutate(self.name, entity_id, patch, timeout),
+            what="topic.mutate",
+        )
+        return result
+
+    async def mutate_async(
+        self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0
+    ) -> Mutation:
+        if not isinstance(patch, dict) or not patch:
+            raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+        result: Mutation = await self._conn._runtime.wrap(
+            self._conn._session.mutate(self.name, entity_id, patch, timeout)
+        )
+        return result
+
+    def unsubscribe(self) -> None:
+        """Release this handle; the server subscription ends with the last one."""
+        if not self._closed:
+            self._closed = True
+            self._conn._release(self)
+
+    async def unsubscribe_async(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._conn._release_async(self)
+
+    def __repr__(self) -> str:
+        st = self._state
+        return (
+            f"<Topic {st.name!r} {st.status} ordering={st.ordering} "
+            f"entities={len(st.store.entities)} applied={st.applied}>"
+        )

@@ -1,0 +1,99 @@
+"""The one small interface every transport implements.
+
+A transport moves frames; it knows nothing of topics, ordering or state.
+The driver creates one per connection attempt with two callbacks:
+
+* ``on_frame(data, now)`` for every received frame (``str`` or ``bytes``),
+  called on the runtime loop, in order;
+* ``on_close(code, reason, retry_after)`` exactly once when the transport
+  ends for any reason after :meth:`Transport.open` returned.
+
+:meth:`Transport.open` raises :class:`TransportError` when the attempt fails;
+its ``kind`` tells the connection machine whether the *server* is unreachable
+(retry the same transport later) or this *transport* was rejected (e.g. a
+proxy refused the WebSocket upgrade: fall back to the next one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+from ..protocol.errors import RtnbError
+
+__all__ = [
+    "DEFAULT_OPEN_TIMEOUT",
+    "FailureKind",
+    "OnClose",
+    "OnFrame",
+    "Transport",
+    "TransportError",
+    "TransportOptions",
+    "parse_retry_after",
+]
+
+FailureKind = Literal["unreachable", "rejected", "unauthorized", "forbidden"]
+OnFrame = Callable[[Any, float], None]
+OnClose = Callable[[int, str, "float | None"], None]
+
+#: Seconds a transport may take to open before the attempt counts as failed: 10.
+DEFAULT_OPEN_TIMEOUT: Final = 10.0
+
+
+class TransportError(RtnbError):
+    """A connection attempt failed; ``kind`` says whose fault it was."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
+        self.code = code
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransportOptions:
+    """Settings shared by all transports (keyword-only, like ``httpx.Timeout``)."""
+
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT
+    #: receive limit at the socket; the pipeline enforces the protocol's own limit
+    max_message_size: int = 16 * 1024 * 1024
+    #: long-poll wait for the polling transport, seconds
+    poll_wait: float = 10.0
+
+
+class Transport(Protocol):
+    kind: str
+
+    async def open(self, token: str) -> None: ...
+
+    async def send(self, frame: Any) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+def parse_retry_after(text: str | None) -> float | None:
+    """A retry hint from ``Retry-After`` (seconds) or a close reason ``retry_after=2.5``."""
+    if not text:
+        return None
+    value = text.strip()
+    if "retry_after=" in value:
+        value = value.split("retry_after=", 1)[1].split()[0].rstrip(";,")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def now() -> float:
+    """Wall-clock receive time (envelope lag is measured against server time)."""
+    return time.time()

@@ -1,0 +1,172 @@
+"""What the SSE and polling transports share: the HTTP client, auth, cursors, mutations.
+
+Both carry the access token in ``Authorization: Bearer`` and the resume
+position in ``Last-Event-ID`` — never in the URL, which ends up in logs. The
+position is built by the client from the last replay token it *applied* per
+topic (``tokens(topic)``), not from what the server last sent: an event that
+was received but is still buffered behind a gap is asked for again, and a
+targeted re-subscribe after a gap is just a new request from an older token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ..protocol.codec import encode
+from ..protocol.frames import Authenticate, Mutate, Subscribe, Unsubscribe
+from .base import FailureKind, OnClose, OnFrame, TransportError, TransportOptions, now
+from .base import parse_retry_after as _retry_after
+
+__all__ = ["HttpTransportBase", "base_http_url", "failure_for"]
+
+TokenLookup = Callable[[str], "str | None"]
+
+
+def base_http_url(url: str) -> str:
+    """``ws://h:p/ws`` → ``http://h:p``; an http(s) base URL is kept."""
+    u = url.rstrip("/")
+    if u.startswith(("ws://", "wss://")):
+        u = ("https://" if u.startswith("wss://") else "http://") + u.split("://", 1)[1]
+        if u.endswith("/ws"):
+            u = u[: -len("/ws")]
+    if not u.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
+    return u
+
+
+def failure_for(response: httpx.Response, what: str) -> TransportError:
+    """Classify a refused HTTP request for the connection machine."""
+    status = response.status_code
+    hint = _retry_after(response.headers.get("Retry-After"))
+    kind: FailureKind
+    if status == 401:
+        kind = "unauthorized"
+    elif status == 403:
+        kind = "forbidden"
+    elif status in (408, 429, 502, 503, 504) or status >= 500:
+        kind = "unreachable"
+    else:
+        kind = "rejected"
+    return TransportError(kind, f"{what} refused with HTTP {status}", code=status, retry_after=hint)
+
+
+class HttpTransportBase:
+    """Token, topic set, cursor and ``POST /mutate`` for the HTTP transports."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        on_frame: OnFrame,
+        on_close: OnClose,
+        options: TransportOptions,
+        subscriptions: tuple[Subscribe, ...],
+        tokens: TokenLookup,
+    ) -> None:
+        self.base = base_http_url(base_url)
+        self._on_frame = on_frame
+        self._on_close = on_close
+        self._options = options
+        self._tokens = tokens
+        self._topics: list[str] = []
+        self._resume: dict[str, str] = {}
+        for sub in subscriptions:
+            self._add_topic(sub)
+        self._token = ""
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    # -- state shared with the session ---------------------------------------------
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from the next request on."""
+        self._token = token
+
+    def _add_topic(self, sub: Subscribe) -> None:
+        if sub.topic not in self._topics:
+            self._topics.append(sub.topic)
+        if sub.replay_from is not None:
+            self._resume[sub.topic] = sub.replay_from
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        cursor = self._cursor()
+        if cursor:
+            headers["Last-Event-ID"] = cursor
+        return headers
+
+    def _cursor(self) -> str:
+        parts = []
+        for topic in self._topics:
+            token = self._resume.pop(topic, None) or self._tokens(topic)
+            if token:
+                parts.append(token)
+        return ".".join(parts)
+
+    def _params(self, **extra: Any) -> list[tuple[str, Any]]:
+        return [("topic", t) for t in self._topics] + list(extra.items())
+
+    def _client_or_new(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base,
+                timeout=httpx.Timeout(self._options.open_timeout, read=None),
+                trust_env=False,
+            )
+        return self._client
+
+    # -- frames from the machine ----------------------------------------------------
+
+    async def send(self, frame: Any) -> None:
+        if isinstance(frame, Authenticate):
+            self._token = frame.token
+        elif isinstance(frame, Subscribe):
+            self._add_topic(frame)
+            await self._topics_changed()
+        elif isinstance(frame, Unsubscribe):
+            if frame.topic in self._topics:
+                self._topics.remove(frame.topic)
+                await self._topics_changed()
+        elif isinstance(frame, Mutate):
+            await self._mutate(frame)
+        # Ping: over HTTP the server's heartbeats are the liveness signal.
+
+    async def _topics_changed(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def _mutate(self, frame: Mutate) -> None:
+        """``POST /mutate``; a refusal is fed back as the frame the server answered.
+
+        The confirming event arrives on the stream like any other, so a 200
+        response is not fed (it would be a duplicate).
+        """
+        client = self._client_or_new()
+        try:
+            resp = await client.post(
+                "/mutate",
+                content=encode(frame),
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "Content-Type": "application/json",
+                },
+            )
+        except httpx.HTTPError:
+            return  # the ledger's timeout resolves it
+        if resp.status_code >= 400 and resp.content:
+            self._on_frame(resp.content, now())
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def _finish(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._on_close(code, reason, _retry_after(reason))
