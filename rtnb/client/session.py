@@ -130,6 +130,9 @@ class Session:
         self._ids = itertools.count(1)
         self._mid_prefix = uuid.uuid4().hex[:12]
         self._closed = asyncio.Event()
+        #: raw-frame observers ``tap(data, received_at, transport, attempt)`` (recording);
+        #: called on the runtime thread before the pipeline, so keep them cheap
+        self.taps: list[Callable[[Any, float, str, int], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -269,6 +272,9 @@ class Session:
         def on_frame(data: Any, now: float) -> None:
             if holder["t"] is not self._transport:
                 return
+            if self.taps:
+                for tap in self.taps:
+                    tap(data, now, pipeline.transport, pipeline.attempt)
             control = pipeline.feed(data, now)
             machine.note_alive(now)
             if control:
