@@ -264,6 +264,18 @@ class Connection:
         """The subscribed topics (one handle each)."""
         return {name: hs[0] for name, hs in self._handles.items() if hs}
 
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, path: str, **options: Any) -> Any:
+        """Stream this connection's log (with payloads) to rolling parquet files.
+
+        See :mod:`rtnb.telemetry.recording` for the options; returns the recorder
+        (``.stop()`` flushes; it is also flushed on close and at interpreter exit).
+        """
+        from ..telemetry.recording import record
+
+        return record(self, path, **options)
+
     # -- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
