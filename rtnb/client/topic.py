@@ -39,8 +39,8 @@ class TopicFreshness:
     ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
     after a reconnect or refreshing from a snapshot), ``stale`` (the
     connection is degraded or reconnecting: data as of ``last_event_at``),
-    ``forbidden`` (the server refused this topic) or ``pending`` (not yet
-    confirmed).
+    ``forbidden`` (the server refused this topic for this role), ``unknown``
+    (no such topic on the server) or ``pending`` (not yet confirmed).
     """
 
     topic: str
@@ -65,6 +65,8 @@ class TopicFreshness:
             return text
         if self.status == "forbidden":
             return f"Forbidden — the server refused topic {self.topic!r}"
+        if self.status == "unknown":
+            return f"Unknown topic {self.topic!r} — nothing has been published to it"
         if self.status == "replaying":
             return f"Replaying missed events · {age}"
         return f"{self.status.capitalize()} · {age}"
@@ -142,7 +144,7 @@ class Topic:
             st = self._state
             conn = self._conn.state
             status: str = st.status
-            if conn.status in _STALE_STATUSES and status != "forbidden":
+            if conn.status in _STALE_STATUSES and status not in ("forbidden", "unknown"):
                 status = "stale"
             last = st.last_event_at
             return TopicFreshness(

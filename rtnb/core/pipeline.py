@@ -46,7 +46,9 @@ from .store import TopicStore
 
 __all__ = ["EnvelopeSink", "NullSink", "Pipeline", "TopicState", "TopicStatus"]
 
-TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden"]
+TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden", "unknown"]
+#: topic-level error codes and the status they put the topic in
+_TOPIC_ERRORS: Final[dict[str, TopicStatus]] = {"forbidden": "forbidden", "unknown_topic": "unknown"}
 
 _APPLIED: Final = OUTCOME_CODES[Outcome.APPLIED]
 _REPLAYED: Final = OUTCOME_CODES[Outcome.REPLAYED]
@@ -94,6 +96,7 @@ class TopicState:
 
     __slots__ = (
         "applied",
+        "error",
         "gaps",
         "last_event_at",
         "last_token",
@@ -118,6 +121,8 @@ class TopicState:
         self.replay_until: int | None = None
         #: set by ``subscribed{replay: "unavailable"}`` until the snapshot arrives
         self.unavailable = False
+        #: the server's message when it refused the topic (forbidden, unknown)
+        self.error: str | None = None
         self.applied = 0
         self.gaps = 0
         self.unrecoverable = 0
@@ -291,10 +296,12 @@ class Pipeline:
                 self.resolved.append(rec)
         elif kind is Error:
             assert isinstance(frame, Error)
-            if frame.topic is not None and frame.code == "forbidden":
+            status = _TOPIC_ERRORS.get(frame.code)
+            if frame.topic is not None and status is not None:
                 ts = self.topics.get(frame.topic)
                 if ts is not None:
-                    ts.status = "forbidden"
+                    ts.status = status
+                    ts.error = frame.message
         return [frame]
 
     def _subscribed(self, frame: Subscribed) -> None:
