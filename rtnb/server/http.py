@@ -1,0 +1,245 @@
+"""HTTP endpoints: ``/snapshot``, ``/mutate``, ``/publish``, ``/healthz``, and the
+helpers the streaming transports (``streams.py``: ``/sse``, ``/poll``) share.
+
+All but ``/healthz`` take the access token in ``Authorization: Bearer`` only; a
+token (or cursor) in the query string is refused (400) without being echoed,
+because URLs end up in logs and browser history. Refusals carry an ``error``
+frame as their JSON body: 401 (with ``WWW-Authenticate``), 403, 404, 409, 413,
+422, 429 (with ``Retry-After``) and, for admission shedding, 503 (with
+``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..protocol.codec import encode_str
+from ..protocol.frames import Mutate, TopicName
+from .app import ServerRuntime
+from .auth import AuthError, Identity
+from .hub import TopicError, error_text, validate_publish
+from .topiclog import TopicLog
+
+__all__ = [
+    "Refused",
+    "healthz",
+    "identify",
+    "mutate",
+    "publish",
+    "refuse",
+    "requested_topics",
+    "retry_after",
+    "runtime_of",
+    "snapshot",
+]
+
+_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_SECRET_PARAMS = ("token", "access_token", "jwt", "authorization", "cursor", "replayfrom")
+_STATUS_BY_CODE = {
+    "unauthenticated": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "forbidden": 403,
+    "read_only": 403,
+    "unknown_topic": 404,
+    "not_found": 404,
+    "invalid_transition": 409,
+    "idempotency_conflict": 409,
+    "invalid_patch": 422,
+    "too_many_subscriptions": 400,
+}
+
+
+class Refused(Exception):
+    """An HTTP request refused with a status and an ``error`` frame body."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def refuse(
+    status: int, code: str, message: str, topic: str | None = None, **headers: str
+) -> Refused:
+    return Refused(
+        Response(
+            error_text(code, message, topic),
+            status_code=status,
+            media_type="application/json",
+            headers=headers or None,
+        )
+    )
+
+
+def runtime_of(request: Request) -> ServerRuntime:
+    runtime: ServerRuntime = request.app.state.runtime
+    runtime.stats.count("http_requests")
+    return runtime
+
+
+def identify(request: Request, runtime: ServerRuntime) -> Identity:
+    if any(k.lower() in _SECRET_PARAMS for k in request.query_params):
+        raise refuse(
+            400,
+            "token_in_url",
+            "tokens and cursors are accepted only in headers (Authorization: Bearer, "
+            "Last-Event-ID), never in URLs; the request was refused",
+        )
+    try:
+        who = runtime.auth.bearer(request.headers.get("authorization"))
+    except AuthError as exc:
+        runtime.stats.count("auth_failures")
+        raise refuse(
+            401, exc.code, exc.message, **{"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from None
+    wait = runtime.http_rate(who)
+    if wait is not None:
+        runtime.stats.count("rate_limited")
+        raise refuse(
+            429,
+            "rate_limited",
+            "too many requests; retry later",
+            **{"Retry-After": retry_after(wait)},
+        )
+    return who
+
+
+def retry_after(seconds: float) -> str:
+    return str(max(1, int(seconds + 0.999)))  # Retry-After takes whole seconds
+
+
+def requested_topics(
+    request: Request, runtime: ServerRuntime, who: Identity
+) -> dict[str, TopicLog]:
+    names = list(dict.fromkeys(request.query_params.getlist("topic")))
+    if not names:
+        raise refuse(400, "bad_request", "name at least one topic: ?topic=a&topic=b")
+    if len(names) > runtime.config.max_subscriptions:
+        raise refuse(
+            400,
+            "too_many_subscriptions",
+            f"at most {runtime.config.max_subscriptions} topics per request",
+        )
+    logs: dict[str, TopicLog] = {}
+    for name in names:
+        if not _TOPIC.match(name):
+            raise refuse(400, "bad_request", "topic names are 1-128 of A-Z a-z 0-9 _ . : -")
+        try:
+            logs[name] = runtime.hub.check(who, name)
+        except TopicError as exc:
+            raise refuse(_STATUS_BY_CODE[exc.code], exc.code, exc.message, exc.topic) from None
+    return logs
+
+
+# -- snapshot, mutate, publish, healthz --------------------------------------------------
+
+
+async def snapshot(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        who = identify(request, runtime)
+        logs = requested_topics(request, runtime, who)
+        if len(logs) != 1:
+            raise refuse(400, "bad_request", "ask for exactly one topic: /snapshot?topic=name")
+    except Refused as refused:
+        return refused.response
+    (topic_log,) = logs.values()
+    return Response(encode_str(topic_log.snapshot()), media_type="application/json")
+
+
+_mutate_decoder = msgspec.json.Decoder(Mutate)
+
+
+class PublishRequest(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """Body of ``POST /publish`` (admins only)."""
+
+    topic: TopicName
+    type: str
+    entity_id: str
+    payload: dict[str, Any] = {}
+    version: int = 1
+
+
+_publish_decoder = msgspec.json.Decoder(PublishRequest)
+
+
+async def _body(request: Request, runtime: ServerRuntime) -> bytes:
+    limit = runtime.config.max_frame_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refuse(413, "frame_too_large", f"the body exceeds the {limit:,}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refuse(413, "frame_too_large", f"the body exceeds the {limit:,}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def mutate(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        who = identify(request, runtime)
+        body = await _body(request, runtime)
+        try:
+            frame = _mutate_decoder.decode(body)
+        except msgspec.MsgspecError as exc:
+            raise refuse(400, "bad_frame", f"invalid mutate body: {_short(exc)}") from None
+    except Refused as refused:
+        return refused.response
+    outcome = runtime.mutations.apply(runtime.hub, who, frame)
+    if outcome.rejected is not None:
+        runtime.stats.count("mutations_rejected")
+        status = _STATUS_BY_CODE.get(outcome.rejected.code, 422)
+        return Response(encode_str(outcome.rejected), status, media_type="application/json")
+    assert outcome.event is not None
+    if not outcome.duplicate:
+        runtime.stats.count("mutations_applied")
+    return Response(encode_str(outcome.event), media_type="application/json")
+
+
+async def publish(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        who = identify(request, runtime)
+        if not who.at_least("admin"):
+            raise refuse(403, "forbidden", "publishing needs an admin token")
+        try:
+            req = _publish_decoder.decode(await _body(request, runtime))
+        except msgspec.MsgspecError as exc:
+            raise refuse(400, "bad_frame", f"invalid publish body: {_short(exc)}") from None
+        try:
+            validate_publish(req.topic, req.type, req.entity_id)
+        except ValueError as exc:
+            raise refuse(400, "bad_frame", str(exc)) from None
+    except Refused as refused:
+        return refused.response
+    event = runtime.hub.publish(
+        who.tenant, req.topic, req.type, req.payload, req.entity_id, version=req.version
+    )
+    return Response(encode_str(event), media_type="application/json")
+
+
+def _short(exc: msgspec.MsgspecError) -> str:
+    # msgspec messages name the JSON path and expected type; they never quote values
+    # except unknown tags, which we replace (a tag could be anything, even a token).
+    text = str(exc).replace("`", "")
+    return "unknown op" if "Invalid value" in text and "$.op" in text else text
+
+
+async def healthz(request: Request) -> Response:
+    runtime: ServerRuntime = request.app.state.runtime
+    body = {
+        "status": "ok",
+        "uptime": round(time.time() - runtime.started_at, 3),
+        "connections": len(runtime.hub.sessions),
+        "published": runtime.hub.published,
+    }
+    return Response(msgspec.json.encode(body), media_type="application/json")

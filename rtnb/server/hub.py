@@ -1,0 +1,262 @@
+"""Topics, subscriptions and fan-out.
+
+Everything here runs on the server's event loop and never awaits, which is what
+makes the subscribe seam exact: taking a snapshot (or reading the replay
+range) and registering the subscriber happen in one step, so no event can be
+published in between — the next event any subscriber receives after the
+snapshot at sequence *n* is *n + 1*.
+
+Fan-out encodes nothing: each event was encoded once when it was appended
+(:class:`~rtnb.server.storage.LogRecord`), and the same text is queued for every
+subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ..protocol.codec import encode_str
+from ..protocol.frames import Error, Event, Heartbeat, Subscribed
+from .auth import Identity, role_rank
+from .chaos import Chaos
+from .config import ServerConfig
+from .session import Marked, Session, now
+from .storage import Key, LogRecord, LogStorage
+from .tokens import ReplayTokens
+from .topiclog import TopicLog
+
+__all__ = ["Hub", "TopicError", "error_text", "validate_publish"]
+
+log = logging.getLogger("rtnb.server")
+_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def validate_publish(topic: str, event_type: str, entity_id: str) -> None:
+    """Refuse what the wire protocol could not carry (ValueError: a caller's mistake)."""
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise ValueError(f"topic {topic!r}: use 1-128 of A-Z a-z 0-9 _ . : - (letter/digit first)")
+    for name, value in (("type", event_type), ("entity_id", entity_id)):
+        if not isinstance(value, str) or not 1 <= len(value) <= 1024:
+            raise ValueError(f"{name} must be a non-empty string of at most 1024 characters")
+
+
+def error_text(code: str, message: str, topic: str | None = None) -> str:
+    return encode_str(Error(code=code, message=message, topic=topic))
+
+
+class TopicError(Exception):
+    """A topic cannot be used by this identity: ``code`` is the wire error code."""
+
+    def __init__(self, code: str, message: str, topic: str) -> None:
+        self.code = code
+        self.message = message
+        self.topic = topic
+        super().__init__(message)
+
+    def frame(self) -> str:
+        return error_text(self.code, self.message, self.topic)
+
+
+class Hub:
+    """The logs of every (tenant, topic) and who is subscribed to them."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        storage: LogStorage,
+        tokens: ReplayTokens,
+        chaos: Chaos,
+        declared: dict[str, str],
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.tokens = tokens
+        self.chaos = chaos
+        self.declared = declared  # topic -> minimum role; shared with the handle
+        self.logs: dict[Key, TopicLog] = {}
+        self.sessions: set[Session] = set()
+        self._subs: dict[Key, dict[Session, None]] = {}
+        self.published = 0
+        for tenant, topic in storage.streams():
+            self.declared.setdefault(topic, "viewer")
+            self.log(tenant, topic)
+
+    # -- topics ------------------------------------------------------------------
+
+    def declare(self, topic: str, role: str = "viewer") -> None:
+        role_rank(role)  # KeyError on unknown roles
+        self.declared[topic] = role
+
+    def log(self, tenant: str, topic: str) -> TopicLog:
+        key = (tenant, topic)
+        topic_log = self.logs.get(key)
+        if topic_log is None:
+            topic_log = TopicLog(
+                tenant, topic, self.storage, self.tokens, retention=self.config.retention
+            )
+            self.logs[key] = topic_log
+        return topic_log
+
+    def check(self, identity: Identity, topic: str) -> TopicLog:
+        """The tenant's log for ``topic`` if this identity may read it, else TopicError."""
+        role = self.declared.get(topic)
+        if role is None:
+            raise TopicError(
+                "unknown_topic",
+                f"topic {topic!r} does not exist; subscribe to a published or declared topic",
+                topic,
+            )
+        if role_rank(identity.role) < role_rank(role):
+            raise TopicError(
+                "forbidden",
+                f"topic {topic!r} needs role {role!r} or above; this token has {identity.role!r}",
+                topic,
+            )
+        return self.log(identity.tenant, topic)
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish(
+        self,
+        tenant: str,
+        topic: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        entity_id: str,
+        *,
+        occurred_at: datetime | None = None,
+        version: int = 1,
+    ) -> Event:
+        """Append an event to (tenant, topic) — declaring the topic — and fan it out."""
+        self.declared.setdefault(topic, "viewer")
+        topic_log = self.log(tenant, topic)
+        record, event = topic_log.append(
+            event_type, payload, entity_id, occurred_at=occurred_at, version=version
+        )
+        self.published += 1
+        self._fan_out(topic_log.key, record)
+        return event
+
+    def _fan_out(self, key: Key, record: LogRecord) -> None:
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        if self.chaos.active:
+            deliver = self.chaos.deliver
+            for session in tuple(subs):
+                deliver(session, record)
+        else:
+            for session in tuple(subs):
+                session.push(record)
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def detach(self, session: Session) -> None:
+        self.sessions.discard(session)
+        for topic_log in session.subscriptions.values():
+            subs = self._subs.get(topic_log.key)
+            if subs is not None:
+                subs.pop(session, None)
+        session.subscriptions.clear()
+
+    def subscribe(self, session: Session, topic: str, replay_from: str | None) -> str:
+        """Subscribe: queue ``subscribed``, then a snapshot or the replay; go live.
+
+        Returns the replay status. Raises :class:`TopicError` for a refused topic.
+        """
+        assert session.identity is not None
+        topic_log = self.check(session.identity, topic)
+        if (
+            topic not in session.subscriptions
+            and len(session.subscriptions) >= self.config.max_subscriptions
+        ):
+            raise TopicError(
+                "too_many_subscriptions",
+                f"a connection may hold at most {self.config.max_subscriptions} subscriptions; "
+                "unsubscribe from one first",
+                topic,
+            )
+        status = "none"
+        records: list[LogRecord] = []
+        if replay_from is not None:
+            status, records, why = topic_log.replay(replay_from)
+            if status == "unavailable":
+                log.info("session %d: replay of %r unavailable: %s", session.id, topic, why)
+        subscribed = Subscribed(
+            topic=topic,
+            replay=status,  # type: ignore[arg-type]
+            latest_token=topic_log.token(),
+            latest_sequence=topic_log.latest,
+        )
+        session.push_many([encode_str(subscribed)])
+        if status == "complete":
+            session.push_many(records)
+        else:
+            snapshot = topic_log.snapshot()
+            assert snapshot.token is not None
+            session.push_many([Marked("snapshot", topic, snapshot.token, encode_str(snapshot))])
+        # Re-subscribing (e.g. to fill a gap) replaces the old registration.
+        self.watch(session, topic_log)
+        return status
+
+    def watch(self, session: Session, topic_log: TopicLog) -> None:
+        """Deliver ``topic_log``'s live events to ``session`` from now on."""
+        session.subscriptions[topic_log.topic] = topic_log
+        self._subs.setdefault(topic_log.key, {})[session] = None
+
+    def unsubscribe(self, session: Session, topic: str) -> None:
+        topic_log = session.subscriptions.pop(topic, None)
+        if topic_log is not None:
+            self._subs.get(topic_log.key, {}).pop(session, None)
+
+    def subscriber_count(self, tenant: str, topic: str) -> int:
+        return len(self._subs.get((tenant, topic), ()))
+
+    # -- heartbeats --------------------------------------------------------------------
+
+    @staticmethod
+    def heartbeat(subs: Mapping[str, TopicLog]) -> str:
+        """A heartbeat frame with the latest token and sequence of each given topic."""
+        return encode_str(
+            Heartbeat(
+                server_time=now(),
+                topics={t: lg.token() for t, lg in subs.items()},
+                sequences={t: lg.latest for t, lg in subs.items()},
+            )
+        )
+
+    def heartbeat_all(self) -> None:
+        if self.chaos.heartbeats_stalled():
+            self.chaos.count("heartbeats_skipped", len(self.sessions))
+            return
+        for session in tuple(self.sessions):
+            if session.identity is not None and session.kind != "poll":
+                session.push(self.heartbeat(session.subscriptions))
+
+    async def run_heartbeats(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.heartbeat_all()
+
+    # -- truth -----------------------------------------------------------------------
+
+    def truth(self, tenant: str, topic: str) -> dict[str, dict[str, Any]]:
+        topic_log = self.logs.get((tenant, topic))
+        if topic_log is None:
+            return {}
+        # A deep copy, in JSON types: exactly what a client decodes.
+        copied: dict[str, dict[str, Any]] = msgspec.json.decode(
+            msgspec.json.encode(topic_log.entities)
+        )
+        return copied

@@ -1,0 +1,182 @@
+"""One client on any transport: identity, subscriptions and a bounded send queue.
+
+Producers (publishing, subscribing, heartbeats) only ever *push* onto the
+queue, synchronously, on the event loop; one writer task per connection drains
+it. This keeps fan-out non-blocking (a slow client never delays a publisher or
+another client) and makes batching free: when the writer finds more than one
+frame waiting — a replay, a burst — it sends them as one ``batch`` frame, and
+when the client keeps up each frame goes out alone, as soon as it is pushed.
+
+The queue is bounded (``send_queue_limit``): a consumer that falls that far
+behind is disconnected with close code 1013 ("try again later", RFC 6455
+§7.4.1 / IANA registry) and reason ``slow consumer``, so one stuck client can
+never make the server's memory grow without bound. Replays are pushed past the
+limit check on purpose: they only reference records the log already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from .storage import LogRecord
+
+if TYPE_CHECKING:
+    from .auth import Identity
+    from .chaos import Chaos
+    from .topiclog import TopicLog
+
+__all__ = ["CLOSE_SLOW_CONSUMER", "Item", "Marked", "Session", "batch_text"]
+
+#: RFC 6455 / IANA "Try Again Later": the client should reconnect (and replay).
+CLOSE_SLOW_CONSUMER: Final = 1013
+
+
+class Marked:
+    """A frame that moves a topic's position (a snapshot): SSE gives it an ``id:``."""
+
+    __slots__ = ("op", "text", "token", "topic")
+
+    def __init__(self, op: str, topic: str, token: str, text: str) -> None:
+        self.op = op
+        self.topic = topic
+        self.token = token
+        self.text = text
+
+
+Item = str | LogRecord | Marked
+_ids = itertools.count(1)
+
+
+def batch_text(texts: list[str]) -> str:
+    """A ``batch`` frame built from already-encoded frames, without re-encoding them."""
+    return '{"op":"batch","messages":[' + ",".join(texts) + "]}"
+
+
+class Session:
+    """State of one connection. All methods run on the server's event loop."""
+
+    __slots__ = (
+        "_wakeup",
+        "chaos",
+        "close_code",
+        "close_reason",
+        "closed",
+        "disconnected",
+        "held",
+        "id",
+        "identity",
+        "killed",
+        "kind",
+        "limit",
+        "on_kill",
+        "queue",
+        "subscriptions",
+    )
+
+    def __init__(self, kind: str, limit: int, chaos: Chaos) -> None:
+        self.id = next(_ids)
+        self.kind = kind
+        self.limit = limit
+        self.chaos = chaos
+        self.identity: Identity | None = None
+        self.subscriptions: dict[str, TopicLog] = {}
+        self.queue: collections.deque[Item] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self.closed = False  # no more frames will be accepted
+        self.killed = False  # close now, without draining the queue
+        self.disconnected = False  # the peer is gone: nothing can be sent
+        self.close_code = 1000
+        self.close_reason = ""
+        self.held: list[tuple[int, LogRecord]] = []  # chaos reorder hold-back
+        self.on_kill: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        who = f"{self.identity.tenant}/{self.identity.user}" if self.identity else "anonymous"
+        return f"<Session {self.id} {self.kind} {who} queued={len(self.queue)}>"
+
+    # -- producing -----------------------------------------------------------
+
+    def push(self, item: Item) -> None:
+        """Queue one frame (encoded text, or a log record) for sending."""
+        if self.closed:
+            return
+        if self.chaos.cut_until and self.chaos.is_cut():
+            self.chaos.count("stalled_frames")
+            return
+        queue = self.queue
+        queue.append(item)
+        if len(queue) > self.limit:
+            self.kill(
+                CLOSE_SLOW_CONSUMER,
+                f"slow consumer: more than {self.limit} frames waiting to be sent",
+            )
+            return
+        self._wakeup.set()
+
+    def push_many(self, items: Sequence[Item]) -> None:
+        """Queue a replay or snapshot run; not subject to the slow-consumer limit."""
+        if self.closed:
+            return
+        self.queue.extend(items)
+        self._wakeup.set()
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (e.g. an ``error``) have been sent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._wakeup.set()
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close now and drop whatever is queued (slow consumers, restarts)."""
+        self.close(code, reason)
+        self.killed = True
+        self.queue.clear()
+        self.held.clear()
+        self._wakeup.set()
+        if self.on_kill is not None:
+            self.on_kill.set()
+
+    # -- consuming -----------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Wait until there is something to send or the session closed."""
+        while not self.queue and not self.closed:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def take(self, max_messages: int, max_bytes: int) -> list[str]:
+        """Pop up to ``max_messages`` frames (about ``max_bytes``) as encoded texts."""
+        queue = self.queue
+        out: list[str] = []
+        size = 0
+        while queue and len(out) < max_messages:
+            item = queue[0]
+            text = item if type(item) is str else item.text  # type: ignore[union-attr]
+            if out and size + len(text) > max_bytes:
+                break
+            queue.popleft()
+            out.append(text)
+            size += len(text)
+        return out
+
+    def take_text(self, max_messages: int, max_bytes: int) -> str | None:
+        """The next WebSocket message: one frame alone, or a ``batch`` of the backlog."""
+        texts = self.take(max_messages, max_bytes)
+        if not texts:
+            return None
+        return texts[0] if len(texts) == 1 else batch_text(texts)
+
+
+def now() -> float:
+    """Wall-clock seconds for ``serverTime`` fields."""
+    return time.time()

@@ -1,0 +1,225 @@
+"""The streaming HTTP transports: Server-Sent Events (``/sse``) and polling (``/poll``).
+
+SSE (``GET /sse?topic=a&topic=b``) streams the same frames as the WebSocket:
+``event`` frames as plain SSE messages whose ``id:`` is the cursor, every other
+frame as an SSE event named by its ``op`` (``subscribed``, ``snapshot`` — which
+also carries an ``id:`` — ``heartbeat``, ``error``). Resume with
+``Last-Event-ID``. Polling (``GET /poll?topic=…&wait=S``) takes the cursor in
+``Last-Event-ID`` too and answers ``{"messages": [...], "cursor": "..."}``,
+long-polling up to ``wait`` seconds when nothing is new; every response ends
+with a ``heartbeat``.
+
+Cursors (see ``tokens.py``) are the per-topic replay tokens joined by ``"."``.
+For each requested topic: a token in the cursor replays what follows it
+(``replay: "complete"``) or, if it is stale, from another epoch or forged,
+answers ``replay: "unavailable"`` plus a snapshot; a topic the cursor does not
+mention starts with a snapshot (``replay: "none"``); a cursor nothing can be
+made of counts as unavailable for every topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..protocol.codec import encode_str
+from ..protocol.frames import Subscribed
+from .app import ServerRuntime
+from .auth import Identity
+from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
+from .hub import error_text
+from .session import CLOSE_SLOW_CONSUMER, Marked, Session
+from .storage import LogRecord
+from .tokens import join_cursor
+from .topiclog import TopicLog
+
+__all__ = ["POLL_MAX_EVENTS", "poll", "sse"]
+
+#: Most events one poll response carries per topic; poll again for the rest.
+POLL_MAX_EVENTS: Final = 1000
+
+
+def _replay_from(
+    runtime: ServerRuntime, cursor: str | None, topics: list[str]
+) -> dict[str, str | None]:
+    """The replay token to use per topic (None: fresh subscription)."""
+    if not cursor:
+        return dict.fromkeys(topics)
+    found = runtime.tokens.split_cursor(cursor, topics)
+    if not found:  # unreadable: every topic is unavailable, never a silent restart
+        return dict.fromkeys(topics, cursor)
+    return {t: found.get(t) for t in topics}
+
+
+async def _wait_out_cut(runtime: ServerRuntime) -> None:
+    chaos = runtime.chaos
+    while chaos.cut_until and chaos.is_cut():  # a silent cut: the request goes nowhere
+        await asyncio.sleep(max(0.01, chaos.cut_until - time.monotonic()))
+
+
+def _op(text: str) -> str:
+    # Every frame is encoded with its tag first: '{"op":"heartbeat",...'.
+    return text[7 : text.index('"', 7)] if text.startswith('{"op":"') else "message"
+
+
+# -- SSE ----------------------------------------------------------------------------
+
+
+async def sse(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        who = identify(request, runtime)
+        logs = requested_topics(request, runtime, who)
+        retry = runtime.admission.try_admit()
+        if retry is not None:
+            runtime.stats.count("admissions_shed")
+            raise refuse(
+                503, "busy", "server busy; retry later", **{"Retry-After": retry_after(retry)}
+            )
+    except Refused as refused:
+        return refused.response
+    runtime.stats.count("connections")
+    hub = runtime.hub
+    session = Session("sse", runtime.config.send_queue_limit, runtime.chaos)
+    session.identity = who
+    hub.attach(session)
+    positions: dict[str, str] = {}
+    replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
+    for topic, token in replay.items():  # no await in this loop: the seams are exact
+        if hub.subscribe(session, topic, token) == "complete" and token is not None:
+            positions[topic] = token
+    loop = asyncio.get_running_loop()
+    expiry = loop.call_later(max(0.0, who.expires_at - time.time()), _expire, session)
+    return StreamingResponse(
+        _stream(runtime, session, positions, expiry),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _expire(session: Session) -> None:
+    session.push(error_text("token_expired", "the access token has expired; reconnect"))
+    session.close(4401, "token expired")
+
+
+async def _stream(
+    runtime: ServerRuntime, session: Session, positions: dict[str, str], expiry: asyncio.Handle
+) -> AsyncIterator[str]:
+    chaos = runtime.chaos
+    try:
+        while True:
+            await session.wait()
+            if session.killed or (session.closed and not session.queue):
+                return
+            if chaos.cut_until and chaos.is_cut():
+                chaos.count("stalled_frames", len(session.queue))
+                session.queue.clear()
+                continue
+            chunks: list[str] = []
+            queue = session.queue
+            while queue and len(chunks) < runtime.config.batch_max_messages:
+                item = queue.popleft()
+                if type(item) is LogRecord:
+                    positions[item.topic] = item.token
+                    chunks.append(f"id: {join_cursor(positions.values())}\ndata: {item.text}\n\n")
+                elif type(item) is Marked:
+                    positions[item.topic] = item.token
+                    cursor = join_cursor(positions.values())
+                    chunks.append(f"event: {item.op}\nid: {cursor}\ndata: {item.text}\n\n")
+                else:
+                    text: str = item  # type: ignore[assignment]
+                    chunks.append(f"event: {_op(text)}\ndata: {text}\n\n")
+            yield "".join(chunks)
+    finally:
+        expiry.cancel()
+        runtime.hub.detach(session)
+        if session.killed and session.close_code == CLOSE_SLOW_CONSUMER:
+            runtime.stats.count("slow_consumers")
+
+
+# -- polling --------------------------------------------------------------------------
+
+
+async def poll(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        who = identify(request, runtime)
+        logs = requested_topics(request, runtime, who)
+        try:
+            wait = float(request.query_params.get("wait", "0"))
+        except ValueError:
+            raise refuse(400, "bad_request", "wait must be a number of seconds") from None
+        if not 0 <= wait <= runtime.config.poll_max_wait:
+            raise refuse(
+                400, "bad_request", f"wait must be within 0..{runtime.config.poll_max_wait:g} s"
+            )
+    except Refused as refused:
+        return refused.response
+    await _wait_out_cut(runtime)
+    messages: list[str] = []
+    positions: dict[str, str] = {}
+    fresh = False
+    replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
+    for topic, topic_log in logs.items():
+        token = replay[topic]
+        status: str = "none"
+        records: list[LogRecord] = []
+        if token is not None:
+            status, records, _ = topic_log.replay(token)
+        if status == "complete":
+            assert token is not None
+            records = records[:POLL_MAX_EVENTS]
+            messages.extend(r.text for r in records)
+            positions[topic] = records[-1].token if records else token
+            fresh = fresh or bool(records)
+            continue
+        snap = topic_log.snapshot()
+        assert snap.token is not None
+        subscribed = Subscribed(
+            topic=topic,
+            replay=status,  # type: ignore[arg-type]
+            latest_token=snap.token,
+            latest_sequence=snap.sequence,
+        )
+        messages.append(encode_str(subscribed))
+        messages.append(encode_str(snap))
+        positions[topic] = snap.token
+        fresh = True
+    if not fresh and wait > 0:
+        await _long_poll(runtime, who, logs, positions, messages, wait)
+    messages.append(runtime.hub.heartbeat(logs))
+    cursor = join_cursor(positions[t] for t in logs)
+    body = '{"messages":[' + ",".join(messages) + '],"cursor":"' + cursor + '"}'
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def _long_poll(
+    runtime: ServerRuntime,
+    who: Identity,
+    logs: dict[str, TopicLog],
+    positions: dict[str, str],
+    messages: list[str],
+    wait: float,
+) -> None:
+    """Wait up to ``wait`` s for live events after ``positions``; add them to ``messages``."""
+    hub = runtime.hub
+    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos)
+    session.identity = who
+    hub.attach(session)
+    for topic_log in logs.values():  # registered right after reading: no gap
+        hub.watch(session, topic_log)
+    try:
+        await asyncio.wait_for(session.wait(), wait)
+    except TimeoutError:
+        pass
+    finally:
+        hub.detach(session)
+    for item in session.queue:
+        if type(item) is LogRecord:
+            messages.append(item.text)
+            positions[item.topic] = item.token

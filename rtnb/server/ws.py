@@ -1,0 +1,300 @@
+"""The WebSocket transport, ``/ws`` (DESIGN.md §3).
+
+Bad-input policy — what the server does with frames it cannot use:
+
+* Before authentication, anything but a valid ``authenticate`` frame ends the
+  connection: ``error`` then close 4401 for a valid frame sent too early
+  (``unauthenticated``) or a refused token, 4400 for garbage. No ``authenticate``
+  within ``auth_timeout`` (5 s): ``error {code: "auth_timeout"}`` and 4401.
+* After authentication a bad frame is *recoverable*: malformed JSON, wrong
+  types, an unknown ``op``, a binary frame (the protocol is JSON text) or a
+  frame over ``max_frame_size`` (1 MiB) is answered with ``error {code:
+  "bad_frame" | "frame_too_large"}`` naming the JSON path, and the connection
+  stays up. More than ``max_bad_frames`` (10) within a minute is persistent
+  abuse: close 4400. Frames above twice the limit are refused by the WebSocket
+  layer itself (close 1009, RFC 6455 "message too big") before being buffered.
+* More inbound frames than ``rate_limit`` allows: close 4429 with the retry
+  hint in the reason (``"rate limited; retry_after=0.5"``).
+* A refused topic is not a connection error: ``error {code: "unknown_topic" |
+  "forbidden" | "too_many_subscriptions", topic}``; the connection stays up.
+* Re-authenticating in-band refreshes the token; it may not switch tenant or
+  user (``error {code: "forbidden"}``, close 4403).
+
+Nothing here logs a frame's content: frames carry tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Final
+
+from starlette.websockets import WebSocket
+
+from ..protocol.codec import encode_str
+from ..protocol.errors import FrameTooLarge, InvalidFrame
+from ..protocol.frames import (
+    Authenticate,
+    Authenticated,
+    Mutate,
+    Ping,
+    Pong,
+    ServerBound,
+    SnapshotRequest,
+    Subscribe,
+    Unsubscribe,
+)
+from .app import ServerRuntime
+from .auth import AuthError
+from .hub import TopicError, error_text
+from .limits import Strikes, TokenBucket, retry_reason
+from .session import CLOSE_SLOW_CONSUMER, Session, now
+
+__all__ = ["CLOSE_TIMEOUT", "endpoint"]
+
+log = logging.getLogger("rtnb.server")
+
+#: Seconds allowed for queued frames and the close frame to go out when closing.
+CLOSE_TIMEOUT: Final = 2.0
+_OPS = "authenticate, subscribe, unsubscribe, snapshot, ping, mutate"
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    runtime: ServerRuntime = websocket.app.state.runtime
+    await websocket.accept()
+    retry = runtime.admission.try_admit()
+    if retry is not None:
+        runtime.stats.count("admissions_shed")
+        await websocket.close(4429, retry_reason("server busy", retry))
+        return
+    runtime.stats.count("connections")
+    await _Connection(runtime, websocket).run()
+
+
+def _describe(exc: InvalidFrame) -> str:
+    """What was wrong with a frame, without quoting it (frames carry tokens)."""
+    if exc.reason.startswith("malformed JSON"):
+        return "$: malformed JSON; send one JSON object per text frame"
+    if exc.path == "$.op" or "field `op`" in exc.reason or "field op" in exc.reason:
+        return f"$.op: unknown or missing op; expected one of {_OPS}"
+    return f"{exc.path}: {exc.reason}"
+
+
+class _Connection:
+    def __init__(self, runtime: ServerRuntime, websocket: WebSocket) -> None:
+        config = runtime.config
+        self.rt = runtime
+        self.ws = websocket
+        self.session = Session("ws", config.send_queue_limit, runtime.chaos)
+        self.session.on_kill = asyncio.Event()
+        self.bucket = TokenBucket(*config.rate_limit) if config.rate_limit else None
+        self.strikes = Strikes(config.max_bad_frames)
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        session, hub = self.session, self.rt.hub
+        assert session.on_kill is not None
+        hub.attach(session)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.rt.config.auth_timeout, self._auth_timeout)
+        reader = asyncio.create_task(self._read())
+        writer = asyncio.create_task(self._write())
+        killed = asyncio.create_task(session.on_kill.wait())
+        try:
+            await asyncio.wait({reader, writer, killed}, return_when=asyncio.FIRST_COMPLETED)
+            if session.killed:
+                if session.close_code == CLOSE_SLOW_CONSUMER:
+                    self.rt.stats.count("slow_consumers")
+                    log.info("ws session %d: %s", session.id, session.close_reason)
+                writer.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.ws.close(session.close_code, session.close_reason), CLOSE_TIMEOUT
+                    )
+            else:
+                if reader.done() and not session.closed:
+                    session.disconnected = True
+                    session.close(1000, "")
+                await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT)
+        finally:
+            for task in (reader, writer, killed):
+                task.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            hub.detach(session)
+
+    # -- receiving ---------------------------------------------------------------
+
+    async def _read(self) -> None:
+        session, chaos, decoder = self.session, self.rt.chaos, self.rt.decoder
+        while not session.closed:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                session.disconnected = True
+                return
+            if chaos.cut_until and chaos.is_cut():
+                chaos.count("stalled_inbound")
+                continue
+            if self.bucket is not None:
+                wait = self.bucket.take()
+                if wait is not None:
+                    self.rt.stats.count("rate_limited")
+                    session.push(
+                        error_text("rate_limited", "too many frames; slow down and reconnect")
+                    )
+                    session.close(4429, retry_reason("rate limited", wait))
+                    return
+            text = message.get("text")
+            if text is None:
+                self._bad("bad_frame", "binary frames are not accepted; send JSON as text frames")
+                continue
+            try:
+                frame = decoder.decode(text)
+            except FrameTooLarge as exc:
+                self._bad("frame_too_large", exc.reason)
+                continue
+            except InvalidFrame as exc:
+                self._bad("bad_frame", _describe(exc))
+                continue
+            self._dispatch(frame)
+
+    def _bad(self, code: str, message: str) -> None:
+        session = self.session
+        self.rt.stats.count("bad_frames")
+        log.info("ws session %d: %s: %s", session.id, code, message)
+        session.push(error_text(code, message))
+        if session.identity is None:
+            self.rt.stats.count("protocol_closes")
+            session.close(4400, "protocol violation before authentication")
+        elif self.strikes.strike():
+            self.rt.stats.count("protocol_closes")
+            session.push(error_text("protocol_violation", "too many invalid frames"))
+            session.close(4400, "too many invalid frames")
+
+    def _dispatch(self, frame: ServerBound) -> None:
+        session, hub = self.session, self.rt.hub
+        if type(frame) is Authenticate:
+            self._authenticate(frame.token)
+            return
+        who = session.identity
+        if who is None:
+            self.rt.stats.count("auth_failures")
+            session.push(
+                error_text("unauthenticated", "send an authenticate frame before anything else")
+            )
+            session.close(4401, "unauthenticated")
+            return
+        if type(frame) is Subscribe:
+            try:
+                hub.subscribe(session, frame.topic, frame.replay_from)
+            except TopicError as exc:
+                session.push(exc.frame())
+        elif type(frame) is Unsubscribe:
+            hub.unsubscribe(session, frame.topic)
+        elif type(frame) is SnapshotRequest:
+            try:
+                session.push(encode_str(hub.check(who, frame.topic).snapshot()))
+            except TopicError as exc:
+                session.push(exc.frame())
+        elif type(frame) is Ping:
+            session.push(encode_str(Pong(id=frame.id, server_time=now())))
+        elif type(frame) is Mutate:
+            outcome = self.rt.mutations.apply(hub, who, frame)
+            if outcome.rejected is not None:
+                self.rt.stats.count("mutations_rejected")
+                session.push(encode_str(outcome.rejected))
+            elif not outcome.duplicate:
+                self.rt.stats.count("mutations_applied")
+
+    def _authenticate(self, token: str) -> None:
+        session = self.session
+        try:
+            who = self.rt.auth.verify(token)
+        except AuthError as exc:
+            self.rt.stats.count("auth_failures")
+            log.info("ws session %d: authentication refused: %s", session.id, exc.code)
+            session.push(error_text(exc.code, exc.message))
+            session.close(4401, exc.code)
+            return
+        before = session.identity
+        if before is not None and (before.tenant, before.user) != (who.tenant, who.user):
+            session.push(
+                error_text(
+                    "forbidden",
+                    "re-authentication cannot switch tenant or user; open a new connection",
+                )
+            )
+            session.close(4403, "identity change")
+            return
+        session.identity = who
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, who.expires_at - time.time()), self._expired)
+        session.push(
+            encode_str(
+                Authenticated(
+                    tenant=who.tenant, user=who.user, role=who.role, expires_at=who.expires_at
+                )
+            )
+        )
+        if before is not None and before.role != who.role:
+            for topic in list(session.subscriptions):
+                try:
+                    self.rt.hub.check(who, topic)
+                except TopicError as exc:
+                    self.rt.hub.unsubscribe(session, topic)
+                    session.push(exc.frame())
+
+    def _auth_timeout(self) -> None:
+        session = self.session
+        if session.identity is None and not session.closed:
+            self.rt.stats.count("auth_failures")
+            session.push(
+                error_text(
+                    "auth_timeout",
+                    f"no authenticate frame within {self.rt.config.auth_timeout:g} s",
+                )
+            )
+            session.close(4401, "authentication timeout")
+
+    def _expired(self) -> None:
+        session = self.session
+        if session.identity is not None and session.identity.expires_at <= time.time():
+            session.push(
+                error_text(
+                    "token_expired", "the access token has expired; reconnect with a fresh one"
+                )
+            )
+            session.close(4401, "token expired")
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        session, chaos, ws = self.session, self.rt.chaos, self.ws
+        max_messages = self.rt.config.batch_max_messages
+        max_bytes = self.rt.config.batch_max_bytes
+        while True:
+            await session.wait()
+            if session.killed:
+                return
+            if session.queue:
+                if chaos.cut_until and chaos.is_cut():
+                    chaos.count("stalled_frames", len(session.queue))
+                    session.queue.clear()
+                    continue
+                text = session.take_text(max_messages, max_bytes)
+                assert text is not None
+                try:
+                    await ws.send_text(text)
+                except Exception:
+                    session.disconnected = True
+                    session.close(1006, "")
+                    return
+                continue
+            if not session.disconnected:
+                with contextlib.suppress(Exception):
+                    await ws.close(session.close_code, session.close_reason)
+            return
