@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict rtnb/protocol rtnb/core
+	$(BIN)/mypy --strict rtnb
 
 # pytest exit code 5 means "no tests collected": that is a failure here.
 pytest: $(STAMP)

@@ -86,8 +86,8 @@ class Deduper:
         while len(fifo) > self.max_entries:
             del seen[fifo.popleft()]
             self.evicted += 1
-        horizon = now - self.max_age
-        while fifo and seen[fifo[0]] <= horizon:
+        max_age = self.max_age
+        while fifo and now - seen[fifo[0]] >= max_age:
             del seen[fifo.popleft()]
             self.evicted += 1
         self._expires = seen[fifo[0]] + self.max_age if fifo else math.inf

@@ -48,7 +48,10 @@ __all__ = ["EnvelopeSink", "NullSink", "Pipeline", "TopicState", "TopicStatus"]
 
 TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden", "unknown"]
 #: topic-level error codes and the status they put the topic in
-_TOPIC_ERRORS: Final[dict[str, TopicStatus]] = {"forbidden": "forbidden", "unknown_topic": "unknown"}
+_TOPIC_ERRORS: Final[dict[str, TopicStatus]] = {
+    "forbidden": "forbidden",
+    "unknown_topic": "unknown",
+}
 
 _APPLIED: Final = OUTCOME_CODES[Outcome.APPLIED]
 _REPLAYED: Final = OUTCOME_CODES[Outcome.REPLAYED]
@@ -102,6 +105,7 @@ class TopicState:
         "last_token",
         "name",
         "orderer",
+        "partial",
         "replay_until",
         "status",
         "store",
@@ -123,6 +127,8 @@ class TopicState:
         self.unavailable = False
         #: the server's message when it refused the topic (forbidden, unknown)
         self.error: str | None = None
+        #: entities of a snapshot that arrives in parts (``more: true``)
+        self.partial: list[Any] = []
         self.applied = 0
         self.gaps = 0
         self.unrecoverable = 0
@@ -328,6 +334,12 @@ class Pipeline:
         ts = self.topics.get(snap.topic)
         if ts is None:
             return
+        if snap.more:
+            ts.partial.extend(snap.entities)
+            return
+        entities = snap.entities
+        if ts.partial:
+            entities, ts.partial = [*ts.partial, *entities], []
         pos = ts.orderer.position()
         if pos is not None and snap.sequence > pos:
             missing = snap.sequence - pos
@@ -343,7 +355,7 @@ class Pipeline:
                 f"log restarted at sequence {snap.sequence} (was {pos}): state replaced",
             )  # fmt: skip
             ts.gaps += 1
-        ts.store.replace((e.entity_id, e.state, e.sequence) for e in snap.entities)
+        ts.store.replace((e.entity_id, e.state, e.sequence) for e in entities)
         for later in ts.orderer.reset(snap.sequence, dict(ts.store.sequences)):
             self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
         if snap.token is not None:

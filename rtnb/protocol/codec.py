@@ -50,8 +50,11 @@ def encode_str(frame: msgspec.Struct | dict[str, Any]) -> str:
 
 
 def _lower_first(msg: str) -> str:
+    """``"Expected `int`"`` → ``"expected int"``; acronyms (``"JSON is …"``) keep their case."""
     msg = msg.replace("`", "")
-    return msg[:1].lower() + msg[1:] if msg else msg
+    if len(msg) > 1 and msg[1].isupper():
+        return msg
+    return msg[:1].lower() + msg[1:]
 
 
 def invalid_frame_from(exc: msgspec.MsgspecError, *, context: str = "") -> InvalidFrame:

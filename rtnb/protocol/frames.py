@@ -107,12 +107,18 @@ class SnapshotEntity(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class Snapshot(_Frame, frozen=True, tag="snapshot"):
-    """A topic's full state. ``sequence`` is the log position it reflects."""
+    """A topic's full state. ``sequence`` is the log position it reflects.
+
+    A large snapshot is split into several frames (each under the frame size
+    limit) that share ``token`` and ``sequence``; all but the last carry
+    ``more: true``, and the client replaces its state only at the last one.
+    """
 
     topic: TopicName
     entities: list[SnapshotEntity]
     token: Opaque | None = None
     sequence: Sequence = 0
+    more: bool = False
 
     def __repr__(self) -> str:
         return (

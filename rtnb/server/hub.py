@@ -202,9 +202,10 @@ class Hub:
         if status == "complete":
             session.push_many(records)
         else:
-            snapshot = topic_log.snapshot()
-            assert snapshot.token is not None
-            session.push_many([Marked("snapshot", topic, snapshot.token, encode_str(snapshot))])
+            token = topic_log.token()
+            session.push_many(
+                [Marked("snapshot", topic, token, text) for text in topic_log.snapshot_texts()]
+            )
         # Re-subscribing (e.g. to fill a gap) replaces the old registration.
         self.watch(session, topic_log)
         return status

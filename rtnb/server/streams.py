@@ -178,17 +178,16 @@ async def poll(request: Request) -> Response:
             positions[topic] = records[-1].token if records else token
             fresh = fresh or bool(records)
             continue
-        snap = topic_log.snapshot()
-        assert snap.token is not None
+        snap_token = topic_log.token()
         subscribed = Subscribed(
             topic=topic,
             replay=status,  # type: ignore[arg-type]
-            latest_token=snap.token,
-            latest_sequence=snap.sequence,
+            latest_token=snap_token,
+            latest_sequence=topic_log.latest,
         )
         messages.append(encode_str(subscribed))
-        messages.append(encode_str(snap))
-        positions[topic] = snap.token
+        messages.extend(topic_log.snapshot_texts())
+        positions[topic] = snap_token
         fresh = True
     if not fresh and wait > 0:
         await _long_poll(runtime, who, logs, positions, messages, wait)

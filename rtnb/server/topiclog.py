@@ -11,13 +11,16 @@ import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ..core.merge import MergeFn, apply_to, shallow_merge
 from ..protocol.codec import encode_str
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .storage import Key, LogRecord, LogStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
+
+#: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
+SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
 __all__ = ["Replay", "TopicLog", "new_epoch"]
 
@@ -118,6 +121,32 @@ class TopicLog:
         return Snapshot(
             topic=self.topic, entities=entities, token=self.token(), sequence=self.latest
         )
+
+    def snapshot_texts(self, max_bytes: int = SNAPSHOT_CHUNK_BYTES) -> list[str]:
+        """The snapshot as encoded frames, split so each stays near ``max_bytes``.
+
+        Clients refuse frames over 1 MiB before parsing; a topic with 100,000
+        entities is several MiB, so it travels in parts marked ``more``.
+        """
+        snap = self.snapshot()
+        text = encode_str(snap)
+        if len(text) <= max_bytes or len(snap.entities) < 2:
+            return [text]
+        parts = -(-len(text) // max_bytes) + 1
+        size = -(-len(snap.entities) // parts)
+        chunks = [snap.entities[i : i + size] for i in range(0, len(snap.entities), size)]
+        return [
+            encode_str(
+                Snapshot(
+                    topic=snap.topic,
+                    entities=chunk,
+                    token=snap.token,
+                    sequence=snap.sequence,
+                    more=i < len(chunks) - 1,
+                )
+            )
+            for i, chunk in enumerate(chunks)
+        ]
 
     def replay(self, token: str) -> Replay:
         """The events after ``token``, or ``"unavailable"`` and why; never a silent restart."""

@@ -195,7 +195,8 @@ class _Connection:
             hub.unsubscribe(session, frame.topic)
         elif type(frame) is SnapshotRequest:
             try:
-                session.push(encode_str(hub.check(who, frame.topic).snapshot()))
+                for text in hub.check(who, frame.topic).snapshot_texts():
+                    session.push(text)
             except TopicError as exc:
                 session.push(exc.frame())
         elif type(frame) is Ping:

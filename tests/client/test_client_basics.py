@@ -164,6 +164,7 @@ def test_a_sync_call_from_the_runtime_thread_raises_instead_of_deadlocking(
                 errors.append(exc)
 
         topic.on_event(callback)
+        wait_until(lambda: topic.freshness.status == "live")
         publish(srv, 1)
         wait_until(lambda: errors)
         assert "runtime thread" in str(errors[0]) and "awaitable" in str(errors[0])

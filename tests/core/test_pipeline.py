@@ -251,3 +251,26 @@ def test_entity_mode_never_lets_an_older_event_overwrite_a_newer_one(
             assert ts.store.sequences[ev.entity_id] == newest[ev.entity_id]
     for eid, seq in ts.store.sequences.items():
         assert seq == newest[eid]
+
+
+def test_a_snapshot_in_parts_replaces_state_only_at_the_last_part() -> None:
+    from rtnb.protocol import Snapshot, SnapshotEntity
+
+    p, _ = _pipeline()
+    _start(p)
+    p.feed(encode(event(1, entity="old", payload={"v": 0})), 0.0)
+    parts = [
+        Snapshot(
+            topic="incidents",
+            entities=[SnapshotEntity(entity_id=f"e{i}", state={"i": i}, sequence=9)],
+            token="tok-9",
+            sequence=9,
+            more=i < 2,
+        )
+        for i in range(3)
+    ]
+    p.feed(encode(parts[0]), 1.0)
+    p.feed(encode(parts[1]), 1.0)
+    assert p.topics["incidents"].store.entities == {"old": {"v": 0}}
+    p.feed(encode(parts[2]), 1.0)
+    assert p.topics["incidents"].store.entities == {f"e{i}": {"i": i} for i in range(3)}

@@ -162,3 +162,28 @@ def test_state_is_merged_shallowly_and_client_mutation_ids_are_not_state(srv, to
         topic, "x.updated", {"b": {"d": 2}, "clientMutationId": "m"}, tenant="acme", entity_id="e"
     )
     assert srv.truth(topic, tenant="acme") == {"e": {"a": 1, "b": {"d": 2}}}
+
+
+
+def test_a_large_snapshot_is_split_into_frames_under_the_client_limit(srv, connect):
+    import json
+
+    from rtnb.protocol import DEFAULT_MAX_FRAME_SIZE
+
+    srv.publish_many(
+        "big",
+        [("item.set", f"item-{i}", {"text": "x" * 200, "i": i}) for i in range(20_000)],
+        tenant="acme",
+    )
+    client = connect(srv, srv.issue_token(tenant="acme", user="ana"))
+    subscribed, first = client.subscribe("big")
+    assert subscribed["replay"] == "none"
+    parts = [first]
+    while parts[-1].get("more"):
+        frame = client.recv()
+        assert frame["op"] == "snapshot"
+        parts.append(frame)
+    assert len(parts) > 1
+    assert all(p["sequence"] == 20_000 for p in parts)
+    assert sum(len(p["entities"]) for p in parts) == 20_000
+    assert max(len(json.dumps(p)) for p in parts) < DEFAULT_MAX_FRAME_SIZE
