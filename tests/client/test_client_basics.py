@@ -206,7 +206,7 @@ def test_an_unknown_topic_is_reported_on_the_topic(srv: ServerHandle) -> None:
 def test_wait_for_times_out_with_the_current_state(srv: ServerHandle) -> None:
     conn = connect(srv)
     try:
-        with pytest.raises(TimeoutError, match="not closed within 0.2 s; now subscribed"):
+        with pytest.raises(TimeoutError, match=r"not closed within 0\.2 s; now subscribed"):
             conn.wait_for("closed", 0.2)
     finally:
         conn.close()
