@@ -139,9 +139,17 @@ class MutationLedger:
         return rec
 
     def take_queued(self, now: float) -> list[MutationRecord]:
-        """Queued mutations to send now that the connection is healthy (become pending)."""
-        out = [r for r in self._open.values() if r.status == "queued"]
+        """Mutations to (re)send now that a connection is healthy again.
+
+        Queued ones are sent for the first time; pending ones were sent on a
+        connection that has since been lost, so the frame may never have
+        arrived — they are sent again. The server is idempotent by
+        ``clientMutationId``, so a second copy never makes a second event.
+        """
+        out = [r for r in self._open.values() if r.status in ("queued", "pending")]
         for r in out:
+            if r.status == "pending":
+                r.history.append(f"re-sent at {now:.3f} after a reconnect")
             r.status = "pending"
             r.sent_at = now
         return out

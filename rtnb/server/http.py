@@ -114,8 +114,18 @@ def retry_after(seconds: float) -> str:
 
 
 def requested_topics(
-    request: Request, runtime: ServerRuntime, who: Identity
+    request: Request,
+    runtime: ServerRuntime,
+    who: Identity,
+    refused: list[str] | None = None,
 ) -> dict[str, TopicLog]:
+    """The topics a request names, checked for this identity.
+
+    A topic the identity may not read (or that does not exist) refuses the
+    whole request — unless ``refused`` is given: streams collect an ``error``
+    frame per refused topic there and go on with the others, exactly as a
+    WebSocket ``subscribe`` would (4403 on one topic leaves the rest alone).
+    """
     names = list(dict.fromkeys(request.query_params.getlist("topic")))
     if not names:
         raise refuse(400, "bad_request", "name at least one topic: ?topic=a&topic=b")
@@ -132,7 +142,9 @@ def requested_topics(
         try:
             logs[name] = runtime.hub.check(who, name)
         except TopicError as exc:
-            raise refuse(_STATUS_BY_CODE[exc.code], exc.code, exc.message, exc.topic) from None
+            if refused is None:
+                raise refuse(_STATUS_BY_CODE[exc.code], exc.code, exc.message, exc.topic) from None
+            refused.append(exc.frame())
     return logs
 
 

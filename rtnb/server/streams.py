@@ -74,7 +74,8 @@ async def sse(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         who = identify(request, runtime)
-        logs = requested_topics(request, runtime, who)
+        topic_errors: list[str] = []
+        logs = requested_topics(request, runtime, who, topic_errors)
         retry = runtime.admission.try_admit()
         if retry is not None:
             runtime.stats.count("admissions_shed")
@@ -88,6 +89,8 @@ async def sse(request: Request) -> Response:
     session = Session("sse", runtime.config.send_queue_limit, runtime.chaos)
     session.identity = who
     hub.attach(session)
+    for text in topic_errors:
+        session.push(text)
     positions: dict[str, str] = {}
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
     for topic, token in replay.items():  # no await in this loop: the seams are exact
@@ -149,7 +152,8 @@ async def poll(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         who = identify(request, runtime)
-        logs = requested_topics(request, runtime, who)
+        topic_errors: list[str] = []
+        logs = requested_topics(request, runtime, who, topic_errors)
         try:
             wait = float(request.query_params.get("wait", "0"))
         except ValueError:
@@ -161,9 +165,9 @@ async def poll(request: Request) -> Response:
     except Refused as refused:
         return refused.response
     await _wait_out_cut(runtime)
-    messages: list[str] = []
+    messages: list[str] = list(topic_errors)
     positions: dict[str, str] = {}
-    fresh = False
+    fresh = bool(topic_errors)
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
     for topic, topic_log in logs.items():
         token = replay[topic]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 
 from ..protocol.codec import encode
 from ..protocol.frames import Authenticate, Mutate, Subscribe, Unsubscribe
@@ -24,6 +25,9 @@ from .base import parse_retry_after as _retry_after
 __all__ = ["HttpTransportBase", "base_http_url", "failure_for"]
 
 TokenLookup = Callable[[str], "str | None"]
+#: topic-level error codes after which a topic is not requested again
+_REFUSALS = frozenset({"forbidden", "unknown_topic", "too_many_subscriptions"})
+_json = msgspec.json.Decoder()
 
 
 def base_http_url(url: str) -> str:
@@ -92,6 +96,13 @@ class HttpTransportBase:
             self._topics.append(sub.topic)
         if sub.replay_from is not None:
             self._resume[sub.topic] = sub.replay_from
+
+    def _note_error(self, frame: Any) -> None:
+        """Stop asking for a topic the server refused (as the machine stops re-subscribing)."""
+        if isinstance(frame, dict) and frame.get("code") in _REFUSALS:
+            topic = frame.get("topic")
+            if isinstance(topic, str) and topic in self._topics:
+                self._topics.remove(topic)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._token}"}

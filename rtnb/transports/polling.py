@@ -80,6 +80,8 @@ class PollingTransport(HttpTransportBase):
                 topic = msg.get("topic")
                 if isinstance(topic, str):
                     mentioned.add(topic)
+                if msg.get("op") == "error":
+                    self._note_error(msg)
             self._on_frame(encode(msg), received)
         for topic in sorted(self._unconfirmed - mentioned):
             self._on_frame(encode(Subscribed(topic=topic, replay="complete")), received)

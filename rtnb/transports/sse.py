@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 
 import httpx
+import msgspec
 
 from ..protocol.sse import SSEParser
 from .base import TransportError, now
-from .http import HttpTransportBase, failure_for
+from .http import HttpTransportBase, _json, failure_for
 
 __all__ = ["SSETransport"]
 
@@ -67,6 +68,9 @@ class SSETransport(HttpTransportBase):
         try:
             async for chunk in response.aiter_raw():
                 for ev in parser.feed(chunk):
+                    if ev.type == "error":
+                        with contextlib.suppress(msgspec.MsgspecError):
+                            self._note_error(_json.decode(ev.data))
                     on_frame(ev.data, now())
         except asyncio.CancelledError:
             raise

@@ -48,7 +48,16 @@ def test_while_degraded_mutations_queue_by_default() -> None:
     assert rec.status == "queued" and rec.while_degraded and rec.sent_at is None
     assert led.take_queued(5.0) == [rec]
     assert rec.status == "pending" and rec.sent_at == 5.0
-    assert led.take_queued(6.0) == []
+
+
+def test_pending_mutations_are_sent_again_after_a_reconnect() -> None:
+    led = MutationLedger()
+    rec = led.create("m1", "incidents", "inc-1", {}, now=0.0)
+    assert led.take_queued(5.0) == [rec]
+    assert rec.status == "pending" and rec.sent_at == 5.0
+    assert "re-sent" in rec.history[0]
+    led.confirm("m1", 6.0)
+    assert led.take_queued(7.0) == []
 
 
 def test_while_degraded_the_reject_policy_refuses_at_once() -> None:
