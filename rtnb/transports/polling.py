@@ -46,8 +46,9 @@ class PollingTransport(HttpTransportBase):
         # The first poll does not wait: it proves auth and topics, and returns
         # the snapshot or replay at once.
         body = await self._poll(wait=0.0)
-        self._deliver(body)
-        self._reader = asyncio.get_running_loop().create_task(self._loop())
+        # Delivered by the reader task, i.e. after the driver has been told the
+        # transport is open (frames before that would be out of place).
+        self._reader = asyncio.get_running_loop().create_task(self._loop(first=body))
 
     async def _poll(self, wait: float) -> bytes:
         client = self._client_or_new()
@@ -87,9 +88,11 @@ class PollingTransport(HttpTransportBase):
             self._on_frame(encode(Subscribed(topic=topic, replay="complete")), received)
         self._unconfirmed.clear()
 
-    async def _loop(self) -> None:
+    async def _loop(self, first: bytes | None = None) -> None:
         code, reason = 1006, "polling stopped"
         try:
+            if first is not None:
+                self._deliver(first)
             while not self._closed:
                 body = await self._poll(wait=self._options.poll_wait)
                 if self._closed:
