@@ -130,6 +130,9 @@ class Session:
         self._ids = itertools.count(1)
         self._mid_prefix = uuid.uuid4().hex[:12]
         self._closed = asyncio.Event()
+        self._tearing_down = False
+        #: transport closes in flight: awaited, never cancelled, by the teardown
+        self._closing: set[asyncio.Task[Any]] = set()
         #: raw-frame observers ``tap(data, received_at, transport, attempt)`` (recording);
         #: called on the runtime thread before the pipeline, so keep them cheap
         self.taps: list[Callable[[Any, float, str, int], None]] = []
@@ -147,19 +150,23 @@ class Session:
         await self._teardown()
 
     async def _teardown(self) -> None:
+        """Stop timers and tasks; let transport closes finish (never cancel a close)."""
+        if self._tearing_down:
+            await self._closed.wait()
+            return
+        self._tearing_down = True
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         if self._maintenance is not None:
             self._maintenance.cancel()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                await transport.close(1000, "closed by the client")
-        if self._writer is not None:
-            self._writer.cancel()
+        self._drop_transport(1000, "closed by the client")
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=3.0)
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:
+                task.cancel()
         self._closed.set()
 
     # -- actions -------------------------------------------------------------------
@@ -357,7 +364,9 @@ class Session:
             self._writer.cancel()
             self._writer = None
         if transport is not None:
-            self._spawn(transport.close(code, reason))
+            task = asyncio.ensure_future(transport.close(code, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # -- tokens ------------------------------------------------------------------------
 

@@ -218,3 +218,34 @@ def test_close_leaves_no_transport_and_is_idempotent(srv: ServerHandle) -> None:
     conn.close()
     assert conn._session._transport is None
     assert conn.state.status is rtnb.Status.CLOSED
+
+
+def test_heartbeats_are_logged_with_server_lag(srv: ServerHandle) -> None:
+    conn = connect(srv)
+    try:
+        wait_until(lambda: len(conn.log.heartbeats) >= 2, timeout=10)
+        hb = conn.log.heartbeats
+        assert hb["server_lag_ms"].notna().all()
+        assert (hb["server_lag_ms"].abs() < 5_000).all()
+    finally:
+        conn.close()
+
+
+def test_interpreter_exit_with_an_open_connection_is_clean(srv: ServerHandle) -> None:
+    import subprocess
+    import sys
+
+    token = srv.issue_token(tenant="acme", user="ana", role="viewer")
+    code = (
+        "import rtnb\n"
+        f"c = rtnb.connect({srv.url!r}, token={token!r})\n"
+        "c.wait_for('subscribed', 10)\n"
+        "c.subscribe('incidents')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    assert "Traceback" not in out.stderr and "Task was destroyed" not in out.stderr
