@@ -272,9 +272,10 @@ class Connection:
         See :mod:`rtnb.telemetry.recording` for the options; returns the recorder
         (``.stop()`` flushes; it is also flushed on close and at interpreter exit).
         """
-        from ..telemetry.recording import record
+        import importlib
 
-        return record(self, path, **options)
+        recording = importlib.import_module("rtnb.telemetry.recording")
+        return recording.record(self, path, **options)
 
     # -- closing ---------------------------------------------------------------------------
 
