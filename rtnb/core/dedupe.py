@@ -7,8 +7,8 @@ evict, so every operation is O(1) amortised:
 
 * ``seen(id)`` is one dict lookup;
 * ``add(id, now)`` appends to both, then evicts from the front of the FIFO
-  while the memory is over ``max_entries`` or its oldest entry is older than
-  ``max_age`` seconds.
+  when the memory is over ``max_entries`` (a sixteenth at a time, so the
+  eviction loop is amortised) or its oldest entry is older than ``max_age``.
 
 One ``Deduper`` lives as long as its connection (it is not reset on
 reconnect), so an event replayed after a reconnect is still recognised.
@@ -34,7 +34,7 @@ DEFAULT_DEDUPE_MAX_AGE: Final = 600.0
 class Deduper:
     """Remembers recently applied event ids, bounded by count and by age."""
 
-    __slots__ = ("_expires", "_fifo", "_seen", "evicted", "max_age", "max_entries")
+    __slots__ = ("_chunk", "_expires", "_fifo", "_seen", "evicted", "max_age", "max_entries")
 
     def __init__(
         self,
@@ -50,8 +50,10 @@ class Deduper:
         self.max_age = max_age
         self._seen: dict[str, float] = {}
         self._fifo: deque[str] = deque()
-        #: when the oldest remembered id passes ``max_age`` (inf while empty)
-        self._expires = math.inf
+        #: when the oldest remembered id passes ``max_age`` (-inf: recompute at next add)
+        self._expires = -math.inf
+        #: extra entries evicted with each overflow (never the one just added)
+        self._chunk = max_entries // 16
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -66,9 +68,10 @@ class Deduper:
     def add(self, event_id: str, now: float) -> None:
         """Remember ``event_id`` as applied at ``now``; evict what is over the bounds.
 
-        The hot path is a dict store, a deque append and two comparisons; the
-        age check looks at one float (when the oldest entry expires) instead of
-        the oldest entry itself.
+        The hot path is a dict store, a deque append and two comparisons: the
+        age check looks at one float (when the oldest entry expires), and when
+        the count bound is passed a sixteenth of the memory is evicted at once,
+        so the eviction loop runs once per ``max_entries / 16`` adds.
         """
         seen = self._seen
         if event_id in seen:
@@ -76,29 +79,30 @@ class Deduper:
         seen[event_id] = now
         fifo = self._fifo
         fifo.append(event_id)
-        if len(fifo) > self.max_entries or now >= self._expires:
+        if now >= self._expires or len(fifo) > self.max_entries:
             self._evict(now)
-        elif len(fifo) == 1:
-            self._expires = now + self.max_age
 
     def _evict(self, now: float) -> None:
         seen, fifo = self._seen, self._fifo
-        while len(fifo) > self.max_entries:
-            del seen[fifo.popleft()]
-            self.evicted += 1
+        if len(fifo) > self.max_entries:
+            n = len(fifo) - self.max_entries + self._chunk
+            for _ in range(n):
+                del seen[fifo.popleft()]
+            self.evicted += n
         max_age = self.max_age
         while fifo and now - seen[fifo[0]] >= max_age:
             del seen[fifo.popleft()]
             self.evicted += 1
-        self._expires = seen[fifo[0]] + self.max_age if fifo else math.inf
+        # -inf while empty: the next add sets the expiry of the new oldest entry.
+        self._expires = seen[fifo[0]] + max_age if fifo else -math.inf
 
     def forget(self, event_id: str) -> None:
         """Drop one id (rare: O(n) in the FIFO, used only outside the hot path)."""
         if self._seen.pop(event_id, None) is not None:
             self._fifo.remove(event_id)
-            self._expires = self._seen[self._fifo[0]] + self.max_age if self._fifo else math.inf
+            self._expires = -math.inf
 
     def clear(self) -> None:
         self._seen.clear()
         self._fifo.clear()
-        self._expires = math.inf
+        self._expires = -math.inf

@@ -200,21 +200,21 @@ class Pipeline:
 
     def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
         """Process one received frame; return the control frames among it."""
-        if len(data) > self._max_frame_size:
-            self._log_invalid(now, len(data), str(FrameTooLarge(len(data), self._max_frame_size)))
+        size = len(data)
+        if size > self._max_frame_size:
+            self._log_invalid(now, size, str(FrameTooLarge(size, self._max_frame_size)))
             return _NO_CONTROL
         try:
             frame = self._decode(data)
         except msgspec.MsgspecError as exc:
-            self._log_invalid(now, len(data), str(invalid_frame_from(exc)))
+            self._log_invalid(now, size, str(invalid_frame_from(exc)))
             return _NO_CONTROL
         if type(frame) is Event:
-            self.event(frame, now, len(data))
+            self.event(frame, now, size)
             return _NO_CONTROL
         if type(frame) is Batch:
             control: list[ClientBound] = []
-            n = len(frame.messages) or 1
-            share = len(data) // n
+            share = size // (len(frame.messages) or 1)
             for msg in frame.messages:
                 if type(msg) is Event:
                     self.event(msg, now, share)
