@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
-import pytest
+
+from rtnb.protocol.sse import SSEParser
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -82,8 +84,18 @@ def test_sse_refuses_bad_tokens_unknown_topics_and_tokens_in_the_url(srv, topic)
         r = http.get("/sse", params={"topic": topic}, headers=_auth(good + "x"))
         assert r.status_code == 401 and r.json()["code"] == "invalid_token"
         assert "WWW-Authenticate" in r.headers
-        r = http.get("/sse", params={"topic": "nope"}, headers=_auth(good))
-        assert r.status_code == 404 and r.json()["code"] == "unknown_topic"
+        # A refused topic is a per-topic error in the stream (as on WebSocket):
+        # the other topics of the same request keep streaming.
+        with http.stream("GET", "/sse", params={"topic": "nope"}, headers=_auth(good)) as r:
+            assert r.status_code == 200
+            parser = SSEParser()
+            events = []
+            for chunk in r.iter_raw():
+                events += parser.feed(chunk)
+                if any(e.type == "error" for e in events):
+                    break
+        error = next(json.loads(e.data) for e in events if e.type == "error")
+        assert error["code"] == "unknown_topic" and error["topic"] == "nope"
         r = http.get("/sse", params={"topic": topic, "token": good})
         assert r.status_code == 400 and good not in r.text
 
@@ -226,13 +238,29 @@ def test_http_requests_over_the_rate_limit_get_429_with_retry_after(make_server,
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
-@pytest.mark.parametrize("path", ["/snapshot", "/poll"])
-def test_http_endpoints_refuse_cross_role_topics(make_server, path):
+def test_snapshot_refuses_cross_role_topics(make_server):
     srv = make_server(topics={"audit": "admin"})
     with httpx.Client(base_url=srv.url, timeout=5) as http:
         r = http.get(
-            path,
+            "/snapshot",
             params={"topic": "audit"},
             headers=_auth(srv.issue_token(tenant="acme", user="ana", role="operator")),
         )
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
+
+
+def test_polling_refuses_a_cross_role_topic_and_serves_the_others(make_server):
+    srv = make_server(topics={"audit": "admin"})
+    srv.publish("incidents", "x.set", {"v": 1}, tenant="acme", entity_id="e")
+    with httpx.Client(base_url=srv.url, timeout=5) as http:
+        r = http.get(
+            "/poll",
+            params=[("topic", "audit"), ("topic", "incidents")],
+            headers=_auth(srv.issue_token(tenant="acme", user="ana", role="operator")),
+        )
+    assert r.status_code == 200
+    messages = r.json()["messages"]
+    error = next(m for m in messages if m["op"] == "error")
+    assert error["code"] == "forbidden" and error["topic"] == "audit"
+    snapshot = next(m for m in messages if m["op"] == "snapshot")
+    assert snapshot["topic"] == "incidents" and len(snapshot["entities"]) == 1
