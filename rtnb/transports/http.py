@@ -10,6 +10,7 @@ targeted re-subscribe after a gap is just a new request from an older token.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -170,6 +171,20 @@ class HttpTransportBase:
             return  # the ledger's timeout resolves it
         if resp.status_code >= 400 and resp.content:
             self._on_frame(resp.content, now())
+
+    _reader: asyncio.Task[None] | None = None
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._stop_reader()
+        await self._close_client()
+        self._finish(code, reason)
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None

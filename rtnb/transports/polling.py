@@ -16,7 +16,6 @@ SUBSCRIBED honestly: the server *has* accepted the request for those topics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import httpx
@@ -35,7 +34,6 @@ _response = msgspec.json.Decoder(dict[str, Any])
 class PollingTransport(HttpTransportBase):
     kind = "polling"
 
-    _reader: asyncio.Task[None] | None = None
     _unconfirmed: set[str]
 
     async def open(self, token: str) -> None:
@@ -110,21 +108,8 @@ class PollingTransport(HttpTransportBase):
 
     async def _topics_changed(self) -> None:
         """Interrupt the current long poll and start again with the new topic set."""
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+        await self._stop_reader()
         if self._closed or not self._topics:
             return
         self._unconfirmed = set(self._topics)
         self._reader = asyncio.get_running_loop().create_task(self._loop())
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        await self._close_client()
-        self._finish(code, reason)

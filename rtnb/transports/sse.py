@@ -26,8 +26,6 @@ __all__ = ["SSETransport"]
 class SSETransport(HttpTransportBase):
     kind = "sse"
 
-    _reader: asyncio.Task[None] | None = None
-
     async def open(self, token: str) -> None:
         self._token = token
         if not self._topics:
@@ -85,11 +83,7 @@ class SSETransport(HttpTransportBase):
 
     async def _topics_changed(self) -> None:
         """Restart the stream with the new topic set (not a connection loss)."""
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+        await self._stop_reader()
         if self._closed or not self._topics:
             return
         try:
@@ -98,12 +92,3 @@ class SSETransport(HttpTransportBase):
             self._finish(exc.code or 1006, str(exc))
             return
         self._reader = asyncio.get_running_loop().create_task(self._read(response))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        await self._close_client()
-        self._finish(code, reason)
