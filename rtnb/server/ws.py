@@ -5,7 +5,10 @@ Bad-input policy — what the server does with frames it cannot use:
 * Before authentication, anything but a valid ``authenticate`` frame ends the
   connection: ``error`` then close 4401 for a valid frame sent too early
   (``unauthenticated``) or a refused token, 4400 for garbage. No ``authenticate``
-  within ``auth_timeout`` (5 s): ``error {code: "auth_timeout"}`` and 4401.
+  within ``auth_timeout`` (5 s): ``error {code: "auth_timeout"}`` and 4400 —
+  a protocol violation, not a refused token: a client that lost its first
+  frame in a network cut must back off and retry, not conclude that a fresh
+  token is refused too and give up (what 4401 means to rtnb's client).
 * After authentication a bad frame is *recoverable*: malformed JSON, wrong
   types, an unknown ``op``, a binary frame (the protocol is JSON text) or a
   frame over ``max_frame_size`` (1 MiB) is answered with ``error {code:
@@ -259,7 +262,7 @@ class _Connection:
                     f"no authenticate frame within {self.rt.config.auth_timeout:g} s",
                 )
             )
-            session.close(4401, "authentication timeout")
+            session.close(4400, "authentication timeout")
 
     def _expired(self) -> None:
         session = self.session

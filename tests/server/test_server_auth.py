@@ -162,10 +162,10 @@ def test_subscribe_before_authenticate_is_refused_with_4401(srv, connect, topic)
     assert client.closed()[0] == 4401
 
 
-def test_no_authenticate_within_the_deadline_closes_4401(srv, connect):
+def test_no_authenticate_within_the_deadline_closes_4400(srv, connect):
     client = connect(srv)  # the module server allows 1 s
     assert client.expect("error", timeout=3)["code"] == "auth_timeout"
-    assert client.closed()[0] == 4401
+    assert client.closed()[0] == 4400
 
 
 def test_a_tenant_only_ever_sees_its_own_events(srv, connect, topic):
