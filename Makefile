@@ -30,10 +30,11 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Reference server with demo data + JupyterLab on notebooks/01_live_dashboard.ipynb;
+# prints the URL (token included). All state stays under $(VENV)/rtnb-demo.
 demo: $(STAMP)
-	@echo "make demo: the live dashboard needs the reference server (issue 3), the client"
-	@echo "runtime (issue 4) and the widgets (issue 5). Until they land, try 'make test'"
-	@echo "and 'make bench'."
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	$(BIN)/python -m rtnb.widgets.demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

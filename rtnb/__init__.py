@@ -14,12 +14,16 @@ from .core.status import Outcome, Status
 from .protocol.errors import InvalidFrame, LocalProtocolError, RemoteProtocolError, RtnbError
 
 if TYPE_CHECKING:
+    from . import charts
     from .client.connection import Connection, connect
     from .client.mutation import Mutation
+    from .client.replay import Replay, replay
     from .client.session import ConnectionState
     from .client.topic import Topic, TopicFreshness
     from .server import ServerHandle, serve
     from .telemetry import EnvelopeLog
+    from .widgets import Dashboard, Freshness, StreamTable
+    from .widgets.livechart import LiveChart
 
 __version__ = "0.1.0"
 
@@ -27,36 +31,55 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Connection": "rtnb.client.connection",
     "ConnectionState": "rtnb.client.session",
+    "Dashboard": "rtnb.widgets",
     "EnvelopeLog": "rtnb.telemetry",
+    "Freshness": "rtnb.widgets",
+    "LiveChart": "rtnb.widgets.livechart",
     "Mutation": "rtnb.client.mutation",
+    "Replay": "rtnb.client.replay",
     "ServerHandle": "rtnb.server",
+    "StreamTable": "rtnb.widgets",
     "Topic": "rtnb.client.topic",
     "TopicFreshness": "rtnb.client.topic",
     "connect": "rtnb.client.connection",
+    "replay": "rtnb.client.replay",
     "serve": "rtnb.server",
 }
+#: submodules reachable as attributes (``rtnb.charts.lag(log)``)
+_SUBMODULES = frozenset({"charts"})
 
 __all__ = [
     "Connection",
     "ConnectionState",
+    "Dashboard",
     "EnvelopeLog",
+    "Freshness",
     "InvalidFrame",
+    "LiveChart",
     "LocalProtocolError",
     "Mutation",
     "Outcome",
     "RemoteProtocolError",
+    "Replay",
     "RtnbError",
     "ServerHandle",
     "Status",
+    "StreamTable",
     "Topic",
     "TopicFreshness",
     "__version__",
+    "charts",
     "connect",
+    "replay",
     "serve",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        sub = importlib.import_module(f"rtnb.{name}")
+        globals()[name] = sub
+        return sub
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rtnb' has no attribute {name!r}")
@@ -66,4 +89,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

@@ -4,8 +4,8 @@
 reference server in the foreground, prints its URL and a demo token, and stops
 cleanly on Ctrl-C. ``rtnb token --tenant T --user U --role R`` mints a token for
 a server started with the same secret (``RTNB_SECRET``, or ``--data DIR``,
-whose ``secret.key`` the server created). ``rtnb demo`` will start the server
-and JupyterLab together once the widgets exist.
+whose ``secret.key`` the server created). ``rtnb demo`` starts the server with
+demo data and JupyterLab on ``notebooks/01_live_dashboard.ipynb`` (``make demo``).
 """
 
 from __future__ import annotations
@@ -141,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "token":
         return _token(args)
-    print("rtnb demo: coming with the widgets issue; for now run 'rtnb serve --demo'.")
-    return 0
+    from .widgets.demo import main as demo_main  # JupyterLab: imported only for `rtnb demo`
+
+    return demo_main([])
 
 
 if __name__ == "__main__":

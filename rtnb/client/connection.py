@@ -14,6 +14,7 @@ import atexit
 import base64
 import hashlib
 import json
+import os
 import random
 import threading
 from collections.abc import Callable, Coroutine
@@ -266,7 +267,7 @@ class Connection:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, path: str, **options: Any) -> Any:
+    def record(self, path: str | os.PathLike[str], **options: Any) -> Any:
         """Stream this connection's log (with payloads) to rolling parquet files.
 
         See :mod:`rtnb.telemetry.recording` for the options; returns the recorder

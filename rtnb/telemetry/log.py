@@ -38,6 +38,9 @@ from .schema import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .recorded import Recording
+    from .summary import Summary
+
 _ENVELOPE_FLAT_BATCH = BATCH * len(ENVELOPES.columns)
 _OUTCOME_COLUMN = ENVELOPES.names.index("outcome")
 _STATUS_COLUMN = STATES.names.index("status")
@@ -152,6 +155,8 @@ class EnvelopeLog:
         }
         # The hot path appends straight to the envelope ring's pending list.
         self._envelope_rows = self._envelopes.pending
+        #: recorded frames, when read from a recording (see :attr:`recording`)
+        self._recording: Recording | None = None
 
     # -- appending (runtime thread) ----------------------------------------------------------
 
@@ -300,29 +305,56 @@ class EnvelopeLog:
         """Rows kept per table."""
         return {name: ring.capacity for name, ring in self._rings.items()}
 
-    def summary(self) -> dict[str, Any]:
-        """Headline figures as plain JSON-friendly values (see :mod:`.summary`)."""
+    def summary(self) -> Summary:
+        """Headline figures as a dict of plain JSON-friendly values (see :mod:`.summary`).
+
+        In a notebook it shows as a small table.
+        """
         from .summary import summarize
 
         return summarize(self)
 
+    def incidents(self, *, recovery_window: float | None = None) -> pd.DataFrame:
+        """The degraded periods: start, end, duration, reason, events missed/replayed/lost.
+
+        See :mod:`rtnb.telemetry.incidents` for the exact definitions.
+        """
+        from .incidents import RECOVERY_WINDOW, incidents
+
+        window = RECOVERY_WINDOW if recovery_window is None else recovery_window
+        return incidents(self, recovery_window=window)
+
+    @property
+    def recording(self) -> Recording | None:
+        """The recorded frames and recording metadata, if this log was read from a recording."""
+        return self._recording
+
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
-        """Write all four tables to one parquet file (layout in :mod:`.parquet`)."""
+        """Write all four tables (and recorded frames, if any) to one parquet file.
+
+        Layout in :mod:`.parquet`.
+        """
         from .parquet import write_log
 
         write_log(self, path)
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike[str]) -> EnvelopeLog:
-        """Load a log written by :meth:`to_parquet`; its DataFrames and summary match."""
+        """Load a log from a file written by :meth:`to_parquet`, or a recording directory.
+
+        A directory is read as the rolling files ``conn.record(path)`` wrote
+        (every complete file; a file cut short by a crash is skipped). Its
+        DataFrames and summary match the original's.
+        """
         from .parquet import read_log
 
         return read_log(cls, path)
 
     def clear(self) -> None:
-        """Forget every row and every count."""
+        """Forget every row and every count (and recorded frames)."""
         for ring in self._rings.values():
             ring.clear()
+        self._recording = None
 
     def __repr__(self) -> str:
         parts = []

@@ -1,32 +1,35 @@
-"""One parquet file per log: ``EnvelopeLog.to_parquet`` / ``EnvelopeLog.read_parquet``.
+"""Parquet files of a log: ``EnvelopeLog.to_parquet`` / ``EnvelopeLog.read_parquet``.
 
-Layout (schema version 1)
+Layout (schema version 2)
 -------------------------
-Parquet holds one table per file, so the four tables are stacked in *long
-format*: one file, one schema that is the union of the four tables' columns,
+Parquet holds one table per file, so the log's tables are stacked in *long
+format*: one file, one schema that is the union of the tables' columns,
 and a ``log_table`` column (``"envelopes"``, ``"states"``, ``"mutations"``,
-``"heartbeats"``) saying which table a row belongs to. Rows are written
-table by table, each table in arrival order and in its own row groups;
-columns a table does not have are null in its rows (parquet stores runs of
-nulls in a few bytes). Columns with the same name mean the same thing in
-every table that has them (``topic``, ``entity_id``, ``outcome``, ``at``).
-So ``pd.read_parquet(path)`` or DuckDB's ``WHERE log_table = 'states'`` work
-without rtnb.
+``"heartbeats"`` and, in recordings, ``"frames"``) saying which table a row
+belongs to. Rows are written table by table, each table in arrival order and
+in its own row groups; columns a table does not have are null in its rows
+(parquet stores runs of nulls in a few bytes). Columns with the same name
+mean the same thing in every table that has them (``topic``, ``entity_id``,
+``outcome``, ``at``). So ``pd.read_parquet(path)`` or DuckDB's
+``WHERE log_table = 'states'`` work without rtnb.
 
 Columns are stored as the log stores them, which makes the round trip
 exact: times are ``float64`` unix seconds (field metadata ``rtnb.unit``),
 strings with few distinct values are dictionary-encoded, ``sequence`` is
 null where none. ``lag_ms`` is derived and not stored.
 
-The file's key-value metadata holds ``rtnb.schema_version`` (``"1"``;
+The file's key-value metadata holds ``rtnb.schema_version`` (``"2"``;
 higher versions are refused with :class:`TelemetryFileError`) and
 ``rtnb.log``, a JSON object with, per table, the rows in the file, the rows
 ever appended (so overflow stays visible) and the capacity, plus the
-running tallies behind ``counts`` and ``summary()``.
+running tallies behind ``counts`` and ``summary()``, and, for recordings,
+a ``recording`` object (see :mod:`.recording`).
 
-To extend it (payload retention, rolling files), add nullable columns or
-metadata keys and bump :data:`~rtnb.telemetry.schema.SCHEMA_VERSION` only
-when an older reader would misread the file.
+Version 2 added the ``frames`` table (:mod:`.recorded`: the sanitised frames
+a replay feeds through the pipeline; never a token) and rolling files: a
+*directory* of ``part-NNNNNN.parquet`` files, each one a complete file of
+this layout holding the rows appended since the previous part
+(:mod:`.rolling`). Version 1 files are still read.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ..core.status import OUTCOME_CODES, OUTCOMES_BY_CODE
 from .frames import TIME_COLUMNS, ordered, ordered_list
+from .recorded import FRAMES_SCHEMA, Recording, concat_frames
 from .ring import Snapshot, Store
 from .schema import (
     SCHEMA_VERSION,
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from .log import EnvelopeLog
 
 TABLE_COLUMN = "log_table"
+FRAMES = "frames"
 VERSION_KEY = b"rtnb.schema_version"
 LOG_KEY = b"rtnb.log"
 COMPRESSION = "zstd"
@@ -72,6 +77,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
     "sparse": pa.string(),
 }
+_SPECS = {spec.name: spec for spec in TABLES}
 _OUTCOME_VALUES = {o.value: code for o, code in OUTCOME_CODES.items()}
 _NUMPY_TYPES = {"d": np.float64, "q": np.int64, "i": np.int32, "B": np.uint8}
 
@@ -86,6 +92,10 @@ def file_schema() -> pa.Schema:
             if col.name in fields and not fields[col.name].equals(field, check_metadata=True):
                 raise AssertionError(f"column {col.name!r} differs between tables")
             fields[col.name] = field
+    for field in FRAMES_SCHEMA:
+        if field.name in fields and not fields[field.name].equals(field, check_metadata=True):
+            raise AssertionError(f"column {field.name!r} differs between tables")
+        fields[field.name] = field
     return pa.schema(list(fields.values()))
 
 
@@ -115,34 +125,51 @@ def _to_arrow(snap: Snapshot, col: Column) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
-def _table(snap: Snapshot, schema: pa.Schema) -> pa.Table:
-    n = snap.held
-    mine = {c.name: c for c in snap.spec.columns}
-    tag = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array([snap.spec.name])
-    )
+def _tagged(name: str, columns: dict[str, pa.Array], n: int, schema: pa.Schema) -> pa.Table:
+    """Rows of one table in the union ``schema``: its columns, nulls elsewhere."""
+    tag = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([name]))
     arrays = [tag]
     for field in schema:
         if field.name == TABLE_COLUMN:
             continue
-        col = mine.get(field.name)
-        arrays.append(_to_arrow(snap, col) if col else pa.nulls(n, field.type))
+        col = columns.get(field.name)
+        arrays.append(col if col is not None else pa.nulls(n, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
-    """Write ``log`` to the parquet file ``path`` (overwritten if it exists)."""
-    snaps = [log._snapshot(spec.name) for spec in TABLES]
-    info = {
+def _table(snap: Snapshot, schema: pa.Schema) -> pa.Table:
+    columns = {c.name: _to_arrow(snap, c) for c in snap.spec.columns}
+    return _tagged(snap.spec.name, columns, snap.held, schema)
+
+
+def table_info(snaps: list[Snapshot]) -> dict[str, Any]:
+    """The ``rtnb.log`` metadata of ``snaps`` (rows held, ever appended, capacity, tallies)."""
+    return {
         "tables": {
             s.spec.name: {"rows": s.held, "total": s.total, "capacity": s.capacity} for s in snaps
         },
         "tallies": {s.spec.name: s.tally for s in snaps},
     }
+
+
+def write_file(
+    path: str | os.PathLike[str],
+    snaps: list[Snapshot],
+    info: dict[str, Any],
+    frames: pa.Table | None = None,
+) -> None:
+    """Write ``snaps`` (one per table, in :data:`TABLES` order) and ``frames`` to ``path``.
+
+    ``info`` is the ``rtnb.log`` metadata (see :func:`table_info`); the frames
+    table's row count is added to it. The file is written next to the target
+    and renamed, so a crash never leaves half a file behind.
+    """
+    info = dict(info)
+    if frames is not None and frames.num_rows:
+        info["tables"] = {**info["tables"], FRAMES: {"rows": frames.num_rows}}
     schema = file_schema().with_metadata(
         {VERSION_KEY: str(SCHEMA_VERSION).encode(), LOG_KEY: json.dumps(info).encode()}
     )
-    # Write next to the target and rename, so a crash never leaves half a file behind.
     target = os.fspath(path)
     partial = f"{target}.partial-{os.getpid()}"
     try:
@@ -150,10 +177,22 @@ def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
             for snap in snaps:
                 if snap.held:
                     writer.write_table(_table(snap, schema))
+            if frames is not None and frames.num_rows:
+                columns = {n: frames.column(n).combine_chunks() for n in frames.column_names}
+                writer.write_table(_tagged(FRAMES, columns, frames.num_rows, schema))
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
+    """Write ``log`` (and its recorded frames, if any) to the parquet file ``path``."""
+    snaps = [log._snapshot(spec.name) for spec in TABLES]
+    info = table_info(snaps)
+    if log._recording is not None:
+        info["recording"] = log._recording.info
+    write_file(path, snaps, info, log._recording.frames if log._recording else None)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -239,32 +278,38 @@ def _from_arrow(spec: TableSpec, part: pa.Table, total: int) -> dict[str, Any]:
 
 
 def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
-    """Check ``path``'s schema version and split it into its four tables.
+    """Check ``path``'s schema version and split it into its tables.
 
     Returns the ``rtnb.log`` metadata and, per table, its rows in arrival
-    order (only that table's columns). This is the seam for readers of other
-    layouts (e.g. a directory of rolling files: concatenate per table).
+    order (only that table's columns); ``"frames"`` is there only if the file
+    holds recorded frames. A directory of rolling files is read by
+    :func:`rtnb.telemetry.rolling.read_dir`, which concatenates these per table.
     """
     where = repr(os.fspath(path))
     info = _check_version(path, pq.read_metadata(path).metadata or {})
     data = pq.read_table(path)
     try:
         rows = {spec.name: int(info["tables"][spec.name]["rows"]) for spec in TABLES}
+        if FRAMES in info["tables"]:
+            rows[FRAMES] = int(info["tables"][FRAMES]["rows"])
         if data.num_rows != sum(rows.values()):
             raise TelemetryFileError(
                 f"{where} holds {data.num_rows} rows but its metadata lists {sum(rows.values())}"
             )
         tables: dict[str, pa.Table] = {}
         offset = 0
-        for spec in TABLES:
-            part = data.slice(offset, rows[spec.name])
-            offset += rows[spec.name]
+        for name, n in rows.items():
+            part = data.slice(offset, n)
+            offset += n
             tags = part.column(TABLE_COLUMN).cast(pa.string())
-            if part.num_rows and not pc.all(pc.equal(tags, spec.name)).as_py():
+            if part.num_rows and not pc.all(pc.equal(tags, name)).as_py():
                 raise TelemetryFileError(
-                    f"{where}: rows of {spec.name!r} are not where the metadata says"
+                    f"{where}: rows of {name!r} are not where the metadata says"
                 )
-            tables[spec.name] = part.select(list(spec.names)).unify_dictionaries()
+            names = list(FRAMES_SCHEMA.names) if name == FRAMES else list(_SPECS[name].names)
+            tables[name] = part.select(names).unify_dictionaries()
+        if FRAMES in tables:
+            tables[FRAMES] = concat_frames([tables[FRAMES]])
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TelemetryFileError):
             raise
@@ -273,10 +318,15 @@ def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
 
 
 def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLog:
-    """Read a file written by :func:`write_log` into a new ``cls`` instance."""
-    info, tables = read_tables(path)
+    """Read a file written by :func:`write_log`, or a directory of rolling files."""
+    if os.path.isdir(path):
+        from .rolling import read_dir
+
+        info, tables = read_dir(path)
+    else:
+        info, tables = read_tables(path)
     try:
-        meta = {name: info["tables"][name] for name in tables}
+        meta = {spec.name: info["tables"][spec.name] for spec in TABLES}
         capacity = {
             name: max(int(m["capacity"]), tables[name].num_rows, 1) for name, m in meta.items()
         }
@@ -289,10 +339,13 @@ def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLo
         for spec in TABLES:
             part, total = tables[spec.name], int(meta[spec.name]["total"])
             log._rings[spec.name].restore(
-                total=total,
+                total=max(total, part.num_rows),
                 tally=info.get("tallies", {}).get(spec.name, {}),
-                **_from_arrow(spec, part, total),
+                **_from_arrow(spec, part, max(total, part.num_rows)),
             )
+        if FRAMES in tables or "recording" in info:
+            frames = tables.get(FRAMES, concat_frames([]))
+            log._recording = Recording(frames, dict(info.get("recording", {})))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TelemetryFileError):
             raise

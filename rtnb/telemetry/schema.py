@@ -44,8 +44,10 @@ HEARTBEAT_CAPACITY = 50_000
 
 #: Version of the parquet layout written by ``EnvelopeLog.to_parquet``, stored
 #: in the file's key-value metadata as ``rtnb.schema_version``. Files with a
-#: higher version are refused rather than misread.
-SCHEMA_VERSION = 1
+#: higher version are refused rather than misread. Version 2 added recorded
+#: frames and rolling files (see :mod:`rtnb.telemetry.parquet`); version 1
+#: files are still read.
+SCHEMA_VERSION = 2
 
 Kind = Literal["float", "int", "int32", "code8", "bool", "cat", "str", "sparse"]
 

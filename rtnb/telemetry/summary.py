@@ -32,6 +32,7 @@ Keys of the returned dict:
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,7 +59,63 @@ def _newest(snap: Snapshot, name: str) -> float:
     return float(value)
 
 
-def summarize(log: EnvelopeLog) -> dict[str, Any]:
+class Summary(dict[str, Any]):
+    """The summary dict; in a notebook it shows as a small table (``_repr_html_``)."""
+
+    def _rows(self) -> list[tuple[str, str]]:
+        outcomes = {k: v for k, v in self.get("outcomes", {}).items() if v}
+        lag = self.get("lag_ms", {})
+        mutations = self.get("mutations", {})
+        dropped = {k: v for k, v in self.get("dropped", {}).items() if v}
+        degraded = f"{self.get('degraded_s', 0.0):.1f} s"
+        if self.get("degraded_ongoing"):
+            degraded += " (ongoing)"
+
+        def ms(v: Any) -> str:
+            return "–" if v is None else f"{v:,.1f} ms"
+
+        def listing(d: dict[str, Any]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
+
+        return [
+            (
+                "envelopes",
+                f"{self.get('envelopes_total', 0):,} ({self.get('envelopes_held', 0):,} held)",
+            ),
+            ("outcomes", listing(outcomes)),
+            ("lag p50 / p95 / p99", " / ".join(ms(lag.get(p)) for p in ("p50", "p95", "p99"))),
+            ("reconnects", f"{self.get('reconnects', 0):,}"),
+            ("degraded", degraded),
+            (
+                "replayed / unrecoverable",
+                "{replayed:,} / {gap_unrecoverable:,}".format(
+                    **self.get("replay", {"replayed": 0, "gap_unrecoverable": 0})
+                ),
+            ),
+            ("validation failures", f"{self.get('validation_failures', 0):,}"),
+            ("mutations", listing(mutations)),
+            ("dropped by overflow", listing(dropped)),
+        ]
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><th style='text-align:left;padding:2px 12px 2px 0;font-weight:600'>"
+            f"{html.escape(k)}</th><td style='text-align:left;padding:2px 0'>{html.escape(v)}</td></tr>"
+            for k, v in self._rows()
+        )
+        return (
+            "<table class='rtnb-summary' style='border-collapse:collapse;"
+            "font-variant-numeric:tabular-nums'>"
+            f"<caption style='text-align:left;font-weight:600;padding-bottom:4px'>rtnb log summary"
+            f"</caption>{cells}</table>"
+        )
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self._rows())
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self._rows())
+
+
+def summarize(log: EnvelopeLog) -> Summary:
     env = log._snapshot("envelopes", ("received_at", "occurred_at"))
     states = log._snapshot("states", ("at", "status"))
     mutations = log._snapshot("mutations", ("created_at", "resolved_at"))
@@ -94,19 +151,21 @@ def summarize(log: EnvelopeLog) -> dict[str, Any]:
                 degraded_s += latest - since
             ongoing = True
 
-    return {
-        "envelopes_total": env.total,
-        "envelopes_held": env.held,
-        "outcomes": dict(outcomes),
-        "lag_ms": lag_ms,
-        "reconnects": int(entries.get(Status.RECONNECTING.value, 0)),
-        "degraded_s": float(degraded_s),
-        "degraded_ongoing": ongoing,
-        "replay": {
-            "replayed": outcomes[Outcome.REPLAYED.value],
-            "gap_unrecoverable": outcomes[Outcome.GAP_UNRECOVERABLE.value],
-        },
-        "validation_failures": outcomes[Outcome.INVALID.value],
-        "mutations": dict(sorted(mutations.tally["outcomes"].items())),
-        "dropped": {s.spec.name: s.dropped for s in (env, states, mutations, heartbeats)},
-    }
+    return Summary(
+        {
+            "envelopes_total": env.total,
+            "envelopes_held": env.held,
+            "outcomes": dict(outcomes),
+            "lag_ms": lag_ms,
+            "reconnects": int(entries.get(Status.RECONNECTING.value, 0)),
+            "degraded_s": float(degraded_s),
+            "degraded_ongoing": ongoing,
+            "replay": {
+                "replayed": outcomes[Outcome.REPLAYED.value],
+                "gap_unrecoverable": outcomes[Outcome.GAP_UNRECOVERABLE.value],
+            },
+            "validation_failures": outcomes[Outcome.INVALID.value],
+            "mutations": dict(sorted(mutations.tally["outcomes"].items())),
+            "dropped": {s.spec.name: s.dropped for s in (env, states, mutations, heartbeats)},
+        }
+    )

@@ -1,0 +1,105 @@
+"""Pieces of a replay a widget touches: its topics, and timestamps for ``seek``.
+
+:class:`ReplayTopic` is a real :class:`~rtnb.client.topic.Topic` (widgets
+read it exactly like a live one) whose freshness is measured on the replay's
+clock, the recorded instant the replay has reached, instead of the wall
+clock. :class:`ReplaySession` stands where a connection's session would be
+(``conn._session``): widgets read its ``state``, ``on_state``, ``pipeline``
+and ``ledger``; it refuses mutations, which a replay cannot send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from ..core.ledger import MutationLedger
+from ..core.pipeline import Pipeline
+from ..core.status import Status
+from ..protocol.errors import LocalProtocolError
+from .topic import Topic, TopicFreshness, _utc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .replay import Replay
+    from .session import ConnectionState
+
+__all__ = ["ReplaySession", "ReplayTopic", "Timestamp", "to_seconds"]
+
+_STALE = frozenset({Status.DEGRADED, Status.RECONNECTING, Status.CONNECTING, Status.CLOSED})
+#: Anything ``seek`` takes: unix seconds, an ISO string, a datetime or a pandas Timestamp.
+Timestamp = float | int | str | dt.datetime | Any
+
+
+def to_seconds(value: Timestamp) -> float:
+    """A timestamp (unix seconds, ISO string, datetime, pandas Timestamp) as unix seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        import pandas as pd  # parses nanoseconds, which datetime drops
+
+        value = pd.Timestamp(value)
+    if hasattr(value, "to_datetime64") and hasattr(value, "value"):
+        # a pandas Timestamp: its value is ns since the epoch (UTC; naive counts as UTC)
+        whole, ns = divmod(int(value.value), 1_000_000_000)
+        return whole + ns / 1e9
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    raise TypeError(f"expected a timestamp (datetime, ISO string or unix seconds), got {value!r}")
+
+
+class ReplayTopic(Topic):
+    """A topic of a replay: a real :class:`Topic` whose freshness runs on replay time."""
+
+    @property
+    def freshness(self) -> TopicFreshness:
+        conn: Replay = self._conn  # type: ignore[assignment]
+
+        def read() -> TopicFreshness:
+            st = self._state
+            state = conn.state
+            status: str = st.status
+            if state.status in _STALE and status != "forbidden":
+                status = "stale"
+            last = st.last_event_at
+            return TopicFreshness(
+                topic=st.name,
+                status=status,
+                last_event_at=_utc(last),
+                age_s=None if last is None else max(0.0, conn.position_s - last),
+                connection=state.status.value,
+                attempt=state.attempt,
+                next_retry_at=None,
+                gaps=st.gaps,
+                unrecoverable=st.unrecoverable,
+                entities=len(st.store.entities),
+            )
+
+        fresh: TopicFreshness = self._read(read)
+        return fresh
+
+
+class ReplaySession:
+    """The replay's stand-in for ``conn._session`` (what widgets read on a connection)."""
+
+    def __init__(self, replay: Replay) -> None:
+        self._replay = replay
+        #: never holds a mutation: a replay sends none
+        self.ledger = MutationLedger()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._replay.state
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._replay._player.pipeline
+
+    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
+        return self._replay.on_state(callback)
+
+    async def mutate(self, *args: Any) -> Any:
+        raise LocalProtocolError("a replay is read-only: mutations cannot be sent")

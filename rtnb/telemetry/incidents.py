@@ -1,0 +1,152 @@
+"""``log.incidents()``: the periods when the connection was not delivering live data.
+
+An *incident* starts when the connection enters ``degraded`` or
+``reconnecting`` and ends when it is ``subscribed`` again (``recovered``), or
+``closed`` (``closed``); one still open when the log ends is ``ongoing`` and
+its duration runs to the newest time in the log. Incident time therefore
+includes the ``connecting`` and ``authenticated`` steps of the recovery;
+``summary()["degraded_s"]`` counts only the ``degraded`` and
+``reconnecting`` states themselves.
+
+Events are attributed to an incident by when they were *received*: from its
+start until ``recovery_window`` seconds after its end (the replay that
+closes a gap arrives right after the re-subscription), and never past the
+next incident's start.
+
+``events_replayed``
+    envelopes logged ``replayed``: missed live, delivered by the server's replay.
+``events_unrecoverable``
+    ``gap_unrecoverable`` sequences: missed and never delivered (a snapshot
+    replaced the state instead).
+``events_missed``
+    their sum: every event the live stream did not deliver during the incident.
+
+:func:`periods` is the pure core (statuses in, periods out), tested with
+hypothesis; :func:`incidents` builds the DataFrame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import pandas as pd
+
+from ..core.status import OUTCOME_CODES, Outcome, Status
+from .frames import ordered, seconds_to_utc
+
+if TYPE_CHECKING:
+    from .log import EnvelopeLog
+
+__all__ = ["COLUMNS", "DEGRADED", "RECOVERY_WINDOW", "Period", "incidents", "periods"]
+
+#: Seconds after an incident's end during which replayed events still count for it: 5.
+RECOVERY_WINDOW: Final = 5.0
+#: Statuses that start an incident.
+DEGRADED: Final = frozenset({Status.DEGRADED.value, Status.RECONNECTING.value})
+#: Statuses that end one, and what the ending is called.
+ENDINGS: Final = {Status.SUBSCRIBED.value: "recovered", Status.CLOSED.value: "closed"}
+COLUMNS: Final = (
+    "start",
+    "end",
+    "duration_s",
+    "outcome",
+    "reason",
+    "attempts",
+    "events_missed",
+    "events_replayed",
+    "events_unrecoverable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One incident, by state-row index: rows ``first`` .. ``last`` (``last`` None: ongoing)."""
+
+    first: int
+    last: int | None
+    outcome: str  # "recovered" | "closed" | "ongoing"
+    attempts: int
+
+
+def periods(statuses: Sequence[str | None]) -> list[Period]:
+    """The incidents in a sequence of connection statuses (in time order)."""
+    out: list[Period] = []
+    first: int | None = None
+    attempts = 0
+    for i, status in enumerate(statuses):
+        if first is None:
+            if status in DEGRADED:
+                first, attempts = i, int(status == Status.RECONNECTING.value)
+            continue
+        if status == Status.RECONNECTING.value:
+            attempts += 1
+        elif status in ENDINGS:
+            out.append(Period(first, i, ENDINGS[status], attempts))
+            first = None
+    if first is not None:
+        out.append(Period(first, None, "ongoing", attempts))
+    return out
+
+
+def _newest_time(log: EnvelopeLog) -> float:
+    latest = -math.inf
+    for table, name in (("envelopes", "received_at"), ("states", "at"), ("heartbeats", "at")):
+        values = ordered(log._snapshot(table, (name,)), name)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            latest = max(latest, float(finite.max()))
+    return latest
+
+
+def _count_between(sorted_times: np.ndarray[Any, Any], lo: float, hi: float) -> int:
+    a, b = np.searchsorted(sorted_times, [lo, hi], side="left")
+    return int(b - a)
+
+
+def incidents(log: EnvelopeLog, *, recovery_window: float = RECOVERY_WINDOW) -> pd.DataFrame:
+    """One row per incident (columns :data:`COLUMNS`), oldest first."""
+    states = log.states
+    found = periods(states["status"].astype(object).where(states["status"].notna(), None).tolist())
+    env = log._snapshot("envelopes", ("received_at", "outcome"))
+    received = ordered(env, "received_at")
+    outcome = ordered(env, "outcome")
+    replayed = np.sort(received[outcome == OUTCOME_CODES[Outcome.REPLAYED]])
+    lost = np.sort(received[outcome == OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]])
+    at = (states["at"].astype("int64") / 1e9).to_numpy() if len(states) else np.empty(0)
+    newest = _newest_time(log) if found and found[-1].last is None else math.inf
+    rows: list[dict[str, Any]] = []
+    for k, p in enumerate(found):
+        start = float(at[p.first])
+        end = float(at[p.last]) if p.last is not None else math.nan
+        horizon = (end + recovery_window) if p.last is not None else math.inf
+        if k + 1 < len(found):
+            horizon = min(horizon, float(at[found[k + 1].first]))
+        n_replayed = _count_between(replayed, start, horizon)
+        n_lost = _count_between(lost, start, horizon)
+        stop = end if p.last is not None else max(newest, start)
+        rows.append(
+            {
+                "start": start,
+                "end": end,
+                "duration_s": stop - start,
+                "outcome": p.outcome,
+                "reason": states["reason"].iloc[p.first],
+                "attempts": p.attempts,
+                "events_missed": n_replayed + n_lost,
+                "events_replayed": n_replayed,
+                "events_unrecoverable": n_lost,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("start", "end"):
+        frame[col] = seconds_to_utc(frame[col].to_numpy(dtype=np.float64))
+    for col in ("attempts", "events_missed", "events_replayed", "events_unrecoverable"):
+        frame[col] = frame[col].astype(np.int64)
+    frame["duration_s"] = frame["duration_s"].astype(np.float64)
+    frame["outcome"] = frame["outcome"].astype(object).astype("str")
+    frame["reason"] = frame["reason"].astype("str")
+    return frame

@@ -1,0 +1,196 @@
+"""``Dashboard``: freshness, live counters and one table per topic, in one layout.
+
+The dashboard is an ``ipywidgets.VBox`` of ordinary rtnb widgets, so each
+part keeps its own message budget and the layout follows JupyterLab's. Row
+actions (e.g. "Acknowledge" on an open incident) are offered when the
+connection's role may mutate (operator or admin); the server enforces roles
+regardless — a refused change shows its error and rolls back like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import ipywidgets  # type: ignore[import-untyped]
+import traitlets
+
+from .assets import css, esm
+from .base import RtnbWidget, clock_of, connection_of, is_live
+from .budget import MessageBudget
+from .feed import Feed, Message, Scheduler, Send
+from .freshness import Freshness
+from .rows import Action
+from .stats import RateMeter, degraded_seconds
+from .table import DEFAULT_HEIGHT, StreamTable
+
+if TYPE_CHECKING:
+    from ..client.connection import Connection
+    from ..client.topic import Topic
+
+__all__ = ["DEFAULT_ACTIONS", "Counters", "Dashboard", "connection_role"]
+
+#: Messages per second the counters strip sends at most: 1.
+COUNTERS_FPS: Final = 1
+#: Row actions the dashboard offers per topic when the role may mutate.
+DEFAULT_ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
+    "incidents": (
+        Action("Acknowledge", {"status": "ack"}, when={"status": "open"}),
+        Action("Resolve", {"status": "resolved"}, when={"status": "ack"}),
+    ),
+}
+_MUTATING_ROLES: Final = frozenset({"operator", "admin"})
+
+
+def connection_role(conn: Connection) -> str | None:
+    """The role the connection acts with, if known (for showing controls only).
+
+    Uses ``conn.identity.role`` when the client exposes it; otherwise reads the
+    (unverified) claims of a static token. The server decides what is allowed.
+    """
+    identity = getattr(conn, "identity", None)
+    role = getattr(identity, "role", None)
+    if isinstance(role, str):
+        return role
+    token = getattr(conn._session, "_static_token", None)
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    try:
+        body = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return None
+    value = claims.get("role") if isinstance(claims, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class CountersFeed(Feed):
+    """Events/s, duplicates, gaps and degraded seconds of a connection, once a second."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        send: Send,
+        *,
+        conn: Connection,
+        budget: MessageBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(scheduler, send, fps=COUNTERS_FPS, budget=budget, clock=clock)
+        self.conn = conn
+        self.wall = wall
+        self.meter = RateMeter()
+        self._sent: dict[str, Any] | None = None
+        self._now: dict[str, Any] | None = None
+
+    def figures(self, now: float) -> dict[str, Any]:
+        log = self.conn.log
+        counts = log.counts
+        topics = list(self.conn._session.pipeline.topics.values())
+        state = self.conn._session.state
+        return {
+            "eps": round(self.meter.update(counts, now), 1),
+            "duplicates": int(counts.get("duplicate", 0)),
+            "invalid": int(counts.get("invalid", 0)),
+            "gaps": sum(ts.gaps for ts in topics),
+            "unrecoverable": sum(ts.unrecoverable for ts in topics),
+            "degraded": round(degraded_seconds(log, state, self.wall()), 1),
+            "degradedNow": state.status.value in ("degraded", "reconnecting"),
+        }
+
+    def dirty(self, now: float) -> bool:
+        self._now = self.figures(now)
+        return self._now != self._sent
+
+    def snapshot(self, now: float) -> Message:
+        figures = self._now or self.figures(now)
+        self._now = None
+        self._sent = figures
+        return {"t": "counters", "counters": figures}, []
+
+
+class Counters(RtnbWidget):
+    """Small live counters for a connection: events/s, duplicates, gaps, degraded seconds."""
+
+    _esm = esm("counters.js")
+    _css = css()
+
+    label = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, conn: Connection | Any) -> None:
+        conn = connection_of(conn)
+        super().__init__(label=str(getattr(conn, "url", "replay")))
+
+        def make(send: Any) -> Feed:
+            return CountersFeed(conn._runtime.loop, send, conn=conn, wall=clock_of(conn))
+
+        self._attach(conn, make)
+
+
+class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
+    """Freshness + live counters + one :class:`StreamTable` per topic.
+
+    ``topics``: names (subscribed here, ``ordering="sequence"``, released on
+    :meth:`close`) or topic handles. ``actions``: per-topic row actions
+    (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
+    pass ``{}`` for none).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        topics: Sequence[str | Topic],
+        *,
+        actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,
+        fps: float = 10,
+        height: int = DEFAULT_HEIGHT,
+    ) -> None:
+        if isinstance(topics, str):
+            topics = [topics]
+        conn = connection_of(conn)
+        self.conn = conn
+        self._owned: list[Topic] = []
+        handles: list[Topic] = []
+        for t in topics:
+            if isinstance(t, str):
+                handle = conn.subscribe(t)
+                self._owned.append(handle)
+                handles.append(handle)
+            else:
+                handles.append(t)
+        self.role = connection_role(conn) if is_live(conn) else None
+        if actions is None:
+            may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
+            actions = DEFAULT_ACTIONS if may_mutate else {}
+        self.freshness = Freshness(conn)
+        self.counters = Counters(conn)
+        self.tables = [
+            StreamTable(h, fps=fps, height=height, actions=actions.get(h.name, ())) for h in handles
+        ]
+        header = ipywidgets.HBox(
+            [self.freshness, self.counters],
+            layout=ipywidgets.Layout(align_items="center", flex_flow="row wrap", grid_gap="8px"),
+        )
+        super().__init__(
+            [header, *self.tables],
+            layout=ipywidgets.Layout(grid_gap="12px", width="100%"),
+        )
+        self.add_class("rtnb-dashboard")
+
+    def close(self) -> None:
+        for w in (self.freshness, self.counters, *self.tables):
+            w.close()
+        owned, self._owned = self._owned, []
+        for handle in owned:
+            try:
+                handle.unsubscribe()
+            except Exception:  # the runtime is gone (interpreter exit): nothing to release
+                break
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<Dashboard {[t.topic_name for t in self.tables]}>"

@@ -1,0 +1,206 @@
+"""``make demo``: the reference server with demo data plus JupyterLab on the live dashboard.
+
+``python -m rtnb.widgets.demo`` starts
+
+1. the reference server with its demo producers (what ``rtnb serve --demo``
+   runs), in this process, on loopback;
+2. a tiny *chaos relay* beside it (loopback, secret token): the notebook's
+   kernel runs in another process and cannot call ``srv.chaos`` directly, so
+   the relay lets its "inject chaos" cell reach the server's fault injection;
+3. JupyterLab, token-protected on loopback, on a fresh copy of
+   ``notebooks/01_live_dashboard.ipynb``.
+
+Nothing is written outside the virtual environment: JupyterLab's and
+IPython's state and the notebook copy live under ``<venv>/rtnb-demo/`` (the
+repository's notebook keeps its cleared outputs). The server's URL, a demo
+token (operator role, 24 h) and the relay's address reach the notebook as
+``RTNB_URL``, ``RTNB_TOKEN``, ``RTNB_CHAOS_URL`` and ``RTNB_CHAOS_TOKEN``.
+Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import http.server
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import urllib.request
+from collections.abc import Sequence
+from typing import Any, Final
+
+__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "main"]
+
+#: Seconds a demo token stays valid: 86,400 (24 h).
+DEMO_TOKEN_TTL: Final = 86_400.0
+#: JupyterLab's port when free (otherwise any free port): 8888.
+DEFAULT_LAB_PORT: Final = 8888
+NOTEBOOK: Final = "01_live_dashboard.ipynb"
+#: Fault-injection calls the relay accepts (names of ``srv.chaos`` methods).
+CHAOS_ACTIONS: Final = frozenset(
+    {"set", "disconnect_all", "stall", "stall_heartbeats", "expire_tokens", "restart"}
+)
+
+
+class ChaosRelay:
+    """``POST /chaos/<action>`` with a JSON object of keyword arguments → ``srv.chaos.<action>``."""
+
+    def __init__(self, srv: Any, host: str = "127.0.0.1") -> None:
+        self.token = secrets.token_urlsafe(24)
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                auth = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(auth, f"Bearer {relay.token}"):
+                    self._reply(401, {"error": "unauthorized"})
+                    return
+                action = self.path.removeprefix("/chaos/")
+                if action not in CHAOS_ACTIONS:
+                    self._reply(404, {"error": f"unknown action {action!r}"})
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    kwargs = json.loads(self.rfile.read(length) or b"{}")
+                    getattr(srv.chaos, action)(**kwargs)
+                except Exception as exc:  # report it to the notebook, keep serving
+                    self._reply(400, {"error": f"{type(exc).__name__}: {exc}"})
+                    return
+                self._reply(200, {"ok": True})
+
+            def _reply(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def chaos(srv: Any, action: str, **kwargs: Any) -> None:
+    """Inject a fault: on ``srv`` if this process runs the server, else through the relay.
+
+    ``chaos(srv, "disconnect_all")``, ``chaos(srv, "stall", seconds=5)``.
+    """
+    if action not in CHAOS_ACTIONS:
+        raise ValueError(f"unknown chaos action {action!r}; one of {sorted(CHAOS_ACTIONS)}")
+    if srv is not None:
+        getattr(srv.chaos, action)(**kwargs)
+        return
+    url, token = os.environ.get("RTNB_CHAOS_URL"), os.environ.get("RTNB_CHAOS_TOKEN")
+    if not (url and token):
+        raise RuntimeError(
+            "this notebook does not run the server and no chaos relay is configured "
+            "(RTNB_CHAOS_URL / RTNB_CHAOS_TOKEN, set by `make demo`)"
+        )
+    request = urllib.request.Request(
+        f"{url}/chaos/{action}",
+        data=json.dumps(kwargs).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def _repo_notebook() -> pathlib.Path:
+    here = pathlib.Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "notebooks" / NOTEBOOK
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"notebooks/{NOTEBOOK} not found above {here}")
+
+
+def _lab_port(wanted: int | None) -> int:
+    from .lab import free_port
+
+    if wanted:
+        return wanted
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DEFAULT_LAB_PORT))
+        except OSError:
+            return free_port()
+    return DEFAULT_LAB_PORT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rtnb.widgets.demo",
+        description="rtnb demo: reference server with demo data + JupyterLab on the dashboard",
+    )
+    parser.add_argument("--port", type=int, default=0, help="reference server port (0: any)")
+    parser.add_argument("--lab-port", type=int, default=0, help="JupyterLab port (8888 if free)")
+    parser.add_argument("--tenant", default="acme", help="demo tenant (acme)")
+    parser.add_argument("--state", help="where JupyterLab keeps its state (<venv>/rtnb-demo)")
+    args = parser.parse_args(argv)
+
+    import rtnb
+
+    from .lab import Lab
+
+    state = pathlib.Path(args.state or pathlib.Path(sys.prefix) / "rtnb-demo")
+    work = state / "notebooks"
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_repo_notebook(), work / NOTEBOOK)
+
+    srv = rtnb.serve(port=args.port, demo={"tenants": (args.tenant,)})
+    relay = ChaosRelay(srv)
+    token = srv.issue_token(tenant=args.tenant, user="demo", role="operator", ttl=DEMO_TOKEN_TTL)
+    env = {
+        "RTNB_URL": srv.url,
+        "RTNB_TOKEN": token,
+        "RTNB_CHAOS_URL": relay.url,
+        "RTNB_CHAOS_TOKEN": relay.token,
+    }
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lab: Lab | None = None
+    try:
+        print(f"rtnb reference server (demo data, tenant {args.tenant}) on {srv.url}", flush=True)
+        print("starting JupyterLab …", flush=True)
+        lab = Lab(work, state / "jupyter", env=env, port=_lab_port(args.lab_port))
+        print(
+            "\nOpen the live dashboard:\n\n"
+            f"    {lab.notebook_url(NOTEBOOK)}\n\n"
+            f"(JupyterLab log: {lab.log_path}; notebook copy: {work / NOTEBOOK})\n"
+            "Ctrl-C stops the demo.",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if lab.proc.poll() is not None:
+                print(f"JupyterLab exited ({lab.proc.returncode}); see {lab.log_path}")
+                return 1
+    finally:
+        if lab is not None:
+            lab.stop()
+        relay.stop()
+        srv.stop()
+        print("rtnb demo stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

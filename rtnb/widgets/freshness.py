@@ -1,0 +1,164 @@
+"""``Freshness``: a compact status pill for a connection or one topic.
+
+Shows the status (icon + word + colour), the age of the newest data (ticking
+in the browser), attempt and next retry while reconnecting, the transport,
+the receive lag median, and a details popover with the last transitions.
+The kernel sends a message only when something a user could see changed —
+a transition, a new retry time, the newest-data time drifting more than
+:data:`~rtnb.widgets.status.FRESH_DRIFT` from what the browser extrapolates —
+never once per second of age.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import traitlets
+
+from .assets import css, esm
+from .base import RtnbWidget, clock_of, connection_of
+from .budget import DEFAULT_FPS, MessageBudget
+from .feed import Feed, Message, Scheduler, Send
+from .stats import LAG_INTERVAL, recent_lag_p50
+from .status import connection_payload, same_freshness, topic_payload, transition
+
+if TYPE_CHECKING:
+    from ..client.connection import Connection
+    from ..client.topic import Topic
+
+__all__ = ["Freshness", "FreshnessFeed"]
+
+#: Connection transitions kept for the details popover: 8.
+HISTORY: Final = 8
+
+
+def _logged_transitions(conn: Connection) -> list[dict[str, Any]]:
+    """The connection's last transitions, from its telemetry log."""
+    try:
+        rows: list[dict[Any, Any]] = conn.log.states.tail(HISTORY).to_dict("records")
+    except Exception:  # pandas missing or the log unreadable: start from now
+        return []
+    out = []
+    for row in rows:
+        previous = row["previous"]
+        out.append(
+            {
+                "at": float(row["at"].timestamp()),
+                "status": str(row["status"]),
+                "previous": None if previous is None or previous != previous else str(previous),
+                "reason": str(row["reason"]),
+                "attempt": int(row["attempt"]),
+            }
+        )
+    return out
+
+
+class FreshnessFeed(Feed):
+    """Freshness of a connection (all its topics) or of one topic (runtime thread)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        send: Send,
+        *,
+        conn: Connection,
+        topic: Topic | None = None,
+        fps: float = DEFAULT_FPS,
+        budget: MessageBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(scheduler, send, fps=fps, budget=budget, clock=clock)
+        self.conn = conn
+        self.topic = topic
+        self.wall = wall
+        self.history: collections.deque[dict[str, Any]] = collections.deque(
+            _logged_transitions(conn), maxlen=HISTORY
+        )
+        if not self.history:
+            self.history.append(transition(conn._session.state))
+        self._remove_state_cb = conn._session.on_state(self._on_state)
+        self._sent: dict[str, Any] | None = None
+        self._now: dict[str, Any] | None = None
+        self._lag: float | None = None
+        self._lag_at = -LAG_INTERVAL
+        self._unrecoverable = 0
+        self._gap_at: float | None = None
+
+    def _on_state(self, state: Any) -> None:
+        self.history.append(transition(state))
+
+    def payload(self, now: float) -> dict[str, Any]:
+        wall = self.wall()
+        session = self.conn._session
+        if now - self._lag_at >= LAG_INTERVAL:
+            self._lag_at = now
+            self._lag = recent_lag_p50(self.conn.log)
+        if self.topic is not None:
+            states = [self.topic._state]
+        else:
+            states = list(session.pipeline.topics.values())
+        unrecoverable = sum(ts.unrecoverable for ts in states)
+        if unrecoverable > self._unrecoverable:
+            self._gap_at = wall
+        self._unrecoverable = unrecoverable
+        if self.topic is not None:
+            out = topic_payload(states[0], session.state, wall, self._gap_at)
+            out["history"] = list(self.history)
+            out["lag"] = self._lag
+            return out
+        return connection_payload(
+            session.state,
+            states,
+            wall,
+            history=self.history,
+            lag_p50=self._lag,
+            gap_at=self._gap_at,
+        )
+
+    def dirty(self, now: float) -> bool:
+        self._now = self.payload(now)
+        return not same_freshness(self._sent, self._now)
+
+    def snapshot(self, now: float) -> Message:
+        fresh = self._now if self._now is not None else self.payload(now)
+        self._now = None
+        self._sent = fresh
+        return {"t": "fresh", "fresh": fresh}, []
+
+    def _teardown(self) -> None:
+        self._remove_state_cb()
+
+
+class Freshness(RtnbWidget):
+    """A status pill for ``rtnb.connect(...)`` or a topic handle (``conn.subscribe(...)``)."""
+
+    _esm = esm("freshness.js")
+    _css = css()
+
+    label = traitlets.Unicode("").tag(sync=True)
+    scope = traitlets.Unicode("connection").tag(sync=True)
+
+    def __init__(self, source: Connection | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
+        from ..client.topic import Topic
+
+        conn = connection_of(source)
+        topic = source if isinstance(source, Topic) else None
+        super().__init__(
+            label=topic.name if topic is not None else str(getattr(conn, "url", "replay")),
+            scope="topic" if topic is not None else "connection",
+        )
+        self.source = source
+
+        def make(send: Any) -> Feed:
+            return FreshnessFeed(
+                conn._runtime.loop, send, conn=conn, topic=topic, fps=fps, wall=clock_of(conn)
+            )
+
+        self._attach(conn, make)
+
+    def __repr__(self) -> str:
+        return f"<Freshness {self.scope} {self.label!r}>"

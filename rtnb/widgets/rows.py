@@ -1,0 +1,270 @@
+"""``TableFeed``: a topic's store as snapshots and row diffs for a ``StreamTable``.
+
+Runs on the runtime thread (see :mod:`rtnb.widgets.feed`). Each tick takes
+the store's :class:`~rtnb.core.store.ChangeSet` — the ids changed since the
+last take, however many events touched them — and sends only those rows:
+10,000 events on 50 entities in one tick cost one 50-row diff.
+
+Wire format (``content`` is small JSON; rows travel in one binary buffer of
+JSON bytes, encoded by msgspec, which is much cheaper than the kernel's
+``json_clean`` over thousands of rows)::
+
+    content  {"t": "snapshot"|"diff", "seq": n, "columns"?: [...], "fresh": {...},
+              "total"?: n, "rejected"?: [{id, status, code, error, patch}]}
+    buffer   {"u": [[entity_id, flags, v0, v1, ...], ...], "d": [entity_id, ...]}
+
+``flags`` bit 0 is "pending" (an optimistic mutation is unconfirmed); bit
+``i + 1`` says action ``i`` applies to the row. Values follow ``columns``; a
+row shorter than ``columns`` lacks the trailing fields. A snapshot replaces
+everything the browser holds.
+
+Rejections come from the connection's mutation ledger: each tick reads the
+mutations resolved since the last one (:class:`ResolutionCursor`), and those
+of this topic that were rejected or timed out go out together with the row's
+rollback (id, error and the patch that was undone), so the browser can show
+the error on the optimistic values before rolling back — even when the
+mutation was created and rejected between two ticks.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..client.session import ConnectionState
+from ..core.ledger import MutationLedger, MutationRecord
+from ..core.pipeline import TopicState
+from ..core.store import PENDING_FIELD
+from .budget import DEFAULT_FPS, MessageBudget
+from .feed import Feed, Message, Scheduler, Send, encode_buffer
+from .status import same_freshness, topic_payload
+
+__all__ = ["Action", "ResolutionCursor", "TableFeed"]
+
+#: Row flag: an optimistic mutation on this row is unconfirmed.
+FLAG_PENDING: Final = 1
+#: Most actions a table offers per row (each takes one flag bit): 16.
+MAX_ACTIONS: Final = 16
+_FAILED: Final = frozenset({"rejected", "timed_out", "refused"})
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A row button that applies ``patch`` optimistically, shown where ``when`` holds.
+
+    ``when`` maps fields to required values (``{"status": "open"}``); rows
+    match when every field equals its value. ``Action("Acknowledge",
+    {"status": "ack"}, when={"status": "open"})``.
+    """
+
+    label: str
+    patch: Mapping[str, Any]
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies(self, view: Mapping[str, Any]) -> bool:
+        return all(view.get(k) == v for k, v in self.when.items())
+
+
+class ResolutionCursor:
+    """Mutations resolved since the last :meth:`take`, oldest first (runtime thread).
+
+    Reads the ledger's memory of resolved mutations, which keeps them in
+    resolution order and forgets the oldest first, from the newest back to
+    the last one already seen: O(new resolutions) per call.
+    """
+
+    def __init__(self, ledger: MutationLedger) -> None:
+        self._resolved = ledger._resolved
+        self._last: str | None = next(reversed(self._resolved), None)
+
+    def take(self) -> list[MutationRecord]:
+        resolved = self._resolved
+        if not resolved:
+            return []
+        new: list[MutationRecord] = []
+        for cmid in reversed(resolved):
+            if cmid == self._last:
+                break
+            new.append(resolved[cmid])
+        self._last = next(reversed(resolved))
+        new.reverse()
+        return new
+
+
+class TableFeed(Feed):
+    """Snapshots and changed-row diffs of one topic (construct on the runtime thread)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        send: Send,
+        *,
+        state: TopicState,
+        connection_state: Callable[[], ConnectionState],
+        resolutions: Callable[[], list[MutationRecord]] = list,
+        columns: Sequence[str] | None = None,
+        max_rows: int | None = None,
+        actions: Sequence[Action] = (),
+        fps: float = DEFAULT_FPS,
+        budget: MessageBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(scheduler, send, fps=fps, budget=budget, clock=clock)
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}")
+        if len(actions) > MAX_ACTIONS:
+            raise ValueError(f"at most {MAX_ACTIONS} actions per table, got {len(actions)}")
+        self.state = state
+        self.store = state.store
+        self.changes = self.store.open_changes()
+        self._connection_state = connection_state
+        self._resolutions = resolutions
+        self.fixed_columns = columns is not None
+        self.columns: list[str] = list(columns or ())
+        self._colset = set(self.columns)
+        self._columns_sent: list[str] | None = None
+        self.max_rows = max_rows
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.actions = tuple(actions)
+        self.wall = wall
+        self._fresh_sent: dict[str, Any] | None = None
+        self._fresh_now: dict[str, Any] | None = None
+        self._unrecoverable = state.unrecoverable
+        self._gap_at: float | None = None
+        #: rows sent, over all messages (for tests and benchmarks)
+        self.rows_sent = 0
+
+    # -- freshness ------------------------------------------------------------------
+
+    def freshness(self) -> dict[str, Any]:
+        wall = self.wall()
+        ts = self.state
+        if ts.unrecoverable > self._unrecoverable:
+            self._unrecoverable = ts.unrecoverable
+            self._gap_at = wall
+        return topic_payload(ts, self._connection_state(), wall, self._gap_at)
+
+    def dirty(self, now: float) -> bool:
+        self._fresh_now = None
+        cs = self.changes
+        if cs.reset or cs.changed:
+            return True
+        self._fresh_now = self.freshness()
+        return not same_freshness(self._fresh_sent, self._fresh_now)
+
+    def _take_fresh(self) -> dict[str, Any]:
+        fresh = self._fresh_now or self.freshness()
+        self._fresh_now = None
+        self._fresh_sent = fresh
+        return fresh
+
+    # -- rows -------------------------------------------------------------------------
+
+    def _discover(self, views: Iterable[Mapping[str, Any]]) -> None:
+        if self.fixed_columns:
+            return
+        colset, columns = self._colset, self.columns
+        for view in views:
+            for key in view:
+                if key not in colset and key != PENDING_FIELD:
+                    colset.add(key)
+                    columns.append(key)
+
+    def _row(self, eid: str, view: Mapping[str, Any]) -> list[Any]:
+        flags = FLAG_PENDING if view.get(PENDING_FIELD) else 0
+        for i, action in enumerate(self.actions):
+            if action.applies(view):
+                flags |= 2 << i
+        get = view.get
+        return [eid, flags, *[get(c) for c in self.columns]]
+
+    def _failures(self) -> list[dict[str, Any]]:
+        """This topic's mutations rejected or timed out since the last message."""
+        out: list[dict[str, Any]] = []
+        topic = self.state.name
+        for rec in self._resolutions():
+            if rec.topic == topic and rec.status in _FAILED:
+                out.append(
+                    {
+                        "id": rec.entity_id,
+                        "status": rec.status,
+                        "code": rec.error_code,
+                        "error": rec.error or rec.status.replace("_", " "),
+                        "patch": dict(rec.patch),
+                    }
+                )
+        return out
+
+    def _columns_changed(self) -> bool:
+        return self._columns_sent != self.columns
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> Message:
+        self.changes.take()
+        rejected = self._failures()
+        views = self.store.views()
+        ids: Iterable[str] = views
+        if self.max_rows is not None:
+            recent = self._recent
+            keep = [eid for eid in recent if eid in views]
+            older = [eid for eid in views if eid not in recent]
+            chosen = (older + keep)[-self.max_rows :]
+            self._recent = recent = collections.OrderedDict.fromkeys(chosen)
+            ids = chosen
+        selected = [(eid, views[eid]) for eid in ids]
+        self._discover(v for _, v in selected)
+        rows = [self._row(eid, v) for eid, v in selected]
+        self.rows_sent += len(rows)
+        self._columns_sent = list(self.columns)
+        content: dict[str, Any] = {
+            "t": "snapshot",
+            "columns": self._columns_sent,
+            "fresh": self._take_fresh(),
+            "total": len(rows),
+        }
+        if rejected:
+            content["rejected"] = rejected
+        return content, [encode_buffer({"u": rows, "d": []})]
+
+    def diff(self, now: float) -> Message:
+        reset, changed = self.changes.take()
+        if reset:
+            return self.snapshot(now)
+        rejected = self._failures()
+        view = self.store.view
+        upserts: list[tuple[str, Mapping[str, Any]]] = []
+        deletes: list[str] = []
+        for eid in changed:
+            v = view(eid)
+            if v is None:
+                deletes.append(eid)
+            else:
+                upserts.append((eid, v))
+        if self.max_rows is not None:
+            recent = self._recent
+            for eid, _ in upserts:
+                recent[eid] = None
+                recent.move_to_end(eid)
+            for eid in deletes:
+                recent.pop(eid, None)
+            while len(recent) > self.max_rows:
+                deletes.append(recent.popitem(last=False)[0])
+            upserts = [(eid, v) for eid, v in upserts if eid in recent]
+        self._discover(v for _, v in upserts)
+        rows = [self._row(eid, v) for eid, v in upserts]
+        self.rows_sent += len(rows)
+        content: dict[str, Any] = {"t": "diff", "fresh": self._take_fresh()}
+        if self._columns_changed():
+            self._columns_sent = list(self.columns)
+            content["columns"] = self._columns_sent
+        if rejected:
+            content["rejected"] = rejected
+        return content, [encode_buffer({"u": rows, "d": deletes})]
+
+    def _teardown(self) -> None:
+        self.store.close_changes(self.changes)

@@ -1,0 +1,379 @@
+// @ts-check
+/**
+ * Shared front-end helpers for rtnb widgets: the kernel channel (sequence
+ * numbers, snapshot requests), freshness texts, icons, the rate-limited live
+ * region, one shared ticker, number and time formatting.
+ *
+ * A plain ES module. rtnb/widgets/assets.py prepends it to each widget's
+ * module (dropping the `export` keywords and the widget's import of this
+ * file): that is the whole build step.
+ */
+
+/**
+ * @typedef {{
+ *   scope: "topic" | "connection", topic?: string, status: string,
+ *   last: number | null, age: number | null, gaps: number, unrecoverable: number,
+ *   gapAge: number | null, missing: number | null, entities?: number, error?: string | null,
+ *   conn: string, reason: string, transport: string, attempt: number,
+ *   retryAt: number | null, retryIn: number | null, lag?: number | null,
+ *   topics?: Array<{name: string, status: string, gaps: number, unrecoverable: number,
+ *                   missing: number | null, entities: number}>,
+ *   history?: Array<{at: number, status: string, previous: string | null,
+ *                    reason: string, attempt: number}>
+ * }} Fresh
+ * @typedef {{ get(name: string): any, send(content: any, callbacks?: any, buffers?: any[]): void,
+ *   on(name: string, cb: Function): void, off(name: string, cb?: Function): void }} Model
+ */
+
+/** Seconds a "Gap: …" notice stays in a header strip. */
+export const GAP_NOTICE_S = 60;
+/** Minimum milliseconds between two live-region announcements. */
+export const ANNOUNCE_GAP_MS = 2000;
+/** Minimum milliseconds between two snapshot requests. */
+export const ASK_GAP_MS = 1000;
+
+/** Status → the word shown beside its icon (colour is never the only cue). */
+export const STATUS_WORDS = /** @type {Record<string, string>} */ ({
+  live: "Live",
+  replaying: "Replaying",
+  stale: "Stale",
+  forbidden: "Forbidden",
+  unknown: "Unknown topic",
+  pending: "Connecting",
+  closed: "Closed",
+});
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+/** Distinct shapes per status, so the icon reads without colour. */
+const ICON_PATHS = /** @type {Record<string, string>} */ ({
+  live: "M8 3a5 5 0 1 1 0 10A5 5 0 0 1 8 3z", // filled disc
+  replaying: "M8 2.5a5.5 5.5 0 1 1-5.2 3.7l1.7.6A3.7 3.7 0 1 0 8 4.3V6L5 3.4 8 .8z", // arrow circle
+  stale: "M8 1.5l7 12.5H1zm-.9 4.5v4h1.8V6zm0 5v1.8h1.8V11z", // warning triangle
+  forbidden: "M8 1.5a6.5 6.5 0 1 1 0 13 6.5 6.5 0 0 1 0-13zM3.5 7v2h9V7z", // no-entry disc
+  pending: "M8 2a6 6 0 1 1 0 12A6 6 0 0 1 8 2zm0 1.8a4.2 4.2 0 1 0 0 8.4 4.2 4.2 0 0 0 0-8.4z", // ring
+  unknown: "M8 1.5a6.5 6.5 0 1 1 0 13 6.5 6.5 0 0 1 0-13zM7 10.5v2h2v-2zm1-7a3 3 0 0 0-3 3h2a1 1 0 1 1 1 1H7v2h2v-.2A3 3 0 0 0 8 3.5z", // disc with "?"
+  closed: "M3 3h10v10H3z", // square
+  gap: "M8 1l7 7-7 7-7-7z", // diamond
+  rejected: "M3.8 2.4L8 6.6l4.2-4.2 1.4 1.4L9.4 8l4.2 4.2-1.4 1.4L8 9.4l-4.2 4.2-1.4-1.4L6.6 8 2.4 3.8z",
+  hourglass: "M4 1.5h8v3L9.5 8 12 11.5v3H4v-3L6.5 8 4 4.5zm1.6 1.6v.9L8 7l2.4-3v-.9z",
+});
+
+/**
+ * A 1em decorative SVG icon (hidden from assistive technology).
+ * @param {string} name
+ * @returns {SVGSVGElement}
+ */
+export function icon(name) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.classList.add("rtnb-icon", `rtnb-icon-${name}`);
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("d", ICON_PATHS[name] || ICON_PATHS.pending);
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("fill-rule", "evenodd");
+  svg.append(path);
+  return svg;
+}
+
+/**
+ * Swap an icon element's shape in place.
+ * @param {SVGSVGElement} svg
+ * @param {string} name
+ */
+export function setIcon(svg, name) {
+  const path = svg.firstElementChild;
+  if (path && svg.dataset.name !== name) {
+    svg.dataset.name = name;
+    path.setAttribute("d", ICON_PATHS[name] || ICON_PATHS.pending);
+  }
+}
+
+const intFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+const numFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 });
+
+/** @param {number} n */
+export function fmtInt(n) {
+  return intFormat.format(n);
+}
+
+/**
+ * Milliseconds with sensible precision: "0.42 ms", "4.2 ms", "420 ms".
+ * @param {number} ms
+ */
+export function fmtMs(ms) {
+  if (ms < 1) return `${ms.toFixed(2)} ms`;
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  return `${intFormat.format(Math.round(ms))} ms`;
+}
+
+/**
+ * A cell value as text.
+ * @param {unknown} v
+ * @returns {string}
+ */
+export function fmtValue(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return Number.isInteger(v) ? intFormat.format(v) : numFormat.format(v);
+  if (typeof v === "string") return v;
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  const s = JSON.stringify(v);
+  return s.length > 200 ? s.slice(0, 199) + "…" : s;
+}
+
+/**
+ * "0.4 s", "12 s", "3 min 4 s", "2 h 5 min".
+ * @param {number} s
+ */
+export function fmtAge(s) {
+  if (s < 10) return `${Math.max(0, s).toFixed(1)} s`;
+  if (s < 60) return `${Math.floor(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/**
+ * Wall-clock time of a unix timestamp, "12:03:55" (24 h, the browser's zone).
+ * @param {number} unix
+ */
+export function fmtClock(unix) {
+  return new Date(unix * 1000).toLocaleTimeString([], {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hour12: false,
+  });
+}
+
+/**
+ * What a freshness payload means now, `elapsed` seconds after it arrived.
+ * `text` ticks (ages, countdowns); `announce` only changes on transitions,
+ * so it can feed the live region without announcing every second.
+ * @param {Fresh} f
+ * @param {number} elapsed
+ * @param {string} name what the status is about ("incidents", "connection")
+ * @returns {{status: string, word: string, text: string, announce: string, gap: string}}
+ */
+export function describe(f, elapsed, name) {
+  const status = f.status;
+  const word = STATUS_WORDS[status] || status;
+  const age = f.age === null ? null : f.age + elapsed;
+  let text = word;
+  let announce = `${name}: ${word.toLowerCase()}`;
+  if (status === "live") {
+    text = age === null ? "Live · no data yet" : `Live · updated ${fmtAge(age)} ago`;
+  } else if (status === "replaying") {
+    text =
+      f.missing && f.missing > 0
+        ? `Replaying ${fmtInt(f.missing)} missed events`
+        : "Replaying — refreshing from the server";
+    announce = `${name}: replaying missed events`;
+  } else if (status === "stale" || status === "pending") {
+    const asOf = f.last === null ? "no data yet" : `data as of ${fmtClock(f.last)}`;
+    let how = "";
+    if (f.conn === "reconnecting" && f.retryIn !== null) {
+      const wait = Math.max(0, Math.ceil(f.retryIn - elapsed));
+      how = wait > 0 ? `reconnecting in ${wait} s` : "reconnecting now";
+      announce = `${name}: ${status === "stale" ? "stale, " : ""}reconnecting (attempt ${f.attempt})`;
+    } else if (f.conn === "degraded") {
+      how = "connection lost";
+      announce = `${name}: stale, connection lost`;
+    } else {
+      how = "connecting";
+      announce = `${name}: ${status === "stale" ? "stale, " : ""}connecting (attempt ${f.attempt})`;
+    }
+    const attempt = f.attempt > 0 ? ` (attempt ${f.attempt})` : "";
+    text =
+      status === "stale" ? `Stale — ${asOf}, ${how}${attempt}` : `Connecting — ${how}${attempt}`;
+  } else if (status === "forbidden") {
+    text =
+      f.scope === "topic"
+        ? `Forbidden — the server refused topic “${f.topic}”`
+        : "Forbidden — the server refused every topic";
+  } else if (status === "unknown") {
+    text =
+      f.scope === "topic"
+        ? `Unknown topic — the server has no topic “${f.topic}”`
+        : "Unknown topics — the server has none of them";
+  } else if (status === "closed") {
+    text = `Closed — ${f.reason || "connection closed"}`;
+  }
+  let gap = "";
+  if (f.unrecoverable > 0 && f.gapAge !== null && f.gapAge + elapsed < GAP_NOTICE_S) {
+    gap = `Gap: ${fmtInt(f.unrecoverable)} events could not be recovered, state refreshed from snapshot`;
+  }
+  return { status, word, text, announce, gap };
+}
+
+/** @returns {boolean} */
+export function reducedMotion() {
+  return !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
+}
+
+/**
+ * A visually hidden, polite, atomic live region that announces at most once
+ * every ANNOUNCE_GAP_MS; messages arriving in between are merged and said
+ * together afterwards (never dropped, never one per event).
+ */
+export class Announcer {
+  /** @param {HTMLElement} parent */
+  constructor(parent) {
+    this.el = document.createElement("div");
+    this.el.className = "rtnb-sr";
+    this.el.setAttribute("role", "status");
+    this.el.setAttribute("aria-live", "polite");
+    this.el.setAttribute("aria-atomic", "true");
+    parent.append(this.el);
+    /** @type {string[]} */
+    this.queue = [];
+    this.lastAt = -Infinity;
+    /** @type {number | null} */
+    this.timer = null;
+    this.count = 0;
+  }
+
+  /** @param {string} text */
+  say(text) {
+    if (!text || this.queue.includes(text)) return;
+    this.queue.push(text);
+    const wait = this.lastAt + ANNOUNCE_GAP_MS - performance.now();
+    if (wait <= 0) this.flush();
+    else if (this.timer === null) this.timer = window.setTimeout(() => this.flush(), wait);
+  }
+
+  flush() {
+    this.timer = null;
+    if (!this.queue.length) return;
+    this.el.textContent = this.queue.join(" ");
+    this.queue = [];
+    this.lastAt = performance.now();
+    this.count += 1;
+  }
+
+  destroy() {
+    if (this.timer !== null) window.clearTimeout(this.timer);
+    this.el.remove();
+  }
+}
+
+/** @type {Set<() => void>} */
+const tickers = new Set();
+/** @type {number | null} */
+let tickTimer = null;
+
+/**
+ * Call `fn` ten times a second (one shared timer for every widget on the
+ * page; skipped while the tab is hidden). Returns the unsubscribe function.
+ * @param {() => void} fn
+ */
+export function everyTick(fn) {
+  tickers.add(fn);
+  if (tickTimer === null) {
+    tickTimer = window.setInterval(() => {
+      if (document.hidden) return;
+      for (const f of tickers) {
+        try {
+          f();
+        } catch (err) {
+          console.error("rtnb: ticker failed", err);
+        }
+      }
+    }, 100);
+  }
+  return () => {
+    tickers.delete(fn);
+    if (!tickers.size && tickTimer !== null) {
+      window.clearInterval(tickTimer);
+      tickTimer = null;
+    }
+  };
+}
+
+/**
+ * JSON carried in a message's first binary buffer (rows, deletes).
+ * @param {any[] | undefined} buffers
+ */
+export function decodeBuffer(buffers) {
+  if (!buffers || !buffers.length) return null;
+  const b = buffers[0];
+  const bytes = b instanceof DataView ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : b;
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/**
+ * Listen to a widget model's custom messages. Every kernel message carries
+ * `seq`; a `diff` is only applied on top of the message before it. When one
+ * is missing (the page was reconnected, a message was dropped) or no
+ * snapshot has arrived yet, ask for a snapshot: custom messages are never
+ * replayed. `fresh` / `counters` messages are full state and always apply.
+ * @param {Model} model
+ * @param {(msg: any, data: any) => void} onMessage
+ */
+export function openChannel(model, onMessage) {
+  /** @type {number | null} */
+  let lastSeq = null;
+  let askedAt = -Infinity;
+  const ask = () => {
+    const now = performance.now();
+    if (now - askedAt < ASK_GAP_MS) return;
+    askedAt = now;
+    model.send({ t: "hello" });
+  };
+  /** @param {any} msg @param {any[]} buffers */
+  const handler = (msg, buffers) => {
+    if (!msg || typeof msg.seq !== "number") return;
+    if (msg.t === "diff") {
+      if (lastSeq === null || msg.seq !== lastSeq + 1) {
+        lastSeq = null;
+        ask();
+        return;
+      }
+    }
+    lastSeq = msg.seq;
+    onMessage(msg, decodeBuffer(buffers));
+  };
+  model.on("msg:custom", handler);
+  return {
+    /** Ask for a snapshot now (a view rendered). */
+    hello() {
+      askedAt = performance.now();
+      model.send({ t: "hello" });
+    },
+    close() {
+      model.off("msg:custom", handler);
+    },
+  };
+}
+
+let uid = 0;
+/** @param {string} prefix */
+export function uniqueId(prefix) {
+  uid += 1;
+  return `${prefix}-${uid}-${Math.random().toString(36).slice(2, 7)}`;
+}
+
+/**
+ * The status badge (icon + text) used by strips and pills.
+ * @param {HTMLElement} parent
+ */
+export function statusBadge(parent) {
+  const el = document.createElement("span");
+  el.className = "rtnb-status";
+  const svg = icon("pending");
+  const text = document.createElement("span");
+  text.className = "rtnb-status-text";
+  el.append(svg, text);
+  parent.append(el);
+  return {
+    el,
+    /** @param {string} status @param {string} value */
+    set(status, value) {
+      if (el.dataset.status !== status) {
+        el.dataset.status = status;
+        setIcon(svg, status);
+      }
+      if (text.textContent !== value) text.textContent = value;
+    },
+  };
+}

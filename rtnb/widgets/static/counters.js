@@ -1,0 +1,62 @@
+// @ts-check
+/**
+ * Live counters of a connection: events/s, duplicates, gaps, degraded
+ * seconds. Figures change every second, so there is no live region here
+ * (announcing them would be noise); transitions are announced by the
+ * freshness pill and the tables.
+ */
+import { fmtInt, openChannel } from "./common.js";
+
+const ITEMS = /** @type {const} */ ([
+  ["eps", "events/s"],
+  ["duplicates", "duplicates"],
+  ["gaps", "gaps"],
+  ["degraded", "degraded s"],
+]);
+
+export default {
+  /** @param {{model: import("./common.js").Model, el: HTMLElement}} ctx */
+  render({ model, el }) {
+    const root = document.createElement("div");
+    root.className = "rtnb rtnb-counters";
+    root.setAttribute("role", "group");
+    root.setAttribute("aria-label", "Live counters");
+    /** @type {Record<string, HTMLElement>} */
+    const values = {};
+    for (const [key, label] of ITEMS) {
+      const item = document.createElement("div");
+      item.className = "rtnb-counter";
+      item.dataset.key = key;
+      const v = document.createElement("span");
+      v.className = "rtnb-counter-value";
+      v.textContent = "–";
+      const l = document.createElement("span");
+      l.className = "rtnb-counter-label";
+      l.textContent = label;
+      item.append(v, l);
+      root.append(item);
+      values[key] = v;
+    }
+    el.append(root);
+    const channel = openChannel(model, (msg) => {
+      if (msg.t !== "counters") return;
+      const c = msg.counters;
+      /** @type {Record<string, string>} */
+      const text = {
+        eps: fmtInt(Math.round(c.eps)),
+        duplicates: fmtInt(c.duplicates),
+        gaps: c.unrecoverable ? `${fmtInt(c.gaps)} (${fmtInt(c.unrecoverable)} lost)` : fmtInt(c.gaps),
+        degraded: c.degraded.toFixed(1),
+      };
+      for (const [key] of ITEMS) {
+        if (values[key].textContent !== text[key]) values[key].textContent = text[key];
+      }
+      root.dataset.degraded = String(!!c.degradedNow);
+    });
+    channel.hello();
+    return () => {
+      channel.close();
+      root.remove();
+    };
+  },
+};

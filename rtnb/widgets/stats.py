@@ -1,0 +1,69 @@
+"""Live figures read from the telemetry log: recent lag, event rate, degraded time.
+
+All cheap enough for a widget tick: they read the log's outcome and state
+tallies (no rows copied) or, for lag, the two time columns of the envelope
+ring once every :data:`LAG_INTERVAL` seconds. Run on the runtime thread.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING, Any, Final
+
+from ..core.status import Status
+
+if TYPE_CHECKING:
+    from ..client.session import ConnectionState
+    from ..telemetry import EnvelopeLog
+
+__all__ = ["LAG_INTERVAL", "LAG_WINDOW", "RateMeter", "degraded_seconds", "recent_lag_p50"]
+
+#: Newest envelopes the live lag median is computed over: 2,000.
+LAG_WINDOW: Final = 2000
+#: Seconds between recomputations of the live lag median: 2.
+LAG_INTERVAL: Final = 2.0
+_DEGRADED: Final = (Status.DEGRADED.value, Status.RECONNECTING.value)
+
+
+def recent_lag_p50(log: EnvelopeLog, window: int = LAG_WINDOW) -> float | None:
+    """Median receive lag (ms) of the newest ``window`` envelopes, or None if none."""
+    snap = log._snapshot("envelopes", ("received_at", "occurred_at"))
+    held = snap.held
+    if not held:
+        return None
+    received, occurred = snap.columns["received_at"], snap.columns["occurred_at"]
+    newest = (snap.start or held) - 1  # storage index of the newest row
+    lags: list[float] = []
+    for k in range(min(window, held)):
+        i = (newest - k) % held
+        lag = received[i] - occurred[i]
+        if math.isfinite(lag):
+            lags.append(lag * 1000.0)
+    return statistics.median(lags) if lags else None
+
+
+def degraded_seconds(log: EnvelopeLog, state: ConnectionState, wall: float) -> float:
+    """Seconds spent degraded or reconnecting, ever (as ``log.summary()``), plus now."""
+    seconds: dict[str, float] = log._snapshot("states", ()).tally.get("seconds", {})
+    total = sum(seconds.get(s, 0.0) for s in _DEGRADED)
+    if state.status.value in _DEGRADED:
+        total += max(0.0, wall - state.since)
+    return total
+
+
+class RateMeter:
+    """Events applied per second, from the log's outcome counts between two reads."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+        self.rate = 0.0
+
+    def update(self, counts: dict[str, Any], now: float) -> float:
+        applied = int(counts.get("applied", 0)) + int(counts.get("replayed", 0))
+        if self._last is not None:
+            then, before = self._last
+            if now > then:
+                self.rate = max(0.0, (applied - before) / (now - then))
+        self._last = (now, applied)
+        return self.rate

@@ -1,0 +1,188 @@
+"""Freshness payloads: what the header strips and pills show, as plain dicts.
+
+Built on the runtime thread from a :class:`~rtnb.core.pipeline.TopicState`
+and the connection's :class:`~rtnb.client.session.ConnectionState`. The
+browser turns them into text ("Live · updated 0.4 s ago", "Stale — data as
+of 12:03:55, reconnecting in 3 s (attempt 4)", …) and ticks the age and the
+countdown itself, so no kernel message is needed per second.
+
+Times cross the wire as *durations at send time* (``age``, ``retryIn``), not
+absolute timestamps, so a browser whose clock disagrees with the kernel's
+still counts correctly; ``last`` (unix seconds) is only used to print the
+wall-clock time of the newest data.
+
+The status rules are those of :class:`rtnb.TopicFreshness`: a topic is
+``stale`` while its connection is degraded, reconnecting or (re)connecting,
+unless the server refused it (``forbidden``); ``pending`` before the first
+data arrives; ``closed`` once the connection is closed for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from ..client.session import ConnectionState
+from ..core.pipeline import TopicState
+from ..core.status import Status
+
+__all__ = [
+    "FRESH_DRIFT",
+    "connection_payload",
+    "same_freshness",
+    "topic_payload",
+    "transition",
+]
+
+#: Seconds the browser's idea of "newest data" may lag the kernel's before a resend: 0.25.
+FRESH_DRIFT: Final = 0.25
+
+_NOT_LIVE: Final = frozenset(
+    {Status.IDLE, Status.CONNECTING, Status.AUTHENTICATED, Status.DEGRADED, Status.RECONNECTING}
+)
+#: topic statuses the server decided (the topic was refused); no connection state changes them
+_REFUSED: Final = frozenset({"forbidden", "unknown"})
+# fields that change continuously; compared with a tolerance, not for equality
+_TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag")
+
+
+def _retry_in(cs: ConnectionState, wall: float) -> float | None:
+    if cs.status is not Status.RECONNECTING or cs.next_retry_at is None:
+        return None
+    return max(0.0, cs.next_retry_at - wall)
+
+
+def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
+    return {
+        "conn": cs.status.value,
+        "reason": cs.reason,
+        "transport": cs.transport,
+        "attempt": cs.attempt,
+        "retryAt": cs.next_retry_at,
+        "retryIn": _retry_in(cs, wall),
+    }
+
+
+def topic_status(ts: TopicState, cs: ConnectionState) -> str:
+    """live | replaying | stale | forbidden | unknown | pending | closed."""
+    status: str = ts.status
+    if status in _REFUSED:
+        return status
+    if cs.status is Status.CLOSED:
+        return "closed"
+    if cs.status in _NOT_LIVE:
+        return "pending" if ts.last_event_at is None and status == "pending" else "stale"
+    return status
+
+
+def replay_missing(ts: TopicState) -> int | None:
+    """Events still to replay before the topic is live again (None: unknown or none)."""
+    if ts.replay_until is None:
+        return None
+    pos = ts.orderer.position()
+    return None if pos is None else max(0, ts.replay_until - pos)
+
+
+def topic_payload(
+    ts: TopicState, cs: ConnectionState, wall: float, gap_at: float | None = None
+) -> dict[str, Any]:
+    """The freshness of one topic (for a table's header strip or a topic pill)."""
+    last = ts.last_event_at
+    out = {
+        "scope": "topic",
+        "topic": ts.name,
+        "status": topic_status(ts, cs),
+        "last": last,
+        "age": None if last is None else max(0.0, wall - last),
+        "gaps": ts.gaps,
+        "unrecoverable": ts.unrecoverable,
+        "gapAge": None if gap_at is None else max(0.0, wall - gap_at),
+        "missing": replay_missing(ts),
+        "entities": len(ts.store.entities),
+        "error": getattr(ts, "error", None),
+    }
+    out.update(_connection_fields(cs, wall))
+    return out
+
+
+def connection_payload(
+    cs: ConnectionState,
+    topics: Iterable[TopicState],
+    wall: float,
+    *,
+    history: Iterable[Mapping[str, Any]] = (),
+    lag_p50: float | None = None,
+    gap_at: float | None = None,
+) -> dict[str, Any]:
+    """The freshness of a whole connection: the worst news across its topics."""
+    states = list(topics)
+    per_topic = [
+        {
+            "name": ts.name,
+            "status": topic_status(ts, cs),
+            "gaps": ts.gaps,
+            "unrecoverable": ts.unrecoverable,
+            "missing": replay_missing(ts),
+            "entities": len(ts.store.entities),
+        }
+        for ts in states
+    ]
+    lasts = [ts.last_event_at for ts in states if ts.last_event_at is not None]
+    last = max(lasts) if lasts else None
+    if cs.status is Status.CLOSED:
+        status = "closed"
+    elif cs.status in _NOT_LIVE:
+        status = "stale" if last is not None else "pending"
+    elif any(t["status"] == "replaying" for t in per_topic):
+        status = "replaying"
+    elif per_topic and all(t["status"] in _REFUSED for t in per_topic):
+        status = "forbidden"
+    else:
+        status = "live"
+    missing = [m for ts in states if (m := replay_missing(ts)) is not None]
+    out = {
+        "scope": "connection",
+        "status": status,
+        "last": last,
+        "age": None if last is None else max(0.0, wall - last),
+        "gaps": sum(ts.gaps for ts in states),
+        "unrecoverable": sum(ts.unrecoverable for ts in states),
+        "gapAge": None if gap_at is None else max(0.0, wall - gap_at),
+        "missing": sum(missing) if missing else None,
+        "topics": per_topic,
+        "history": list(history),
+        "lag": lag_p50,
+    }
+    out.update(_connection_fields(cs, wall))
+    return out
+
+
+def same_freshness(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
+    """True if the browser showing ``a`` would show the same as ``b`` (within drift)."""
+    if a is None:
+        return False
+    for key, value in b.items():
+        if key in _TEMPORAL:
+            continue
+        if a.get(key) != value:
+            return False
+    last_a, last_b = a.get("last"), b.get("last")
+    if (last_a is None) != (last_b is None):
+        return False
+    if last_a is not None and last_b is not None and abs(last_b - last_a) > FRESH_DRIFT:
+        return False
+    lag_a, lag_b = a.get("lag"), b.get("lag")
+    if (lag_a is None) != (lag_b is None):
+        return False
+    return not (lag_a is not None and lag_b is not None and abs(lag_b - lag_a) >= 1.0)
+
+
+def transition(cs: ConnectionState) -> dict[str, Any]:
+    """One row of a pill's "last transitions" list."""
+    return {
+        "at": cs.since,
+        "status": cs.status.value,
+        "previous": None if cs.previous is None else cs.previous.value,
+        "reason": cs.reason,
+        "attempt": cs.attempt,
+    }

@@ -1,0 +1,168 @@
+"""TableFeed and the freshness payloads, driven by hand: no server, no kernel, no clock."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from rtnb.client.session import ConnectionState
+from rtnb.core.ledger import MutationLedger
+from rtnb.core.pipeline import Pipeline
+from rtnb.core.status import Status
+from rtnb.widgets.budget import MessageBudget
+from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
+from rtnb.widgets.status import connection_payload, topic_payload
+
+
+class NoLoop:
+    def call_soon_threadsafe(self, fn: Any) -> None: ...
+
+    def call_later(self, delay: float, fn: Any) -> None: ...
+
+
+def _state(status: Status = Status.SUBSCRIBED, **kw: Any) -> ConnectionState:
+    fields: dict[str, Any] = {
+        "previous": None, "reason": "test", "attempt": 0, "next_retry_at": None,
+        "transport": "websocket", "since": 0.0,
+    }  # fmt: skip
+    fields.update(kw)
+    return ConnectionState(status, **fields)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self.sent.append((content, buffers))
+
+
+def _feed(**kw: Any) -> tuple[TableFeed, Any, Sink, list[ConnectionState]]:
+    ts = Pipeline().add_topic("t", "sequence")
+    ts.store.replace([("a", {"x": 1}, 1), ("b", {"x": 2}, 2)])
+    ts.status = "live"
+    ts.last_event_at = 1000.0
+    conn = [_state()]
+    sink = Sink()
+    feed = TableFeed(
+        NoLoop(), sink, state=ts, connection_state=lambda: conn[0],
+        budget=MessageBudget(rate=1000, burst=1000), wall=lambda: 1000.5, **kw,
+    )  # fmt: skip
+    return feed, ts, sink, conn
+
+
+def test_a_feed_sends_a_snapshot_then_only_changed_rows_with_increasing_seq() -> None:
+    feed, ts, sink, _ = _feed()
+    assert not feed.flush(0.0)  # not displayed: nothing
+    feed.activate()
+    assert feed.flush(0.0)
+    ts.store.apply("b", "t.updated", {"x": 3}, 3)
+    ts.store.apply("c", "t.updated", {"x": 4, "y": "new"}, 4)
+    ts.store.apply("a", "t.deleted", {}, 5)
+    assert feed.flush(0.2)
+    assert not feed.flush(0.4)  # nothing changed
+    (snap, _), (diff, _) = sink.sent
+    assert (snap["t"], snap["seq"], diff["t"], diff["seq"]) == ("snapshot", 1, "diff", 2)
+    assert snap["columns"] == ["x"] and diff["columns"] == ["x", "y"]
+    assert diff["fresh"]["status"] == "live"
+
+
+def test_a_feed_never_sends_more_than_fps_in_a_second() -> None:
+    feed, ts, sink, _ = _feed(fps=5)
+    feed.activate()
+    t = 0.0
+    for i in range(1000):  # a change every millisecond
+        ts.store.apply("a", "t.updated", {"x": i}, 10 + i)
+        feed.flush(t)
+        t += 0.001
+    assert len(sink.sent) == 5
+
+
+def test_actions_are_flags_per_row() -> None:
+    ack = Action("Ack", {"s": "ack"}, when={"x": 1})
+    feed, _, sink, _ = _feed(actions=[ack, Action("Any", {"s": 1})])
+    feed.activate()
+    feed.flush(0.0)
+    import msgspec
+
+    rows = msgspec.json.decode(sink.sent[0][1][0])["u"]
+    assert sorted(rows) == [["a", 0b110, 1], ["b", 0b100, 2]]
+
+
+def test_stale_reconnecting_and_replaying_freshness() -> None:
+    ts = Pipeline().add_topic("t", "sequence")
+    ts.last_event_at = 100.0
+    ts.status = "live"
+    stale = topic_payload(ts, _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5)
+    assert (stale["status"], stale["attempt"], stale["retryIn"]) == ("stale", 4, 2.5)
+    assert stale["age"] == 0.5 and stale["last"] == 100.0
+    ts.status = "replaying"
+    ts.replay_until = 1240
+    assert topic_payload(ts, _state(), 101.0)["status"] == "replaying"
+    ts.status = "forbidden"
+    assert topic_payload(ts, _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    fresh = Pipeline().add_topic("u", "sequence")
+    assert topic_payload(fresh, _state(Status.CONNECTING), 1.0)["status"] == "pending"
+    assert topic_payload(fresh, _state(Status.CLOSED), 1.0)["status"] == "closed"
+
+
+def test_a_gap_is_reported_with_its_age() -> None:
+    feed, ts, sink, _ = _feed()
+    feed.activate()
+    feed.flush(0.0)
+    ts.unrecoverable = 12
+    ts.gaps = 1
+    assert feed.flush(0.2)  # the freshness changed: a message without rows
+    fresh = sink.sent[-1][0]["fresh"]
+    assert fresh["unrecoverable"] == 12 and fresh["gapAge"] == 0.0
+
+
+def test_connection_freshness_is_the_worst_news_across_topics() -> None:
+    p = Pipeline()
+    a, b = p.add_topic("a", "sequence"), p.add_topic("b", "sequence")
+    a.status, b.status = "live", "replaying"
+    a.last_event_at, b.last_event_at = 10.0, 12.0
+    out = connection_payload(_state(), [a, b], 13.0)
+    assert out["status"] == "replaying" and out["last"] == 12.0 and out["age"] == 1.0
+    assert connection_payload(_state(Status.RECONNECTING), [a, b], 13.0)["status"] == "stale"
+    assert [t["name"] for t in out["topics"]] == ["a", "b"]
+
+
+def test_rejections_are_read_from_the_ledger_once_each() -> None:
+    ledger = MutationLedger()
+    cursor = ResolutionCursor(ledger)
+    ledger.create("m1", "t", "a", {"x": 9}, now=0.0)
+    ledger.reject("m1", "invalid_patch", "no", now=0.1)
+    ledger.create("m2", "t", "a", {"x": 8}, now=0.2)
+    ledger.confirm("m2", now=0.3)
+    assert [r.client_mutation_id for r in cursor.take()] == ["m1", "m2"]
+    assert cursor.take() == []
+    feed, ts, sink, _ = _feed(resolutions=ResolutionCursor(ledger).take)
+    ledger.create("m3", "t", "a", {"x": 7}, now=1.0)
+    ts.store.add_pending("a", "m3", {"x": 7})
+    ledger.reject("m3", "invalid_patch", "x must be small", now=1.1)
+    ts.store.remove_pending("a", "m3")
+    feed.activate()
+    feed.flush(0.0)
+    assert sink.sent[0][0]["rejected"] == [
+        {"id": "a", "status": "rejected", "code": "invalid_patch",
+         "error": "x must be small", "patch": {"x": 7}}
+    ]  # fmt: skip
+
+
+def test_a_feed_stops_when_its_widget_is_gone() -> None:
+    class Widget:
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def send(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+            self.sent += 1
+
+    ts = Pipeline().add_topic("t", "sequence")
+    w = Widget()
+    feed = TableFeed(NoLoop(), w.send, state=ts, connection_state=_state)
+    feed.activate()
+    assert feed.flush(0.0) and w.sent == 1
+    del w
+    gc.collect()
+    assert not feed.flush(1.0) and feed.closed
