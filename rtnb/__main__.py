@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (3600)")
     t.add_argument("--data", metavar="DIR", help="use the secret of the server using DIR")
 
+    # `rtnb demo ...` hands everything after `demo` to the widgets demo (see main).
     sub.add_parser("demo", help="reference server with demo data plus JupyterLab")
     return parser
 
@@ -136,14 +137,18 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from .widgets.demo import main as demo_main  # JupyterLab: imported only for `rtnb demo`
+
+        return demo_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
         return _token(args)
-    from .widgets.demo import main as demo_main  # JupyterLab: imported only for `rtnb demo`
-
-    return demo_main([])
+    _parser().print_help()
+    return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from websockets.sync.client import connect as ws_connect
 
 from rtnb.__main__ import main
@@ -119,9 +120,12 @@ def test_rtnb_token_without_a_secret_explains_how_to_get_one(monkeypatch, capsys
     assert "RTNB_SECRET" in capsys.readouterr().err
 
 
-def test_rtnb_demo_says_it_comes_with_the_widgets(capsys):
-    assert main(["demo"]) == 0
-    assert "widgets" in capsys.readouterr().out
+def test_rtnb_demo_hands_its_options_to_the_widgets_demo(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "JupyterLab" in out and "--lab-port" in out
 
 
 def test_rtnb_serve_prints_the_url_and_a_working_token_and_stops_on_ctrl_c(connect):

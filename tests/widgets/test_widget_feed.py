@@ -160,7 +160,14 @@ def test_a_feed_stops_when_its_widget_is_gone() -> None:
 
     ts = Pipeline().add_topic("t", "sequence")
     w = Widget()
-    feed = TableFeed(NoLoop(), w.send, state=ts, connection_state=_state)
+    # Its own budget: the kernel-wide one has been spent by other tests' clocks.
+    feed = TableFeed(
+        NoLoop(),
+        w.send,
+        state=ts,
+        connection_state=_state,
+        budget=MessageBudget(rate=1000, burst=1000),
+    )
     feed.activate()
     assert feed.flush(0.0) and w.sent == 1
     del w
