@@ -110,7 +110,6 @@ class Session:
         self.options = options
         self.ledger = MutationLedger(on_degraded=on_degraded)
         self.pipeline = Pipeline(log, deduper=dedupe, ledger=self.ledger, transport=transport)
-        self.pipeline.on_apply = None
         self.machine = ConnectionMachine(
             machine_config, backoff=backoff, rng=rng, replay_tokens=self._replay_token
         )
@@ -262,18 +261,23 @@ class Session:
     # -- transports ------------------------------------------------------------------
 
     def _make_transport(self, action: OpenTransport) -> Transport:
-        on_frame, on_close = self._bind(len(self._tasks) + next(self._ids))
-        kind = action.kind
-        if kind == "websocket":
-            return WebSocketTransport(self.url, on_frame, on_close, self.options)
-        cls = SSETransport if kind == "sse" else PollingTransport
-        return cls(
-            self.url, on_frame, on_close, self.options, action.subscriptions, self._replay_token
-        )
-
-    def _bind(self, gen: int) -> tuple[Callable[[Any, float], None], Callable[..., None]]:
-        """Callbacks that ignore a transport once it is no longer the current one."""
         holder: dict[str, Transport | None] = {"t": None}
+        on_frame, on_close = self._bind(holder)
+        transport: Transport
+        if action.kind == "websocket":
+            transport = WebSocketTransport(self.url, on_frame, on_close, self.options)
+        else:
+            cls = SSETransport if action.kind == "sse" else PollingTransport
+            transport = cls(
+                self.url, on_frame, on_close, self.options, action.subscriptions, self._replay_token
+            )
+        holder["t"] = transport
+        return transport
+
+    def _bind(
+        self, holder: dict[str, Transport | None]
+    ) -> tuple[Callable[[Any, float], None], Callable[..., None]]:
+        """Callbacks that ignore their transport (``holder["t"]``) once it is not current."""
         pipeline, machine = self.pipeline, self.machine
 
         def on_frame(data: Any, now: float) -> None:
@@ -302,15 +306,12 @@ class Session:
                 self.machine.transport_closed(time.time(), code, reason, retry_after=retry_after)
             )
 
-        self._holder = holder
         return on_frame, on_close
 
     async def _open(self, action: OpenTransport) -> None:
         transport = self._make_transport(action)
-        holder = self._holder
         token = self._static_token or self._current_token or ""
         self._transport = transport
-        holder["t"] = transport
         try:
             if action.auth is not None:
                 token = action.auth.token
