@@ -10,6 +10,7 @@ ends when the last handle is released.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import hashlib
@@ -239,16 +240,12 @@ class Connection:
         return result
 
     async def subscribe_async(self, topic: str, ordering: str = "sequence", **kw: Any) -> Topic:
-        import asyncio
-
         return await asyncio.to_thread(self.subscribe, topic, ordering, **kw)
 
     def _release(self, handle: Topic) -> None:
         self._call(lambda: self._release_now(handle), what="topic.unsubscribe")
 
     async def _release_async(self, handle: Topic) -> None:
-        import asyncio
-
         await asyncio.to_thread(self._release, handle)
 
     def _release_now(self, handle: Topic) -> None:
@@ -284,6 +281,7 @@ class Connection:
         """Close the connection (CLOSED is terminal); the log stays readable."""
         if self._runtime.thread.is_alive():
             self._run(self._session.close(), what="conn.close")
+        self._runtime.forget(self._session.close)
         with _registry_lock:
             for key, conn in list(_registry.items()):
                 if conn is self:
@@ -291,6 +289,7 @@ class Connection:
 
     async def close_async(self) -> None:
         await self._runtime.wrap(self._session.close())
+        self._runtime.forget(self._session.close)
 
     def __enter__(self) -> Connection:
         return self

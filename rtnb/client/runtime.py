@@ -104,7 +104,14 @@ class Runtime:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` at interpreter exit (until :meth:`forget` removes it)."""
         self._closers.append(closer)
+
+    def forget(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Drop a closer that is no longer needed (its connection closed already),
+        so a closed connection and its log are not kept alive until exit."""
+        if closer in self._closers:
+            self._closers.remove(closer)
 
     def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
         """Close registered connections, then stop the loop and join the thread."""

@@ -72,6 +72,11 @@ class TopicFreshness:
         return f"{self.status.capitalize()} · {age}"
 
 
+def _check_patch(patch: object) -> None:
+    if not isinstance(patch, dict) or not patch:
+        raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+
+
 def _utc(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
 
@@ -194,8 +199,7 @@ class Topic:
 
     def mutate(self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0) -> Mutation:
         """Change an entity optimistically; returns at once with a ``Mutation``."""
-        if not isinstance(patch, dict) or not patch:
-            raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+        _check_patch(patch)
         result: Mutation = self._conn._run(
             self._conn._session.mutate(self.name, entity_id, patch, timeout),
             what="topic.mutate",
@@ -205,8 +209,7 @@ class Topic:
     async def mutate_async(
         self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0
     ) -> Mutation:
-        if not isinstance(patch, dict) or not patch:
-            raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+        _check_patch(patch)
         result: Mutation = await self._conn._runtime.wrap(
             self._conn._session.mutate(self.name, entity_id, patch, timeout)
         )

@@ -249,3 +249,11 @@ def test_interpreter_exit_with_an_open_connection_is_clean(srv: ServerHandle) ->
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
     assert "Traceback" not in out.stderr and "Task was destroyed" not in out.stderr
+
+
+def test_a_closed_connection_is_not_kept_alive_by_the_runtime(srv: ServerHandle) -> None:
+    conn = connect(srv)
+    runtime = get_runtime()
+    assert conn._session.close in runtime._closers
+    conn.close()
+    assert conn._session.close not in runtime._closers
