@@ -85,6 +85,10 @@ class _Decoder:
             return self._decoder.decode(data)
         except msgspec.MsgspecError as exc:
             raise invalid_frame_from(exc) from None
+        except RecursionError:
+            # msgspec recurses per nesting level: a hostile frame nested 100k deep
+            # must be an invalid frame, never a dead read loop.
+            raise InvalidFrame("$", "malformed JSON: nested too deeply") from None
 
 
 class ClientDecoder(_Decoder):

@@ -87,6 +87,9 @@ class Authenticated(_Frame, frozen=True, tag="authenticated"):
     user: NonEmpty
     role: NonEmpty
     expires_at: float  # unix seconds
+    #: seconds between the server's heartbeats; the client's liveness deadline
+    #: follows it (optional on the wire: an older server omits it)
+    heartbeat_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
 
 class Subscribed(_Frame, frozen=True, tag="subscribed"):

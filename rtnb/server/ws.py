@@ -240,7 +240,11 @@ class _Connection:
         session.push(
             encode_str(
                 Authenticated(
-                    tenant=who.tenant, user=who.user, role=who.role, expires_at=who.expires_at
+                    tenant=who.tenant,
+                    user=who.user,
+                    role=who.role,
+                    expires_at=who.expires_at,
+                    heartbeat_interval=self.rt.config.heartbeat_interval,
                 )
             )
         )

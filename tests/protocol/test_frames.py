@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rtnb.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     Authenticate,
+    Authenticated,
     Batch,
     ClientDecoder,
     Event,
@@ -218,3 +219,31 @@ def test_arbitrary_objects_either_decode_or_raise_invalid_frame(obj: dict[str, A
         decode_client_frame(json.dumps({**EVENT_JSON, **obj}))
     except InvalidFrame as exc:
         assert exc.path.startswith("$")
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_json_is_an_invalid_frame_not_a_recursion_error(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    server_bound = (
+        b'{"op":"mutate","topic":"t","entityId":"e","clientMutationId":"c","patch":{"a":'
+        + nested
+        + b"}}"
+    )
+    client_bound = (
+        b'{"op":"event","id":"e1","type":"t","topic":"t","sequence":1,"entityId":"e",'
+        b'"occurredAt":"2026-01-01T00:00:00Z","replayToken":"r","payload":{"a":' + nested + b"}}"
+    )
+    for decode, data in ((decode_server_frame, server_bound), (decode_client_frame, client_bound)):
+        with pytest.raises(InvalidFrame, match="nested too deeply"):
+            decode(data)
+
+
+def test_authenticated_announces_the_heartbeat_interval_optionally() -> None:
+    base = b'{"op":"authenticated","tenant":"a","user":"u","role":"viewer","expiresAt":1.0'
+    old = decode_client_frame(base + b"}")
+    new = decode_client_frame(base + b',"heartbeatInterval":0.5}')
+    assert isinstance(old, Authenticated) and isinstance(new, Authenticated)
+    assert old.heartbeat_interval is None
+    assert new.heartbeat_interval == 0.5
+    with pytest.raises(InvalidFrame, match="heartbeatInterval"):
+        decode_client_frame(base + b',"heartbeatInterval":0}')
