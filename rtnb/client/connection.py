@@ -24,6 +24,7 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import OnDegraded
+from ..core.limits import Limits
 from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
@@ -76,6 +77,7 @@ def connect(
     log: EnvelopeLog | None = None,
     timeout: float | None = None,
     shared: bool = True,
+    limits: Limits | None = None,
 ) -> Connection:
     """Connect to an rtnb server (shared per url and identity in this process).
 
@@ -83,6 +85,7 @@ def connect(
     it travels in the first WebSocket frame or an ``Authorization`` header,
     never in a URL. ``transport`` is ``"auto"`` (WebSocket, then SSE, then
     polling), or one of them. ``timeout``: wait until SUBSCRIBED (or raise).
+    ``limits`` (:class:`rtnb.Limits`) caps every buffer the client keeps.
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
@@ -103,6 +106,7 @@ def connect(
                 heartbeat_interval=heartbeat_interval,
                 on_degraded=on_degraded,
                 log=log,
+                limits=limits,
             )
             if shared:
                 _registry[key] = conn
@@ -129,6 +133,7 @@ class Connection:
         on_degraded: OnDegraded = "queue",
         log: EnvelopeLog | None = None,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.url = url
         self._runtime: Runtime = get_runtime()
@@ -147,8 +152,9 @@ class Connection:
             machine_config=MachineConfig(**config_kw),
             options=TransportOptions(),
             on_degraded=on_degraded,
-            dedupe=Deduper(),
+            dedupe=Deduper(max_entries=(limits or Limits()).max_dedupe_entries),
             rng=rng,
+            limits=limits,
         )
         self._handles: dict[str, list[Topic]] = {}
         self._runtime.run(self._session.start(), what="rtnb.connect")
