@@ -151,7 +151,7 @@ def connection_status(
         return "stale" if has_data or "stale" in statuses else "pending"
     for worst in ("replaying", "stale", "pending"):
         if worst in statuses:
-            return worst  # type: ignore[return-value]
+            return worst
     if statuses and all(s in REFUSED for s in statuses):
         return "forbidden"
     return "live"
