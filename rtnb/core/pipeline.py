@@ -350,6 +350,9 @@ class Pipeline:
         ts = self.topics.get(frame.topic)
         if ts is None:
             return
+        # a new subscription: parts of a snapshot cut short (a lost connection)
+        # never join the parts of the next one
+        ts.partial = []
         if frame.replay == "complete":
             pos = ts.orderer.position()
             latest = frame.latest_sequence

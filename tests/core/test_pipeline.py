@@ -166,6 +166,17 @@ def test_snapshot_parts_within_the_cap_are_assembled() -> None:
     assert len(p.topics["incidents"].store.entities) == 4
 
 
+def test_parts_of_a_snapshot_cut_short_never_join_the_next_one() -> None:
+    p, _ = _pipeline()
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    old = snapshot("incidents", 3, {"gone": {}})
+    p.feed(encode(Snapshot(**{**_fields(old), "more": True})), 0.0)
+    # the connection is lost; the re-subscription sends a whole new snapshot
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 1.0)
+    p.feed(encode(snapshot("incidents", 4, {"kept": {}})), 1.0)
+    assert p.topics["incidents"].store.entities == {"kept": {}}
+
+
 def test_json_nested_too_deeply_is_logged_invalid() -> None:
     p, sink = _pipeline()
     _start(p)
