@@ -22,6 +22,8 @@ own buffers. Behaviours, all on topic ``things``:
     (SSE) ``data:`` lines and never a blank line.
 ``sse-no-newline``
     (SSE) one line that never ends.
+``sse-deep-json``
+    (SSE) a message nested 100,000 deep, then a good event; the stream stays open.
 ``poll-endless``
     (polling) a response body that never ends.
 """
@@ -83,6 +85,7 @@ def subscribed(replay: str = "none", latest: int | None = None) -> str:
     return json.dumps(frame)
 
 
+DEEP = '{"op":"event","payload":{"a":' + "[" * 100_000 + "]" * 100_000 + "}}"
 AUTHENTICATED = json.dumps(
     {"op": "authenticated", "tenant": "t", "user": "u", "role": "viewer", "expiresAt": 4102444800.0}
 )
@@ -118,7 +121,7 @@ async def attack(ws: WebSocket, frame: dict[str, Any], state: dict[str, int]) ->
     elif BEHAVIOUR == "deep-json":
         await ws.send_text(subscribed())
         await ws.send_text(snapshot(0, []))
-        await ws.send_text('{"op":"event","payload":{"a":' + "[" * 100_000 + "]" * 100_000 + "}}")
+        await ws.send_text(DEEP)
         await ws.send_text(event(1))
     elif BEHAVIOUR == "endless-gap":
         if frame.get("replayFrom") is None:
@@ -152,6 +155,14 @@ async def endless(request: Request, piece: Any) -> AsyncIterator[Any]:
 async def sse_endpoint(request: Request) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         yield f"event: subscribed\ndata: {subscribed()}\n\n"
+        if BEHAVIOUR == "sse-deep-json":
+            yield f"event: snapshot\ndata: {snapshot(0, [])}\n\n"
+            yield f"data: {DEEP}\n\n"
+            yield f"data: {event(1)}\n\n"
+            while not await request.is_disconnected():
+                yield ": still here\n\n"
+                await asyncio.sleep(0.2)
+            return
         if BEHAVIOUR == "sse-no-blank":
             piece = ("data: " + "x" * 1000 + "\n") * 64
         else:

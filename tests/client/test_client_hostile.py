@@ -152,8 +152,13 @@ def test_a_snapshot_far_ahead_is_one_gap_row_and_costs_nothing(behaviour: str, c
         assert w.topic.get("b") == {"v": claim + 1}
 
 
-def test_json_nested_100k_deep_is_logged_invalid_and_the_connection_stays() -> None:
-    with watch("deep-json") as w:
+@pytest.mark.parametrize(
+    ("behaviour", "transport"), [("deep-json", "websocket"), ("sse-deep-json", "sse")]
+)
+def test_json_nested_100k_deep_is_logged_invalid_and_the_connection_stays(
+    behaviour: str, transport: str
+) -> None:
+    with watch(behaviour, transport) as w:
         w.until(lambda: w.read(lambda ts: ts.applied >= 1))
         assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
         (error,) = w.conn.log.envelopes.query("outcome == 'invalid'")["error"]
