@@ -48,6 +48,7 @@ from ..core.machine import (
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
+from ..protocol.errors import ConnectionClosed
 from ..protocol.frames import Mutate
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
@@ -147,6 +148,23 @@ class Session:
         if self.machine.status is not Status.CLOSED:
             self._run(self.machine.close(time.time()))
         await self._teardown()
+
+    def closed_error(self, doing: str) -> ConnectionClosed:
+        """The error for using this connection after it closed (``doing``: what was tried)."""
+        return ConnectionClosed(
+            f"cannot {doing}: the connection to {self.url} is closed "
+            f"({self.state.reason}); open a new one with rtnb.connect(...)"
+        )
+
+    def _cancel_mutations(self, now: float, reason: str) -> None:
+        """Closed: resolve every open mutation (``cancelled``) so no ``wait()`` hangs."""
+        for rec in self.ledger.cancel_all(now, f"connection closed ({reason})"):
+            ts = self.pipeline.topics.get(rec.topic)
+            if ts is not None:
+                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
+            self.pipeline.resolved.append(rec)
+        if self.pipeline.resolved:
+            self._settle_mutations()
 
     async def _teardown(self) -> None:
         """Stop timers and tasks; let transport closes finish (never cancel a close)."""
@@ -251,11 +269,12 @@ class Session:
             if ch.status is want:
                 fut.set_result(self.state)
             elif ch.status is Status.CLOSED:
-                fut.set_exception(ConnectionError(f"connection closed: {ch.reason}"))
+                fut.set_exception(self.closed_error(f"wait for {want.value}"))
             else:
                 still.append((want, fut))
         self._state_waiters = still
         if ch.status is Status.CLOSED:
+            self._cancel_mutations(ch.at, ch.reason)
             self._spawn(self._teardown())
 
     # -- transports ------------------------------------------------------------------
@@ -413,12 +432,13 @@ class Session:
         merge: MergeFn | None,
         gap_timeout: float,
     ) -> TopicState:
+        if self.machine.status is Status.CLOSED:
+            raise self.closed_error(f"subscribe to {name!r}")
         existing = self.pipeline.topics.get(name)
         if existing is not None:
             return existing
         ts = self.pipeline.add_topic(name, ordering, merge=merge, gap_timeout=gap_timeout)
-        if self.machine.status is not Status.CLOSED:
-            self._run(self.machine.subscribe(time.time(), name, None))
+        self._run(self.machine.subscribe(time.time(), name, None))
         return ts
 
     def unsubscribe(self, name: str) -> None:
@@ -452,6 +472,8 @@ class Session:
     async def mutate(
         self, topic: str, entity_id: str, patch: dict[str, Any], timeout: float
     ) -> Mutation:
+        if self.machine.status is Status.CLOSED:
+            raise self.closed_error(f"mutate {topic!r}")
         ts = self.pipeline.topics.get(topic)
         if ts is None:
             raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
@@ -558,7 +580,7 @@ class Session:
         if self.state.status is status:
             return self.state
         if self.state.status is Status.CLOSED:
-            raise ConnectionError(f"connection closed: {self.state.reason}")
+            raise self.closed_error(f"wait for {status.value}")
         fut: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
         self._state_waiters.append((status, fut))
         try:
