@@ -187,6 +187,7 @@ async def poll(request: Request) -> Response:
     messages: list[str] = [_authenticated(runtime, who), *topic_errors]
     positions: dict[str, str] = {}
     fresh = bool(topic_errors)
+    hold = 0.0  # chaos delay_ms for this response
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
     for topic, topic_log in logs.items():
         token = replay[topic]
@@ -197,8 +198,11 @@ async def poll(request: Request) -> Response:
         if status == "complete":
             assert token is not None
             records = records[:POLL_MAX_EVENTS]
-            messages.extend(r.text for r in records)
             positions[topic] = records[-1].token if records else token
+            if runtime.chaos.active:  # polling's "live" path: fault it like a push
+                records, delay = runtime.chaos.shape(records)
+                hold = max(hold, delay)
+            messages.extend(r.text for r in records)
             fresh = fresh or bool(records)
             continue
         snap_token = topic_log.token()
@@ -215,6 +219,8 @@ async def poll(request: Request) -> Response:
     if not fresh and wait > 0:
         wait = min(wait, runtime.config.heartbeat_interval)  # a heartbeat is due by then
         await _long_poll(runtime, who, logs, positions, messages, wait)
+    elif hold:
+        await asyncio.sleep(hold)
     messages.append(runtime.hub.heartbeat(logs))
     cursor = join_cursor(positions[t] for t in logs)
     body = '{"messages":[' + ",".join(messages) + '],"cursor":"' + cursor + '"}'
