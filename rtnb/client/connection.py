@@ -28,7 +28,7 @@ from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.status import Status
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import LocalProtocolError, RtnbError
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
@@ -226,7 +226,10 @@ class Connection:
     # -- plumbing ---------------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
-        return self._runtime.run(coro, what=what)
+        try:
+            return self._runtime.run(coro, what=what)
+        except RtnbError as exc:  # says what happened; the runtime's frames add nothing
+            raise exc.with_traceback(None) from None
 
     def _call(self, fn: Callable[[], Any], *, what: str) -> Any:
         """Run ``fn`` on the runtime thread (directly if already there)."""
@@ -236,7 +239,10 @@ class Connection:
         async def call() -> Any:
             return fn()
 
-        return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
+        try:
+            return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
+        except RtnbError as exc:
+            raise exc.with_traceback(None) from None
 
     def _callback_failed(self, what: str, exc: BaseException) -> None:
         self._session.callback_failed(what, exc)
@@ -268,11 +274,14 @@ class Connection:
         connection is or becomes closed.
         """
         want = Status(status)
-        result: ConnectionState = self._runtime.run(
-            self._session.wait_for(want, timeout),
-            what=f"wait_for({want.value})",
-            timeout=None if timeout is None else timeout + 5.0,
-        )
+        try:
+            result: ConnectionState = self._runtime.run(
+                self._session.wait_for(want, timeout),
+                what=f"wait_for({want.value})",
+                timeout=None if timeout is None else timeout + 5.0,
+            )
+        except (TimeoutError, RtnbError) as exc:  # the message says it all: no traceback wall
+            raise exc.with_traceback(None) from None
         return result
 
     async def wait_for_async(

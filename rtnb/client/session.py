@@ -21,6 +21,7 @@ import itertools
 import logging
 import math
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,14 @@ TokenProvider = Callable[[], "str | Awaitable[str]"]
 
 #: Seconds between gap checks and mutation-timeout sweeps: 0.1.
 MAINTENANCE_INTERVAL: Final = 0.1
+# The machine's "…; retry 3 in 8.5 s" (the delay as drawn): shown once, counting down.
+_RETRY_SUFFIX: Final = re.compile(r"; retry \d+ in [\d.]+ s$")
+_LOSSES: Final = frozenset({Status.DEGRADED, Status.RECONNECTING, Status.CLOSED})
+
+
+def cause_of(reason: str) -> str:
+    """A state reason without its retry figure (the cause alone)."""
+    return _RETRY_SUFFIX.sub("", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +89,14 @@ class ConnectionState:
     since: float
 
     def __str__(self) -> str:
-        text = f"{self.status.value} via {self.transport} ({self.reason})"
         if self.next_retry_at is not None and self.status is Status.RECONNECTING:
+            # One retry figure: the time left now (the reason holds the delay as drawn).
             wait = max(0.0, self.next_retry_at - time.time())
-            text += f"; attempt {self.attempt} in {wait:.1f} s"
-        return text
+            return (
+                f"{self.status.value} via {self.transport} ({cause_of(self.reason)}); "
+                f"retry {self.attempt} in {wait:.1f} s"
+            )
+        return f"{self.status.value} via {self.transport} ({self.reason})"
 
 
 class Session:
@@ -117,6 +129,9 @@ class Session:
         self.state = ConnectionState(
             Status.IDLE, None, "created", 0, None, self.machine.transport, time.time()
         )
+        #: the last concrete cause of a failure ("websocket unreachable: connection
+        #: refused at …"), for messages given while the state says something else
+        self.last_cause: str | None = None
         self._transport: Transport | None = None
         self._outbox: asyncio.Queue[Any] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -252,6 +267,8 @@ class Session:
         )
         self.pipeline.transport = ch.transport
         self.pipeline.attempt = ch.attempt
+        if ch.status in _LOSSES and ch.trigger != "close":
+            self.last_cause = cause_of(ch.reason)
         self.log.append_state(
             ch.at, ch.status.value, ch.previous.value, ch.reason, ch.attempt, ch.at - prev.since
         )
@@ -586,9 +603,11 @@ class Session:
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise TimeoutError(
-                f"connection not {status.value} within {timeout} s; now {self.state}"
-            ) from None
+            text = f"connection not {status.value} within {timeout} s; now {self.state}"
+            cause = self.last_cause
+            if cause and cause not in text:
+                text += f"; last failure: {cause}"
+            raise TimeoutError(text) from None
 
     def callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(

@@ -170,6 +170,7 @@ _REFUSALS: Final = frozenset({"forbidden", "unknown_topic"})
 _RETRY_IN_REASON: Final = re.compile(r"retry_after=(\d{1,9}(?:\.\d{1,9})?)")
 _MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
+_MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise
 
 
 class BackoffLike(Protocol):
@@ -396,7 +397,11 @@ class ConnectionMachine:
                 if code is None
                 else f"{self._transport} refused ({code})"
             )
-            self._dropped(step, what, code, _retry_hint(retry_after, reason))
+            if reason:  # the concrete cause: "connection refused at 127.0.0.1:8799", ...
+                what += f": {reason[:_MAX_CAUSE]}"
+            self._dropped(
+                step, what, code, _retry_hint(retry_after, reason), detail=reason[:_MAX_CAUSE]
+            )
         return self._finish(step)
 
     def transport_closed(
@@ -418,7 +423,13 @@ class ConnectionMachine:
         detail = "no close code" if code is None else f"code {code}"
         if reason:
             detail += f": {reason[:_MAX_PEER_TEXT]}"
-        self._dropped(step, f"transport closed ({detail})", code, _retry_hint(retry_after, reason))
+        self._dropped(
+            step,
+            f"transport closed ({detail})",
+            code,
+            _retry_hint(retry_after, reason),
+            detail=reason[:_MAX_PEER_TEXT],
+        )
         return self._finish(step)
 
     def frame_received(self, now: float, frame: ControlFrame) -> list[Action]:
@@ -688,15 +699,25 @@ class ConnectionMachine:
             step.out.append(TopicStatus(err.topic, err.code, err.message[:_MAX_PEER_TEXT]))
         elif err.code in _AUTH_ERRORS:
             step.out.append(CloseTransport(CLOSE_GOING_AWAY, "token refused"))
-            self._rejected_token(step, f"server refused the token ({err.code})")
+            self._rejected_token(step, f"token rejected ({err.code}): {err.message[:_MAX_CAUSE]}")
         elif err.code == "forbidden":
             self._give_up(step, "forbidden (error frame)", CLOSE_NORMAL)
         # other connection-level errors: the server closes if it means it (4400 etc.)
 
-    def _dropped(self, step: _Step, what: str, code: int | None, retry_after: float | None) -> None:
+    def _dropped(
+        self,
+        step: _Step,
+        what: str,
+        code: int | None,
+        retry_after: float | None,
+        *,
+        detail: str = "",
+    ) -> None:
         """The transport is gone (failed to open or closed): classify by code."""
         if code in _AUTH_CODES:
-            self._rejected_token(step, f"authentication rejected ({code})")
+            self._rejected_token(
+                step, f"token rejected ({code})" + (f": {detail}" if detail else "")
+            )
         elif code in _FORBIDDEN_CODES:
             self._give_up(step, f"forbidden ({code})", None)
         elif retry_after is not None and retry_after >= 0:
@@ -707,7 +728,12 @@ class ConnectionMachine:
 
     def _rejected_token(self, step: _Step, cause: str) -> None:
         if self._token_fresh:  # a fresh token was refused too: no retry storm
-            self._give_up(step, f"{cause} with a fresh token", None)
+            self._give_up(
+                step,
+                f"{cause} (a fresh token was refused too: check that the token "
+                "comes from this server)",
+                None,
+            )
             return
         self._awaiting_token = True
         self._lost(step, cause, None, close=False)

@@ -975,8 +975,8 @@ def test_token_rejection_requests_one_token_then_closes_if_the_fresh_one_fails()
     sim = live()
     out = sim.do("transport_closed", 4401, "expired")
     assert statuses(out) == [D, R]
-    assert changes(out)[-1].reason == "authentication rejected (4401); waiting for a fresh token"
-    assert of(RequestToken, out) == [RequestToken("authentication rejected (4401)")]
+    assert changes(out)[-1].reason == "token rejected (4401): expired; waiting for a fresh token"
+    assert of(RequestToken, out) == [RequestToken("token rejected (4401): expired")]
     assert sim.timers == {} and sim.m.next_retry_at is None
     out = sim.do("token_refreshed", FRESH)
     assert statuses(out) == [C]
@@ -985,7 +985,11 @@ def test_token_rejection_requests_one_token_then_closes_if_the_fresh_one_fails()
     assert sent(sim.log)[-1] == Authenticate(token=FRESH)
     out = sim.do("transport_closed", 4401)
     assert [(c.status, c.reason) for c in changes(out)] == [
-        (X, "authentication rejected (4401) with a fresh token")
+        (
+            X,
+            "token rejected (4401) (a fresh token was refused too: check that the token "
+            "comes from this server)",
+        )
     ]
     assert len(of(RequestToken, sim.log)) == 1  # no retry storm
 
@@ -1007,7 +1011,7 @@ def test_error_frame_token_expired_closes_the_transport_and_asks_for_a_token() -
     sim = live()
     out = sim.frame(Error(code="token_expired", message="expired"))
     assert of(CloseTransport, out) == [CloseTransport(CLOSE_GOING_AWAY, "token refused")]
-    assert of(RequestToken, out) == [RequestToken("server refused the token (token_expired)")]
+    assert of(RequestToken, out) == [RequestToken("token rejected (token_expired): expired")]
     assert statuses(out) == [D, R]
 
 
@@ -1064,8 +1068,11 @@ def test_rejected_transport_falls_back_to_sse_then_polling() -> None:
 
 def test_unreachable_server_keeps_the_transport() -> None:
     sim = connecting(opened=False)
-    out = sim.do("transport_failed", "unreachable")
-    assert changes(out)[-1].reason == "websocket unreachable; retry 1 in 1.0 s"
+    out = sim.do("transport_failed", "unreachable", reason="connection refused at 127.0.0.1:9")
+    assert (
+        changes(out)[-1].reason
+        == "websocket unreachable: connection refused at 127.0.0.1:9; retry 1 in 1.0 s"
+    )
     sim.fire(Timer.RECONNECT)
     assert of(OpenTransport, sim.log)[-1].kind == "websocket"
 
