@@ -111,20 +111,28 @@ class TokenAuthority:
             )
         except jwt.ExpiredSignatureError:
             raise AuthError(
-                "token_expired", "the access token has expired; authenticate with a fresh one"
+                "token_expired",
+                f"the access token expired at {_expiry(token)}; authenticate with a fresh one",
             ) from None
         except jwt.InvalidAlgorithmError:
             raise AuthError(
                 "invalid_token", f"the access token must be signed with {ALGORITHM}"
             ) from None
         except jwt.InvalidSignatureError:
-            raise AuthError("invalid_token", "the access token's signature is invalid") from None
+            raise AuthError(
+                "invalid_token",
+                "the access token's signature does not match this server: it was signed "
+                "with another secret (mint it with this server's secret)",
+            ) from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(
                 "invalid_token", f"the access token lacks the {exc.claim!r} claim"
             ) from None
         except jwt.PyJWTError:
-            raise AuthError("invalid_token", "the access token is malformed") from None
+            raise AuthError(
+                "invalid_token",
+                "the access token is malformed: not a JWT (header.claims.signature)",
+            ) from None
         tenant, user, role = claims["tenant"], claims["user"], claims["role"]
         if not (isinstance(tenant, str) and _NAME.match(tenant)):
             raise AuthError("invalid_token", "the access token's tenant claim is not a valid name")
@@ -140,7 +148,8 @@ class TokenAuthority:
         exp = float(claims["exp"])
         if now is not None and exp <= now:
             raise AuthError(
-                "token_expired", "the access token has expired; authenticate with a fresh one"
+                "token_expired",
+                f"the access token expired at {_utc(exp)}; authenticate with a fresh one",
             )
         return Identity(tenant=tenant, user=user, role=role, expires_at=exp)
 
@@ -154,3 +163,16 @@ class TokenAuthority:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("unauthenticated", "the Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
+
+
+def _expiry(token: str) -> str:
+    """When an (already verified, expired) token expired; its claims only, never the token."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return _utc(float(claims["exp"]))
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return "an earlier time"
