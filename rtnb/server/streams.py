@@ -86,7 +86,8 @@ async def sse(request: Request) -> Response:
         return refused.response
     runtime.stats.count("connections")
     hub = runtime.hub
-    session = Session("sse", runtime.config.send_queue_limit, runtime.chaos)
+    config = runtime.config
+    session = Session("sse", config.send_queue_limit, runtime.chaos, config.send_queue_bytes)
     session.identity = who
     hub.attach(session)
     for text in topic_errors:
@@ -121,12 +122,12 @@ async def _stream(
                 return
             if chaos.cut_until and chaos.is_cut():
                 chaos.count("stalled_frames", len(session.queue))
-                session.queue.clear()
+                session.clear()
                 continue
             chunks: list[str] = []
             queue = session.queue
             while queue and len(chunks) < runtime.config.batch_max_messages:
-                item = queue.popleft()
+                item = session.popleft()
                 if type(item) is LogRecord:
                     positions[item.topic] = item.token
                     chunks.append(f"id: {join_cursor(positions.values())}\ndata: {item.text}\n\n")
@@ -211,7 +212,7 @@ async def _long_poll(
 ) -> None:
     """Wait up to ``wait`` s for live events after ``positions``; add them to ``messages``."""
     hub = runtime.hub
-    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos)
+    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos, runtime.config.send_queue_bytes)
     session.identity = who
     hub.attach(session)
     for topic_log in logs.values():  # registered right after reading: no gap
