@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_SEND_QUEUE_LIMIT",
     "DEFAULT_SNAPSHOT_RATE",
     "DEFAULT_TOKEN_TTL",
+    "DEFAULT_WRITE_TIMEOUT",
     "FD_RESERVE",
     "ROLES",
     "ServerConfig",
@@ -77,8 +78,11 @@ DEFAULT_REQUEST_TIMEOUT: Final = 5.0
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 #: Open connections (every transport) before new ones are answered 503 with
 #: ``Retry-After``; never more than the process's file-descriptor limit minus
-#: :data:`FD_RESERVE`.
+#: :data:`FD_RESERVE` and the accept backlog (128, ``runner.ACCEPT_BACKLOG``).
 DEFAULT_MAX_CONNECTIONS: Final = 4096
+#: Seconds an HTTP response (an SSE stream) may stay blocked on a peer that
+#: does not read before the connection is aborted.
+DEFAULT_WRITE_TIMEOUT: Final = 30.0
 #: File descriptors kept free for the store, logs and the accept itself.
 FD_RESERVE: Final = 64
 #: Lifetime of tokens minted by ``issue_token`` when no ``ttl`` is given.
@@ -103,6 +107,7 @@ class ServerConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
     batch_max_messages: int = DEFAULT_BATCH_MAX_MESSAGES
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
     max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
@@ -126,8 +131,8 @@ class ServerConfig:
                 f"send_queue_bytes must be >= batch_max_bytes ({self.batch_max_bytes}), "
                 f"got {self.send_queue_bytes}"
             )
-        if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
-            raise ValueError("request_timeout and keep_alive_timeout must be > 0 s")
+        if min(self.request_timeout, self.keep_alive_timeout, self.write_timeout) <= 0:
+            raise ValueError("request_timeout, keep_alive_timeout and write_timeout must be > 0 s")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         for topic, role in self.topics.items():

@@ -217,8 +217,9 @@ class Hub:
             token = topic_log.token()
             run.extend(Marked("snapshot", topic, token, t) for t in topic_log.snapshot_texts())
         session.push_many(run)  # one run: the byte limit sees it whole (session.py)
-        # Re-subscribing (e.g. to fill a gap) replaces the old registration.
-        self.watch(session, topic_log)
+        if not session.closed:  # not cut by that run
+            # Re-subscribing (e.g. to fill a gap) replaces the old registration.
+            self.watch(session, topic_log)
         return status
 
     def watch(self, session: Session, topic_log: TopicLog) -> None:

@@ -17,6 +17,7 @@ import re
 import resource
 import secrets
 import socket
+import struct
 import threading
 from pathlib import Path
 from typing import ClassVar, Final
@@ -31,6 +32,7 @@ from .config import FD_RESERVE, ServerConfig
 from .hub import error_text
 
 __all__ = [
+    "ACCEPT_BACKLOG",
     "REDACTED_LOGGERS",
     "SECRET_FILE",
     "GuardedH11Protocol",
@@ -63,6 +65,11 @@ def resolve_secret(secret: str | bytes | None, data: str | os.PathLike[str] | No
     return bytes.fromhex(path.read_text().strip())
 
 
+#: Listen queue, and the most sockets asyncio accepts in one go (uvicorn's
+#: ``backlog``; its default 2048 would need as many spare file descriptors).
+ACCEPT_BACKLOG: Final = 128
+#: Seconds a connection answered 503 (over the connection cap) may take to read it.
+SHED_LINGER: Final = 1.0
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}")
 _SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "last-event-id")
 
@@ -142,14 +149,17 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def connection_cap(config: ServerConfig) -> int:
-    """``max_connections``, lowered to what the file-descriptor limit allows."""
+    """``max_connections``, lowered to what the file-descriptor limit allows:
+    the soft ``RLIMIT_NOFILE`` minus :data:`FD_RESERVE` minus :data:`ACCEPT_BACKLOG`."""
     try:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):  # pragma: no cover - platforms without rlimits
         return config.max_connections
     if soft == resource.RLIM_INFINITY:
         return config.max_connections
-    return max(1, min(config.max_connections, soft - FD_RESERVE))
+    # asyncio accepts up to ``backlog`` sockets per wake-up before any protocol
+    # sees them, so that many descriptors must be free beyond the cap.
+    return max(1, min(config.max_connections, soft - FD_RESERVE - ACCEPT_BACKLOG))
 
 
 def _busy_response(retry_after: int) -> bytes:
@@ -175,15 +185,20 @@ class GuardedH11Protocol(H11Protocol):
       sends nothing or half a request line would otherwise be held forever);
     * over the connection cap, a new connection is answered ``503`` with
       ``Retry-After`` and closed at once, before the process runs out of file
-      descriptors (uvicorn's ``limit_concurrency`` answers 503 without a retry hint).
+      descriptors (uvicorn's ``limit_concurrency`` answers 503 without a retry hint);
+    * a response (an SSE stream, say) whose peer has stopped reading — the
+      socket's send buffer full for ``write_timeout`` seconds — is aborted,
+      so a consumer cut for being slow cannot keep its socket by never reading.
 
     :func:`guarded_protocol` binds it to one runtime.
     """
 
     runtime: ClassVar[ServerRuntime]
     cap: ClassVar[int]
+    shedding: ClassVar[int] = 0  # connections answered 503 and not yet closed
     _deadline: asyncio.TimerHandle | None = None
     _deadline_cycle: object = None
+    _stall: asyncio.TimerHandle | None = None
     _shed = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -194,20 +209,29 @@ class GuardedH11Protocol(H11Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self.connections) > self.cap:
             self._shed = True
+            cls = type(self)
+            cls.shedding += 1
             self.runtime.stats.count("connections_shed")
             transport.write(_busy_response(1))
-            # Close once the request is read (closing with unread input would
-            # reset the connection and could lose the 503), or at the deadline.
-            self._deadline = self.loop.call_later(
-                self.runtime.config.request_timeout, transport.close
-            )
+            if cls.shedding > FD_RESERVE // 4:  # a flood: free the descriptor now
+                transport.close()
+                return
+            # Half-close, and close when the peer answers or after SHED_LINGER:
+            # closing at once with its request unread would reset the connection
+            # and could destroy the 503 before the client reads it.
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write_eof()
+            self._deadline = self.loop.call_later(SHED_LINGER, transport.close)
             return
         self._arm()
 
+    def eof_received(self) -> None:
+        if self._shed:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if self._shed:
-            if b"\r\n\r\n" in data or len(data) > 65536:
-                self.transport.close()
+            self.transport.close()
             return
         idle = self.cycle is None or self.cycle.response_complete
         if idle and (self._deadline is None or self._deadline_cycle is not self.cycle):
@@ -215,13 +239,38 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        for timer in (self._deadline, self._stall):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._stall = None
         if self._shed:
+            type(self).shedding -= 1
             self.connections.discard(self)
             return
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None and not self._shed:
+            self._stall = self.loop.call_later(self.runtime.config.write_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if not self.transport.is_closing() and self.transport.get_protocol() is self:
+            self.runtime.stats.count("write_timeouts")
+            # The peer stopped reading: reset the connection (SO_LINGER 0), so the
+            # kernel drops the unsent data too instead of trickling it out.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
 
     def _arm(self) -> None:
         if self._deadline is not None:
@@ -260,6 +309,7 @@ def uvicorn_config(app: Starlette, runtime: ServerRuntime, log_level: str) -> uv
         lifespan="on",
         ws_max_size=2 * config.max_frame_size,
         timeout_keep_alive=config.keep_alive_timeout,
+        backlog=ACCEPT_BACKLOG,
         timeout_graceful_shutdown=3,
         server_header=False,
     )

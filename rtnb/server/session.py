@@ -24,7 +24,7 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from .storage import LogRecord
@@ -84,6 +84,7 @@ class Session:
         "limit",
         "max_bytes",
         "on_kill",
+        "on_slow",
         "queue",
         "queued_bytes",
         "subscriptions",
@@ -107,6 +108,7 @@ class Session:
         self.close_reason = ""
         self.held: list[tuple[int, LogRecord]] = []  # chaos reorder hold-back
         self.on_kill: asyncio.Event | None = None
+        self.on_slow: Callable[[], None] | None = None  # called once, when cut as slow
 
     def __repr__(self) -> str:
         who = f"{self.identity.tenant}/{self.identity.user}" if self.identity else "anonymous"
@@ -152,6 +154,8 @@ class Session:
         else:
             return True
         self.kill(CLOSE_SLOW_CONSUMER, f"slow consumer: {what} waiting to be sent")
+        if self.on_slow is not None:
+            self.on_slow()
         return False
 
     # -- closing -------------------------------------------------------------

@@ -33,7 +33,7 @@ from .app import ServerRuntime
 from .auth import Identity
 from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
 from .hub import error_text
-from .session import CLOSE_SLOW_CONSUMER, Marked, Session
+from .session import Marked, Session
 from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
@@ -89,6 +89,7 @@ async def sse(request: Request) -> Response:
     config = runtime.config
     session = Session("sse", config.send_queue_limit, runtime.chaos, config.send_queue_bytes)
     session.identity = who
+    session.on_slow = lambda: _cut(runtime, session)
     hub.attach(session)
     for text in topic_errors:
         session.push(text)
@@ -104,6 +105,16 @@ async def sse(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _cut(runtime: ServerRuntime, session: Session) -> None:
+    """A slow SSE consumer: counted and detached now, not when its stalled write ends.
+
+    The stream ends at the next write; if the peer never reads again, the
+    server's ``write_timeout`` aborts the connection (``runner.py``).
+    """
+    runtime.stats.count("slow_consumers")
+    runtime.hub.detach(session)
 
 
 def _expire(session: Session) -> None:
@@ -142,8 +153,6 @@ async def _stream(
     finally:
         expiry.cancel()
         runtime.hub.detach(session)
-        if session.killed and session.close_code == CLOSE_SLOW_CONSUMER:
-            runtime.stats.count("slow_consumers")
 
 
 # -- polling --------------------------------------------------------------------------
