@@ -175,7 +175,7 @@ def _busy_response(retry_after: int) -> bytes:
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with three guards uvicorn lacks.
+    """uvicorn's h11 protocol with the guards uvicorn lacks.
 
     * TCP_NODELAY on every accepted socket (see :func:`listen`);
     * a connection that has not completed a request's headers within
