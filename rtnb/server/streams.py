@@ -39,7 +39,7 @@ from .app import ServerRuntime
 from .auth import Identity
 from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
 from .hub import error_text
-from .session import CLOSE_SLOW_CONSUMER, Marked, Session
+from .session import Marked, Session
 from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
@@ -104,8 +104,10 @@ async def sse(request: Request) -> Response:
         return refused.response
     runtime.stats.count("connections")
     hub = runtime.hub
-    session = Session("sse", runtime.config.send_queue_limit, runtime.chaos)
+    config = runtime.config
+    session = Session("sse", config.send_queue_limit, runtime.chaos, config.send_queue_bytes)
     session.identity = who
+    session.on_slow = lambda: _cut(runtime, session)
     hub.attach(session)
     session.push(_authenticated(runtime, who))
     for text in topic_errors:
@@ -124,6 +126,16 @@ async def sse(request: Request) -> Response:
     )
 
 
+def _cut(runtime: ServerRuntime, session: Session) -> None:
+    """A slow SSE consumer: counted and detached now, not when its stalled write ends.
+
+    The stream ends at the next write; if the peer never reads again, the
+    server's ``write_timeout`` aborts the connection (``runner.py``).
+    """
+    runtime.stats.count("slow_consumers")
+    runtime.hub.detach(session)
+
+
 def _expire(session: Session) -> None:
     session.push(error_text("token_expired", "the access token has expired; reconnect"))
     session.close(4401, "token expired")
@@ -140,12 +152,12 @@ async def _stream(
                 return
             if chaos.cut_until and chaos.is_cut():
                 chaos.count("stalled_frames", len(session.queue))
-                session.queue.clear()
+                session.clear()
                 continue
             chunks: list[str] = []
             queue = session.queue
             while queue and len(chunks) < runtime.config.batch_max_messages:
-                item = queue.popleft()
+                item = session.popleft()
                 if type(item) is LogRecord:
                     positions[item.topic] = item.token
                     chunks.append(f"id: {join_cursor(positions.values())}\ndata: {item.text}\n\n")
@@ -160,8 +172,6 @@ async def _stream(
     finally:
         expiry.cancel()
         runtime.hub.detach(session)
-        if session.killed and session.close_code == CLOSE_SLOW_CONSUMER:
-            runtime.stats.count("slow_consumers")
 
 
 # -- polling --------------------------------------------------------------------------
@@ -237,7 +247,7 @@ async def _long_poll(
 ) -> None:
     """Wait up to ``wait`` s for live events after ``positions``; add them to ``messages``."""
     hub = runtime.hub
-    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos)
+    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos, runtime.config.send_queue_bytes)
     session.identity = who
     hub.attach(session)
     for topic_log in logs.values():  # registered right after reading: no gap
