@@ -11,7 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .core.status import Outcome, Status
-from .protocol.errors import InvalidFrame, LocalProtocolError, RemoteProtocolError, RtnbError
+from .protocol.errors import (
+    ConnectionClosed,
+    InvalidFrame,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RtnbError,
+)
 
 if TYPE_CHECKING:
     from . import charts
@@ -52,6 +58,7 @@ _SUBMODULES = frozenset({"charts"})
 
 __all__ = [
     "Connection",
+    "ConnectionClosed",
     "ConnectionState",
     "Dashboard",
     "EnvelopeLog",

@@ -1,11 +1,13 @@
 """The ``rtnb`` command line.
 
 ``rtnb serve [--host H] [--port P] [--demo] [--data DIR] [--chaos SPEC]`` runs the
-reference server in the foreground, prints its URL and a demo token, and stops
-cleanly on Ctrl-C. ``rtnb token --tenant T --user U --role R`` mints a token for
-a server started with the same secret (``RTNB_SECRET``, or ``--data DIR``,
+reference server in the foreground, prints its URL, a demo token and the
+``rtnb token …`` line that mints more for it, and stops cleanly on Ctrl-C.
+``rtnb token --tenant T --user U --role R`` mints a token for a server started
+with the same secret (``RTNB_SECRET``, ``--secret-file FILE``, or ``--data DIR``,
 whose ``secret.key`` the server created). ``rtnb demo`` starts the server with
 demo data and JupyterLab on ``notebooks/01_live_dashboard.ipynb`` (``make demo``).
+``rtnb --version`` prints the version.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import types
 from collections.abc import Sequence
@@ -24,37 +30,129 @@ __all__ = ["main"]
 
 DEMO_TOKEN_TTL = 24 * 3600.0
 
+_SECRETS = """\
+the token secret (HS256; tokens are valid only on a server with the same one):
+  1. RTNB_SECRET  environment variable, at least 32 bytes, e.g.
+                  export RTNB_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')
+  2. --secret-file FILE  the secret in FILE (hex); created (mode 0600) if missing
+  3. --data DIR   DIR/secret.key, created (mode 0600) by the first server using DIR
+  otherwise a random secret lives in memory only -- except with --demo, which
+  keeps it in a private temporary file so that `rtnb token` works against it.
+The secret is never logged or printed; the server prints the `rtnb token` line
+that mints more tokens for it."""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtnb", description="rtnb: live data in Jupyter.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
 
-    s = sub.add_parser("serve", help="run the reference server in the foreground")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="rtnb",
+        description="rtnb: live, event-driven data in Jupyter (reference server and tools).",
+        epilog="run 'rtnb COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtnb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "serve",
+        help="run the reference server in the foreground",
+        description="Run the rtnb reference server (WebSocket /ws, SSE /sse, polling /poll) "
+        "until Ctrl-C. Prints the URL, a 24 h operator token and the command to mint more.",
+        epilog=_SECRETS,
+        formatter_class=raw,
+    )
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
-    s.add_argument("--demo", action="store_true", help="run the demo producers")
-    s.add_argument("--demo-scale", type=float, default=1.0, help="multiply every demo rate")
     s.add_argument(
-        "--tenants", default="acme,globex", help="demo tenants, comma-separated (acme,globex)"
+        "--demo",
+        action="store_true",
+        help="run the demo producers (topics incidents, fleet, prices for each tenant)",
     )
-    s.add_argument("--data", metavar="DIR", help="persist logs in SQLite under DIR")
     s.add_argument(
-        "--chaos", metavar="SPEC", help="faults, e.g. drop=0.01,duplicate=0.05,delay_ms=0-50"
+        "--demo-scale", type=float, default=1.0, help="multiply every demo rate (default 1.0)"
     )
-    s.add_argument("--heartbeat", type=float, default=None, help="heartbeat interval, seconds")
-    s.add_argument("--retention", type=int, default=None, help="events kept per topic")
-    s.add_argument("--log-level", default="info", help="rtnb log level (default info)")
+    s.add_argument(
+        "--tenants",
+        default="acme,globex",
+        help="demo tenants, comma-separated (default acme,globex); the printed token is for "
+        "the first",
+    )
+    s.add_argument(
+        "--data",
+        metavar="DIR",
+        help="persist topic logs in SQLite under DIR (and keep the secret in DIR/secret.key); "
+        "default: in memory",
+    )
+    s.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="read the token secret from FILE (hex), creating it if missing (see below)",
+    )
+    s.add_argument(
+        "--chaos",
+        metavar="SPEC",
+        help="inject faults into live events: drop, duplicate, reorder (probabilities), "
+        "reorder_window, delay_ms=LO-HI, seed; e.g. drop=0.01,duplicate=0.05,delay_ms=0-50",
+    )
+    s.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="heartbeat interval, announced to clients (default 5.0)",
+    )
+    s.add_argument(
+        "--retention",
+        type=int,
+        default=None,
+        metavar="N",
+        help="events kept per topic for replay (default 10000)",
+    )
+    s.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=("debug", "info", "warning", "error"),
+        help="rtnb log level (default info)",
+    )
 
-    t = sub.add_parser("token", help="mint an access token")
-    t.add_argument("--tenant", required=True)
-    t.add_argument("--user", required=True)
-    t.add_argument("--role", default="viewer", choices=("viewer", "operator", "admin"))
-    t.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (3600)")
+    t = sub.add_parser(
+        "token",
+        help="mint an access token",
+        description="Mint an access token (HS256 JWT) for a server with the same secret; "
+        "prints it on stdout.",
+        epilog=_SECRETS,
+        formatter_class=raw,
+    )
+    t.add_argument("--tenant", required=True, help="the tenant the token speaks for")
+    t.add_argument("--user", required=True, help="the user name")
+    t.add_argument(
+        "--role",
+        default="viewer",
+        choices=("viewer", "operator", "admin"),
+        help="viewer reads; operator also mutates; admin also publishes (default viewer)",
+    )
+    t.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (default 3600)")
+    t.add_argument("--secret-file", metavar="FILE", help="use the secret in FILE")
     t.add_argument("--data", metavar="DIR", help="use the secret of the server using DIR")
 
     # `rtnb demo ...` hands everything after `demo` to the widgets demo (see main).
-    sub.add_parser("demo", help="reference server with demo data plus JupyterLab")
+    sub.add_parser(
+        "demo",
+        help="reference server with demo data plus JupyterLab ('rtnb demo --help')",
+        add_help=False,
+    )
     return parser
+
+
+def _read_secret_file(path: str, *, create: bool) -> bytes:
+    if create and not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return bytes.fromhex(f.read().strip())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -72,19 +170,37 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         tenants = tuple(t for t in args.tenants.split(",") if t)
         demo = {"tenants": tenants, "scale": args.demo_scale}
+    # How `rtnb token` finds this server's secret (printed for the user; never the secret).
+    secret: str | bytes | None = os.environ.get("RTNB_SECRET") or None
+    minted_with = ""
+    scratch: str | None = None
     try:
+        if secret is not None:
+            minted_with = ""  # RTNB_SECRET, as set for this server
+        elif args.secret_file:
+            secret = _read_secret_file(args.secret_file, create=True)
+            minted_with = f" --secret-file {shlex.quote(args.secret_file)}"
+        elif args.data:
+            minted_with = f" --data {shlex.quote(args.data)}"
+        elif args.demo:
+            scratch = tempfile.mkdtemp(prefix="rtnb-demo-")  # mode 0700
+            path = os.path.join(scratch, "secret.key")
+            secret = _read_secret_file(path, create=True)
+            minted_with = f" --secret-file {shlex.quote(path)}"
         chaos = parse_spec(args.chaos) if args.chaos else None
         srv = serve(
             host=args.host,
             port=args.port,
             demo=demo,
             data=args.data,
-            secret=os.environ.get("RTNB_SECRET") or None,
+            secret=secret,
             chaos=chaos,
             **options,
         )
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"rtnb serve: {exc}", file=sys.stderr)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         return 2
     stop = threading.Event()
 
@@ -97,12 +213,27 @@ def _serve(args: argparse.Namespace) -> int:
     token = srv.issue_token(tenant=str(tenant), user="demo", role="operator", ttl=DEMO_TOKEN_TTL)
     print(f"rtnb reference server on {srv.url}  (WebSocket: {srv.ws_url})", flush=True)
     print(f"demo token (tenant {tenant}, role operator, 24 h):\n{token}", flush=True)
+    if secret is not None or args.data:
+        env = "with RTNB_SECRET set as for this server: " if not minted_with else ""
+        print(
+            f"more tokens ({env}roles viewer|operator|admin):\n"
+            f"  rtnb token{minted_with} --tenant {tenant} --user YOU --role viewer",
+            flush=True,
+        )
+    else:
+        print(
+            "more tokens: this server's secret is in memory only; restart it with "
+            "RTNB_SECRET, --secret-file or --data to mint more with 'rtnb token'",
+            flush=True,
+        )
     print("Ctrl-C to stop.", flush=True)
     try:
         while not stop.wait(0.5):
             pass
     finally:
         srv.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         print("rtnb server stopped.", flush=True)
     return 0
 
@@ -113,17 +244,23 @@ def _token(args: argparse.Namespace) -> int:
 
     secret = os.environ.get("RTNB_SECRET")
     key: bytes
-    if secret:
-        key = secret.encode()
-    elif args.data and os.path.exists(os.path.join(args.data, SECRET_FILE)):
-        with open(os.path.join(args.data, SECRET_FILE)) as f:
-            key = bytes.fromhex(f.read().strip())
-    else:
-        print(
-            "rtnb token: no secret; set RTNB_SECRET (as for 'rtnb serve') or pass --data DIR "
-            "of a server started with --data",
-            file=sys.stderr,
-        )
+    try:
+        if secret:
+            key = secret.encode()
+        elif args.secret_file:
+            key = _read_secret_file(args.secret_file, create=False)
+        elif args.data and os.path.exists(os.path.join(args.data, SECRET_FILE)):
+            key = _read_secret_file(os.path.join(args.data, SECRET_FILE), create=False)
+        else:
+            print(
+                "rtnb token: no secret; set RTNB_SECRET (as for 'rtnb serve'), or pass "
+                "--secret-file FILE or --data DIR as the server was started with "
+                "('rtnb serve' prints the exact command)",
+                file=sys.stderr,
+            )
+            return 2
+    except (OSError, ValueError) as exc:
+        print(f"rtnb token: cannot read the secret: {exc}", file=sys.stderr)
         return 2
     try:
         token = TokenAuthority(key).issue(
@@ -141,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         from .widgets.demo import main as demo_main  # JupyterLab: imported only for `rtnb demo`
 
-        return demo_main(argv[1:])
+        return demo_main(argv[1:], prog="rtnb demo")
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)

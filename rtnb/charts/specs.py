@@ -65,6 +65,7 @@ MUTATION_COLORS: Final = {
     "queued": "#9ecae9",
     "refused": "#79706e",
     "late_confirmation": "#b279a2",
+    "cancelled": "#bab0ac",
 }
 _SHADE: Final = "#f58518"
 _UTC = alt.Scale(type="utc")

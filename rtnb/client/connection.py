@@ -29,7 +29,7 @@ from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.status import Status
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import LocalProtocolError, RtnbError
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
@@ -79,13 +79,50 @@ def connect(
     shared: bool = True,
     limits: Limits | None = None,
 ) -> Connection:
-    """Connect to an rtnb server (shared per url and identity in this process).
+    """Connect to an rtnb server; returns a :class:`Connection` at once (it connects in
+    the background, reconnecting on its own until ``close()``).
 
-    ``token`` is a string or a callable (sync or async) returning a fresh one;
-    it travels in the first WebSocket frame or an ``Authorization`` header,
-    never in a URL. ``transport`` is ``"auto"`` (WebSocket, then SSE, then
-    polling), or one of them. ``timeout``: wait until SUBSCRIBED (or raise).
-    ``limits`` (:class:`rtnb.Limits`) caps every buffer the client keeps.
+    Args:
+        url: the server's base URL, ``http(s)://host:port`` (``ws(s)://…/ws`` works too).
+        token: an access token (str), or a callable — sync or async — returning a
+            fresh one; it is called again whenever the server refuses or expires
+            the token. It travels in the first WebSocket frame or an
+            ``Authorization`` header, never in a URL, log or repr.
+        transport: ``"auto"`` (WebSocket, then SSE, then polling: each is tried
+            when the one before is refused), or ``"websocket"``, ``"sse"``,
+            ``"polling"`` to use only that one.
+        backoff: the reconnect delay policy (:class:`rtnb.core.backoff.Backoff`);
+            the documented default when None.
+        heartbeat_interval: the server heartbeat interval to assume, in seconds,
+            until the server announces its own (every rtnb server does, on every
+            transport): the connection is declared degraded after two intervals
+            without any frame, plus a small grace. Default 5.0.
+        on_degraded: what ``topic.mutate`` does while the connection is not live:
+            ``"queue"`` (sent once live again) or ``"reject"`` (refused at once).
+        log: the telemetry log to write to (a new ``EnvelopeLog`` when None).
+        timeout: if given, block until SUBSCRIBED, raising ``TimeoutError`` (with
+            the connection's last state and its cause) after that many seconds.
+        shared: True (default): one connection per (url, identity) in this
+            process — a second ``connect`` with the same url and token returns
+            the same object, so widgets and cells share one socket, log and
+            store. False: always a new, separate connection.
+        limits: caps on every buffer the client keeps (:class:`rtnb.Limits`: frame,
+            SSE event, poll response, snapshot parts, gap buffer, dedupe, open
+            mutations); the documented defaults when None.
+
+    The shared-connection rule: asking for a shared connection with an option
+    (``transport``, ``backoff``, ``heartbeat_interval``, ``on_degraded``,
+    ``log``, ``limits``) set to something other than its default *and* other than what
+    the existing connection uses raises ``ValueError`` naming the option;
+    pass ``shared=False`` for a separate connection with its own options.
+
+    Raises:
+        ValueError: a bad ``url`` or ``transport``, or options conflicting with
+            the existing shared connection.
+        TypeError: ``token`` is neither a non-empty str nor a callable.
+        TimeoutError: with ``timeout``, not SUBSCRIBED in time.
+        rtnb.ConnectionClosed: with ``timeout``, the connection closed for good
+            while waiting (e.g. the server refused a fresh token, or 4403).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
@@ -93,9 +130,18 @@ def connect(
         raise TypeError("token must be a non-empty str or a callable returning one")
     base = _normalise_url(url)
     key = (base, _identity(token))
+    wanted: dict[str, Any] = {
+        "transport": transport,
+        "backoff": backoff,
+        "heartbeat_interval": heartbeat_interval,
+        "on_degraded": on_degraded,
+        "log": log,
+        "limits": limits,
+    }
     with _registry_lock:
         existing = _registry.get(key) if shared else None
         if existing is not None and existing.state.status is not Status.CLOSED:
+            _check_shared_options(existing, wanted)
             conn = existing
         else:
             conn = Connection(
@@ -108,11 +154,36 @@ def connect(
                 log=log,
                 limits=limits,
             )
+            conn._options = wanted
             if shared:
                 _registry[key] = conn
     if timeout is not None:
         conn.wait_for(Status.SUBSCRIBED, timeout)
     return conn
+
+
+_OPTION_DEFAULTS: Final[dict[str, Any]] = {
+    "transport": "auto",
+    "backoff": None,
+    "heartbeat_interval": None,
+    "on_degraded": "queue",
+    "log": None,
+    "limits": None,
+}
+
+
+def _check_shared_options(existing: Connection, wanted: dict[str, Any]) -> None:
+    for name, value in wanted.items():
+        have = existing._options.get(name, _OPTION_DEFAULTS[name])
+        same = value is have if name == "log" else value == have
+        if value != _OPTION_DEFAULTS[name] and not same:
+            shown = "a different EnvelopeLog" if name == "log" else repr(value)
+            raise ValueError(
+                f"rtnb.connect({existing.url!r}) already has a shared connection for this "
+                f"identity with {name}={'its own log' if name == 'log' else repr(have)}; "
+                f"you asked for {name}={shown}. Pass shared=False for a separate connection "
+                "with its own options, or close() the shared one first."
+            )
 
 
 class Connection:
@@ -157,13 +228,18 @@ class Connection:
             limits=limits,
         )
         self._handles: dict[str, list[Topic]] = {}
+        #: the options it was made with (compared by connect() for shared connections)
+        self._options: dict[str, Any] = {}
         self._runtime.run(self._session.start(), what="rtnb.connect")
         self._runtime.on_shutdown(self._session.close)
 
     # -- plumbing ---------------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
-        return self._runtime.run(coro, what=what)
+        try:
+            return self._runtime.run(coro, what=what)
+        except RtnbError as exc:  # says what happened; the runtime's frames add nothing
+            raise exc.with_traceback(None) from None
 
     def _call(self, fn: Callable[[], Any], *, what: str) -> Any:
         """Run ``fn`` on the runtime thread (directly if already there)."""
@@ -173,7 +249,10 @@ class Connection:
         async def call() -> Any:
             return fn()
 
-        return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
+        try:
+            return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
+        except RtnbError as exc:
+            raise exc.with_traceback(None) from None
 
     def _callback_failed(self, what: str, exc: BaseException) -> None:
         self._session.callback_failed(what, exc)
@@ -198,13 +277,21 @@ class Connection:
         return self._session.on_state(callback)
 
     def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
-        """Block until the connection reaches ``status``; raise ``TimeoutError`` if not."""
+        """Block until the connection reaches ``status``.
+
+        Raises ``TimeoutError`` (naming the current state and its cause) if it
+        does not within ``timeout`` s, and :class:`rtnb.ConnectionClosed` if the
+        connection is or becomes closed.
+        """
         want = Status(status)
-        result: ConnectionState = self._runtime.run(
-            self._session.wait_for(want, timeout),
-            what=f"wait_for({want.value})",
-            timeout=None if timeout is None else timeout + 5.0,
-        )
+        try:
+            result: ConnectionState = self._runtime.run(
+                self._session.wait_for(want, timeout),
+                what=f"wait_for({want.value})",
+                timeout=None if timeout is None else timeout + 5.0,
+            )
+        except (TimeoutError, RtnbError) as exc:  # the message says it all: no traceback wall
+            raise exc.with_traceback(None) from None
         return result
 
     async def wait_for_async(
@@ -225,7 +312,10 @@ class Connection:
         merge: MergeFn | None = None,
         gap_timeout: float = DEFAULT_GAP_TIMEOUT,
     ) -> Topic:
-        """A handle on ``topic``; shares the server subscription with other handles."""
+        """A handle on ``topic``; shares the server subscription with other handles.
+
+        Raises :class:`rtnb.ConnectionClosed` on a closed connection.
+        """
         if ordering not in ("sequence", "entity", "none"):
             raise ValueError(f"ordering must be 'sequence', 'entity' or 'none', got {ordering!r}")
 

@@ -23,6 +23,9 @@ def _set_done(fut: asyncio.Future[None]) -> None:
 class Mutation:
     """An optimistic mutation: ``status`` is pending → confirmed | rejected | timed_out.
 
+    (Or ``queued`` first, while degraded; ``refused`` at once under
+    ``on_degraded="reject"``; ``cancelled`` if the connection is closed first.)
+
     The change shows in ``topic.df`` (flagged ``_pending``) at once; it stays if
     the server confirms it and rolls back if the server rejects it or does not
     answer in time. A confirmation that arrives after the timeout is still
@@ -83,7 +86,7 @@ class Mutation:
             raise TimeoutError(
                 f"mutation {self.client_mutation_id} still {self.status} after {timeout} s"
             )
-        if raise_on_failure and self.status in ("rejected", "timed_out", "refused"):
+        if raise_on_failure and self.status in ("rejected", "timed_out", "refused", "cancelled"):
             raise MutationError(f"mutation {self.client_mutation_id} {self.status}: {self.error}")
         return self
 

@@ -22,6 +22,7 @@ import itertools
 import logging
 import math
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,7 @@ from ..core.machine import (
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
+from ..protocol.errors import ConnectionClosed
 from ..protocol.frames import Mutate
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
@@ -66,6 +68,14 @@ TokenProvider = Callable[[], "str | Awaitable[str]"]
 
 #: Seconds between gap checks and mutation-timeout sweeps: 0.1.
 MAINTENANCE_INTERVAL: Final = 0.1
+# The machine's "…; retry 3 in 8.5 s" (the delay as drawn): shown once, counting down.
+_RETRY_SUFFIX: Final = re.compile(r"; retry \d+ in [\d.]+ s$")
+_LOSSES: Final = frozenset({Status.DEGRADED, Status.RECONNECTING, Status.CLOSED})
+
+
+def cause_of(reason: str) -> str:
+    """A state reason without its retry figure (the cause alone)."""
+    return _RETRY_SUFFIX.sub("", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +91,14 @@ class ConnectionState:
     since: float
 
     def __str__(self) -> str:
-        text = f"{self.status.value} via {self.transport} ({self.reason})"
         if self.next_retry_at is not None and self.status is Status.RECONNECTING:
+            # One retry figure: the time left now (the reason holds the delay as drawn).
             wait = max(0.0, self.next_retry_at - time.time())
-            text += f"; attempt {self.attempt} in {wait:.1f} s"
-        return text
+            return (
+                f"{self.status.value} via {self.transport} ({cause_of(self.reason)}); "
+                f"retry {self.attempt} in {wait:.1f} s"
+            )
+        return f"{self.status.value} via {self.transport} ({self.reason})"
 
 
 class Session:
@@ -135,6 +148,9 @@ class Session:
         self.state = ConnectionState(
             Status.IDLE, None, "created", 0, None, self.machine.transport, time.time()
         )
+        #: the last concrete cause of a failure ("websocket unreachable: connection
+        #: refused at …"), for messages given while the state says something else
+        self.last_cause: str | None = None
         self._transport: Transport | None = None
         self._outbox: asyncio.Queue[Any] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -166,6 +182,23 @@ class Session:
         if self.machine.status is not Status.CLOSED:
             self._run(self.machine.close(time.time()))
         await self._teardown()
+
+    def closed_error(self, doing: str) -> ConnectionClosed:
+        """The error for using this connection after it closed (``doing``: what was tried)."""
+        return ConnectionClosed(
+            f"cannot {doing}: the connection to {self.url} is closed "
+            f"({self.state.reason}); open a new one with rtnb.connect(...)"
+        )
+
+    def _cancel_mutations(self, now: float, reason: str) -> None:
+        """Closed: resolve every open mutation (``cancelled``) so no ``wait()`` hangs."""
+        for rec in self.ledger.cancel_all(now, f"connection closed ({reason})"):
+            ts = self.pipeline.topics.get(rec.topic)
+            if ts is not None:
+                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
+            self.pipeline.resolved.append(rec)
+        if self.pipeline.resolved:
+            self._settle_mutations()
 
     async def _teardown(self) -> None:
         """Stop timers and tasks; let transport closes finish (never cancel a close)."""
@@ -253,6 +286,8 @@ class Session:
         )
         self.pipeline.transport = ch.transport
         self.pipeline.attempt = ch.attempt
+        if ch.status in _LOSSES and ch.trigger != "close":
+            self.last_cause = cause_of(ch.reason)
         self.log.append_state(
             ch.at, ch.status.value, ch.previous.value, ch.reason, ch.attempt, ch.at - prev.since
         )
@@ -270,11 +305,12 @@ class Session:
             if ch.status is want:
                 fut.set_result(self.state)
             elif ch.status is Status.CLOSED:
-                fut.set_exception(ConnectionError(f"connection closed: {ch.reason}"))
+                fut.set_exception(self.closed_error(f"wait for {want.value}"))
             else:
                 still.append((want, fut))
         self._state_waiters = still
         if ch.status is Status.CLOSED:
+            self._cancel_mutations(ch.at, ch.reason)
             self._spawn(self._teardown())
 
     # -- transports ------------------------------------------------------------------
@@ -444,12 +480,13 @@ class Session:
         merge: MergeFn | None,
         gap_timeout: float,
     ) -> TopicState:
+        if self.machine.status is Status.CLOSED:
+            raise self.closed_error(f"subscribe to {name!r}")
         existing = self.pipeline.topics.get(name)
         if existing is not None:
             return existing
         ts = self.pipeline.add_topic(name, ordering, merge=merge, gap_timeout=gap_timeout)
-        if self.machine.status is not Status.CLOSED:
-            self._run(self.machine.subscribe(time.time(), name, None))
+        self._run(self.machine.subscribe(time.time(), name, None))
         return ts
 
     def unsubscribe(self, name: str) -> None:
@@ -483,6 +520,8 @@ class Session:
     async def mutate(
         self, topic: str, entity_id: str, patch: dict[str, Any], timeout: float
     ) -> Mutation:
+        if self.machine.status is Status.CLOSED:
+            raise self.closed_error(f"mutate {topic!r}")
         ts = self.pipeline.topics.get(topic)
         if ts is None:
             raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
@@ -589,15 +628,17 @@ class Session:
         if self.state.status is status:
             return self.state
         if self.state.status is Status.CLOSED:
-            raise ConnectionError(f"connection closed: {self.state.reason}")
+            raise self.closed_error(f"wait for {status.value}")
         fut: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
         self._state_waiters.append((status, fut))
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise TimeoutError(
-                f"connection not {status.value} within {timeout} s; now {self.state}"
-            ) from None
+            text = f"connection not {status.value} within {timeout} s; now {self.state}"
+            cause = self.last_cause
+            if cause and cause not in text:
+                text += f"; last failure: {cause}"
+            raise TimeoutError(text) from None
 
     def callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(

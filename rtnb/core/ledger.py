@@ -6,7 +6,10 @@ exactly one of:
 
 * ``confirmed`` — an event whose payload echoes its ``clientMutationId``;
 * ``rejected`` — the server answered ``mutation_rejected`` (code, message kept);
-* ``timed_out`` — no answer before its deadline; the overlay rolls back.
+* ``timed_out`` — no answer before its deadline; the overlay rolls back;
+* ``cancelled`` — the connection was closed before an answer came (the
+  server may or may not have applied it; the overlay rolls back, and no
+  ``wait()`` is left hanging).
 
 A confirmation that arrives after the timeout is still reconciled: the
 mutation becomes ``late_confirmation`` (its effect is in server state now,
@@ -34,7 +37,14 @@ __all__ = [
 ]
 
 MutationStatus = Literal[
-    "queued", "pending", "confirmed", "rejected", "timed_out", "late_confirmation", "refused"
+    "queued",
+    "pending",
+    "confirmed",
+    "rejected",
+    "timed_out",
+    "late_confirmation",
+    "refused",
+    "cancelled",
 ]
 OnDegraded = Literal["queue", "reject"]
 
@@ -46,7 +56,9 @@ RESOLVED_MEMORY: Final = 10_000
 #: a new mutation is ``refused`` at once (error code ``too_many_pending``).
 MAX_OPEN_MUTATIONS: Final = 10_000
 
-FINAL: Final = frozenset({"confirmed", "rejected", "timed_out", "late_confirmation", "refused"})
+FINAL: Final = frozenset(
+    {"confirmed", "rejected", "timed_out", "late_confirmation", "refused", "cancelled"}
+)
 
 
 @dataclass(slots=True)
@@ -209,6 +221,26 @@ class MutationLedger:
             r.resolved_at = now
             r.error_code = "timed_out"
             r.error = f"no confirmation within {r.deadline - r.created_at:g} s"
+            self._remember(r)
+        return out
+
+    def cancel_all(self, now: float, reason: str) -> list[MutationRecord]:
+        """The connection closed: every open mutation is ``cancelled`` (the driver rolls back).
+
+        A confirmation arriving later finds it resolved; a cancelled mutation is
+        not re-sent by anyone, so its effect on the server is unknown — the
+        error says so.
+        """
+        out = list(self._open.values())
+        self._open.clear()
+        for r in out:
+            was_sent = r.status == "pending"
+            r.status = "cancelled"
+            r.resolved_at = now
+            r.error_code = "cancelled"
+            r.error = f"{reason} before the server answered" + (
+                " (it was sent: the server may have applied it)" if was_sent else " (never sent)"
+            )
             self._remember(r)
         return out
 

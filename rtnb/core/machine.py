@@ -24,8 +24,13 @@ Driver contract, in short:
 
 Decisions (and why):
 
-* Liveness: the heartbeat deadline (``missed_heartbeats × heartbeat_interval``,
-  10 s by default) runs from the last frame of *any* kind. The timer is armed
+* Liveness: the heartbeat deadline (``missed_heartbeats × interval`` plus a
+  small grace, :func:`~rtnb.core.machine_table.liveness_deadline`) runs from
+  the last frame of *any* kind. ``interval`` is the one the server announced
+  in ``Authenticated.heartbeat_interval`` on this connection (every transport
+  carries one: sse and polling send it as their first frame); until then, or
+  from a server that does not announce it, ``config.heartbeat_interval``. It
+  is learned per connection: each new transport starts from the config again. The timer is armed
   once and re-armed lazily when it fires early, so a stream of 250k events/s
   costs one float store per frame, not a timer action.
 * Attempts: ``attempt`` counts retries since the last reset; the reset happens
@@ -111,6 +116,7 @@ from .machine_table import (
     TopicState,
     TopicStatus,
     TransportKind,
+    liveness_deadline,
 )
 from .status import Status
 
@@ -164,6 +170,7 @@ _REFUSALS: Final = frozenset({"forbidden", "unknown_topic"})
 _RETRY_IN_REASON: Final = re.compile(r"retry_after=(\d{1,9}(?:\.\d{1,9})?)")
 _MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
+_MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise
 
 
 class BackoffLike(Protocol):
@@ -246,6 +253,8 @@ class ConnectionMachine:
         self._topics: dict[str, TopicState] = {}
         self._replay: dict[str, str] = {}
         self._last_seen = 0.0
+        self._server_interval: float | None = None  # announced on this connection
+        self._refresh_for: float | None = None  # the expiry the refresh timer was armed for
         self._healthy_since: float | None = None
         self._pings: dict[str, float] = {}
         self._ping_seq = 0
@@ -295,6 +304,23 @@ class ConnectionMachine:
     def last_working_transport(self) -> TransportKind | None:
         """The transport that last got as far as authentication."""
         return self._last_working
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """The server's heartbeat interval: announced on this connection, else the config's."""
+        if self._server_interval is not None:
+            return self._server_interval
+        return self._config.heartbeat_interval
+
+    @property
+    def heartbeat_interval_announced(self) -> bool:
+        """Whether the server announced its interval on the current connection."""
+        return self._server_interval is not None
+
+    @property
+    def heartbeat_deadline(self) -> float:
+        """Seconds without any frame after which this connection is declared dead."""
+        return liveness_deadline(self.heartbeat_interval, self._config.missed_heartbeats)
 
     @property
     def timers(self) -> Mapping[Timer, float]:
@@ -371,7 +397,11 @@ class ConnectionMachine:
                 if code is None
                 else f"{self._transport} refused ({code})"
             )
-            self._dropped(step, what, code, _retry_hint(retry_after, reason))
+            if reason:  # the concrete cause: "connection refused at 127.0.0.1:8799", ...
+                what += f": {reason[:_MAX_CAUSE]}"
+            self._dropped(
+                step, what, code, _retry_hint(retry_after, reason), detail=reason[:_MAX_CAUSE]
+            )
         return self._finish(step)
 
     def transport_closed(
@@ -393,7 +423,13 @@ class ConnectionMachine:
         detail = "no close code" if code is None else f"code {code}"
         if reason:
             detail += f": {reason[:_MAX_PEER_TEXT]}"
-        self._dropped(step, f"transport closed ({detail})", code, _retry_hint(retry_after, reason))
+        self._dropped(
+            step,
+            f"transport closed ({detail})",
+            code,
+            _retry_hint(retry_after, reason),
+            detail=reason[:_MAX_PEER_TEXT],
+        )
         return self._finish(step)
 
     def frame_received(self, now: float, frame: ControlFrame) -> list[Action]:
@@ -409,10 +445,15 @@ class ConnectionMachine:
             raise self._illegal(step, "no transport is open")
         self._last_seen = now
         if isinstance(frame, Authenticated):
+            if frame.heartbeat_interval is not None:
+                self._server_interval = frame.heartbeat_interval
             if self._status is Status.CONNECTING:
                 self._authenticated(step, f"authenticated (role {frame.role})", frame.expires_at)
-            else:  # the answer to an in-band refresh
-                self._arm_refresh(step, frame.expires_at)
+            else:  # an in-band refresh answered, or sse/polling announcing themselves
+                if frame.expires_at != self._refresh_for:
+                    self._arm_refresh(step, frame.expires_at)
+                if frame.heartbeat_interval is not None:
+                    self._arm(step, Timer.HEARTBEAT, self._last_seen + self.heartbeat_deadline)
         elif isinstance(frame, Subscribed):
             if self._status in _LIVE and self._topics.get(frame.topic) is TopicState.PENDING:
                 self._topics[frame.topic] = TopicState.SUBSCRIBED
@@ -442,12 +483,16 @@ class ConnectionMachine:
             what = "no connection" if self._status is Status.CONNECTING else "not subscribed"
             self._lost(step, f"{what} within {cfg.connect_timeout:.1f} s", None, close=True)
         elif timer is Timer.HEARTBEAT:
-            deadline = self._last_seen + cfg.heartbeat_deadline
+            deadline = self._last_seen + self.heartbeat_deadline
             if now < deadline:  # a frame came since the timer was armed: lazy re-arm
                 self._arm(step, Timer.HEARTBEAT, deadline)
             else:
                 self._lost(
-                    step, f"no heartbeat for {now - self._last_seen:.1f} s", None, close=True
+                    step,
+                    f"no heartbeat for {now - self._last_seen:.1f} s (the server sends one "
+                    f"every {self.heartbeat_interval:g} s)",
+                    None,
+                    close=True,
                 )
         elif timer is Timer.PING:
             self._ping_seq += 1
@@ -614,6 +659,8 @@ class ConnectionMachine:
         self._transport_open = False
         self._next_retry_at = None
         self._pings.clear()
+        self._server_interval = None  # learned again from this connection's server
+        self._refresh_for = None
         self._go(step, Status.CONNECTING, reason)
         assert self._token is not None
         if self._transport == "websocket":
@@ -632,7 +679,7 @@ class ConnectionMachine:
         self._rejections = 0
         self._token_fresh = self._awaiting_token = False
         cfg = self._config
-        self._arm(step, Timer.HEARTBEAT, step.now + cfg.heartbeat_deadline)
+        self._arm(step, Timer.HEARTBEAT, step.now + self.heartbeat_deadline)
         if self._transport == "websocket" and cfg.ping_interval is not None:
             self._arm(step, Timer.PING, step.now + cfg.ping_interval)
         if expires_at is not None:
@@ -652,15 +699,25 @@ class ConnectionMachine:
             step.out.append(TopicStatus(err.topic, err.code, err.message[:_MAX_PEER_TEXT]))
         elif err.code in _AUTH_ERRORS:
             step.out.append(CloseTransport(CLOSE_GOING_AWAY, "token refused"))
-            self._rejected_token(step, f"server refused the token ({err.code})")
+            self._rejected_token(step, f"token rejected ({err.code}): {err.message[:_MAX_CAUSE]}")
         elif err.code == "forbidden":
             self._give_up(step, "forbidden (error frame)", CLOSE_NORMAL)
         # other connection-level errors: the server closes if it means it (4400 etc.)
 
-    def _dropped(self, step: _Step, what: str, code: int | None, retry_after: float | None) -> None:
+    def _dropped(
+        self,
+        step: _Step,
+        what: str,
+        code: int | None,
+        retry_after: float | None,
+        *,
+        detail: str = "",
+    ) -> None:
         """The transport is gone (failed to open or closed): classify by code."""
         if code in _AUTH_CODES:
-            self._rejected_token(step, f"authentication rejected ({code})")
+            self._rejected_token(
+                step, f"token rejected ({code})" + (f": {detail}" if detail else "")
+            )
         elif code in _FORBIDDEN_CODES:
             self._give_up(step, f"forbidden ({code})", None)
         elif retry_after is not None and retry_after >= 0:
@@ -671,7 +728,12 @@ class ConnectionMachine:
 
     def _rejected_token(self, step: _Step, cause: str) -> None:
         if self._token_fresh:  # a fresh token was refused too: no retry storm
-            self._give_up(step, f"{cause} with a fresh token", None)
+            self._give_up(
+                step,
+                f"{cause} (a fresh token was refused too: check that the token "
+                "comes from this server)",
+                None,
+            )
             return
         self._awaiting_token = True
         self._lost(step, cause, None, close=False)
@@ -759,6 +821,7 @@ class ConnectionMachine:
         cfg = self._config
         lifetime = expires_at - step.now
         margin = max(cfg.refresh_margin, cfg.refresh_fraction * lifetime)
+        self._refresh_for = expires_at
         # Floor: with a skewed clock every token may look expired; refresh at
         # most once per refresh_retry instead of in a tight loop.
         self._arm(step, Timer.REFRESH, max(expires_at - margin, step.now + cfg.refresh_retry))

@@ -86,6 +86,8 @@ __all__ = [
     "DEFAULT_REFRESH_FRACTION",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_REFRESH_RETRY",
+    "HEARTBEAT_GRACE_FRACTION",
+    "HEARTBEAT_GRACE_MAX",
     "TIMERS",
     "TRANSITIONS",
     "Action",
@@ -106,6 +108,7 @@ __all__ = [
     "TopicStatus",
     "TransportKind",
     "describe",
+    "liveness_deadline",
 ]
 
 IDLE: Final = Status.IDLE
@@ -163,6 +166,10 @@ DEFAULT_FALLBACK_ORDER: Final[tuple[TransportKind, ...]] = ("websocket", "sse", 
 DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
 #: Heartbeat intervals without any frame before the link is declared dead: 2.
 DEFAULT_MISSED_HEARTBEATS: Final = 2
+#: Slack added to the heartbeat deadline for network and scheduling jitter:
+#: this fraction of the interval, capped at ``HEARTBEAT_GRACE_MAX`` seconds.
+HEARTBEAT_GRACE_FRACTION: Final = 0.2
+HEARTBEAT_GRACE_MAX: Final = 0.5
 #: Seconds between RTT pings on a websocket: 10.0.
 DEFAULT_PING_INTERVAL: Final = 10.0
 #: Seconds from OpenTransport to SUBSCRIBED before the attempt is abandoned: 10.0.
@@ -224,8 +231,19 @@ class MachineConfig:
 
     @property
     def heartbeat_deadline(self) -> float:
-        """Seconds without any frame after which the link is dead (10.0 by default)."""
-        return self.missed_heartbeats * self.heartbeat_interval
+        """Seconds without any frame after which the link is dead, until the server
+        announces its own interval (10.5 by default: see :func:`liveness_deadline`)."""
+        return liveness_deadline(self.heartbeat_interval, self.missed_heartbeats)
+
+
+def liveness_deadline(interval: float, missed: int) -> float:
+    """``missed × interval`` plus a grace for jitter (``min(0.2 × interval, 0.5 s)``).
+
+    The grace keeps a heartbeat that arrives a few milliseconds late from
+    tripping the deadline, and stays small enough that a silent stall is
+    still noticed within ``missed × interval + 0.5 s`` of the last frame.
+    """
+    return missed * interval + min(HEARTBEAT_GRACE_FRACTION * interval, HEARTBEAT_GRACE_MAX)
 
 
 # ---------------------------------------------------------------------------
@@ -386,7 +404,8 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
         CLOSED,
     ),
     (CONNECTING, Input.FRAME_AUTHENTICATED): _row(
-        "remember the transport, arm heartbeat/ping/refresh, send Subscribe per topic",
+        "remember the transport, learn the heartbeat interval, arm heartbeat/ping/refresh, "
+        "send Subscribe per topic",
         AUTHENTICATED,
     ),
     (CONNECTING, Input.FRAME_SUBSCRIBED): _row(
@@ -420,7 +439,9 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
         CLOSED,
     ),
     (AUTHENTICATED, Input.FRAME_AUTHENTICATED): _row(
-        "refresh acknowledged: re-arm refresh", AUTHENTICATED
+        "refresh acknowledged, or sse/polling announcing itself: re-arm refresh if the "
+        "expiry changed; learn the heartbeat interval",
+        AUTHENTICATED,
     ),
     (AUTHENTICATED, Input.FRAME_SUBSCRIBED): _row(
         "topic confirmed (SUBSCRIBED follows when none is pending)", AUTHENTICATED
@@ -457,7 +478,9 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
         CLOSED,
     ),
     (SUBSCRIBED, Input.FRAME_AUTHENTICATED): _row(
-        "refresh acknowledged: re-arm refresh", SUBSCRIBED
+        "refresh acknowledged, or sse/polling announcing itself: re-arm refresh if the "
+        "expiry changed; learn the heartbeat interval",
+        SUBSCRIBED,
     ),
     (SUBSCRIBED, Input.FRAME_SUBSCRIBED): _row("topic confirmed: TopicStatus", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", SUBSCRIBED),

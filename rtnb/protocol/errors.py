@@ -17,6 +17,11 @@ class LocalProtocolError(RtnbError):
     """The caller asked for something the protocol or a state machine forbids."""
 
 
+class ConnectionClosed(RtnbError, ConnectionError):
+    """The connection was closed (by ``close()``, or for good by the server): it cannot
+    subscribe, mutate or wait any more. ``rtnb.connect(...)`` opens a new one."""
+
+
 class RemoteProtocolError(RtnbError):
     """The peer sent something the protocol forbids."""
 

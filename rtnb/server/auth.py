@@ -6,7 +6,9 @@ Verification is strict on purpose:
   are refused by PyJWT before any claim is read;
 * ``leeway=0``: a token is expired the second its ``exp`` passes;
 * ``tenant``, ``user``, ``role`` and ``exp`` are required, and the role must be
-  one of :data:`~rtnb.server.config.ROLES`;
+  one of :data:`~rtnb.server.config.ROLES`; a claim of the wrong JSON type
+  (``role`` a list, ``exp`` a string or ``true``, ``tenant`` a number) is
+  ``invalid_token``, never an exception;
 * ``expire_tokens()`` (chaos) raises the minimum accepted generation (``gen``
   claim, 0 when absent), so every token minted before it is refused as expired.
 
@@ -111,36 +113,53 @@ class TokenAuthority:
             )
         except jwt.ExpiredSignatureError:
             raise AuthError(
-                "token_expired", "the access token has expired; authenticate with a fresh one"
+                "token_expired",
+                f"the access token expired at {_expiry(token)}; authenticate with a fresh one",
             ) from None
         except jwt.InvalidAlgorithmError:
             raise AuthError(
                 "invalid_token", f"the access token must be signed with {ALGORITHM}"
             ) from None
         except jwt.InvalidSignatureError:
-            raise AuthError("invalid_token", "the access token's signature is invalid") from None
+            raise AuthError(
+                "invalid_token",
+                "the access token's signature does not match this server: it was signed "
+                "with another secret (mint it with this server's secret)",
+            ) from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(
                 "invalid_token", f"the access token lacks the {exc.claim!r} claim"
             ) from None
         except jwt.PyJWTError:
-            raise AuthError("invalid_token", "the access token is malformed") from None
+            raise AuthError(
+                "invalid_token",
+                "the access token is malformed: not a JWT (header.claims.signature), or a "
+                "registered claim such as exp, iat or nbf is not a number; mint a new one",
+            ) from None
+        if not isinstance(claims, dict):  # pragma: no cover - PyJWT only returns objects
+            raise AuthError("invalid_token", "the access token's claims are not a JSON object")
         tenant, user, role = claims["tenant"], claims["user"], claims["role"]
         if not (isinstance(tenant, str) and _NAME.match(tenant)):
             raise AuthError("invalid_token", "the access token's tenant claim is not a valid name")
         if not (isinstance(user, str) and _NAME.match(user)):
             raise AuthError("invalid_token", "the access token's user claim is not a valid name")
-        if role not in _RANK:
+        if not (isinstance(role, str) and role in _RANK):
             raise AuthError("invalid_token", f"the access token's role must be one of {ROLES}")
         gen = claims.get("gen", 0)
-        if not isinstance(gen, int) or gen < self._min_generation:
+        if type(gen) is not int:
+            raise AuthError("invalid_token", "the access token's gen claim must be an integer")
+        if gen < self._min_generation:
             raise AuthError(
                 "token_expired", "the access token was revoked; authenticate with a fresh one"
             )
-        exp = float(claims["exp"])
+        exp = claims["exp"]
+        if type(exp) not in (int, float) or not math.isfinite(exp):
+            raise AuthError("invalid_token", "the access token's exp claim must be a number")
+        exp = float(exp)
         if now is not None and exp <= now:
             raise AuthError(
-                "token_expired", "the access token has expired; authenticate with a fresh one"
+                "token_expired",
+                f"the access token expired at {_utc(exp)}; authenticate with a fresh one",
             )
         return Identity(tenant=tenant, user=user, role=role, expires_at=exp)
 
@@ -154,3 +173,16 @@ class TokenAuthority:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("unauthenticated", "the Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
+
+
+def _expiry(token: str) -> str:
+    """When an (already verified, expired) token expired; its claims only, never the token."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return _utc(float(claims["exp"]))
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return "an earlier time"

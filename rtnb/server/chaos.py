@@ -7,6 +7,13 @@ and released after 1..``reorder_window`` later events, or after
 :data:`REORDER_FLUSH` seconds if none come) and ``delay_ms=(lo, hi)``. Every
 probability is drawn per subscriber per event from one seeded RNG.
 
+Polling has no push to fault: a poll response carries the events after the
+client's cursor, read from the log. The same faults act on those events
+(:meth:`Chaos.shape`): dropped, duplicated, moved 1..``reorder_window``
+places later within the response, and the response delayed by a draw from
+``delay_ms``. The client repairs a dropped event from its own cursor (built
+from what it applied), so recovery still always succeeds.
+
 Server-wide faults: ``disconnect_all()``, ``stall(seconds)`` (a silent network
 cut: connections stay open, nothing is sent or processed, frames are lost),
 ``stall_heartbeats(seconds)``, ``expire_tokens()`` and ``restart(keep_data)``.
@@ -173,6 +180,37 @@ class Chaos:
         if self.duplicate and rng.random() < self.duplicate:
             self._note("duplicated", record)
             self._route(session, record)
+
+    def shape(self, records: list[LogRecord]) -> tuple[list[LogRecord], float]:
+        """The events of one poll response through the configured faults.
+
+        Returns the records to send, in the order to send them, and how many
+        seconds to hold the response back (0.0 without ``delay_ms``).
+        """
+        if not self.active or not records:
+            return records, 0.0
+        rng = self._rng
+        out: list[LogRecord] = []
+        for record in records:
+            if self.drop and rng.random() < self.drop:
+                self._note("dropped", record)
+                continue
+            out.append(record)
+            if self.duplicate and rng.random() < self.duplicate:
+                self._note("duplicated", record)
+                out.append(record)
+        if self.reorder:
+            for i in range(len(out) - 1):
+                if rng.random() < self.reorder:
+                    j = min(len(out) - 1, i + rng.randint(1, self.reorder_window))
+                    self._note("reordered", out[i])
+                    out.insert(j, out.pop(i))
+        lo, hi = self.delay_ms
+        if not hi:
+            return out, 0.0
+        for record in out:
+            self._note("delayed", record)
+        return out, rng.uniform(lo, hi) / 1000.0
 
     def _note(self, fault: str, record: LogRecord) -> None:
         self.count(fault)

@@ -19,14 +19,21 @@ __all__ = [
     "DEFAULT_BATCH_MAX_MESSAGES",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HTTP_RATE",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BAD_FRAMES",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_POLL_MAX_WAIT",
     "DEFAULT_RATE_LIMIT",
+    "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_RETENTION",
+    "DEFAULT_SEND_QUEUE_BYTES",
     "DEFAULT_SEND_QUEUE_LIMIT",
+    "DEFAULT_SNAPSHOT_RATE",
     "DEFAULT_TOKEN_TTL",
+    "DEFAULT_WRITE_TIMEOUT",
+    "FD_RESERVE",
     "ROLES",
     "ServerConfig",
 ]
@@ -40,6 +47,14 @@ DEFAULT_AUTH_TIMEOUT: Final = 5.0
 #: Frames queued for one connection before it is dropped as a slow consumer.
 #: Larger than the default retention, so a full replay always fits.
 DEFAULT_SEND_QUEUE_LIMIT: Final = 50_000
+#: Bytes queued for one connection (live events, snapshots and replays alike)
+#: before it is dropped as a slow consumer (1013). A full replay of the default
+#: retention fits; so must the snapshots of the topics a client subscribes to at once.
+DEFAULT_SEND_QUEUE_BYTES: Final = 8 * 1024 * 1024
+#: Snapshots one connection may ask for per second (``snapshot`` and
+#: ``subscribe`` frames alike), and the burst: a reconnect re-subscribes up to
+#: ``max_subscriptions`` topics at once. Over it: close 4429 with a retry hint.
+DEFAULT_SNAPSHOT_RATE: Final = (10.0, 100.0)
 #: A backlog is sent as ``batch`` frames of at most this many messages ...
 DEFAULT_BATCH_MAX_MESSAGES: Final = 500
 #: ... and at most about this many bytes (well under a client's 1 MiB frame limit).
@@ -56,6 +71,20 @@ DEFAULT_ADMISSION_RATE: Final = 1000.0
 DEFAULT_MAX_BAD_FRAMES: Final = 10
 #: Longest ``wait`` a long-poll may ask for, in seconds.
 DEFAULT_POLL_MAX_WAIT: Final = 30.0
+#: Seconds a connection has to complete a request's headers (and an upload its
+#: body) before it is closed: no socket holds a file descriptor by sending nothing.
+DEFAULT_REQUEST_TIMEOUT: Final = 5.0
+#: Seconds an idle keep-alive HTTP connection stays open (uvicorn ``timeout_keep_alive``).
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
+#: Open connections (every transport) before new ones are answered 503 with
+#: ``Retry-After``; never more than the process's file-descriptor limit minus
+#: :data:`FD_RESERVE` and the accept backlog (128, ``runner.ACCEPT_BACKLOG``).
+DEFAULT_MAX_CONNECTIONS: Final = 4096
+#: Seconds an HTTP response (an SSE stream) may stay blocked on a peer that
+#: does not read before the connection is aborted.
+DEFAULT_WRITE_TIMEOUT: Final = 30.0
+#: File descriptors kept free for the store, logs and the accept itself.
+FD_RESERVE: Final = 64
 #: Lifetime of tokens minted by ``issue_token`` when no ``ttl`` is given.
 DEFAULT_TOKEN_TTL: Final = 3600.0
 
@@ -73,6 +102,12 @@ class ServerConfig:
     auth_timeout: float = DEFAULT_AUTH_TIMEOUT
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     send_queue_limit: int = DEFAULT_SEND_QUEUE_LIMIT
+    send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES
+    snapshot_rate: tuple[float, float] | None = DEFAULT_SNAPSHOT_RATE
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
     batch_max_messages: int = DEFAULT_BATCH_MAX_MESSAGES
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
     max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
@@ -91,6 +126,15 @@ class ServerConfig:
             raise ValueError(f"retention must be >= 1 event, got {self.retention}")
         if self.send_queue_limit < 1 or self.batch_max_messages < 1:
             raise ValueError("send_queue_limit and batch_max_messages must be >= 1")
+        if self.send_queue_bytes < self.batch_max_bytes:
+            raise ValueError(
+                f"send_queue_bytes must be >= batch_max_bytes ({self.batch_max_bytes}), "
+                f"got {self.send_queue_bytes}"
+            )
+        if min(self.request_timeout, self.keep_alive_timeout, self.write_timeout) <= 0:
+            raise ValueError("request_timeout, keep_alive_timeout and write_timeout must be > 0 s")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         for topic, role in self.topics.items():
             if role not in ROLES:
                 raise ValueError(

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import logging
 import os
-import socket
 import threading
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -38,7 +37,7 @@ from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
 from .hub import validate_publish
 from .mutations import Mutations
-from .runner import Incarnation, resolve_secret, until_started
+from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
 from .storage import LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
 from .topiclog import new_epoch
@@ -140,20 +139,9 @@ class ServerHandle:
             stats=self._stats,
             producers=self._producers,
         )
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = listen(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(runtime),
-            log_config=None,
-            log_level=self._log_level,
-            access_log=False,  # never log URLs; tokens are in headers, but be safe
-            lifespan="on",
-            ws_max_size=2 * self.config.max_frame_size,
-            timeout_graceful_shutdown=3,
-            server_header=False,
-        )
+        config = uvicorn_config(create_app(runtime), runtime, self._log_level)
         inc = Incarnation(runtime, uvicorn.Server(config), sock)
         inc.thread.start()
         if not runtime.ready.wait(START_TIMEOUT) or inc.error is not None:
@@ -291,7 +279,7 @@ class ServerHandle:
     def latest_sequence(self, topic: str, *, tenant: str) -> int:
         """The sequence of the last event in ``tenant``'s ``topic`` (0 if none)."""
         return self._call(
-            lambda rt: rt.hub.log(tenant, topic).latest if topic in rt.hub.declared else 0
+            lambda rt: rt.hub.log(tenant, topic).latest if rt.hub.exists(tenant, topic) else 0
         )
 
     def stats(self) -> dict[str, int]:

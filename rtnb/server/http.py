@@ -5,15 +5,17 @@ All but ``/healthz`` take the access token in ``Authorization: Bearer`` only; a
 token (or cursor) in the query string is refused (400) without being echoed,
 because URLs end up in logs and browser history. Refusals carry an ``error``
 frame as their JSON body: 401 (with ``WWW-Authenticate``), 403, 404, 409, 413,
-422, 429 (with ``Retry-After``) and, for admission shedding, 503 (with
-``Retry-After``).
+408 (a body that did not arrive within ``request_timeout``), 422, 429 (with
+``Retry-After``) and, for admission shedding, 503 (with ``Retry-After``). A body
+nested too deeply for the decoder is a 400 ``bad_frame``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -39,6 +41,7 @@ __all__ = [
     "snapshot",
 ]
 
+T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SECRET_PARAMS = ("token", "access_token", "jwt", "authorization", "cursor", "replayfrom")
 _STATUS_BY_CODE = {
@@ -187,23 +190,41 @@ async def _body(request: Request, runtime: ServerRuntime) -> bytes:
         raise refuse(413, "frame_too_large", f"the body exceeds the {limit:,}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise refuse(413, "frame_too_large", f"the body exceeds the {limit:,}-byte limit")
-        chunks.append(chunk)
+    timeout = runtime.config.request_timeout
+    try:
+        async with asyncio.timeout(timeout):  # a body trickled in must not hold the socket
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise refuse(
+                        413, "frame_too_large", f"the body exceeds the {limit:,}-byte limit"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        runtime.stats.count("request_timeouts")
+        raise refuse(
+            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
+        ) from None
     return b"".join(chunks)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
+    """Decode a request body; a malformed one is a 400 ``bad_frame``, never a 500."""
+    try:
+        return decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise refuse(400, "bad_frame", f"invalid {what} body: {_short(exc)}") from None
+    except RecursionError:  # msgspec recurses per nesting level
+        raise refuse(
+            400, "bad_frame", f"invalid {what} body: JSON nested too deeply; flatten it"
+        ) from None
 
 
 async def mutate(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         who = identify(request, runtime)
-        body = await _body(request, runtime)
-        try:
-            frame = _mutate_decoder.decode(body)
-        except msgspec.MsgspecError as exc:
-            raise refuse(400, "bad_frame", f"invalid mutate body: {_short(exc)}") from None
+        frame = _decode(_mutate_decoder, await _body(request, runtime), "mutate")
     except Refused as refused:
         return refused.response
     outcome = runtime.mutations.apply(runtime.hub, who, frame)
@@ -223,10 +244,7 @@ async def publish(request: Request) -> Response:
         who = identify(request, runtime)
         if not who.at_least("admin"):
             raise refuse(403, "forbidden", "publishing needs an admin token")
-        try:
-            req = _publish_decoder.decode(await _body(request, runtime))
-        except msgspec.MsgspecError as exc:
-            raise refuse(400, "bad_frame", f"invalid publish body: {_short(exc)}") from None
+        req = _decode(_publish_decoder, await _body(request, runtime), "publish")
         try:
             validate_publish(req.topic, req.type, req.entity_id)
         except ValueError as exc:

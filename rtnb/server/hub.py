@@ -27,7 +27,7 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
-from .session import Marked, Session, now
+from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
 from .topiclog import TopicLog
@@ -79,14 +79,15 @@ class Hub:
         self.storage = storage
         self.tokens = tokens
         self.chaos = chaos
-        self.declared = declared  # topic -> minimum role; shared with the handle
+        self.declared = declared  # topic -> minimum role, every tenant; shared with the handle
+        self.tenant_topics: set[Key] = set()  # (tenant, topic) published to: viewer, that tenant
         self.logs: dict[Key, TopicLog] = {}
         self.sessions: set[Session] = set()
         self._subs: dict[Key, dict[Session, None]] = {}
         self.published = 0
-        for tenant, topic in storage.streams():
-            self.declared.setdefault(topic, "viewer")
-            self.log(tenant, topic)
+        for key in storage.streams():
+            self.tenant_topics.add(key)
+            self.log(*key)
 
     # -- topics ------------------------------------------------------------------
 
@@ -104,9 +105,20 @@ class Hub:
             self.logs[key] = topic_log
         return topic_log
 
+    def exists(self, tenant: str, topic: str) -> bool:
+        """Declared for every tenant, or published to by this one."""
+        return topic in self.declared or (tenant, topic) in self.tenant_topics
+
     def check(self, identity: Identity, topic: str) -> TopicLog:
-        """The tenant's log for ``topic`` if this identity may read it, else TopicError."""
+        """The tenant's log for ``topic`` if this identity may read it, else TopicError.
+
+        Topic existence is per tenant: a topic published by one tenant stays
+        ``unknown_topic`` for the others (names must not leak across tenants)
+        unless it is declared (``serve(topics=...)``, ``srv.declare``).
+        """
         role = self.declared.get(topic)
+        if role is None and (identity.tenant, topic) in self.tenant_topics:
+            role = "viewer"
         if role is None:
             raise TopicError(
                 "unknown_topic",
@@ -134,8 +146,8 @@ class Hub:
         occurred_at: datetime | None = None,
         version: int = 1,
     ) -> Event:
-        """Append an event to (tenant, topic) — declaring the topic — and fan it out."""
-        self.declared.setdefault(topic, "viewer")
+        """Append an event to (tenant, topic) — creating it for that tenant — and fan it out."""
+        self.tenant_topics.add((tenant, topic))
         topic_log = self.log(tenant, topic)
         record, event = topic_log.append(
             event_type, payload, entity_id, occurred_at=occurred_at, version=version
@@ -198,16 +210,16 @@ class Hub:
             latest_token=topic_log.token(),
             latest_sequence=topic_log.latest,
         )
-        session.push_many([encode_str(subscribed)])
+        run: list[Item] = [encode_str(subscribed)]
         if status == "complete":
-            session.push_many(records)
+            run.extend(records)
         else:
             token = topic_log.token()
-            session.push_many(
-                [Marked("snapshot", topic, token, text) for text in topic_log.snapshot_texts()]
-            )
-        # Re-subscribing (e.g. to fill a gap) replaces the old registration.
-        self.watch(session, topic_log)
+            run.extend(Marked("snapshot", topic, token, t) for t in topic_log.snapshot_texts())
+        session.push_many(run)  # one run: the byte limit sees it whole (session.py)
+        if not session.closed:  # not cut by that run
+            # Re-subscribing (e.g. to fill a gap) replaces the old registration.
+            self.watch(session, topic_log)
         return status
 
     def watch(self, session: Session, topic_log: TopicLog) -> None:

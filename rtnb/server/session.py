@@ -7,11 +7,15 @@ another client) and makes batching free: when the writer finds more than one
 frame waiting — a replay, a burst — it sends them as one ``batch`` frame, and
 when the client keeps up each frame goes out alone, as soon as it is pushed.
 
-The queue is bounded (``send_queue_limit``): a consumer that falls that far
-behind is disconnected with close code 1013 ("try again later", RFC 6455
-§7.4.1 / IANA registry) and reason ``slow consumer``, so one stuck client can
-never make the server's memory grow without bound. Replays are pushed past the
-limit check on purpose: they only reference records the log already holds.
+The queue is bounded in frames (``send_queue_limit``) and in bytes
+(``send_queue_bytes``, 8 MiB), counting everything: live events, snapshots and
+replays alike. A consumer that falls that far behind is disconnected with close
+code 1013 ("try again later", RFC 6455 §7.4.1 / IANA registry) and reason
+``slow consumer``, so one stuck client can never make the server's memory grow
+without bound. One run pushed onto an *empty* queue is always accepted, however
+large, so a snapshot bigger than the limit still reaches a client that keeps
+up; a client that does not is cut at the next push. What one connection can
+hold is therefore about ``send_queue_bytes`` plus one snapshot.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from .storage import LogRecord
@@ -52,6 +56,11 @@ Item = str | LogRecord | Marked
 _ids = itertools.count(1)
 
 
+def _size(item: Item) -> int:
+    """About the bytes a queued frame will take on the wire (its text's length)."""
+    return len(item if type(item) is str else item.text)  # type: ignore[union-attr]
+
+
 def batch_text(texts: list[str]) -> str:
     """A ``batch`` frame built from already-encoded frames, without re-encoding them."""
     return '{"op":"batch","messages":[' + ",".join(texts) + "]}"
@@ -73,15 +82,20 @@ class Session:
         "killed",
         "kind",
         "limit",
+        "max_bytes",
         "on_kill",
+        "on_slow",
         "queue",
+        "queued_bytes",
         "subscriptions",
     )
 
-    def __init__(self, kind: str, limit: int, chaos: Chaos) -> None:
+    def __init__(self, kind: str, limit: int, chaos: Chaos, max_bytes: int | None = None) -> None:
         self.id = next(_ids)
         self.kind = kind
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0  # about: characters of the queued frames' texts
         self.chaos = chaos
         self.identity: Identity | None = None
         self.subscriptions: dict[str, TopicLog] = {}
@@ -94,10 +108,14 @@ class Session:
         self.close_reason = ""
         self.held: list[tuple[int, LogRecord]] = []  # chaos reorder hold-back
         self.on_kill: asyncio.Event | None = None
+        self.on_slow: Callable[[], None] | None = None  # called once, when cut as slow
 
     def __repr__(self) -> str:
         who = f"{self.identity.tenant}/{self.identity.user}" if self.identity else "anonymous"
-        return f"<Session {self.id} {self.kind} {who} queued={len(self.queue)}>"
+        return (
+            f"<Session {self.id} {self.kind} {who} queued={len(self.queue)}"
+            f" bytes={self.queued_bytes}>"
+        )
 
     # -- producing -----------------------------------------------------------
 
@@ -109,21 +127,36 @@ class Session:
             self.chaos.count("stalled_frames")
             return
         queue = self.queue
+        was_empty = not queue
         queue.append(item)
-        if len(queue) > self.limit:
-            self.kill(
-                CLOSE_SLOW_CONSUMER,
-                f"slow consumer: more than {self.limit} frames waiting to be sent",
-            )
+        self.queued_bytes += _size(item)
+        if not self._within_limits(was_empty):
             return
         self._wakeup.set()
 
     def push_many(self, items: Sequence[Item]) -> None:
-        """Queue a replay or snapshot run; not subject to the slow-consumer limit."""
-        if self.closed:
+        """Queue a replay or snapshot run, under the same limits as :meth:`push`."""
+        if self.closed or not items:
             return
+        was_empty = not self.queue
         self.queue.extend(items)
+        self.queued_bytes += sum(map(_size, items))
+        if not self._within_limits(was_empty):
+            return
         self._wakeup.set()
+
+    def _within_limits(self, was_empty: bool) -> bool:
+        """Cut the consumer if the queue is over a limit (see the module docstring)."""
+        if len(self.queue) > self.limit and not was_empty:
+            what = f"more than {self.limit:,} frames"
+        elif self.max_bytes is not None and self.queued_bytes > self.max_bytes and not was_empty:
+            what = f"more than {self.max_bytes:,} bytes"
+        else:
+            return True
+        self.kill(CLOSE_SLOW_CONSUMER, f"slow consumer: {what} waiting to be sent")
+        if self.on_slow is not None:
+            self.on_slow()
+        return False
 
     # -- closing -------------------------------------------------------------
 
@@ -140,13 +173,24 @@ class Session:
         """Close now and drop whatever is queued (slow consumers, restarts)."""
         self.close(code, reason)
         self.killed = True
-        self.queue.clear()
+        self.clear()
         self.held.clear()
         self._wakeup.set()
         if self.on_kill is not None:
             self.on_kill.set()
 
     # -- consuming -----------------------------------------------------------
+
+    def clear(self) -> None:
+        """Drop everything queued."""
+        self.queue.clear()
+        self.queued_bytes = 0
+
+    def popleft(self) -> Item:
+        """Take the oldest queued frame."""
+        item = self.queue.popleft()
+        self.queued_bytes -= _size(item)
+        return item
 
     async def wait(self) -> None:
         """Wait until there is something to send or the session closed."""
@@ -167,6 +211,7 @@ class Session:
             queue.popleft()
             out.append(text)
             size += len(text)
+        self.queued_bytes -= size
         return out
 
     def take_text(self, max_messages: int, max_bytes: int) -> str | None:

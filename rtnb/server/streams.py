@@ -7,7 +7,13 @@ also carries an ``id:`` — ``heartbeat``, ``error``). Resume with
 ``Last-Event-ID``. Polling (``GET /poll?topic=…&wait=S``) takes the cursor in
 ``Last-Event-ID`` too and answers ``{"messages": [...], "cursor": "..."}``,
 long-polling up to ``wait`` seconds when nothing is new; every response ends
-with a ``heartbeat``.
+with a ``heartbeat``; a long poll waits at most one heartbeat interval, so a
+polling client hears from the server as often as a streaming one.
+
+Both announce the server's heartbeat interval the way the WebSocket does: the
+first SSE event, and the first message of every poll response, is an
+``authenticated`` frame (role, expiry, ``heartbeatInterval``) — the request
+itself authenticated, so this is its answer.
 
 Cursors (see ``tokens.py``) are the per-topic replay tokens joined by ``"."``.
 For each requested topic: a token in the cursor replays what follows it
@@ -28,12 +34,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..protocol.codec import encode_str
-from ..protocol.frames import Subscribed
+from ..protocol.frames import Authenticated, Subscribed
 from .app import ServerRuntime
 from .auth import Identity
 from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
 from .hub import error_text
-from .session import CLOSE_SLOW_CONSUMER, Marked, Session
+from .session import Marked, Session
 from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
@@ -62,6 +68,18 @@ async def _wait_out_cut(runtime: ServerRuntime) -> None:
         await asyncio.sleep(max(0.01, chaos.cut_until - time.monotonic()))
 
 
+def _authenticated(runtime: ServerRuntime, who: Identity) -> str:
+    return encode_str(
+        Authenticated(
+            tenant=who.tenant,
+            user=who.user,
+            role=who.role,
+            expires_at=who.expires_at,
+            heartbeat_interval=runtime.config.heartbeat_interval,
+        )
+    )
+
+
 def _op(text: str) -> str:
     # Every frame is encoded with its tag first: '{"op":"heartbeat",...'.
     return text[7 : text.index('"', 7)] if text.startswith('{"op":"') else "message"
@@ -86,9 +104,12 @@ async def sse(request: Request) -> Response:
         return refused.response
     runtime.stats.count("connections")
     hub = runtime.hub
-    session = Session("sse", runtime.config.send_queue_limit, runtime.chaos)
+    config = runtime.config
+    session = Session("sse", config.send_queue_limit, runtime.chaos, config.send_queue_bytes)
     session.identity = who
+    session.on_slow = lambda: _cut(runtime, session)
     hub.attach(session)
+    session.push(_authenticated(runtime, who))
     for text in topic_errors:
         session.push(text)
     positions: dict[str, str] = {}
@@ -103,6 +124,16 @@ async def sse(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _cut(runtime: ServerRuntime, session: Session) -> None:
+    """A slow SSE consumer: counted and detached now, not when its stalled write ends.
+
+    The stream ends at the next write; if the peer never reads again, the
+    server's ``write_timeout`` aborts the connection (``runner.py``).
+    """
+    runtime.stats.count("slow_consumers")
+    runtime.hub.detach(session)
 
 
 def _expire(session: Session) -> None:
@@ -121,12 +152,12 @@ async def _stream(
                 return
             if chaos.cut_until and chaos.is_cut():
                 chaos.count("stalled_frames", len(session.queue))
-                session.queue.clear()
+                session.clear()
                 continue
             chunks: list[str] = []
             queue = session.queue
             while queue and len(chunks) < runtime.config.batch_max_messages:
-                item = queue.popleft()
+                item = session.popleft()
                 if type(item) is LogRecord:
                     positions[item.topic] = item.token
                     chunks.append(f"id: {join_cursor(positions.values())}\ndata: {item.text}\n\n")
@@ -141,8 +172,6 @@ async def _stream(
     finally:
         expiry.cancel()
         runtime.hub.detach(session)
-        if session.killed and session.close_code == CLOSE_SLOW_CONSUMER:
-            runtime.stats.count("slow_consumers")
 
 
 # -- polling --------------------------------------------------------------------------
@@ -165,9 +194,10 @@ async def poll(request: Request) -> Response:
     except Refused as refused:
         return refused.response
     await _wait_out_cut(runtime)
-    messages: list[str] = list(topic_errors)
+    messages: list[str] = [_authenticated(runtime, who), *topic_errors]
     positions: dict[str, str] = {}
     fresh = bool(topic_errors)
+    hold = 0.0  # chaos delay_ms for this response
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
     for topic, topic_log in logs.items():
         token = replay[topic]
@@ -178,8 +208,11 @@ async def poll(request: Request) -> Response:
         if status == "complete":
             assert token is not None
             records = records[:POLL_MAX_EVENTS]
-            messages.extend(r.text for r in records)
             positions[topic] = records[-1].token if records else token
+            if runtime.chaos.active:  # polling's "live" path: fault it like a push
+                records, delay = runtime.chaos.shape(records)
+                hold = max(hold, delay)
+            messages.extend(r.text for r in records)
             fresh = fresh or bool(records)
             continue
         snap_token = topic_log.token()
@@ -194,7 +227,10 @@ async def poll(request: Request) -> Response:
         positions[topic] = snap_token
         fresh = True
     if not fresh and wait > 0:
+        wait = min(wait, runtime.config.heartbeat_interval)  # a heartbeat is due by then
         await _long_poll(runtime, who, logs, positions, messages, wait)
+    elif hold:
+        await asyncio.sleep(hold)
     messages.append(runtime.hub.heartbeat(logs))
     cursor = join_cursor(positions[t] for t in logs)
     body = '{"messages":[' + ",".join(messages) + '],"cursor":"' + cursor + '"}'
@@ -211,7 +247,7 @@ async def _long_poll(
 ) -> None:
     """Wait up to ``wait`` s for live events after ``positions``; add them to ``messages``."""
     hub = runtime.hub
-    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos)
+    session = Session("poll", POLL_MAX_EVENTS, runtime.chaos, runtime.config.send_queue_bytes)
     session.identity = who
     hub.attach(session)
     for topic_log in logs.values():  # registered right after reading: no gap

@@ -16,8 +16,14 @@ Bad-input policy — what the server does with frames it cannot use:
   stays up. More than ``max_bad_frames`` (10) within a minute is persistent
   abuse: close 4400. Frames above twice the limit are refused by the WebSocket
   layer itself (close 1009, RFC 6455 "message too big") before being buffered.
-* More inbound frames than ``rate_limit`` allows: close 4429 with the retry
-  hint in the reason (``"rate limited; retry_after=0.5"``).
+* More inbound frames than ``rate_limit`` allows, or more ``snapshot`` and
+  ``subscribe`` frames than ``snapshot_rate`` allows (each builds a snapshot or
+  a replay): close 4429 with the retry hint in the reason (``"rate limited;
+  retry_after=0.5"``).
+* Frames nested deeper than the decoder allows are ``bad_frame`` like any other
+  malformed frame; the read loop goes on.
+* A consumer with more than ``send_queue_bytes`` (8 MiB) or
+  ``send_queue_limit`` frames waiting is cut: close 1013 ``slow consumer``.
 * A refused topic is not a connection error: ``error {code: "unknown_topic" |
   "forbidden" | "too_many_subscriptions", topic}``; the connection stays up.
 * Re-authenticating in-band refreshes the token; it may not switch tenant or
@@ -90,9 +96,12 @@ class _Connection:
         config = runtime.config
         self.rt = runtime
         self.ws = websocket
-        self.session = Session("ws", config.send_queue_limit, runtime.chaos)
+        self.session = Session(
+            "ws", config.send_queue_limit, runtime.chaos, config.send_queue_bytes
+        )
         self.session.on_kill = asyncio.Event()
         self.bucket = TokenBucket(*config.rate_limit) if config.rate_limit else None
+        self.snapshots = TokenBucket(*config.snapshot_rate) if config.snapshot_rate else None
         self.strikes = Strikes(config.max_bad_frames)
         self._timer: asyncio.TimerHandle | None = None
 
@@ -190,18 +199,19 @@ class _Connection:
             session.close(4401, "unauthenticated")
             return
         if type(frame) is Subscribe:
-            try:
-                hub.subscribe(session, frame.topic, frame.replay_from)
-            except TopicError as exc:
-                session.push(exc.frame())
+            if self._snapshot_allowed():
+                try:
+                    hub.subscribe(session, frame.topic, frame.replay_from)
+                except TopicError as exc:
+                    session.push(exc.frame())
         elif type(frame) is Unsubscribe:
             hub.unsubscribe(session, frame.topic)
         elif type(frame) is SnapshotRequest:
-            try:
-                for text in hub.check(who, frame.topic).snapshot_texts():
-                    session.push(text)
-            except TopicError as exc:
-                session.push(exc.frame())
+            if self._snapshot_allowed():
+                try:
+                    session.push_many(hub.check(who, frame.topic).snapshot_texts())
+                except TopicError as exc:
+                    session.push(exc.frame())
         elif type(frame) is Ping:
             session.push(encode_str(Pong(id=frame.id, server_time=now())))
         elif type(frame) is Mutate:
@@ -211,6 +221,24 @@ class _Connection:
                 session.push(encode_str(outcome.rejected))
             elif not outcome.duplicate:
                 self.rt.stats.count("mutations_applied")
+
+    def _snapshot_allowed(self) -> bool:
+        """Charge one snapshot (or re-subscribe) to the connection's ``snapshot_rate``."""
+        if self.snapshots is None:
+            return True
+        wait = self.snapshots.take()
+        if wait is None:
+            return True
+        self.rt.stats.count("rate_limited")
+        session = self.session
+        log.info("ws session %d: too many snapshots or subscribes", session.id)
+        session.push(
+            error_text(
+                "rate_limited", "too many snapshot or subscribe requests; slow down and reconnect"
+            )
+        )
+        session.close(4429, retry_reason("too many snapshots", wait))
+        return False
 
     def _authenticate(self, token: str) -> None:
         session = self.session
@@ -291,7 +319,7 @@ class _Connection:
             if session.queue:
                 if chaos.cut_until and chaos.is_cut():
                     chaos.count("stalled_frames", len(session.queue))
-                    session.queue.clear()
+                    session.clear()
                     continue
                 text = session.take_text(max_messages, max_bytes)
                 assert text is not None

@@ -30,6 +30,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from ..core.status import OUTCOMES_BY_CODE, Status
 from .ring import Snapshot
+from .schema import STATE_DERIVED
 
 TIME_COLUMNS = frozenset({"received_at", "occurred_at", "at", "created_at", "resolved_at"})
 _NS = 1_000_000_000
@@ -140,7 +141,14 @@ def envelopes_frame(snap: Snapshot) -> pd.DataFrame:
 
 
 def states_frame(snap: Snapshot) -> pd.DataFrame:
-    return build(snap)
+    """The stored columns plus ``time_in_status_s`` (see :data:`rtnb.telemetry.schema.STATES`)."""
+    frame = build(snap)
+    at = ordered(snap, "at")
+    spent = np.full(len(at), np.nan)
+    if len(at) > 1:
+        spent[:-1] = np.diff(at)
+    frame[STATE_DERIVED] = spent
+    return frame
 
 
 def mutations_frame(snap: Snapshot) -> pd.DataFrame:

@@ -3,10 +3,11 @@
 An *incident* starts when the connection enters ``degraded`` or
 ``reconnecting`` and ends when it is ``subscribed`` again (``recovered``), or
 ``closed`` (``closed``); one still open when the log ends is ``ongoing`` and
-its duration runs to the newest time in the log. Incident time therefore
-includes the ``connecting`` and ``authenticated`` steps of the recovery;
-``summary()["degraded_s"]`` counts only the ``degraded`` and
-``reconnecting`` states themselves.
+its duration runs to the newest time in the log (:func:`newest_time`).
+Incident time therefore includes the ``connecting`` and ``authenticated``
+steps of the recovery. This is rtnb's one definition of *degraded time*:
+``summary()["degraded_s"]`` is exactly the sum of the incidents' durations
+(kept as a running tally, so it stays right after the ring overflows).
 
 Events are attributed to an incident by when they were *received*: from its
 start until ``recovery_window`` seconds after its end (the replay that
@@ -41,7 +42,16 @@ from .frames import ordered, seconds_to_utc
 if TYPE_CHECKING:
     from .log import EnvelopeLog
 
-__all__ = ["COLUMNS", "DEGRADED", "RECOVERY_WINDOW", "Period", "incidents", "periods"]
+__all__ = [
+    "COLUMNS",
+    "DEGRADED",
+    "RECOVERY_WINDOW",
+    "Period",
+    "incident_seconds",
+    "incidents",
+    "newest_time",
+    "periods",
+]
 
 #: Seconds after an incident's end during which replayed events still count for it: 5.
 RECOVERY_WINDOW: Final = 5.0
@@ -92,7 +102,25 @@ def periods(statuses: Sequence[str | None]) -> list[Period]:
     return out
 
 
-def _newest_time(log: EnvelopeLog) -> float:
+def incident_seconds(
+    at: Sequence[float], statuses: Sequence[str | None]
+) -> tuple[float, float | None]:
+    """Seconds of the *finished* incidents in a status sequence, and the start of
+    the open one (None if none is open): the pure core of degraded time."""
+    total = 0.0
+    since: float | None = None
+    for p in periods(statuses):
+        if p.last is None:
+            since = float(at[p.first])
+        else:
+            total += float(at[p.last]) - float(at[p.first])
+    return total, since
+
+
+def newest_time(log: EnvelopeLog) -> float:
+    """The newest time recorded anywhere in the log (received envelopes, state
+    changes, heartbeats): where an ongoing incident's duration stops, so a
+    saved file summarises the same way tomorrow (never the wall clock)."""
     latest = -math.inf
     for table, name in (("envelopes", "received_at"), ("states", "at"), ("heartbeats", "at")):
         values = ordered(log._snapshot(table, (name,)), name)
@@ -121,7 +149,7 @@ def incidents(log: EnvelopeLog, *, recovery_window: float = RECOVERY_WINDOW) -> 
     # a gap row is a range of ``count`` sequences: sum counts, not rows
     lost_sizes = np.cumsum(np.concatenate(([0], ordered(env, "count")[gap_rows][lost_order])))
     at = (states["at"].astype("int64") / 1e9).to_numpy() if len(states) else np.empty(0)
-    newest = _newest_time(log) if found and found[-1].last is None else math.inf
+    newest = newest_time(log) if found and found[-1].last is None else math.inf
     rows: list[dict[str, Any]] = []
     for k, p in enumerate(found):
         start = float(at[p.first])

@@ -48,6 +48,11 @@ _GAP_CODE = OUTCOMES_BY_CODE.index(Outcome.GAP_UNRECOVERABLE)
 _STATUS_COLUMN = STATES.names.index("status")
 _PREVIOUS_COLUMN = STATES.names.index("previous")
 _DURATION_COLUMN = STATES.names.index("duration_s")
+_AT_COLUMN = STATES.names.index("at")
+# One definition of degraded time (rtnb.telemetry.incidents): from entering
+# degraded/reconnecting until subscribed again (or closed).
+_INCIDENT_STARTS = frozenset({"degraded", "reconnecting"})
+_INCIDENT_ENDS = frozenset({"subscribed", "closed"})
 _MUTATION_OUTCOME_COLUMN = MUTATIONS.names.index("outcome")
 
 
@@ -84,34 +89,61 @@ class _OutcomeTally(Tally):
 
 
 class _StateTally(Tally):
-    """Entries into each status, and seconds spent in each status (from ``duration_s``)."""
+    """Entries into each status, seconds spent in each status (from ``duration_s``),
+    and incident time: the seconds of every finished incident, and when the
+    open one (if any) began — the same periods as ``log.incidents()``."""
 
     def __init__(self) -> None:
         self.entries: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        #: None: restored from a file written before incidents were tallied
+        self.incident_s: float | None = 0.0
+        self.incident_since: float | None = None
 
     def update(self, ring: Ring, columns: Sequence[Converted]) -> None:
         status_codes, previous_codes = ring.codes[_STATUS_COLUMN], ring.codes[_PREVIOUS_COLUMN]
         assert status_codes is not None and previous_codes is not None
         statuses, previous = status_codes.values, previous_codes.values
-        for s, p, d in zip(
+        for s, p, d, at in zip(
             columns[_STATUS_COLUMN],
             columns[_PREVIOUS_COLUMN],
             columns[_DURATION_COLUMN],
+            columns[_AT_COLUMN],
             strict=True,
         ):
             if s >= 0:
-                self.entries[statuses[s]] = self.entries.get(statuses[s], 0) + 1
+                status = statuses[s]
+                self.entries[status] = self.entries.get(status, 0) + 1
+                self._incident(status, at)
             if p >= 0 and math.isfinite(d):
                 self.seconds[previous[p]] = self.seconds.get(previous[p], 0.0) + d
 
+    def _incident(self, status: str, at: float) -> None:
+        if self.incident_since is None:
+            if status in _INCIDENT_STARTS:
+                self.incident_since = at
+        elif status in _INCIDENT_ENDS:
+            if self.incident_s is not None:
+                self.incident_s += at - self.incident_since
+            self.incident_since = None
+
     @property
     def state(self) -> dict[str, Any]:
-        return {"entries": dict(self.entries), "seconds": dict(self.seconds)}
+        return {
+            "entries": dict(self.entries),
+            "seconds": dict(self.seconds),
+            "incident_s": self.incident_s,
+            "incident_since": self.incident_since,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.entries = {str(k): int(v) for k, v in state.get("entries", {}).items()}
         self.seconds = {str(k): float(v) for k, v in state.get("seconds", {}).items()}
+        # Absent (a file written before incidents were tallied, or clear()): None,
+        # and summary() recomputes incident time from the rows held.
+        total, since = state.get("incident_s"), state.get("incident_since")
+        self.incident_s = None if total is None else float(total)
+        self.incident_since = None if since is None else float(since)
 
 
 class _MutationTally(Tally):

@@ -112,6 +112,13 @@ ENVELOPES = TableSpec(
 #: those files hold, since they wrote one ``gap_unrecoverable`` row per sequence.
 ADDED_COLUMN_DEFAULTS: dict[str, int] = {"count": 1}
 
+#: ``states`` rows: a transition ``previous -> status`` at ``at``. Stored
+#: ``duration_s`` is the time spent in ``previous`` (known when the row is
+#: written); the DataFrame adds ``time_in_status_s``, the time spent in
+#: ``status`` itself (until the next row; NaN for the newest, still current),
+#: so ``states.groupby("status")["time_in_status_s"].sum()`` is time per state.
+#: It is derived, not stored: files of every version read the same way.
+STATE_DERIVED = "time_in_status_s"
 STATES = TableSpec(
     "states",
     (

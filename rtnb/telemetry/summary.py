@@ -14,11 +14,14 @@ Keys of the returned dict:
 ``reconnects``
     Transitions into ``reconnecting`` (one per reconnect attempt), ever.
 ``degraded_s`` / ``degraded_ongoing``
-    Seconds spent in ``degraded`` or ``reconnecting``: the ``duration_s`` of
-    every transition out of those states, ever, plus -- if the newest state is
-    one of them -- the ongoing period up to the newest time recorded anywhere
-    in the log (not the wall clock, so a summary is reproducible from a saved
-    file). ``degraded_ongoing`` says whether that last part was included.
+    Degraded time, one definition with ``log.incidents()``: from leaving live
+    (entering ``degraded`` or ``reconnecting``) until ``subscribed`` again
+    (or ``closed``), recovery steps (``connecting``, ``authenticated``)
+    included. It is the sum of ``log.incidents()["duration_s"]``: every
+    finished incident, ever (a running tally, right after overflow too), plus
+    the ongoing one up to the newest time recorded anywhere in the log (not
+    the wall clock, so a summary is reproducible from a saved file).
+    ``degraded_ongoing`` says whether an incident is still open.
 ``replay``
     ``{"replayed", "gap_unrecoverable"}``: events replayed, and *sequences*
     lost for good (a ``gap_unrecoverable`` row stands for a range of
@@ -42,24 +45,21 @@ import numpy as np
 
 from ..core.status import Outcome, Status
 from .frames import ordered
+from .incidents import incident_seconds, newest_time
 from .ring import Snapshot
 
 if TYPE_CHECKING:
     from .log import EnvelopeLog
 
-#: States counted as degraded time.
+#: States that start degraded time (it ends at ``subscribed`` or ``closed``).
 DEGRADED_STATUSES = (Status.DEGRADED.value, Status.RECONNECTING.value)
 #: Lag percentiles reported.
 LAG_PERCENTILES = (50, 95, 99)
 
 
-def _newest(snap: Snapshot, name: str) -> float:
-    """Value of column ``name`` in the newest row (NaN if the table is empty)."""
-    if not snap.held:
-        return float("nan")
-    index = (snap.start or snap.held) - 1
-    value = snap.columns[name][index]
-    return float(value)
+def _status(snap: Snapshot, code: Any) -> str | None:
+    code = int(code)
+    return snap.categories["status"][code] if code >= 0 else None
 
 
 class Summary(dict[str, Any]):
@@ -134,25 +134,17 @@ def summarize(log: EnvelopeLog) -> Summary:
     lag_ms["count"] = int(lag.size)
 
     entries: dict[str, int] = states.tally["entries"]
-    seconds: dict[str, float] = states.tally["seconds"]
-    degraded_s = sum(seconds.get(s, 0.0) for s in DEGRADED_STATUSES)
-    ongoing = False
-    if states.held:
-        code = int(_newest(states, "status"))
-        last_status = states.categories["status"][code] if code >= 0 else None
-        if last_status in DEGRADED_STATUSES:
-            since = _newest(states, "at")
-            times = [
-                _newest(env, "received_at"),
-                since,
-                _newest(mutations, "created_at"),
-                _newest(mutations, "resolved_at"),
-                _newest(heartbeats, "at"),
-            ]
-            latest = max((t for t in times if np.isfinite(t)), default=since)
-            if np.isfinite(since) and latest > since:
-                degraded_s += latest - since
-            ongoing = True
+    total = states.tally.get("incident_s")
+    since = states.tally.get("incident_since")
+    if total is None:  # a file from before the tally: recompute from the rows held
+        total, since = incident_seconds(
+            ordered(states, "at").tolist(),
+            [_status(states, c) for c in ordered(states, "status")],
+        )
+    degraded_s = float(total)
+    ongoing = since is not None
+    if since is not None:
+        degraded_s += max(newest_time(log), since) - since
 
     return Summary(
         {

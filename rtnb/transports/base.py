@@ -16,7 +16,10 @@ proxy refused the WebSocket upgrade: fall back to the next one).
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
@@ -71,6 +74,36 @@ class TransportError(RtnbError):
         self.kind: FailureKind = kind
         self.code = code
         self.retry_after = retry_after
+
+
+def network_cause(exc: BaseException, url: str) -> str:
+    """What went wrong reaching ``url``, concretely: ``connection refused at host:port``,
+    ``TLS handshake failed: is the server https?``, ... (never a token: URLs carry none).
+
+    Looks through the exception's chain (httpx wraps the socket error).
+    """
+    parts = urllib.parse.urlsplit(url)
+    default = 443 if parts.scheme in ("https", "wss") else 80
+    where = f"{parts.hostname}:{parts.port or default}"
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return f"connection refused at {where}: is the server running on that port?"
+        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
+            if parts.scheme in ("https", "wss"):
+                return f"TLS handshake failed with {where}: is the server https? ({seen.__class__.__name__})"
+            return f"TLS error with {where}: {seen.__class__.__name__}"
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve host {parts.hostname!r}"
+        if isinstance(seen, TimeoutError) or type(seen).__name__.endswith("Timeout"):
+            return f"no answer from {where} in time"
+        if isinstance(seen, ConnectionResetError | BrokenPipeError):
+            return f"connection reset by {where}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return f"cannot reach {where}: {type(exc).__name__}" + (f" ({text[:80]})" if text else "")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -56,7 +56,14 @@ def failure_for(response: httpx.Response, what: str) -> TransportError:
         kind = "unreachable"
     else:
         kind = "rejected"
-    return TransportError(kind, f"{what} refused with HTTP {status}", code=status, retry_after=hint)
+    text = f"{what} refused with HTTP {status}"
+    if status in (401, 403):  # the server says why (rtnb: {"code", "message"}); never a token
+        try:
+            body = response.json()
+            text = f"{body['code']}: {str(body['message'])[:160]}"
+        except (ValueError, KeyError, TypeError):
+            pass
+    return TransportError(kind, text, code=status, retry_after=hint)
 
 
 class HttpTransportBase:

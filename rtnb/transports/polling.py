@@ -23,7 +23,7 @@ import msgspec
 
 from ..protocol.codec import encode
 from ..protocol.frames import Subscribed
-from .base import TransportError, now
+from .base import TransportError, network_cause, now
 from .http import HttpTransportBase, failure_for
 
 __all__ = ["PollingTransport"]
@@ -74,9 +74,7 @@ class PollingTransport(HttpTransportBase):
                             code=1009,
                         )
         except (httpx.HTTPError, OSError) as exc:
-            raise TransportError(
-                "unreachable", f"cannot reach {self.base}/poll: {type(exc).__name__}"
-            ) from None
+            raise TransportError("unreachable", network_cause(exc, self.base)) from None
         return bytes(body)
 
     def _deliver(self, body: bytes) -> None:

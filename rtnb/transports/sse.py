@@ -17,7 +17,7 @@ import httpx
 import msgspec
 
 from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
-from .base import TransportError, now
+from .base import TransportError, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
 __all__ = ["SSETransport"]
@@ -49,9 +49,7 @@ class SSETransport(HttpTransportBase):
             )
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             await self._close_client()
-            raise TransportError(
-                "unreachable", f"cannot reach {self.base}/sse: {type(exc).__name__}"
-            ) from None
+            raise TransportError("unreachable", network_cause(exc, self.base)) from None
         if response.status_code != 200:
             await response.aread()
             await response.aclose()

@@ -28,6 +28,7 @@ from .base import (
     OnFrame,
     TransportError,
     TransportOptions,
+    network_cause,
     now,
     parse_retry_after,
 )
@@ -85,7 +86,7 @@ class WebSocketTransport:
         except InvalidHandshake as exc:
             raise TransportError("rejected", f"WebSocket handshake failed: {exc}") from None
         except (OSError, TimeoutError) as exc:
-            raise TransportError("unreachable", f"cannot reach {self.url}: {exc}") from None
+            raise TransportError("unreachable", network_cause(exc, self.url)) from None
         self._reader = asyncio.get_running_loop().create_task(self._read(self._ws))
 
     async def _read(self, ws: ClientConnection) -> None:

@@ -145,9 +145,9 @@ def _lab_port(wanted: int | None) -> int:
     return DEFAULT_LAB_PORT
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widgets.demo") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rtnb.widgets.demo",
+        prog=prog,
         description="rtnb demo: reference server with demo data + JupyterLab on the dashboard",
     )
     parser.add_argument("--port", type=int, default=0, help="reference server port (0: any)")

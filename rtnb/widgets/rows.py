@@ -48,7 +48,7 @@ __all__ = ["Action", "ResolutionCursor", "TableFeed"]
 FLAG_PENDING: Final = 1
 #: Most actions a table offers per row (each takes one flag bit): 16.
 MAX_ACTIONS: Final = 16
-_FAILED: Final = frozenset({"rejected", "timed_out", "refused"})
+_FAILED: Final = frozenset({"rejected", "timed_out", "refused", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)

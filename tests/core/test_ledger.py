@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from rtnb.core.ledger import MutationLedger
 from rtnb.protocol import LocalProtocolError
@@ -79,3 +81,39 @@ def test_bad_settings_are_refused() -> None:
         MutationLedger(on_degraded="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timeout"):
         MutationLedger().create("m", "t", "e", {}, now=0.0, timeout=0)
+
+
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["create", "degraded", "confirm", "reject", "expire"]),
+                  st.integers(0, 5)),
+        max_size=30,
+    )
+)  # fmt: skip
+def test_closing_resolves_every_open_mutation_as_cancelled(ops: list[tuple[str, int]]) -> None:
+    led = MutationLedger()
+    made: dict[str, object] = {}
+    now = 0.0
+    for op, k in ops:
+        now += 0.5
+        cmid = f"m{k}"
+        if op in ("create", "degraded") and cmid not in made:
+            made[cmid] = led.create(
+                cmid, "t", "e", {"v": k}, now=now, timeout=3.0, degraded=op == "degraded"
+            )
+        elif op == "confirm":
+            led.confirm(cmid, now)
+        elif op == "reject":
+            led.reject(cmid, "bad", "no", now)
+        else:
+            led.expire(now)
+    was_open = {c: r.status for c, r in made.items() if not r.done}  # type: ignore[attr-defined]
+    cancelled = led.cancel_all(now + 1, "connection closed (closed by user)")
+    assert {r.client_mutation_id for r in cancelled} == set(was_open)
+    assert len(led) == 0 and led.next_deadline() is None
+    for rec in cancelled:
+        assert rec.done and rec.status == "cancelled" and rec.resolved_at == now + 1
+        sent = was_open[rec.client_mutation_id] == "pending"
+        assert ("may have applied it" in (rec.error or "")) is sent
+        assert led.confirm(rec.client_mutation_id, now + 2) is None  # stays cancelled
+    assert all(r.done for r in made.values())  # type: ignore[attr-defined]

@@ -825,13 +825,14 @@ def test_unsubscribing_the_last_pending_topic_completes_the_subscription() -> No
 def test_two_missed_heartbeats_degrade_then_reconnect_after_the_backoff_delay() -> None:
     sim = live()
     start = sim.now
-    assert sim.timers[Timer.HEARTBEAT] == pytest.approx(start + 10.0)
+    assert sim.timers[Timer.HEARTBEAT] - start == pytest.approx(10.5)  # 2 × 5 s + 0.5 s grace
     out = sim.fire(Timer.HEARTBEAT)
+    why = "no heartbeat for 10.5 s (the server sends one every 5 s)"
     assert [(c.status, c.reason) for c in changes(out)] == [
-        (D, "no heartbeat for 10.0 s"),
-        (R, "no heartbeat for 10.0 s; retry 1 in 1.0 s"),
+        (D, why),
+        (R, f"{why}; retry 1 in 1.0 s"),
     ]
-    assert of(CloseTransport, out) == [CloseTransport(CLOSE_GOING_AWAY, "no heartbeat for 10.0 s")]
+    assert of(CloseTransport, out) == [CloseTransport(CLOSE_GOING_AWAY, why)]
     assert {a.name for a in of(CancelTimer, out)} == {
         Timer.HEARTBEAT,
         Timer.PING,
@@ -856,7 +857,7 @@ def test_any_frame_postpones_the_heartbeat_deadline() -> None:
     last = sim.now
     out = sim.fire(Timer.HEARTBEAT)
     assert sim.now == deadline
-    assert out == [StartTimer(Timer.HEARTBEAT, last + 10.0)]  # lazily re-armed, no state change
+    assert out == [StartTimer(Timer.HEARTBEAT, last + 10.5)]  # lazily re-armed, no state change
 
 
 def test_attempt_counter_is_not_reset_by_a_connection_that_drops_at_once() -> None:
@@ -974,8 +975,8 @@ def test_token_rejection_requests_one_token_then_closes_if_the_fresh_one_fails()
     sim = live()
     out = sim.do("transport_closed", 4401, "expired")
     assert statuses(out) == [D, R]
-    assert changes(out)[-1].reason == "authentication rejected (4401); waiting for a fresh token"
-    assert of(RequestToken, out) == [RequestToken("authentication rejected (4401)")]
+    assert changes(out)[-1].reason == "token rejected (4401): expired; waiting for a fresh token"
+    assert of(RequestToken, out) == [RequestToken("token rejected (4401): expired")]
     assert sim.timers == {} and sim.m.next_retry_at is None
     out = sim.do("token_refreshed", FRESH)
     assert statuses(out) == [C]
@@ -984,7 +985,11 @@ def test_token_rejection_requests_one_token_then_closes_if_the_fresh_one_fails()
     assert sent(sim.log)[-1] == Authenticate(token=FRESH)
     out = sim.do("transport_closed", 4401)
     assert [(c.status, c.reason) for c in changes(out)] == [
-        (X, "authentication rejected (4401) with a fresh token")
+        (
+            X,
+            "token rejected (4401) (a fresh token was refused too: check that the token "
+            "comes from this server)",
+        )
     ]
     assert len(of(RequestToken, sim.log)) == 1  # no retry storm
 
@@ -1006,7 +1011,7 @@ def test_error_frame_token_expired_closes_the_transport_and_asks_for_a_token() -
     sim = live()
     out = sim.frame(Error(code="token_expired", message="expired"))
     assert of(CloseTransport, out) == [CloseTransport(CLOSE_GOING_AWAY, "token refused")]
-    assert of(RequestToken, out) == [RequestToken("server refused the token (token_expired)")]
+    assert of(RequestToken, out) == [RequestToken("token rejected (token_expired): expired")]
     assert statuses(out) == [D, R]
 
 
@@ -1063,8 +1068,11 @@ def test_rejected_transport_falls_back_to_sse_then_polling() -> None:
 
 def test_unreachable_server_keeps_the_transport() -> None:
     sim = connecting(opened=False)
-    out = sim.do("transport_failed", "unreachable")
-    assert changes(out)[-1].reason == "websocket unreachable; retry 1 in 1.0 s"
+    out = sim.do("transport_failed", "unreachable", reason="connection refused at 127.0.0.1:9")
+    assert (
+        changes(out)[-1].reason
+        == "websocket unreachable: connection refused at 127.0.0.1:9; retry 1 in 1.0 s"
+    )
     sim.fire(Timer.RECONNECT)
     assert of(OpenTransport, sim.log)[-1].kind == "websocket"
 
@@ -1287,7 +1295,7 @@ def test_documented_defaults_match_the_code() -> None:
     assert cfg.fallback_order == DEFAULT_FALLBACK_ORDER == ("websocket", "sse", "polling")
     assert cfg.heartbeat_interval == DEFAULT_HEARTBEAT_INTERVAL == 5.0
     assert cfg.missed_heartbeats == DEFAULT_MISSED_HEARTBEATS == 2
-    assert cfg.heartbeat_deadline == 10.0
+    assert cfg.heartbeat_deadline == 10.5  # 2 × 5 s + min(0.2 × 5 s, 0.5 s) grace
     assert cfg.ping_interval == DEFAULT_PING_INTERVAL == 10.0
     assert cfg.connect_timeout == DEFAULT_CONNECT_TIMEOUT == 10.0
     assert cfg.refresh_margin == DEFAULT_REFRESH_MARGIN == 30.0

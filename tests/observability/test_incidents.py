@@ -120,3 +120,57 @@ def test_the_chaos_run_has_one_incident_per_fault_and_they_all_recovered(
 def test_an_empty_log_has_no_incidents_but_the_same_columns() -> None:
     frame = EnvelopeLog().incidents()
     assert frame.empty and list(frame.columns) == list(COLUMNS)
+
+
+# -- one definition of degraded time ---------------------------------------------------
+
+_STATUSES = [s.value for s in Status if s is not Status.IDLE]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(_STATUSES), st.floats(0.0, 30.0, allow_nan=False)),
+        max_size=40,
+    ),
+    tail=st.floats(0.0, 30.0, allow_nan=False),
+    legacy=st.booleans(),
+)
+def test_summary_degraded_seconds_equal_the_sum_of_incident_durations(
+    steps: list[tuple[str, float]], tail: float, legacy: bool
+) -> None:
+    log = EnvelopeLog()
+    t, previous = 1_700_000_000.0, "idle"
+    for status, gap in steps:
+        t += gap
+        log.append_state(t, status, previous, "step", 1, gap)
+        previous = status
+    log.append_heartbeat(t + tail, 1.0, 0.5)  # the newest time in the log
+    if legacy:  # a file written before the incident tally: recomputed from the rows
+        tally = log._states.tally
+        tally.restore({"entries": tally.state["entries"], "seconds": tally.state["seconds"]})
+    summary = log.summary()
+    found = log.incidents()
+    assert math.isclose(
+        summary["degraded_s"], float(found["duration_s"].sum()), rel_tol=1e-9, abs_tol=1e-6
+    )
+    assert summary["degraded_ongoing"] == bool((found["outcome"] == "ongoing").any())
+
+
+def test_time_in_status_groups_by_the_state_itself() -> None:
+    log = EnvelopeLog()
+    t0 = 1_700_000_000.0
+    for at, status, previous in [
+        (0.0, "connecting", "idle"),
+        (1.0, "subscribed", "connecting"),
+        (11.0, "degraded", "subscribed"),
+        (11.5, "reconnecting", "degraded"),
+        (14.5, "connecting", "reconnecting"),
+        (15.0, "subscribed", "connecting"),
+    ]:
+        log.append_state(t0 + at, status, previous, None, 1, math.nan)
+    per_state = log.states.groupby("status", observed=True)["time_in_status_s"].sum()
+    assert per_state["subscribed"] == 10.0  # the current stretch is not over: NaN, skipped
+    assert per_state["reconnecting"] == 3.0
+    assert per_state["connecting"] == 1.5
+    assert log.summary()["degraded_s"] == 4.0 == log.incidents()["duration_s"].sum()

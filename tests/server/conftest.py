@@ -156,7 +156,9 @@ class SSEClient:
             self._pending.extend(self.parser.feed(next(self._chunks)))
         return self._pending.popleft()
 
-    def next_frame(self, *, skip: tuple[str, ...] = ("heartbeat",)) -> tuple[SSEEvent, Frame]:
+    def next_frame(
+        self, *, skip: tuple[str, ...] = ("heartbeat", "authenticated")
+    ) -> tuple[SSEEvent, Frame]:
         while True:
             event = self.next()
             if event.type not in skip:

@@ -172,14 +172,18 @@ def test_a_tenant_only_ever_sees_its_own_events(srv, connect, topic):
     acme = connect(srv, srv.issue_token(tenant="acme", user="ana"))
     globex = connect(srv, srv.issue_token(tenant="globex", user="gus"))
     srv.publish(topic, "x.set", {"secret": "acme-only"}, tenant="acme", entity_id="e")
+    globex.send({"op": "subscribe", "topic": topic})
+    error = globex.expect("error")
+    assert error["code"] == "unknown_topic", "a topic's name must not leak to another tenant"
+    srv.publish(topic, "x.set", {"v": 0}, tenant="globex", entity_id="g")
     _, snapshot = globex.subscribe(topic)
-    assert snapshot["entities"] == [] and snapshot["sequence"] == 0
+    assert [e["entityId"] for e in snapshot["entities"]] == ["g"] and snapshot["sequence"] == 1
     acme.subscribe(topic)
     srv.publish(topic, "x.set", {"v": 1}, tenant="acme", entity_id="e")
     srv.publish(topic, "x.set", {"v": 2}, tenant="globex", entity_id="g")
     assert acme.events(topic, 1)[0]["entityId"] == "e"
     (event,) = globex.events(topic, 1)
-    assert event["entityId"] == "g" and event["sequence"] == 1
+    assert event["entityId"] == "g" and event["sequence"] == 2
 
 
 def test_a_topic_with_a_minimum_role_refuses_lower_roles(make_server, connect):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -126,10 +128,57 @@ def test_rtnb_demo_hands_its_options_to_the_widgets_demo(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "JupyterLab" in out and "--lab-port" in out
+    assert out.startswith("usage: rtnb demo")
+
+
+def test_rtnb_version_and_help_for_every_serve_and_token_option(capsys):
+    import rtnb
+    from rtnb.__main__ import _parser
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"rtnb {rtnb.__version__}"
+    parser = _parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("serve", "token"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        for action in subparsers.choices[name]._actions:
+            for flag in action.option_strings:
+                assert flag in text, (name, flag)
+            assert action.help, (name, action.option_strings)  # every option explained
+        for needed in ("RTNB_SECRET", "--secret-file", "secret.key", "rtnb token"):
+            assert needed in text, (name, needed)
+
+
+def test_rtnb_token_reads_a_secret_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RTNB_SECRET", raising=False)
+    path = tmp_path / "secret.key"
+    path.write_text("ab" * 32)
+    assert main(["token", "--secret-file", str(path), "--tenant", "acme", "--user", "ana"]) == 0
+    who = TokenAuthority(bytes.fromhex("ab" * 32)).verify(capsys.readouterr().out.strip())
+    assert (who.tenant, who.user, who.role) == ("acme", "ana", "viewer")
+    assert (
+        main(["token", "--secret-file", str(tmp_path / "nope"), "--tenant", "a", "--user", "b"])
+        == 2
+    )
+    assert "cannot read the secret" in capsys.readouterr().err
+
+
+def test_help_of_connect_documents_every_parameter_the_shared_rule_and_the_errors():
+    import rtnb
+
+    doc = inspect.getdoc(rtnb.connect) or ""
+    for name in inspect.signature(rtnb.connect).parameters:
+        assert f"{name}:" in doc, name
+    for needed in ("shared=False", "Raises:", "ValueError", "TimeoutError", "ConnectionClosed"):
+        assert needed in doc, needed
 
 
 def test_rtnb_serve_prints_the_url_and_a_working_token_and_stops_on_ctrl_c(connect):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RTNB_SECRET", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtnb", "serve", "--port", "0", "--demo"],
         stdout=subprocess.PIPE,
@@ -143,6 +192,9 @@ def test_rtnb_serve_prints_the_url_and_a_working_token_and_stops_on_ctrl_c(conne
         url = first.split(" on ")[1].split()[0]
         proc.stdout.readline()
         token = proc.stdout.readline().strip()
+        assert proc.stdout.readline().startswith("more tokens")
+        command = shlex.split(proc.stdout.readline())
+        assert command[:2] == ["rtnb", "token"] and "YOU" in command
 
         class _Srv:
             ws_url = url.replace("http", "ws") + "/ws"
@@ -150,6 +202,17 @@ def test_rtnb_serve_prints_the_url_and_a_working_token_and_stops_on_ctrl_c(conne
         client = connect(_Srv, token)
         subscribed, snapshot = client.subscribe("incidents")
         assert subscribed["replay"] == "none" and snapshot["op"] == "snapshot"
+        client.close()
+        # The printed command mints tokens that this running server accepts.
+        argv = [sys.executable, "-m", "rtnb", *command[1:]]
+        argv[argv.index("YOU")] = "ana"
+        env_no_secret = {k: v for k, v in env.items() if k != "RTNB_SECRET"}
+        minted = subprocess.run(
+            argv, capture_output=True, text=True, env=env_no_secret, timeout=30, check=True
+        ).stdout.strip()
+        client = connect(_Srv, minted)
+        subscribed, _ = client.subscribe("fleet")
+        assert subscribed["replay"] == "none"
         client.close()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)

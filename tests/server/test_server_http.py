@@ -24,6 +24,9 @@ def test_sse_sends_subscribed_and_snapshot_events_named_by_op_then_events_with_c
     token = srv.issue_token(tenant="acme", user="ana")
     stream = sse_connect(srv, token, [topic])
     assert stream.response.headers["content-type"].startswith("text/event-stream")
+    first = stream.next()  # the request authenticated: announced like on the WebSocket
+    assert first.type == "authenticated"
+    assert json.loads(first.data)["heartbeatInterval"] == srv.config.heartbeat_interval
     event, frame = stream.next_frame()
     assert event.type == "subscribed" and frame["replay"] == "none"
     event, frame = stream.next_frame()
@@ -38,7 +41,7 @@ def test_sse_sends_subscribed_and_snapshot_events_named_by_op_then_events_with_c
 def test_sse_carries_heartbeats_as_named_events(srv, sse_connect, topic):
     srv.declare(topic)
     stream = sse_connect(srv, srv.issue_token(tenant="acme", user="ana"), [topic])
-    event, frame = stream.next_frame(skip=("subscribed", "snapshot"))
+    event, frame = stream.next_frame(skip=("authenticated", "subscribed", "snapshot"))
     assert event.type == "heartbeat" and topic in frame["sequences"]
 
 
@@ -109,7 +112,8 @@ def test_polling_starts_with_snapshots_then_returns_events_after_the_cursor(srv,
     with httpx.Client(base_url=srv.url, timeout=5) as http:
         first = http.get("/poll", params={"topic": topic}, headers=headers).json()
         ops = [m["op"] for m in first["messages"]]
-        assert ops == ["subscribed", "snapshot", "heartbeat"]
+        assert ops == ["authenticated", "subscribed", "snapshot", "heartbeat"]
+        assert first["messages"][0]["heartbeatInterval"] == srv.config.heartbeat_interval
         srv.publish(topic, "x.set", {"v": 2}, tenant="acme", entity_id="e")
         srv.publish(topic, "x.set", {"v": 3}, tenant="acme", entity_id="e")
         second = http.get(
@@ -121,7 +125,7 @@ def test_polling_starts_with_snapshots_then_returns_events_after_the_cursor(srv,
         third = http.get(
             "/poll", params={"topic": topic}, headers={**headers, "Last-Event-ID": second["cursor"]}
         ).json()
-        assert [m["op"] for m in third["messages"]] == ["heartbeat"]
+        assert [m["op"] for m in third["messages"]] == ["authenticated", "heartbeat"]
 
 
 def test_a_long_poll_returns_as_soon_as_an_event_arrives(srv, topic, wait_until):

@@ -167,6 +167,7 @@ def test_an_empty_log_gives_empty_frames_with_the_same_columns_and_dtypes() -> N
         "reason",
         "attempt",
         "duration_s",
+        "time_in_status_s",
     ]
     assert len(log) == 0
 
@@ -187,10 +188,12 @@ def test_states_mutations_and_heartbeats_have_their_columns_and_dtypes() -> None
         "reason": "str",
         "attempt": "int64",
         "duration_s": "float64",
+        "time_in_status_s": "float64",
     }
+    # duration_s: time in `previous`; time_in_status_s: time in `status` (NaN: still in it).
     assert records(states) == [
-        (ns(T0), "connecting", "idle", "connect()", 1, 0.25),
-        (ns(T0 + 1), "subscribed", "connecting", None, 1, None),
+        (ns(T0), "connecting", "idle", "connect()", 1, 0.25, 1.0),
+        (ns(T0 + 1), "subscribed", "connecting", None, 1, None, None),
     ]
     # Every Status is a category, in lifecycle order, and values are plain str.
     assert list(states["status"].cat.categories) == [s.value for s in Status]

@@ -101,9 +101,11 @@ def test_summary_figures_match_a_hand_built_log() -> None:
     assert summary["replay"] == {"replayed": 3, "gap_unrecoverable": 1}
     assert summary["validation_failures"] == 1
     assert summary["reconnects"] == 2
-    # Completed: 2.0 (degraded) + 1.5 (reconnecting) + 0.5 (degraded); ongoing: reconnecting
-    # since T0 + 30.5 until the newest time recorded, the heartbeat at T0 + 42.
-    assert summary["degraded_s"] == pytest.approx(2.0 + 1.5 + 0.5 + 11.5)
+    # One definition with incidents(): from leaving live until subscribed again.
+    # Finished: 10.5 -> 14.3 (degraded, reconnecting *and* connecting); ongoing:
+    # since T0 + 30.0 until the newest time recorded, the heartbeat at T0 + 42.
+    assert summary["degraded_s"] == pytest.approx(3.8 + 12.0)
+    assert summary["degraded_s"] == pytest.approx(log.incidents()["duration_s"].sum())
     assert summary["degraded_ongoing"] is True
     assert summary["mutations"] == {"confirmed": 2, "rejected": 1, "timed_out": 1}
     assert summary["dropped"] == {"envelopes": 0, "states": 0, "mutations": 0, "heartbeats": 0}
@@ -139,7 +141,9 @@ def test_counts_and_reconnects_stay_honest_after_overflow() -> None:
     assert summary["dropped"]["envelopes"] == 15
     assert summary["dropped"]["states"] == 10
     assert summary["reconnects"] == 6
-    assert summary["degraded_s"] == 12.0
+    # The incident began at T0 (a row long overwritten) and is still open: it
+    # runs to the newest time in the log, the envelope received at T0 + 19.
+    assert summary["degraded_s"] == 19.0
 
 
 def test_an_empty_log_summarises_to_zeros_and_no_percentiles() -> None:

@@ -114,7 +114,8 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ServerHandle]:
-    with rtnb.serve(port=0, heartbeat_interval=0.5) as handle:
+    # Declared: tests subscribe before their (per-tenant) first publish.
+    with rtnb.serve(port=0, heartbeat_interval=0.5, topics={"items": "viewer"}) as handle:
         yield handle
 
 

@@ -13,6 +13,7 @@ If Chromium is missing these tests FAIL with the command that installs it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -387,6 +388,47 @@ def test_freshness_goes_stale_then_reconnecting_then_live_and_live_region_tracks
     )
     assert any("reconnecting" in t or "stale" in t for t in said), said
     assert len(said) <= 4, f"announced too often: {said}"
+
+
+def test_freshness_shows_a_silent_stall_within_two_server_heartbeats(
+    srv: ServerHandle, lab: tuple[Lab, LabPage]
+) -> None:
+    """The notebook connects with the client's default heartbeat (5 s): the 1 s the
+    server announces is what makes a silent stall show within 2 intervals + 1 s."""
+    _, lp = lab
+    show(lp, "rows")
+    pill = '.rtnb-pill-wrap[data-scope="connection"] .rtnb-status'
+    lp.wait_js(
+        f"() => document.querySelector('{pill}')?.dataset.status === 'live'",
+        30,
+        "the pill to be live before the stall",
+    )
+    lp.page.evaluate(
+        """(pill) => {
+          window.__rtnbStall = [];
+          const p = document.querySelector(pill);
+          new MutationObserver(() => window.__rtnbStall.push([p.dataset.status, Date.now()]))
+            .observe(p, {subtree: true, childList: true, characterData: true, attributes: true});
+        }""",
+        pill,
+    )
+    interval = srv.config.heartbeat_interval
+    stalled_at_ms = time.time() * 1000.0  # the page's Date.now() reads the same clock
+    srv.chaos.stall(4.0)
+    shown_at_ms = lp.wait_js(
+        "() => window.__rtnbStall.find(([s]) => s === 'stale')?.[1]",
+        15,
+        "the pill to show stale during a silent stall",
+    )
+    assert shown_at_ms - stalled_at_ms <= (2 * interval + 1.0) * 1000.0, (
+        f"stale shown {shown_at_ms - stalled_at_ms:.0f} ms after the stall began"
+    )
+    lp.wait_js(
+        "() => { const seen = window.__rtnbStall; const i = seen.findIndex(([s]) => s === 'stale');"
+        " return i >= 0 && seen.slice(i).some(([s]) => s === 'live'); }",
+        30,
+        "the pill to be live again after the stall",
+    )
 
 
 def test_100k_entities_keep_fewer_than_500_rows_in_the_dom(lab: tuple[Lab, LabPage]) -> None:
