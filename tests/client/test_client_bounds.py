@@ -61,3 +61,14 @@ def test_limits_must_be_positive_ints() -> None:
     with pytest.raises(ValueError, match=r"Limits.max_gap_buffer must be a positive int"):
         rtnb.Limits(max_gap_buffer=0)
     assert rtnb.Limits().max_snapshot_entities == 1_000_000
+
+
+def test_a_shared_connection_with_other_limits_is_refused(srv: rtnb.ServerHandle) -> None:
+    token = srv.issue_token(tenant="acme", user="ana")
+    conn = rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=100))
+    try:
+        assert rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=100)) is conn
+        with pytest.raises(ValueError, match=r"limits=.*shared=False"):
+            rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=200))
+    finally:
+        conn.close()
