@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .client.replay import Replay, replay
     from .client.session import ConnectionState
     from .client.topic import Topic, TopicFreshness
+    from .core.limits import Limits
     from .server import ServerHandle, serve
     from .telemetry import EnvelopeLog
     from .widgets import Dashboard, Freshness, StreamTable
@@ -41,6 +42,7 @@ _LAZY: dict[str, str] = {
     "EnvelopeLog": "rtnb.telemetry",
     "Freshness": "rtnb.widgets",
     "LiveChart": "rtnb.widgets.livechart",
+    "Limits": "rtnb.core.limits",
     "Mutation": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
     "ServerHandle": "rtnb.server",
@@ -62,6 +64,7 @@ __all__ = [
     "EnvelopeLog",
     "Freshness",
     "InvalidFrame",
+    "Limits",
     "LiveChart",
     "LocalProtocolError",
     "Mutation",

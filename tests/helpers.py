@@ -49,7 +49,7 @@ class RecordingSink:
 
     FIELDS = (
         "received_at", "occurred_at", "topic", "type", "id", "sequence", "entity_id",
-        "outcome", "transport", "attempt", "nbytes", "error",
+        "outcome", "transport", "attempt", "nbytes", "error", "count",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -60,6 +60,7 @@ class RecordingSink:
 
         row = dict(zip(self.FIELDS, args, strict=False))
         row.setdefault("error", None)
+        row.setdefault("count", 1)
         row["outcome"] = OUTCOMES_BY_CODE[row["outcome"]].value
         self.rows.append(row)
 

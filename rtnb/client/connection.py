@@ -24,6 +24,7 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import OnDegraded
+from ..core.limits import Limits
 from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
@@ -76,6 +77,7 @@ def connect(
     log: EnvelopeLog | None = None,
     timeout: float | None = None,
     shared: bool = True,
+    limits: Limits | None = None,
 ) -> Connection:
     """Connect to an rtnb server; returns a :class:`Connection` at once (it connects in
     the background, reconnecting on its own until ``close()``).
@@ -104,10 +106,13 @@ def connect(
             process — a second ``connect`` with the same url and token returns
             the same object, so widgets and cells share one socket, log and
             store. False: always a new, separate connection.
+        limits: caps on every buffer the client keeps (:class:`rtnb.Limits`: frame,
+            SSE event, poll response, snapshot parts, gap buffer, dedupe, open
+            mutations); the documented defaults when None.
 
     The shared-connection rule: asking for a shared connection with an option
     (``transport``, ``backoff``, ``heartbeat_interval``, ``on_degraded``,
-    ``log``) set to something other than its default *and* other than what
+    ``log``, ``limits``) set to something other than its default *and* other than what
     the existing connection uses raises ``ValueError`` naming the option;
     pass ``shared=False`` for a separate connection with its own options.
 
@@ -131,6 +136,7 @@ def connect(
         "heartbeat_interval": heartbeat_interval,
         "on_degraded": on_degraded,
         "log": log,
+        "limits": limits,
     }
     with _registry_lock:
         existing = _registry.get(key) if shared else None
@@ -146,6 +152,7 @@ def connect(
                 heartbeat_interval=heartbeat_interval,
                 on_degraded=on_degraded,
                 log=log,
+                limits=limits,
             )
             conn._options = wanted
             if shared:
@@ -161,6 +168,7 @@ _OPTION_DEFAULTS: Final[dict[str, Any]] = {
     "heartbeat_interval": None,
     "on_degraded": "queue",
     "log": None,
+    "limits": None,
 }
 
 
@@ -196,6 +204,7 @@ class Connection:
         on_degraded: OnDegraded = "queue",
         log: EnvelopeLog | None = None,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.url = url
         self._runtime: Runtime = get_runtime()
@@ -214,8 +223,9 @@ class Connection:
             machine_config=MachineConfig(**config_kw),
             options=TransportOptions(),
             on_degraded=on_degraded,
-            dedupe=Deduper(),
+            dedupe=Deduper(max_entries=(limits or Limits()).max_dedupe_entries),
             rng=rng,
+            limits=limits,
         )
         self._handles: dict[str, list[Topic]] = {}
         #: the options it was made with (compared by connect() for shared connections)

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.ledger import MutationLedger
 from ..core.pipeline import Pipeline
-from ..core.status import Status
 from ..protocol.errors import LocalProtocolError
-from .topic import Topic, TopicFreshness, _utc
+from .topic import Topic, TopicFreshness, topic_freshness
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplaySession", "ReplayTopic", "Timestamp", "to_seconds"]
 
-_STALE = frozenset({Status.DEGRADED, Status.RECONNECTING, Status.CONNECTING, Status.CLOSED})
 #: Anything ``seek`` takes: unix seconds, an ISO string, a datetime or a pandas Timestamp.
 Timestamp = float | int | str | dt.datetime | Any
 
@@ -57,28 +55,10 @@ class ReplayTopic(Topic):
     @property
     def freshness(self) -> TopicFreshness:
         conn: Replay = self._conn  # type: ignore[assignment]
-
-        def read() -> TopicFreshness:
-            st = self._state
-            state = conn.state
-            status: str = st.status
-            if state.status in _STALE and status != "forbidden":
-                status = "stale"
-            last = st.last_event_at
-            return TopicFreshness(
-                topic=st.name,
-                status=status,
-                last_event_at=_utc(last),
-                age_s=None if last is None else max(0.0, conn.position_s - last),
-                connection=state.status.value,
-                attempt=state.attempt,
-                next_retry_at=None,
-                gaps=st.gaps,
-                unrecoverable=st.unrecoverable,
-                entities=len(st.store.entities),
-            )
-
-        fresh: TopicFreshness = self._read(read)
+        # measured on the replay's clock; a recorded state has no retry time
+        fresh: TopicFreshness = self._read(
+            lambda: topic_freshness(self._state, conn.state, conn.position_s)
+        )
         return fresh
 
 

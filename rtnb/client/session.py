@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import logging
@@ -31,6 +32,7 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
+from ..core.limits import Limits
 from ..core.machine import (
     Action,
     CancelTimer,
@@ -115,14 +117,31 @@ class Session:
         on_degraded: OnDegraded,
         dedupe: Deduper,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        limits = limits if limits is not None else Limits()
+        self.limits = limits
+        options = dataclasses.replace(
+            options,
+            max_message_size=limits.max_message_size,
+            max_sse_event_size=limits.max_sse_event_size,
+            max_poll_response_size=limits.max_poll_response_size,
+        )
         self.url = url
         self._static_token = token if isinstance(token, str) else None
         self._provider = None if isinstance(token, str) else token
         self.log = log
         self.options = options
-        self.ledger = MutationLedger(on_degraded=on_degraded)
-        self.pipeline = Pipeline(log, deduper=dedupe, ledger=self.ledger, transport=transport)
+        self.ledger = MutationLedger(on_degraded=on_degraded, max_open=limits.max_open_mutations)
+        self.pipeline = Pipeline(
+            log,
+            deduper=dedupe,
+            ledger=self.ledger,
+            max_frame_size=limits.max_frame_size,
+            max_snapshot_entities=limits.max_snapshot_entities,
+            max_gap_buffer=limits.max_gap_buffer,
+            transport=transport,
+        )
         self.machine = ConnectionMachine(
             machine_config, backoff=backoff, rng=rng, replay_tokens=self._replay_token
         )
@@ -325,6 +344,9 @@ class Session:
             control = pipeline.feed(data, now)
             machine.note_alive(now)
             if control:
+                if pipeline.fault is not None:  # a bound broken (snapshot too large)
+                    self._fault(pipeline.fault)
+                    return
                 for frame in control:
                     if holder["t"] is not self._transport:
                         return
@@ -343,6 +365,15 @@ class Session:
             )
 
         return on_frame, on_close
+
+    def _fault(self, reason: str) -> None:
+        """The stream broke a bound it cannot recover from in place: drop the
+        transport and let the machine reconnect (with backoff), as for a close."""
+        self.pipeline.fault = None
+        if self._transport is None:
+            return
+        self._drop_transport(1009, reason)
+        self._run(self.machine.transport_closed(time.time(), 1009, reason))
 
     async def _open(self, action: OpenTransport) -> None:
         transport = self._make_transport(action)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
-from ..core.status import Status
 from ..core.store import PENDING_FIELD
 from ..protocol.frames import Event
 from .mutation import Mutation
@@ -23,13 +23,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .connection import Connection
+    from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness"]
+__all__ = ["Topic", "TopicFreshness", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
-_STALE_STATUSES = frozenset(
-    {Status.DEGRADED, Status.RECONNECTING, Status.CONNECTING, Status.CLOSED}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +36,13 @@ class TopicFreshness:
 
     ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
     after a reconnect or refreshing from a snapshot), ``stale`` (the
-    connection is degraded or reconnecting: data as of ``last_event_at``),
-    ``forbidden`` (the server refused this topic for this role), ``unknown``
-    (no such topic on the server) or ``pending`` (not yet confirmed).
+    connection is not subscribed: data as of ``last_event_at``), ``pending``
+    (no data and not yet confirmed), ``forbidden`` (the server refused this
+    topic for this role), ``unknown`` (no such topic on the server) or
+    ``closed`` (the connection is closed). ``activity`` is what the connection
+    is doing (``live``, ``connecting``, ``reconnecting``, ``degraded``,
+    ``idle``, ``closed``). Both come from :func:`rtnb.core.freshness.freshness`,
+    as the widgets' do, so no two views of one connection disagree.
     """
 
     topic: str
@@ -53,16 +55,21 @@ class TopicFreshness:
     gaps: int
     unrecoverable: int
     entities: int
+    activity: str = "live"
 
     def __str__(self) -> str:
         age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
+        retry_in = None
+        if self.next_retry_at is not None and self.activity == "reconnecting":
+            retry_in = self.next_retry_at.timestamp() - time.time()
+        detail = activity_text(self.activity, self.attempt, retry_in)
         if self.status == "stale":
             when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
-            text = f"Stale — data as of {when}, connection {self.connection}"
-            if self.next_retry_at is not None:
-                wait = max(0.0, self.next_retry_at.timestamp() - time.time())
-                text += f", reconnecting in {wait:.0f} s (attempt {self.attempt})"
-            return text
+            return f"Stale — data as of {when}, {detail}"
+        if self.status == "pending":
+            return f"Pending — {detail or 'waiting for the server'} · {age}"
+        if self.status == "closed":
+            return f"Closed — {detail}"
         if self.status == "forbidden":
             return f"Forbidden — the server refused topic {self.topic!r}"
         if self.status == "unknown":
@@ -70,6 +77,26 @@ class TopicFreshness:
         if self.status == "replaying":
             return f"Replaying missed events · {age}"
         return f"{self.status.capitalize()} · {age}"
+
+
+def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
+    """``st``'s freshness under ``conn`` at ``now`` (Topic and ReplayTopic)."""
+    retry_at = conn.next_retry_at
+    last = st.last_event_at
+    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now)
+    return TopicFreshness(
+        topic=st.name,
+        status=f.status,
+        last_event_at=_utc(last),
+        age_s=f.age_s,
+        connection=conn.status.value,
+        attempt=conn.attempt,
+        next_retry_at=_utc(retry_at),
+        gaps=st.gaps,
+        unrecoverable=st.unrecoverable,
+        entities=len(st.store.entities),
+        activity=f.activity,
+    )
 
 
 def _check_patch(patch: object) -> None:
@@ -145,27 +172,9 @@ class Topic:
 
     @property
     def freshness(self) -> TopicFreshness:
-        def read() -> TopicFreshness:
-            st = self._state
-            conn = self._conn.state
-            status: str = st.status
-            if conn.status in _STALE_STATUSES and status not in ("forbidden", "unknown"):
-                status = "stale"
-            last = st.last_event_at
-            return TopicFreshness(
-                topic=st.name,
-                status=status,
-                last_event_at=_utc(last),
-                age_s=None if last is None else max(0.0, time.time() - last),
-                connection=conn.status.value,
-                attempt=conn.attempt,
-                next_retry_at=_utc(conn.next_retry_at),
-                gaps=st.gaps,
-                unrecoverable=st.unrecoverable,
-                entities=len(st.store.entities),
-            )
-
-        fresh: TopicFreshness = self._read(read)
+        fresh: TopicFreshness = self._read(
+            lambda: topic_freshness(self._state, self._conn.state, time.time())
+        )
         return fresh
 
     @property

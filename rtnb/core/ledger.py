@@ -52,6 +52,9 @@ OnDegraded = Literal["queue", "reject"]
 DEFAULT_MUTATION_TIMEOUT: Final = 10.0
 #: Resolved mutations remembered for late answers: 10,000.
 RESOLVED_MEMORY: Final = 10_000
+#: Mutations waiting for an answer (pending or queued) at once: 10,000. Past it
+#: a new mutation is ``refused`` at once (error code ``too_many_pending``).
+MAX_OPEN_MUTATIONS: Final = 10_000
 
 FINAL: Final = frozenset(
     {"confirmed", "rejected", "timed_out", "late_confirmation", "refused", "cancelled"}
@@ -88,10 +91,15 @@ class MutationRecord:
 class MutationLedger:
     """Tracks every optimistic mutation of a connection."""
 
-    def __init__(self, *, on_degraded: OnDegraded = "queue") -> None:
+    def __init__(
+        self, *, on_degraded: OnDegraded = "queue", max_open: int = MAX_OPEN_MUTATIONS
+    ) -> None:
         if on_degraded not in ("queue", "reject"):
             raise ValueError(f"on_degraded must be 'queue' or 'reject', got {on_degraded!r}")
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
         self.on_degraded: OnDegraded = on_degraded
+        self.max_open = max_open
         self._open: dict[str, MutationRecord] = {}
         self._resolved: OrderedDict[str, MutationRecord] = OrderedDict()
 
@@ -140,6 +148,16 @@ class MutationLedger:
             rec.status = "refused"
             rec.error_code = "degraded"
             rec.error = "the connection is degraded and on_degraded='reject'; retry when live"
+            rec.resolved_at = now
+            self._remember(rec)
+            return rec
+        if len(self._open) >= self.max_open:
+            rec.status = "refused"
+            rec.error_code = "too_many_pending"
+            rec.error = (
+                f"{len(self._open):,} mutations are already waiting for the server "
+                f"(max_open_mutations={self.max_open:,}); wait for some to resolve and retry"
+            )
             rec.resolved_at = now
             self._remember(rec)
             return rec

@@ -83,6 +83,7 @@ class SequenceOrderer:
         "_buffer",
         "_gap_since",
         "_latest",
+        "_overflow",
         "_reported_at",
         "gap_timeout",
         "max_buffer",
@@ -111,6 +112,8 @@ class SequenceOrderer:
         self._reported_at: float | None = None
         #: the newest sequence the server says exists (from heartbeats)
         self._latest: int | None = None
+        #: an event arrived while the buffer was full (it was not kept)
+        self._overflow = False
 
     def position(self) -> int | None:
         """The last applied sequence, if known."""
@@ -131,7 +134,13 @@ class SequenceOrderer:
         buf = self._buffer
         if seq in buf:
             return DUPLICATE
-        buf[seq] = event
+        if len(buf) >= self.max_buffer:
+            # Never hold more than max_buffer: the event is not kept, and the
+            # next check() reports the gap at once; the re-subscription from the
+            # last applied token replays it with the ones held.
+            self._overflow = True
+        else:
+            buf[seq] = event
         if self._gap_since is None:
             self._gap_since = now
         return BUFFERED
@@ -174,13 +183,16 @@ class SequenceOrderer:
             return None
         if buf:
             first, last = nxt, min(buf) - 1
+        elif self._overflow:  # max_buffer == 0 is refused, so only after a clear
+            first, last = nxt, nxt
         elif self._latest is not None and self._latest >= nxt:
             first, last = nxt, self._latest  # tail gap
         else:
             self._gap_since = self._reported_at = None
             return None
-        if len(buf) >= self.max_buffer:
+        if self._overflow or len(buf) >= self.max_buffer:
             buf.clear()
+            self._overflow = False
             self._gap_since = None
             self._reported_at = now
             return GapReport(self.topic, first, last, f"buffer limit {self.max_buffer} reached")

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal, Protocol
 import msgspec
 
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, ClientDecoder, invalid_frame_from
-from ..protocol.errors import FrameTooLarge
+from ..protocol.errors import FrameTooLarge, InvalidFrame
 from ..protocol.frames import (
     Batch,
     ClientBound,
@@ -40,11 +40,31 @@ from ..protocol.frames import (
 from .dedupe import Deduper
 from .ledger import MutationLedger, MutationRecord
 from .merge import CLIENT_MUTATION_ID, MergeFn
-from .orderer import DEFAULT_GAP_TIMEOUT, GapReport, Orderer, SequenceOrderer, make_orderer
+from .orderer import (
+    DEFAULT_GAP_TIMEOUT,
+    DEFAULT_MAX_BUFFER,
+    GapReport,
+    Orderer,
+    SequenceOrderer,
+    make_orderer,
+)
 from .status import OUTCOME_CODES, Outcome
 from .store import TopicStore
 
-__all__ = ["EnvelopeSink", "NullSink", "Pipeline", "TopicState", "TopicStatus"]
+__all__ = [
+    "DEFAULT_MAX_SNAPSHOT_ENTITIES",
+    "EnvelopeSink",
+    "NullSink",
+    "Pipeline",
+    "TopicState",
+    "TopicStatus",
+]
+
+#: Entities a snapshot sent in parts (``more: true``) may carry before it is
+#: refused: 1,000,000. Past it the parts held are dropped, an ``invalid`` row
+#: says why, and the connection is reset (:attr:`Pipeline.fault`), so a server
+#: that never sends the last part cannot grow the client without bound.
+DEFAULT_MAX_SNAPSHOT_ENTITIES: Final = 1_000_000
 
 TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden", "unknown"]
 #: topic-level error codes and the status they put the topic in
@@ -84,6 +104,7 @@ class EnvelopeSink(Protocol):
         attempt: int,
         nbytes: int,
         error: str | None = None,
+        count: int = 1,
     ) -> None: ...
 
 
@@ -154,8 +175,12 @@ class Pipeline:
         deduper: Deduper | None = None,
         ledger: MutationLedger | None = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_snapshot_entities: int = DEFAULT_MAX_SNAPSHOT_ENTITIES,
+        max_gap_buffer: int = DEFAULT_MAX_BUFFER,
         transport: str = "websocket",
     ) -> None:
+        if max_snapshot_entities < 1:
+            raise ValueError(f"max_snapshot_entities must be >= 1, got {max_snapshot_entities}")
         #: the envelope log (set it before feeding: bound methods are cached)
         self.log: EnvelopeSink = log if log is not None else NullSink()
         self.deduper = deduper if deduper is not None else Deduper()
@@ -164,8 +189,13 @@ class Pipeline:
         self._decode = self.decoder._decoder.decode
         self._max_frame_size = max_frame_size
         self._seen = self.deduper._seen
+        self.max_snapshot_entities = max_snapshot_entities
+        self.max_gap_buffer = max_gap_buffer
         self.transport = transport
         self.attempt = 0
+        #: set when the stream broke a bound it cannot recover from in place (a
+        #: snapshot too large): the driver resets the connection and clears it
+        self.fault: str | None = None
         self.topics: dict[str, TopicState] = {}
         #: mutations resolved since the driver last drained them
         self.resolved: list[MutationRecord] = []
@@ -187,9 +217,10 @@ class Pipeline:
     ) -> TopicState:
         if name in self.topics:
             return self.topics[name]
-        ts = TopicState(
-            name, make_orderer(name, ordering, gap_timeout=gap_timeout), TopicStore(name, merge)
+        orderer = make_orderer(
+            name, ordering, gap_timeout=gap_timeout, max_buffer=self.max_gap_buffer
         )
+        ts = TopicState(name, orderer, TopicStore(name, merge))
         self.topics[name] = ts
         return ts
 
@@ -208,6 +239,11 @@ class Pipeline:
             frame = self._decode(data)
         except msgspec.MsgspecError as exc:
             self._log_invalid(now, size, str(invalid_frame_from(exc)))
+            return _NO_CONTROL
+        except RecursionError:  # a hostile frame nested 100k deep: invalid, never fatal
+            self._log_invalid(
+                now, size, str(InvalidFrame("$", "malformed JSON: nested too deeply"))
+            )
             return _NO_CONTROL
         if type(frame) is Event:
             self.event(frame, now, size)
@@ -314,6 +350,9 @@ class Pipeline:
         ts = self.topics.get(frame.topic)
         if ts is None:
             return
+        # a new subscription: parts of a snapshot cut short (a lost connection)
+        # never join the parts of the next one
+        ts.partial = []
         if frame.replay == "complete":
             pos = ts.orderer.position()
             latest = frame.latest_sequence
@@ -334,6 +373,18 @@ class Pipeline:
         ts = self.topics.get(snap.topic)
         if ts is None:
             return
+        if snap.more or ts.partial:
+            held = len(ts.partial) + len(snap.entities)
+            if held > self.max_snapshot_entities:
+                ts.partial = []
+                error = (
+                    f"snapshot of topic {ts.name!r} in parts passed {self.max_snapshot_entities:,} "
+                    "entities (max_snapshot_entities); parts dropped, reconnecting. Raise "
+                    "max_snapshot_entities if the topic really is this large"
+                )
+                self._log_invalid(now, 0, error)
+                self.fault = f"snapshot over max_snapshot_entities={self.max_snapshot_entities:,}"
+                return
         if snap.more:
             ts.partial.extend(snap.entities)
             return
@@ -342,11 +393,13 @@ class Pipeline:
             entities, ts.partial = [*ts.partial, *entities], []
         pos = ts.orderer.position()
         if pos is not None and snap.sequence > pos:
+            # One row for the whole range (sequence .. sequence + count - 1): O(1)
+            # whatever a snapshot claims, even a sequence of 2**62.
             missing = snap.sequence - pos
-            for seq in range(pos + 1, snap.sequence + 1):
-                self.log.append_envelope(
-                    now, _NAN, ts.name, "", None, seq, None, _GAP, self.transport, self.attempt, 0
-                )
+            self.log.append_envelope(
+                now, _NAN, ts.name, "", None, pos + 1, None, _GAP, self.transport, self.attempt, 0,
+                None, missing,
+            )  # fmt: skip
             ts.unrecoverable += missing
             ts.gaps += 1
         elif pos is not None and snap.sequence < pos:

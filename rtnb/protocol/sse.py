@@ -35,12 +35,24 @@ from dataclasses import dataclass
 
 from rtnb.protocol.errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["DEFAULT_MAX_LINE_LENGTH", "SSEEvent", "SSELineTooLong", "SSEParser"]
+__all__ = [
+    "DEFAULT_MAX_DATA_LENGTH",
+    "DEFAULT_MAX_LINE_LENGTH",
+    "SSEEvent",
+    "SSEEventTooLarge",
+    "SSELineTooLong",
+    "SSEParser",
+]
 
 #: Longest line, in characters after decoding and excluding its line end, that
 #: :class:`SSEParser` accepts by default (1 MiB). The spec has no limit; without
 #: one a peer that never sends a newline grows the pending buffer forever.
 DEFAULT_MAX_LINE_LENGTH = 1 << 20
+#: Most characters one event's data buffer may hold by default (2 MiB): the
+#: data lines of an event not yet ended by a blank line, each counted with its
+#: LF. Without it a peer sending ``data:`` lines and never a blank line grows
+#: the buffer forever, whatever the line limit.
+DEFAULT_MAX_DATA_LENGTH = 2 << 20
 
 _BOM = "\ufeff"
 
@@ -73,6 +85,26 @@ class SSELineTooLong(RemoteProtocolError):
         )
 
 
+class SSEEventTooLarge(RemoteProtocolError):
+    """An event's data buffer passed ``max_data_length`` before its blank line.
+
+    Like :class:`SSELineTooLong` the stream cannot be resynchronised: close
+    and reconnect. ``events`` holds the events the same chunk completed before
+    the overflow (deliver them first); ``last_event_id`` matches them.
+    """
+
+    def __init__(self, length: int, limit: int, events: list[SSEEvent]) -> None:
+        self.length = length
+        self.limit = limit
+        self.events = events
+        super().__init__(
+            f"SSE event data of at least {length:,} characters exceeds max_data_length={limit:,} "
+            "(data lines without a blank line to end the event); reconnect with "
+            "SSEParser(last_event_id=parser.last_event_id), or raise max_data_length if the "
+            "server legitimately sends such events"
+        )
+
+
 class SSEParser:
     """Incremental ``text/event-stream`` parser for one connection.
 
@@ -85,10 +117,14 @@ class SSEParser:
         last_event_id: str = "",
         *,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_data_length: int = DEFAULT_MAX_DATA_LENGTH,
     ) -> None:
         if max_line_length < 1:
             raise ValueError(f"max_line_length must be >= 1, got {max_line_length}")
+        if max_data_length < 1:
+            raise ValueError(f"max_data_length must be >= 1, got {max_data_length}")
         self._max_line_length = max_line_length
+        self._max_data_length = max_data_length
         # spec: "Streams must be decoded using the UTF-8 decode algorithm"; the
         # incremental decoder keeps a multi-byte character split across chunks
         # whole, and errors="replace" turns invalid bytes into U+FFFD.
@@ -102,6 +138,7 @@ class SSEParser:
         # "".join(v + "\n" for v in values) is the spec's buffer, so it is the
         # empty string exactly when the list is empty.
         self._data: list[str] = []
+        self._data_len = 0  # characters in the data buffer, each value counted with its LF
         self._type = ""
         self._id_buffer = last_event_id
         # The event source's "last event ID string": committed only on dispatch.
@@ -201,6 +238,7 @@ class SSEParser:
         self._pending.clear()
         self._pending_len = 0
         self._data = []
+        self._data_len = 0
         self._type = ""
         self._id_buffer = self._last_event_id
         return []
@@ -218,6 +256,8 @@ class SSEParser:
         """Apply the spec's per-line rules to complete lines, in order."""
         events: list[SSEEvent] = []
         data = self._data
+        data_len = self._data_len
+        limit = self._max_data_length
         event_type = self._type
         id_buffer = self._id_buffer
         for line in lines:
@@ -235,6 +275,7 @@ class SSEParser:
                     # lastEventId is the last event ID string.
                     events.append(SSEEvent(event_type or "message", "\n".join(data), id_buffer))
                     data = []
+                    data_len = 0
                 # Step 7 (and step 2): reset the data and event type buffers.
                 event_type = ""
                 continue
@@ -259,6 +300,12 @@ class SSEParser:
             if name == "data":
                 # Append the value and an LF to the data buffer (see __init__).
                 data.append(value)
+                data_len += len(value) + 1
+                if data_len > limit:
+                    self._closed = True
+                    self._data = []
+                    self._data_len = 0
+                    raise SSEEventTooLarge(data_len, limit, events)
             elif name == "event":
                 event_type = value
             elif name == "id":
@@ -277,6 +324,7 @@ class SSEParser:
                     self._retry = int(value)
             # spec: "Otherwise: The field is ignored."
         self._data = data
+        self._data_len = data_len
         self._type = event_type
         self._id_buffer = id_buffer
         return events

@@ -139,11 +139,15 @@ def incidents(log: EnvelopeLog, *, recovery_window: float = RECOVERY_WINDOW) -> 
     """One row per incident (columns :data:`COLUMNS`), oldest first."""
     states = log.states
     found = periods(states["status"].astype(object).where(states["status"].notna(), None).tolist())
-    env = log._snapshot("envelopes", ("received_at", "outcome"))
+    env = log._snapshot("envelopes", ("received_at", "outcome", "count"))
     received = ordered(env, "received_at")
     outcome = ordered(env, "outcome")
     replayed = np.sort(received[outcome == OUTCOME_CODES[Outcome.REPLAYED]])
-    lost = np.sort(received[outcome == OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]])
+    gap_rows = outcome == OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]
+    lost_order = np.argsort(received[gap_rows], kind="stable")
+    lost = received[gap_rows][lost_order]
+    # a gap row is a range of ``count`` sequences: sum counts, not rows
+    lost_sizes = np.cumsum(np.concatenate(([0], ordered(env, "count")[gap_rows][lost_order])))
     at = (states["at"].astype("int64") / 1e9).to_numpy() if len(states) else np.empty(0)
     newest = newest_time(log) if found and found[-1].last is None else math.inf
     rows: list[dict[str, Any]] = []
@@ -154,7 +158,8 @@ def incidents(log: EnvelopeLog, *, recovery_window: float = RECOVERY_WINDOW) -> 
         if k + 1 < len(found):
             horizon = min(horizon, float(at[found[k + 1].first]))
         n_replayed = _count_between(replayed, start, horizon)
-        n_lost = _count_between(lost, start, horizon)
+        a, b = np.searchsorted(lost, [start, horizon], side="left")
+        n_lost = int(lost_sizes[b] - lost_sizes[a])
         stop = end if p.last is not None else max(newest, start)
         rows.append(
             {

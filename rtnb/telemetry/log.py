@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.status import OUTCOMES_BY_CODE
+from ..core.status import OUTCOMES_BY_CODE, Outcome
 from .ring import BATCH, Converted, Ring, Snapshot, Tally
 from .schema import (
     ENVELOPE_CAPACITY,
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 _ENVELOPE_FLAT_BATCH = BATCH * len(ENVELOPES.columns)
 _OUTCOME_COLUMN = ENVELOPES.names.index("outcome")
+_COUNT_COLUMN = ENVELOPES.names.index("count")
+_GAP_CODE = OUTCOMES_BY_CODE.index(Outcome.GAP_UNRECOVERABLE)
 _STATUS_COLUMN = STATES.names.index("status")
 _PREVIOUS_COLUMN = STATES.names.index("previous")
 _DURATION_COLUMN = STATES.names.index("duration_s")
@@ -55,26 +57,35 @@ _MUTATION_OUTCOME_COLUMN = MUTATIONS.names.index("outcome")
 
 
 class _OutcomeTally(Tally):
-    """Envelopes per outcome over every envelope ever appended (kept after overflow)."""
+    """Envelopes per outcome, and unrecoverable sequences, over every envelope ever
+    appended (kept after overflow)."""
 
     def __init__(self) -> None:
         self.counts = [0] * len(OUTCOMES_BY_CODE)
+        #: sequences the ``gap_unrecoverable`` rows stand for (a row is a range)
+        self.gap_sequences = 0
 
     def update(self, ring: Ring, columns: Sequence[Converted]) -> None:
         raw = columns[_OUTCOME_COLUMN].tobytes()  # type: ignore[union-attr]
         counts = self.counts
         for code in range(len(counts)):
             counts[code] += raw.count(code)
+        if _GAP_CODE.to_bytes() in raw:
+            sizes = columns[_COUNT_COLUMN]
+            self.gap_sequences += sum(sizes[i] for i, code in enumerate(raw) if code == _GAP_CODE)
 
     @property
     def state(self) -> dict[str, Any]:
         return {
-            "outcomes": {o.value: n for o, n in zip(OUTCOMES_BY_CODE, self.counts, strict=True)}
+            "outcomes": {o.value: n for o, n in zip(OUTCOMES_BY_CODE, self.counts, strict=True)},
+            "gap_sequences": self.gap_sequences,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         saved = state.get("outcomes", {})
         self.counts = [int(saved.get(o.value, 0)) for o in OUTCOMES_BY_CODE]
+        # files written before gap rows carried a count hold one row per sequence
+        self.gap_sequences = int(state.get("gap_sequences", self.counts[_GAP_CODE]))
 
 
 class _StateTally(Tally):
@@ -206,6 +217,7 @@ class EnvelopeLog:
         attempt: int,
         nbytes: int,
         error: str | None = None,
+        count: int = 1,
     ) -> None:
         """Log one envelope: amortised O(1), no lock per row, no DataFrame work.
 
@@ -213,7 +225,10 @@ class EnvelopeLog:
         invalid frame); ``sequence`` -1 means none; ``outcome`` is a code
         from :data:`rtnb.core.status.OUTCOME_CODES`; ``attempt`` is the
         connection attempt the envelope arrived on; ``nbytes`` the frame size;
-        ``error`` the ``InvalidFrame`` text of an ``invalid`` envelope.
+        ``error`` the ``InvalidFrame`` text of an ``invalid`` envelope;
+        ``count`` the number of sequences the row stands for: 1, except for a
+        ``gap_unrecoverable`` range (``sequence`` .. ``sequence + count - 1``),
+        which is one row whatever its size.
         Values are type-checked in batches: a wrong type raises
         ``LocalProtocolError`` from a later ``append_*`` or read, naming the
         column, and only the offending rows are left out.
@@ -231,6 +246,7 @@ class EnvelopeLog:
             transport,
             attempt,
             nbytes,
+            count,
             error,
         )
         if len(rows) >= _ENVELOPE_FLAT_BATCH:
@@ -326,6 +342,12 @@ class EnvelopeLog:
         """Envelopes per outcome, over every envelope ever appended (all outcomes listed)."""
         outcomes: dict[str, int] = self._envelopes.snapshot(()).tally["outcomes"]
         return outcomes
+
+    @property
+    def unrecoverable(self) -> int:
+        """Sequences logged ``gap_unrecoverable``, ever (a row is a range of ``count``)."""
+        n: int = self._envelopes.snapshot(()).tally["gap_sequences"]
+        return n
 
     @property
     def dropped(self) -> dict[str, int]:

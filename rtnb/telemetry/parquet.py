@@ -30,6 +30,11 @@ a replay feeds through the pipeline; never a token) and rolling files: a
 *directory* of ``part-NNNNNN.parquet`` files, each one a complete file of
 this layout holding the rows appended since the previous part
 (:mod:`.rolling`). Version 1 files are still read.
+
+The envelopes' ``count`` column (sequences a row stands for: a
+``gap_unrecoverable`` row is a whole range) was added within version 2; files
+without it read as ``count`` 1 on every row, which is what they meant (they
+wrote one gap row per sequence).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from .frames import TIME_COLUMNS, ordered, ordered_list
 from .recorded import FRAMES_SCHEMA, Recording, concat_frames
 from .ring import Snapshot, Store
 from .schema import (
+    ADDED_COLUMN_DEFAULTS,
     SCHEMA_VERSION,
     TABLES,
     TYPECODES,
@@ -271,7 +277,9 @@ def _from_arrow(spec: TableSpec, part: pa.Table, total: int) -> dict[str, Any]:
                 )
             columns[col.name] = _packed(mapped, "B")
         else:
-            fill: Any = {"float": float("nan"), "bool": False}.get(kind, -1)
+            fill: Any = ADDED_COLUMN_DEFAULTS.get(col.name)
+            if fill is None:
+                fill = {"float": float("nan"), "bool": False}.get(kind, -1)
             data = pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
             columns[col.name] = _packed(data, TYPECODES[kind])
     return {"columns": columns, "categories": categories, "sparse": sparse}
@@ -288,6 +296,10 @@ def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     where = repr(os.fspath(path))
     info = _check_version(path, pq.read_metadata(path).metadata or {})
     data = pq.read_table(path)
+    for name in ADDED_COLUMN_DEFAULTS:
+        if name not in data.column_names:  # written before the column existed
+            field = file_schema().field(name)
+            data = data.append_column(field, pa.nulls(data.num_rows, field.type))
     try:
         rows = {spec.name: int(info["tables"][spec.name]["rows"]) for spec in TABLES}
         if FRAMES in info["tables"]:

@@ -12,8 +12,9 @@ them (:func:`~rtnb.telemetry.sanitize.sanitize`), takes the log rows
 appended since the last part (``Ring.tail``: no full copy of the rings) and
 writes them as the next part of the directory (:mod:`.rolling`).
 
-Memory stays bounded: at most :data:`MAX_PENDING_FRAMES` frames wait (more
-are dropped and counted in ``frames_dropped``, which the files record), and
+Memory stays bounded: at most :data:`MAX_PENDING_FRAMES` frames and
+:data:`MAX_PENDING_BYTES` bytes of frames wait (more are dropped and counted
+in ``frames_dropped``, which the files record; a warning is logged once), and
 the log is the connection's own bounded log. The last part is written when
 the recorder stops, when the connection closes and at interpreter exit.
 
@@ -57,7 +58,14 @@ if TYPE_CHECKING:
     from ..client.connection import Connection
     from ..client.session import ConnectionState
 
-__all__ = ["MAX_PENDING_FRAMES", "ROLL_FRAMES", "ROLL_INTERVAL", "Recorder", "record"]
+__all__ = [
+    "MAX_PENDING_BYTES",
+    "MAX_PENDING_FRAMES",
+    "ROLL_FRAMES",
+    "ROLL_INTERVAL",
+    "Recorder",
+    "record",
+]
 
 logger = logging.getLogger("rtnb")
 
@@ -67,6 +75,9 @@ ROLL_INTERVAL: Final = 10.0
 ROLL_FRAMES: Final = 20_000
 #: Frames waiting at most; beyond it frames are dropped and counted: 200,000.
 MAX_PENDING_FRAMES: Final = 200_000
+#: Bytes (characters for text frames) of frames waiting at most: 256 MiB; beyond
+#: it frames are dropped and counted, so large frames cannot outgrow the count cap.
+MAX_PENDING_BYTES: Final = 256 * 1024 * 1024
 #: Seconds ``stop()`` waits for the recorder thread: 30.
 STOP_TIMEOUT: Final = 30.0
 
@@ -139,7 +150,10 @@ class Recorder:
         roll_interval: float = ROLL_INTERVAL,
         roll_frames: int = ROLL_FRAMES,
         overwrite: bool = False,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
+        if max_pending_bytes < 1:
+            raise ValueError(f"max_pending_bytes must be >= 1, got {max_pending_bytes}")
         if not roll_interval > 0:
             raise ValueError(f"roll_interval must be > 0 seconds, got {roll_interval}")
         if roll_frames < 1:
@@ -169,6 +183,11 @@ class Recorder:
         self._conn = conn
         self._log = conn.log
         self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        #: frame bytes ever queued (runtime thread) / ever taken (recorder thread):
+        #: one writer each, so no lock; waiting bytes are the difference
+        self._bytes_in = [0]
+        self._bytes_out = 0
+        self.max_pending_bytes = max_pending_bytes
         self._since = dict.fromkeys((spec.name for spec in TABLES), 0)
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -212,18 +231,37 @@ class Recorder:
         """The per-frame hook: one tuple append, everything bound to closure cells."""
         pending, append = self._pending, self._pending.append
         topics, roll, note = self._topics, self.roll_frames, self._note_topics
+        bytes_in = self._bytes_in
 
         def tap(data: Any, now: float, transport: str, attempt: int) -> None:
             if topics.keys() != self._topic_keys:
                 note(now, transport, attempt)
+            size = len(data)
+            if bytes_in[0] + size - self._bytes_out > self.max_pending_bytes:
+                self._drop_for_bytes()
+                return
+            bytes_in[0] += size
             append((data, now, transport, attempt))
             if len(pending) >= roll:  # rare: roll a file early, or drop if it cannot keep up
                 self._wake.set()
                 if len(pending) > MAX_PENDING_FRAMES:
                     pending.pop()
+                    bytes_in[0] -= size
                     self.frames_dropped += 1
 
         return tap
+
+    def _drop_for_bytes(self) -> None:
+        if not self.frames_dropped:
+            logger.warning(
+                "rtnb: recording to %s is %s bytes behind (max %s): dropping frames until "
+                "it catches up; the count is in the files (frames_dropped)",
+                self.path,
+                f"{self._bytes_in[0] - self._bytes_out:,}",
+                f"{self.max_pending_bytes:,}",
+            )
+        self.frames_dropped += 1
+        self._wake.set()
 
     def _on_state(self, state: ConnectionState) -> None:
         if state.status is Status.CLOSED:
@@ -267,6 +305,7 @@ class Recorder:
                 return None
             n = len(self._pending)
             raw = [self._pending.popleft() for _ in range(n)]
+            self._bytes_out += sum(len(item[0]) for item in raw if len(item) == 4)
             rows = []
             for item in raw:
                 if len(item) == 4:

@@ -102,9 +102,15 @@ ENVELOPES = TableSpec(
         Column("transport", "cat"),
         Column("connection_attempt", "int32"),
         Column("bytes", "int"),
+        Column("count", "int"),
         Column("error", "sparse"),
     ),
 )
+
+#: Envelope columns added after a file layout shipped, with the value rows of
+#: older files get: ``count`` (sequences a row stands for) is 1 for every row
+#: those files hold, since they wrote one ``gap_unrecoverable`` row per sequence.
+ADDED_COLUMN_DEFAULTS: dict[str, int] = {"count": 1}
 
 #: ``states`` rows: a transition ``previous -> status`` at ``at``. Stored
 #: ``duration_s`` is the time spent in ``previous`` (known when the row is

@@ -23,7 +23,10 @@ Keys of the returned dict:
     the wall clock, so a summary is reproducible from a saved file).
     ``degraded_ongoing`` says whether an incident is still open.
 ``replay``
-    ``{"replayed", "gap_unrecoverable"}`` envelope counts.
+    ``{"replayed", "gap_unrecoverable"}``: events replayed, and *sequences*
+    lost for good (a ``gap_unrecoverable`` row stands for a range of
+    ``count`` sequences, so this is the sum of ``count``, not of rows;
+    ``outcomes`` counts rows).
 ``validation_failures``
     ``invalid`` envelopes.
 ``mutations``
@@ -154,7 +157,7 @@ def summarize(log: EnvelopeLog) -> Summary:
             "degraded_ongoing": ongoing,
             "replay": {
                 "replayed": outcomes[Outcome.REPLAYED.value],
-                "gap_unrecoverable": outcomes[Outcome.GAP_UNRECOVERABLE.value],
+                "gap_unrecoverable": int(env.tally["gap_sequences"]),
             },
             "validation_failures": outcomes[Outcome.INVALID.value],
             "mutations": dict(sorted(mutations.tally["outcomes"].items())),

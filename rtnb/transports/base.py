@@ -27,6 +27,9 @@ from typing import Any, Final, Literal, Protocol
 from ..protocol.errors import RtnbError
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_POLL_RESPONSE_SIZE",
+    "DEFAULT_MAX_SSE_EVENT_SIZE",
     "DEFAULT_OPEN_TIMEOUT",
     "FailureKind",
     "OnClose",
@@ -43,6 +46,17 @@ OnClose = Callable[[int, str, "float | None"], None]
 
 #: Seconds a transport may take to open before the attempt counts as failed: 10.
 DEFAULT_OPEN_TIMEOUT: Final = 10.0
+#: Bytes a WebSocket message may have at the socket (16 MiB); websockets closes
+#: the connection (1009) past it. Frames over the protocol's own 1 MiB limit but
+#: under this one are logged ``invalid`` by the pipeline and the stream goes on.
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+#: Characters one SSE line, or one event's data, may hold (4 MiB): past it the
+#: stream is closed (1009) and the client reconnects. Above the 1 MiB frame
+#: limit, so an oversized frame is logged ``invalid`` like on WebSocket.
+DEFAULT_MAX_SSE_EVENT_SIZE: Final = 4 * 1024 * 1024
+#: Bytes one long-poll response may have (64 MiB): past it the response is
+#: abandoned unread, the transport closes (1009) and the client reconnects.
+DEFAULT_MAX_POLL_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 
 
 class TransportError(RtnbError):
@@ -98,9 +112,13 @@ class TransportOptions:
 
     open_timeout: float = DEFAULT_OPEN_TIMEOUT
     #: receive limit at the socket; the pipeline enforces the protocol's own limit
-    max_message_size: int = 16 * 1024 * 1024
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     #: long-poll wait for the polling transport, seconds
     poll_wait: float = 10.0
+    #: longest SSE line and largest SSE event data, in characters
+    max_sse_event_size: int = DEFAULT_MAX_SSE_EVENT_SIZE
+    #: largest long-poll response body, in bytes
+    max_poll_response_size: int = DEFAULT_MAX_POLL_RESPONSE_SIZE
 
 
 class Transport(Protocol):

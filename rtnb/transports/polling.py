@@ -50,24 +50,38 @@ class PollingTransport(HttpTransportBase):
 
     async def _poll(self, wait: float) -> bytes:
         client = self._client_or_new()
+        limit = self._options.max_poll_response_size
         try:
-            resp = await client.get(
+            async with client.stream(
+                "GET",
                 "/poll",
                 params=self._params(wait=f"{wait:g}"),
                 headers=self._headers(),
                 timeout=httpx.Timeout(self._options.open_timeout + wait),
-            )
+            ) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise failure_for(resp, "poll")
+                # Read at most ``limit`` bytes: a server answering with an
+                # endless body must not grow the client without bound.
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise TransportError(
+                            "unreachable",
+                            f"poll response over {limit:,} bytes (max_poll_response_size)",
+                            code=1009,
+                        )
         except (httpx.HTTPError, OSError) as exc:
             raise TransportError("unreachable", network_cause(exc, self.base)) from None
-        if resp.status_code != 200:
-            raise failure_for(resp, "poll")
-        return resp.content
+        return bytes(body)
 
     def _deliver(self, body: bytes) -> None:
         try:
             data = _response.decode(body)
             messages = data["messages"]
-        except (msgspec.MsgspecError, KeyError, TypeError):
+        except (msgspec.MsgspecError, KeyError, TypeError, RecursionError):
             self._on_frame(body, now())  # let the pipeline log it as invalid
             return
         received = now()

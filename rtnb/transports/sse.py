@@ -16,7 +16,7 @@ import contextlib
 import httpx
 import msgspec
 
-from ..protocol.sse import SSEParser
+from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
 from .base import TransportError, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
@@ -58,18 +58,22 @@ class SSETransport(HttpTransportBase):
         return response
 
     async def _read(self, response: httpx.Response) -> None:
-        parser = SSEParser()
-        on_frame = self._on_frame
+        limit = self._options.max_sse_event_size
+        parser = SSEParser(max_line_length=limit, max_data_length=limit)
         code, reason = 1006, "SSE stream ended"
         try:
             async for chunk in response.aiter_raw():
-                for ev in parser.feed(chunk):
-                    if ev.type == "error":
-                        with contextlib.suppress(msgspec.MsgspecError):
-                            self._note_error(_json.decode(ev.data))
-                    on_frame(ev.data, now())
+                self._dispatch(parser.feed(chunk))
         except asyncio.CancelledError:
             raise
+        except (SSELineTooLong, SSEEventTooLarge) as exc:
+            # The stream cannot be resynchronised: reconnect (the cursor is the
+            # client's own, so nothing applied is lost). Bounded: the parser
+            # never holds more than ``limit`` characters of a line or an event.
+            if isinstance(exc, SSEEventTooLarge):
+                self._dispatch(exc.events)
+            what = "line" if isinstance(exc, SSELineTooLong) else "event"
+            code, reason = 1009, f"SSE {what} over {limit:,} characters (max_sse_event_size)"
         except httpx.HTTPError as exc:
             reason = f"SSE stream broken: {type(exc).__name__}"
         except Exception as exc:
@@ -78,6 +82,14 @@ class SSETransport(HttpTransportBase):
             with contextlib.suppress(Exception):
                 await response.aclose()
         self._finish(code, reason)
+
+    def _dispatch(self, events: list[SSEEvent]) -> None:
+        on_frame = self._on_frame
+        for ev in events:
+            if ev.type == "error":
+                with contextlib.suppress(msgspec.MsgspecError, RecursionError):
+                    self._note_error(_json.decode(ev.data))
+            on_frame(ev.data, now())
 
     async def _topics_changed(self) -> None:
         """Restart the stream with the new topic set (not a connection loss)."""

@@ -35,6 +35,9 @@ from .base import (
 
 __all__ = ["WebSocketTransport", "ws_url"]
 
+#: The read loop yields to the event loop once per 256 messages (mask 255).
+_YIELD_EVERY_MASK = 255
+
 
 def ws_url(base: str) -> str:
     """``http://h:p`` → ``ws://h:p/ws``; a ``ws://…/ws`` URL is kept as it is."""
@@ -89,15 +92,26 @@ class WebSocketTransport:
     async def _read(self, ws: ClientConnection) -> None:
         on_frame = self._on_frame
         code, reason = 1006, "connection lost"
+        too_big = False
+        n = 0
         try:
             async for message in ws:
                 on_frame(message, now())
-        except ConnectionClosed:
-            pass
+                n += 1
+                if not n & _YIELD_EVERY_MASK:
+                    # a flood of buffered messages never yields by itself: let
+                    # timers, gap checks and user calls in now and then
+                    await asyncio.sleep(0)
+        except ConnectionClosed as exc:
+            # we closed with 1009: a message over the socket limit (never buffered whole)
+            too_big = exc.sent is not None and exc.sent.code == 1009
         except Exception as exc:  # a bug in a callback must not go unreported
             code, reason = 1011, f"receive loop failed: {type(exc).__name__}: {exc}"
         finally:
-            if ws.close_code is not None:
+            if too_big:
+                limit = self._options.max_message_size
+                code, reason = 1009, f"message over {limit:,} bytes (max_message_size)"
+            elif ws.close_code is not None:
                 code, reason = ws.close_code, ws.close_reason or ""
             self._finish(code, reason)
 

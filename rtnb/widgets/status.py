@@ -11,10 +11,11 @@ absolute timestamps, so a browser whose clock disagrees with the kernel's
 still counts correctly; ``last`` (unix seconds) is only used to print the
 wall-clock time of the newest data.
 
-The status rules are those of :class:`rtnb.TopicFreshness`: a topic is
-``stale`` while its connection is degraded, reconnecting or (re)connecting,
-unless the server refused it (``forbidden``); ``pending`` before the first
-data arrives; ``closed`` once the connection is closed for good.
+Statuses and the connection's activity come from
+:func:`rtnb.core.freshness.freshness`, the one function ``Topic.freshness``
+and ``ReplayTopic.freshness`` use too; the browser shows them as sent and only
+ticks the age and the retry countdown (at zero it shows ``connecting``, as
+:func:`~rtnb.core.freshness.activity_text` does).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from ..client.session import ConnectionState
+from ..core.freshness import connection_status, freshness
 from ..core.pipeline import TopicState
-from ..core.status import Status
 
 __all__ = [
     "FRESH_DRIFT",
@@ -37,42 +38,28 @@ __all__ = [
 #: Seconds the browser's idea of "newest data" may lag the kernel's before a resend: 0.25.
 FRESH_DRIFT: Final = 0.25
 
-_NOT_LIVE: Final = frozenset(
-    {Status.IDLE, Status.CONNECTING, Status.AUTHENTICATED, Status.DEGRADED, Status.RECONNECTING}
-)
-#: topic statuses the server decided (the topic was refused); no connection state changes them
-_REFUSED: Final = frozenset({"forbidden", "unknown"})
 # fields that change continuously; compared with a tolerance, not for equality
 _TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag")
 
 
-def _retry_in(cs: ConnectionState, wall: float) -> float | None:
-    if cs.status is not Status.RECONNECTING or cs.next_retry_at is None:
-        return None
-    return max(0.0, cs.next_retry_at - wall)
-
-
 def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
+    f = freshness(cs.status, cs.attempt, cs.next_retry_at, "pending", None, wall)
     return {
         "conn": cs.status.value,
+        "activity": f.activity,
         "reason": cs.reason,
         "transport": cs.transport,
         "attempt": cs.attempt,
         "retryAt": cs.next_retry_at,
-        "retryIn": _retry_in(cs, wall),
+        "retryIn": None if f.retry_in is None else max(0.0, f.retry_in),
     }
 
 
-def topic_status(ts: TopicState, cs: ConnectionState) -> str:
+def topic_status(ts: TopicState, cs: ConnectionState, wall: float) -> str:
     """live | replaying | stale | forbidden | unknown | pending | closed."""
-    status: str = ts.status
-    if status in _REFUSED:
-        return status
-    if cs.status is Status.CLOSED:
-        return "closed"
-    if cs.status in _NOT_LIVE:
-        return "pending" if ts.last_event_at is None and status == "pending" else "stale"
-    return status
+    return freshness(
+        cs.status, cs.attempt, cs.next_retry_at, ts.status, ts.last_event_at, wall
+    ).status
 
 
 def replay_missing(ts: TopicState) -> int | None:
@@ -91,7 +78,7 @@ def topic_payload(
     out = {
         "scope": "topic",
         "topic": ts.name,
-        "status": topic_status(ts, cs),
+        "status": topic_status(ts, cs, wall),
         "last": last,
         "age": None if last is None else max(0.0, wall - last),
         "gaps": ts.gaps,
@@ -119,7 +106,7 @@ def connection_payload(
     per_topic = [
         {
             "name": ts.name,
-            "status": topic_status(ts, cs),
+            "status": topic_status(ts, cs, wall),
             "gaps": ts.gaps,
             "unrecoverable": ts.unrecoverable,
             "missing": replay_missing(ts),
@@ -129,16 +116,7 @@ def connection_payload(
     ]
     lasts = [ts.last_event_at for ts in states if ts.last_event_at is not None]
     last = max(lasts) if lasts else None
-    if cs.status is Status.CLOSED:
-        status = "closed"
-    elif cs.status in _NOT_LIVE:
-        status = "stale" if last is not None else "pending"
-    elif any(t["status"] == "replaying" for t in per_topic):
-        status = "replaying"
-    elif per_topic and all(t["status"] in _REFUSED for t in per_topic):
-        status = "forbidden"
-    else:
-        status = "live"
+    status = connection_status(cs.status, [str(t["status"]) for t in per_topic], last is not None)
     missing = [m for ts in states if (m := replay_missing(ts)) is not None]
     out = {
         "scope": "connection",

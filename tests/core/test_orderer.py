@@ -119,3 +119,29 @@ def test_any_permutation_is_applied_exactly_once_in_order(order: list[int]) -> N
             applied.append(s)
             applied.extend(e.sequence for e in o.drain())
     assert applied == list(range(1, 30))
+
+
+@given(
+    st.integers(min_value=1, max_value=20),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=300),
+    st.sets(st.integers(min_value=0, max_value=299)),
+)
+def test_the_gap_buffer_never_holds_more_than_max_buffer(
+    cap: int, seqs: list[int], checks: set[int]
+) -> None:
+    """Between two checks any number of events may arrive: the buffer stays within
+    its cap, and a check after an overflow reports the gap at once."""
+    o = SequenceOrderer("t", max_buffer=cap, gap_timeout=1e9)
+    o.offer(event(0, topic="t"), 0.0)
+    overflowed = False
+    for i, s in enumerate(seqs):
+        if o.offer(event(s, topic="t"), 0.0) is Outcome.APPLIED:
+            o.drain()
+        assert o.buffered <= cap
+        overflowed = overflowed or o._overflow
+        if i in checks:
+            rep = o.check(0.0)
+            if overflowed:
+                assert rep is not None and "buffer limit" in rep.reason
+                assert o.buffered == 0
+            overflowed = o._overflow

@@ -17,6 +17,7 @@ from rtnb.protocol import (
     Heartbeat,
     MutationRejected,
     Pong,
+    Snapshot,
     Subscribed,
     encode,
 )
@@ -113,7 +114,7 @@ def test_replayed_events_are_marked_until_the_replay_catches_up() -> None:
     assert p.topics["incidents"].status == "live"
 
 
-def test_unavailable_replay_logs_each_unrecoverable_sequence_and_takes_the_snapshot() -> None:
+def test_unavailable_replay_logs_the_unrecoverable_range_and_takes_the_snapshot() -> None:
     p, sink = _pipeline()
     _start(p)
     p.feed(encode(event(1, entity="a", payload={"v": 1})), 0.0)
@@ -121,9 +122,75 @@ def test_unavailable_replay_logs_each_unrecoverable_sequence_and_takes_the_snaps
     p.feed(encode(snapshot("incidents", 5, {"a": {"v": 5}})), 1.0)
     ts = p.topics["incidents"]
     gap_rows = [r for r in sink.rows if r["outcome"] == "gap_unrecoverable"]
-    assert [r["sequence"] for r in gap_rows] == [2, 3, 4, 5]
+    assert [(r["sequence"], r["count"]) for r in gap_rows] == [(2, 4)]  # sequences 2..5
     assert ts.unrecoverable == 4 and ts.store.entities == {"a": {"v": 5}}
     assert ts.status == "live" and ts.orderer.position() == 5
+
+
+@given(st.integers(min_value=0, max_value=2**40), st.integers(min_value=1, max_value=2**62))
+def test_any_gap_is_one_row_whatever_its_size(start: int, size: int) -> None:
+    p, sink = _pipeline()
+    _start(p, seq=start)
+    p.feed(encode(snapshot("incidents", start + size, {"a": {}})), 1.0)
+    (row,) = sink.rows
+    assert row["outcome"] == "gap_unrecoverable"
+    assert (row["sequence"], row["count"]) == (start + 1, size)
+    assert p.topics["incidents"].unrecoverable == size
+
+
+def test_snapshot_parts_past_the_cap_are_dropped_logged_and_fault_the_stream() -> None:
+    sink = RecordingSink()
+    p = Pipeline(sink, max_snapshot_entities=10)
+    p.add_topic("incidents")
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    part = snapshot("incidents", 3, {f"e{i}": {} for i in range(4)})
+    for _ in range(2):
+        p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
+    assert p.fault is None and len(p.topics["incidents"].partial) == 8
+    p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
+    ts = p.topics["incidents"]
+    assert ts.partial == [] and ts.status != "live"
+    assert p.fault is not None and "max_snapshot_entities" in p.fault
+    assert sink.outcomes() == ["invalid"] and "10 entities" in sink.rows[0]["error"]
+
+
+def test_snapshot_parts_within_the_cap_are_assembled() -> None:
+    sink = RecordingSink()
+    p = Pipeline(sink, max_snapshot_entities=8)
+    p.add_topic("incidents")
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    part = snapshot("incidents", 3, {"a": {}, "b": {}, "c": {}, "d": {}})
+    p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
+    p.feed(encode(part), 0.0)
+    assert p.fault is None and p.topics["incidents"].status == "live"
+    assert len(p.topics["incidents"].store.entities) == 4
+
+
+def test_parts_of_a_snapshot_cut_short_never_join_the_next_one() -> None:
+    p, _ = _pipeline()
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    old = snapshot("incidents", 3, {"gone": {}})
+    p.feed(encode(Snapshot(**{**_fields(old), "more": True})), 0.0)
+    # the connection is lost; the re-subscription sends a whole new snapshot
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 1.0)
+    p.feed(encode(snapshot("incidents", 4, {"kept": {}})), 1.0)
+    assert p.topics["incidents"].store.entities == {"kept": {}}
+
+
+def test_json_nested_too_deeply_is_logged_invalid() -> None:
+    p, sink = _pipeline()
+    _start(p)
+    assert p.feed("[" * 100_000 + "]" * 100_000, 0.0) == []
+    deep = '{"op":"event","payload":{"a":' + "[" * 100_000 + "]" * 100_000 + "}}"
+    assert p.feed(deep, 0.0) == []
+    p.feed(encode(event(1)), 0.0)
+    assert sink.outcomes() == ["invalid", "invalid", "applied"]
+    assert "expected object" in sink.rows[0]["error"]
+    assert "nested too deeply" in sink.rows[1]["error"]
+
+
+def _fields(frame: Any) -> dict[str, Any]:
+    return {f: getattr(frame, f) for f in frame.__struct_fields__}
 
 
 def test_a_snapshot_behind_the_position_means_the_log_restarted() -> None:

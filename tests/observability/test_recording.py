@@ -152,7 +152,7 @@ def test_a_recording_started_late_replays_from_a_seed_of_the_current_state(tmp_p
 
 def test_the_ring_tail_holds_exactly_the_rows_appended_since(tmp_path: Path) -> None:
     ring = Ring(ENVELOPES, capacity=10)
-    row = (1.0, 0.5, "t", "x", None, 1, None, 0, "websocket", 0, 1, None)
+    row = (1.0, 0.5, "t", "x", None, 1, None, 0, "websocket", 0, 1, 1, None)  # spec order
     for i in range(7):
         ring.append((float(i), *row[1:]))
     assert ring.tail(4).held == 3

@@ -14,7 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rtnb.protocol.errors import LocalProtocolError, RemoteProtocolError
-from rtnb.protocol.sse import DEFAULT_MAX_LINE_LENGTH, SSEEvent, SSELineTooLong, SSEParser
+from rtnb.protocol.sse import (
+    DEFAULT_MAX_LINE_LENGTH,
+    SSEEvent,
+    SSEEventTooLarge,
+    SSELineTooLong,
+    SSEParser,
+)
 
 
 def msg(data: str, last_event_id: str = "", type: str = "message") -> SSEEvent:
@@ -383,9 +389,45 @@ def test_events_before_an_overlong_line_in_an_earlier_chunk_are_kept() -> None:
     assert parser.last_event_id == "1"
 
 
+def test_data_lines_without_a_blank_line_stop_at_the_data_limit() -> None:
+    parser = SSEParser(max_data_length=20)
+    assert parser.feed(b"data: 12345678\n" * 2) == []  # 2 x (8 + LF) = 18: within
+    with pytest.raises(SSEEventTooLarge, match="max_data_length=20") as info:
+        parser.feed(b"data: 12\n")  # 21
+    assert isinstance(info.value, RemoteProtocolError)
+    assert info.value.events == []
+    with pytest.raises(LocalProtocolError):
+        parser.feed(b"\n")
+
+
+def test_events_completed_before_the_data_overflow_are_handed_over() -> None:
+    parser = SSEParser(max_data_length=10)
+    with pytest.raises(SSEEventTooLarge) as info:
+        parser.feed(b"id: 7\ndata: a\n\n" + b"data: 12345\n" * 3)
+    assert info.value.events == [msg("a", "7")]
+    assert parser.last_event_id == "7"
+
+
+@given(st.integers(min_value=1, max_value=64), st.integers(min_value=1, max_value=300))
+def test_the_data_buffer_never_holds_more_than_its_limit(limit: int, lines: int) -> None:
+    parser = SSEParser(max_data_length=limit)
+    fed = 0
+    try:
+        for _ in range(lines):
+            fed += 1
+            parser.feed(b"data: xy\n")  # 3 characters with its LF
+            assert parser._data_len <= limit
+    except SSEEventTooLarge as exc:
+        assert exc.length == 3 * fed > limit >= 3 * (fed - 1)
+    else:
+        assert 3 * lines <= limit
+
+
 def test_max_line_length_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_line_length"):
         SSEParser(max_line_length=0)
+    with pytest.raises(ValueError, match="max_data_length"):
+        SSEParser(max_data_length=0)
 
 
 # --- properties ------------------------------------------------------------------

@@ -51,6 +51,7 @@ ENVELOPE_DTYPES = {
     "transport": "category",
     "connection_attempt": "int64",
     "bytes": "int64",
+    "count": "int64",
     "error": "str",
 }
 
@@ -70,6 +71,7 @@ def envelope(i: int, **changes: Any) -> tuple[Any, ...]:
         "attempt": 1 + i // 100,
         "nbytes": 200 + i,
         "error": None,
+        "count": 1,
     }
     args.update(changes)
     return tuple(args.values())
@@ -81,7 +83,8 @@ def ns(seconds: float) -> int | None:
 
 
 def expected_record(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    r, o, topic, type_, id_, seq, ent, outcome, transport, attempt, nbytes, error = args
+    r, o, topic, type_, id_, seq, ent, outcome, transport, attempt, nbytes, error, *more = args
+    count = more[0] if more else 1
     lag = (r - o) * 1000.0
     return (
         ns(r),
@@ -96,6 +99,7 @@ def expected_record(args: tuple[Any, ...]) -> tuple[Any, ...]:
         transport,
         attempt,
         nbytes,
+        count,
         error,
     )
 

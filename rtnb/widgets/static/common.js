@@ -14,7 +14,7 @@
  *   scope: "topic" | "connection", topic?: string, status: string,
  *   last: number | null, age: number | null, gaps: number, unrecoverable: number,
  *   gapAge: number | null, missing: number | null, entities?: number, error?: string | null,
- *   conn: string, reason: string, transport: string, attempt: number,
+ *   conn: string, activity: string, reason: string, transport: string, attempt: number,
  *   retryAt: number | null, retryIn: number | null, lag?: number | null,
  *   topics?: Array<{name: string, status: string, gaps: number, unrecoverable: number,
  *                   missing: number | null, entities: number}>,
@@ -147,6 +147,31 @@ export function fmtClock(unix) {
 }
 
 /**
+ * What the connection is doing, in words, `elapsed` seconds after the payload
+ * arrived. Mirrors `activity_text` in rtnb/core/freshness.py: the kernel
+ * computed `activity`; only the countdown ticks here, and a countdown that
+ * reached zero reads "connecting", as a fresh payload would say.
+ * @param {string} activity
+ * @param {number} attempt
+ * @param {number | null} retryIn
+ * @param {number} elapsed
+ * @returns {string}
+ */
+export function activityText(activity, attempt, retryIn, elapsed) {
+  const suffix = attempt > 0 ? ` (attempt ${attempt})` : "";
+  if (activity === "reconnecting") {
+    if (retryIn === null) return `reconnecting${suffix}`;
+    const wait = Math.ceil(retryIn - elapsed);
+    return wait > 0 ? `reconnecting in ${wait} s${suffix}` : `connecting${suffix}`;
+  }
+  if (activity === "connecting") return `connecting${suffix}`;
+  if (activity === "degraded") return "connection lost";
+  if (activity === "closed") return "connection closed";
+  if (activity === "idle") return "not started";
+  return "";
+}
+
+/**
  * What a freshness payload means now, `elapsed` seconds after it arrived.
  * `text` ticks (ages, countdowns); `announce` only changes on transitions,
  * so it can feed the live region without announcing every second.
@@ -171,21 +196,12 @@ export function describe(f, elapsed, name) {
     announce = `${name}: replaying missed events`;
   } else if (status === "stale" || status === "pending") {
     const asOf = f.last === null ? "no data yet" : `data as of ${fmtClock(f.last)}`;
-    let how = "";
-    if (f.conn === "reconnecting" && f.retryIn !== null) {
-      const wait = Math.max(0, Math.ceil(f.retryIn - elapsed));
-      how = wait > 0 ? `reconnecting in ${wait} s` : "reconnecting now";
-      announce = `${name}: ${status === "stale" ? "stale, " : ""}reconnecting (attempt ${f.attempt})`;
-    } else if (f.conn === "degraded") {
-      how = "connection lost";
-      announce = `${name}: stale, connection lost`;
-    } else {
-      how = "connecting";
-      announce = `${name}: ${status === "stale" ? "stale, " : ""}connecting (attempt ${f.attempt})`;
-    }
+    const how = activityText(f.activity, f.attempt, f.retryIn, elapsed);
+    // announced once per transition: the activity and attempt, not the countdown
+    const now = how.startsWith("reconnecting in") ? "reconnecting" : how.replace(/ \(attempt \d+\)$/, "");
     const attempt = f.attempt > 0 ? ` (attempt ${f.attempt})` : "";
-    text =
-      status === "stale" ? `Stale — ${asOf}, ${how}${attempt}` : `Connecting — ${how}${attempt}`;
+    announce = `${name}: ${status === "stale" ? "stale, " : ""}${now}${attempt}`;
+    text = status === "stale" ? `Stale — ${asOf}, ${how}` : `Connecting — ${how}`;
   } else if (status === "forbidden") {
     text =
       f.scope === "topic"

@@ -1,0 +1,157 @@
+"""How fresh a topic is: one pure function for every view of it.
+
+``Topic.freshness``, ``ReplayTopic.freshness``, the widgets' payloads
+(:mod:`rtnb.widgets.status`) and, through them, the browser all call
+:func:`freshness`; nothing else decides a topic's status or what the
+connection is doing. Two views of one connection at one instant therefore
+cannot disagree (a property test checks it over random states).
+
+The browser receives the computed ``status`` and ``activity`` and only ticks
+the age and the retry countdown; when the countdown reaches zero it shows
+what :func:`freshness` says for a retry time in the past, ``connecting``,
+which is exactly what a fresh payload says once the machine has moved on.
+There is no "reconnecting now" state to disagree with "connecting".
+
+Rules (``topic_status`` is the pipeline's :data:`~rtnb.core.pipeline.TopicStatus`):
+
+* a topic the server refused (``forbidden``, ``unknown``) keeps that status;
+* a closed connection makes every other topic ``closed``;
+* while the connection is not subscribed (idle, connecting, authenticated,
+  degraded, reconnecting) a topic is ``pending`` if it never had data and was
+  never confirmed, else ``stale``: its data is as of ``last_event_at``;
+* when subscribed, the topic's own status (``live``, ``replaying``, ``pending``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .status import Status
+
+__all__ = [
+    "Activity",
+    "Freshness",
+    "FreshnessStatus",
+    "activity_text",
+    "connection_status",
+    "freshness",
+]
+
+FreshnessStatus = Literal["live", "replaying", "stale", "pending", "forbidden", "unknown", "closed"]
+#: What the connection is doing, as a person reads it.
+Activity = Literal["live", "idle", "connecting", "reconnecting", "degraded", "closed"]
+
+#: topic statuses the server decided; no connection state changes them
+REFUSED: Final = frozenset({"forbidden", "unknown"})
+_NOT_SUBSCRIBED: Final = frozenset(
+    {Status.IDLE, Status.CONNECTING, Status.AUTHENTICATED, Status.DEGRADED, Status.RECONNECTING}
+)
+_ACTIVITY: Final[dict[Status, Activity]] = {
+    Status.IDLE: "idle",
+    Status.CONNECTING: "connecting",
+    Status.AUTHENTICATED: "connecting",
+    Status.SUBSCRIBED: "live",
+    Status.DEGRADED: "degraded",
+    Status.RECONNECTING: "reconnecting",
+    Status.CLOSED: "closed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """One topic's freshness at ``now`` (plain values; see :func:`freshness`)."""
+
+    status: FreshnessStatus
+    activity: Activity
+    attempt: int
+    #: seconds until the next attempt (only while ``activity == "reconnecting"``)
+    retry_in: float | None
+    #: seconds since the newest data (None: no data yet)
+    age_s: float | None
+
+    @property
+    def detail(self) -> str:
+        """What the connection is doing: ``reconnecting in 3 s (attempt 4)``, …"""
+        return activity_text(self.activity, self.attempt, self.retry_in)
+
+
+def activity(conn_status: Status, next_retry_at: float | None, now: float) -> Activity:
+    """The connection's activity; a retry whose time has come is ``connecting``."""
+    act = _ACTIVITY[conn_status]
+    if act == "reconnecting" and next_retry_at is not None and next_retry_at <= now:
+        return "connecting"
+    return act
+
+
+def freshness(
+    conn_status: Status,
+    attempt: int,
+    next_retry_at: float | None,
+    topic_status: str,
+    last_event_at: float | None,
+    now: float,
+) -> Freshness:
+    """A topic's freshness from the connection's state and the topic's own state."""
+    status: FreshnessStatus
+    if topic_status in REFUSED:
+        status = topic_status  # type: ignore[assignment]
+    elif conn_status is Status.CLOSED:
+        status = "closed"
+    elif conn_status in _NOT_SUBSCRIBED:
+        status = "pending" if topic_status == "pending" and last_event_at is None else "stale"
+    else:
+        status = topic_status  # type: ignore[assignment]
+    act = activity(conn_status, next_retry_at, now)
+    retry_in = None
+    if act == "reconnecting" and next_retry_at is not None:
+        retry_in = next_retry_at - now
+    return Freshness(
+        status=status,
+        activity=act,
+        attempt=attempt,
+        retry_in=retry_in,
+        age_s=None if last_event_at is None else max(0.0, now - last_event_at),
+    )
+
+
+def activity_text(act: str, attempt: int, retry_in: float | None) -> str:
+    """The words for an activity; mirrored by ``activityText`` in ``common.js``."""
+    suffix = f" (attempt {attempt})" if attempt > 0 else ""
+    if act == "reconnecting":
+        if retry_in is None:
+            return f"reconnecting{suffix}"
+        wait = math.ceil(retry_in)
+        return f"reconnecting in {wait} s{suffix}" if wait > 0 else f"connecting{suffix}"
+    if act == "connecting":
+        return f"connecting{suffix}"
+    if act == "degraded":
+        return "connection lost"
+    if act == "closed":
+        return "connection closed"
+    if act == "idle":
+        return "not started"
+    return ""
+
+
+def connection_status(
+    conn_status: Status, topic_statuses: Iterable[str], has_data: bool
+) -> FreshnessStatus:
+    """A whole connection's status: the worst news across its topics' freshness.
+
+    ``topic_statuses`` are the topics' :func:`freshness` statuses, so a
+    connection of one (not refused) topic has exactly that topic's status.
+    """
+    statuses = list(topic_statuses)
+    if conn_status is Status.CLOSED:
+        return "closed"
+    if conn_status in _NOT_SUBSCRIBED:
+        return "stale" if has_data or "stale" in statuses else "pending"
+    for worst in ("replaying", "stale", "pending"):
+        if worst in statuses:
+            return worst
+    if statuses and all(s in REFUSED for s in statuses):
+        return "forbidden"
+    return "live"

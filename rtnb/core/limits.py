@@ -1,0 +1,53 @@
+"""``Limits``: every client buffer's cap in one place (``rtnb.connect(limits=…)``).
+
+A server can be wrong, slow or hostile; none of that may grow the client
+without bound. Each buffer the client keeps has a cap here (defaults are the
+named constants next to the code that enforces them) and a defined behaviour
+at the cap — never silent growth. The full table, with what happens at each
+cap, is in ``docs/decisions.md`` ("Client buffers and their caps").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
+from ..transports.base import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_POLL_RESPONSE_SIZE,
+    DEFAULT_MAX_SSE_EVENT_SIZE,
+)
+from .dedupe import DEFAULT_DEDUPE_MAX_ENTRIES
+from .ledger import MAX_OPEN_MUTATIONS
+from .orderer import DEFAULT_MAX_BUFFER
+from .pipeline import DEFAULT_MAX_SNAPSHOT_ENTITIES
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Caps on what one connection keeps in memory (keyword-only; all positive)."""
+
+    #: protocol frame size, bytes: a larger frame is logged ``invalid`` and skipped
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: WebSocket message size at the socket, bytes: past it websockets closes (1009)
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: SSE line / event data, characters: past it the stream is reset (1009)
+    max_sse_event_size: int = DEFAULT_MAX_SSE_EVENT_SIZE
+    #: long-poll response body, bytes: past it the response is dropped (1009)
+    max_poll_response_size: int = DEFAULT_MAX_POLL_RESPONSE_SIZE
+    #: entities of a snapshot sent in parts: past it parts are dropped, ``invalid``, reset
+    max_snapshot_entities: int = DEFAULT_MAX_SNAPSHOT_ENTITIES
+    #: out-of-order events held per ``sequence`` topic: past it, re-subscribe at once
+    max_gap_buffer: int = DEFAULT_MAX_BUFFER
+    #: event ids remembered for dedupe: the oldest sixteenth is forgotten past it
+    max_dedupe_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES
+    #: mutations waiting for an answer (pending or queued): past it ``refused``
+    max_open_mutations: int = MAX_OPEN_MUTATIONS
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")

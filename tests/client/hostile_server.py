@@ -1,0 +1,215 @@
+"""A hostile rtnb peer: speaks the protocol wrongly on purpose (run as a subprocess).
+
+``python tests/client/hostile_server.py BEHAVIOUR`` serves on a free port of
+127.0.0.1 and prints ``PORT <n>`` once listening. It runs in its own process
+so the client's memory can be measured (tracemalloc) without the attacker's
+own buffers. Behaviours, all on topic ``things``:
+
+``endless-parts``
+    (WS) a snapshot in parts marked ``more: true``, forever.
+``huge-sequence`` / ``sequence-2-62``
+    (WS) snapshot at 5, event 6, then a snapshot claiming sequence
+    10,000,000 (or 2**62): a gap nobody can fill.
+``deep-json``
+    (WS) a frame nested 100,000 deep, then a good event.
+``endless-gap``
+    (WS) event 1, then 3, 5, 7, …: a gap before every event, forever (also
+    after each re-subscription).
+``oversized``
+    (WS) frames of 2 MiB (over the 1 MiB protocol limit) then a good event,
+    then one frame of 20 MiB (over the socket limit).
+``sse-no-blank``
+    (SSE) ``data:`` lines and never a blank line.
+``sse-no-newline``
+    (SSE) one line that never ends.
+``sse-deep-json``
+    (SSE) a message nested 100,000 deep, then a good event; the stream stays open.
+``poll-endless``
+    (polling) a response body that never ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+TOPIC = "things"
+BEHAVIOUR = sys.argv[1] if len(sys.argv) > 1 else "endless-parts"
+CHUNK = 64 * 1024
+
+
+def event(seq: int, entity: str = "t-1") -> str:
+    return json.dumps(
+        {
+            "op": "event",
+            "id": f"evt-{seq}",
+            "type": "thing.updated",
+            "topic": TOPIC,
+            "entityId": entity,
+            "sequence": seq,
+            "occurredAt": "2026-11-27T22:00:00Z",
+            "replayToken": f"tok-{seq}",
+            "payload": {"v": seq},
+        }
+    )
+
+
+def snapshot(seq: int, entities: list[tuple[str, int]], *, more: bool = False) -> str:
+    return json.dumps(
+        {
+            "op": "snapshot",
+            "topic": TOPIC,
+            "entities": [{"entityId": e, "state": {"v": s}, "sequence": s} for e, s in entities],
+            "sequence": seq,
+            "token": f"tok-{seq}",
+            "more": more,
+        }
+    )
+
+
+def subscribed(replay: str = "none", latest: int | None = None) -> str:
+    frame: dict[str, Any] = {"op": "subscribed", "topic": TOPIC, "replay": replay}
+    if latest is not None:
+        frame["latestSequence"] = latest
+    return json.dumps(frame)
+
+
+DEEP = '{"op":"event","payload":{"a":' + "[" * 100_000 + "]" * 100_000 + "}}"
+AUTHENTICATED = json.dumps(
+    {"op": "authenticated", "tenant": "t", "user": "u", "role": "viewer", "expiresAt": 4102444800.0}
+)
+
+
+async def ws_endpoint(ws: WebSocket) -> None:
+    await ws.accept()
+    state = {"next": 1}
+    try:
+        while True:
+            frame = json.loads(await ws.receive_text())
+            if frame["op"] == "authenticate":
+                await ws.send_text(AUTHENTICATED)
+            elif frame["op"] == "subscribe":
+                await attack(ws, frame, state)
+    except Exception:  # the client went away (or reset us): the attack is over
+        return
+
+
+async def attack(ws: WebSocket, frame: dict[str, Any], state: dict[str, int]) -> None:
+    if BEHAVIOUR == "endless-parts":
+        await ws.send_text(subscribed())
+        part = snapshot(1, [(f"e-{i}", 1) for i in range(1000)], more=True)
+        while True:
+            await ws.send_text(part)
+    elif BEHAVIOUR in ("huge-sequence", "sequence-2-62"):
+        await ws.send_text(subscribed())
+        await ws.send_text(snapshot(5, [("a", 5)]))
+        await ws.send_text(event(6))
+        claim = 10_000_000 if BEHAVIOUR == "huge-sequence" else 2**62
+        await ws.send_text(snapshot(claim, [("a", claim), ("b", claim)]))
+        await ws.send_text(event(claim + 1, "b"))
+    elif BEHAVIOUR == "deep-json":
+        await ws.send_text(subscribed())
+        await ws.send_text(snapshot(0, []))
+        await ws.send_text(DEEP)
+        await ws.send_text(event(1))
+    elif BEHAVIOUR == "endless-gap":
+        if frame.get("replayFrom") is None:
+            await ws.send_text(subscribed())
+            await ws.send_text(snapshot(0, []))
+            await ws.send_text(event(1))
+        else:  # a re-subscription: claim the replay is complete, keep skipping
+            await ws.send_text(subscribed("complete", latest=state["next"] + 1))
+        while True:
+            state["next"] += 2
+            await ws.send_text(event(state["next"]))
+            if state["next"] % 200 == 1:
+                await asyncio.sleep(0)  # let the re-subscription in
+    elif BEHAVIOUR == "oversized":
+        await ws.send_text(subscribed())
+        await ws.send_text(snapshot(0, []))
+        for _ in range(5):
+            await ws.send_text('{"op":"event","pad":"' + "x" * (2 << 20) + '"}')
+        await ws.send_text(event(1))
+        await ws.send_text('{"op":"event","pad":"' + "x" * (20 << 20) + '"}')
+
+
+async def endless(request: Request, piece: Any) -> AsyncIterator[Any]:
+    """``piece`` forever, until the client goes away (checked between pieces, so
+    one dead stream never starves the loop and new connections are served)."""
+    while not await request.is_disconnected():
+        yield piece
+        await asyncio.sleep(0)
+
+
+async def sse_endpoint(request: Request) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        yield f"event: subscribed\ndata: {subscribed()}\n\n"
+        if BEHAVIOUR == "sse-deep-json":
+            yield f"event: snapshot\ndata: {snapshot(0, [])}\n\n"
+            yield f"data: {DEEP}\n\n"
+            yield f"data: {event(1)}\n\n"
+            while not await request.is_disconnected():
+                yield ": still here\n\n"
+                await asyncio.sleep(0.2)
+            return
+        if BEHAVIOUR == "sse-no-blank":
+            piece = ("data: " + "x" * 1000 + "\n") * 64
+        else:
+            yield "data: "
+            piece = "x" * CHUNK
+        async for chunk in endless(request, piece):
+            yield chunk
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+async def poll_endpoint(request: Request) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"messages": [' + subscribed().encode()
+        async for chunk in endless(request, (b", " + snapshot(0, [("a", 0)]).encode()) * 64):
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+app = Starlette(
+    routes=[
+        WebSocketRoute("/ws", ws_endpoint),
+        Route("/sse", sse_endpoint),
+        Route("/poll", poll_endpoint),
+    ]
+)
+
+
+def main() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="error", ws_max_size=64 << 20, lifespan="off")
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # announce the port only once it accepts connections
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        print(f"PORT {port}", flush=True)
+        await task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

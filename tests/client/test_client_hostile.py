@@ -1,0 +1,216 @@
+"""A hostile server cannot grow the client without bound, freeze it, or make it lie.
+
+Each test starts ``hostile_server.py`` (a real Starlette + uvicorn peer in a
+subprocess, on a free port) playing one attack, and checks three things while
+the attack runs, on the real client over real sockets:
+
+* **bounded**: the client's memory (``tracemalloc``, this process only: the
+  attacker is another process) grows by less than a stated bound, although
+  the attack sends several times that;
+* **responsive**: a call on the runtime thread answers within
+  :data:`RESPONSIVE_S` at every probe;
+* **honest**: the topic is not shown ``live`` with missing data, and the
+  state's reason names the cap that was hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rtnb
+from rtnb.core.backoff import Backoff
+from rtnb.telemetry import EnvelopeLog
+
+SERVER = Path(__file__).with_name("hostile_server.py")
+#: A call on the runtime thread must answer within this many seconds during an attack.
+RESPONSIVE_S = 2.0
+MiB = 1 << 20
+FAST = Backoff(base=0.05, cap=0.2)
+
+
+@contextlib.contextmanager
+def hostile(behaviour: str) -> Iterator[str]:
+    """Run the hostile peer; yield its base URL; SIGKILL it afterwards."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), behaviour],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        line = proc.stdout.readline().decode() if ready else ""
+        assert line.startswith("PORT "), f"hostile server did not start: {line!r}"
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+class Watch:
+    """Connect under tracemalloc; probe responsiveness and memory while waiting."""
+
+    def __init__(self, url: str, transport: str, limits: rtnb.Limits) -> None:
+        self.reasons: list[str] = []
+        self.slowest = 0.0
+        tracemalloc.start()
+        self.conn = rtnb.connect(
+            url,
+            token="t",
+            transport=transport,
+            shared=False,
+            backoff=FAST,
+            limits=limits,
+            log=EnvelopeLog(envelope_capacity=10_000),
+        )
+        self.conn.on_state(lambda s: self.reasons.append(s.reason))
+        # what the client holds before the attack starts (the subscription starts it)
+        self.base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        self.topic = self.conn.subscribe("things")
+
+    def probe(self) -> None:
+        """A call on the runtime thread answers within RESPONSIVE_S (raises if not)."""
+        start = time.monotonic()
+        self.conn._runtime.run(asyncio.sleep(0), what="probe", timeout=RESPONSIVE_S)
+        self.slowest = max(self.slowest, time.monotonic() - start)
+
+    def until(self, predicate: Callable[[], Any], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.probe()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"attack did not reach its goal within {timeout} s")
+            time.sleep(0.05)
+        self.probe()
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        return self.conn._call(lambda: fn(self.topic._state), what="test read")
+
+    @property
+    def growth(self) -> int:
+        """Peak bytes allocated by this process since the attack started."""
+        return tracemalloc.get_traced_memory()[1] - self.base
+
+    def close(self) -> None:
+        tracemalloc.stop()
+        self.conn.close()
+
+
+@contextlib.contextmanager
+def watch(behaviour: str, transport: str = "websocket", **limits: int) -> Iterator[Watch]:
+    with hostile(behaviour) as url:
+        w = Watch(url, transport, rtnb.Limits(**limits))
+        try:
+            yield w
+        finally:
+            w.close()
+
+
+def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
+    # 1,000 entities a part and a cap of 2,000: each reset follows 3,000 entities.
+    # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept.
+    with watch("endless-parts", max_snapshot_entities=2_000) as w:
+        w.until(lambda: w.conn.log.counts["invalid"] >= 10)
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.read(lambda ts: len(ts.partial)) <= 2_000
+        assert w.topic.status != "live"
+        assert any("max_snapshot_entities=2,000" in r for r in w.reasons)
+        errors = list(w.conn.log.envelopes.query("outcome == 'invalid'")["error"])
+        assert all("passed 2,000 entities (max_snapshot_entities)" in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "claim"), [("huge-sequence", 10**7), ("sequence-2-62", 2**62)]
+)
+def test_a_snapshot_far_ahead_is_one_gap_row_and_costs_nothing(behaviour: str, claim: int) -> None:
+    with watch(behaviour) as w:
+        w.until(lambda: w.read(lambda ts: "b" in ts.store.entities and ts.applied >= 2))
+        assert w.growth < 4 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        lost = claim - 6  # the client had applied up to 6
+        assert w.conn.log.counts["gap_unrecoverable"] == 1
+        assert w.conn.log.unrecoverable == lost
+        assert w.conn.log.summary()["replay"]["gap_unrecoverable"] == lost
+        fresh = w.topic.freshness
+        assert fresh.unrecoverable == lost and fresh.gaps == 1
+        row = w.conn.log.envelopes.query("outcome == 'gap_unrecoverable'").iloc[0]
+        assert (row["sequence"], row["count"]) == (7, lost)
+        assert w.topic.get("b") == {"v": claim + 1}
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "transport"), [("deep-json", "websocket"), ("sse-deep-json", "sse")]
+)
+def test_json_nested_100k_deep_is_logged_invalid_and_the_connection_stays(
+    behaviour: str, transport: str
+) -> None:
+    with watch(behaviour, transport) as w:
+        w.until(lambda: w.read(lambda ts: ts.applied >= 1))
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        (error,) = w.conn.log.envelopes.query("outcome == 'invalid'")["error"]
+        assert "nested too deeply" in error
+        assert w.conn.state.status is rtnb.Status.SUBSCRIBED
+        assert not any("1011" in r for r in w.reasons)
+        assert w.topic.status == "live"
+
+
+def test_an_endless_gap_holds_at_most_max_gap_buffer_events_and_is_never_live() -> None:
+    with watch("endless-gap", max_gap_buffer=500) as w:
+        seen: list[int] = []
+
+        def resubscribed_often() -> bool:
+            seen.append(w.read(lambda ts: ts.orderer.buffered))
+            return bool(w.read(lambda ts: ts.gaps) >= 10)
+
+        w.until(resubscribed_often)  # >= 5,000 events buffered and dropped
+        assert max(seen) <= 500
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.read(lambda ts: ts.status) != "live"
+        assert w.topic.status != "live"
+        assert w.read(lambda ts: ts.applied) == 1  # event 1; nothing after the first gap
+
+
+def test_oversized_frames_are_invalid_and_a_frame_over_the_socket_limit_resets() -> None:
+    with watch("oversized") as w:
+        w.until(lambda: any("1009" in r for r in w.reasons))
+        assert any("message over 16,777,216 bytes (max_message_size)" in r for r in w.reasons)
+        # five 2 MiB frames and one of 20 MiB (refused at its header, never read)
+        assert w.growth < 16 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        errors = list(w.conn.log.envelopes.query("outcome == 'invalid'")["error"])
+        assert len(errors) >= 5 and all("exceeds the 1,048,576-byte limit" in e for e in errors)
+        assert w.read(lambda ts: ts.applied) >= 1
+
+
+@pytest.mark.parametrize("behaviour", ["sse-no-blank", "sse-no-newline"])
+def test_an_sse_stream_that_never_ends_an_event_is_capped_and_reset(behaviour: str) -> None:
+    cap = 256 * 1024
+    with watch(behaviour, "sse", max_sse_event_size=cap) as w:
+        w.until(lambda: sum("max_sse_event_size" in r for r in w.reasons) >= 5)
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        what = "event" if behaviour == "sse-no-blank" else "line"
+        assert any(f"SSE {what} over 262,144 characters" in r for r in w.reasons)
+        assert w.topic.status != "live"
+
+
+def test_a_poll_response_that_never_ends_is_capped_and_retried() -> None:
+    with watch("poll-endless", "polling", max_poll_response_size=MiB) as w:
+        # the first reset is a close (its reason names the cap); a retry whose first
+        # poll hits the cap is a failed open, reported by its code
+        w.until(lambda: sum("1009" in r for r in w.reasons) >= 5)
+        assert any("poll response over 1,048,576 bytes" in r for r in w.reasons)
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.topic.status != "live"
