@@ -1,6 +1,6 @@
 """The ``rtnb`` command line.
 
-``rtnb serve [--host H] [--port P] [--demo] [--data DIR] [--chaos SPEC]`` runs the
+``rtnb serve [--host H] [--port P] [--demo] [--data DIR [--fsync always|never]] [--chaos SPEC]`` runs the
 reference server in the foreground, prints its URL and a demo token, and stops
 cleanly on Ctrl-C. ``rtnb token --tenant T --user U --role R`` mints a token for
 a server started with the same secret (``RTNB_SECRET``, or ``--data DIR``,
@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         "--tenants", default="acme,globex", help="demo tenants, comma-separated (acme,globex)"
     )
     s.add_argument("--data", metavar="DIR", help="persist logs in SQLite under DIR")
+    s.add_argument(
+        "--fsync",
+        choices=("always", "never"),
+        default="always",
+        help="with --data: 'always' acknowledges a publish only once it is on disk (default); "
+        "'never' writes behind every 0.2 s (a crash loses recent events; clients re-snapshot)",
+    )
     s.add_argument(
         "--chaos", metavar="SPEC", help="faults, e.g. drop=0.01,duplicate=0.05,delay_ms=0-50"
     )
@@ -79,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             demo=demo,
             data=args.data,
+            fsync=args.fsync,
             secret=os.environ.get("RTNB_SECRET") or None,
             chaos=chaos,
             **options,
