@@ -349,3 +349,33 @@ def test_data_files_are_private(tmp_path):
         for path in data.iterdir():
             assert path.stat().st_mode & 0o777 == 0o600, path.name
         assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_store_that_lost_its_last_events_starts_a_new_epoch_and_keeps_its_state(tmp_path):
+    import sqlite3
+
+    from rtnb.server.storage import SQLiteStorage
+    from rtnb.server.tokens import ReplayTokens
+    from rtnb.server.topiclog import TopicLog
+
+    tokens = ReplayTokens(b"k" * 32)
+    store = SQLiteStorage(tmp_path)
+    log = TopicLog("acme", TOPIC, store, tokens, retention=100)
+    for i in range(6):
+        log.append("x.set", {"i": i}, f"e{i % 2}")
+    token = log.token()
+    store.close()
+    with sqlite3.connect(tmp_path / SQLiteStorage.FILENAME) as db:  # the disk "loses" seq 6
+        db.execute("DELETE FROM events WHERE seq = 6")
+    again = SQLiteStorage(tmp_path)
+    assert again.rebased == [("acme", TOPIC)]
+    log = TopicLog("acme", TOPIC, again, tokens, retention=100)
+    assert log.replay(token)[0] == "unavailable"
+    assert log.latest == 0 and log.entities == {"e0": {"i": 4}, "e1": {"i": 5}}
+    _, event = log.append("x.set", {"i": 6}, "e0")
+    assert event.sequence == 1 and event.replay_token != token
+    again.close()
+    # A clean reopen of a continuous store keeps the (new) epoch.
+    third = SQLiteStorage(tmp_path)
+    assert third.rebased == [] and third.epoch(("acme", TOPIC)) == log.epoch
+    third.close()
