@@ -50,9 +50,9 @@ def _server(store: str, directory: str) -> ServerHandle:
     # No HTTP rate limit: the benchmark is the only client.
     options: dict[str, Any] = {"http_rate_limit": None}
     if store == "durable":
-        return serve(data=f"{directory}/durable", **options)
+        return serve(data=f"{directory}-durable", **options)
     if store == "write-behind":
-        return serve(data=f"{directory}/behind", fsync="never", **options)
+        return serve(data=f"{directory}-behind", fsync="never", **options)
     return serve(**options)
 
 
@@ -74,14 +74,14 @@ def _direct_throughput(srv: ServerHandle) -> float:
         return THROUGHPUT_EVENTS / (time.perf_counter() - start)
 
 
-def _direct_latency(srv: ServerHandle) -> list[float]:
-    n = int(RATE * LATENCY_SECONDS)
+def _direct_latency(srv: ServerHandle, rate: float) -> list[float]:
+    n = int(rate * LATENCY_SECONDS)
     lags: list[float] = []
     lock = threading.Lock()
     start = time.perf_counter() + 0.05
 
     def slot(i: int) -> None:
-        due = start + i / RATE
+        due = start + i / rate
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)  # pacing the open-loop schedule
@@ -89,7 +89,8 @@ def _direct_latency(srv: ServerHandle) -> list[float]:
         with lock:
             lags.append((time.perf_counter() - due) * 1000)
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    # Enough threads that a slow answer never delays the next scheduled request.
+    with concurrent.futures.ThreadPoolExecutor(128) as pool:
         list(pool.map(slot, range(n)))
     return lags
 
@@ -125,7 +126,7 @@ def _request(token: str, topic: str, i: int) -> bytes:
     return head.encode() + body
 
 
-def _http_client(port: int, token: str, kind: str) -> float | list[float]:
+def _http_client(port: int, token: str, kind: str, rate: float) -> float | list[float]:
     """Run in a child process: the throughput (events/s) or the latencies (ms)."""
 
     async def throughput() -> float:
@@ -141,14 +142,14 @@ def _http_client(port: int, token: str, kind: str) -> float | list[float]:
         return THROUGHPUT_EVENTS / (time.perf_counter() - start)
 
     async def latency() -> list[float]:
-        n = int(RATE * LATENCY_SECONDS)
+        n = int(rate * LATENCY_SECONDS)
         requests = [_request(token, "hlat", i) for i in range(n)]
         lags: list[float] = []
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.1
 
         async def slot(i: int) -> None:
-            due = start + i / RATE
+            due = start + i / rate
             await asyncio.sleep(max(0.0, due - loop.time()))  # open-loop pacing
             await _post(port, requests[i])
             lags.append((loop.time() - due) * 1000)
@@ -159,11 +160,11 @@ def _http_client(port: int, token: str, kind: str) -> float | list[float]:
     return asyncio.run(throughput() if kind == "throughput" else latency())
 
 
-def _in_child(srv: ServerHandle, kind: str) -> Any:
+def _in_child(srv: ServerHandle, kind: str, rate: float = RATE) -> Any:
     token = srv.issue_token(tenant="acme", user="bench", role="admin")
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(_http_client, srv.port, token, kind).result()
+        return pool.submit(_http_client, srv.port, token, kind, rate).result()
 
 
 def _http_throughput(srv: ServerHandle) -> float:
@@ -171,8 +172,8 @@ def _http_throughput(srv: ServerHandle) -> float:
     return rate
 
 
-def _http_latency(srv: ServerHandle) -> list[float]:
-    lags: list[float] = _in_child(srv, "latency")
+def _http_latency(srv: ServerHandle, rate: float) -> list[float]:
+    lags: list[float] = _in_child(srv, "latency", rate)
     return lags
 
 
@@ -203,42 +204,57 @@ def _quantiles(lags: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     ok = {True: "PASS", False: "MISS"}
-    paths: dict[str, tuple[Callable[[ServerHandle], float], Callable[[ServerHandle], list[float]]]]
+    paths: dict[
+        str, tuple[Callable[[ServerHandle], float], Callable[[ServerHandle, float], list[float]]]
+    ]
     paths = {
         "srv.publish": (_direct_throughput, _direct_latency),
         "HTTP POST /publish": (_http_throughput, _http_latency),
     }
-    results: dict[tuple[str, str], tuple[float, float, float]] = {}
+    rates: dict[tuple[str, str], float] = {}
+    lags: dict[tuple[str, str], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         floor = _disk_commit(directory)
         for store in STORES:
-            with _server(store, directory) as srv:
-                for path, (throughput, latency) in paths.items():
-                    rate = throughput(srv)
-                    p50, p99 = _quantiles(latency(srv))
-                    results[(path, store)] = (rate, p50, p99)
+            with _server(store, f"{directory}/t") as srv:
+                for path, (throughput, _) in paths.items():
+                    rates[(path, store)] = throughput(srv)
+        # Latency at 1k/s, or at half the slowest store's capacity on a machine too
+        # loaded to serve 1k/s at all (then the run measures queueing, not storage).
+        offered = {
+            path: min(RATE, 0.5 * min(rates[(path, store)] for store in STORES)) for path in paths
+        }
+        for store in STORES:
+            with _server(store, f"{directory}/l") as srv:
+                for path, (_, latency) in paths.items():
+                    lags[(path, store)] = _quantiles(latency(srv, offered[path]))
     print(
         f"throughput: {THROUGHPUT_EVENTS:,} publishes, {CONCURRENCY} in flight; "
-        f"latency: {RATE:,.0f} publishes/s for {LATENCY_SECONDS:g} s, open loop"
+        f"latency: open loop for {LATENCY_SECONDS:g} s at the rate shown"
     )
-    print(f"{'path':<20}{'store':<14}{'events/s':>10}{'vs behind':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    header = f"{'path':<20}{'store':<14}{'events/s':>10}{'vs behind':>11}"
+    print(f"{header}{'ack at':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for path in paths:
-        behind = results[(path, "write-behind")][0]
+        behind = rates[(path, "write-behind")]
         for store in STORES:
-            rate, p50, p99 = results[(path, store)]
+            rate = rates[(path, store)]
+            p50, p99 = lags[(path, store)]
             print(
-                f"{path:<20}{store:<14}{rate:>10,.0f}{rate / behind:>10.2f}×{p50:>9.2f}{p99:>9.2f}"
+                f"{path:<20}{store:<14}{rate:>10,.0f}{rate / behind:>10.2f}×"
+                f"{offered[path]:>7,.0f}/s{p50:>9.2f}{p99:>9.2f}"
             )
     print(
         f"this disk: one bare SQLite commit + fsync takes p50 {floor[0]:.2f} ms, "
         f"p99 {floor[1]:.2f} ms (the floor of a durable acknowledgement)"
     )
     for path in paths:
-        rate, _, p99 = results[(path, "durable")]
-        ratio = rate / results[(path, "write-behind")][0]
+        ratio = rates[(path, "durable")] / rates[(path, "write-behind")]
+        p99 = lags[(path, "durable")][1]
+        at = offered[path]
+        bar = f"≤ 10 ms {ok[p99 <= 10]}" if at >= RATE else "bar is at 1k/s: NOT MEASURED"
         print(
             f"{path}: durable throughput {ratio:.2f}× write-behind (≥ 0.50× {ok[ratio >= 0.5]}); "
-            f"durable ack p99 {p99:.2f} ms at 1k/s (≤ 10 ms {ok[p99 <= 10]})"
+            f"durable ack p99 {p99:.2f} ms at {at:,.0f}/s ({bar})"
         )
 
 

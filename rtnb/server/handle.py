@@ -36,7 +36,7 @@ from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
 from .auth import TokenAuthority
 from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
-from .hub import StorageFailed, validate_publish
+from .hub import validate_publish
 from .mutations import Mutations
 from .runner import Incarnation, resolve_secret, until_started
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
@@ -364,21 +364,31 @@ class ServerHandle:
         inc = self._inc
         if inc is not None and threading.current_thread() is inc.thread:
             return fn(inc.runtime)  # the server's own loop cannot wait for itself
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             inc = self._inc
             if inc is None:
                 raise RuntimeError("the rtnb server is stopped")
             runtime = inc.runtime
 
-            async def run() -> T:
-                result = fn(runtime)
+            def run() -> None:
                 try:
-                    await runtime.hub.committed()
-                except StorageFailed as exc:
-                    raise RuntimeError(str(exc)) from None
-                return result
+                    result = fn(runtime)
+                    committed = runtime.hub.committed()
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    return
 
-            future = asyncio.run_coroutine_threadsafe(run(), inc.loop)
+                def done(outcome: asyncio.Future[None]) -> None:
+                    exc = None if outcome.cancelled() else outcome.exception()
+                    if outcome.cancelled() or exc is not None:
+                        future.set_exception(RuntimeError(str(exc or "the server stopped")))
+                    else:
+                        future.set_result(result)
+
+                committed.add_done_callback(done)
+
+            inc.loop.call_soon_threadsafe(run)
         # Wait outside the lock: concurrent publishers share one group commit.
         return future.result(CALL_TIMEOUT)
 

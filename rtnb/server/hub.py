@@ -205,7 +205,11 @@ class Hub:
                 wakeup.clear()
                 await wakeup.wait()
                 continue
-            await self._commit_round()
+            try:
+                await self._commit_round()
+            except Exception as exc:  # a bug, not a storage error: fail loudly, never hang
+                log.exception("rtnb committer failed")
+                self._fail(exc, [], asyncio.get_running_loop().create_future())
 
     async def _commit_round(self) -> None:
         staged, self._staged = self._staged, []
