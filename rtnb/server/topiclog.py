@@ -103,14 +103,14 @@ class TopicLog:
         self._head = self.latest  # the last staged sequence (committed or not)
         self._staged: dict[str, tuple[dict[str, Any] | None, int]] = {}
         # Bytes of a one-entity snapshot frame around its entity id and state, with the
-        # widest sequences: an entity that fits this can always be sent in a snapshot.
+        # widest sequences and flag: an entity that fits this can always be sent alone.
         shell = _ENCODER.encode(
             Snapshot(
                 topic=topic,
                 entities=[SnapshotEntity(entity_id="-", state={}, sequence=_MAX_SEQUENCE)],
                 token=self._minter.mint(0),
                 sequence=_MAX_SEQUENCE,
-                more=True,
+                more=False,  # "false" is longer than "true"
             )
         )
         self._entity_overhead = len(shell) - len(b'"-"') - len(b"{}")

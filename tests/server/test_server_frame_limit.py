@@ -25,6 +25,14 @@ from rtnb.server.topiclog import TopicLog
 LIMIT = DEFAULT_MAX_FRAME_SIZE
 
 
+def _next_raw(client, op: str) -> str:
+    """The next raw text frame with ``op`` (heartbeats skipped), exactly as received."""
+    while True:
+        text = client.ws.recv(timeout=10)
+        if json.loads(text)["op"] == op:
+            return text
+
+
 def _accepts(srv, topic: str, entity_id: str, blob: str) -> bool:
     try:
         srv.publish(topic, "x.set", {"blob": blob}, tenant="acme", entity_id=entity_id)
@@ -68,9 +76,9 @@ def test_a_publish_at_the_limit_is_delivered_and_one_byte_more_is_refused(
     raw = connect(srv, srv.issue_token(tenant="acme", user="raw"), max_size=None)
     raw.send({"op": "subscribe", "topic": topic})
     raw.expect("subscribed")
-    snapshot_bytes = len(raw.ws.recv(timeout=10).encode())
+    snapshot_bytes = len(_next_raw(raw, "snapshot").encode())
     srv.publish(topic, "x.set", {"blob": char * lo}, tenant="acme", entity_id="big")
-    event_bytes = len(raw.ws.recv(timeout=10).encode())
+    event_bytes = len(_next_raw(raw, "event").encode())
     assert max(snapshot_bytes, event_bytes) <= LIMIT
     assert max(snapshot_bytes, event_bytes) > LIMIT - 64 * len(char.encode())
 
@@ -128,7 +136,7 @@ def test_an_entity_grown_by_patches_is_refused_before_it_outgrows_a_frame(
     raw = connect(srv, srv.issue_token(tenant="acme", user="raw"), max_size=None)
     raw.send({"op": "subscribe", "topic": topic})
     raw.expect("subscribed")
-    text = raw.ws.recv(timeout=10)
+    text = _next_raw(raw, "snapshot")
     assert len(text.encode()) <= DEFAULT_MAX_FRAME_SIZE
     assert json.loads(text)["entities"][0]["state"] == grown
 
