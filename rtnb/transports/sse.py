@@ -16,6 +16,7 @@ import contextlib
 import httpx
 import msgspec
 
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.sse import SSEParser
 from .base import TransportError, now
 from .http import HttpTransportBase, _json, failure_for
@@ -60,7 +61,8 @@ class SSETransport(HttpTransportBase):
         return response
 
     async def _read(self, response: httpx.Response) -> None:
-        parser = SSEParser()
+        # A "data: " line carries one whole frame: a frame at the limit must fit.
+        parser = SSEParser(max_line_length=DEFAULT_MAX_FRAME_SIZE + len("data: "))
         on_frame = self._on_frame
         code, reason = 1006, "SSE stream ended"
         try:

@@ -82,20 +82,40 @@ def test_a_publish_at_the_limit_is_delivered_and_one_byte_more_is_refused(
     assert max(snapshot_bytes, event_bytes) <= LIMIT
     assert max(snapshot_bytes, event_bytes) > LIMIT - 64 * len(char.encode())
 
-    # A fresh client equals truth, live.
-    conn = rtnb.connect(
-        srv.url,
-        token=srv.issue_token(tenant="acme", user="ana"),
-        transport="websocket",
-        shared=False,
-    )
+    # A fresh client equals truth, live, on every transport, and receives the next
+    # event at the limit live.
+    truth = srv.truth(topic, tenant="acme")
+    conns = []
     try:
-        fresh = conn.subscribe(topic)
-        truth = srv.truth(topic, tenant="acme")
-        wait_until(lambda: fresh.server_entities == truth and fresh.status == "live", timeout=10)
-        assert fresh.freshness.gaps == 0
+        topics = {}
+        got: dict[str, list[int]] = {}
+        for transport in ("websocket", "sse", "polling"):
+            conn = rtnb.connect(
+                srv.url,
+                token=srv.issue_token(tenant="acme", user=f"ana-{transport}"),
+                transport=transport,
+                shared=False,
+            )
+            conns.append(conn)
+            topics[transport] = fresh = conn.subscribe(topic)
+            got[transport] = []
+            fresh.on_event(lambda ev, outcome, t=transport: got[t].append(ev.sequence))
+        for transport, fresh in topics.items():
+            wait_until(
+                lambda f=fresh: f.server_entities == truth and f.status == "live",
+                timeout=10,
+                what=transport,
+            )
+        # (4 characters less: the sequence and id may have grown a digit since)
+        blob = char * (lo - 4)
+        event = srv.publish(topic, "x.set", {"blob": blob}, tenant="acme", entity_id="big")
+        for transport, fresh in topics.items():
+            wait_until(lambda t=transport: event.sequence in got[t], timeout=10, what=transport)
+            assert fresh.server_entities == srv.truth(topic, tenant="acme")
+            assert fresh.freshness.gaps == 0 and fresh.status == "live"
     finally:
-        conn.close()
+        for conn in conns:
+            conn.close()
 
 
 def test_an_entity_grown_by_patches_is_refused_before_it_outgrows_a_frame(
