@@ -1,8 +1,9 @@
 """The ``rtnb`` command line.
 
-``rtnb serve [--host H] [--port P] [--demo] [--data DIR] [--chaos SPEC]`` runs the
-reference server in the foreground, prints its URL, a demo token and the
-``rtnb token …`` line that mints more for it, and stops cleanly on Ctrl-C.
+``rtnb serve [--host H] [--port P] [--demo] [--data DIR [--fsync always|never]]
+[--chaos SPEC]`` runs the reference server in the foreground, prints its URL, a
+demo token and the ``rtnb token …`` line that mints more for it, and stops
+cleanly on Ctrl-C.
 ``rtnb token --tenant T --user U --role R`` mints a token for a server started
 with the same secret (``RTNB_SECRET``, ``--secret-file FILE``, or ``--data DIR``,
 whose ``secret.key`` the server created). ``rtnb demo`` starts the server with
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="persist topic logs in SQLite under DIR (and keep the secret in DIR/secret.key); "
         "default: in memory",
+    )
+    s.add_argument(
+        "--fsync",
+        choices=("always", "never"),
+        default="always",
+        help="with --data: 'always' acknowledges a publish only once it is on disk (default); "
+        "'never' writes behind every 0.2 s (a crash loses recent events; clients re-snapshot)",
     )
     s.add_argument(
         "--secret-file",
@@ -194,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
             demo=demo,
             data=args.data,
             secret=secret,
+            fsync=args.fsync,
             chaos=chaos,
             **options,
         )

@@ -25,7 +25,12 @@ from typing import Any, Final, Literal, Protocol
 
 import msgspec
 
-from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, ClientDecoder, invalid_frame_from
+from ..protocol.codec import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ClientDecoder,
+    frame_bytes,
+    invalid_frame_from,
+)
 from ..protocol.errors import FrameTooLarge, InvalidFrame
 from ..protocol.frames import (
     Batch,
@@ -232,9 +237,11 @@ class Pipeline:
     def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
         """Process one received frame; return the control frames among it."""
         size = len(data)
-        if size > self._max_frame_size:
-            self._log_invalid(now, size, str(FrameTooLarge(size, self._max_frame_size)))
-            return _NO_CONTROL
+        if size * 4 > self._max_frame_size:  # the limit is in UTF-8 bytes, for str too
+            nbytes = frame_bytes(data, self._max_frame_size)
+            if nbytes > self._max_frame_size:
+                self._log_invalid(now, nbytes, str(FrameTooLarge(nbytes, self._max_frame_size)))
+                return _NO_CONTROL
         try:
             frame = self._decode(data)
         except msgspec.MsgspecError as exc:

@@ -29,11 +29,28 @@ __all__ = [
     "decode_server_frame",
     "encode",
     "encode_str",
+    "frame_bytes",
     "invalid_frame_from",
 ]
 
-#: Frames larger than this are refused before parsing: 1,048,576 bytes (1 MiB).
+#: The one frame-size contract, in UTF-8 bytes: 1,048,576 (1 MiB). Clients refuse
+#: larger frames before parsing; the server refuses any publish or patch whose
+#: event frame or resulting entity state (in a snapshot) would be larger.
 DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
+
+
+def frame_bytes(data: bytes | str, limit: int = DEFAULT_MAX_FRAME_SIZE) -> int:
+    """The size of a frame in UTF-8 bytes, exact whenever it could matter against ``limit``.
+
+    A ``str`` is encoded only when its length alone cannot decide: a character
+    is 1 to 4 bytes, so ``len(text) * 4 <= limit`` fits and ``len(text) > limit``
+    does not; in the first case the character count is returned (it is <= limit).
+    """
+    n = len(data)
+    if type(data) is bytes or n * 4 <= limit or n > limit:
+        return n
+    return len(data.encode()) if isinstance(data, str) else n
+
 
 _encoder = msgspec.json.Encoder()
 _AT_PATH = re.compile(r"^(?P<msg>.*?) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
@@ -78,9 +95,9 @@ class _Decoder:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(kind)
 
     def _decode(self, data: bytes | str) -> Any:
-        if len(data) > self.max_size:
-            # Measured in characters for str; a str frame is at least that many bytes.
-            raise FrameTooLarge(len(data), self.max_size)
+        size = frame_bytes(data, self.max_size)
+        if size > self.max_size:  # in UTF-8 bytes, for str frames too
+            raise FrameTooLarge(size, self.max_size)
         try:
             return self._decoder.decode(data)
         except msgspec.MsgspecError as exc:

@@ -1,7 +1,7 @@
 """The Starlette app factory and the runtime it serves.
 
 A :class:`ServerRuntime` is one incarnation of the server: its hub, its tasks
-(heartbeats, storage flushes, demo producers) and its connections. ``restart``
+(the committer, heartbeats, write-behind flushes, demo producers) and its connections. ``restart``
 (chaos) builds a new runtime around the same storage, secret, chaos and
 idempotency memory; everything that must survive a restart lives outside it.
 """
@@ -105,6 +105,7 @@ class ServerRuntime:
         self.started_at = time.time()
         self._producers = producers or []
         self._tasks: list[asyncio.Task[None]] = []
+        self._committer: asyncio.Task[None] | None = None
         self._http_buckets: dict[tuple[str, str], TokenBucket] = {}
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -113,8 +114,10 @@ class ServerRuntime:
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._committer = asyncio.create_task(self.hub.run_committer())
         self._tasks.append(asyncio.create_task(self.hub.run_heartbeats()))
-        self._tasks.append(asyncio.create_task(self._flush_forever()))
+        if not self.storage.durable:  # write-behind; a durable store is written by the committer
+            self._tasks.append(asyncio.create_task(self._flush_forever()))
         for producer in self._producers:
             self._tasks.append(asyncio.create_task(producer(self.hub)))
         self.ready.set()
@@ -127,6 +130,12 @@ class ServerRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.hub.drain()  # what was staged is committed before the store closes
+        if self._committer is not None:
+            self._committer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            if self._committer is not None:
+                await self._committer
         self.storage.flush()
 
     async def _flush_forever(self) -> None:

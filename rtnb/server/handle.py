@@ -38,9 +38,9 @@ from .config import DEFAULT_TOKEN_TTL, ServerConfig
 from .hub import validate_publish
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
-from .storage import LogStorage, MemoryStorage, SQLiteStorage
+from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import new_epoch
+from .topiclog import TooLarge, new_epoch
 
 __all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
 
@@ -59,6 +59,7 @@ def serve(
     port: int = 0,
     demo: bool | Mapping[str, Any] = False,
     data: str | os.PathLike[str] | None = None,
+    fsync: Fsync = "always",
     secret: str | bytes | None = None,
     topics: Mapping[str, str] | None = None,
     chaos: str | Mapping[str, Any] | None = None,
@@ -71,6 +72,9 @@ def serve(
     (``heartbeat_interval=5.0``, ``retention=10_000``, ``auth_timeout``, ...).
     ``demo=True`` (or a dict of :func:`rtnb.server.demo.producers` options) runs
     the demo producers; ``chaos="drop=0.01,..."`` (or a dict) sets faults at start.
+    ``data=DIR`` persists the logs in SQLite; ``fsync="always"`` (default)
+    acknowledges a publish only once it is durable, ``fsync="never"`` writes
+    behind (faster, but a crash loses the last ~0.2 s and starts new epochs).
     """
     config = ServerConfig(topics=dict(topics or {}), **options)
     producers: list[Producer] = []
@@ -83,6 +87,7 @@ def serve(
         port=port,
         config=config,
         data=data,
+        fsync=fsync,
         secret=secret,
         producers=producers,
         log_level=log_level,
@@ -104,6 +109,7 @@ class ServerHandle:
         data: str | os.PathLike[str] | None,
         secret: str | bytes | None,
         producers: list[Producer],
+        fsync: Fsync = "always",
         log_level: str = "warning",
     ) -> None:
         self.host = host
@@ -112,7 +118,10 @@ class ServerHandle:
         key = resolve_secret(secret, data)
         self._auth = TokenAuthority(key)
         self._tokens = ReplayTokens(hmac.digest(key, b"rtnb replay tokens v1", hashlib.sha256))
-        self._storage: LogStorage = SQLiteStorage(data) if data is not None else MemoryStorage()
+        self._fsync: Fsync = fsync
+        self._storage: LogStorage = (
+            SQLiteStorage(data, fsync=fsync) if data is not None else MemoryStorage()
+        )
         self._declared: dict[str, str] = {}
         self._mutations = Mutations()
         self._stats = Stats()
@@ -226,13 +235,21 @@ class ServerHandle:
         occurred_at: datetime | None = None,
         version: int = 1,
     ) -> Event:
-        """Append an event to ``tenant``'s ``topic`` (declaring it) and fan it out."""
+        """Append an event to ``tenant``'s ``topic`` (declaring it) and fan it out.
+
+        Returns once the event is committed — durable, with a persistent store
+        (``data=DIR``; unless ``fsync="never"``) — and queued for every
+        subscriber. Raises ValueError for an event no client could receive (its
+        frame, or the entity's resulting state, over the frame limit) and
+        RuntimeError if the store failed. Called from the server's own thread
+        (a producer), it cannot wait: the event is then committed shortly after.
+        """
         validate_publish(topic, type, entity_id)
         try:  # a deep copy in JSON types: later edits by the caller change nothing
             data = msgspec.json.decode(msgspec.json.encode(dict(payload or {})))
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
-        return self._call(
+        return self._call_committed(
             lambda rt: rt.hub.publish(
                 tenant, topic, type, data, entity_id, occurred_at=occurred_at, version=version
             )
@@ -247,8 +264,10 @@ class ServerHandle:
     ) -> list[Event]:
         """Publish ``(type, entity_id, payload)`` tuples in one step on the server loop.
 
-        Much cheaper than ``publish`` per event at high rates (one thread hop),
-        and nothing else runs between them.
+        Much cheaper than ``publish`` per event at high rates (one thread hop,
+        one commit), and nothing else runs between them. Returns once all are
+        committed. If one is refused (ValueError: too large), the events before
+        it are published and the rest are not; the message says which.
         """
         batch = []
         for event_type, entity_id, payload in events:
@@ -258,7 +277,20 @@ class ServerHandle:
             except (TypeError, msgspec.EncodeError) as exc:
                 raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
             batch.append((event_type, entity_id, data))
-        return self._call(lambda rt: [rt.hub.publish(tenant, topic, t, d, e) for t, e, d in batch])
+
+        def publish_all(rt: ServerRuntime) -> list[Event]:
+            out: list[Event] = []
+            for t, e, d in batch:
+                try:
+                    out.append(rt.hub.publish(tenant, topic, t, d, e))
+                except TooLarge as exc:
+                    raise TooLarge(
+                        f"publish_many: event #{len(out)} refused: {exc}; the {len(out)} "
+                        "event(s) before it were published, the rest were not"
+                    ) from None
+            return out
+
+        return self._call_committed(publish_all)
 
     async def publish_async(self, *args: Any, **kwargs: Any) -> Event:
         """``publish`` for asyncio code (runs it without blocking the caller's loop)."""
@@ -315,6 +347,39 @@ class ServerHandle:
             inc.loop.call_soon_threadsafe(run)
             return future.result(CALL_TIMEOUT)
 
+    def _call_committed(self, fn: Callable[[ServerRuntime], T]) -> T:
+        """``_call`` for publishing: also wait until what ``fn`` staged is committed."""
+        inc = self._inc
+        if inc is not None and threading.current_thread() is inc.thread:
+            return fn(inc.runtime)  # the server's own loop cannot wait for itself
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            inc = self._inc
+            if inc is None:
+                raise RuntimeError("the rtnb server is stopped")
+            runtime = inc.runtime
+
+            def run() -> None:
+                try:
+                    result = fn(runtime)
+                    committed = runtime.hub.committed()
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    return
+
+                def done(outcome: asyncio.Future[None]) -> None:
+                    exc = None if outcome.cancelled() else outcome.exception()
+                    if outcome.cancelled() or exc is not None:
+                        future.set_exception(RuntimeError(str(exc or "the server stopped")))
+                    else:
+                        future.set_result(result)
+
+                committed.add_done_callback(done)
+
+            inc.loop.call_soon_threadsafe(run)
+        # Wait outside the lock: concurrent publishers share one group commit.
+        return future.result(CALL_TIMEOUT)
+
     def _chaos_call(self, name: str, *args: Any) -> Any:
         if name == "disconnect_all":
             return self._call(lambda rt: rt.disconnect_all())
@@ -339,5 +404,5 @@ class ServerHandle:
                 self._mutations = Mutations()  # remembered mutations died with the data
             elif self._data is not None:  # prove durability: reload from disk
                 self._storage.close()
-                self._storage = SQLiteStorage(self._data)
+                self._storage = SQLiteStorage(self._data, fsync=self._fsync)
             self._start()

@@ -25,8 +25,8 @@ from ..protocol.codec import encode_str
 from ..protocol.frames import Mutate, TopicName
 from .app import ServerRuntime
 from .auth import AuthError, Identity
-from .hub import TopicError, error_text, validate_publish
-from .topiclog import TopicLog
+from .hub import StorageFailed, TopicError, error_text, validate_publish
+from .topiclog import TooLarge, TopicLog
 
 __all__ = [
     "Refused",
@@ -55,6 +55,8 @@ _STATUS_BY_CODE = {
     "invalid_transition": 409,
     "idempotency_conflict": 409,
     "invalid_patch": 422,
+    "too_large": 413,
+    "unavailable": 503,
     "too_many_subscriptions": 400,
 }
 
@@ -235,6 +237,10 @@ async def mutate(request: Request) -> Response:
     assert outcome.event is not None
     if not outcome.duplicate:
         runtime.stats.count("mutations_applied")
+    try:  # acknowledged only once durable (a duplicate waits for its first commit too)
+        await runtime.hub.committed()
+    except StorageFailed as exc:
+        return refuse(503, "unavailable", str(exc)).response
     return Response(encode_str(outcome.event), media_type="application/json")
 
 
@@ -251,9 +257,18 @@ async def publish(request: Request) -> Response:
             raise refuse(400, "bad_frame", str(exc)) from None
     except Refused as refused:
         return refused.response
-    event = runtime.hub.publish(
-        who.tenant, req.topic, req.type, req.payload, req.entity_id, version=req.version
-    )
+    try:
+        event = runtime.hub.publish(
+            who.tenant, req.topic, req.type, req.payload, req.entity_id, version=req.version
+        )
+    except TooLarge as exc:
+        return refuse(413, "too_large", str(exc), req.topic).response
+    except StorageFailed as exc:
+        return refuse(503, "unavailable", str(exc)).response
+    try:  # acknowledged only once durable and fanned out
+        await runtime.hub.committed()
+    except StorageFailed as exc:
+        return refuse(503, "unavailable", str(exc)).response
     return Response(encode_str(event), media_type="application/json")
 
 

@@ -9,11 +9,23 @@ snapshot at sequence *n* is *n + 1*.
 Fan-out encodes nothing: each event was encoded once when it was appended
 (:class:`~rtnb.server.storage.LogRecord`), and the same text is queued for every
 subscriber.
+
+Publishing is a group commit (``docs/durability.md``): ``publish`` *stages* an
+event (its sequence, id, token and frame are fixed, nothing is visible yet)
+and queues it for the committer task. The committer takes every event staged
+since its last round, has the storage write them in one transaction (in a
+worker thread, while the next group accumulates), and only then — on the loop,
+without awaiting in between — commits them to the topic logs and fans them
+out. ``await hub.committed()`` after a ``publish`` returns once that event is
+durable and delivered to the subscribers' queues: that is when ``POST
+/publish``, ``srv.publish`` and ``POST /mutate`` answer. Snapshots, replays,
+heartbeats and ``truth`` read committed state only (the high watermark).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -30,9 +42,9 @@ from .config import ServerConfig
 from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import TopicLog
+from .topiclog import Staged, TopicLog
 
-__all__ = ["Hub", "TopicError", "error_text", "validate_publish"]
+__all__ = ["Hub", "StorageFailed", "TopicError", "error_text", "validate_publish"]
 
 log = logging.getLogger("rtnb.server")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -64,6 +76,10 @@ class TopicError(Exception):
         return error_text(self.code, self.message, self.topic)
 
 
+class StorageFailed(RuntimeError):
+    """The store could not commit: nothing staged since is acknowledged or delivered."""
+
+
 class Hub:
     """The logs of every (tenant, topic) and who is subscribed to them."""
 
@@ -85,6 +101,11 @@ class Hub:
         self.sessions: set[Session] = set()
         self._subs: dict[Key, dict[Session, None]] = {}
         self.published = 0
+        self.failed: StorageFailed | None = None
+        self._staged: list[Staged] = []  # waiting for the committer's next round
+        self._staged_done: asyncio.Future[None] | None = None
+        self._writing: asyncio.Future[None] | None = None  # the round being written
+        self._wakeup: asyncio.Event | None = None
         for key in storage.streams():
             self.tenant_topics.add(key)
             self.log(*key)
@@ -100,7 +121,12 @@ class Hub:
         topic_log = self.logs.get(key)
         if topic_log is None:
             topic_log = TopicLog(
-                tenant, topic, self.storage, self.tokens, retention=self.config.retention
+                tenant,
+                topic,
+                self.storage,
+                self.tokens,
+                retention=self.config.retention,
+                max_frame_size=self.config.max_frame_size,
             )
             self.logs[key] = topic_log
         return topic_log
@@ -146,15 +172,103 @@ class Hub:
         occurred_at: datetime | None = None,
         version: int = 1,
     ) -> Event:
-        """Append an event to (tenant, topic) — creating it for that tenant — and fan it out."""
-        self.tenant_topics.add((tenant, topic))
+        """Stage an event for (tenant, topic) — creating it for that tenant — to commit next.
+
+        The event is visible (fanned out, in snapshots and ``truth``) only once
+        committed; ``await self.committed()`` waits for that. Raises
+        :class:`~rtnb.server.topiclog.TooLarge` (a ValueError) for an event no
+        client could receive, and :class:`StorageFailed` once the store failed.
+        """
+        if self.failed is not None:
+            raise self.failed
         topic_log = self.log(tenant, topic)
-        record, event = topic_log.append(
+        staged = topic_log.stage(
             event_type, payload, entity_id, occurred_at=occurred_at, version=version
         )
-        self.published += 1
-        self._fan_out(topic_log.key, record)
-        return event
+        self.tenant_topics.add((tenant, topic))
+        self._staged.append(staged)
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return staged.event
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future done once everything staged so far is durable and fanned out.
+
+        It fails with :class:`StorageFailed` if the store could not commit it.
+        """
+        if self._staged:
+            if self._staged_done is None:
+                self._staged_done = asyncio.get_running_loop().create_future()
+            return asyncio.shield(self._staged_done)
+        if self._writing is not None:
+            return asyncio.shield(self._writing)
+        done = asyncio.get_running_loop().create_future()
+        if self.failed is not None:
+            done.set_exception(self.failed)
+        else:
+            done.set_result(None)
+        return done
+
+    async def run_committer(self) -> None:
+        """Commit staged events in groups: one write (one fsync) per round, then fan out."""
+        self._wakeup = wakeup = asyncio.Event()
+        while True:
+            if not self._staged:
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            try:
+                await self._commit_round()
+            except Exception as exc:  # a bug, not a storage error: fail loudly, never hang
+                log.exception("rtnb committer failed")
+                self._fail(exc, [], asyncio.get_running_loop().create_future())
+
+    async def _commit_round(self) -> None:
+        staged, self._staged = self._staged, []
+        done, self._staged_done = self._staged_done, None
+        if done is None:
+            done = asyncio.get_running_loop().create_future()
+        self._writing = done
+        try:
+            pending = self.storage.take()
+            if pending is not None:
+                await asyncio.to_thread(self.storage.write, pending)
+        except Exception as exc:
+            self._fail(exc, staged, done)
+            return
+        finally:
+            self._writing = None
+        for item in staged:  # no await from here to the end: commit and fan-out are one step
+            topic_log = item.log
+            topic_log.commit(item)
+            self._fan_out(topic_log.key, item.record)
+        self.published += len(staged)
+        if not done.done():
+            done.set_result(None)
+
+    def _fail(self, exc: Exception, staged: list[Staged], done: asyncio.Future[None]) -> None:
+        log.error("rtnb storage: commit failed (%s); refusing publishes until restart", exc)
+        self.failed = StorageFailed(
+            f"the store failed to commit ({type(exc).__name__}); nothing since was acknowledged "
+            "— fix the storage and restart the server"
+        )
+        for topic_log in {item.log for item in (*staged, *self._staged)}:
+            topic_log.abandon()
+        self._staged.clear()
+        for future in (done, self._staged_done):
+            if future is not None and not future.done():
+                future.set_exception(self.failed)
+                future.exception()  # retrieved: nobody may be waiting
+        self._staged_done = None
+
+    async def drain(self) -> None:
+        """Wait until everything staged is committed (or failed); for shutdown."""
+        while self._staged or self._writing is not None:
+            if self._wakeup is None:  # no committer running: commit inline
+                await self._commit_round()
+                continue
+            with contextlib.suppress(StorageFailed):
+                await self.committed()
 
     def _fan_out(self, key: Key, record: LogRecord) -> None:
         subs = self._subs.get(key)

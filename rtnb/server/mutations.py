@@ -14,7 +14,14 @@ any other), or is answered with ``mutation_rejected {code, message}``:
                             resolved incident
 ``read_only``               the topic is written by its producer only (prices)
 ``idempotency_conflict``    the ``clientMutationId`` was used for another patch
+``too_large``               the entity's new state (or the event) would exceed the
+                            frame limit clients accept
+``unavailable``             the store failed; nothing is being acknowledged
 ==========================  =====================================================
+
+The confirming event is acknowledged (``POST /mutate`` answers, WebSocket
+subscribers receive it) only once it is committed — durable with a persistent
+store; see ``hub.py``.
 
 Idempotency: the first *applied* mutation of a ``clientMutationId`` (per
 tenant) is remembered, and the same mutation again is answered with that same
@@ -35,7 +42,8 @@ import msgspec
 from ..core.merge import CLIENT_MUTATION_ID
 from ..protocol.frames import Event, Mutate, MutationRejected
 from .auth import Identity
-from .hub import Hub, TopicError
+from .hub import Hub, StorageFailed, TopicError
+from .topiclog import TooLarge
 
 __all__ = ["IDEMPOTENCY_LIMIT", "MAX_PATCH_BYTES", "Mutations", "Outcome", "Rejected"]
 
@@ -172,7 +180,7 @@ class Mutations:
             topic_log = hub.check(who, topic)
         except TopicError as exc:
             raise Rejected(exc.code, exc.message) from None
-        state = topic_log.entities.get(entity_id)
+        state = topic_log.current(entity_id)  # including events not yet committed
         if state is None:
             raise Rejected(
                 "not_found", f"{topic} has no entity {entity_id!r}; mutations only change entities"
@@ -181,7 +189,12 @@ class Mutations:
         rule = RULES.get(topic)
         event_type = rule(who, state, patch) if rule else f"{topic}.updated"
         payload = {**patch, CLIENT_MUTATION_ID: mutation.client_mutation_id}
-        return hub.publish(who.tenant, topic, event_type, payload, entity_id)
+        try:
+            return hub.publish(who.tenant, topic, event_type, payload, entity_id)
+        except TooLarge as exc:
+            raise Rejected("too_large", str(exc)) from None
+        except StorageFailed as exc:
+            raise Rejected("unavailable", str(exc)) from None
 
 
 def _check_patch(patch: Mapping[str, Any]) -> None:

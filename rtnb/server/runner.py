@@ -55,7 +55,7 @@ def resolve_secret(secret: str | bytes | None, data: str | os.PathLike[str] | No
     if data is None:
         return secrets.token_bytes(32)
     path = Path(data) / SECRET_FILE
-    Path(data).mkdir(parents=True, exist_ok=True)
+    Path(data).mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

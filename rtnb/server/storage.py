@@ -7,10 +7,13 @@ trimmed). A distributed backend implements :class:`LogStorage` and nothing else
 changes.
 
 :class:`SQLiteStorage` keeps the retained window in memory, like
-:class:`MemoryStorage`, and writes behind: appends are buffered and committed by
-``flush()`` (the server flushes every :data:`FLUSH_INTERVAL` seconds and on
-shutdown), in one transaction, so a burst of thousands of events costs one
-commit rather than thousands.
+:class:`MemoryStorage`, and buffers appends; ``take()`` hands the buffer over
+and ``write()`` commits it in one transaction. With ``fsync="always"`` (the
+default) the server's committer does that for every group of appends before it
+acknowledges or fans out any of them (group commit, see ``docs/durability.md``);
+with ``fsync="never"`` (write-behind) the server flushes every
+:data:`FLUSH_INTERVAL` seconds instead, and a crash loses the last moments —
+which the next start detects and answers with new epochs.
 """
 
 from __future__ import annotations
@@ -19,16 +22,35 @@ import abc
 import collections
 import dataclasses
 import itertools
+import logging
 import os
+import secrets
 import sqlite3
-from typing import Any, Final
+import threading
+from typing import Any, Final, Literal
 
 import msgspec
 
-__all__ = ["FLUSH_INTERVAL", "Key", "LogRecord", "LogStorage", "MemoryStorage", "SQLiteStorage"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "FSYNC_MODES",
+    "Fsync",
+    "Key",
+    "LogRecord",
+    "LogStorage",
+    "MemoryStorage",
+    "SQLiteStorage",
+]
 
-#: Seconds between write-behind commits of :class:`SQLiteStorage`.
+log = logging.getLogger("rtnb.server")
+
+#: Seconds between write-behind commits of :class:`SQLiteStorage` (``fsync="never"``).
 FLUSH_INTERVAL: Final = 0.2
+
+Fsync = Literal["always", "never"]
+#: ``always``: acknowledge only what is committed and fsynced (group commit; the default).
+#: ``never``: write behind every :data:`FLUSH_INTERVAL` s; a crash loses recent events.
+FSYNC_MODES: Final = ("always", "never")
 
 Key = tuple[str, str]  # (tenant, topic)
 Entities = dict[str, tuple[dict[str, Any], int]]  # entity_id -> (state, sequence)
@@ -90,6 +112,19 @@ class LogStorage(abc.ABC):
     @abc.abstractmethod
     def entities(self, key: Key) -> Entities:
         """A copy of every entity's current state and the sequence that last changed it."""
+
+    #: True when ``take``/``write`` make appends durable before they are acknowledged.
+    durable: bool = False
+
+    def take(self) -> object | None:
+        """Hand over what was appended since the last ``take`` for ``write`` (on the loop).
+
+        None when acknowledging need not wait for a write (memory, write-behind).
+        """
+        return None
+
+    def write(self, pending: object) -> None:  # noqa: B027 - optional hook
+        """Commit what ``take`` handed over, durably; may run in a worker thread."""
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything appended so far durable (a no-op in memory)."""
@@ -169,7 +204,9 @@ class MemoryStorage(LogStorage):
 
 _SCHEMA = """
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS streams (
     tenant TEXT NOT NULL, topic TEXT NOT NULL, epoch BLOB NOT NULL, latest INTEGER NOT NULL,
     PRIMARY KEY (tenant, topic)
@@ -187,104 +224,202 @@ CREATE TABLE IF NOT EXISTS entities (
 """
 
 
+@dataclasses.dataclass
+class _Pending:
+    """Everything appended between two ``take()`` calls, ready to write in one transaction."""
+
+    resets: dict[Key, bytes] = dataclasses.field(default_factory=dict)
+    events: list[tuple[str, str, int, str, str]] = dataclasses.field(default_factory=list)
+    states: dict[tuple[str, str, str], tuple[dict[str, Any] | None, int]] = dataclasses.field(
+        default_factory=dict
+    )
+    latest: dict[Key, int] = dataclasses.field(default_factory=dict)
+    trims: dict[Key, int] = dataclasses.field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.resets or self.events or self.states or self.latest or self.trims)
+
+
+def _private_file(path: str) -> None:
+    """Create ``path`` (if missing) readable by its owner only; tighten it if it exists."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
 class SQLiteStorage(MemoryStorage):
     """Streams persisted in ``DIR/rtnb.sqlite3`` (stdlib sqlite3), cached in memory.
 
     A restart on the same directory restores every stream with its epoch, its
     retained events and its entities, so replay tokens minted before the restart
-    still work (given the same secret; see ``handle.py``).
+    still work (given the same secret; see ``handle.py``) — unless the store
+    cannot prove its log continuous: after an unclean stop in write-behind mode
+    (``fsync="never"``), or when a stream's retained events end before its
+    recorded latest, that stream starts a new epoch (its entities are kept,
+    its events dropped), so every old replay token answers ``unavailable``.
+
+    The data directory is created 0700, the database and its WAL/SHM files 0600.
     """
 
     FILENAME: Final = "rtnb.sqlite3"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:
         super().__init__()
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(os.fspath(directory), self.FILENAME)
-        # The server creates the store in one thread and uses it on its loop thread.
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {FSYNC_MODES}, got {fsync!r}")
+        self.fsync = fsync
+        self.durable = fsync == "always"
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.path = os.path.join(directory, self.FILENAME)
+        # SQLite gives the -wal and -shm files the database file's permissions.
+        _private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.chmod(self.path + suffix, 0o600)
+        # Used from the loop thread and (durable writes) from worker threads, one at a time.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
         self._db.executescript(_SCHEMA)
-        self._events: list[tuple[str, str, int, str, str]] = []
-        self._states: dict[tuple[str, str, str], tuple[dict[str, Any] | None, int]] = {}
-        self._trims: dict[Key, int] = {}
-        self._dirty: set[Key] = set()
+        self._db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+        self._pending = _Pending()
         self._closed = False
+        self.rebased: list[Key] = []  # streams given a new epoch when opened
         self._load()
 
     def _load(self) -> None:
         db = self._db
+        row = db.execute("SELECT value FROM meta WHERE name='state'").fetchone()
+        unclean_write_behind = row is not None and row[0] == "open:never"
         for tenant, topic, epoch, latest in db.execute(
             "SELECT tenant, topic, epoch, latest FROM streams"
-        ):
+        ).fetchall():
+            key = (tenant, topic)
             stream = _Stream(epoch=bytes(epoch), latest=latest)
             for seq, token, frame in db.execute(
                 "SELECT seq, token, frame FROM events WHERE tenant=? AND topic=? ORDER BY seq",
-                (tenant, topic),
+                key,
             ):
                 stream.records.append(LogRecord(topic, stream.epoch, seq, token, frame))
             for entity_id, state, seq in db.execute(
-                "SELECT entity_id, state, seq FROM entities WHERE tenant=? AND topic=?",
-                (tenant, topic),
+                "SELECT entity_id, state, seq FROM entities WHERE tenant=? AND topic=?", key
             ):
                 stream.entities[entity_id] = (msgspec.json.decode(state), seq)
-            self._streams[(tenant, topic)] = stream
+            lost = bool(stream.records) and stream.records[-1].sequence != latest
+            if unclean_write_behind or lost:
+                stream = self._rebase(key, stream)
+            self._streams[key] = stream
+        if self.rebased:
+            log.warning(
+                "rtnb storage: %d stream(s) start a new epoch: %s; old replay tokens answer "
+                "'unavailable' and clients re-snapshot",
+                len(self.rebased),
+                "the last run stopped uncleanly in write-behind mode (fsync='never')"
+                if unclean_write_behind
+                else "their stored events end before their recorded latest position",
+            )
+        with db:
+            db.execute("BEGIN")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (f"open:{self.fsync}",))
 
-    def reset(self, key: Key, epoch: bytes) -> None:
-        self.flush()
-        super().reset(key, epoch)
-        tenant, topic = key
+    def _rebase(self, key: Key, stream: _Stream) -> _Stream:
+        """A new epoch for a stream whose continuity cannot be proven: keep its state only."""
+        fresh = _Stream(epoch=secrets.token_bytes(len(stream.epoch) or 8))
+        fresh.entities = {e: (s, 0) for e, (s, _) in stream.entities.items()}
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM events WHERE tenant=? AND topic=?", key)
-            self._db.execute("DELETE FROM entities WHERE tenant=? AND topic=?", key)
+            self._db.execute("UPDATE entities SET seq=0 WHERE tenant=? AND topic=?", key)
             self._db.execute(
-                "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, 0)", (tenant, topic, epoch)
+                "UPDATE streams SET epoch=?, latest=0 WHERE tenant=? AND topic=?",
+                (fresh.epoch, *key),
             )
+        self.rebased.append(key)
+        return fresh
+
+    def reset(self, key: Key, epoch: bytes) -> None:
+        super().reset(key, epoch)
+        pending = self._pending
+        pending.events = [e for e in pending.events if (e[0], e[1]) != key]
+        pending.states = {k: v for k, v in pending.states.items() if (k[0], k[1]) != key}
+        pending.latest.pop(key, None)
+        pending.trims.pop(key, None)
+        pending.resets[key] = epoch
 
     def append(
         self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None
     ) -> None:
         super().append(key, record, entity_id, state)
         tenant, topic = key
-        self._events.append((tenant, topic, record.sequence, record.token, record.text))
-        self._states[(tenant, topic, entity_id)] = (state, record.sequence)
-        self._dirty.add(key)
+        pending = self._pending
+        pending.events.append((tenant, topic, record.sequence, record.token, record.text))
+        pending.states[(tenant, topic, entity_id)] = (state, record.sequence)
+        pending.latest[key] = record.sequence
 
     def trim(self, key: Key, keep: int) -> None:
         super().trim(key, keep)
-        self._trims[key] = self.bounds(key)[0]
+        self._pending.trims[key] = self.bounds(key)[0]
 
-    def flush(self) -> None:
-        if self._closed or not (self._events or self._states or self._trims):
-            return
+    def take(self) -> _Pending | None:
+        if not self.durable:
+            return None
+        return self._take()
+
+    def _take(self) -> _Pending | None:
+        pending, self._pending = self._pending, _Pending()
+        return pending if pending else None
+
+    def write(self, pending: object) -> None:
+        assert isinstance(pending, _Pending)
         upserts = [
             (t, p, e, msgspec.json.encode(s).decode(), q)
-            for (t, p, e), (s, q) in self._states.items()
+            for (t, p, e), (s, q) in pending.states.items()
             if s is not None
         ]
-        deletes = [(t, p, e) for (t, p, e), (s, _) in self._states.items() if s is None]
-        latest = [(self._streams[k].latest, *k) for k in self._dirty]
-        db = self._db
-        with db:
-            db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", self._events)
-            db.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?)", upserts)
-            db.executemany(
-                "DELETE FROM entities WHERE tenant=? AND topic=? AND entity_id=?", deletes
-            )
-            db.executemany("UPDATE streams SET latest=? WHERE tenant=? AND topic=?", latest)
-            db.executemany(
-                "DELETE FROM events WHERE tenant=? AND topic=? AND seq<?",
-                [(*k, first) for k, first in self._trims.items()],
-            )
-        self._events.clear()
-        self._states.clear()
-        self._trims.clear()
-        self._dirty.clear()
+        deletes = [(t, p, e) for (t, p, e), (s, _) in pending.states.items() if s is None]
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the rtnb store is closed")
+            db = self._db
+            with db:
+                db.execute("BEGIN")
+                for (tenant, topic), epoch in pending.resets.items():
+                    db.execute("DELETE FROM events WHERE tenant=? AND topic=?", (tenant, topic))
+                    db.execute("DELETE FROM entities WHERE tenant=? AND topic=?", (tenant, topic))
+                    db.execute(
+                        "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, 0)", (tenant, topic, epoch)
+                    )
+                db.executemany(
+                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", pending.events
+                )
+                db.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?)", upserts)
+                db.executemany(
+                    "DELETE FROM entities WHERE tenant=? AND topic=? AND entity_id=?", deletes
+                )
+                db.executemany(
+                    "UPDATE streams SET latest=? WHERE tenant=? AND topic=?",
+                    [(q, *k) for k, q in pending.latest.items()],
+                )
+                db.executemany(
+                    "DELETE FROM events WHERE tenant=? AND topic=? AND seq<?",
+                    [(*k, first) for k, first in pending.trims.items()],
+                )
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+        pending = self._take()
+        if pending is not None:
+            self.write(pending)
 
     def close(self) -> None:
         if self._closed:
             return
         self.flush()
-        self._closed = True
-        self._db.close()
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('state', 'clean')")
+            self._closed = True
+            self._db.close()

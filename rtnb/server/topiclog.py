@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from ..core.merge import MergeFn, apply_to, shallow_merge
-from ..protocol.codec import encode_str
+import msgspec
+
+from ..core.merge import MergeFn, shallow_merge
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .storage import Key, LogRecord, LogStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
@@ -22,11 +24,41 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Replay", "TopicLog", "new_epoch"]
+__all__ = ["Replay", "Staged", "TooLarge", "TopicLog", "new_epoch"]
+
+_ENCODER: Final = msgspec.json.Encoder()
+_MAX_SEQUENCE: Final = 2**63 - 1
 
 log = logging.getLogger("rtnb.server")
 
 Replay = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
+
+
+class TooLarge(ValueError):
+    """An event or entity state that no client could receive under the frame limit."""
+
+
+class Staged:
+    """An event built and handed to storage but not yet committed (not yet visible)."""
+
+    __slots__ = ("entity_id", "event", "log", "record", "state")
+
+    def __init__(
+        self,
+        topic_log: TopicLog,
+        record: LogRecord,
+        event: Event,
+        entity_id: str,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.log = topic_log
+        self.record = record
+        self.event = event
+        self.entity_id = entity_id
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
 
 
 def new_epoch() -> bytes:
@@ -46,6 +78,7 @@ class TopicLog:
         *,
         retention: int,
         merge: MergeFn = shallow_merge,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.tenant = tenant
         self.topic = topic
@@ -54,6 +87,7 @@ class TopicLog:
         self._tokens = tokens
         self._retention = retention
         self._merge = merge
+        self._max_frame_size = max_frame_size
         epoch = storage.epoch(self.key)
         if epoch is None:
             epoch = new_epoch()
@@ -66,10 +100,35 @@ class TopicLog:
         stored = storage.entities(self.key)
         self.entities: dict[str, dict[str, Any]] = {e: s for e, (s, _) in stored.items()}
         self.entity_sequence: dict[str, int] = {e: q for e, (_, q) in stored.items()}
+        self._head = self.latest  # the last staged sequence (committed or not)
+        self._staged: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # Bytes of a one-entity snapshot frame around its entity id and state, with the
+        # widest sequences and flag: an entity that fits this can always be sent alone.
+        shell = _ENCODER.encode(
+            Snapshot(
+                topic=topic,
+                entities=[SnapshotEntity(entity_id="-", state={}, sequence=_MAX_SEQUENCE)],
+                token=self._minter.mint(0),
+                sequence=_MAX_SEQUENCE,
+                more=False,  # "false" is longer than "true"
+            )
+        )
+        self._entity_overhead = len(shell) - len(b'"-"') - len(b"{}")
+
+    def abandon(self) -> None:
+        """Forget every staged event (its write failed): the next stages after ``latest``."""
+        self._staged.clear()
+        self._head = self.latest
 
     # -- writing -------------------------------------------------------------
+    #
+    # Two steps, so that nothing is visible before it is durable: ``stage`` fixes
+    # the event (sequence, id, token, frame, resulting state) and hands it to the
+    # storage; ``commit`` — once the storage has made it durable — moves the
+    # high watermark (``latest``) and the state every reader sees. Until then
+    # snapshots, replays, heartbeats and ``truth`` show the committed state only.
 
-    def append(
+    def stage(
         self,
         event_type: str,
         payload: Mapping[str, Any],
@@ -77,9 +136,9 @@ class TopicLog:
         *,
         occurred_at: datetime | None = None,
         version: int = 1,
-    ) -> tuple[LogRecord, Event]:
-        """Append one event, update the state, and return the record and its frame."""
-        seq = self.latest + 1
+    ) -> Staged:
+        """Build the next event; raise :class:`TooLarge` (changing nothing) if undeliverable."""
+        seq = self._head + 1
         token = self._minter.mint(seq)
         event = Event(
             id=self._id_prefix + str(seq),
@@ -92,24 +151,79 @@ class TopicLog:
             payload=dict(payload),
             version=version,
         )
-        record = LogRecord(self.topic, self.epoch, seq, token, encode_str(event))
-        state = apply_to(self.entities, entity_id, event_type, payload, self._merge)
-        if state is None:
-            self.entity_sequence.pop(entity_id, None)
-        else:
-            self.entity_sequence[entity_id] = seq
+        text = encode_str(event)
+        limit = self._max_frame_size
+        size = frame_bytes(text, limit)
+        if size > limit:
+            raise TooLarge(
+                f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame limit "
+                "clients accept; send a smaller payload"
+            )
+        staged = self._staged.get(entity_id)
+        prior = staged[0] if staged is not None else self.entities.get(entity_id)
+        state = self._merge(prior, event_type, payload)
+        if state is not None:
+            size = (
+                self._entity_overhead
+                + len(_ENCODER.encode(entity_id))
+                + len(_ENCODER.encode(state))
+            )
+            if size > limit:
+                raise TooLarge(
+                    f"entity {entity_id!r} would grow to {size:,} bytes in a snapshot, over the "
+                    f"{limit:,}-byte frame limit clients accept; keep entity states smaller"
+                )
+        record = LogRecord(self.topic, self.epoch, seq, token, text)
         self._storage.append(self.key, record, entity_id, state)
-        self.latest = seq
         self._kept += 1
         if self._kept > self._retention:
             self._storage.trim(self.key, self._retention)
             self._kept = self._retention
-        return record, event
+        self._staged[entity_id] = (state, seq)
+        self._head = seq
+        return Staged(self, record, event, entity_id, state)
+
+    def commit(self, staged: Staged) -> None:
+        """Make a staged event (now durable) visible: move the high watermark past it."""
+        seq = staged.record.sequence
+        if seq != self.latest + 1:
+            raise ValueError(f"{self.topic}: committing sequence {seq} after {self.latest}")
+        entity_id, state = staged.entity_id, staged.state
+        if state is None:
+            self.entities.pop(entity_id, None)
+            self.entity_sequence.pop(entity_id, None)
+        else:
+            self.entities[entity_id] = state
+            self.entity_sequence[entity_id] = seq
+        if self._staged.get(entity_id, (None, 0))[1] == seq:
+            del self._staged[entity_id]
+        self.latest = seq
+
+    def append(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any],
+        entity_id: str,
+        *,
+        occurred_at: datetime | None = None,
+        version: int = 1,
+    ) -> tuple[LogRecord, Event]:
+        """Stage and commit one event at once (tests and tools; the server uses the hub)."""
+        staged = self.stage(
+            event_type, payload, entity_id, occurred_at=occurred_at, version=version
+        )
+        self.commit(staged)
+        return staged.record, staged.event
+
+    def current(self, entity_id: str) -> dict[str, Any] | None:
+        """The entity's state including staged events (what the next event builds on)."""
+        staged = self._staged.get(entity_id)
+        return staged[0] if staged is not None else self.entities.get(entity_id)
 
     # -- reading -------------------------------------------------------------
 
     def token(self, position: int | None = None) -> str:
-        """The replay token for ``position`` (default: the latest event)."""
+        """The replay token for ``position`` (default: the latest committed event)."""
         return self._minter.mint(self.latest if position is None else position)
 
     def snapshot(self) -> Snapshot:
@@ -123,30 +237,43 @@ class TopicLog:
         )
 
     def snapshot_texts(self, max_bytes: int = SNAPSHOT_CHUNK_BYTES) -> list[str]:
-        """The snapshot as encoded frames, split so each stays near ``max_bytes``.
+        """The snapshot as encoded frames, each at most ``max_bytes`` UTF-8 bytes.
 
-        Clients refuse frames over 1 MiB before parsing; a topic with 100,000
-        entities is several MiB, so it travels in parts marked ``more``.
+        Clients refuse frames over the frame limit before parsing; a topic with
+        100,000 entities is several MiB, so it travels in parts marked ``more``,
+        split by encoded bytes. One entity larger than ``max_bytes`` travels
+        alone (``stage`` refused any entity that would not fit the frame limit).
         """
         snap = self.snapshot()
         text = encode_str(snap)
-        if len(text) <= max_bytes or len(snap.entities) < 2:
+        if frame_bytes(text, max_bytes) <= max_bytes or len(snap.entities) < 2:
             return [text]
-        parts = -(-len(text) // max_bytes) + 1
-        size = -(-len(snap.entities) // parts)
-        chunks = [snap.entities[i : i + size] for i in range(0, len(snap.entities), size)]
+        head, tail = self._snapshot_shell(snap.token, snap.sequence)
+        budget = max_bytes - len(head) - len(tail)
+        parts: list[list[bytes]] = [[]]
+        size = 0
+        for entity in snap.entities:
+            piece = _ENCODER.encode(entity)
+            cost = len(piece) + (1 if parts[-1] else 0)
+            if parts[-1] and size + cost > budget:
+                parts.append([])
+                size, cost = 0, len(piece)
+            parts[-1].append(piece)
+            size += cost
+        last = len(parts) - 1
+        more = tail.replace(b'"more":false}', b'"more":true}')
         return [
-            encode_str(
-                Snapshot(
-                    topic=snap.topic,
-                    entities=chunk,
-                    token=snap.token,
-                    sequence=snap.sequence,
-                    more=i < len(chunks) - 1,
-                )
-            )
-            for i, chunk in enumerate(chunks)
+            (head + b",".join(part) + (more if i < last else tail)).decode()
+            for i, part in enumerate(parts)
         ]
+
+    def _snapshot_shell(self, token: str | None, sequence: int) -> tuple[bytes, bytes]:
+        """The bytes of a snapshot frame before and after its entities (``more: false``)."""
+        empty = _ENCODER.encode(
+            Snapshot(topic=self.topic, entities=[], token=token, sequence=sequence)
+        )
+        at = empty.index(b'"entities":[]') + len(b'"entities":[')
+        return empty[:at], empty[at:]
 
     def replay(self, token: str) -> Replay:
         """The events after ``token``, or ``"unavailable"`` and why; never a silent restart."""
@@ -166,10 +293,14 @@ class TopicLog:
                 f"events {position + 1}..{first - 1} are older than retention "
                 f"({self._retention} events)",
             )
-        return "complete", self._storage.read(self.key, position), ""
+        return "complete", self.read(position), ""
 
     def read(self, after: int, limit: int | None = None) -> list[LogRecord]:
-        return self._storage.read(self.key, after, limit)
+        """Committed records after ``after`` (never past the high watermark ``latest``)."""
+        if after >= self.latest:
+            return []
+        cap = self.latest - after
+        return self._storage.read(self.key, after, cap if limit is None else min(limit, cap))
 
     def first(self) -> int:
         return self._storage.bounds(self.key)[0]

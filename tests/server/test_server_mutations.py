@@ -53,11 +53,15 @@ def test_the_same_client_mutation_id_twice_produces_one_event(srv, connect, inci
     before = srv.latest_sequence("incidents", tenant="acme")
     cmid = _mutate(client, "incidents", incident, {"note": "looking"})
     _mutate(client, "incidents", incident, {"note": "looking"}, cmid=cmid)
-    client.send({"op": "ping", "id": "fence"})
-    frames = client.until(lambda f: f["op"] == "pong")
-    events = [f for f in frames if f["op"] == "event"]
-    assert len(events) == 1
-    assert srv.latest_sequence("incidents", tenant="acme") == before + 1
+    # A fence: events are delivered in order once committed (not in step with pongs),
+    # so a later mutation's event comes after any event the duplicate could have made.
+    fence = _mutate(client, "incidents", incident, {"note": "fence"})
+    frames = client.until(
+        lambda f: f["op"] == "event" and f["payload"].get("clientMutationId") == fence
+    )
+    events = [f for f in frames if f["op"] == "event" and f["entityId"] == incident]
+    assert [e["payload"]["clientMutationId"] for e in events] == [cmid, fence]
+    assert srv.latest_sequence("incidents", tenant="acme") == before + 2
 
 
 def test_reusing_a_client_mutation_id_for_another_patch_is_rejected(srv, connect, incident):
