@@ -25,7 +25,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -192,7 +192,11 @@ class Session:
 
     def _cancel_mutations(self, now: float, reason: str) -> None:
         """Closed: resolve every open mutation (``cancelled``) so no ``wait()`` hangs."""
-        for rec in self.ledger.cancel_all(now, f"connection closed ({reason})"):
+        self._roll_back(self.ledger.cancel_all(now, f"connection closed ({reason})"))
+
+    def _roll_back(self, records: Iterable[MutationRecord]) -> None:
+        """Drop resolved-without-confirmation mutations from their overlays; settle them."""
+        for rec in records:
             ts = self.pipeline.topics.get(rec.topic)
             if ts is not None:
                 ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
@@ -590,13 +594,7 @@ class Session:
                 self.callback_failed("maintenance tick", exc)
 
     def _tick(self, now: float) -> None:
-        for rec in self.ledger.expire(now):
-            ts = self.pipeline.topics.get(rec.topic)
-            if ts is not None:
-                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
-            self.pipeline.resolved.append(rec)
-        if self.pipeline.resolved:
-            self._settle_mutations()
+        self._roll_back(self.ledger.expire(now))
         if self.machine.status is not Status.SUBSCRIBED:
             return
         for gap in self.pipeline.check(now):
