@@ -57,8 +57,12 @@ _ids = itertools.count(1)
 
 
 def _size(item: Item) -> int:
-    """About the bytes a queued frame will take on the wire (its text's length)."""
-    return len(item if type(item) is str else item.text)  # type: ignore[union-attr]
+    """The bytes a queued frame takes on the wire (UTF-8; ``isascii`` is O(1) in CPython)."""
+    return _text_bytes(item if type(item) is str else item.text)  # type: ignore[union-attr]
+
+
+def _text_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def batch_text(texts: list[str]) -> str:
@@ -95,7 +99,7 @@ class Session:
         self.kind = kind
         self.limit = limit
         self.max_bytes = max_bytes
-        self.queued_bytes = 0  # about: characters of the queued frames' texts
+        self.queued_bytes = 0  # UTF-8 bytes of the queued frames' texts
         self.chaos = chaos
         self.identity: Identity | None = None
         self.subscriptions: dict[str, TopicLog] = {}
@@ -199,18 +203,19 @@ class Session:
             await self._wakeup.wait()
 
     def take(self, max_messages: int, max_bytes: int) -> list[str]:
-        """Pop up to ``max_messages`` frames (about ``max_bytes``) as encoded texts."""
+        """Pop up to ``max_messages`` frames (at most ``max_bytes`` of UTF-8, or one frame)."""
         queue = self.queue
         out: list[str] = []
         size = 0
         while queue and len(out) < max_messages:
             item = queue[0]
             text = item if type(item) is str else item.text  # type: ignore[union-attr]
-            if out and size + len(text) > max_bytes:
+            nbytes = _text_bytes(text)
+            if out and size + nbytes > max_bytes:
                 break
             queue.popleft()
             out.append(text)
-            size += len(text)
+            size += nbytes
         self.queued_bytes -= size
         return out
 

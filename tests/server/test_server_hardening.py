@@ -182,18 +182,19 @@ def test_the_queue_never_holds_more_than_the_limit_or_one_run(ops, max_bytes, li
     for op, arg in ops:
         before = (session.queued_bytes, len(session.queue))
         if op == "push":
-            session.push("x" * arg)
-            run = [arg]
+            text = ("x" if arg % 2 else "é") * arg  # bytes are UTF-8, not characters
+            session.push(text)
+            run = [len(text.encode())]
         elif op == "push_many":
+            texts = [("y" if n % 3 else "ü€") * n for n in arg]
             session.push_many(
-                [
-                    "y" * n if i % 2 else Marked("snapshot", "t", "tok", "y" * n)
-                    for i, n in enumerate(arg)
-                ]
+                [t if i % 2 else Marked("snapshot", "t", "tok", t) for i, t in enumerate(texts)]
             )
-            run = arg
+            run = [len(t.encode()) for t in texts]
         elif op == "take":
-            session.take(arg, 1000)
+            taken = session.take(arg, 1000)
+            assert len(taken) <= arg
+            assert len(taken) <= 1 or sum(len(t.encode()) for t in taken) <= 1000
             run = []
         else:
             if session.queue:
@@ -204,7 +205,7 @@ def test_the_queue_never_holds_more_than_the_limit_or_one_run(ops, max_bytes, li
             assert session.queued_bytes == 0 and not session.queue
             break
         largest_run = max(largest_run, (sum(run), len(run)))
-        sizes = [len(i if isinstance(i, str) else i.text) for i in session.queue]
+        sizes = [len((i if isinstance(i, str) else i.text).encode()) for i in session.queue]
         assert session.queued_bytes == sum(sizes)
         assert session.queued_bytes <= max(max_bytes, largest_run[0])
         assert len(session.queue) <= max(limit, largest_run[1])
