@@ -59,7 +59,7 @@ def _column(snap: Snapshot, name: str) -> list[Any]:
 
 def table_rows(log: EnvelopeLog, table: str) -> list[tuple[Any, ...]]:
     """Rows of a (small) log table as tuples in ``append_*`` argument order."""
-    snap = log._snapshot(table)
+    snap = log.snapshot(table)
     names = [c.name for c in snap.spec.columns]
     columns = [_column(snap, n) for n in names]
     return list(zip(*columns, strict=True)) if columns and snap.held else []

@@ -194,7 +194,7 @@ def write_file(
 
 def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
     """Write ``log`` (and its recorded frames, if any) to the parquet file ``path``."""
-    snaps = [log._snapshot(spec.name) for spec in TABLES]
+    snaps = [log.snapshot(spec.name) for spec in TABLES]
     info = table_info(snaps)
     if log._recording is not None:
         info["recording"] = log._recording.info

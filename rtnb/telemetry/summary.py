@@ -119,10 +119,10 @@ class Summary(dict[str, Any]):
 
 
 def summarize(log: EnvelopeLog) -> Summary:
-    env = log._snapshot("envelopes", ("received_at", "occurred_at"))
-    states = log._snapshot("states", ("at", "status"))
-    mutations = log._snapshot("mutations", ("created_at", "resolved_at"))
-    heartbeats = log._snapshot("heartbeats", ("at",))
+    env = log.snapshot("envelopes", ("received_at", "occurred_at"))
+    states = log.snapshot("states", ("at", "status"))
+    mutations = log.snapshot("mutations", ("created_at", "resolved_at"))
+    heartbeats = log.snapshot("heartbeats", ("at",))
 
     outcomes: dict[str, int] = env.tally["outcomes"]
     lag = (ordered(env, "received_at") - ordered(env, "occurred_at")) * 1000.0
