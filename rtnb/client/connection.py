@@ -299,6 +299,8 @@ class Connection:
         """Who the server authenticated us as (tenant, user, role); None until it has.
 
         From the server's ``authenticated`` frame: the client never decodes a token.
+        Over WebSocket it comes with the handshake; over SSE and polling with the
+        first stream request, i.e. once a topic is subscribed.
         """
         return self._session.identity
 
