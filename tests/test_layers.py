@@ -25,7 +25,7 @@ attribute is read from is not known statically, so the rule is about names):
 The rule can be fooled (a package that defines a ``_session`` of its own may
 read anyone's ``._session``), so it is a tripwire, not a proof of types; the
 seams it guards are ``rtnb.Source``, ``EnvelopeLog.snapshot``/``version``/``tail``,
-``Session.add_tap`` and the codec's ``decode_unchecked``.
+``Connection.add_tap`` and the codec's ``decode_unchecked``.
 """
 
 from __future__ import annotations
@@ -190,3 +190,24 @@ def test_the_rule_allows_a_packages_own_private_names() -> None:
     modules = {"rtnb.widgets.probe": ast.parse(source)}
     defined = _defined_by_package(modules)
     assert _reaches(modules, defined) == []
+
+
+def test_no_two_public_names_alike() -> None:
+    """A name in any module's ``__all__`` means one thing across rtnb (re-exports of the
+    same object are fine): ``TopicState`` is the pipeline's, not also the machine's."""
+    import importlib
+
+    owners: dict[str, dict[object, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for module in sorted(_modules()):
+        if module == "rtnb.__main__":
+            continue
+        mod = importlib.import_module(module)
+        for name in getattr(mod, "__all__", ()):
+            if name.startswith("__"):
+                continue
+            value = getattr(mod, name)
+            key = value if isinstance(value, int | float | str | tuple | frozenset) else id(value)
+            owners[name][key].append(module)
+    clashes = {name: sorted(m for ms in by.values() for m in ms) for name, by in owners.items()
+               if len(by) > 1}  # fmt: skip
+    assert not clashes, f"public names meaning different things: {clashes}"

@@ -34,7 +34,7 @@ from ..transports.base import TransportOptions
 from .limits import Limits
 from .mutation import Mutation
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
-from .session import ConnectionState, Session, Tap, TokenProvider
+from .session import ClientSession, ConnectionState, Tap, TokenProvider
 from .source import ConfirmedIdentity
 from .topic import Topic
 
@@ -221,7 +221,7 @@ class Connection:
             config_kw["fallback_order"] = (transport,)
         if heartbeat_interval is not None:
             config_kw["heartbeat_interval"] = heartbeat_interval
-        self._session = Session(
+        self._session = ClientSession(
             url,
             token,
             transport=transport if transport != "auto" else "websocket",

@@ -33,10 +33,10 @@ from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
 from ..core.machine import (
-    Action,
     CancelTimer,
     CloseTransport,
     ConnectionMachine,
+    MachineAction,
     MachineConfig,
     OpenTransport,
     RecordRtt,
@@ -45,7 +45,7 @@ from ..core.machine import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicStatus,
+    TopicStatusChanged,
 )
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
@@ -61,7 +61,7 @@ from .limits import Limits
 from .mutation import Mutation
 from .source import ConfirmedIdentity
 
-__all__ = ["MAINTENANCE_INTERVAL", "ConnectionState", "Session", "TokenProvider"]
+__all__ = ["MAINTENANCE_INTERVAL", "ClientSession", "ConnectionState", "TokenProvider"]
 
 logger = logging.getLogger("rtnb")
 
@@ -106,7 +106,7 @@ class ConnectionState:
 Tap = Callable[[Any, float, str, int], None]
 
 
-class Session:
+class ClientSession:
     """One connection's runtime: machine + pipeline + transport + timers."""
 
     def __init__(
@@ -230,7 +230,7 @@ class Session:
 
     # -- actions -------------------------------------------------------------------
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: list[MachineAction]) -> None:
         for action in actions:
             kind = type(action)
             if kind is SendFrame:
@@ -262,8 +262,8 @@ class Session:
                     math.nan if action.rtt_ms is None else action.rtt_ms,
                     action.server_lag_ms,
                 )
-            elif kind is TopicStatus:
-                assert isinstance(action, TopicStatus)
+            elif kind is TopicStatusChanged:
+                assert isinstance(action, TopicStatusChanged)
                 ts = self.pipeline.topics.get(action.topic)
                 if ts is not None and action.status == "forbidden":
                     ts.status = "forbidden"

@@ -22,11 +22,11 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Replay", "TopicLog", "new_epoch"]
+__all__ = ["ReplayAnswer", "TopicLog", "new_epoch"]
 
 log = logging.getLogger("rtnb.server")
 
-Replay = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
+ReplayAnswer = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
 
 
 def new_epoch() -> bytes:
@@ -148,7 +148,7 @@ class TopicLog:
             for i, chunk in enumerate(chunks)
         ]
 
-    def replay(self, token: str) -> Replay:
+    def replay(self, token: str) -> ReplayAnswer:
         """The events after ``token``, or ``"unavailable"`` and why; never a silent restart."""
         parsed = self._tokens.parse(self.tenant, self.topic, token)
         if parsed is None:
