@@ -117,9 +117,11 @@ def test_a_replay_is_a_source_read_the_same_way(srv: rtnb.ServerHandle, tmp_path
     try:
         rec = conn.record(tmp_path / "rec")
         topic = conn.subscribe("incidents")
+        wait_until(lambda: topic.status == "live")  # events after this are applied one by one
         publish(srv, 7)
         wait_until(lambda: topic.topic_state.applied == 7)
         live = _read_through_the_seam(conn, "incidents")
+        live_entities = topic.server_entities
         rec.stop()
     finally:
         conn.close()
@@ -132,6 +134,7 @@ def test_a_replay_is_a_source_read_the_same_way(srv: rtnb.ServerHandle, tmp_path
         assert rep.wait(30)
         entities, applied, _ = _read_through_the_seam(rep, "incidents")
         assert (entities, applied) == live[:2]
+        assert rep.topics["incidents"].server_entities == live_entities
         assert rep.call(rep.open_resolutions().take, what="test") == []
         assert rep.now() == rep.position_s
     finally:
