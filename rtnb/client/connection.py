@@ -1,7 +1,8 @@
 """``rtnb.connect`` and ``Connection``: the one shared connection layer.
 
 ``connect(url, token=...)`` returns the same :class:`Connection` for the same
-(url, identity) in a process, so every widget and cell that asks for a topic
+(url, token) in a process (the token stands for the identity: the client never
+decodes it), so every widget and cell that asks for a topic
 shares one socket, one log and one store. ``subscribe`` is reference-counted:
 two widgets on one topic share one server subscription, a late subscriber is
 filled from the local store without a round trip, and the server subscription
@@ -109,7 +110,7 @@ def connect(
         log: the telemetry log to write to (a new ``EnvelopeLog`` when None).
         timeout: if given, block until SUBSCRIBED, raising ``TimeoutError`` (with
             the connection's last state and its cause) after that many seconds.
-        shared: True (default): one connection per (url, identity) in this
+        shared: True (default): one connection per (url, token) in this
             process — a second ``connect`` with the same url and token returns
             the same object, so widgets and cells share one socket, log and
             store. False: always a new, separate connection.
@@ -187,7 +188,7 @@ def _check_shared_options(existing: Connection, wanted: dict[str, Any]) -> None:
             shown = "a different EnvelopeLog" if name == "log" else repr(value)
             raise ValueError(
                 f"rtnb.connect({existing.url!r}) already has a shared connection for this "
-                f"identity with {name}={'its own log' if name == 'log' else repr(have)}; "
+                f"token with {name}={'its own log' if name == 'log' else repr(have)}; "
                 f"you asked for {name}={shown}. Pass shared=False for a separate connection "
                 "with its own options, or close() the shared one first."
             )
