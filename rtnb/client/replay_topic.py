@@ -9,12 +9,12 @@ clock.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .topic import Topic, TopicFreshness, topic_freshness
 
 if TYPE_CHECKING:
-    pass
+    from .replay import Replay
 
 __all__ = ["ReplayTopic", "Timestamp", "to_seconds"]
 
@@ -46,10 +46,7 @@ class ReplayTopic(Topic):
 
     @property
     def freshness(self) -> TopicFreshness:
-        from .replay import Replay
-
-        conn = self._conn
-        assert isinstance(conn, Replay)
+        conn = cast("Replay", self._conn)  # a ReplayTopic belongs to a replay
         # measured on the replay's clock; a recorded state has no retry time
         fresh: TopicFreshness = self._read(
             lambda: topic_freshness(self._state, conn.state, conn.position_s)
