@@ -214,8 +214,8 @@ def recording_costs(n: int = 100_000) -> tuple[float, float, float]:
     import collections
     import threading
 
+    from rtnb.client.recording import Recorder
     from rtnb.core.pipeline import Pipeline
-    from rtnb.telemetry.recording import Recorder
     from rtnb.telemetry.sanitize import sanitize
 
     from ._frames import make_events, wire

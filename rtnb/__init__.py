@@ -22,11 +22,12 @@ from .protocol.errors import (
 if TYPE_CHECKING:
     from . import charts
     from .client.connection import Connection, connect
+    from .client.limits import Limits
     from .client.mutation import Mutation
     from .client.replay import Replay, replay
     from .client.session import ConnectionState
+    from .client.source import ConfirmedIdentity, Source
     from .client.topic import Topic, TopicFreshness
-    from .core.limits import Limits
     from .server import ServerHandle, serve
     from .telemetry import EnvelopeLog
     from .widgets import Dashboard, Freshness, StreamTable
@@ -37,15 +38,17 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported on first access
 _LAZY: dict[str, str] = {
     "Connection": "rtnb.client.connection",
+    "ConfirmedIdentity": "rtnb.client.source",
     "ConnectionState": "rtnb.client.session",
     "Dashboard": "rtnb.widgets",
     "EnvelopeLog": "rtnb.telemetry",
     "Freshness": "rtnb.widgets",
     "LiveChart": "rtnb.widgets.livechart",
-    "Limits": "rtnb.core.limits",
+    "Limits": "rtnb.client.limits",
     "Mutation": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
     "ServerHandle": "rtnb.server",
+    "Source": "rtnb.client.source",
     "StreamTable": "rtnb.widgets",
     "Topic": "rtnb.client.topic",
     "TopicFreshness": "rtnb.client.topic",
@@ -57,6 +60,7 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = frozenset({"charts"})
 
 __all__ = [
+    "ConfirmedIdentity",
     "Connection",
     "ConnectionClosed",
     "ConnectionState",
@@ -73,6 +77,7 @@ __all__ = [
     "Replay",
     "RtnbError",
     "ServerHandle",
+    "Source",
     "Status",
     "StreamTable",
     "Topic",

@@ -93,10 +93,10 @@ def _finite(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def window(log: EnvelopeLog, start: Any, end: Any, max_bins: int) -> Window:
     """The range to chart: ``start``/``end`` if given, else everything in the log."""
     times = [
-        _finite(ordered(log._snapshot(table, (name,)), name))
+        _finite(ordered(log.snapshot(table, (name,)), name))
         for table, name in (("envelopes", "received_at"), ("states", "at"), ("heartbeats", "at"))
     ]
-    mutations = log._snapshot("mutations", ("created_at", "resolved_at"))
+    mutations = log.snapshot("mutations", ("created_at", "resolved_at"))
     times += [_finite(ordered(mutations, "created_at")), _finite(ordered(mutations, "resolved_at"))]
     present = [t for t in times if t.size]
     lo = min((float(t.min()) for t in present), default=0.0)
@@ -111,7 +111,7 @@ def window(log: EnvelopeLog, start: Any, end: Any, max_bins: int) -> Window:
 
 
 def _envelopes(log: EnvelopeLog, win: Window, *names: str) -> tuple[dict[str, Any], list[str]]:
-    snap = log._snapshot("envelopes", ("received_at", *names))
+    snap = log.snapshot("envelopes", ("received_at", *names))
     received = ordered(snap, "received_at")
     keep = win.contains(received)
     cols = {"received_at": received[keep]}
@@ -183,7 +183,7 @@ def outcome_rows(log: EnvelopeLog, win: Window) -> pd.DataFrame:
 
 def state_rows(log: EnvelopeLog, win: Window, budget: int) -> pd.DataFrame:
     """The connection's states as intervals, clipped to the window (worst per pixel if many)."""
-    snap = log._snapshot("states", ("at", "status", "reason", "attempt"))
+    snap = log.snapshot("states", ("at", "status", "reason", "attempt"))
     at = ordered(snap, "at")
     cats = snap.categories.get("status", [])
     status = [cats[c] if c >= 0 else "idle" for c in ordered(snap, "status").tolist()]

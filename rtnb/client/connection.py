@@ -1,7 +1,8 @@
 """``rtnb.connect`` and ``Connection``: the one shared connection layer.
 
 ``connect(url, token=...)`` returns the same :class:`Connection` for the same
-(url, identity) in a process, so every widget and cell that asks for a topic
+(url, token) in a process (the token stands for the identity: the client never
+decodes it), so every widget and cell that asks for a topic
 shares one socket, one log and one store. ``subscribe`` is reference-counted:
 two widgets on one topic share one server subscription, a late subscriber is
 filled from the local store without a round trip, and the server subscription
@@ -12,29 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import hashlib
-import json
 import os
 import random
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
-from ..core.ledger import OnDegraded
-from ..core.limits import Limits
+from ..core.ledger import OnDegraded, ResolutionCursor
 from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
+from ..core.pipeline import TopicState
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError, RtnbError
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
+from .limits import Limits
+from .mutation import Mutation
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
-from .session import ConnectionState, Session, TokenProvider
+from .session import ClientSession, ConnectionState, Tap, TokenProvider
+from .source import ConfirmedIdentity
 from .topic import Topic
+
+if TYPE_CHECKING:
+    from .recording import Recorder
+    from .replay import Replay
+    from .source import Source
+
+    def _both_are_sources(c: Connection, r: Replay) -> tuple[Source, Source]:
+        return c, r  # mypy proves both implement rtnb.Source
+
 
 __all__ = ["TRANSPORTS", "Connection", "connect"]
 
@@ -54,16 +66,12 @@ def _normalise_url(url: str) -> str:
     return u
 
 
-def _identity(token: str | TokenProvider) -> str:
-    """Who the token says we are (tenant/user), without verifying it; never the token."""
+def _token_key(token: str | TokenProvider) -> str:
+    """A key for the token (never the token itself): the same token shares a
+    connection; the client never decodes a token (who we are comes from the server)."""
     if not isinstance(token, str):
         return f"provider:{id(token)}"
-    try:
-        body = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        return f"{claims.get('tenant')}/{claims.get('sub') or claims.get('user')}"
-    except (IndexError, ValueError, AttributeError):
-        return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def connect(
@@ -102,7 +110,7 @@ def connect(
         log: the telemetry log to write to (a new ``EnvelopeLog`` when None).
         timeout: if given, block until SUBSCRIBED, raising ``TimeoutError`` (with
             the connection's last state and its cause) after that many seconds.
-        shared: True (default): one connection per (url, identity) in this
+        shared: True (default): one connection per (url, token) in this
             process — a second ``connect`` with the same url and token returns
             the same object, so widgets and cells share one socket, log and
             store. False: always a new, separate connection.
@@ -129,7 +137,7 @@ def connect(
     if not (isinstance(token, str) and token) and not callable(token):
         raise TypeError("token must be a non-empty str or a callable returning one")
     base = _normalise_url(url)
-    key = (base, _identity(token))
+    key = (base, _token_key(token))
     wanted: dict[str, Any] = {
         "transport": transport,
         "backoff": backoff,
@@ -180,7 +188,7 @@ def _check_shared_options(existing: Connection, wanted: dict[str, Any]) -> None:
             shown = "a different EnvelopeLog" if name == "log" else repr(value)
             raise ValueError(
                 f"rtnb.connect({existing.url!r}) already has a shared connection for this "
-                f"identity with {name}={'its own log' if name == 'log' else repr(have)}; "
+                f"token with {name}={'its own log' if name == 'log' else repr(have)}; "
                 f"you asked for {name}={shown}. Pass shared=False for a separate connection "
                 "with its own options, or close() the shared one first."
             )
@@ -214,7 +222,7 @@ class Connection:
             config_kw["fallback_order"] = (transport,)
         if heartbeat_interval is not None:
             config_kw["heartbeat_interval"] = heartbeat_interval
-        self._session = Session(
+        self._session = ClientSession(
             url,
             token,
             transport=transport if transport != "auto" else "websocket",
@@ -241,8 +249,11 @@ class Connection:
         except RtnbError as exc:  # says what happened; the runtime's frames add nothing
             raise exc.with_traceback(None) from None
 
-    def _call(self, fn: Callable[[], Any], *, what: str) -> Any:
-        """Run ``fn`` on the runtime thread (directly if already there)."""
+    def call(self, fn: Callable[[], Any], *, what: str) -> Any:
+        """Run ``fn`` on rtnb's runtime thread (directly if already there); its result.
+
+        ``what`` names the call in a timeout error. Widgets build their feeds this way.
+        """
         if self._runtime.in_runtime_thread():
             return fn()
 
@@ -254,8 +265,61 @@ class Connection:
         except RtnbError as exc:
             raise exc.with_traceback(None) from None
 
+    _call = call
+
+    def _mutate(
+        self, topic: str, entity_id: str, patch: dict[str, Any], timeout: float
+    ) -> Coroutine[Any, Any, Mutation]:
+        return self._session.mutate(topic, entity_id, patch, timeout)
+
     def _callback_failed(self, what: str, exc: BaseException) -> None:
         self._session.callback_failed(what, exc)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """rtnb's runtime event loop (where state, stores and callbacks live)."""
+        return self._runtime.loop
+
+    def now(self) -> float:
+        """The wall clock ages are measured on: ``time.time()``."""
+        return time.time()
+
+    # -- what widgets, charts and the recorder read (rtnb.Source) ----------------------
+
+    @property
+    def topic_states(self) -> Mapping[str, TopicState]:
+        """The pipeline's state of each subscribed topic (read on the runtime thread)."""
+        return self._session.pipeline.topics
+
+    def open_resolutions(self) -> ResolutionCursor:
+        """A cursor over mutations resolved from now on (use it on the runtime thread)."""
+        return self._session.ledger.open_resolutions()
+
+    @property
+    def identity(self) -> ConfirmedIdentity | None:
+        """Who the server authenticated us as (tenant, user, role); None until it has.
+
+        From the server's ``authenticated`` frame: the client never decodes a token.
+        Over WebSocket it comes with the handshake; over SSE and polling with the
+        first stream request, i.e. once a topic is subscribed.
+        """
+        return self._session.identity
+
+    def wait_identity(self, timeout: float = 5.0) -> ConfirmedIdentity | None:
+        """:attr:`identity`, waiting up to ``timeout`` s for the server to confirm it."""
+        if self._session.identity is not None:
+            return self._session.identity
+        found: ConfirmedIdentity | None = self._runtime.run(
+            self._session.wait_identity(timeout), what="wait_identity", timeout=timeout + 5.0
+        )
+        return found
+
+    def add_tap(self, tap: Tap) -> Callable[[], None]:
+        """Observe every raw frame received: ``tap(data, received_at, transport, attempt)``,
+        called on the runtime thread before the pipeline (keep it cheap; do not keep
+        ``data`` beyond the call unless you copy it). Returns a callable removing the tap."""
+        remove: Callable[[], None] = self._call(lambda: self._session.add_tap(tap), what="add_tap")
+        return remove
 
     # -- state ---------------------------------------------------------------------------
 
@@ -360,16 +424,15 @@ class Connection:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, path: str | os.PathLike[str], **options: Any) -> Any:
+    def record(self, path: str | os.PathLike[str], **options: Any) -> Recorder:
         """Stream this connection's log (with payloads) to rolling parquet files.
 
-        See :mod:`rtnb.telemetry.recording` for the options; returns the recorder
+        See :mod:`rtnb.client.recording` for the options; returns the recorder
         (``.stop()`` flushes; it is also flushed on close and at interpreter exit).
         """
-        import importlib
+        from .recording import record  # pyarrow is imported only when recording
 
-        recording = importlib.import_module("rtnb.telemetry.recording")
-        return recording.record(self, path, **options)
+        return record(self, path, **options)
 
     # -- closing ---------------------------------------------------------------------------
 

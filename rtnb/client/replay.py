@@ -2,9 +2,9 @@
 
 A :class:`Replay` looks like a :class:`~rtnb.client.connection.Connection` to
 everything that reads one -- ``subscribe`` returns real
-:class:`~rtnb.client.topic.Topic` handles, and ``state``, ``on_state``,
-``log``, ``_runtime`` and ``_call`` behave the same -- so ``StreamTable``,
-``Freshness``, ``LiveChart`` and the charts work on it unchanged.
+:class:`~rtnb.client.topic.Topic` handles, and it implements :class:`~rtnb.client.source.Source` (``state``, ``on_state``,
+``log``, ``topic_states``, ``loop``, ``call``, ``now``...) as a connection does -- so
+``StreamTable``, ``Freshness``, ``LiveChart`` and the charts work on it unchanged.
 
 Its input is the recording instead of a socket: every recorded frame is fed
 through a fresh :class:`~rtnb.core.pipeline.Pipeline` (the same decode,
@@ -34,16 +34,19 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
+from ..core.ledger import MutationLedger, ResolutionCursor
 from ..core.merge import MergeFn
 from ..core.pipeline import TopicState
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError
 from ..telemetry.log import EnvelopeLog
+from .mutation import Mutation
 from .replay_player import Player
 from .replay_timeline import Timeline
-from .replay_topic import ReplaySession, ReplayTopic, Timestamp, to_seconds
+from .replay_topic import ReplayTopic, Timestamp, to_seconds
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
 from .session import ConnectionState
+from .source import ConfirmedIdentity
 from .topic import Topic
 
 __all__ = ["DEFAULT_SPEED", "Replay", "ReplayTopic", "replay"]
@@ -99,7 +102,8 @@ class Replay:
             mutation_capacity=cap["mutations"],
             heartbeat_capacity=cap["heartbeats"],
         )
-        self._session = ReplaySession(self)
+        #: never holds a mutation: a replay sends none
+        self._ledger = MutationLedger()
         self._handles: dict[str, list[Topic]] = {}
         self._state_callbacks: list[Callable[[ConnectionState], Any]] = []
         self._paused = paused
@@ -113,10 +117,10 @@ class Replay:
         if not paused:
             self._call(self._play, what="rtnb.replay")
 
-    # -- plumbing (the Connection interface widgets use) ---------------------------------
+    # -- plumbing (rtnb.Source: what widgets, charts and topics use) ----------------------
 
-    def _call(self, fn: Callable[[], Any], *, what: str) -> Any:
-        """Run ``fn`` on the runtime thread (directly if already there)."""
+    def call(self, fn: Callable[[], Any], *, what: str) -> Any:
+        """Run ``fn`` on rtnb's runtime thread (directly if already there); its result."""
         if self._runtime.in_runtime_thread():
             return fn()
 
@@ -125,8 +129,32 @@ class Replay:
 
         return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
 
+    _call = call
+
     def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
         return self._runtime.run(coro, what=what, timeout=None)
+
+    async def _mutate(self, *args: Any) -> Mutation:
+        raise LocalProtocolError("a replay is read-only: mutations cannot be sent")
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """rtnb's runtime event loop (the replay plays on it)."""
+        return self._runtime.loop
+
+    @property
+    def topic_states(self) -> Mapping[str, TopicState]:
+        """The replay pipeline's topic states (read them on the runtime thread)."""
+        return self._player.pipeline.topics
+
+    def open_resolutions(self) -> ResolutionCursor:
+        """Always empty: a replay sends no mutations."""
+        return self._ledger.open_resolutions()
+
+    @property
+    def identity(self) -> ConfirmedIdentity | None:
+        """None: a replay is not authenticated by anyone."""
+        return None
 
     def _callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(
@@ -300,7 +328,7 @@ class Replay:
                     f"topic {topic!r} was recorded with ordering {state.ordering!r}; "
                     "replay it with the same ordering (or leave ordering out)"
                 )
-            handle = ReplayTopic(self, state)  # type: ignore[arg-type]
+            handle = ReplayTopic(self, state)
             self._handles.setdefault(topic, []).append(handle)
             self._player.set_on_apply(self._on_apply)
             return handle

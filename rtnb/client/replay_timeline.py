@@ -23,7 +23,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from ..telemetry.frames import ordered, ordered_list
 from ..telemetry.log import EnvelopeLog
 from ..telemetry.recorded import Recording
-from ..telemetry.ring import Snapshot
+from ..telemetry.ring import TableSnapshot
 
 __all__ = ["FRAME", "HEARTBEAT", "MUTATION", "STATE", "FrameReader", "Timeline", "TopicConfig"]
 
@@ -43,7 +43,7 @@ class TopicConfig:
     gap_timeout: float
 
 
-def _column(snap: Snapshot, name: str) -> list[Any]:
+def _column(snap: TableSnapshot, name: str) -> list[Any]:
     """Column ``name`` of ``snap`` as Python values in arrival order (strings decoded)."""
     kind = next(c.kind for c in snap.spec.columns if c.name == name)
     if kind == "str":
@@ -59,7 +59,7 @@ def _column(snap: Snapshot, name: str) -> list[Any]:
 
 def table_rows(log: EnvelopeLog, table: str) -> list[tuple[Any, ...]]:
     """Rows of a (small) log table as tuples in ``append_*`` argument order."""
-    snap = log._snapshot(table)
+    snap = log.snapshot(table)
     names = [c.name for c in snap.spec.columns]
     columns = [_column(snap, n) for n in names]
     return list(zip(*columns, strict=True)) if columns and snap.held else []

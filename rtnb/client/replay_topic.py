@@ -3,28 +3,20 @@
 :class:`ReplayTopic` is a real :class:`~rtnb.client.topic.Topic` (widgets
 read it exactly like a live one) whose freshness is measured on the replay's
 clock, the recorded instant the replay has reached, instead of the wall
-clock. :class:`ReplaySession` stands where a connection's session would be
-(``conn._session``): widgets read its ``state``, ``on_state``, ``pipeline``
-and ``ledger``; it refuses mutations, which a replay cannot send.
+clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..core.ledger import MutationLedger
-from ..core.pipeline import Pipeline
-from ..protocol.errors import LocalProtocolError
 from .topic import Topic, TopicFreshness, topic_freshness
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .replay import Replay
-    from .session import ConnectionState
 
-__all__ = ["ReplaySession", "ReplayTopic", "Timestamp", "to_seconds"]
+__all__ = ["ReplayTopic", "Timestamp", "to_seconds"]
 
 #: Anything ``seek`` takes: unix seconds, an ISO string, a datetime or a pandas Timestamp.
 Timestamp = float | int | str | dt.datetime | Any
@@ -54,32 +46,9 @@ class ReplayTopic(Topic):
 
     @property
     def freshness(self) -> TopicFreshness:
-        conn: Replay = self._conn  # type: ignore[assignment]
+        conn = cast("Replay", self._conn)  # a ReplayTopic belongs to a replay
         # measured on the replay's clock; a recorded state has no retry time
         fresh: TopicFreshness = self._read(
             lambda: topic_freshness(self._state, conn.state, conn.position_s)
         )
         return fresh
-
-
-class ReplaySession:
-    """The replay's stand-in for ``conn._session`` (what widgets read on a connection)."""
-
-    def __init__(self, replay: Replay) -> None:
-        self._replay = replay
-        #: never holds a mutation: a replay sends none
-        self.ledger = MutationLedger()
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._replay.state
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self._replay._player.pipeline
-
-    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
-        return self._replay.on_state(callback)
-
-    async def mutate(self, *args: Any) -> Any:
-        raise LocalProtocolError("a replay is read-only: mutations cannot be sent")

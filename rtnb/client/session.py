@@ -32,12 +32,11 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
-from ..core.limits import Limits
 from ..core.machine import (
-    Action,
     CancelTimer,
     CloseTransport,
     ConnectionMachine,
+    MachineAction,
     MachineConfig,
     OpenTransport,
     RecordRtt,
@@ -46,21 +45,23 @@ from ..core.machine import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicStatus,
+    TopicStatusChanged,
 )
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
 from ..protocol.errors import ConnectionClosed
-from ..protocol.frames import Mutate
+from ..protocol.frames import Authenticated, Mutate
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
 from ..transports.polling import PollingTransport
 from ..transports.sse import SSETransport
 from ..transports.websocket import WebSocketTransport
+from .limits import Limits
 from .mutation import Mutation
+from .source import ConfirmedIdentity
 
-__all__ = ["MAINTENANCE_INTERVAL", "ConnectionState", "Session", "TokenProvider"]
+__all__ = ["MAINTENANCE_INTERVAL", "ClientSession", "ConnectionState", "TokenProvider"]
 
 logger = logging.getLogger("rtnb")
 
@@ -101,7 +102,11 @@ class ConnectionState:
         return f"{self.status.value} via {self.transport} ({self.reason})"
 
 
-class Session:
+#: A raw-frame observer: ``tap(data, received_at, transport, attempt)``.
+Tap = Callable[[Any, float, str, int], None]
+
+
+class ClientSession:
     """One connection's runtime: machine + pipeline + transport + timers."""
 
     def __init__(
@@ -169,7 +174,10 @@ class Session:
         self._closing: set[asyncio.Task[Any]] = set()
         #: raw-frame observers ``tap(data, received_at, transport, attempt)`` (recording);
         #: called on the runtime thread before the pipeline, so keep them cheap
-        self.taps: list[Callable[[Any, float, str, int], None]] = []
+        self._taps: list[Tap] = []
+        #: who the server's last ``authenticated`` frame said we are
+        self.identity: ConfirmedIdentity | None = None
+        self._identified = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -226,7 +234,7 @@ class Session:
 
     # -- actions -------------------------------------------------------------------
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: list[MachineAction]) -> None:
         for action in actions:
             kind = type(action)
             if kind is SendFrame:
@@ -258,8 +266,8 @@ class Session:
                     math.nan if action.rtt_ms is None else action.rtt_ms,
                     action.server_lag_ms,
                 )
-            elif kind is TopicStatus:
-                assert isinstance(action, TopicStatus)
+            elif kind is TopicStatusChanged:
+                assert isinstance(action, TopicStatusChanged)
                 ts = self.pipeline.topics.get(action.topic)
                 if ts is not None and action.status == "forbidden":
                     ts.status = "forbidden"
@@ -342,8 +350,8 @@ class Session:
         def on_frame(data: Any, now: float) -> None:
             if holder["t"] is not self._transport:
                 return
-            if self.taps:
-                for tap in self.taps:
+            if self._taps:
+                for tap in self._taps:
                     tap(data, now, pipeline.transport, pipeline.attempt)
             control = pipeline.feed(data, now)
             machine.note_alive(now)
@@ -354,6 +362,8 @@ class Session:
                 for frame in control:
                     if holder["t"] is not self._transport:
                         return
+                    if type(frame) is Authenticated:
+                        self._identify(frame)
                     self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
                 if pipeline.resolved:
                     self._settle_mutations()
@@ -369,6 +379,29 @@ class Session:
             )
 
         return on_frame, on_close
+
+    def add_tap(self, tap: Tap) -> Callable[[], None]:
+        """Observe every raw frame: ``tap(data, received_at, transport, attempt)`` is called
+        on the runtime thread before the pipeline sees the frame (keep it cheap).
+        Returns a callable that removes the tap (idempotent)."""
+        self._taps.append(tap)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._taps.remove(tap)
+
+        return remove
+
+    def _identify(self, frame: Authenticated) -> None:
+        self.identity = ConfirmedIdentity(frame.tenant, frame.user, frame.role, frame.expires_at)
+        self._identified.set()
+
+    async def wait_identity(self, timeout: float) -> ConfirmedIdentity | None:
+        """The confirmed identity, waiting up to ``timeout`` s for it; None if not by then."""
+        if self.identity is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._identified.wait(), timeout)
+        return self.identity
 
     def _fault(self, reason: str) -> None:
         """The stream broke a bound it cannot recover from in place: drop the

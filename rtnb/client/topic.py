@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .connection import Connection
+    from .replay import Replay
     from .session import ConnectionState
 
 __all__ = ["Topic", "TopicFreshness", "topic_freshness"]
@@ -111,7 +112,7 @@ def _utc(ts: float | None) -> dt.datetime | None:
 class Topic:
     """A live topic: current entities, a DataFrame view, freshness, mutations."""
 
-    def __init__(self, connection: Connection, state: TopicState) -> None:
+    def __init__(self, connection: Connection | Replay, state: TopicState) -> None:
         self._conn = connection
         self._state = state
         self._callbacks: list[EventCallback] = []
@@ -128,8 +129,15 @@ class Topic:
         return self._state.ordering
 
     @property
-    def connection(self) -> Connection:
+    def connection(self) -> Connection | Replay:
+        """The connection (or replay) this handle belongs to."""
         return self._conn
+
+    @property
+    def topic_state(self) -> TopicState:
+        """The pipeline's state of this topic: its store (and the store's change
+        cursors), orderer position and counters. Read it on the runtime thread."""
+        return self._state
 
     # -- reads ---------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class Topic:
         """Change an entity optimistically; returns at once with a ``Mutation``."""
         _check_patch(patch)
         result: Mutation = self._conn._run(
-            self._conn._session.mutate(self.name, entity_id, patch, timeout),
+            self._conn._mutate(self.name, entity_id, patch, timeout),
             what="topic.mutate",
         )
         return result
@@ -220,7 +228,7 @@ class Topic:
     ) -> Mutation:
         _check_patch(patch)
         result: Mutation = await self._conn._runtime.wrap(
-            self._conn._session.mutate(self.name, entity_id, patch, timeout)
+            self._conn._mutate(self.name, entity_id, patch, timeout)
         )
         return result
 

@@ -33,8 +33,8 @@ from .status import Status
 
 __all__ = [
     "Activity",
-    "Freshness",
     "FreshnessStatus",
+    "FreshnessVerdict",
     "activity_text",
     "connection_status",
     "freshness",
@@ -61,7 +61,7 @@ _ACTIVITY: Final[dict[Status, Activity]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Freshness:
+class FreshnessVerdict:
     """One topic's freshness at ``now`` (plain values; see :func:`freshness`)."""
 
     status: FreshnessStatus
@@ -93,7 +93,7 @@ def freshness(
     topic_status: str,
     last_event_at: float | None,
     now: float,
-) -> Freshness:
+) -> FreshnessVerdict:
     """A topic's freshness from the connection's state and the topic's own state."""
     status: FreshnessStatus
     if topic_status in REFUSED:
@@ -108,7 +108,7 @@ def freshness(
     retry_in = None
     if act == "reconnecting" and next_retry_at is not None:
         retry_in = next_retry_at - now
-    return Freshness(
+    return FreshnessVerdict(
         status=status,
         activity=act,
         attempt=attempt,

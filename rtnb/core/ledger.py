@@ -34,6 +34,7 @@ __all__ = [
     "MutationRecord",
     "MutationStatus",
     "OnDegraded",
+    "ResolutionCursor",
 ]
 
 MutationStatus = Literal[
@@ -105,6 +106,10 @@ class MutationLedger:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def open_resolutions(self) -> ResolutionCursor:
+        """A cursor over the mutations resolved from now on (see :class:`ResolutionCursor`)."""
+        return ResolutionCursor(self)
 
     @property
     def watching(self) -> bool:
@@ -251,3 +256,29 @@ class MutationLedger:
         self._resolved[rec.client_mutation_id] = rec
         while len(self._resolved) > RESOLVED_MEMORY:
             self._resolved.popitem(last=False)
+
+
+class ResolutionCursor:
+    """Mutations resolved since the last :meth:`take`, oldest first (runtime thread).
+
+    Reads the ledger's memory of resolved mutations, which keeps them in
+    resolution order and forgets the oldest first, from the newest back to
+    the last one already seen: O(new resolutions) per call.
+    """
+
+    def __init__(self, ledger: MutationLedger) -> None:
+        self._resolved = ledger._resolved
+        self._last: str | None = next(reversed(self._resolved), None)
+
+    def take(self) -> list[MutationRecord]:
+        resolved = self._resolved
+        if not resolved:
+            return []
+        new: list[MutationRecord] = []
+        for cmid in reversed(resolved):
+            if cmid == self._last:
+                break
+            new.append(resolved[cmid])
+        self._last = next(reversed(resolved))
+        new.reverse()
+        return new

@@ -3,7 +3,7 @@
 Sans-I/O (see :mod:`rtnb.core.machine_table` for the theory of operation and
 every legal transition). Each input method takes ``now`` — seconds since the
 epoch on the driver's clock (``time.time()``: token expiries are unix times) —
-and returns a list of :data:`Action` for the driver to carry out *in order*.
+and returns a list of :data:`MachineAction` for the driver to carry out *in order*.
 Randomness (backoff jitter) comes from the ``rng`` given to the constructor.
 
 Driver contract, in short:
@@ -99,11 +99,11 @@ from .machine_table import (
     DEFAULT_REFRESH_RETRY,
     TIMERS,
     TRANSITIONS,
-    Action,
     CancelTimer,
     CloseTransport,
     FailureKind,
     Input,
+    MachineAction,
     MachineConfig,
     OpenTransport,
     RecordRtt,
@@ -113,8 +113,8 @@ from .machine_table import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicState,
-    TopicStatus,
+    TopicPhase,
+    TopicStatusChanged,
     TransportKind,
     liveness_deadline,
 )
@@ -132,7 +132,6 @@ __all__ = [
     "DEFAULT_REFRESH_FRACTION",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_REFRESH_RETRY",
-    "Action",
     "BackoffLike",
     "CancelTimer",
     "CloseTransport",
@@ -140,6 +139,7 @@ __all__ = [
     "ControlFrame",
     "FailureKind",
     "Input",
+    "MachineAction",
     "MachineConfig",
     "OpenTransport",
     "RecordRtt",
@@ -148,8 +148,8 @@ __all__ = [
     "StartTimer",
     "StateChanged",
     "Timer",
-    "TopicState",
-    "TopicStatus",
+    "TopicPhase",
+    "TopicStatusChanged",
     "TransportKind",
 ]
 
@@ -208,7 +208,7 @@ class _Step:
     row: Row
     now: float
     before: Status
-    out: list[Action] = field(default_factory=list)
+    out: list[MachineAction] = field(default_factory=list)
     moved: bool = False
 
 
@@ -250,7 +250,7 @@ class ConnectionMachine:
         self._transport_open = False
         self._requested: frozenset[str] = frozenset()  # topics carried by the opening request
         self._timers: dict[Timer, float] = {}
-        self._topics: dict[str, TopicState] = {}
+        self._topics: dict[str, TopicPhase] = {}
         self._replay: dict[str, str] = {}
         self._last_seen = 0.0
         self._server_interval: float | None = None  # announced on this connection
@@ -327,7 +327,7 @@ class ConnectionMachine:
         return MappingProxyType(self._timers)
 
     @property
-    def topics(self) -> Mapping[str, TopicState]:
+    def topics(self) -> Mapping[str, TopicPhase]:
         return MappingProxyType(self._topics)
 
     def set_topic_token(self, topic: str, token: str) -> None:
@@ -346,14 +346,14 @@ class ConnectionMachine:
 
     # -- inputs ----------------------------------------------------------------
 
-    def start(self, now: float, token: str) -> list[Action]:
+    def start(self, now: float, token: str) -> list[MachineAction]:
         """Begin connecting with ``token`` (IDLE only)."""
         step = self._begin(Input.START, now)
         self._token = _check_token(token)
         self._open(step, f"connecting over {self._transport}")
         return self._finish(step)
 
-    def transport_opened(self, now: float) -> list[Action]:
+    def transport_opened(self, now: float) -> list[MachineAction]:
         step = self._begin(Input.TRANSPORT_OPENED, now)
         if self._transport_open:
             raise self._illegal(step, "the transport is already open")
@@ -373,7 +373,7 @@ class ConnectionMachine:
         code: int | None = None,
         retry_after: float | None = None,
         reason: str = "",
-    ) -> list[Action]:
+    ) -> list[MachineAction]:
         """The transport could not be opened.
 
         ``kind="unreachable"``: the server did not answer, or answered ``code``
@@ -410,7 +410,7 @@ class ConnectionMachine:
         code: int | None = None,
         reason: str = "",
         retry_after: float | None = None,
-    ) -> list[Action]:
+    ) -> list[MachineAction]:
         """An open transport closed (by the peer or the network).
 
         The reference server puts a 4429's hint in the close reason
@@ -432,7 +432,7 @@ class ConnectionMachine:
         )
         return self._finish(step)
 
-    def frame_received(self, now: float, frame: ControlFrame) -> list[Action]:
+    def frame_received(self, now: float, frame: ControlFrame) -> list[MachineAction]:
         """Any frame from the server (unwrap batches first)."""
         inp = _FRAME_INPUTS.get(type(frame))
         if inp is None:
@@ -455,9 +455,11 @@ class ConnectionMachine:
                 if frame.heartbeat_interval is not None:
                     self._arm(step, Timer.HEARTBEAT, self._last_seen + self.heartbeat_deadline)
         elif isinstance(frame, Subscribed):
-            if self._status in _LIVE and self._topics.get(frame.topic) is TopicState.PENDING:
-                self._topics[frame.topic] = TopicState.SUBSCRIBED
-                step.out.append(TopicStatus(frame.topic, "subscribed", f"replay {frame.replay}"))
+            if self._status in _LIVE and self._topics.get(frame.topic) is TopicPhase.PENDING:
+                self._topics[frame.topic] = TopicPhase.SUBSCRIBED
+                step.out.append(
+                    TopicStatusChanged(frame.topic, "subscribed", f"replay {frame.replay}")
+                )
         elif isinstance(frame, Heartbeat):
             step.out.append(RecordRtt(now, None, (now - frame.server_time) * 1000.0))
         elif isinstance(frame, Pong):
@@ -469,7 +471,7 @@ class ConnectionMachine:
             self._error(step, frame)
         return self._finish(step)
 
-    def timer_fired(self, now: float, name: Timer | str) -> list[Action]:
+    def timer_fired(self, now: float, name: Timer | str) -> list[MachineAction]:
         try:
             timer = Timer(name)
         except ValueError:
@@ -513,21 +515,23 @@ class ConnectionMachine:
             self._open(step, f"reconnecting over {self._transport} (attempt {self._attempt})")
         return self._finish(step)
 
-    def subscribe(self, now: float, topic: str, replay_from: str | None = None) -> list[Action]:
+    def subscribe(
+        self, now: float, topic: str, replay_from: str | None = None
+    ) -> list[MachineAction]:
         """Want ``topic`` (idempotent). Sent now if authenticated, else on the next connection."""
         _check_topic(topic)
         step = self._begin(Input.SUBSCRIBE, now)
         if replay_from is not None:
             self._replay[topic] = replay_from
-        if self._topics.get(topic) in (TopicState.PENDING, TopicState.SUBSCRIBED):
+        if self._topics.get(topic) in (TopicPhase.PENDING, TopicPhase.SUBSCRIBED):
             return self._finish(step)
-        self._topics[topic] = TopicState.PENDING
-        step.out.append(TopicStatus(topic, "pending", "subscribe requested"))
+        self._topics[topic] = TopicPhase.PENDING
+        step.out.append(TopicStatusChanged(topic, "pending", "subscribe requested"))
         if self._status in _LIVE:
             step.out.append(SendFrame(self._subscribe_frame(topic)))
         return self._finish(step)
 
-    def unsubscribe(self, now: float, topic: str) -> list[Action]:
+    def unsubscribe(self, now: float, topic: str) -> list[MachineAction]:
         step = self._begin(Input.UNSUBSCRIBE, now)
         if topic not in self._topics:
             raise self._illegal(step, f"topic {topic!r} is not subscribed")
@@ -535,17 +539,17 @@ class ConnectionMachine:
         self._replay.pop(topic, None)
         if self._status in _LIVE:
             step.out.append(SendFrame(Unsubscribe(topic=topic)))
-        step.out.append(TopicStatus(topic, "unsubscribed", "unsubscribe requested"))
+        step.out.append(TopicStatusChanged(topic, "unsubscribed", "unsubscribe requested"))
         return self._finish(step)
 
-    def resubscribe(self, now: float, topic: str, replay_from: str | None) -> list[Action]:
+    def resubscribe(self, now: float, topic: str, replay_from: str | None) -> list[MachineAction]:
         """Targeted re-subscribe (gap repair); the connection state does not change.
 
         While not authenticated the token is only noted: the coming Subscribe carries it.
         """
         step = self._begin(Input.RESUBSCRIBE, now)
         state = self._topics.get(topic)
-        if state is None or state is TopicState.REFUSED:
+        if state is None or state is TopicPhase.REFUSED:
             raise self._illegal(step, f"topic {topic!r} is not subscribed")
         if replay_from is not None:
             self._replay[topic] = replay_from
@@ -555,7 +559,7 @@ class ConnectionMachine:
 
     def token_refreshed(
         self, now: float, token: str, expires_at: float | None = None
-    ) -> list[Action]:
+    ) -> list[MachineAction]:
         """A new token from the provider (``expires_at``: unix seconds, if known)."""
         step = self._begin(Input.TOKEN_REFRESHED, now)
         self._token = _check_token(token)
@@ -570,7 +574,7 @@ class ConnectionMachine:
                 self._arm_refresh(step, expires_at)
         return self._finish(step)
 
-    def token_refresh_failed(self, now: float, reason: str) -> list[Action]:
+    def token_refresh_failed(self, now: float, reason: str) -> list[MachineAction]:
         step = self._begin(Input.TOKEN_REFRESH_FAILED, now)
         if self._status is Status.RECONNECTING and self._awaiting_token:
             delay = self._next_delay()
@@ -585,7 +589,7 @@ class ConnectionMachine:
             self._arm(step, Timer.REFRESH, now + self._config.refresh_retry)
         return self._finish(step)
 
-    def close(self, now: float) -> list[Action]:
+    def close(self, now: float) -> list[MachineAction]:
         """Close for good, from any state (idempotent)."""
         step = self._begin(Input.CLOSE, now)
         if self._status is not Status.CLOSED:
@@ -635,14 +639,14 @@ class ConnectionMachine:
         if status is Status.SUBSCRIBED:
             self._healthy_since = step.now
 
-    def _finish(self, step: _Step) -> list[Action]:
+    def _finish(self, step: _Step) -> list[MachineAction]:
         while True:  # state-triggered moves (machine_table.AUTOMATIC)
             if self._status is Status.DEGRADED:
                 cause, hint = self._loss
                 self._schedule_retry(step, cause, hint, automatic=True)
             elif (
                 self._status is Status.AUTHENTICATED
-                and TopicState.PENDING not in self._topics.values()
+                and TopicPhase.PENDING not in self._topics.values()
             ):
                 n = len(self._topics)
                 reason = (
@@ -667,7 +671,7 @@ class ConnectionMachine:
             self._requested = frozenset()
             step.out.append(OpenTransport(self._transport))
         else:
-            wanted = [t for t, s in self._topics.items() if s is TopicState.PENDING]
+            wanted = [t for t, s in self._topics.items() if s is TopicPhase.PENDING]
             self._requested = frozenset(wanted)
             subs = tuple(self._subscribe_frame(t) for t in wanted)
             step.out.append(OpenTransport(self._transport, Authenticate(token=self._token), subs))
@@ -685,7 +689,7 @@ class ConnectionMachine:
         if expires_at is not None:
             self._arm_refresh(step, expires_at)
         for topic, state in self._topics.items():
-            if state is TopicState.PENDING and topic not in self._requested:
+            if state is TopicPhase.PENDING and topic not in self._requested:
                 step.out.append(SendFrame(self._subscribe_frame(topic)))
         self._requested = frozenset()
 
@@ -694,9 +698,9 @@ class ConnectionMachine:
             state = self._topics.get(err.topic)
             if state is None:
                 return
-            if state is TopicState.PENDING or err.code in _REFUSALS:
-                self._topics[err.topic] = TopicState.REFUSED  # answered: no longer pending
-            step.out.append(TopicStatus(err.topic, err.code, err.message[:_MAX_PEER_TEXT]))
+            if state is TopicPhase.PENDING or err.code in _REFUSALS:
+                self._topics[err.topic] = TopicPhase.REFUSED  # answered: no longer pending
+            step.out.append(TopicStatusChanged(err.topic, err.code, err.message[:_MAX_PEER_TEXT]))
         elif err.code in _AUTH_ERRORS:
             step.out.append(CloseTransport(CLOSE_GOING_AWAY, "token refused"))
             self._rejected_token(step, f"token rejected ({err.code}): {err.message[:_MAX_CAUSE]}")
@@ -806,9 +810,9 @@ class ConnectionMachine:
     def _unconfirm_topics(self, step: _Step, status: str, reason: str) -> None:
         # A confirmation holds for one connection only; the topic stays wanted.
         for topic, state in self._topics.items():
-            if state is TopicState.SUBSCRIBED:
-                self._topics[topic] = TopicState.PENDING
-                step.out.append(TopicStatus(topic, status, reason))
+            if state is TopicPhase.SUBSCRIBED:
+                self._topics[topic] = TopicPhase.PENDING
+                step.out.append(TopicStatusChanged(topic, status, reason))
 
     # -- helpers -------------------------------------------------------------
 

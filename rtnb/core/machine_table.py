@@ -90,11 +90,11 @@ __all__ = [
     "HEARTBEAT_GRACE_MAX",
     "TIMERS",
     "TRANSITIONS",
-    "Action",
     "CancelTimer",
     "CloseTransport",
     "FailureKind",
     "Input",
+    "MachineAction",
     "MachineConfig",
     "OpenTransport",
     "RecordRtt",
@@ -104,8 +104,8 @@ __all__ = [
     "StartTimer",
     "StateChanged",
     "Timer",
-    "TopicState",
-    "TopicStatus",
+    "TopicPhase",
+    "TopicStatusChanged",
     "TransportKind",
     "describe",
     "liveness_deadline",
@@ -308,7 +308,7 @@ class RequestToken:
 
 
 @dataclass(frozen=True, slots=True)
-class TopicStatus:
+class TopicStatusChanged:
     """``status``: "pending", "subscribed", "unsubscribed" or the server's error code."""
 
     topic: str
@@ -326,7 +326,7 @@ class RecordRtt:
     server_lag_ms: float
 
 
-Action = (
+MachineAction = (
     OpenTransport
     | CloseTransport
     | SendFrame
@@ -334,12 +334,12 @@ Action = (
     | CancelTimer
     | StateChanged
     | RequestToken
-    | TopicStatus
+    | TopicStatusChanged
     | RecordRtt
 )
 
 
-class TopicState(enum.StrEnum):
+class TopicPhase(enum.StrEnum):
     """Per-topic subscription state."""
 
     PENDING = "pending"  # wanted; not (yet) confirmed on this connection
@@ -414,7 +414,7 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
     (CONNECTING, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", CONNECTING),
     (CONNECTING, Input.FRAME_PONG): _row("RecordRtt if the ping is ours", CONNECTING),
     (CONNECTING, Input.FRAME_ERROR): _row(
-        "topic error: TopicStatus; unauthenticated/token_expired: close and ask for a "
+        "topic error: TopicStatusChanged; unauthenticated/token_expired: close and ask for a "
         "token; forbidden: close",
         CONNECTING,
         RECONNECTING,
@@ -482,11 +482,11 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
         "expiry changed; learn the heartbeat interval",
         SUBSCRIBED,
     ),
-    (SUBSCRIBED, Input.FRAME_SUBSCRIBED): _row("topic confirmed: TopicStatus", SUBSCRIBED),
+    (SUBSCRIBED, Input.FRAME_SUBSCRIBED): _row("topic confirmed: TopicStatusChanged", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_PONG): _row("RecordRtt if the ping is ours", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_ERROR): _row(
-        "topic error: TopicStatus; auth error degrades; forbidden closes",
+        "topic error: TopicStatusChanged; auth error degrades; forbidden closes",
         SUBSCRIBED,
         DEGRADED,
         CLOSED,

@@ -191,7 +191,7 @@ class Pipeline:
         self.deduper = deduper if deduper is not None else Deduper()
         self.ledger = ledger if ledger is not None else MutationLedger()
         self.decoder = ClientDecoder(max_frame_size)
-        self._decode = self.decoder._decoder.decode
+        self._decode = self.decoder.decode_unchecked
         self._max_frame_size = max_frame_size
         self._seen = self.deduper._seen
         self.max_snapshot_entities = max_snapshot_entities

@@ -45,7 +45,7 @@ AUTH_TOKEN_MAX = 8192
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 TopicName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 Opaque = Annotated[str, msgspec.Meta(min_length=1, max_length=AUTH_TOKEN_MAX)]
-Sequence = Annotated[int, msgspec.Meta(ge=0)]
+SequenceNumber = Annotated[int, msgspec.Meta(ge=0)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 ReplayStatus = Literal["complete", "unavailable", "none"]
 
@@ -67,7 +67,7 @@ class Event(_Frame, frozen=True, tag="event"):
     id: NonEmpty
     type: NonEmpty
     topic: TopicName
-    sequence: Sequence
+    sequence: SequenceNumber
     entity_id: NonEmpty
     occurred_at: AwareDatetime
     replay_token: Opaque
@@ -97,7 +97,7 @@ class Subscribed(_Frame, frozen=True, tag="subscribed"):
     replay: ReplayStatus
     latest_token: Opaque | None = None
     #: the latest sequence of the topic's log when the subscription was made
-    latest_sequence: Sequence | None = None
+    latest_sequence: SequenceNumber | None = None
 
     def __repr__(self) -> str:
         return f"Subscribed(topic={self.topic!r}, replay={self.replay!r}, latest_token={_R})"
@@ -106,7 +106,7 @@ class Subscribed(_Frame, frozen=True, tag="subscribed"):
 class SnapshotEntity(msgspec.Struct, frozen=True, rename="camel"):
     entity_id: NonEmpty
     state: dict[str, Any]
-    sequence: Sequence
+    sequence: SequenceNumber
 
 
 class Snapshot(_Frame, frozen=True, tag="snapshot"):
@@ -120,7 +120,7 @@ class Snapshot(_Frame, frozen=True, tag="snapshot"):
     topic: TopicName
     entities: list[SnapshotEntity]
     token: Opaque | None = None
-    sequence: Sequence = 0
+    sequence: SequenceNumber = 0
     more: bool = False
 
     def __repr__(self) -> str:
@@ -135,7 +135,7 @@ class Heartbeat(_Frame, frozen=True, tag="heartbeat"):
 
     server_time: float
     topics: dict[str, Opaque] = {}
-    sequences: dict[str, Sequence] = {}
+    sequences: dict[str, SequenceNumber] = {}
 
     def __repr__(self) -> str:
         return f"Heartbeat(server_time={self.server_time}, sequences={self.sequences!r})"

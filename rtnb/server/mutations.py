@@ -45,7 +45,7 @@ from .auth import Identity
 from .hub import Hub, StorageFailed, TopicError
 from .topiclog import TooLarge
 
-__all__ = ["IDEMPOTENCY_LIMIT", "MAX_PATCH_BYTES", "Mutations", "Outcome", "Rejected"]
+__all__ = ["IDEMPOTENCY_LIMIT", "MAX_PATCH_BYTES", "MutationOutcome", "Mutations", "Rejected"]
 
 #: Remembered ``clientMutationId``s (oldest forgotten first).
 IDEMPOTENCY_LIMIT: Final = 100_000
@@ -65,7 +65,7 @@ class Rejected(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
+class MutationOutcome:
     """The answer to one mutation: the confirming event, or the rejection."""
 
     event: Event | None = None
@@ -138,7 +138,7 @@ class Mutations:
             collections.OrderedDict()
         )
 
-    def apply(self, hub: Hub, who: Identity, mutation: Mutate) -> Outcome:
+    def apply(self, hub: Hub, who: Identity, mutation: Mutate) -> MutationOutcome:
         cmid = mutation.client_mutation_id
         key = (who.tenant, cmid)
         fingerprint = msgspec.json.encode(
@@ -153,7 +153,7 @@ class Mutations:
                     "this clientMutationId was already used for a different mutation; "
                     "use a fresh id per mutation",
                 )
-            return Outcome(event=prior[1], duplicate=True)
+            return MutationOutcome(event=prior[1], duplicate=True)
         try:
             event = self._apply(hub, who, mutation)
         except Rejected as exc:
@@ -161,11 +161,11 @@ class Mutations:
         self._seen[key] = (fingerprint, event)
         while len(self._seen) > self._limit:
             self._seen.popitem(last=False)
-        return Outcome(event=event)
+        return MutationOutcome(event=event)
 
     @staticmethod
-    def _reject(cmid: str, code: str, message: str) -> Outcome:
-        return Outcome(
+    def _reject(cmid: str, code: str, message: str) -> MutationOutcome:
+        return MutationOutcome(
             rejected=MutationRejected(client_mutation_id=cmid, code=code, message=message)
         )
 

@@ -24,14 +24,14 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Replay", "Staged", "TooLarge", "TopicLog", "new_epoch"]
+__all__ = ["ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
 
 log = logging.getLogger("rtnb.server")
 
-Replay = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
+ReplayAnswer = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
 
 
 class TooLarge(ValueError):
@@ -275,7 +275,7 @@ class TopicLog:
         at = empty.index(b'"entities":[]') + len(b'"entities":[')
         return empty[:at], empty[at:]
 
-    def replay(self, token: str) -> Replay:
+    def replay(self, token: str) -> ReplayAnswer:
         """The events after ``token``, or ``"unavailable"`` and why; never a silent restart."""
         parsed = self._tokens.parse(self.tenant, self.topic, token)
         if parsed is None:

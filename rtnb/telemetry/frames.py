@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from ..core.status import OUTCOMES_BY_CODE, Status
-from .ring import Snapshot
+from .ring import TableSnapshot
 from .schema import STATE_DERIVED
 
 TIME_COLUMNS = frozenset({"received_at", "occurred_at", "at", "created_at", "resolved_at"})
@@ -41,7 +41,7 @@ _STATUSES = tuple(s.value for s in Status)
 _OUTCOMES = tuple(o.value for o in OUTCOMES_BY_CODE)
 
 
-def ordered(snap: Snapshot, name: str) -> np.ndarray[Any, Any]:
+def ordered(snap: TableSnapshot, name: str) -> np.ndarray[Any, Any]:
     """Column ``name`` as a numpy array in arrival order (oldest first)."""
     store = snap.columns[name]
     assert isinstance(store, array)
@@ -54,7 +54,7 @@ def ordered(snap: Snapshot, name: str) -> np.ndarray[Any, Any]:
     return values
 
 
-def ordered_list(snap: Snapshot, name: str) -> list[Any]:
+def ordered_list(snap: TableSnapshot, name: str) -> list[Any]:
     store = snap.columns[name]
     assert isinstance(store, list)
     return store[snap.start :] + store[: snap.start] if snap.start else store
@@ -95,7 +95,7 @@ def strings(values: list[Any]) -> pd.Series[str]:
     return pd.Series(pa.array(values, type=pa.string()), dtype=_STR, copy=False)
 
 
-def _sparse(snap: Snapshot, name: str) -> pd.Series[str]:
+def _sparse(snap: TableSnapshot, name: str) -> pd.Series[str]:
     values: list[str | None] = [None] * snap.held
     first = snap.total - snap.held
     for row, text in snap.sparse[name]:
@@ -103,7 +103,7 @@ def _sparse(snap: Snapshot, name: str) -> pd.Series[str]:
     return strings(values)
 
 
-def _column(snap: Snapshot, name: str, kind: str) -> Any:
+def _column(snap: TableSnapshot, name: str, kind: str) -> Any:
     if kind == "sparse":
         return _sparse(snap, name)
     if kind == "str":
@@ -127,20 +127,20 @@ def _column(snap: Snapshot, name: str, kind: str) -> Any:
     return cat
 
 
-def build(snap: Snapshot) -> pd.DataFrame:
+def build(snap: TableSnapshot) -> pd.DataFrame:
     """All stored columns of ``snap`` as a DataFrame, in spec order."""
     data = {c.name: _column(snap, c.name, c.kind) for c in snap.spec.columns}
     return pd.DataFrame(data, index=pd.RangeIndex(snap.held), copy=False)
 
 
-def envelopes_frame(snap: Snapshot) -> pd.DataFrame:
+def envelopes_frame(snap: TableSnapshot) -> pd.DataFrame:
     frame = build(snap)
     lag = (ordered(snap, "received_at") - ordered(snap, "occurred_at")) * 1000.0
     frame.insert(2, "lag_ms", lag)
     return frame
 
 
-def states_frame(snap: Snapshot) -> pd.DataFrame:
+def states_frame(snap: TableSnapshot) -> pd.DataFrame:
     """The stored columns plus ``time_in_status_s`` (see :data:`rtnb.telemetry.schema.STATES`)."""
     frame = build(snap)
     at = ordered(snap, "at")
@@ -151,9 +151,9 @@ def states_frame(snap: Snapshot) -> pd.DataFrame:
     return frame
 
 
-def mutations_frame(snap: Snapshot) -> pd.DataFrame:
+def mutations_frame(snap: TableSnapshot) -> pd.DataFrame:
     return build(snap)
 
 
-def heartbeats_frame(snap: Snapshot) -> pd.DataFrame:
+def heartbeats_frame(snap: TableSnapshot) -> pd.DataFrame:
     return build(snap)

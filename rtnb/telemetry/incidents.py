@@ -123,7 +123,7 @@ def newest_time(log: EnvelopeLog) -> float:
     saved file summarises the same way tomorrow (never the wall clock)."""
     latest = -math.inf
     for table, name in (("envelopes", "received_at"), ("states", "at"), ("heartbeats", "at")):
-        values = ordered(log._snapshot(table, (name,)), name)
+        values = ordered(log.snapshot(table, (name,)), name)
         finite = values[np.isfinite(values)]
         if finite.size:
             latest = max(latest, float(finite.max()))
@@ -139,7 +139,7 @@ def incidents(log: EnvelopeLog, *, recovery_window: float = RECOVERY_WINDOW) -> 
     """One row per incident (columns :data:`COLUMNS`), oldest first."""
     states = log.states
     found = periods(states["status"].astype(object).where(states["status"].notna(), None).tolist())
-    env = log._snapshot("envelopes", ("received_at", "outcome", "count"))
+    env = log.snapshot("envelopes", ("received_at", "outcome", "count"))
     received = ordered(env, "received_at")
     outcome = ordered(env, "outcome")
     replayed = np.sort(received[outcome == OUTCOME_CODES[Outcome.REPLAYED]])

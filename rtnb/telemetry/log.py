@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.status import OUTCOMES_BY_CODE, Outcome
-from .ring import BATCH, Converted, Ring, Snapshot, Tally
+from .ring import BATCH, Converted, Ring, TableSnapshot, Tally
 from .schema import (
     ENVELOPE_CAPACITY,
     ENVELOPES,
@@ -302,8 +302,22 @@ class EnvelopeLog:
 
     # -- reading (any thread) ---------------------------------------------------------------
 
-    def _snapshot(self, table: str, names: Sequence[str] | None = None) -> Snapshot:
+    def snapshot(self, table: str, names: Sequence[str] | None = None) -> TableSnapshot:
+        """A consistent copy of ``table`` (``"envelopes"``, ``"states"``, ``"mutations"``,
+        ``"heartbeats"``), only the columns ``names`` (all when None), safe to read
+        on any thread: what charts, widgets and summaries read instead of DataFrames."""
         return self._rings[table].snapshot(names)
+
+    def tail(self, table: str, since: int) -> TableSnapshot:
+        """Like :meth:`snapshot`, only the rows appended after the first ``since`` ever
+        (a recorder's increment; rows already overwritten are gone)."""
+        return self._rings[table].tail(since)
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """Rows ever appended per table (committed or not), without taking a lock:
+        changes whenever anything is appended, so a poller can skip unchanged logs."""
+        return tuple(ring.total + len(ring.pending) // ring.width for ring in self._rings.values())
 
     @property
     def envelopes(self) -> pd.DataFrame:

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from ..core.status import OUTCOME_CODES, OUTCOMES_BY_CODE
 from .frames import TIME_COLUMNS, ordered, ordered_list
 from .recorded import FRAMES_SCHEMA, Recording, concat_frames
-from .ring import Snapshot, Store
+from .ring import Store, TableSnapshot
 from .schema import (
     ADDED_COLUMN_DEFAULTS,
     SCHEMA_VERSION,
@@ -105,7 +105,7 @@ def file_schema() -> pa.Schema:
     return pa.schema(list(fields.values()))
 
 
-def _to_arrow(snap: Snapshot, col: Column) -> pa.Array:
+def _to_arrow(snap: TableSnapshot, col: Column) -> pa.Array:
     kind, name = col.kind, col.name
     if kind == "str":
         return pa.array(ordered_list(snap, name), type=pa.string())
@@ -143,12 +143,12 @@ def _tagged(name: str, columns: dict[str, pa.Array], n: int, schema: pa.Schema) 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _table(snap: Snapshot, schema: pa.Schema) -> pa.Table:
+def _table(snap: TableSnapshot, schema: pa.Schema) -> pa.Table:
     columns = {c.name: _to_arrow(snap, c) for c in snap.spec.columns}
     return _tagged(snap.spec.name, columns, snap.held, schema)
 
 
-def table_info(snaps: list[Snapshot]) -> dict[str, Any]:
+def table_info(snaps: list[TableSnapshot]) -> dict[str, Any]:
     """The ``rtnb.log`` metadata of ``snaps`` (rows held, ever appended, capacity, tallies)."""
     return {
         "tables": {
@@ -160,7 +160,7 @@ def table_info(snaps: list[Snapshot]) -> dict[str, Any]:
 
 def write_file(
     path: str | os.PathLike[str],
-    snaps: list[Snapshot],
+    snaps: list[TableSnapshot],
     info: dict[str, Any],
     frames: pa.Table | None = None,
 ) -> None:
@@ -194,7 +194,7 @@ def write_file(
 
 def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
     """Write ``log`` (and its recorded frames, if any) to the parquet file ``path``."""
-    snaps = [log._snapshot(spec.name) for spec in TABLES]
+    snaps = [log.snapshot(spec.name) for spec in TABLES]
     info = table_info(snaps)
     if log._recording is not None:
         info["recording"] = log._recording.info

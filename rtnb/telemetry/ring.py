@@ -138,7 +138,7 @@ class Tally:
 
 
 @dataclass(slots=True)
-class Snapshot:
+class TableSnapshot:
     """A consistent copy of one ring, safe to read without the lock.
 
     ``columns`` holds private copies in *storage* order; storage row ``start``
@@ -341,7 +341,7 @@ class Ring:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def snapshot(self, names: Sequence[str] | None = None) -> Snapshot:
+    def snapshot(self, names: Sequence[str] | None = None) -> TableSnapshot:
         """Commit pending rows and copy the columns ``names`` (all by default) under the lock."""
         wanted = set(self.spec.names if names is None else names)
         with self.lock:
@@ -355,7 +355,7 @@ class Ring:
                     if codes is not None:
                         categories[c.name] = list(codes.values)
             sparse = {k: list(v) for k, v in self.sparse.items() if k in wanted}
-            return Snapshot(
+            return TableSnapshot(
                 spec=self.spec,
                 capacity=self.capacity,
                 total=self.total,
@@ -367,7 +367,7 @@ class Ring:
                 tally=self.tally.state,
             )
 
-    def tail(self, since: int) -> Snapshot:
+    def tail(self, since: int) -> TableSnapshot:
         """Like :meth:`snapshot`, but only rows appended after the first ``since`` ever.
 
         Rows already overwritten are gone (``total - since - held`` of them).
@@ -390,7 +390,7 @@ class Ring:
                     categories[c.name] = list(codes.values)
             floor = self.total - keep
             sparse = {k: [p for p in v if p[0] >= floor] for k, v in self.sparse.items()}
-            return Snapshot(
+            return TableSnapshot(
                 spec=self.spec,
                 capacity=cap,
                 total=self.total,

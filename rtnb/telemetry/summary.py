@@ -46,7 +46,7 @@ import numpy as np
 from ..core.status import Outcome, Status
 from .frames import ordered
 from .incidents import incident_seconds, newest_time
-from .ring import Snapshot
+from .ring import TableSnapshot
 
 if TYPE_CHECKING:
     from .log import EnvelopeLog
@@ -57,7 +57,7 @@ DEGRADED_STATUSES = (Status.DEGRADED.value, Status.RECONNECTING.value)
 LAG_PERCENTILES = (50, 95, 99)
 
 
-def _status(snap: Snapshot, code: Any) -> str | None:
+def _status(snap: TableSnapshot, code: Any) -> str | None:
     code = int(code)
     return snap.categories["status"][code] if code >= 0 else None
 
@@ -119,10 +119,10 @@ class Summary(dict[str, Any]):
 
 
 def summarize(log: EnvelopeLog) -> Summary:
-    env = log._snapshot("envelopes", ("received_at", "occurred_at"))
-    states = log._snapshot("states", ("at", "status"))
-    mutations = log._snapshot("mutations", ("created_at", "resolved_at"))
-    heartbeats = log._snapshot("heartbeats", ("at",))
+    env = log.snapshot("envelopes", ("received_at", "occurred_at"))
+    states = log.snapshot("states", ("at", "status"))
+    mutations = log.snapshot("mutations", ("created_at", "resolved_at"))
+    heartbeats = log.snapshot("heartbeats", ("at",))
 
     outcomes: dict[str, int] = env.tally["outcomes"]
     lag = (ordered(env, "received_at") - ordered(env, "occurred_at")) * 1000.0

@@ -22,8 +22,9 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
+from ..core.machine_table import FailureKind
 from ..protocol.errors import RtnbError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "parse_retry_after",
 ]
 
-FailureKind = Literal["unreachable", "rejected", "unauthorized", "forbidden"]
 OnFrame = Callable[[Any, float], None]
 OnClose = Callable[[int, str, "float | None"], None]
 

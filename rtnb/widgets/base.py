@@ -16,49 +16,43 @@ bulky updates as custom messages. This class wires the two together:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anywidget
 
+from ..client.source import Source
 from .feed import Feed
-
-if TYPE_CHECKING:
-    from ..client.connection import Connection
 
 __all__ = ["RtnbWidget", "connection_of"]
 
 logger = logging.getLogger("rtnb.widgets")
 
 
-def connection_of(source: Any) -> Connection:
-    """The connection behind a connection, a replay or a topic handle.
+def connection_of(source: Any) -> Source:
+    """The :class:`rtnb.Source` behind a connection, a replay or a topic handle.
 
-    Anything with the connection's widget-facing surface works (``_session``
-    with ``state`` / ``on_state`` / ``pipeline`` / ``ledger``, ``_runtime``,
-    ``_call``, ``log``): a live :class:`rtnb.Connection` or an ``rtnb.replay(...)``.
+    Anything implementing :class:`rtnb.Source` works: a live :class:`rtnb.Connection`
+    or an ``rtnb.replay(...)``; widgets read nothing else.
     """
     from ..client.topic import Topic
 
     if isinstance(source, Topic):
-        conn: Connection = source.connection
-        return conn
-    if all(hasattr(source, a) for a in ("_session", "_runtime", "_call", "log")):
-        return source  # type: ignore[no-any-return]
+        return source.connection
+    if isinstance(source, Source):
+        return source
     raise TypeError(
         f"expected an rtnb Connection, replay or Topic (rtnb.connect / rtnb.replay / "
         f"conn.subscribe), got {type(source).__name__}"
     )
 
 
-def clock_of(conn: Any) -> Callable[[], float]:
+def clock_of(conn: Source) -> Callable[[], float]:
     """The wall clock ages are measured on: a replay's own clock, else ``time.time``."""
-    now = getattr(conn, "now", None)
-    return now if callable(now) else time.time
+    return conn.now
 
 
-def is_live(conn: Any) -> bool:
+def is_live(conn: Source) -> bool:
     """True for a live connection (a replay cannot mutate)."""
     from ..client.connection import Connection
 
@@ -77,9 +71,9 @@ class RtnbWidget(anywidget.AnyWidget):
 
     # -- feed ------------------------------------------------------------------------
 
-    def _attach(self, conn: Connection, make: Callable[[Callable[..., None]], Feed]) -> Feed:
+    def _attach(self, conn: Source, make: Callable[[Callable[..., None]], Feed]) -> Feed:
         """Create the feed on the runtime thread (``make(send)``) and start its ticks."""
-        feed: Feed = conn._call(lambda: make(self._send_message), what="creating a widget feed")
+        feed: Feed = conn.call(lambda: make(self._send_message), what="creating a widget feed")
         self._feed = feed
         feed.start()
         return feed

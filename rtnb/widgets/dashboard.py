@@ -9,8 +9,6 @@ regardless — a refused change shows its error and rolls back like any other.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -28,7 +26,7 @@ from .stats import RateMeter, degraded_seconds
 from .table import DEFAULT_HEIGHT, StreamTable
 
 if TYPE_CHECKING:
-    from ..client.connection import Connection
+    from ..client.source import Source
     from ..client.topic import Topic
 
 __all__ = ["DEFAULT_ACTIONS", "Counters", "Dashboard", "connection_role"]
@@ -43,28 +41,23 @@ DEFAULT_ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
     ),
 }
 _MUTATING_ROLES: Final = frozenset({"operator", "admin"})
+#: Seconds a dashboard waits for the server to confirm the role before drawing
+#: its tables (with controls when it does not know): 5.
+ROLE_WAIT: Final = 5.0
 
 
-def connection_role(conn: Connection) -> str | None:
-    """The role the connection acts with, if known (for showing controls only).
+def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
+    """The role the server confirmed for ``conn`` (for showing controls only).
 
-    Uses ``conn.identity.role`` when the client exposes it; otherwise reads the
-    (unverified) claims of a static token. The server decides what is allowed.
+    From the server's ``authenticated`` frame (``conn.identity``), waiting up to
+    ``wait`` s for a live connection still connecting; None if unknown (a replay,
+    or no answer in time). The token is never read here; the server decides what
+    is allowed.
     """
-    identity = getattr(conn, "identity", None)
-    role = getattr(identity, "role", None)
-    if isinstance(role, str):
-        return role
-    token = getattr(conn._session, "_static_token", None)
-    if not isinstance(token, str) or token.count(".") != 2:
-        return None
-    try:
-        body = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except ValueError:
-        return None
-    value = claims.get("role") if isinstance(claims, dict) else None
-    return value if isinstance(value, str) else None
+    from ..client.connection import Connection
+
+    identity = conn.wait_identity(wait) if isinstance(conn, Connection) else conn.identity
+    return None if identity is None else identity.role
 
 
 class CountersFeed(Feed):
@@ -75,7 +68,7 @@ class CountersFeed(Feed):
         scheduler: Scheduler,
         send: Send,
         *,
-        conn: Connection,
+        conn: Source,
         budget: MessageBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -90,8 +83,8 @@ class CountersFeed(Feed):
     def figures(self, now: float) -> dict[str, Any]:
         log = self.conn.log
         counts = log.counts
-        topics = list(self.conn._session.pipeline.topics.values())
-        state = self.conn._session.state
+        topics = list(self.conn.topic_states.values())
+        state = self.conn.state
         return {
             "eps": round(self.meter.update(counts, now), 1),
             "duplicates": int(counts.get("duplicate", 0)),
@@ -121,12 +114,12 @@ class Counters(RtnbWidget):
 
     label = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conn: Connection | Any) -> None:
+    def __init__(self, conn: Source | Any) -> None:
         conn = connection_of(conn)
-        super().__init__(label=str(getattr(conn, "url", "replay")))
+        super().__init__(label=conn.url)
 
         def make(send: Any) -> Feed:
-            return CountersFeed(conn._runtime.loop, send, conn=conn, wall=clock_of(conn))
+            return CountersFeed(conn.loop, send, conn=conn, wall=clock_of(conn))
 
         self._attach(conn, make)
 
@@ -142,7 +135,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Source,
         topics: Sequence[str | Topic],
         *,
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,

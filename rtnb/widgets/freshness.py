@@ -26,7 +26,7 @@ from .stats import LAG_INTERVAL, recent_lag_p50
 from .status import connection_payload, same_freshness, topic_payload, transition
 
 if TYPE_CHECKING:
-    from ..client.connection import Connection
+    from ..client.source import Source
     from ..client.topic import Topic
 
 __all__ = ["Freshness", "FreshnessFeed"]
@@ -35,7 +35,7 @@ __all__ = ["Freshness", "FreshnessFeed"]
 HISTORY: Final = 8
 
 
-def _logged_transitions(conn: Connection) -> list[dict[str, Any]]:
+def _logged_transitions(conn: Source) -> list[dict[str, Any]]:
     """The connection's last transitions, from its telemetry log."""
     try:
         rows: list[dict[Any, Any]] = conn.log.states.tail(HISTORY).to_dict("records")
@@ -64,7 +64,7 @@ class FreshnessFeed(Feed):
         scheduler: Scheduler,
         send: Send,
         *,
-        conn: Connection,
+        conn: Source,
         topic: Topic | None = None,
         fps: float = DEFAULT_FPS,
         budget: MessageBudget | None = None,
@@ -79,8 +79,8 @@ class FreshnessFeed(Feed):
             _logged_transitions(conn), maxlen=HISTORY
         )
         if not self.history:
-            self.history.append(transition(conn._session.state))
-        self._remove_state_cb = conn._session.on_state(self._on_state)
+            self.history.append(transition(conn.state))
+        self._remove_state_cb = conn.on_state(self._on_state)
         self._sent: dict[str, Any] | None = None
         self._now: dict[str, Any] | None = None
         self._lag: float | None = None
@@ -93,25 +93,25 @@ class FreshnessFeed(Feed):
 
     def payload(self, now: float) -> dict[str, Any]:
         wall = self.wall()
-        session = self.conn._session
+        conn = self.conn
         if now - self._lag_at >= LAG_INTERVAL:
             self._lag_at = now
             self._lag = recent_lag_p50(self.conn.log)
         if self.topic is not None:
-            states = [self.topic._state]
+            states = [self.topic.topic_state]
         else:
-            states = list(session.pipeline.topics.values())
+            states = list(conn.topic_states.values())
         unrecoverable = sum(ts.unrecoverable for ts in states)
         if unrecoverable > self._unrecoverable:
             self._gap_at = wall
         self._unrecoverable = unrecoverable
         if self.topic is not None:
-            out = topic_payload(states[0], session.state, wall, self._gap_at)
+            out = topic_payload(states[0], conn.state, wall, self._gap_at)
             out["history"] = list(self.history)
             out["lag"] = self._lag
             return out
         return connection_payload(
-            session.state,
+            conn.state,
             states,
             wall,
             history=self.history,
@@ -142,20 +142,20 @@ class Freshness(RtnbWidget):
     label = traitlets.Unicode("").tag(sync=True)
     scope = traitlets.Unicode("connection").tag(sync=True)
 
-    def __init__(self, source: Connection | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
+    def __init__(self, source: Source | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
         from ..client.topic import Topic
 
         conn = connection_of(source)
         topic = source if isinstance(source, Topic) else None
         super().__init__(
-            label=topic.name if topic is not None else str(getattr(conn, "url", "replay")),
+            label=topic.name if topic is not None else conn.url,
             scope="topic" if topic is not None else "connection",
         )
         self.source = source
 
         def make(send: Any) -> Feed:
             return FreshnessFeed(
-                conn._runtime.loop, send, conn=conn, topic=topic, fps=fps, wall=clock_of(conn)
+                conn.loop, send, conn=conn, topic=topic, fps=fps, wall=clock_of(conn)
             )
 
         self._attach(conn, make)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..client.session import ConnectionState
-from ..core.ledger import MutationLedger, MutationRecord
+from ..core.ledger import MutationRecord, ResolutionCursor
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
 from .budget import DEFAULT_FPS, MessageBudget
@@ -66,32 +66,6 @@ class Action:
 
     def applies(self, view: Mapping[str, Any]) -> bool:
         return all(view.get(k) == v for k, v in self.when.items())
-
-
-class ResolutionCursor:
-    """Mutations resolved since the last :meth:`take`, oldest first (runtime thread).
-
-    Reads the ledger's memory of resolved mutations, which keeps them in
-    resolution order and forgets the oldest first, from the newest back to
-    the last one already seen: O(new resolutions) per call.
-    """
-
-    def __init__(self, ledger: MutationLedger) -> None:
-        self._resolved = ledger._resolved
-        self._last: str | None = next(reversed(self._resolved), None)
-
-    def take(self) -> list[MutationRecord]:
-        resolved = self._resolved
-        if not resolved:
-            return []
-        new: list[MutationRecord] = []
-        for cmid in reversed(resolved):
-            if cmid == self._last:
-                break
-            new.append(resolved[cmid])
-        self._last = next(reversed(resolved))
-        new.reverse()
-        return new
 
 
 class TableFeed(Feed):

@@ -28,7 +28,7 @@ _DEGRADED: Final = (Status.DEGRADED.value, Status.RECONNECTING.value)
 
 def recent_lag_p50(log: EnvelopeLog, window: int = LAG_WINDOW) -> float | None:
     """Median receive lag (ms) of the newest ``window`` envelopes, or None if none."""
-    snap = log._snapshot("envelopes", ("received_at", "occurred_at"))
+    snap = log.snapshot("envelopes", ("received_at", "occurred_at"))
     held = snap.held
     if not held:
         return None
@@ -45,7 +45,7 @@ def recent_lag_p50(log: EnvelopeLog, window: int = LAG_WINDOW) -> float | None:
 
 def degraded_seconds(log: EnvelopeLog, state: ConnectionState, wall: float) -> float:
     """Seconds spent degraded or reconnecting, ever (as ``log.summary()``), plus now."""
-    seconds: dict[str, float] = log._snapshot("states", ()).tally.get("seconds", {})
+    seconds: dict[str, float] = log.snapshot("states", ()).tally.get("seconds", {})
     total = sum(seconds.get(s, 0.0) for s in _DEGRADED)
     if state.status.value in _DEGRADED:
         total += max(0.0, wall - state.since)

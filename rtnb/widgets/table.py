@@ -18,7 +18,7 @@ from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
 from .feed import MAX_FPS, Feed
-from .rows import Action, ResolutionCursor, TableFeed
+from .rows import Action, TableFeed
 
 if TYPE_CHECKING:
     from ..client.topic import Topic
@@ -98,16 +98,15 @@ class StreamTable(RtnbWidget):
         self.actions = tuple(acts)
         self.max_rows = max_rows
         conn = topic.connection
-        session = conn._session
         wall = clock_of(conn)
 
         def make(send: Any) -> Feed:
             return TableFeed(
-                conn._runtime.loop,
+                conn.loop,
                 send,
-                state=topic._state,
-                connection_state=lambda: session.state,
-                resolutions=ResolutionCursor(session.ledger).take,
+                state=topic.topic_state,
+                connection_state=lambda: conn.state,
+                resolutions=conn.open_resolutions().take,
                 columns=columns,
                 max_rows=max_rows,
                 actions=self.actions,

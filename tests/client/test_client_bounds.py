@@ -25,7 +25,7 @@ def test_the_recorder_queue_holds_at_most_max_pending_bytes(
             tapped.append(1)
             waiting.append(rec._bytes_in[0] - rec._bytes_out)
 
-        conn._session.taps.append(count)
+        conn.add_tap(count)
         topic = conn.subscribe("incidents")
         wait_until(lambda: topic.status == "live")  # events after this are applied one by one
         publish(srv, 20)

@@ -37,11 +37,11 @@ from rtnb.core.machine import (
     DEFAULT_REFRESH_FRACTION,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_REFRESH_RETRY,
-    Action,
     CancelTimer,
     CloseTransport,
     ConnectionMachine,
     Input,
+    MachineAction,
     MachineConfig,
     OpenTransport,
     RecordRtt,
@@ -50,8 +50,8 @@ from rtnb.core.machine import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicState,
-    TopicStatus,
+    TopicPhase,
+    TopicStatusChanged,
 )
 from rtnb.core.machine_table import AUTOMATIC, TIMERS, TRANSITIONS
 from rtnb.core.status import Status
@@ -116,7 +116,7 @@ class Sim:
     backoff: FakeBackoff = field(default_factory=FakeBackoff)
     replay_tokens: Callable[[str], str | None] | None = None
     now: float = T0
-    log: list[Action] = field(default_factory=list)
+    log: list[MachineAction] = field(default_factory=list)
     timers: dict[Timer, float] = field(default_factory=dict)
     seen: Status = Status.IDLE
     last_ping: str = "p0"
@@ -133,8 +133,8 @@ class Sim:
     def status(self) -> Status:
         return self.m.status
 
-    def do(self, name: str, *args: Any, **kwargs: Any) -> list[Action]:
-        out: list[Action] = getattr(self.m, name)(self.now, *args, **kwargs)
+    def do(self, name: str, *args: Any, **kwargs: Any) -> list[MachineAction]:
+        out: list[MachineAction] = getattr(self.m, name)(self.now, *args, **kwargs)
         for action in out:
             if isinstance(action, StartTimer):
                 self.timers[action.name] = action.at
@@ -154,30 +154,30 @@ class Sim:
         self.now += seconds
         return self
 
-    def fire(self, timer: Timer) -> list[Action]:
+    def fire(self, timer: Timer) -> list[MachineAction]:
         self.now = max(self.now, self.timers.pop(timer))
         return self.do("timer_fired", timer)
 
-    def frame(self, frame: Any) -> list[Action]:
+    def frame(self, frame: Any) -> list[MachineAction]:
         return self.do("frame_received", frame)
 
-    def since(self, mark: int) -> list[Action]:
+    def since(self, mark: int) -> list[MachineAction]:
         return self.log[mark:]
 
 
-def changes(actions: list[Action]) -> list[StateChanged]:
+def changes(actions: list[MachineAction]) -> list[StateChanged]:
     return [a for a in actions if isinstance(a, StateChanged)]
 
 
-def statuses(actions: list[Action]) -> list[Status]:
+def statuses(actions: list[MachineAction]) -> list[Status]:
     return [a.status for a in changes(actions)]
 
 
-def of(kind: type[Any], actions: list[Action]) -> list[Any]:
+def of(kind: type[Any], actions: list[MachineAction]) -> list[Any]:
     return [a for a in actions if isinstance(a, kind)]
 
 
-def sent(actions: list[Action]) -> list[Any]:
+def sent(actions: list[MachineAction]) -> list[Any]:
     return [a.frame for a in of(SendFrame, actions)]
 
 
@@ -807,10 +807,12 @@ def test_subscribe_while_subscribed_sends_it_and_stays_subscribed() -> None:
     sim = live()
     out = sim.do("subscribe", "c", "rt-5")
     assert sent(out) == [Subscribe(topic="c", replay_from="rt-5")]
-    assert of(TopicStatus, out) == [TopicStatus("c", "pending", "subscribe requested")]
-    assert sim.status is S and sim.m.topics["c"] is TopicState.PENDING
+    assert of(TopicStatusChanged, out) == [
+        TopicStatusChanged("c", "pending", "subscribe requested")
+    ]
+    assert sim.status is S and sim.m.topics["c"] is TopicPhase.PENDING
     out = sim.frame(subscribed("c", "complete"))
-    assert of(TopicStatus, out) == [TopicStatus("c", "subscribed", "replay complete")]
+    assert of(TopicStatusChanged, out) == [TopicStatusChanged("c", "subscribed", "replay complete")]
     assert sim.do("subscribe", "c") == []  # idempotent
 
 
@@ -1030,11 +1032,11 @@ def test_failed_token_provider_is_asked_again_after_a_backoff_delay() -> None:
 def test_forbidden_topic_is_isolated_and_not_resubscribed() -> None:
     sim = authed(topics=("a", "audit"))
     out = sim.frame(Error(code="forbidden", message="role viewer", topic="audit"))
-    assert of(TopicStatus, out) == [TopicStatus("audit", "forbidden", "role viewer")]
+    assert of(TopicStatusChanged, out) == [TopicStatusChanged("audit", "forbidden", "role viewer")]
     assert sim.status is A  # "a" still pending
     out = sim.frame(subscribed("a"))
     assert statuses(out) == [S]
-    assert sim.m.topics == {"a": TopicState.SUBSCRIBED, "audit": TopicState.REFUSED}
+    assert sim.m.topics == {"a": TopicPhase.SUBSCRIBED, "audit": TopicPhase.REFUSED}
     sim.do("transport_closed", 1006)
     sim.fire(Timer.RECONNECT)
     sim.do("transport_opened")
@@ -1047,8 +1049,8 @@ def test_forbidden_topic_is_isolated_and_not_resubscribed() -> None:
 def test_error_on_a_live_topic_is_reported_without_unsubscribing_it() -> None:
     sim = live()
     out = sim.frame(Error(code="snapshot_failed", message="try later", topic="a"))
-    assert of(TopicStatus, out) == [TopicStatus("a", "snapshot_failed", "try later")]
-    assert sim.m.topics["a"] is TopicState.SUBSCRIBED
+    assert of(TopicStatusChanged, out) == [TopicStatusChanged("a", "snapshot_failed", "try later")]
+    assert sim.m.topics["a"] is TopicPhase.SUBSCRIBED
 
 
 def test_rejected_transport_falls_back_to_sse_then_polling() -> None:
@@ -1221,7 +1223,7 @@ def test_connect_timeout_abandons_a_hanging_attempt() -> None:
 def test_frames_out_of_place_are_ignored_not_fatal() -> None:
     sim = connecting()
     assert sim.frame(subscribed("a")) == []
-    assert sim.m.topics["a"] is TopicState.PENDING
+    assert sim.m.topics["a"] is TopicPhase.PENDING
     assert sim.frame(Error(code="whatever", message="?")) == []
 
 
@@ -1375,7 +1377,7 @@ def legal_moves(sim: Sim) -> list[Move]:
             add(f"closed {code}", partial(sim.do, "transport_closed", code, "", hint))
         add("authenticated", lambda: sim.frame(authenticated(expires_at=sim.now + 120)), 4)
         for topic in TOPICS:
-            pending = m.topics.get(topic) is TopicState.PENDING
+            pending = m.topics.get(topic) is TopicPhase.PENDING
             add(f"subscribed {topic}", partial(sim.frame, subscribed(topic)), 6 if pending else 1)
             refusal = Error(code="forbidden", message="", topic=topic)
             add(f"topic error {topic}", partial(sim.frame, refusal))
@@ -1390,7 +1392,7 @@ def legal_moves(sim: Sim) -> list[Move]:
             add(f"subscribe {topic}", partial(sim.do, "subscribe", topic))
             if topic in m.topics:
                 add(f"unsubscribe {topic}", partial(sim.do, "unsubscribe", topic))
-                if m.topics[topic] is not TopicState.REFUSED:
+                if m.topics[topic] is not TopicPhase.REFUSED:
                     add(f"resubscribe {topic}", partial(sim.do, "resubscribe", topic, "rt"))
     if (status, Input.TOKEN_REFRESHED) in TRANSITIONS:
         add("token refreshed", lambda: sim.do("token_refreshed", FRESH))
@@ -1400,7 +1402,7 @@ def legal_moves(sim: Sim) -> list[Move]:
     return moves
 
 
-def reconnect_path(before: Status, out: list[Action]) -> str | None:
+def reconnect_path(before: Status, out: list[MachineAction]) -> str | None:
     """Name the reconnect path an input took, if it led to RECONNECTING."""
     to_r = [c for c in changes(out) if c.status is R and c.previous is not R]
     if not to_r:
@@ -1432,9 +1434,9 @@ def check_invariants(sim: Sim) -> None:
     else:
         assert m.next_retry_at is None
     if status is A:
-        assert TopicState.PENDING in m.topics.values()
+        assert TopicPhase.PENDING in m.topics.values()
     if status in (I, R, X, C):
-        assert TopicState.SUBSCRIBED not in m.topics.values()
+        assert TopicPhase.SUBSCRIBED not in m.topics.values()
 
 
 EXPECTED_PATHS = {

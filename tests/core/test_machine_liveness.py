@@ -65,8 +65,8 @@ def live_http(kind: str, interval: float | None) -> Sim:
 @given(interval=intervals, missed=st.integers(1, 5))
 def test_the_deadline_is_missed_intervals_plus_a_small_grace(interval: float, missed: int) -> None:
     deadline = liveness_deadline(interval, missed)
-    grace = deadline - missed * interval
-    assert 0 < grace <= HEARTBEAT_GRACE_MAX
+    grace = deadline - missed * interval  # float subtraction: allow its rounding
+    assert 0 < grace <= HEARTBEAT_GRACE_MAX + 1e-9
     assert grace <= 0.2 * interval + 1e-9
     # The bound: a stall is shown within 2 intervals + 1 s of its start.
     assert deadline < missed * interval + 1.0

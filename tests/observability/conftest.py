@@ -81,7 +81,7 @@ def run_chaos(path: Path) -> ChaosRun:
             backoff=Backoff(base=0.2, cap=0.5),
         )
         seen: set[str] = set()
-        conn._session.taps.append(lambda data, *_: _collect_tokens(data, seen))
+        conn.add_tap(lambda data, *_: _collect_tokens(data, seen))
         recorder = conn.record(path, roll_interval=0.5)
         conn.wait_for(rtnb.Status.SUBSCRIBED, timeout=10)
         topics = {name: conn.subscribe(name, ordering) for name, ordering in TOPICS.items()}

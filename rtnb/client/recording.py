@@ -3,14 +3,14 @@
 Theory of operation
 -------------------
 The runtime thread must not slow down, so recording costs it one tuple
-append per received frame: a *tap* on the session (called with every raw
+append per received frame: a *tap* (``conn.add_tap``: called with every raw
 frame before the pipeline) appends ``(data, received_at, transport,
 attempt)`` to a deque. Everything else happens on the recorder's own thread,
 every :data:`ROLL_INTERVAL` seconds or as soon as :data:`ROLL_FRAMES`
 frames are waiting: it takes the waiting frames, replaces every token in
 them (:func:`~rtnb.telemetry.sanitize.sanitize`), takes the log rows
-appended since the last part (``Ring.tail``: no full copy of the rings) and
-writes them as the next part of the directory (:mod:`.rolling`).
+appended since the last part (``EnvelopeLog.tail``: no full copy of the rings) and
+writes them as the next part of the directory (:mod:`rtnb.telemetry.rolling`).
 
 Memory stays bounded: at most :data:`MAX_PENDING_FRAMES` frames and
 :data:`MAX_PENDING_BYTES` bytes of frames wait (more are dropped and counted
@@ -26,7 +26,10 @@ replay starts from where the live session was. For an exact replay (the
 same outcome counts), start recording before subscribing.
 
 Tokens never reach a file: frames are sanitised before writing, and the
-log's tables hold no tokens (see :mod:`.log`).
+log's tables hold no tokens (see :mod:`rtnb.telemetry.log`).
+
+The recorder reads the connection only through its public surface
+(:class:`~rtnb.client.source.Source` plus ``add_tap``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,15 +51,15 @@ import msgspec
 
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.status import Status
-from .parquet import table_info, write_file
-from .recorded import frames_table
-from .rolling import list_parts, part_path
-from .sanitize import filler, sanitize
-from .schema import TABLES
+from ..telemetry.parquet import table_info, write_file
+from ..telemetry.recorded import frames_table
+from ..telemetry.rolling import list_parts, part_path
+from ..telemetry.sanitize import filler, sanitize
+from ..telemetry.schema import TABLES
 
 if TYPE_CHECKING:
-    from ..client.connection import Connection
-    from ..client.session import ConnectionState
+    from .connection import Connection
+    from .session import ConnectionState
 
 __all__ = [
     "MAX_PENDING_BYTES",
@@ -91,7 +94,7 @@ def record(conn: Connection, path: str | os.PathLike[str], **options: Any) -> Re
     return Recorder(conn, path, **options)
 
 
-def _topic_configs(topics: dict[str, Any]) -> bytes:
+def _topic_configs(topics: Mapping[str, Any]) -> bytes:
     configs = {
         name: {
             "ordering": ts.ordering,
@@ -193,11 +196,11 @@ class Recorder:
         self._wake = threading.Event()
         self._stopping = False
         self._stopped = False
-        self._topics: dict[str, Any] = {}
+        self._topics: Mapping[str, Any] = {}
         self._topic_keys: frozenset[str] = frozenset()
         self._remove_state_cb: Callable[[], None] | None = None
-        self._tap: Callable[[Any, float, str, int], None] | None = None
-        conn._call(self._install, what="conn.record")
+        self._remove_tap: Callable[[], None] | None = None
+        conn.call(self._install, what="conn.record")
         self._thread = threading.Thread(
             target=self._run, name=f"rtnb-recorder:{self.path.name}", daemon=True
         )
@@ -208,19 +211,17 @@ class Recorder:
     # -- runtime thread ----------------------------------------------------------------
 
     def _install(self) -> None:
-        session = self._conn._session
-        pipeline = session.pipeline
-        state = session.state
+        conn = self._conn
+        state = conn.state
         now = time.time()
-        self._topics = pipeline.topics
+        self._topics = conn.topic_states
         self._note_topics(now, state.transport, state.attempt)
-        for ts in list(pipeline.topics.values()):
+        for ts in list(self._topics.values()):
             seed = _seed(ts, self.payloads)
             if seed is not None:
                 self._pending.append(("seed", now, state.transport, state.attempt, seed))
-        self._tap = self._make_tap()
-        session.taps.append(self._tap)
-        self._remove_state_cb = session.on_state(self._on_state)
+        self._remove_tap = conn.add_tap(self._make_tap())
+        self._remove_state_cb = conn.on_state(self._on_state)
 
     def _note_topics(self, now: float, transport: str, attempt: int) -> None:
         self._topic_keys = frozenset(self._topics)
@@ -271,13 +272,10 @@ class Recorder:
 
     def _detach(self) -> None:
         """Remove the tap and the state callback (on the runtime thread, or at exit)."""
-        session = self._conn._session
-        if self._tap is not None:
-            with contextlib.suppress(ValueError):
-                session.taps.remove(self._tap)
-        remove, self._remove_state_cb = self._remove_state_cb, None
-        if remove is not None:
-            remove()
+        for remove in (self._remove_tap, self._remove_state_cb):
+            if remove is not None:
+                remove()
+        self._remove_tap = self._remove_state_cb = None
 
     # -- recorder thread -------------------------------------------------------------------
 
@@ -315,7 +313,7 @@ class Recorder:
                 else:
                     kind, now, transport, attempt, payload = item
                     rows.append((now, kind, transport, attempt, payload, True))
-            snaps = [self._log._rings[spec.name].tail(self._since[spec.name]) for spec in TABLES]
+            snaps = [self._log.tail(spec.name, self._since[spec.name]) for spec in TABLES]
             if not rows and not any(s.held for s in snaps) and self.files:
                 return None
             info = table_info(snaps)
@@ -350,11 +348,9 @@ class Recorder:
         """Detach from the connection, write the last file and end the recorder thread."""
         if self._stopped:
             return
-        runtime = self._conn._runtime
-        if runtime.thread.is_alive() and not runtime.in_runtime_thread():
-            with contextlib.suppress(Exception):
-                self._conn._call(self._detach, what="recorder.stop")
-        else:
+        try:  # on the runtime thread (directly if already there)
+            self._conn.call(self._detach, what="recorder.stop")
+        except Exception:  # the runtime has shut down (interpreter exit): nothing races
             self._detach()
         self._stopping = True
         self._wake.set()

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.dedupe import DEFAULT_DEDUPE_MAX_ENTRIES
+from ..core.ledger import MAX_OPEN_MUTATIONS
+from ..core.orderer import DEFAULT_MAX_BUFFER
+from ..core.pipeline import DEFAULT_MAX_SNAPSHOT_ENTITIES
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..transports.base import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_POLL_RESPONSE_SIZE,
     DEFAULT_MAX_SSE_EVENT_SIZE,
 )
-from .dedupe import DEFAULT_DEDUPE_MAX_ENTRIES
-from .ledger import MAX_OPEN_MUTATIONS
-from .orderer import DEFAULT_MAX_BUFFER
-from .pipeline import DEFAULT_MAX_SNAPSHOT_ENTITIES
 
 __all__ = ["Limits"]
 
