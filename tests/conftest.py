@@ -1,10 +1,31 @@
-"""Shared test helpers."""
+"""Shared test helpers, the hypothesis profiles and the session-wide chaos-run fixture.
+
+``CI=true`` selects the ``ci`` hypothesis profile: derandomized (the same
+examples on every run, so a red CI run reproduces locally with ``CI=true``)
+and no per-example deadline (a shared runner's hiccup is not a failure).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from hypothesis import HealthCheck, settings
+
+#: the session-wide ``chaos_run`` fixture, for client, telemetry and chart tests
+pytest_plugins = ["tests.chaos_run"]
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ import rtnb.charts as charts
 from bench.telemetry import synthetic_log
 from rtnb.charts import data
 from rtnb.telemetry import EnvelopeLog
-from tests.observability.conftest import ChaosRun
+from tests.chaos_run import ChaosRun
 
 CHARTS = ("lag", "timeline", "outcomes", "mutations")
 PNG = b"\x89PNG\r\n\x1a\n"

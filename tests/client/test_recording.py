@@ -20,8 +20,8 @@ from rtnb.telemetry import EnvelopeLog, TelemetryFileError
 from rtnb.telemetry.ring import Ring
 from rtnb.telemetry.rolling import list_parts
 from rtnb.telemetry.schema import ENVELOPES
+from tests.chaos_run import ChaosRun
 from tests.conftest import wait_until
-from tests.observability.conftest import ChaosRun
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rtnb.core.status import OUTCOME_CODES, Outcome, Status
 from rtnb.telemetry import EnvelopeLog
 from rtnb.telemetry.incidents import COLUMNS, DEGRADED, ENDINGS, periods
-from tests.observability.conftest import ChaosRun
+from tests.chaos_run import ChaosRun
 
 STATUSES = [s.value for s in Status]
 

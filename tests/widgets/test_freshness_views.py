@@ -102,6 +102,7 @@ def test_a_reconnect_storm_cannot_show_two_stories_at_once() -> None:
     assert shown_old == shown_new == "connecting (attempt 3)"
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_browser_words_match_python(tmp_path: Path) -> None:
     rng = random.Random(7)

@@ -115,8 +115,9 @@ def test_messages_per_second_never_exceed_fps_at_10k_events_per_second(
     times = [m.at for m in recorder.of(table)]
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
     assert worst <= 10, f"{worst} messages in one second (fps=10)"
-    rate = published[0] / 3.0
-    assert rate > 5000, f"the producer only managed {rate:.0f} events/s"
+    # No speed assertion here: the events/s the reference server sustains into a
+    # connected table is a figure of bench/widgets.py ("events/s" column).
+    assert published[0] >= 100
     table.close()
 
 
