@@ -17,12 +17,13 @@ from .protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     RtnbError,
+    WaitTimeout,
 )
 
 if TYPE_CHECKING:
     from . import charts
-    from .client.connection import Connection, connect
-    from .client.mutation import Mutation
+    from .client.connection import Connection, connect, connect_async
+    from .client.mutation import Mutation, MutationError
     from .client.replay import Replay, replay
     from .client.session import ConnectionState
     from .client.topic import Topic, TopicFreshness
@@ -44,12 +45,14 @@ _LAZY: dict[str, str] = {
     "LiveChart": "rtnb.widgets.livechart",
     "Limits": "rtnb.core.limits",
     "Mutation": "rtnb.client.mutation",
+    "MutationError": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
     "ServerHandle": "rtnb.server",
     "StreamTable": "rtnb.widgets",
     "Topic": "rtnb.client.topic",
     "TopicFreshness": "rtnb.client.topic",
     "connect": "rtnb.client.connection",
+    "connect_async": "rtnb.client.connection",
     "replay": "rtnb.client.replay",
     "serve": "rtnb.server",
 }
@@ -68,6 +71,7 @@ __all__ = [
     "LiveChart",
     "LocalProtocolError",
     "Mutation",
+    "MutationError",
     "Outcome",
     "RemoteProtocolError",
     "Replay",
@@ -77,9 +81,11 @@ __all__ = [
     "StreamTable",
     "Topic",
     "TopicFreshness",
+    "WaitTimeout",
     "__version__",
     "charts",
     "connect",
+    "connect_async",
     "replay",
     "serve",
 ]

@@ -36,7 +36,7 @@ from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
 from .session import ConnectionState, Session, TokenProvider
 from .topic import Topic
 
-__all__ = ["TRANSPORTS", "Connection", "connect"]
+__all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 
@@ -159,6 +159,41 @@ def connect(
                 _registry[key] = conn
     if timeout is not None:
         conn.wait_for(Status.SUBSCRIBED, timeout)
+    return conn
+
+
+async def connect_async(
+    url: str,
+    *,
+    token: str | TokenProvider,
+    transport: str = "auto",
+    backoff: Backoff | None = None,
+    heartbeat_interval: float | None = None,
+    on_degraded: OnDegraded = "queue",
+    log: EnvelopeLog | None = None,
+    timeout: float | None = None,
+    shared: bool = True,
+    limits: Limits | None = None,
+) -> Connection:
+    """The awaitable form of :func:`connect` (same arguments, same errors); with
+    ``timeout`` it awaits SUBSCRIBED without blocking the caller's event loop.
+
+    ``async with await rtnb.connect_async(url, token=t) as conn:`` closes it at the end.
+    """
+    conn = await asyncio.to_thread(
+        connect,
+        url,
+        token=token,
+        transport=transport,
+        backoff=backoff,
+        heartbeat_interval=heartbeat_interval,
+        on_degraded=on_degraded,
+        log=log,
+        shared=shared,
+        limits=limits,
+    )
+    if timeout is not None:
+        await conn.wait_for_async(Status.SUBSCRIBED, timeout)
     return conn
 
 
@@ -377,21 +412,32 @@ class Connection:
         """Close the connection (CLOSED is terminal); the log stays readable."""
         if self._runtime.thread.is_alive():
             self._run(self._session.close(), what="conn.close")
+        self._closed()
+
+    async def close_async(self) -> None:
+        """The awaitable form of :meth:`close` (does all it does)."""
+        if self._runtime.thread.is_alive():
+            await self._runtime.wrap(self._session.close())
+        self._closed()
+
+    def _closed(self) -> None:
         self._runtime.forget(self._session.close)
         with _registry_lock:
             for key, conn in list(_registry.items()):
                 if conn is self:
                     del _registry[key]
 
-    async def close_async(self) -> None:
-        await self._runtime.wrap(self._session.close())
-        self._runtime.forget(self._session.close)
-
     def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close_async()
 
     def __repr__(self) -> str:
         st = self.state

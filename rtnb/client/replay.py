@@ -37,7 +37,7 @@ from typing import Any, Final
 from ..core.merge import MergeFn
 from ..core.pipeline import TopicState
 from ..core.status import Status
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import LocalProtocolError, WaitTimeout
 from ..telemetry.log import EnvelopeLog
 from .replay_player import Player
 from .replay_timeline import Timeline
@@ -163,13 +163,13 @@ class Replay:
         return remove
 
     def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
-        """Block until the replayed connection reaches ``status``; ``TimeoutError`` if not."""
+        """Block until the replayed connection reaches ``status``; ``rtnb.WaitTimeout`` if not."""
         want = Status(status)
         reached = threading.Event()
         remove = self.on_state(lambda st: reached.set() if st.status is want else None)
         try:
             if self.status is not want and not reached.wait(timeout):
-                raise TimeoutError(f"replay not {want.value} within {timeout} s; now {self.state}")
+                raise WaitTimeout(f"replay not {want.value} within {timeout} s; now {self.state}")
         finally:
             remove()
         return self.state
@@ -282,6 +282,12 @@ class Replay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Replay:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
 
     # -- topics ------------------------------------------------------------------------------
 

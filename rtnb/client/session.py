@@ -51,7 +51,7 @@ from ..core.machine import (
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
-from ..protocol.errors import ConnectionClosed
+from ..protocol.errors import ConnectionClosed, WaitTimeout
 from ..protocol.frames import Mutate
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
@@ -638,7 +638,7 @@ class Session:
             cause = self.last_cause
             if cause and cause not in text:
                 text += f"; last failure: {cause}"
-            raise TimeoutError(text) from None
+            raise WaitTimeout(text) from None
 
     def callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(

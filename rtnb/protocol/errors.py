@@ -22,6 +22,12 @@ class ConnectionClosed(RtnbError, ConnectionError):
     subscribe, mutate or wait any more. ``rtnb.connect(...)`` opens a new one."""
 
 
+class WaitTimeout(RtnbError, TimeoutError):
+    """A wait (``wait_for``, ``connect(timeout=...)``) ran out of time; the message names
+    the state the connection was in instead and its last cause. Also a builtin
+    ``TimeoutError``, so ``except TimeoutError`` keeps working."""
+
+
 class RemoteProtocolError(RtnbError):
     """The peer sent something the protocol forbids."""
 
