@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 #: the session-wide ``chaos_run`` fixture, for client, telemetry and chart tests
@@ -40,3 +41,10 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the session's chaos run (tens of seconds to record) are ``slow``."""
+    for item in items:
+        if "chaos_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -29,6 +29,7 @@ def embedded_rows(spec: dict[str, Any]) -> int:
     return sum(len(rows) for rows in spec.get("datasets", {}).values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_each_chart_of_a_million_envelopes_is_valid_vega_lite_with_bounded_data(
     million: EnvelopeLog, name: str
@@ -56,6 +57,7 @@ def test_charts_of_an_empty_log_say_there_is_no_data(name: str) -> None:
     assert vlc.vegalite_to_png(spec).startswith(PNG)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_charts_take_a_connection_or_replay_too(chaos_run: ChaosRun, name: str) -> None:
     from rtnb.client.replay import replay

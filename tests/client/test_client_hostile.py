@@ -121,6 +121,7 @@ def watch(behaviour: str, transport: str = "websocket", **limits: int) -> Iterat
             w.close()
 
 
+@pytest.mark.slow
 def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
     # 1,000 entities a part and a cap of 2,000: each reset follows 3,000 entities.
     # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept.
@@ -168,6 +169,7 @@ def test_json_nested_100k_deep_is_logged_invalid_and_the_connection_stays(
         assert w.topic.status == "live"
 
 
+@pytest.mark.slow
 def test_an_endless_gap_holds_at_most_max_gap_buffer_events_and_is_never_live() -> None:
     with watch("endless-gap", max_gap_buffer=500) as w:
         seen: list[int] = []

@@ -1544,3 +1544,4 @@ class MachineWalk(RuleBasedStateMachine):
 
 TestMachineWalk = MachineWalk.TestCase
 TestMachineWalk.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+TestMachineWalk.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]

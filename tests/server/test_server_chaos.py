@@ -174,6 +174,7 @@ def test_chaos_specs_parse_like_the_command_line(make_server):
         srv.chaos.set(drop=2)
 
 
+@pytest.mark.slow
 def test_a_slow_consumer_is_disconnected_instead_of_growing_memory(
     make_server, connect, wait_until
 ):

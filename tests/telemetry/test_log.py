@@ -269,6 +269,7 @@ envelope_rows = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     capacity=st.integers(1, 12),
@@ -465,6 +466,7 @@ def fresh(text: str) -> str:
     return (text + ".")[:-1]
 
 
+@pytest.mark.slow
 def test_memory_per_logged_envelope_is_at_most_200_bytes() -> None:
     """DESIGN.md §6: the log holds <= 200 bytes per envelope, strings it keeps included."""
     n = 50_000

@@ -214,6 +214,7 @@ envelope_rows = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(capacity=st.integers(1, 8), rows=st.lists(envelope_rows, max_size=25))
 def test_any_envelope_log_round_trips(capacity: int, rows: list[tuple[Any, ...]]) -> None:

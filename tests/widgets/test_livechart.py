@@ -31,6 +31,7 @@ def fresh_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessageBudget]:
     yield shared
 
 
+@pytest.mark.slow
 def test_a_refresh_happens_only_when_the_log_has_new_rows(fresh_budget: MessageBudget) -> None:
     log = EnvelopeLog()
     _append(log, 0, 50)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 import rtnb
 from rtnb.widgets import Counters, Dashboard, Freshness
 from rtnb.widgets.status import FRESH_DRIFT, same_freshness
@@ -17,6 +19,7 @@ def _last_fresh(msgs: list[Sent]) -> dict[str, Any] | None:
     return fresh[-1] if fresh else None
 
 
+@pytest.mark.slow
 def test_pill_goes_stale_then_reconnecting_on_disconnect_and_back_to_live(
     recorder, srv, tenant
 ) -> None:

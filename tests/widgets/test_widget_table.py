@@ -80,6 +80,7 @@ def test_only_changed_rows_are_sent(recorder, srv, conn, tenant) -> None:
     table.close()
 
 
+@pytest.mark.slow
 def test_messages_per_second_never_exceed_fps_at_10k_events_per_second(
     recorder, srv, conn, tenant
 ) -> None:
@@ -239,6 +240,7 @@ def test_row_actions_mutate_only_where_they_apply(recorder, srv, conn, tenant) -
     table.close()
 
 
+@pytest.mark.slow
 def test_all_widgets_of_a_kernel_share_one_budget(recorder, srv, conn, tenant) -> None:
     from rtnb.widgets.budget import MessageBudget
 
