@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .core.status import Outcome, Status
 from .protocol.errors import (
     ConnectionClosed,
+    ErrorCode,
     InvalidFrame,
     LocalProtocolError,
     RemoteProtocolError,
@@ -65,6 +66,7 @@ __all__ = [
     "ConnectionState",
     "Dashboard",
     "EnvelopeLog",
+    "ErrorCode",
     "Freshness",
     "InvalidFrame",
     "Limits",

@@ -30,6 +30,7 @@ from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError, RtnbError
+from ..protocol.urls import http_base_url
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
@@ -42,16 +43,6 @@ TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 
 _registry: dict[tuple[str, str], Connection] = {}
 _registry_lock = threading.Lock()
-
-
-def _normalise_url(url: str) -> str:
-    u = url.strip().rstrip("/")
-    if u.startswith(("ws://", "wss://")) and u.endswith("/ws"):
-        u = u[: -len("/ws")]
-    u = u.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-    if not u.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http(s):// or ws(s):// URL of an rtnb server, got {url!r}")
-    return u
 
 
 def _identity(token: str | TokenProvider) -> str:
@@ -128,7 +119,7 @@ def connect(
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
     if not (isinstance(token, str) and token) and not callable(token):
         raise TypeError("token must be a non-empty str or a callable returning one")
-    base = _normalise_url(url)
+    base = http_base_url(url)
     key = (base, _identity(token))
     wanted: dict[str, Any] = {
         "transport": transport,

@@ -60,7 +60,6 @@ Decisions (and why):
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -68,7 +67,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import AUTH_ERRORS, ErrorCode, LocalProtocolError
 from ..protocol.frames import (
     Authenticate,
     Authenticated,
@@ -85,6 +84,7 @@ from ..protocol.frames import (
     TopicName,
     Unsubscribe,
 )
+from ..protocol.retry import retry_hint_in_reason
 from .backoff import BackoffSchedule
 from .machine_table import (
     AUTOMATIC,
@@ -163,11 +163,10 @@ _FAILURE_CODES: Final[dict[str, int | None]] = {
     "forbidden": 403,
 }
 # Error codes (no topic) that mean "this token is no good": handled like 4401.
-_AUTH_ERRORS: Final = frozenset({"unauthenticated", "token_expired", "invalid_token"})
+_AUTH_ERRORS: Final = AUTH_ERRORS
 # Topic-level error codes after which the topic is not resubscribed on reconnect.
-_REFUSALS: Final = frozenset({"forbidden", "unknown_topic"})
+_REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
 # How rtnb's server writes a retry hint into a WebSocket close reason (limits.retry_reason).
-_RETRY_IN_REASON: Final = re.compile(r"retry_after=(\d{1,9}(?:\.\d{1,9})?)")
 _MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
 _MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise
@@ -837,8 +836,7 @@ class ConnectionMachine:
 def _retry_hint(retry_after: float | None, reason: str) -> float | None:
     if retry_after is not None:
         return retry_after
-    match = _RETRY_IN_REASON.search(reason)
-    return float(match.group(1)) if match else None
+    return retry_hint_in_reason(reason)
 
 
 def _check_token(token: str) -> str:
