@@ -101,6 +101,12 @@ class ConnectionState:
         return f"{self.status.value} via {self.transport} ({self.reason})"
 
 
+#: ``make_transport(open_action, on_frame, on_close) -> Transport`` (see ``Session``)
+MakeTransport = Callable[
+    [OpenTransport, Callable[[Any, float], None], Callable[..., None]], Transport
+]
+
+
 class Session:
     """One connection's runtime: machine + pipeline + transport + timers."""
 
@@ -118,8 +124,12 @@ class Session:
         dedupe: Deduper,
         rng: random.Random | None = None,
         limits: Limits | None = None,
+        make_transport: MakeTransport | None = None,
     ) -> None:
         limits = limits if limits is not None else Limits()
+        #: builds the transport for an ``OpenTransport`` (the shipped ones when None;
+        #: a test passes a scripted fake implementing :class:`rtnb.transports.base.Transport`)
+        self._make_custom_transport = make_transport
         self.limits = limits
         options = dataclasses.replace(
             options,
@@ -319,7 +329,9 @@ class Session:
         holder: dict[str, Transport | None] = {"t": None}
         on_frame, on_close = self._bind(holder)
         transport: Transport
-        if action.kind == "websocket":
+        if self._make_custom_transport is not None:
+            transport = self._make_custom_transport(action, on_frame, on_close)
+        elif action.kind == "websocket":
             transport = WebSocketTransport(self.url, on_frame, on_close, self.options)
         else:
             cls = SSETransport if action.kind == "sse" else PollingTransport
