@@ -50,7 +50,7 @@ In the storm model (10,000 clients, server down 5 s, then admitting
 1,000 connections/s; the floor is 10 s), ``policy="equal"``, ``base=3.0`` s,
 ``cap=16.0`` s reaches 99% reconnected 14.4 s after the server's return with
 2.62 attempts per client (bar: ≤ 15 s, ≤ 4.5); with the reference server's
-4429 hints 9.9 s with 2.96 attempts (bar: ≤ 12 s, ≤ 3); over a 180 s outage
+4429 hints 9.9 s with 2.95 attempts (bar: ≤ 12 s, ≤ 3); over a 180 s outage
 17.2 attempts on average and at most 20 for any client (bar: ≤ 20).
 socket.io-client's defaults reach 13.2 s but make 38.8 attempts in 180 s.
 

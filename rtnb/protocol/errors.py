@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     FRAME_TOO_LARGE = "frame_too_large"
     RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
 
 
 #: codes that mean "this token is not (or no longer) good": get a fresh one
