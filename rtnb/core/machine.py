@@ -166,7 +166,6 @@ _FAILURE_CODES: Final[dict[str, int | None]] = {
 _AUTH_ERRORS: Final = AUTH_ERRORS
 # Topic-level error codes after which the topic is not resubscribed on reconnect.
 _REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
-# How rtnb's server writes a retry hint into a WebSocket close reason (limits.retry_reason).
 _MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
 _MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise

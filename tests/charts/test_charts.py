@@ -43,6 +43,7 @@ def test_each_chart_of_a_million_envelopes_is_valid_vega_lite_with_bounded_data(
     assert "<svg" in vlc.vegalite_to_svg(spec)
 
 
+@pytest.mark.slow
 def test_altairs_row_limit_stays_on(million: EnvelopeLog) -> None:
     for name in CHARTS:
         getattr(charts, name)(million).to_dict()
@@ -50,6 +51,7 @@ def test_altairs_row_limit_stays_on(million: EnvelopeLog) -> None:
     assert alt.data_transformers.options.get("max_rows", 5000) == charts.MAX_ROWS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_charts_of_an_empty_log_say_there_is_no_data(name: str) -> None:
     spec = getattr(charts, name)(EnvelopeLog()).to_dict()
@@ -90,6 +92,7 @@ def test_lag_bins_hold_the_exact_percentiles_of_their_envelopes(chaos_run: Chaos
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_outcome_bins_count_every_envelope_in_the_window_once(million: EnvelopeLog) -> None:
     env = million.envelopes
     start, end = env["received_at"].iloc[100_000], env["received_at"].iloc[400_000]

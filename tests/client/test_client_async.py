@@ -81,6 +81,7 @@ def test_with_closes_the_connection(srv: ServerHandle) -> None:
     assert conn.status is rtnb.Status.CLOSED
 
 
+@pytest.mark.slow
 def test_wait_for_timeouts_are_rtnb_errors_and_still_timeout_errors() -> None:
     with serve(port=0, heartbeat_interval=HEARTBEAT) as srv:
         token = srv.issue_token(tenant="acme", user="ana", role="operator")

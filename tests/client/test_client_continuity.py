@@ -41,6 +41,7 @@ def test_events_missed_while_disconnected_are_replayed(srv: ServerHandle, transp
 
 
 # Polling reads the log on every request, so the server has no push to drop.
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_dropped_events_are_recovered_by_a_targeted_resubscribe(
     srv: ServerHandle, transport: str

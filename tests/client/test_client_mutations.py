@@ -80,6 +80,7 @@ def test_the_overlay_shows_a_pending_change_at_once_and_survives_a_network_cut(
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_timed_out_mutation_rolls_back_and_a_late_confirmation_is_reconciled(
     srv: ServerHandle,
 ) -> None:

@@ -211,6 +211,7 @@ def quick(make_server) -> ServerHandle:
     return make_server(request_timeout=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sent",
     [b"", b"GET /sse?topic=c HTT", b"GET /poll?topic=c HTTP/1.1\r\nHost: x\r\n"],
@@ -224,6 +225,7 @@ def test_a_socket_that_does_not_complete_its_request_is_closed(quick, sent):
     sock.close()
 
 
+@pytest.mark.slow
 def test_a_kept_alive_connection_that_starts_a_request_and_stalls_is_closed(quick):
     sock = _raw(quick)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

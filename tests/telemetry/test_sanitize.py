@@ -102,6 +102,7 @@ def test_every_token_is_replaced_by_one_of_the_same_length_and_nothing_else_chan
     assert json.loads(clean) == _redacted(frame, used)
 
 
+@pytest.mark.slow
 @settings(max_examples=100)
 @given(frames())
 def test_without_payloads_no_token_and_no_user_data_is_kept(

@@ -53,6 +53,7 @@ def _topic_state(status: str, last: float | None) -> TopicState:
 retry_offsets = st.none() | st.floats(min_value=1.0, max_value=60.0) | st.floats(-60.0, -1.0)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(list(Status)),

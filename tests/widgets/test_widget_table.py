@@ -44,6 +44,7 @@ def _seed(srv: ServerHandle, tenant: str, topic: str, n: int) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_nothing_is_sent_before_the_widget_is_displayed(recorder, srv, conn, tenant) -> None:
     _seed(srv, tenant, "items", 5)
     table = StreamTable(conn.subscribe("items"))
@@ -122,6 +123,7 @@ def test_messages_per_second_never_exceed_fps_at_10k_events_per_second(
     table.close()
 
 
+@pytest.mark.slow
 def test_a_hello_gets_a_full_snapshot_with_the_next_sequence_number(
     recorder, srv, conn, tenant
 ) -> None:
@@ -180,6 +182,7 @@ def test_explicit_columns_are_sent_in_order(recorder, srv, conn, tenant) -> None
     table.close()
 
 
+@pytest.mark.slow
 def test_a_pending_mutation_is_flagged_and_a_rejected_one_rolls_back_with_its_error(
     recorder, srv, tenant
 ) -> None:
@@ -266,6 +269,7 @@ def test_all_widgets_of_a_kernel_share_one_budget(recorder, srv, conn, tenant) -
         t.close()
 
 
+@pytest.mark.slow
 def test_esm_is_a_string_and_a_closed_widget_can_be_collected(recorder, conn) -> None:
     assert isinstance(StreamTable._esm, str)
     assert 'from "./common.js"' not in StreamTable._esm
