@@ -158,8 +158,10 @@ def test_snapshots_and_resubscribes_are_rate_limited_per_connection(make_server,
     srv.declare("c")
     for op in ("snapshot", "subscribe"):
         client = connect(srv, srv.issue_token(tenant="acme", user=f"loop-{op}"))
-        for _ in range(10):
-            client.send({"op": op, "topic": "c"})
+        # The server may close (4429) before the client has written all ten.
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(10):
+                client.send({"op": op, "topic": "c"})
         frames = client.until(lambda f: f["op"] == "error")
         assert frames[-1]["code"] == "rate_limited"
         code, reason = client.closed()
