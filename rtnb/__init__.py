@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Any
 from .core.status import Outcome, Status
 from .protocol.errors import (
     ConnectionClosed,
+    ErrorCode,
     InvalidFrame,
     LocalProtocolError,
     RemoteProtocolError,
     RtnbError,
+    WaitTimeout,
 )
 
 if TYPE_CHECKING:
     from . import charts
-    from .client.connection import Connection, connect
+    from .client.connection import Connection, connect, connect_async
     from .client.limits import Limits
-    from .client.mutation import Mutation
+    from .client.mutation import Mutation, MutationError
     from .client.replay import Replay, replay
     from .client.session import ConnectionState
     from .client.source import ConfirmedIdentity, Source
@@ -46,6 +48,7 @@ _LAZY: dict[str, str] = {
     "LiveChart": "rtnb.widgets.livechart",
     "Limits": "rtnb.client.limits",
     "Mutation": "rtnb.client.mutation",
+    "MutationError": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
     "ServerHandle": "rtnb.server",
     "Source": "rtnb.client.source",
@@ -53,6 +56,7 @@ _LAZY: dict[str, str] = {
     "Topic": "rtnb.client.topic",
     "TopicFreshness": "rtnb.client.topic",
     "connect": "rtnb.client.connection",
+    "connect_async": "rtnb.client.connection",
     "replay": "rtnb.client.replay",
     "serve": "rtnb.server",
 }
@@ -66,12 +70,14 @@ __all__ = [
     "ConnectionState",
     "Dashboard",
     "EnvelopeLog",
+    "ErrorCode",
     "Freshness",
     "InvalidFrame",
     "Limits",
     "LiveChart",
     "LocalProtocolError",
     "Mutation",
+    "MutationError",
     "Outcome",
     "RemoteProtocolError",
     "Replay",
@@ -82,9 +88,11 @@ __all__ = [
     "StreamTable",
     "Topic",
     "TopicFreshness",
+    "WaitTimeout",
     "__version__",
     "charts",
     "connect",
+    "connect_async",
     "replay",
     "serve",
 ]

@@ -1,10 +1,32 @@
-"""Shared test helpers."""
+"""Shared test helpers, the hypothesis profiles and the session-wide chaos-run fixture.
+
+``CI=true`` selects the ``ci`` hypothesis profile: derandomized (the same
+examples on every run, so a red CI run reproduces locally with ``CI=true``)
+and no per-example deadline (a shared runner's hiccup is not a failure).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+#: the session-wide ``chaos_run`` fixture, for client, telemetry and chart tests
+pytest_plugins = ["tests.chaos_run"]
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
 
 T = TypeVar("T")
 
@@ -19,3 +41,10 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the session's chaos run (tens of seconds to record) are ``slow``."""
+    for item in items:
+        if "chaos_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

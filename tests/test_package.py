@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import rtnb
 
 HEAVY = ("pandas", "altair", "anywidget", "ipywidgets", "uvicorn", "starlette", "pyarrow", "httpx")
@@ -17,6 +19,7 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
         assert getattr(rtnb, name) is not None, name
 
 
+@pytest.mark.slow
 def test_importing_rtnb_does_not_import_heavy_dependencies() -> None:
     code = f"import sys, json, rtnb; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -30,6 +30,7 @@ from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.pipeline import TopicState
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError, RtnbError
+from ..protocol.urls import http_base_url
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
 from .limits import Limits
@@ -48,22 +49,12 @@ if TYPE_CHECKING:
         return c, r  # mypy proves both implement rtnb.Source
 
 
-__all__ = ["TRANSPORTS", "Connection", "connect"]
+__all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 
 _registry: dict[tuple[str, str], Connection] = {}
 _registry_lock = threading.Lock()
-
-
-def _normalise_url(url: str) -> str:
-    u = url.strip().rstrip("/")
-    if u.startswith(("ws://", "wss://")) and u.endswith("/ws"):
-        u = u[: -len("/ws")]
-    u = u.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-    if not u.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http(s):// or ws(s):// URL of an rtnb server, got {url!r}")
-    return u
 
 
 def _token_key(token: str | TokenProvider) -> str:
@@ -136,7 +127,7 @@ def connect(
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
     if not (isinstance(token, str) and token) and not callable(token):
         raise TypeError("token must be a non-empty str or a callable returning one")
-    base = _normalise_url(url)
+    base = http_base_url(url)
     key = (base, _token_key(token))
     wanted: dict[str, Any] = {
         "transport": transport,
@@ -167,6 +158,41 @@ def connect(
                 _registry[key] = conn
     if timeout is not None:
         conn.wait_for(Status.SUBSCRIBED, timeout)
+    return conn
+
+
+async def connect_async(
+    url: str,
+    *,
+    token: str | TokenProvider,
+    transport: str = "auto",
+    backoff: Backoff | None = None,
+    heartbeat_interval: float | None = None,
+    on_degraded: OnDegraded = "queue",
+    log: EnvelopeLog | None = None,
+    timeout: float | None = None,
+    shared: bool = True,
+    limits: Limits | None = None,
+) -> Connection:
+    """The awaitable form of :func:`connect` (same arguments, same errors); with
+    ``timeout`` it awaits SUBSCRIBED without blocking the caller's event loop.
+
+    ``async with await rtnb.connect_async(url, token=t) as conn:`` closes it at the end.
+    """
+    conn = await asyncio.to_thread(
+        connect,
+        url,
+        token=token,
+        transport=transport,
+        backoff=backoff,
+        heartbeat_interval=heartbeat_interval,
+        on_degraded=on_degraded,
+        log=log,
+        shared=shared,
+        limits=limits,
+    )
+    if timeout is not None:
+        await conn.wait_for_async(Status.SUBSCRIBED, timeout)
     return conn
 
 
@@ -440,21 +466,32 @@ class Connection:
         """Close the connection (CLOSED is terminal); the log stays readable."""
         if self._runtime.thread.is_alive():
             self._run(self._session.close(), what="conn.close")
+        self._closed()
+
+    async def close_async(self) -> None:
+        """The awaitable form of :meth:`close` (does all it does)."""
+        if self._runtime.thread.is_alive():
+            await self._runtime.wrap(self._session.close())
+        self._closed()
+
+    def _closed(self) -> None:
         self._runtime.forget(self._session.close)
         with _registry_lock:
             for key, conn in list(_registry.items()):
                 if conn is self:
                     del _registry[key]
 
-    async def close_async(self) -> None:
-        await self._runtime.wrap(self._session.close())
-        self._runtime.forget(self._session.close)
-
     def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close_async()
 
     def __repr__(self) -> str:
         st = self.state

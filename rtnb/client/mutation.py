@@ -7,11 +7,12 @@ import threading
 from typing import Any
 
 from ..core.ledger import MutationRecord
+from ..protocol.errors import RtnbError, WaitTimeout
 
 __all__ = ["Mutation", "MutationError"]
 
 
-class MutationError(Exception):
+class MutationError(RtnbError):
     """Raised by ``Mutation.wait(raise_on_failure=True)`` for a rejected/timed-out change."""
 
 
@@ -81,24 +82,38 @@ class Mutation:
     # -- waiting -------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> Mutation:
-        """Block until resolved (or ``timeout``); returns self for chaining."""
+        """Block until resolved (or ``timeout``); returns self for chaining.
+
+        Raises :class:`rtnb.WaitTimeout` if still unresolved after ``timeout`` s and,
+        with ``raise_on_failure``, :class:`rtnb.MutationError` if it did not go through.
+        """
         if not self._done.wait(timeout):
-            raise TimeoutError(
-                f"mutation {self.client_mutation_id} still {self.status} after {timeout} s"
-            )
+            raise self._timed_out(timeout)
+        return self._outcome(raise_on_failure)
+
+    async def wait_async(
+        self, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> Mutation:
+        """The awaitable form of :meth:`wait` (same errors)."""
+        if not self._done.is_set():
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            if not self._done.is_set():  # not resolved between the check and the append
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+                except TimeoutError:
+                    raise self._timed_out(timeout) from None
+        return self._outcome(raise_on_failure)
+
+    def _timed_out(self, timeout: float | None) -> WaitTimeout:
+        return WaitTimeout(
+            f"mutation {self.client_mutation_id} still {self.status} after {timeout} s"
+        )
+
+    def _outcome(self, raise_on_failure: bool) -> Mutation:
         if raise_on_failure and self.status in ("rejected", "timed_out", "refused", "cancelled"):
             raise MutationError(f"mutation {self.client_mutation_id} {self.status}: {self.error}")
-        return self
-
-    async def wait_async(self, timeout: float | None = None) -> Mutation:
-        if self._done.is_set():
-            return self
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
-        if self._done.is_set():  # resolved between the check and the append
-            return self
-        await asyncio.wait_for(asyncio.shield(fut), timeout)
         return self
 
     def _resolve(self) -> None:

@@ -38,7 +38,7 @@ from ..core.ledger import MutationLedger, ResolutionCursor
 from ..core.merge import MergeFn
 from ..core.pipeline import TopicState
 from ..core.status import Status
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import LocalProtocolError, WaitTimeout
 from ..telemetry.log import EnvelopeLog
 from .mutation import Mutation
 from .replay_player import Player
@@ -191,13 +191,13 @@ class Replay:
         return remove
 
     def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
-        """Block until the replayed connection reaches ``status``; ``TimeoutError`` if not."""
+        """Block until the replayed connection reaches ``status``; ``rtnb.WaitTimeout`` if not."""
         want = Status(status)
         reached = threading.Event()
         remove = self.on_state(lambda st: reached.set() if st.status is want else None)
         try:
             if self.status is not want and not reached.wait(timeout):
-                raise TimeoutError(f"replay not {want.value} within {timeout} s; now {self.state}")
+                raise WaitTimeout(f"replay not {want.value} within {timeout} s; now {self.state}")
         finally:
             remove()
         return self.state
@@ -310,6 +310,12 @@ class Replay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Replay:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
 
     # -- topics ------------------------------------------------------------------------------
 

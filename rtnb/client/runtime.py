@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import LocalProtocolError, WaitTimeout
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "Runtime", "get_runtime"]
 
@@ -91,7 +91,7 @@ class Runtime:
             if fut.done():  # the coroutine's own TimeoutError (3.11: the same class)
                 raise
             fut.cancel()
-            raise TimeoutError(f"{what} did not finish within {timeout} s") from None
+            raise WaitTimeout(f"{what} did not finish within {timeout} s") from None
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule a plain function on the runtime loop from any thread."""

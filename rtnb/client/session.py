@@ -50,7 +50,7 @@ from ..core.machine import (
 from ..core.merge import MergeFn
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
-from ..protocol.errors import ConnectionClosed
+from ..protocol.errors import ConnectionClosed, WaitTimeout
 from ..protocol.frames import Authenticated, Mutate
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
@@ -105,6 +105,11 @@ class ConnectionState:
 #: A raw-frame observer: ``tap(data, received_at, transport, attempt)``.
 Tap = Callable[[Any, float, str, int], None]
 
+#: ``make_transport(open_action, on_frame, on_close) -> Transport`` (see ``ClientSession``)
+MakeTransport = Callable[
+    [OpenTransport, Callable[[Any, float], None], Callable[..., None]], Transport
+]
+
 
 class ClientSession:
     """One connection's runtime: machine + pipeline + transport + timers."""
@@ -123,8 +128,12 @@ class ClientSession:
         dedupe: Deduper,
         rng: random.Random | None = None,
         limits: Limits | None = None,
+        make_transport: MakeTransport | None = None,
     ) -> None:
         limits = limits if limits is not None else Limits()
+        #: builds the transport for an ``OpenTransport`` (the shipped ones when None;
+        #: a test passes a scripted fake implementing :class:`rtnb.transports.base.Transport`)
+        self._make_custom_transport = make_transport
         self.limits = limits
         options = dataclasses.replace(
             options,
@@ -331,7 +340,9 @@ class ClientSession:
         holder: dict[str, Transport | None] = {"t": None}
         on_frame, on_close = self._bind(holder)
         transport: Transport
-        if action.kind == "websocket":
+        if self._make_custom_transport is not None:
+            transport = self._make_custom_transport(action, on_frame, on_close)
+        elif action.kind == "websocket":
             transport = WebSocketTransport(self.url, on_frame, on_close, self.options)
         else:
             cls = SSETransport if action.kind == "sse" else PollingTransport
@@ -669,7 +680,7 @@ class ClientSession:
             cause = self.last_cause
             if cause and cause not in text:
                 text += f"; last failure: {cause}"
-            raise TimeoutError(text) from None
+            raise WaitTimeout(text) from None
 
     def callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(

@@ -48,9 +48,9 @@ Hints are bounded: when the backlog reaches ``max_hint`` seconds the horizon
 stops growing and further clients are told ``uniform(max_hint/2, max_hint)``,
 so a queue longer than that is spread rather than piled onto one instant.
 
-In the storm benchmark (``bench/reconnect_storm.py``: 10,000 clients, server
+In the storm benchmark (``bench/reconnect_storm.py``: 10,000 shipped ``ConnectionMachine`` clients, server
 down 5 s, then 1,000 connections/s) these hints take rtnb's default backoff
-to 99% reconnected 9.9 s after the server's return — the floor — with 2.96
+to 99% reconnected 9.9 s after the server's return — the floor — with 2.95
 attempts per client (DESIGN.md §6 bar: ≤ 12 s, ≤ 3), against 14.4 s without
 them. What they cannot remove: promised clients come back while first
 attempts are still arriving, so every first attempt that lands on a queue

@@ -33,13 +33,15 @@ Decisions (and why):
   is learned per connection: each new transport starts from the config again. The timer is armed
   once and re-armed lazily when it fires early, so a stream of 250k events/s
   costs one float store per frame, not a timer action.
-* Attempts: ``attempt`` counts retries since the last reset; the reset happens
-  at a loss, and only if the connection had been SUBSCRIBED for
+* Attempts and delays: one :class:`rtnb.core.backoff.BackoffSchedule` per
+  machine (``backoff.schedule(rng)``) counts the retries and draws every
+  delay — the same object ``bench/reconnect_storm.py`` measures. The count
+  resets at a loss, and only if the connection had been SUBSCRIBED for
   ``backoff.reset_after`` seconds up to its last frame (time spent silent
   before a heartbeat timeout does not count as healthy).
 * A server retry hint (4429, 429/503 + ``Retry-After``) is a *minimum*:
   ``delay = hint + uniform(0, HINT_JITTER·hint)`` with the hint clamped to
-  ``max_retry_after``, exactly as :meth:`rtnb.core.backoff.BackoffSchedule.next_delay`.
+  ``backoff.max_retry_hint`` (:meth:`~rtnb.core.backoff.BackoffSchedule.next_delay`).
 * Tokens: on 4401/401 (or an ``unauthenticated``/``token_expired`` error frame)
   the machine asks for one fresh token and reconnects at once with it; if that
   fresh token is refused too it closes, instead of storming the server. It
@@ -58,15 +60,14 @@ Decisions (and why):
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Protocol
 
 import msgspec
 
-from ..protocol.errors import LocalProtocolError
+from ..protocol.errors import AUTH_ERRORS, ErrorCode, LocalProtocolError
 from ..protocol.frames import (
     Authenticate,
     Authenticated,
@@ -83,7 +84,8 @@ from ..protocol.frames import (
     TopicName,
     Unsubscribe,
 )
-from .backoff import HINT_JITTER
+from ..protocol.retry import retry_hint_in_reason
+from .backoff import BackoffSchedule
 from .machine_table import (
     AUTOMATIC,
     CLOSE_GOING_AWAY,
@@ -91,7 +93,6 @@ from .machine_table import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FALLBACK_ORDER,
     DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_MISSED_HEARTBEATS,
     DEFAULT_PING_INTERVAL,
     DEFAULT_REFRESH_FRACTION,
@@ -126,7 +127,6 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_FALLBACK_ORDER",
     "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_MISSED_HEARTBEATS",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_REFRESH_FRACTION",
@@ -163,23 +163,22 @@ _FAILURE_CODES: Final[dict[str, int | None]] = {
     "forbidden": 403,
 }
 # Error codes (no topic) that mean "this token is no good": handled like 4401.
-_AUTH_ERRORS: Final = frozenset({"unauthenticated", "token_expired", "invalid_token"})
+_AUTH_ERRORS: Final = AUTH_ERRORS
 # Topic-level error codes after which the topic is not resubscribed on reconnect.
-_REFUSALS: Final = frozenset({"forbidden", "unknown_topic"})
-# How rtnb's server writes a retry hint into a WebSocket close reason (limits.retry_reason).
-_RETRY_IN_REASON: Final = re.compile(r"retry_after=(\d{1,9}(?:\.\d{1,9})?)")
+_REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
 _MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
 _MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise
 
 
 class BackoffLike(Protocol):
-    """What the machine needs of :class:`rtnb.core.backoff.Backoff`."""
+    """What the machine needs of :class:`rtnb.core.backoff.Backoff`: its hint clamp and
+    a fresh :class:`~rtnb.core.backoff.BackoffSchedule` (which counts and draws)."""
 
     @property
-    def reset_after(self) -> float: ...
+    def max_retry_hint(self) -> float: ...
 
-    def delays(self, rng: random.Random) -> Iterator[float]: ...
+    def schedule(self, rng: random.Random) -> BackoffSchedule: ...
 
 
 _FRAME_INPUTS: Final[dict[type, Input]] = {
@@ -236,10 +235,9 @@ class ConnectionMachine:
         self._backoff = backoff
         self._rng = rng if rng is not None else random.Random()
         self._replay_tokens = replay_tokens
-        self._delays = backoff.delays(self._rng)
-        self._last_delay = 0.0
+        self._schedule = backoff.schedule(self._rng)
+        self._token_delay: float | None = None  # drawn at a token loss, for a failed refresh
         self._status = Status.IDLE
-        self._attempt = 0
         self._next_retry_at: float | None = None
         self._token: str | None = None
         self._token_fresh = False  # obtained after a rejection: if refused too, give up
@@ -255,7 +253,6 @@ class ConnectionMachine:
         self._last_seen = 0.0
         self._server_interval: float | None = None  # announced on this connection
         self._refresh_for: float | None = None  # the expiry the refresh timer was armed for
-        self._healthy_since: float | None = None
         self._pings: dict[str, float] = {}
         self._ping_seq = 0
         self._loss: tuple[str, float | None] = (
@@ -268,7 +265,7 @@ class ConnectionMachine:
         token = "<redacted>" if self._token is not None else None
         return (
             f"<ConnectionMachine {self._status.value} via {self._transport}, "
-            f"attempt={self._attempt}, topics={len(self._topics)}, token={token}>"
+            f"attempt={self._schedule.attempt}, topics={len(self._topics)}, token={token}>"
         )
 
     # -- read-only views ---------------------------------------------------
@@ -284,7 +281,7 @@ class ConnectionMachine:
     @property
     def attempt(self) -> int:
         """Retries since the count was last reset (it resets at a loss after a healthy stretch)."""
-        return self._attempt
+        return self._schedule.attempt
 
     @property
     def next_retry_at(self) -> float | None:
@@ -512,7 +509,9 @@ class ConnectionMachine:
             self._go(step, Status.RECONNECTING, "asking for a fresh token again")
             step.out.append(RequestToken("the server refused the current token"))
         else:
-            self._open(step, f"reconnecting over {self._transport} (attempt {self._attempt})")
+            self._open(
+                step, f"reconnecting over {self._transport} (attempt {self._schedule.attempt})"
+            )
         return self._finish(step)
 
     def subscribe(
@@ -565,6 +564,7 @@ class ConnectionMachine:
         self._token = _check_token(token)
         if self._status is Status.RECONNECTING and self._awaiting_token:
             self._awaiting_token = False
+            self._token_delay = None
             self._token_fresh = True
             self._open(step, f"fresh token received; connecting over {self._transport}")
         elif self._status in _LIVE:
@@ -577,7 +577,10 @@ class ConnectionMachine:
     def token_refresh_failed(self, now: float, reason: str) -> list[MachineAction]:
         step = self._begin(Input.TOKEN_REFRESH_FAILED, now)
         if self._status is Status.RECONNECTING and self._awaiting_token:
-            delay = self._next_delay()
+            # The loss's own delay first; each later failure is one more attempt.
+            delay, self._token_delay = self._token_delay, None
+            if delay is None:
+                delay = self._schedule.next_delay()
             self._next_retry_at = now + delay
             self._go(
                 step,
@@ -625,7 +628,7 @@ class ConnectionMachine:
                 previous,
                 status,
                 reason,
-                self._attempt,
+                self._schedule.attempt,
                 self._next_retry_at if status is Status.RECONNECTING else None,
                 step.now,
                 self._transport,
@@ -637,7 +640,7 @@ class ConnectionMachine:
             del self._timers[timer]
             step.out.append(CancelTimer(timer))
         if status is Status.SUBSCRIBED:
-            self._healthy_since = step.now
+            self._schedule.mark_healthy(step.now)
 
     def _finish(self, step: _Step) -> list[MachineAction]:
         while True:  # state-triggered moves (machine_table.AUTOMATIC)
@@ -725,7 +728,7 @@ class ConnectionMachine:
         elif code in _FORBIDDEN_CODES:
             self._give_up(step, f"forbidden ({code})", None)
         elif retry_after is not None and retry_after >= 0:
-            hint = min(retry_after, self._config.max_retry_after)
+            hint = min(retry_after, self._backoff.max_retry_hint)
             self._lost(step, f"server asked to retry in {hint:.1f} s ({code})", hint, close=False)
         else:
             self._lost(step, what, None, close=False)
@@ -749,10 +752,7 @@ class ConnectionMachine:
         self._pings.clear()
         # Reset the attempt count only after a healthy stretch (websockets resets
         # on mere open, so a server that accepts and drops at once is hammered).
-        since, self._healthy_since = self._healthy_since, None
-        if since is not None and self._last_seen - since >= self._backoff.reset_after:
-            self._attempt = 0
-            self._delays = self._backoff.delays(self._rng)
+        self._schedule.on_disconnect(self._last_seen)
         self._unconfirm_topics(step, "pending", cause)
         if self._status in _LIVE:
             self._loss = (cause, hint)
@@ -763,8 +763,9 @@ class ConnectionMachine:
     def _schedule_retry(
         self, step: _Step, cause: str, hint: float | None, *, automatic: bool
     ) -> None:
-        self._attempt += 1
         if self._awaiting_token:
+            # The attempt counts; its delay is used only if the provider fails.
+            self._token_delay = self._schedule.next_delay()
             self._next_retry_at = None
             self._go(
                 step,
@@ -774,14 +775,12 @@ class ConnectionMachine:
             )
             step.out.append(RequestToken(cause))
             return
-        delay = self._next_delay()  # drawn even with a hint: the attempt still counts
-        if hint is not None:
-            # The hint is the minimum; waiting hint + a little jitter (not
-            # max(draw, hint)) is what lets the server's hints spread a storm
-            # over its admission rate (bench/reconnect_storm.py: 9.9 s vs 14.4 s).
-            delay = hint + self._rng.uniform(0.0, HINT_JITTER * hint)
+        # The hint is the minimum; waiting hint + a little jitter (not
+        # max(draw, hint)) is what lets the server's hints spread a storm
+        # over its admission rate (bench/reconnect_storm.py).
+        delay = self._schedule.next_delay(retry_hint=hint)
         self._next_retry_at = step.now + delay
-        reason = f"{cause}; retry {self._attempt} in {delay:.1f} s"
+        reason = f"{cause}; retry {self._schedule.attempt} in {delay:.1f} s"
         self._go(step, Status.RECONNECTING, reason, automatic=automatic)
         self._arm(step, Timer.RECONNECT, self._next_retry_at)
 
@@ -830,11 +829,6 @@ class ConnectionMachine:
         # most once per refresh_retry instead of in a tight loop.
         self._arm(step, Timer.REFRESH, max(expires_at - margin, step.now + cfg.refresh_retry))
 
-    def _next_delay(self) -> float:
-        # A finite policy runs out: keep its last delay.
-        self._last_delay = max(0.0, float(next(self._delays, self._last_delay)))
-        return self._last_delay
-
     def _subscribe_frame(self, topic: str) -> Subscribe:
         token = self._replay_tokens(topic) if self._replay_tokens is not None else None
         return Subscribe(
@@ -845,8 +839,7 @@ class ConnectionMachine:
 def _retry_hint(retry_after: float | None, reason: str) -> float | None:
     if retry_after is not None:
         return retry_after
-    match = _RETRY_IN_REASON.search(reason)
-    return float(match.group(1)) if match else None
+    return retry_hint_in_reason(reason)
 
 
 def _check_token(token: str) -> str:

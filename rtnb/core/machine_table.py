@@ -80,7 +80,6 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_FALLBACK_ORDER",
     "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_MISSED_HEARTBEATS",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_REFRESH_FRACTION",
@@ -180,8 +179,6 @@ DEFAULT_REFRESH_MARGIN: Final = 30.0
 DEFAULT_REFRESH_FRACTION: Final = 0.1
 #: Seconds before asking again after a failed refresh (also the floor between refreshes): 10.0.
 DEFAULT_REFRESH_RETRY: Final = 10.0
-#: Largest server retry hint honoured, in seconds: 300.0 (a bad header must not park us for days).
-DEFAULT_MAX_RETRY_AFTER: Final = 300.0
 
 #: RFC 6455 §7.4.1: 1000 normal closure (the user closed), 1001 going away
 #: (the client abandons this connection to reconnect).
@@ -202,7 +199,6 @@ class MachineConfig:
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
     refresh_fraction: float = DEFAULT_REFRESH_FRACTION
     refresh_retry: float = DEFAULT_REFRESH_RETRY
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
 
     def __post_init__(self) -> None:
         order = self.fallback_order
@@ -214,7 +210,7 @@ class MachineConfig:
             raise ValueError(f"fallback_order must list distinct transports, got {order!r}")
         if self.transport not in ("auto", *DEFAULT_FALLBACK_ORDER):
             raise ValueError(f"transport must be 'auto' or one of {DEFAULT_FALLBACK_ORDER}")
-        for name in ("heartbeat_interval", "connect_timeout", "refresh_retry", "max_retry_after"):
+        for name in ("heartbeat_interval", "connect_timeout", "refresh_retry"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.ping_interval is not None and not self.ping_interval > 0:

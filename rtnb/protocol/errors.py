@@ -8,6 +8,9 @@ sent garbage".
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Final
+
 
 class RtnbError(Exception):
     """Base class of every error rtnb raises on purpose."""
@@ -20,6 +23,12 @@ class LocalProtocolError(RtnbError):
 class ConnectionClosed(RtnbError, ConnectionError):
     """The connection was closed (by ``close()``, or for good by the server): it cannot
     subscribe, mutate or wait any more. ``rtnb.connect(...)`` opens a new one."""
+
+
+class WaitTimeout(RtnbError, TimeoutError):
+    """A wait (``wait_for``, ``connect(timeout=...)``) ran out of time; the message names
+    the state the connection was in instead and its last cause. Also a builtin
+    ``TimeoutError``, so ``except TimeoutError`` keeps working."""
 
 
 class RemoteProtocolError(RtnbError):
@@ -56,3 +65,40 @@ class FrameTooLarge(InvalidFrame):
             f"frame of {size:,} bytes exceeds the {limit:,}-byte limit; "
             "split the payload or raise max_frame_size",
         )
+
+
+class ErrorCode(StrEnum):
+    """Every ``code`` an rtnb server puts in an ``error`` or ``mutation_rejected`` frame.
+
+    One enum for the server that sends them and the client that reads them
+    (members equal their strings: ``ErrorCode.FORBIDDEN == "forbidden"``).
+    """
+
+    UNAUTHENTICATED = "unauthenticated"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"
+    READ_ONLY = "read_only"
+    UNKNOWN_TOPIC = "unknown_topic"
+    NOT_FOUND = "not_found"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    INVALID_TRANSITION = "invalid_transition"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    INVALID_PATCH = "invalid_patch"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+    BAD_FRAME = "bad_frame"
+    BAD_REQUEST = "bad_request"
+    FRAME_TOO_LARGE = "frame_too_large"
+    RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
+
+
+#: codes that mean "this token is not (or no longer) good": get a fresh one
+AUTH_ERRORS: Final = frozenset(
+    {ErrorCode.UNAUTHENTICATED, ErrorCode.TOKEN_EXPIRED, ErrorCode.INVALID_TOKEN}
+)
+#: topic-level codes after which a topic is not requested again until asked
+TOPIC_REFUSALS: Final = frozenset(
+    {ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC, ErrorCode.TOO_MANY_SUBSCRIPTIONS}
+)

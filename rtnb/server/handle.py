@@ -190,6 +190,12 @@ class ServerHandle:
     ) -> None:
         self.stop()
 
+    async def __aenter__(self) -> ServerHandle:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             if not self._stopped and self._inc is not None:

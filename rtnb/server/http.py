@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..protocol.codec import encode_str
+from ..protocol.errors import ErrorCode
 from ..protocol.frames import Mutate, TopicName
 from .app import ServerRuntime
 from .auth import AuthError, Identity
@@ -44,20 +45,20 @@ __all__ = [
 T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SECRET_PARAMS = ("token", "access_token", "jwt", "authorization", "cursor", "replayfrom")
-_STATUS_BY_CODE = {
-    "unauthenticated": 401,
-    "invalid_token": 401,
-    "token_expired": 401,
-    "forbidden": 403,
-    "read_only": 403,
-    "unknown_topic": 404,
-    "not_found": 404,
-    "invalid_transition": 409,
-    "idempotency_conflict": 409,
-    "invalid_patch": 422,
-    "too_large": 413,
-    "unavailable": 503,
-    "too_many_subscriptions": 400,
+_STATUS_BY_CODE: dict[str, int] = {
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.READ_ONLY: 403,
+    ErrorCode.UNKNOWN_TOPIC: 404,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.INVALID_TRANSITION: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.INVALID_PATCH: 422,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: 400,
 }
 
 

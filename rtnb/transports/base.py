@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 from ..core.machine_table import FailureKind
 from ..protocol.errors import RtnbError
+from ..protocol.retry import parse_retry_after, retry_hint_in_reason
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -39,6 +40,7 @@ __all__ = [
     "TransportError",
     "TransportOptions",
     "parse_retry_after",
+    "retry_hint_in_reason",
 ]
 
 OnFrame = Callable[[Any, float], None]
@@ -129,20 +131,6 @@ class Transport(Protocol):
     async def send(self, frame: Any) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
-def parse_retry_after(text: str | None) -> float | None:
-    """A retry hint from ``Retry-After`` (seconds) or a close reason ``retry_after=2.5``."""
-    if not text:
-        return None
-    value = text.strip()
-    if "retry_after=" in value:
-        value = value.split("retry_after=", 1)[1].split()[0].rstrip(";,")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def now() -> float:

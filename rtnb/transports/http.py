@@ -19,34 +19,37 @@ import httpx
 import msgspec
 
 from ..protocol.codec import encode
+from ..protocol.errors import TOPIC_REFUSALS
 from ..protocol.frames import Authenticate, Mutate, Subscribe, Unsubscribe
-from .base import FailureKind, OnClose, OnFrame, TransportError, TransportOptions, now
-from .base import parse_retry_after as _retry_after
+from ..protocol.urls import http_base_url
+from .base import (
+    FailureKind,
+    OnClose,
+    OnFrame,
+    TransportError,
+    TransportOptions,
+    now,
+    parse_retry_after,
+    retry_hint_in_reason,
+)
 
 __all__ = ["HttpTransportBase", "base_http_url", "failure_for"]
 
 TokenLookup = Callable[[str], "str | None"]
 #: topic-level error codes after which a topic is not requested again
-_REFUSALS = frozenset({"forbidden", "unknown_topic", "too_many_subscriptions"})
+_REFUSALS = TOPIC_REFUSALS
 _json = msgspec.json.Decoder()
 
 
 def base_http_url(url: str) -> str:
-    """``ws://h:p/ws`` → ``http://h:p``; an http(s) base URL is kept."""
-    u = url.rstrip("/")
-    if u.startswith(("ws://", "wss://")):
-        u = ("https://" if u.startswith("wss://") else "http://") + u.split("://", 1)[1]
-        if u.endswith("/ws"):
-            u = u[: -len("/ws")]
-    if not u.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
-    return u
+    """``ws://h:p/ws`` → ``http://h:p``; an http(s) base URL is kept (see :mod:`rtnb.protocol.urls`)."""
+    return http_base_url(url)
 
 
 def failure_for(response: httpx.Response, what: str) -> TransportError:
     """Classify a refused HTTP request for the connection machine."""
     status = response.status_code
-    hint = _retry_after(response.headers.get("Retry-After"))
+    hint = parse_retry_after(response.headers.get("Retry-After"), now())
     kind: FailureKind
     if status == 401:
         kind = "unauthorized"
@@ -202,4 +205,4 @@ class HttpTransportBase:
     def _finish(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
-            self._on_close(code, reason, _retry_after(reason))
+            self._on_close(code, reason, retry_hint_in_reason(reason))

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..protocol.codec import encode_str
+from ..protocol.urls import ws_url
 from .base import (
     FailureKind,
     OnClose,
@@ -31,24 +32,13 @@ from .base import (
     network_cause,
     now,
     parse_retry_after,
+    retry_hint_in_reason,
 )
 
 __all__ = ["WebSocketTransport", "ws_url"]
 
 #: The read loop yields to the event loop once per 256 messages (mask 255).
 _YIELD_EVERY_MASK = 255
-
-
-def ws_url(base: str) -> str:
-    """``http://h:p`` → ``ws://h:p/ws``; a ``ws://…/ws`` URL is kept as it is."""
-    url = base.rstrip("/")
-    if url.startswith(("ws://", "wss://")):
-        return url if url.endswith("/ws") else url + "/ws"
-    if url.startswith("https://"):
-        return "wss://" + url[len("https://") :] + "/ws"
-    if url.startswith("http://"):
-        return "ws://" + url[len("http://") :] + "/ws"
-    raise ValueError(f"expected an http(s):// or ws(s):// URL, got {base!r}")
 
 
 class WebSocketTransport:
@@ -78,7 +68,7 @@ class WebSocketTransport:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            hint = parse_retry_after(exc.response.headers.get("Retry-After"))
+            hint = parse_retry_after(exc.response.headers.get("Retry-After"), now())
             kind: FailureKind = "unreachable" if status in (429, 502, 503, 504) else "rejected"
             raise TransportError(
                 kind, f"WebSocket upgrade refused with HTTP {status}", code=status, retry_after=hint
@@ -119,7 +109,7 @@ class WebSocketTransport:
         if self._closed:
             return
         self._closed = True
-        self._on_close(code, reason, parse_retry_after(reason))
+        self._on_close(code, reason, retry_hint_in_reason(reason))
 
     async def send(self, frame: Any) -> None:
         ws = self._ws

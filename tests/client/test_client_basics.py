@@ -122,6 +122,7 @@ def test_subscribing_again_with_another_ordering_is_refused(srv: ServerHandle) -
         conn.close()
 
 
+@pytest.mark.slow
 def test_streaming_continues_while_the_calling_thread_is_busy(srv: ServerHandle) -> None:
     publish(srv, 1)
     conn = connect(srv)
@@ -220,6 +221,7 @@ def test_close_leaves_no_transport_and_is_idempotent(srv: ServerHandle) -> None:
     assert conn.state.status is rtnb.Status.CLOSED
 
 
+@pytest.mark.slow
 def test_heartbeats_are_logged_with_server_lag(srv: ServerHandle) -> None:
     conn = connect(srv)
     try:
@@ -231,6 +233,7 @@ def test_heartbeats_are_logged_with_server_lag(srv: ServerHandle) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 def test_interpreter_exit_with_an_open_connection_is_clean(srv: ServerHandle) -> None:
     import subprocess
     import sys

@@ -18,6 +18,7 @@ def _converged(topic: rtnb.Topic, srv: ServerHandle, name: str = "incidents") ->
     return topic.server_entities == srv.truth(name, tenant="acme")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_events_missed_while_disconnected_are_replayed(srv: ServerHandle, transport: str) -> None:
     publish(srv, 5)
@@ -40,6 +41,7 @@ def test_events_missed_while_disconnected_are_replayed(srv: ServerHandle, transp
 
 
 # Polling reads the log on every request, so the server has no push to drop.
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_dropped_events_are_recovered_by_a_targeted_resubscribe(
     srv: ServerHandle, transport: str
@@ -62,6 +64,7 @@ def test_dropped_events_are_recovered_by_a_targeted_resubscribe(
         conn.close()
 
 
+@pytest.mark.slow
 def test_replay_beyond_retention_falls_back_to_a_snapshot_and_logs_the_loss() -> None:
     with serve(port=0, heartbeat_interval=HEARTBEAT, retention=5) as srv:
         publish(srv, 3)
@@ -84,6 +87,7 @@ def test_replay_beyond_retention_falls_back_to_a_snapshot_and_logs_the_loss() ->
             conn.close()
 
 
+@pytest.mark.slow
 def test_a_server_restart_without_data_replaces_state_from_a_new_snapshot(
     srv: ServerHandle,
 ) -> None:
@@ -103,6 +107,7 @@ def test_a_server_restart_without_data_replaces_state_from_a_new_snapshot(
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_server_restart_with_data_keeps_replay_working(tmp_path: object) -> None:
     with serve(port=0, heartbeat_interval=HEARTBEAT, data=str(tmp_path)) as srv:
         srv.declare("incidents")
@@ -120,6 +125,7 @@ def test_a_server_restart_with_data_keeps_replay_working(tmp_path: object) -> No
             conn.close()
 
 
+@pytest.mark.slow
 def test_a_silent_network_cut_degrades_then_recovers(srv: ServerHandle) -> None:
     conn = connect(srv)
     try:

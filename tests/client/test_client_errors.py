@@ -30,6 +30,7 @@ def _short(exc: BaseException) -> None:
     assert len(traceback.extract_tb(exc.__traceback__)) <= 3, traceback.format_exception(exc)
 
 
+@pytest.mark.slow
 def test_a_wrong_port_says_connection_refused_with_the_address() -> None:
     port = _closed_port()
     token = "header.claims.signature"
@@ -59,6 +60,7 @@ def test_a_wrong_port_on_http_transports_shows_the_cause_in_the_state(transport:
         conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_https_against_a_plain_server_asks_whether_the_server_is_https(
     srv: ServerHandle, transport: str
@@ -96,6 +98,7 @@ def _closed_reason(srv: ServerHandle, token: str, transport: str) -> str:
         conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_refused_tokens_say_why_garbage_wrong_secret_or_expired(
     srv: ServerHandle, transport: str

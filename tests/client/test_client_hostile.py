@@ -121,6 +121,7 @@ def watch(behaviour: str, transport: str = "websocket", **limits: int) -> Iterat
             w.close()
 
 
+@pytest.mark.slow
 def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
     # 1,000 entities a part and a cap of 2,000: each reset follows 3,000 entities.
     # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept.
@@ -134,6 +135,7 @@ def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
         assert all("passed 2,000 entities (max_snapshot_entities)" in e for e in errors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviour", "claim"), [("huge-sequence", 10**7), ("sequence-2-62", 2**62)]
 )
@@ -152,6 +154,7 @@ def test_a_snapshot_far_ahead_is_one_gap_row_and_costs_nothing(behaviour: str, c
         assert w.topic.get("b") == {"v": claim + 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviour", "transport"), [("deep-json", "websocket"), ("sse-deep-json", "sse")]
 )
@@ -168,6 +171,7 @@ def test_json_nested_100k_deep_is_logged_invalid_and_the_connection_stays(
         assert w.topic.status == "live"
 
 
+@pytest.mark.slow
 def test_an_endless_gap_holds_at_most_max_gap_buffer_events_and_is_never_live() -> None:
     with watch("endless-gap", max_gap_buffer=500) as w:
         seen: list[int] = []
@@ -184,6 +188,7 @@ def test_an_endless_gap_holds_at_most_max_gap_buffer_events_and_is_never_live() 
         assert w.read(lambda ts: ts.applied) == 1  # event 1; nothing after the first gap
 
 
+@pytest.mark.slow
 def test_oversized_frames_are_invalid_and_a_frame_over_the_socket_limit_resets() -> None:
     with watch("oversized") as w:
         w.until(lambda: any("1009" in r for r in w.reasons))
@@ -195,6 +200,7 @@ def test_oversized_frames_are_invalid_and_a_frame_over_the_socket_limit_resets()
         assert w.read(lambda ts: ts.applied) >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("behaviour", ["sse-no-blank", "sse-no-newline"])
 def test_an_sse_stream_that_never_ends_an_event_is_capped_and_reset(behaviour: str) -> None:
     cap = 256 * 1024
@@ -206,6 +212,7 @@ def test_an_sse_stream_that_never_ends_an_event_is_capped_and_reset(behaviour: s
         assert w.topic.status != "live"
 
 
+@pytest.mark.slow
 def test_a_poll_response_that_never_ends_is_capped_and_retried() -> None:
     with watch("poll-endless", "polling", max_poll_response_size=MiB) as w:
         # the first reset is a close (its reason names the cap); a retry whose first

@@ -20,6 +20,7 @@ from tests.client.conftest import TRANSPORTS, publish
 from tests.conftest import wait_until
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_silent_stall_is_shown_stale_within_two_server_intervals(transport: str) -> None:
     interval = 0.5
@@ -53,6 +54,7 @@ def test_a_silent_stall_is_shown_stale_within_two_server_intervals(transport: st
             conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_slow_heartbeat_server_is_not_declared_dead_early(transport: str) -> None:
     """Server at 30 s, client *told* 0.5 s: without negotiation it would degrade in 1.1 s."""

@@ -56,6 +56,7 @@ def test_a_viewer_mutation_is_rejected_and_rolled_back(srv: ServerHandle) -> Non
         conn.close()
 
 
+@pytest.mark.slow
 def test_the_overlay_shows_a_pending_change_at_once_and_survives_a_network_cut(
     srv: ServerHandle,
 ) -> None:
@@ -79,6 +80,7 @@ def test_the_overlay_shows_a_pending_change_at_once_and_survives_a_network_cut(
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_timed_out_mutation_rolls_back_and_a_late_confirmation_is_reconciled(
     srv: ServerHandle,
 ) -> None:
@@ -103,6 +105,7 @@ def test_a_timed_out_mutation_rolls_back_and_a_late_confirmation_is_reconciled(
         conn.close()
 
 
+@pytest.mark.slow
 def test_mutations_made_while_degraded_queue_and_are_sent_after_reconnect(
     srv: ServerHandle,
 ) -> None:

@@ -59,6 +59,7 @@ def per_event_faults_worked(srv: rtnb.ServerHandle, conn: rtnb.Connection) -> bo
     return all(counts[k] > 0 for k in kinds) and outcomes["duplicate"] > 0 < outcomes["buffered"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_chaos_soak_ends_with_client_state_equal_to_the_truth(
     transport: str, tmp_path: pathlib.Path

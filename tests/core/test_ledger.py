@@ -83,6 +83,7 @@ def test_bad_settings_are_refused() -> None:
         MutationLedger().create("m", "t", "e", {}, now=0.0, timeout=0)
 
 
+@pytest.mark.slow
 @given(
     ops=st.lists(
         st.tuples(st.sampled_from(["create", "degraded", "confirm", "reject", "expire"]),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -24,14 +24,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from rtnb.core import machine as machine_module
 from rtnb.core import machine_table
-from rtnb.core.backoff import HINT_JITTER
+from rtnb.core.backoff import DEFAULT_MAX_RETRY_HINT, HINT_JITTER, BackoffSchedule
 from rtnb.core.machine import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FALLBACK_ORDER,
     DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_MISSED_HEARTBEATS,
     DEFAULT_PING_INTERVAL,
     DEFAULT_REFRESH_FRACTION,
@@ -85,24 +84,37 @@ TOKEN = "tok-SECRET-1"
 FRESH = "tok-SECRET-2"
 
 
+class FakeSchedule(BackoffSchedule):
+    """The shipped schedule (counting, hints, resets) with deterministic draws."""
+
+    __slots__ = ("resets",)
+
+    def __init__(self, policy: Any, rng: random.Random) -> None:
+        self.resets = 0
+        super().__init__(policy, rng)
+
+    def _draw(self) -> float:
+        seq = self.policy.sequence
+        return float(seq[min(self.attempt, len(seq)) - 1])
+
+    def reset(self) -> None:
+        self.resets += 1
+        super().reset()
+
+
 @dataclass
 class FakeBackoff:
     """Deterministic delays: the sequence, then its last value forever."""
 
     sequence: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    base: float = 1.0
     reset_after: float = 30.0
-    iterators: int = 0
+    max_retry_hint: float = DEFAULT_MAX_RETRY_HINT
+    schedules: list[FakeSchedule] = field(default_factory=list)
 
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        self.iterators += 1
-        seq = self.sequence
-
-        def gen() -> Iterator[float]:
-            yield from seq
-            while True:
-                yield seq[-1]
-
-        return gen()
+    def schedule(self, rng: random.Random) -> FakeSchedule:
+        self.schedules.append(FakeSchedule(self, rng))
+        return self.schedules[-1]
 
 
 # ---------------------------------------------------------------------------
@@ -892,7 +904,7 @@ def test_attempt_counter_resets_after_staying_healthy_for_reset_after() -> None:
     out = sim.later(2).do("transport_closed", 1006)
     r = changes(out)[-1]
     assert (r.attempt, r.next_retry_at) == (1, sim.now + 1.0)  # back to the first delay
-    assert sim.backoff.iterators == 2
+    assert sim.backoff.schedules[0].resets == 1
 
 
 def test_healthy_time_counts_until_the_last_frame_not_until_the_drop_is_noticed() -> None:
@@ -942,8 +954,8 @@ def test_retry_hint_is_capped_and_also_honoured_on_a_failed_open() -> None:
     sim = connecting(opened=False)
     out = sim.do("transport_failed", "unreachable", 503, retry_after=86_400.0)
     r = changes(out)[-1]
-    assert r.reason.startswith(f"server asked to retry in {DEFAULT_MAX_RETRY_AFTER:.1f} s (503)")
-    assert _within_hint(r.next_retry_at, sim.now, DEFAULT_MAX_RETRY_AFTER)
+    assert r.reason.startswith(f"server asked to retry in {DEFAULT_MAX_RETRY_HINT:.1f} s (503)")
+    assert _within_hint(r.next_retry_at, sim.now, DEFAULT_MAX_RETRY_HINT)
 
 
 def test_4400_reconnects_with_backoff() -> None:
@@ -1303,7 +1315,6 @@ def test_documented_defaults_match_the_code() -> None:
     assert cfg.refresh_margin == DEFAULT_REFRESH_MARGIN == 30.0
     assert cfg.refresh_fraction == DEFAULT_REFRESH_FRACTION == 0.1
     assert cfg.refresh_retry == DEFAULT_REFRESH_RETRY == 10.0
-    assert cfg.max_retry_after == DEFAULT_MAX_RETRY_AFTER == 300.0
     source = inspect.getsource(machine_table)
     for name in dir(machine_table):
         if name.startswith("DEFAULT_") and name != "DEFAULT_FALLBACK_ORDER":
@@ -1535,3 +1546,4 @@ class MachineWalk(RuleBasedStateMachine):
 
 TestMachineWalk = MachineWalk.TestCase
 TestMachineWalk.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+TestMachineWalk.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -282,6 +283,7 @@ def _streams(draw: st.DrawFn) -> tuple[list[Any], list[int]]:
     return events, arrival
 
 
+@pytest.mark.slow
 @given(_streams())
 def test_sequence_mode_converges_to_the_in_order_state_applying_each_event_once(
     stream: tuple[list[Any], list[int]],
@@ -300,6 +302,7 @@ def test_sequence_mode_converges_to_the_in_order_state_applying_each_event_once(
     assert p.topics["incidents"].orderer.position() == len(events)
 
 
+@pytest.mark.slow
 @given(_streams())
 def test_entity_mode_never_lets_an_older_event_overwrite_a_newer_one(
     stream: tuple[list[Any], list[int]],

@@ -15,6 +15,7 @@ from bench.reconnect_storm import (
     StormResult,
     rtnb_source,
     simulate,
+    simulate_machines,
 )
 from rtnb.core.backoff import Backoff
 
@@ -29,6 +30,7 @@ MODELS: dict[str, tuple[SourceFactory, bool]] = {
     "rtnb default": (rtnb_source(Backoff()), False),
     "rtnb default +hint": (rtnb_source(Backoff()), True),
 }
+SMALL = {"clients": CLIENTS, "outage": OUTAGE, "rate": RATE, "burst": BURST}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -74,3 +76,22 @@ def test_socket_io_model_collapses_onto_its_five_second_maximum() -> None:
         client = SocketIO(random.Random(seed))
         fourth.append([client.next_delay() for _ in range(4)][-1])
     assert sum(d == 5.0 for d in fourth) > 800  # 8 s ± 4 s, then min(·, 5 s)
+
+
+@pytest.mark.parametrize("policy", ["full", "equal", "decorrelated"])
+def test_the_shipped_machine_draws_exactly_what_the_schedule_model_draws(policy: str) -> None:
+    # One backoff path: 1,000 real ConnectionMachines give the delay model's storm, draw for draw.
+    backoff = Backoff(policy=policy)  # type: ignore[arg-type]
+    model = simulate(rtnb_source(backoff), **SMALL)  # type: ignore[arg-type]
+    machines = simulate_machines(backoff, **SMALL)  # type: ignore[arg-type]
+    assert machines.attempts == model.attempts
+    assert machines.connected_at == model.connected_at
+
+
+def test_hinted_machines_wait_at_least_the_hint_the_server_sent() -> None:
+    storm = simulate_machines(Backoff(), hints=True, **SMALL)  # type: ignore[arg-type]
+    assert all(math.isfinite(t) and t >= OUTAGE for t in storm.connected_at)
+    assert storm.mean_attempts() >= 1.0
+    # with hints the server's slots are used: no later than the unhinted storm's p99
+    alone = simulate_machines(Backoff(), **SMALL)  # type: ignore[arg-type]
+    assert storm.p99_after_return() <= alone.p99_after_return()

@@ -512,6 +512,7 @@ _events = st.tuples(
 )
 
 
+@pytest.mark.slow
 @given(st.lists(_events, max_size=8), st.booleans())
 def test_encoded_events_round_trip(spec: list[tuple[str, str, str | None]], crlf: bool) -> None:
     wire, expected, last_id = "\ufeff", [], "seed"

@@ -162,6 +162,7 @@ def test_subscribe_before_authenticate_is_refused_with_4401(srv, connect, topic)
     assert client.closed()[0] == 4401
 
 
+@pytest.mark.slow
 def test_no_authenticate_within_the_deadline_closes_4400(srv, connect):
     client = connect(srv)  # the module server allows 1 s
     assert client.expect("error", timeout=3)["code"] == "auth_timeout"
@@ -211,6 +212,7 @@ def test_reauthenticating_as_another_tenant_is_forbidden_with_4403(srv, connect)
     assert client.closed()[0] == 4403
 
 
+@pytest.mark.slow
 def test_a_token_that_expires_while_connected_gets_an_error_and_close_4401(srv, connect):
     token = srv._auth.issue(
         tenant="acme", user="ana", role="viewer", ttl=1.0, now=time.time() - 0.5

@@ -95,6 +95,7 @@ def test_disconnect_all_closes_every_connection_with_going_away(make_server, con
     _live(srv, connect, "c")  # and the server still accepts connections
 
 
+@pytest.mark.slow
 def test_stall_is_a_silent_cut_connections_stay_open_and_nothing_flows(
     make_server, connect, wait_until
 ):
@@ -113,6 +114,7 @@ def test_stall_is_a_silent_cut_connections_stay_open_and_nothing_flows(
     assert counts["stalled_inbound"] == 1
 
 
+@pytest.mark.slow
 def test_stall_heartbeats_stops_heartbeats_but_not_events(make_server, connect, wait_until):
     srv = make_server(heartbeat_interval=0.05)
     client = _live(srv, connect, "c")
@@ -174,6 +176,7 @@ def test_chaos_specs_parse_like_the_command_line(make_server):
         srv.chaos.set(drop=2)
 
 
+@pytest.mark.slow
 def test_a_slow_consumer_is_disconnected_instead_of_growing_memory(
     make_server, connect, wait_until
 ):

@@ -35,6 +35,7 @@ def test_documented_defaults_are_the_ones_in_effect():
     assert inspect.signature(serve).parameters["port"].default == 0
 
 
+@pytest.mark.slow
 def test_demo_producers_fill_every_topic_for_every_tenant(connect, wait_until):
     rates = {"incidents": 200.0, "fleet": 200.0, "prices": 2000.0}
     with serve(port=0, demo={"rates": rates, "seed": 1}) as srv:
@@ -176,6 +177,7 @@ def test_help_of_connect_documents_every_parameter_the_shared_rule_and_the_error
         assert needed in doc, needed
 
 
+@pytest.mark.slow
 def test_rtnb_serve_prints_the_url_and_a_working_token_and_stops_on_ctrl_c(connect):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RTNB_SECRET", None)

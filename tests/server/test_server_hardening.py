@@ -103,6 +103,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     claim=st.sampled_from(["tenant", "user", "role", "exp", "gen", "iat", "nbf"]),
@@ -174,6 +175,7 @@ ops = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(ops=ops, max_bytes=st.integers(1, 2000), limit=st.integers(1, 20))
 def test_the_queue_never_holds_more_than_the_limit_or_one_run(ops, max_bytes, limit):

@@ -73,6 +73,7 @@ def _big_topic(srv: ServerHandle, topic: str, size: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_viewer_looping_snapshots_without_reading_is_cut_by_bytes(
     make_server, connect, wait_until
 ):
@@ -106,6 +107,7 @@ def test_a_viewer_looping_snapshots_without_reading_is_cut_by_bytes(
     wait_until(lambda: srv.stats()["open_sessions"] == 0, what="the slow session to be gone")
 
 
+@pytest.mark.slow
 def test_snapshot_floods_are_bounded_in_server_memory(wait_until):
     """The issue's case at small scale: 1 MiB snapshots asked for 400 times, never read.
 
@@ -127,6 +129,7 @@ def test_snapshot_floods_are_bounded_in_server_memory(wait_until):
         assert grown < 64 * 1024 * 1024, f"the server grew by {grown / 2**20:.0f} MiB"
 
 
+@pytest.mark.slow
 def test_an_sse_consumer_that_stops_reading_is_cut_and_its_socket_released(make_server, wait_until):
     srv = make_server(send_queue_bytes=512 * 1024, write_timeout=2.0)
     srv.declare("c")
@@ -155,8 +158,10 @@ def test_snapshots_and_resubscribes_are_rate_limited_per_connection(make_server,
     srv.declare("c")
     for op in ("snapshot", "subscribe"):
         client = connect(srv, srv.issue_token(tenant="acme", user=f"loop-{op}"))
-        for _ in range(10):
-            client.send({"op": op, "topic": "c"})
+        # The server may close (4429) before the client has written all ten.
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(10):
+                client.send({"op": op, "topic": "c"})
         frames = client.until(lambda f: f["op"] == "error")
         assert frames[-1]["code"] == "rate_limited"
         code, reason = client.closed()
@@ -208,6 +213,7 @@ def quick(make_server) -> ServerHandle:
     return make_server(request_timeout=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sent",
     [b"", b"GET /sse?topic=c HTT", b"GET /poll?topic=c HTTP/1.1\r\nHost: x\r\n"],
@@ -221,6 +227,7 @@ def test_a_socket_that_does_not_complete_its_request_is_closed(quick, sent):
     sock.close()
 
 
+@pytest.mark.slow
 def test_a_kept_alive_connection_that_starts_a_request_and_stalls_is_closed(quick):
     sock = _raw(quick)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -233,6 +240,7 @@ def test_a_kept_alive_connection_that_starts_a_request_and_stalls_is_closed(quic
     sock.close()
 
 
+@pytest.mark.slow
 def test_a_body_that_does_not_arrive_in_time_is_408(quick):
     token = quick.issue_token(tenant="acme", user="root", role="admin")
     sock = _raw(quick)
@@ -247,6 +255,7 @@ def test_a_body_that_does_not_arrive_in_time_is_408(quick):
     sock.close()
 
 
+@pytest.mark.slow
 def test_the_request_deadline_does_not_cut_long_lived_streams_or_sockets(quick, connect):
     quick.declare("c")
     token = quick.issue_token(tenant="acme", user="ana")
@@ -292,6 +301,7 @@ def test_over_the_connection_cap_new_connections_get_503_with_retry_after(make_s
     wait_until(lambda: httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200)
 
 
+@pytest.mark.slow
 def test_the_connection_cap_follows_the_file_descriptor_limit(wait_until, tmp_path):
     """With a low RLIMIT_NOFILE the server sheds with 503 instead of running out of fds."""
     stderr = tmp_path / "stderr.txt"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from rtnb.core.merge import apply_to
 from rtnb.server import serve
 
@@ -40,6 +42,7 @@ def test_replay_from_the_latest_token_replays_nothing_and_goes_live(srv, connect
     assert event["sequence"] == 4
 
 
+@pytest.mark.slow
 def test_a_replay_backlog_arrives_in_batch_frames(srv, connect, topic):
     first = _publish_n(srv, topic, 1)[0]
     _publish_n(srv, topic, 2000, start=1)
@@ -110,6 +113,7 @@ def test_restart_keeping_data_keeps_replay_working(make_server, connect):
     assert set(before) <= set(srv.truth("r", tenant="acme"))
 
 
+@pytest.mark.slow
 def test_a_new_server_on_the_same_data_directory_keeps_epochs_replay_and_tokens(tmp_path, connect):
     with serve(port=0, data=tmp_path) as first:
         events = _publish_n(first, "r", 30)
@@ -128,6 +132,7 @@ def test_a_new_server_on_the_same_data_directory_keeps_epochs_replay_and_tokens(
         assert second.publish("r", "x.set", {}, tenant="acme", entity_id="e").sequence == 31
 
 
+@pytest.mark.slow
 def test_restart_without_keeping_data_on_a_data_directory_starts_a_new_epoch(tmp_path, connect):
     with serve(port=0, data=tmp_path) as srv:
         token = _publish_n(srv, "r", 3)[-1].replay_token
@@ -143,6 +148,7 @@ def _apply(state: dict[str, dict[str, Any]], frame: dict[str, Any]) -> None:
     apply_to(state, frame["entityId"], frame["type"], frame["payload"])
 
 
+@pytest.mark.slow
 def test_the_subscribe_seam_has_no_gap_or_duplicate_under_concurrent_publishing(srv, connect):
     topic = "seam"
     srv.declare(topic)

@@ -164,6 +164,7 @@ def test_state_is_merged_shallowly_and_client_mutation_ids_are_not_state(srv, to
     assert srv.truth(topic, tenant="acme") == {"e": {"a": 1, "b": {"d": 2}}}
 
 
+@pytest.mark.slow
 def test_a_large_snapshot_is_split_into_frames_under_the_client_limit(srv, connect):
     import json
 

@@ -269,6 +269,7 @@ envelope_rows = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     capacity=st.integers(1, 12),
@@ -373,6 +374,7 @@ def test_clear_forgets_rows_counts_and_drops() -> None:
     assert log.envelopes["id"].tolist() == ["evt-9"]
 
 
+@pytest.mark.slow
 def test_repr_shows_rows_and_drops_per_table() -> None:
     log = EnvelopeLog(envelope_capacity=12_345)
     for i in range(12_348):
@@ -418,6 +420,7 @@ def test_the_append_api_takes_no_token_or_replay_cursor() -> None:
 # -- threads, imports, memory --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_frames_built_while_another_thread_appends_are_consistent_snapshots() -> None:
     log = EnvelopeLog(envelope_capacity=5_000)
     total = 60_000
@@ -465,6 +468,7 @@ def fresh(text: str) -> str:
     return (text + ".")[:-1]
 
 
+@pytest.mark.slow
 def test_memory_per_logged_envelope_is_at_most_200_bytes() -> None:
     """DESIGN.md §6: the log holds <= 200 bytes per envelope, strings it keeps included."""
     n = 50_000

@@ -95,6 +95,7 @@ def test_all_four_tables_round_trip_exactly_through_one_file(tmp_path: Path) -> 
     assert_same_log(log, back)
 
 
+@pytest.mark.slow
 def test_round_trip_after_wrap_around_keeps_order_and_dropped_counts(tmp_path: Path) -> None:
     log = full_log(envelopes=1_337, capacity=100)
     assert log.dropped == {"envelopes": 1_237, "states": 1, "mutations": 1, "heartbeats": 2}
@@ -214,6 +215,7 @@ envelope_rows = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(capacity=st.integers(1, 8), rows=st.lists(envelope_rows, max_size=25))
 def test_any_envelope_log_round_trips(capacity: int, rows: list[tuple[Any, ...]]) -> None:

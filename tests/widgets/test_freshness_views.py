@@ -53,6 +53,7 @@ def _topic_state(status: str, last: float | None) -> TopicState:
 retry_offsets = st.none() | st.floats(min_value=1.0, max_value=60.0) | st.floats(-60.0, -1.0)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(list(Status)),
@@ -102,6 +103,7 @@ def test_a_reconnect_storm_cannot_show_two_stories_at_once() -> None:
     assert shown_old == shown_new == "connecting (attempt 3)"
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_browser_words_match_python(tmp_path: Path) -> None:
     rng = random.Random(7)

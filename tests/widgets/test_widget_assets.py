@@ -52,11 +52,13 @@ def _esm_type(env: dict[str, str]) -> dict[str, str]:
     return result
 
 
+@pytest.mark.slow
 def test_esm_is_a_plain_string_outside_development_mode() -> None:
     env = {k: v for k, v in os.environ.items() if k != "ANYWIDGET_HMR"}
     assert _esm_type(env) == {"type": "str", "warnings": []}
 
 
+@pytest.mark.slow
 def test_hmr_mode_hot_reloads_or_says_why_not() -> None:
     env = {**os.environ, "ANYWIDGET_HMR": "1"}
     result = _esm_type(env)

@@ -33,6 +33,8 @@ from tests.widgets.lab_harness import (
     write_notebook,
 )
 
+pytestmark = pytest.mark.browser
+
 TENANT = "lab"
 BIG = 100_000
 

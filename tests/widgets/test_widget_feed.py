@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pytest
+
 from rtnb.client.session import ConnectionState
 from rtnb.core.ledger import MutationLedger
 from rtnb.core.pipeline import Pipeline
@@ -150,6 +152,7 @@ def test_rejections_are_read_from_the_ledger_once_each() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_feed_stops_when_its_widget_is_gone() -> None:
     class Widget:
         def __init__(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 import rtnb
 from rtnb.widgets import Counters, Dashboard, Freshness
 from rtnb.widgets.status import FRESH_DRIFT, same_freshness
@@ -17,6 +19,7 @@ def _last_fresh(msgs: list[Sent]) -> dict[str, Any] | None:
     return fresh[-1] if fresh else None
 
 
+@pytest.mark.slow
 def test_pill_goes_stale_then_reconnecting_on_disconnect_and_back_to_live(
     recorder, srv, tenant
 ) -> None:
@@ -66,6 +69,7 @@ def test_age_is_not_resent_while_the_browser_can_extrapolate_it() -> None:
     assert not same_freshness(None, base)
 
 
+@pytest.mark.slow
 def test_counters_count_events_and_duplicates(recorder, srv, conn, tenant) -> None:
     topic = conn.subscribe("items")
     counters = Counters(conn)
@@ -111,6 +115,7 @@ def test_dashboard_offers_no_actions_to_a_viewer(recorder, srv, tenant) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_widgets_read_a_replay_like_a_live_connection(recorder, srv, tenant, tmp_path) -> None:
     token = srv.issue_token(tenant=tenant, user="ana", role="operator")
     conn = rtnb.connect(srv.url, token=token, timeout=10)

@@ -31,6 +31,7 @@ def fresh_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessageBudget]:
     yield shared
 
 
+@pytest.mark.slow
 def test_a_refresh_happens_only_when_the_log_has_new_rows(fresh_budget: MessageBudget) -> None:
     log = EnvelopeLog()
     _append(log, 0, 50)
@@ -46,6 +47,7 @@ def test_a_refresh_happens_only_when_the_log_has_new_rows(fresh_budget: MessageB
         chart.close()
 
 
+@pytest.mark.slow
 def test_a_refresh_waits_when_the_shared_budget_is_spent(fresh_budget: MessageBudget) -> None:
     log = EnvelopeLog()
     _append(log, 0, 20)
@@ -61,6 +63,7 @@ def test_a_refresh_waits_when_the_shared_budget_is_spent(fresh_budget: MessageBu
         chart.close()
 
 
+@pytest.mark.slow
 def test_once_displayed_it_refreshes_itself_and_stops_when_closed(
     fresh_budget: MessageBudget,
 ) -> None:

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BINDER = ROOT / "binder"
 
@@ -49,6 +51,7 @@ def test_the_python_binder_runs_satisfies_requires_python() -> None:
     assert (major, minor) >= low
 
 
+@pytest.mark.slow
 def test_the_post_build_smoke_check_passes_here() -> None:
     text = (BINDER / "postBuild").read_text()
     check = text.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]

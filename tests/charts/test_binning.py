@@ -14,6 +14,7 @@ from rtnb.charts.binning import NICE_WIDTHS, clusters, group_quantiles, label, n
 spans = st.floats(min_value=0, max_value=3e7, allow_nan=False)
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(spans, st.integers(1, 5_000))
 def test_the_bin_width_is_the_smallest_nice_one_that_fits_the_bin_budget(
@@ -30,6 +31,7 @@ def test_a_bin_budget_below_one_is_refused() -> None:
         nice_bin(10, 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(
     st.lists(
@@ -50,6 +52,7 @@ def test_group_quantiles_equal_numpys_percentiles_per_group(pairs: list[tuple[in
         assert p99 == pytest.approx(np.percentile(mine, 99))
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(
     st.lists(st.floats(0, 1000, allow_nan=False) | st.just(float("nan")), max_size=200),

@@ -13,8 +13,8 @@ from rtnb.client.topic import Topic
 from rtnb.core.status import Status
 from rtnb.protocol.errors import LocalProtocolError
 from rtnb.telemetry import EnvelopeLog
+from tests.chaos_run import TOPICS, ChaosRun
 from tests.conftest import wait_until
-from tests.observability.conftest import TOPICS, ChaosRun
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""A real chaos run, recorded once per test session and shared by the observability tests.
+"""A real chaos run, recorded once per test session and shared by client, telemetry and chart tests.
 
 The run uses the reference server with its demo producers and the real
 client over a WebSocket: per-event faults (drop, duplicate, reorder, delay),

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,7 @@ def _redacted(node: Any, used: set[str]) -> Any:
     return node
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(frames(), st.booleans())
 def test_every_token_is_replaced_by_one_of_the_same_length_and_nothing_else_changes(
@@ -100,6 +102,7 @@ def test_every_token_is_replaced_by_one_of_the_same_length_and_nothing_else_chan
     assert json.loads(clean) == _redacted(frame, used)
 
 
+@pytest.mark.slow
 @settings(max_examples=100)
 @given(frames())
 def test_without_payloads_no_token_and_no_user_data_is_kept(

@@ -6,17 +6,19 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtnb.core.status import OUTCOME_CODES, Outcome, Status
 from rtnb.telemetry import EnvelopeLog
 from rtnb.telemetry.incidents import COLUMNS, DEGRADED, ENDINGS, periods
-from tests.observability.conftest import ChaosRun
+from tests.chaos_run import ChaosRun
 
 STATUSES = [s.value for s in Status]
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(st.lists(st.sampled_from(STATUSES), max_size=60))
 def test_periods_cover_every_degraded_state_once_and_end_where_the_connection_recovers(
@@ -127,6 +129,7 @@ def test_an_empty_log_has_no_incidents_but_the_same_columns() -> None:
 _STATUSES = [s.value for s in Status if s is not Status.IDLE]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     steps=st.lists(

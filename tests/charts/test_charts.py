@@ -14,7 +14,7 @@ import rtnb.charts as charts
 from bench.telemetry import synthetic_log
 from rtnb.charts import data
 from rtnb.telemetry import EnvelopeLog
-from tests.observability.conftest import ChaosRun
+from tests.chaos_run import ChaosRun
 
 CHARTS = ("lag", "timeline", "outcomes", "mutations")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -29,6 +29,7 @@ def embedded_rows(spec: dict[str, Any]) -> int:
     return sum(len(rows) for rows in spec.get("datasets", {}).values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_each_chart_of_a_million_envelopes_is_valid_vega_lite_with_bounded_data(
     million: EnvelopeLog, name: str
@@ -42,6 +43,7 @@ def test_each_chart_of_a_million_envelopes_is_valid_vega_lite_with_bounded_data(
     assert "<svg" in vlc.vegalite_to_svg(spec)
 
 
+@pytest.mark.slow
 def test_altairs_row_limit_stays_on(million: EnvelopeLog) -> None:
     for name in CHARTS:
         getattr(charts, name)(million).to_dict()
@@ -49,6 +51,7 @@ def test_altairs_row_limit_stays_on(million: EnvelopeLog) -> None:
     assert alt.data_transformers.options.get("max_rows", 5000) == charts.MAX_ROWS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_charts_of_an_empty_log_say_there_is_no_data(name: str) -> None:
     spec = getattr(charts, name)(EnvelopeLog()).to_dict()
@@ -56,6 +59,7 @@ def test_charts_of_an_empty_log_say_there_is_no_data(name: str) -> None:
     assert vlc.vegalite_to_png(spec).startswith(PNG)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHARTS)
 def test_charts_take_a_connection_or_replay_too(chaos_run: ChaosRun, name: str) -> None:
     from rtnb.client.replay import replay
@@ -88,6 +92,7 @@ def test_lag_bins_hold_the_exact_percentiles_of_their_envelopes(chaos_run: Chaos
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_outcome_bins_count_every_envelope_in_the_window_once(million: EnvelopeLog) -> None:
     env = million.envelopes
     start, end = env["received_at"].iloc[100_000], env["received_at"].iloc[400_000]

@@ -20,8 +20,8 @@ from rtnb.telemetry import EnvelopeLog, TelemetryFileError
 from rtnb.telemetry.ring import Ring
 from rtnb.telemetry.rolling import list_parts
 from rtnb.telemetry.schema import ENVELOPES
+from tests.chaos_run import ChaosRun
 from tests.conftest import wait_until
-from tests.observability.conftest import ChaosRun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,6 +177,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_recording_killed_mid_write_is_readable_up_to_its_last_file(tmp_path: Path) -> None:
     script = tmp_path / "record_forever.py"
     script.write_text(textwrap.dedent(RECORD_FOREVER))
@@ -225,6 +226,7 @@ print(conn.log.counts["applied"], flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_recording_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     script = tmp_path / "exit.py"
     script.write_text(textwrap.dedent(EXIT_WITHOUT_STOPPING))
