@@ -118,6 +118,7 @@ class Session:
         dedupe: Deduper,
         rng: random.Random | None = None,
         limits: Limits | None = None,
+        gateways: tuple[str, ...] = (),
     ) -> None:
         limits = limits if limits is not None else Limits()
         self.limits = limits
@@ -128,6 +129,9 @@ class Session:
             max_poll_response_size=limits.max_poll_response_size,
         )
         self.url = url
+        #: Gateways sharing one store, tried in order (failover); ``url`` is the current one.
+        self.gateways = gateways if len(gateways) > 1 else (url,)
+        self._gateway = 0
         self._static_token = token if isinstance(token, str) else None
         self._provider = None if isinstance(token, str) else token
         self.log = log
@@ -288,8 +292,11 @@ class Session:
         self.pipeline.attempt = ch.attempt
         if ch.status in _LOSSES and ch.trigger != "close":
             self.last_cause = cause_of(ch.reason)
+        reason = ch.reason
+        if len(self.gateways) > 1:  # which gateway this attempt uses (DESIGN.md §5)
+            reason = f"{reason} [gateway {self._gateway + 1}/{len(self.gateways)} {self.url}]"
         self.log.append_state(
-            ch.at, ch.status.value, ch.previous.value, ch.reason, ch.attempt, ch.at - prev.since
+            ch.at, ch.status.value, ch.previous.value, reason, ch.attempt, ch.at - prev.since
         )
         if ch.status is Status.SUBSCRIBED:
             self._flush_queued(ch.at)
@@ -359,12 +366,19 @@ class Session:
         def on_close(code: int, reason: str, retry_after: float | None) -> None:
             if holder["t"] is None or holder["t"] is not self._transport:
                 return
+            self._next_gateway()
             self._transport = None
             self._run(
                 self.machine.transport_closed(time.time(), code, reason, retry_after=retry_after)
             )
 
         return on_frame, on_close
+
+    def _next_gateway(self) -> None:
+        """Failover: the next attempt goes to the next gateway in the list."""
+        if len(self.gateways) > 1:
+            self._gateway = (self._gateway + 1) % len(self.gateways)
+            self.url = self.gateways[self._gateway]
 
     def _fault(self, reason: str) -> None:
         """The stream broke a bound it cannot recover from in place: drop the
@@ -385,6 +399,7 @@ class Session:
             await transport.open(token)
         except TransportError as exc:
             if self._transport is transport:
+                self._next_gateway()
                 self._transport = None
                 self._run(
                     self.machine.transport_failed(

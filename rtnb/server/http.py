@@ -241,7 +241,8 @@ async def mutate(request: Request) -> Response:
         await runtime.hub.committed()
     except StorageFailed as exc:
         return refuse(503, "unavailable", str(exc)).response
-    return Response(encode_str(outcome.event), media_type="application/json")
+    event = runtime.hub.resolve(outcome.event)
+    return Response(encode_str(event), media_type="application/json")
 
 
 async def publish(request: Request) -> Response:
@@ -269,7 +270,7 @@ async def publish(request: Request) -> Response:
         await runtime.hub.committed()
     except StorageFailed as exc:
         return refuse(503, "unavailable", str(exc)).response
-    return Response(encode_str(event), media_type="application/json")
+    return Response(encode_str(runtime.hub.resolve(event)), media_type="application/json")
 
 
 def _short(exc: msgspec.MsgspecError) -> str:
