@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ..core.merge import CLIENT_MUTATION_ID
+from ..protocol.frames import Event
 from .storage import Key, LogRecord, MemoryStorage
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ log = logging.getLogger("rtnb.server")
 
 #: The Pub/Sub channel every gateway subscribes to once.
 CHANNEL: Final = "rtnb:live"
+#: Seconds a ``clientMutationId`` stays claimed in Redis (a retry on any gateway within it
+#: is answered as a duplicate, never applied twice).
+MUTATION_TTL: Final = 86_400
 #: The set of every stream, as JSON ``[tenant, topic]``.
 REGISTRY: Final = "rtnb:streams"
 
@@ -220,6 +225,17 @@ class RedisStorage(MemoryStorage):
         if len(self._streams[key].records) > self._retention:
             self._streams[key].records.popleft()
 
+    def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        """Claim a mutation id (``SET NX EX``): None if claimed now, else its fingerprint."""
+        name = _mutation_key(tenant, cmid)
+        if self._redis.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
+            return None
+        prior: bytes | None = self._redis.get(name)  # type: ignore[assignment]
+        return prior if prior is not None else b""
+
+    def release(self, tenant: str, cmid: str) -> None:
+        self._redis.delete(_mutation_key(tenant, cmid))
+
     def forget(self, key: Key) -> None:
         self._streams.pop(key, None)
 
@@ -255,6 +271,10 @@ class RedisStorage(MemoryStorage):
             stream, f"{after + 1}-1", f"{upto}-1"
         )
         return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
+
+
+def _mutation_key(tenant: str, cmid: str) -> str:
+    return f"rtnb:mutation:{len(tenant)}:{tenant}:{cmid}"
 
 
 def _member(key: Key) -> str:
@@ -327,8 +347,6 @@ class Bridge:
                 item.log.settle(item)
 
     async def _commit_topic(self, key: Key, items: list[Staged]) -> None:
-        from ..core.merge import shallow_merge
-
         pending = items
         for _ in range(1000):
             if not pending:
@@ -340,7 +358,7 @@ class Bridge:
                 e, ev = item.event.entity_id, item.event
                 prior = chain[e] if e in chain else topic_log.entities.get(e)
                 base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
-                state = shallow_merge(prior, ev.type, ev.payload)
+                state = topic_log.merge(prior, ev.type, ev.payload)
                 chain[e] = state
                 events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
             status, epoch, latest, n = await asyncio.to_thread(
@@ -369,6 +387,28 @@ class Bridge:
     def resolve(self, event: Any) -> Any:
         entry = self.finals.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else event
+
+    # -- mutation idempotency across gateways ------------------------------------------------
+
+    def claim_mutation(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        return self.storage.claim(tenant, cmid, fingerprint)
+
+    def release_mutation(self, tenant: str, cmid: str) -> None:
+        with contextlib.suppress(Exception):
+            self.storage.release(tenant, cmid)
+
+    def find_mutation_event(self, tenant: str, topic: str, cmid: str) -> Event | None:
+        """The committed event of mutation ``cmid`` in the retained log, if any."""
+        topic_log = self.hub.logs.get((tenant, topic))
+        if topic_log is None:
+            return None
+        needle = msgspec.json.encode(cmid)
+        for record in reversed(topic_log.read(topic_log.first() - 1)):
+            if needle in record.text.encode():
+                event = msgspec.json.decode(record.text, type=Event)
+                if event.payload.get(CLIENT_MUTATION_ID) == cmid:
+                    return event
+        return None
 
     # -- live events from every gateway ------------------------------------------------------
 

@@ -89,6 +89,7 @@ class TopicLog:
         self._tokens = tokens
         self._retention = retention
         self._merge = merge
+        self.merge = merge  # the merge rule (a sequenced store re-merges on commit)
         self._max_frame_size = max_frame_size
         epoch = storage.epoch(self.key)
         if epoch is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-INSTALL = "sudo apt-get install -y redis-server"
+INSTALL = "apt-get install -y redis-server"
 
 
 def free_port() -> int:
