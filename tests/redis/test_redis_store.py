@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
 
 import rtnb
 from rtnb.server.handle import ServerHandle
-from rtnb.server.redis_store import keys_of
+from rtnb.server.redis_store import APPEND, REGISTRY, keys_of
 from tests.redis.conftest import RedisServer, wait_for
 from tests.server.conftest import WSClient
 
@@ -93,3 +94,38 @@ def test_a_mutation_retried_on_another_gateway_is_not_applied_twice(pair):
     latest = a.publish("t", "x.set", {"v": 2}, tenant="acme", entity_id="e")
     assert latest.sequence == 3, "exactly one event for the mutation"
     wait_for(lambda: b.truth("t", tenant="acme") == {"e": {"v": 2, "n": 1}}, what="B")
+
+
+def test_a_gateway_that_missed_live_messages_reads_the_range_with_xrange(pair, redis_aof):
+    a, b = pair
+    a.publish("t", "x.set", {"i": 0}, tenant="acme", entity_id="e0")
+    wait_for(lambda: b.truth("t", tenant="acme") == {"e0": {"i": 0}}, what="B at 1")
+    # Two events appended by the very script, but announced on a channel nobody reads:
+    # the gateways learn of them only from the next event's sequence jump.
+    client = redis.Redis.from_url(redis_aof.url)
+    meta, stream, state = keys_of(("acme", "t"))
+    epoch = client.hget(meta, "epoch")
+    script = client.register_script(APPEND)
+    for i, entity in ((1, "e1"), (2, "e2")):
+        body = msgspec.json.encode([entity, "x.set", {"i": i}, "2026-01-01T00:00:00Z", 1])
+        status, *_ = script(
+            keys=[meta, stream, state, REGISTRY],
+            args=[
+                epoch,
+                i,
+                "00" * 8,
+                50,
+                "nobody-listens",
+                '["acme","t"]',
+                entity,
+                0,
+                body,
+                msgspec.json.encode({"i": i}),
+            ],
+        )
+        assert status == b"ok"
+    assert b.truth("t", tenant="acme") == {"e0": {"i": 0}}, "not announced: not seen yet"
+    a.publish("t", "x.set", {"i": 3}, tenant="acme", entity_id="e3")
+    want = {f"e{i}": {"i": i} for i in range(4)}
+    wait_for(lambda: b.truth("t", tenant="acme") == want, what="B to fill the jump 1 -> 4")
+    assert a.truth("t", tenant="acme") == want
