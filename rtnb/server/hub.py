@@ -147,7 +147,15 @@ class Hub:
         unless it is declared (``serve(topics=...)``, ``srv.declare``).
         """
         role = self.declared.get(topic)
-        if role is None and (identity.tenant, topic) in self.tenant_topics:
+        key = (identity.tenant, topic)
+        if (
+            role is None
+            and key not in self.tenant_topics
+            and self.bridge is not None
+            and self.bridge.storage.exists(key)  # created through another gateway
+        ):
+            self.tenant_topics.add(key)
+        if role is None and key in self.tenant_topics:
             role = "viewer"
         if role is None:
             raise TopicError(

@@ -184,6 +184,10 @@ class RedisStorage(MemoryStorage):
             out.append((tenant, topic))
         return out
 
+    def exists(self, key: Key) -> bool:
+        """Whether the stream exists in Redis (a topic another gateway created)."""
+        return bool(self._redis.sismember(REGISTRY, _member(key)))
+
     def epoch(self, key: Key) -> bytes | None:
         """Load the topic from Redis into the mirror (creating it there if new)."""
         if key not in self._streams:
