@@ -368,10 +368,11 @@ class Bridge:
             status, epoch, latest, n = await asyncio.to_thread(
                 self.storage.run_append, key, topic_log.epoch, topic_log.latest, events
             )
-            if status == "epoch" or self.hub.logs.get(key) is not topic_log:
-                if epoch != topic_log.epoch:
+            if status == "epoch":  # nothing appended: merge again on the new epoch
+                if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
                     self.reload(key, "Redis lost the stream: new epoch")
                 continue
+            topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
             first = latest - n + 1
             topic_log = await self.fill(topic_log, first - 1)
             for i in range(n):
