@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "'never' writes behind every 0.2 s (a crash loses recent events; clients re-snapshot)",
     )
     s.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep topic logs in Redis Streams (redis://HOST:PORT/DB), shared by every gateway "
+        "started with the same store and secret; see docs/redis.md",
+    )
+    s.add_argument(
         "--secret-file",
         metavar="FILE",
         help="read the token secret from FILE (hex), creating it if missing (see below)",
@@ -201,6 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             demo=demo,
             data=args.data,
+            store=args.store,
             secret=secret,
             fsync=args.fsync,
             chaos=chaos,

@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ..core.backoff import Backoff
@@ -66,7 +66,7 @@ def _token_key(token: str | TokenProvider) -> str:
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     token: str | TokenProvider,
     transport: str = "auto",
@@ -82,7 +82,12 @@ def connect(
     the background, reconnecting on its own until ``close()``).
 
     Args:
-        url: the server's base URL, ``http(s)://host:port`` (``ws(s)://…/ws`` works too).
+        url: the server's base URL, ``http(s)://host:port`` (``ws(s)://…/ws`` works too),
+            or a list of gateways sharing one store (``--store redis://…``, same
+            secret): the first is tried first; when a connection attempt fails or
+            a live connection drops, the next attempt (after the backoff delay)
+            goes to the next gateway, in order, round the list. Each state row of
+            the log names the gateway in its reason (``… [gateway 2/2 URL]``).
         token: an access token (str), or a callable — sync or async — returning a
             fresh one; it is called again whenever the server refuses or expires
             the token. It travels in the first WebSocket frame or an
@@ -127,8 +132,12 @@ def connect(
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
     if not (isinstance(token, str) and token) and not callable(token):
         raise TypeError("token must be a non-empty str or a callable returning one")
-    base = http_base_url(url)
-    key = (base, _token_key(token))
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("rtnb.connect: give a server URL, or a non-empty list of gateway URLs")
+    gateways = tuple(http_base_url(u) for u in urls)
+    base = gateways[0]
+    key = (" ".join(gateways), _token_key(token))
     wanted: dict[str, Any] = {
         "transport": transport,
         "backoff": backoff,
@@ -152,6 +161,7 @@ def connect(
                 on_degraded=on_degraded,
                 log=log,
                 limits=limits,
+                gateways=gateways,
             )
             conn._options = wanted
             if shared:
@@ -162,7 +172,7 @@ def connect(
 
 
 async def connect_async(
-    url: str,
+    url: str | Sequence[str],
     *,
     token: str | TokenProvider,
     transport: str = "auto",
@@ -239,6 +249,7 @@ class Connection:
         log: EnvelopeLog | None = None,
         rng: random.Random | None = None,
         limits: Limits | None = None,
+        gateways: tuple[str, ...] = (),
     ) -> None:
         self.url = url
         self._runtime: Runtime = get_runtime()
@@ -260,6 +271,7 @@ class Connection:
             dedupe=Deduper(max_entries=(limits or Limits()).max_dedupe_entries),
             rng=rng,
             limits=limits,
+            gateways=gateways,
         )
         self._handles: dict[str, list[Topic]] = {}
         #: the options it was made with (compared by connect() for shared connections)

@@ -129,6 +129,7 @@ class ClientSession:
         rng: random.Random | None = None,
         limits: Limits | None = None,
         make_transport: MakeTransport | None = None,
+        gateways: tuple[str, ...] = (),
     ) -> None:
         limits = limits if limits is not None else Limits()
         #: builds the transport for an ``OpenTransport`` (the shipped ones when None;
@@ -142,6 +143,9 @@ class ClientSession:
             max_poll_response_size=limits.max_poll_response_size,
         )
         self.url = url
+        #: Gateways sharing one store, tried in order (failover); ``url`` is the current one.
+        self.gateways = gateways if len(gateways) > 1 else (url,)
+        self._gateway = 0
         self._static_token = token if isinstance(token, str) else None
         self._provider = None if isinstance(token, str) else token
         self.log = log
@@ -309,8 +313,11 @@ class ClientSession:
         self.pipeline.attempt = ch.attempt
         if ch.status in _LOSSES and ch.trigger != "close":
             self.last_cause = cause_of(ch.reason)
+        reason = ch.reason
+        if len(self.gateways) > 1:  # which gateway this attempt uses (DESIGN.md §5)
+            reason = f"{reason} [gateway {self._gateway + 1}/{len(self.gateways)} {self.url}]"
         self.log.append_state(
-            ch.at, ch.status.value, ch.previous.value, ch.reason, ch.attempt, ch.at - prev.since
+            ch.at, ch.status.value, ch.previous.value, reason, ch.attempt, ch.at - prev.since
         )
         if ch.status is Status.SUBSCRIBED:
             self._flush_queued(ch.at)
@@ -384,6 +391,7 @@ class ClientSession:
         def on_close(code: int, reason: str, retry_after: float | None) -> None:
             if holder["t"] is None or holder["t"] is not self._transport:
                 return
+            self._next_gateway()
             self._transport = None
             self._run(
                 self.machine.transport_closed(time.time(), code, reason, retry_after=retry_after)
@@ -414,6 +422,12 @@ class ClientSession:
                 await asyncio.wait_for(self._identified.wait(), timeout)
         return self.identity
 
+    def _next_gateway(self) -> None:
+        """Failover: the next attempt goes to the next gateway in the list."""
+        if len(self.gateways) > 1:
+            self._gateway = (self._gateway + 1) % len(self.gateways)
+            self.url = self.gateways[self._gateway]
+
     def _fault(self, reason: str) -> None:
         """The stream broke a bound it cannot recover from in place: drop the
         transport and let the machine reconnect (with backoff), as for a close."""
@@ -433,6 +447,7 @@ class ClientSession:
             await transport.open(token)
         except TransportError as exc:
             if self._transport is transport:
+                self._next_gateway()
                 self._transport = None
                 self._run(
                     self.machine.transport_failed(

@@ -116,6 +116,8 @@ class ServerRuntime:
         self.loop = asyncio.get_running_loop()
         self._committer = asyncio.create_task(self.hub.run_committer())
         self._tasks.append(asyncio.create_task(self.hub.run_heartbeats()))
+        if self.hub.bridge is not None:  # the shared store's live channel (redis_store.py)
+            self._tasks.append(asyncio.create_task(self.hub.bridge.listen()))
         if not self.storage.durable:  # write-behind; a durable store is written by the committer
             self._tasks.append(asyncio.create_task(self._flush_forever()))
         for producer in self._producers:

@@ -60,6 +60,7 @@ def serve(
     demo: bool | Mapping[str, Any] = False,
     data: str | os.PathLike[str] | None = None,
     fsync: Fsync = "always",
+    store: str | None = None,
     secret: str | bytes | None = None,
     topics: Mapping[str, str] | None = None,
     chaos: str | Mapping[str, Any] | None = None,
@@ -75,6 +76,8 @@ def serve(
     ``data=DIR`` persists the logs in SQLite; ``fsync="always"`` (default)
     acknowledges a publish only once it is durable, ``fsync="never"`` writes
     behind (faster, but a crash loses the last ~0.2 s and starts new epochs).
+    ``store="redis://HOST:PORT/DB"`` keeps the logs in Redis Streams, shared by
+    every gateway started with that store and the same ``secret`` (``docs/redis.md``).
     """
     config = ServerConfig(topics=dict(topics or {}), **options)
     producers: list[Producer] = []
@@ -88,6 +91,7 @@ def serve(
         config=config,
         data=data,
         fsync=fsync,
+        store=store,
         secret=secret,
         producers=producers,
         log_level=log_level,
@@ -95,6 +99,15 @@ def serve(
     if chaos:
         handle.chaos.set(**(parse_spec(chaos) if isinstance(chaos, str) else dict(chaos)))
     return handle
+
+
+def _resolved(runtime: ServerRuntime, result: T) -> T:
+    """Published events as committed (a sequenced store, Redis, numbers them on commit)."""
+    if isinstance(result, Event):
+        return runtime.hub.resolve(result)  # type: ignore[return-value]
+    if isinstance(result, list):
+        return [runtime.hub.resolve(e) if isinstance(e, Event) else e for e in result]  # type: ignore[return-value]
+    return result
 
 
 class ServerHandle:
@@ -110,6 +123,7 @@ class ServerHandle:
         secret: str | bytes | None,
         producers: list[Producer],
         fsync: Fsync = "always",
+        store: str | None = None,
         log_level: str = "warning",
     ) -> None:
         self.host = host
@@ -119,9 +133,17 @@ class ServerHandle:
         self._auth = TokenAuthority(key)
         self._tokens = ReplayTokens(hmac.digest(key, b"rtnb replay tokens v1", hashlib.sha256))
         self._fsync: Fsync = fsync
-        self._storage: LogStorage = (
-            SQLiteStorage(data, fsync=fsync) if data is not None else MemoryStorage()
-        )
+        if store is not None and data is not None:
+            raise ValueError("use either data=DIR (SQLite) or store=redis://... (Redis), not both")
+        self._storage: LogStorage
+        if store is not None:
+            from .redis_store import RedisStorage
+
+            self._storage = RedisStorage(store, retention=config.retention)
+        else:
+            self._storage = (
+                SQLiteStorage(data, fsync=fsync) if data is not None else MemoryStorage()
+            )
         self._declared: dict[str, str] = {}
         self._mutations = Mutations()
         self._stats = Stats()
@@ -378,7 +400,7 @@ class ServerHandle:
                     if outcome.cancelled() or exc is not None:
                         future.set_exception(RuntimeError(str(exc or "the server stopped")))
                     else:
-                        future.set_result(result)
+                        future.set_result(_resolved(runtime, result))
 
                 committed.add_done_callback(done)
 

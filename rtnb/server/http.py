@@ -235,14 +235,21 @@ async def mutate(request: Request) -> Response:
         runtime.stats.count("mutations_rejected")
         status = _STATUS_BY_CODE.get(outcome.rejected.code, 422)
         return Response(encode_str(outcome.rejected), status, media_type="application/json")
-    assert outcome.event is not None
+    if outcome.event is None:  # a duplicate applied through another gateway, not here yet
+        return refuse(
+            503,
+            "unavailable",
+            "this mutation was already applied through another gateway and its event is not "
+            "visible on this one yet; retry shortly with the same clientMutationId",
+        ).response
     if not outcome.duplicate:
         runtime.stats.count("mutations_applied")
     try:  # acknowledged only once durable (a duplicate waits for its first commit too)
         await runtime.hub.committed()
     except StorageFailed as exc:
         return refuse(503, "unavailable", str(exc)).response
-    return Response(encode_str(outcome.event), media_type="application/json")
+    event = runtime.hub.resolve(outcome.event)
+    return Response(encode_str(event), media_type="application/json")
 
 
 async def publish(request: Request) -> Response:
@@ -270,7 +277,7 @@ async def publish(request: Request) -> Response:
         await runtime.hub.committed()
     except StorageFailed as exc:
         return refuse(503, "unavailable", str(exc)).response
-    return Response(encode_str(event), media_type="application/json")
+    return Response(encode_str(runtime.hub.resolve(event)), media_type="application/json")
 
 
 def _short(exc: msgspec.MsgspecError) -> str:

@@ -39,6 +39,7 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
+from .redis_store import Bridge, RedisStorage
 from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
@@ -106,6 +107,9 @@ class Hub:
         self._staged_done: asyncio.Future[None] | None = None
         self._writing: asyncio.Future[None] | None = None  # the round being written
         self._wakeup: asyncio.Event | None = None
+        self.bridge: Bridge | None = None
+        if isinstance(storage, RedisStorage):  # several gateways share the log (redis_store.py)
+            self.bridge = Bridge(self, storage)
         for key in storage.streams():
             self.tenant_topics.add(key)
             self.log(*key)
@@ -143,7 +147,15 @@ class Hub:
         unless it is declared (``serve(topics=...)``, ``srv.declare``).
         """
         role = self.declared.get(topic)
-        if role is None and (identity.tenant, topic) in self.tenant_topics:
+        key = (identity.tenant, topic)
+        if (
+            role is None
+            and key not in self.tenant_topics
+            and self.bridge is not None
+            and self.bridge.storage.exists(key)  # created through another gateway
+        ):
+            self.tenant_topics.add(key)
+        if role is None and key in self.tenant_topics:
             role = "viewer"
         if role is None:
             raise TopicError(
@@ -229,6 +241,9 @@ class Hub:
         if done is None:
             done = asyncio.get_running_loop().create_future()
         self._writing = done
+        if self.bridge is not None:
+            await self._commit_sequenced(staged, done)
+            return
         try:
             pending = self.storage.take()
             if pending is not None:
@@ -245,6 +260,42 @@ class Hub:
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
+
+    async def _commit_sequenced(self, staged: list[Staged], done: asyncio.Future[None]) -> None:
+        """A sequenced store (Redis) assigns the sequences: commit what it answered.
+
+        If Redis cannot be reached, this round fails (503 / RuntimeError to the
+        publishers, nothing of it acknowledged) but the gateway does not give up:
+        the next round tries again.
+        """
+        assert self.bridge is not None
+        try:
+            await self.bridge.commit(staged)
+        except Exception as exc:
+            log.error("rtnb redis: append failed (%s); this round is not acknowledged", exc)
+            for item in staged:
+                item.log.settle(item)
+            if not done.done():
+                done.set_exception(
+                    StorageFailed(
+                        f"the Redis store could not commit ({type(exc).__name__}); nothing of "
+                        "it was acknowledged — retry once Redis is reachable"
+                    )
+                )
+                done.exception()
+            return
+        finally:
+            self._writing = None
+        self.published += len(staged)
+        if not done.done():
+            done.set_result(None)
+
+    def resolve(self, event: Event) -> Event:
+        """The committed event for one ``publish`` returned (a sequenced store renumbers)."""
+        if self.bridge is None:
+            return event
+        final: Event = self.bridge.resolve(event)
+        return final
 
     def _fail(self, exc: Exception, staged: list[Staged], done: asyncio.Future[None]) -> None:
         log.error("rtnb storage: commit failed (%s); refusing publishes until restart", exc)

@@ -66,7 +66,11 @@ class Rejected(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MutationOutcome:
-    """The answer to one mutation: the confirming event, or the rejection."""
+    """The answer to one mutation: the confirming event, or the rejection.
+
+    A duplicate of a mutation applied through another gateway may have no event
+    yet (not visible here yet): WebSocket clients get it on their subscription.
+    """
 
     event: Event | None = None
     rejected: MutationRejected | None = None
@@ -154,9 +158,30 @@ class Mutations:
                     "use a fresh id per mutation",
                 )
             return MutationOutcome(event=prior[1], duplicate=True)
+        bridge = hub.bridge
+        if bridge is not None:  # gateways sharing Redis: the id is claimed there (SET NX EX)
+            try:
+                claimed = bridge.claim_mutation(who.tenant, cmid, fingerprint)
+            except Exception as exc:
+                return self._reject(
+                    cmid, "unavailable", f"the Redis store is unreachable ({type(exc).__name__})"
+                )
+            if claimed is not None:
+                if claimed != fingerprint:
+                    return self._reject(
+                        cmid,
+                        "idempotency_conflict",
+                        "this clientMutationId was already used for a different mutation; "
+                        "use a fresh id per mutation",
+                    )
+                # Applied through another gateway: answer with its event once visible here.
+                found = bridge.find_mutation_event(who.tenant, mutation.topic, cmid)
+                return MutationOutcome(event=found, duplicate=True)
         try:
             event = self._apply(hub, who, mutation)
         except Rejected as exc:
+            if bridge is not None:
+                bridge.release_mutation(who.tenant, cmid)  # a rejection is not remembered
             return self._reject(cmid, exc.code, exc.message)
         self._seen[key] = (fingerprint, event)
         while len(self._seen) > self._limit:

@@ -115,6 +115,9 @@ class LogStorage(abc.ABC):
 
     #: True when ``take``/``write`` make appends durable before they are acknowledged.
     durable: bool = False
+    #: True when the store assigns sequences itself (Redis, shared by several gateways):
+    #: ``append`` then mirrors an event the store already committed (``redis_store.py``).
+    sequenced: bool = False
 
     def take(self) -> object | None:
         """Hand over what was appended since the last ``take`` for ``write`` (on the loop).
@@ -125,6 +128,14 @@ class LogStorage(abc.ABC):
 
     def write(self, pending: object) -> None:  # noqa: B027 - optional hook
         """Commit what ``take`` handed over, durably; may run in a worker thread."""
+
+    def take_loaded(self, key: Key) -> list[tuple[int, bytes]]:
+        """Events a sequenced store loaded for ``key``, as ``(sequence, body)``."""
+        return []
+
+    def set_records(self, key: Key, records: list[LogRecord]) -> None:
+        """Replace the retained records (a mirror loaded from a sequenced store)."""
+        raise NotImplementedError
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything appended so far durable (a no-op in memory)."""
@@ -192,6 +203,10 @@ class MemoryStorage(LogStorage):
         stream = self._streams[key]
         first = stream.records[0].sequence if stream.records else stream.latest + 1
         return first, stream.latest
+
+    def set_records(self, key: Key, records: list[LogRecord]) -> None:
+        """Replace the retained records (a mirror loaded from a shared store)."""
+        self._streams[key].records = collections.deque(records)
 
     def trim(self, key: Key, keep: int) -> None:
         records = self._streams[key].records

@@ -28,6 +28,8 @@ __all__ = ["ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
+# An event as a sequenced store keeps it: [entity_id, type, payload, occurred_at, version].
+_BODY: Final = msgspec.json.Decoder(tuple[str, str, dict[str, Any], datetime, int]).decode
 
 log = logging.getLogger("rtnb.server")
 
@@ -87,6 +89,7 @@ class TopicLog:
         self._tokens = tokens
         self._retention = retention
         self._merge = merge
+        self.merge = merge  # the merge rule (a sequenced store re-merges on commit)
         self._max_frame_size = max_frame_size
         epoch = storage.epoch(self.key)
         if epoch is None:
@@ -95,6 +98,9 @@ class TopicLog:
         self.epoch = epoch
         self._id_prefix = f"evt-{epoch.hex()}-"
         self._minter = tokens.minter(tenant, topic, epoch)
+        self._sequenced = storage.sequenced
+        if self._sequenced:
+            self._load_mirror()
         first, self.latest = storage.bounds(self.key)
         self._kept = self.latest - first + 1
         stored = storage.entities(self.key)
@@ -138,20 +144,11 @@ class TopicLog:
         version: int = 1,
     ) -> Staged:
         """Build the next event; raise :class:`TooLarge` (changing nothing) if undeliverable."""
-        seq = self._head + 1
-        token = self._minter.mint(seq)
-        event = Event(
-            id=self._id_prefix + str(seq),
-            type=event_type,
-            topic=self.topic,
-            sequence=seq,
-            entity_id=entity_id,
-            occurred_at=occurred_at or datetime.now(UTC),
-            replay_token=token,
-            payload=dict(payload),
-            version=version,
-        )
-        text = encode_str(event)
+        # A sequenced store (Redis) assigns the real sequence when it commits; until then
+        # the event carries a provisional one, unique in this process.
+        seq = max(self._head, self.latest) + 1
+        event, text = self._build(seq, event_type, payload, entity_id, occurred_at, version)
+        token = event.replay_token
         limit = self._max_frame_size
         size = frame_bytes(text, limit)
         if size > limit:
@@ -174,14 +171,87 @@ class TopicLog:
                     f"{limit:,}-byte frame limit clients accept; keep entity states smaller"
                 )
         record = LogRecord(self.topic, self.epoch, seq, token, text)
-        self._storage.append(self.key, record, entity_id, state)
-        self._kept += 1
-        if self._kept > self._retention:
-            self._storage.trim(self.key, self._retention)
-            self._kept = self._retention
+        if not self._sequenced:
+            self._storage.append(self.key, record, entity_id, state)
+            self._kept += 1
+            if self._kept > self._retention:
+                self._storage.trim(self.key, self._retention)
+                self._kept = self._retention
         self._staged[entity_id] = (state, seq)
         self._head = seq
         return Staged(self, record, event, entity_id, state)
+
+    def _build(
+        self,
+        seq: int,
+        event_type: str,
+        payload: Mapping[str, Any],
+        entity_id: str,
+        occurred_at: datetime | None,
+        version: int,
+    ) -> tuple[Event, str]:
+        event = Event(
+            id=self._id_prefix + str(seq),
+            type=event_type,
+            topic=self.topic,
+            sequence=seq,
+            entity_id=entity_id,
+            occurred_at=occurred_at or datetime.now(UTC),
+            replay_token=self._minter.mint(seq),
+            payload=dict(payload),
+            version=version,
+        )
+        return event, encode_str(event)
+
+    # -- a sequenced store (Redis): events committed elsewhere, in sequence order ---------
+
+    def _load_mirror(self) -> None:
+        """Build the records of the events the store loaded (frames minted here)."""
+        loaded = self._storage.take_loaded(self.key)
+        records = []
+        for seq, body in loaded:
+            entity_id, event_type, payload, occurred_at, version = _BODY(body)
+            event, text = self._build(seq, event_type, payload, entity_id, occurred_at, version)
+            records.append(LogRecord(self.topic, self.epoch, seq, event.replay_token, text))
+        self._storage.set_records(self.key, records[-self._retention :])
+
+    def ingest(
+        self,
+        seq: int,
+        entity_id: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        *,
+        occurred_at: datetime,
+        version: int,
+    ) -> tuple[LogRecord | None, Event]:
+        """Commit the event the store put at ``seq`` (the next one); ``None`` if already here.
+
+        The event is rebuilt from what the store keeps, so every gateway sends the
+        same frame; the state is merged on the committed state, in sequence order.
+        """
+        event, text = self._build(seq, event_type, payload, entity_id, occurred_at, version)
+        if seq <= self.latest:
+            return None, event
+        if seq != self.latest + 1:
+            raise ValueError(f"{self.topic}: ingesting sequence {seq} after {self.latest}")
+        state = self._merge(self.entities.get(entity_id), event_type, payload)
+        record = LogRecord(self.topic, self.epoch, seq, event.replay_token, text)
+        self._storage.append(self.key, record, entity_id, state)
+        if state is None:
+            self.entities.pop(entity_id, None)
+            self.entity_sequence.pop(entity_id, None)
+        else:
+            self.entities[entity_id] = state
+            self.entity_sequence[entity_id] = seq
+        self.latest = seq
+        return record, event
+
+    def settle(self, staged: Staged) -> None:
+        """Forget a staged event the sequenced store committed (or refused)."""
+        entry = self._staged.get(staged.entity_id)
+        if entry is not None and entry[1] == staged.record.sequence:
+            del self._staged[staged.entity_id]
 
     def commit(self, staged: Staged) -> None:
         """Make a staged event (now durable) visible: move the high watermark past it."""

@@ -1,0 +1,479 @@
+"""Topic logs in Redis Streams, shared by several gateway processes (``docs/redis.md``).
+
+Each gateway keeps a *mirror* of every topic it knows (the retained events and
+the entities' states, exactly like :class:`~rtnb.server.storage.MemoryStorage`);
+Redis is the source of truth and the only place sequences are assigned.
+
+Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
+
+* ``rtnb:{T}:meta`` — hash ``epoch`` (hex) and ``latest`` (the last sequence);
+* ``rtnb:{T}:log`` — the stream; entry id ``<sequence>-1``, field ``b`` the event body;
+* ``rtnb:{T}:state`` — hash entity id -> ``"<sequence> <state JSON>"``.
+
+One Lua script (:data:`APPEND`) appends a group of events to one topic: it checks
+the epoch the gateway knows (missing, different, or a ``latest`` below what the
+gateway has seen means Redis lost the stream: a new epoch, never a silent restart
+from the oldest entry), checks each entity's base sequence (optimistic
+concurrency: the state the gateway merged on is still the entity's state in
+Redis, else ``conflict``), assigns the sequences, ``XADD … MAXLEN ~ retention``,
+updates the state hash and ``PUBLISH``-es each event on :data:`CHANNEL`, which
+every gateway reads once (not once per client). A gateway that sees a sequence
+jump reads the missing range with ``XRANGE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ..core.merge import CLIENT_MUTATION_ID
+from ..protocol.frames import Event
+from .storage import Key, LogRecord, MemoryStorage
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .topiclog import Staged, TopicLog
+
+__all__ = ["APPEND", "CHANNEL", "RedisStorage", "keys_of", "parse_store"]
+
+log = logging.getLogger("rtnb.server")
+
+#: The Pub/Sub channel every gateway subscribes to once.
+CHANNEL: Final = "rtnb:live"
+#: Seconds a ``clientMutationId`` stays claimed in Redis (a retry on any gateway within it
+#: is answered as a duplicate, never applied twice).
+MUTATION_TTL: Final = 86_400
+#: The set of every stream, as JSON ``[tenant, topic]``.
+REGISTRY: Final = "rtnb:streams"
+
+#: KEYS: meta, log, state, registry. ARGV: known epoch, known latest, candidate
+#: epoch, maxlen, channel, member, then (entity, base sequence, body, state JSON
+#: or "" when deleted) per event. Zero events: only the epoch/latest check.
+#: Returns {status, epoch, latest, appended}; status ok | conflict | epoch.
+APPEND: Final = """
+local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]
+local known, known_latest, candidate = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local epoch = redis.call('HGET', meta, 'epoch')
+local latest = tonumber(redis.call('HGET', meta, 'latest') or '0')
+if (not epoch) or (epoch == known and latest < known_latest) then
+  redis.call('DEL', stream, state)
+  redis.call('HSET', meta, 'epoch', candidate, 'latest', 0)
+  redis.call('SADD', KEYS[4], ARGV[6])
+  return {'epoch', candidate, 0, 0}
+end
+if epoch ~= known then return {'epoch', epoch, latest, 0} end
+local status, n, seen = 'ok', 0, {}
+for i = 7, #ARGV, 4 do
+  local e = ARGV[i]
+  if not seen[e] then
+    local cur = redis.call('HGET', state, e)
+    local curseq = 0
+    if cur then curseq = tonumber(string.match(cur, '^%d+')) end
+    if curseq ~= tonumber(ARGV[i + 1]) then status = 'conflict'; break end
+  end
+  seen[e] = true
+  latest = latest + 1
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[4], latest .. '-1', 'b', ARGV[i + 2])
+  if ARGV[i + 3] == '' then
+    redis.call('HDEL', state, e)
+  else
+    redis.call('HSET', state, e, latest .. ' ' .. ARGV[i + 3])
+  end
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. latest .. '\\n' .. ARGV[i + 2])
+  n = n + 1
+end
+if n > 0 then redis.call('HSET', meta, 'latest', latest) end
+return {status, epoch, latest, n}
+"""
+
+#: KEYS: meta, log, state, registry. ARGV: candidate epoch, member.
+#: Returns {epoch, latest, entries, state}: the whole retained topic, atomically.
+LOAD: Final = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'latest', 0)
+  redis.call('SADD', KEYS[4], ARGV[2])
+  epoch = ARGV[1]
+end
+local latest = redis.call('HGET', KEYS[1], 'latest') or '0'
+return {epoch, latest, redis.call('XRANGE', KEYS[2], '-', '+'), redis.call('HGETALL', KEYS[3])}
+"""
+
+
+class _Body(msgspec.Struct, array_like=True):
+    """What Redis keeps of an event: everything but its position (sequence, id, token)."""
+
+    entity_id: str
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    version: int
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_body = msgspec.json.Decoder(_Body).decode
+
+
+def keys_of(key: Key) -> tuple[str, str, str]:
+    """The meta, stream and state keys of one (tenant, topic)."""
+    tenant, topic = key
+    tag = f"rtnb:{{{len(tenant)}:{tenant}:{topic}}}"
+    return f"{tag}:meta", f"{tag}:log", f"{tag}:state"
+
+
+def parse_store(url: str) -> str:
+    """Check a ``redis://HOST:PORT/DB`` store URL; ValueError says what is wrong."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"unknown store {parts.scheme or url!r}: use redis://HOST:PORT/DB "
+            "(or omit --store for the in-memory store, --data DIR for SQLite)"
+        )
+    return url
+
+
+class RedisStorage(MemoryStorage):
+    """Streams in Redis, mirrored in memory; sequences assigned by Redis (see module doc).
+
+    ``durable`` is True: the committer acknowledges an event only once the
+    script has put it in Redis. Whether that survives a Redis crash is Redis's
+    setting: ``appendonly yes`` with ``appendfsync always`` (``docs/redis.md``).
+    """
+
+    sequenced = True
+    durable = True
+
+    def __init__(self, url: str, *, retention: int = 10_000) -> None:
+        super().__init__()
+        import redis  # an optional dependency, imported only when used
+
+        self.url = parse_store(url)
+        self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._retention = retention
+        self._append = self._redis.register_script(APPEND)
+        self._load_script = self._redis.register_script(LOAD)
+        self._loaded: tuple[Key, list[Any]] | None = None
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise RuntimeError(
+                f"cannot reach the Redis store at {self._redacted()}: {exc}; start Redis or "
+                "fix --store"
+            ) from None
+
+    def _redacted(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"  # never the password
+
+    # -- LogStorage ----------------------------------------------------------------------
+
+    def streams(self) -> list[Key]:
+        out: list[Key] = []
+        for member in self._redis.smembers(REGISTRY):
+            tenant, topic = msgspec.json.decode(member)
+            out.append((tenant, topic))
+        return out
+
+    def exists(self, key: Key) -> bool:
+        """Whether the stream exists in Redis (a topic another gateway created)."""
+        return bool(self._redis.sismember(REGISTRY, _member(key)))
+
+    def epoch(self, key: Key) -> bytes | None:
+        """Load the topic from Redis into the mirror (creating it there if new)."""
+        if key not in self._streams:
+            self._load(key)
+        return super().epoch(key)
+
+    def _load(self, key: Key) -> None:
+        from .topiclog import new_epoch
+
+        meta, stream, state = keys_of(key)
+        epoch_hex, latest, entries, fields = self._load_script(
+            keys=[meta, stream, state, REGISTRY], args=[new_epoch().hex(), _member(key)]
+        )
+        epoch = bytes.fromhex(epoch_hex.decode())
+        super().reset(key, epoch)
+        mirror = self._streams[key]
+        mirror.latest = int(latest)
+        self._loaded = (key, entries)  # the topic log mints their frames (take_loaded)
+        for i in range(0, len(fields), 2):
+            seq, _, text = fields[i + 1].partition(b" ")
+            mirror.entities[fields[i].decode()] = (msgspec.json.decode(text), int(seq))
+
+    def take_loaded(self, key: Key) -> list[tuple[int, bytes]]:
+        """The stream entries read by the last load of ``key`` (the topic log mints them)."""
+        loaded = self._loaded
+        if loaded is None or loaded[0] != key:
+            return []
+        self._loaded = None
+        return [(int(i.split(b"-")[0]), f[1]) for i, f in loaded[1]]  # Lua: [id, [b, body]]
+
+    def reset(self, key: Key, epoch: bytes) -> None:  # the topic log never creates a Redis stream
+        super().reset(key, epoch)
+
+    def append(
+        self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None
+    ) -> None:
+        """Mirror a committed event (from Redis); keep at most ``retention`` in memory."""
+        super().append(key, record, entity_id, state)
+        if len(self._streams[key].records) > self._retention:
+            self._streams[key].records.popleft()
+
+    def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        """Claim a mutation id (``SET NX EX``): None if claimed now, else its fingerprint."""
+        name = _mutation_key(tenant, cmid)
+        if self._redis.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
+            return None
+        prior: bytes | None = self._redis.get(name)  # type: ignore[assignment]
+        return prior if prior is not None else b""
+
+    def release(self, tenant: str, cmid: str) -> None:
+        self._redis.delete(_mutation_key(tenant, cmid))
+
+    def forget(self, key: Key) -> None:
+        self._streams.pop(key, None)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    # -- Redis calls (worker threads) ------------------------------------------------------
+
+    def run_append(
+        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+    ) -> tuple[str, bytes, int, int]:
+        from .topiclog import new_epoch
+
+        meta, stream, state = keys_of(key)
+        args: list[Any] = [
+            epoch.hex(),
+            latest,
+            new_epoch().hex(),
+            self._retention,
+            CHANNEL,
+            _member(key),
+        ]
+        for entity_id, base, body, state_json in events:
+            args.extend((entity_id, base, body, state_json))
+        status, epoch_hex, new_latest, n = self._append(
+            keys=[meta, stream, state, REGISTRY], args=args
+        )
+        return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+
+    def run_range(self, key: Key, after: int, upto: int) -> list[tuple[int, bytes]]:
+        _, stream, _ = keys_of(key)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(  # type: ignore[assignment]
+            stream, f"{after + 1}-1", f"{upto}-1"
+        )
+        return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
+
+
+def _mutation_key(tenant: str, cmid: str) -> str:
+    return f"rtnb:mutation:{len(tenant)}:{tenant}:{cmid}"
+
+
+def _member(key: Key) -> str:
+    return msgspec.json.encode(list(key)).decode()
+
+
+def body_of(staged: Staged) -> bytes:
+    event = staged.event
+    return _encode(
+        _Body(event.entity_id, event.type, event.payload, event.occurred_at, event.version)
+    )
+
+
+class Bridge:
+    """The gateway's side: the sequenced commit round and the Pub/Sub listener (on the loop)."""
+
+    def __init__(self, hub: Hub, storage: RedisStorage) -> None:
+        self.hub = hub
+        self.storage = storage
+        self.finals: dict[int, tuple[object, object]] = {}
+
+    # -- ingesting committed events --------------------------------------------------------
+
+    def ingest(self, topic_log: TopicLog, seq: int, body: bytes) -> Any:
+        b = _decode_body(body)
+        record, event = topic_log.ingest(
+            seq, b.entity_id, b.type, b.payload, occurred_at=b.occurred_at, version=b.version
+        )
+        if record is not None:
+            self.hub._fan_out(topic_log.key, record)
+        return event
+
+    async def fill(self, topic_log: TopicLog, upto: int) -> TopicLog:
+        """Read and ingest the events after the mirror's latest up to ``upto`` (XRANGE)."""
+        key = topic_log.key
+        while topic_log.latest < upto:
+            after = topic_log.latest
+            entries = await asyncio.to_thread(self.storage.run_range, key, after, upto)
+            if self.hub.logs.get(key) is not topic_log:
+                return self.hub.logs[key]
+            if not entries or entries[0][0] > topic_log.latest + 1:
+                if topic_log.latest >= upto:
+                    break
+                log.warning("rtnb redis: %s fell behind retention; reloading it from Redis", key[1])
+                return self.reload(key, "the gateway fell behind retention")
+            for seq, body in entries:
+                if seq == topic_log.latest + 1:
+                    self.ingest(topic_log, seq, body)
+        return topic_log
+
+    def reload(self, key: Key, why: str) -> TopicLog:
+        """Drop the mirror of ``key`` and load it again from Redis; its subscribers reconnect."""
+        self.storage.forget(key)
+        self.hub.logs.pop(key, None)
+        subs = self.hub._subs.pop(key, {})
+        for session in tuple(subs):
+            session.kill(1012, f"topic log reset in the store ({why}); reconnect")
+        log.warning("rtnb redis: topic %r reloaded (%s)", key[1], why)
+        return self.hub.log(*key)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def commit(self, staged: list[Staged]) -> None:
+        groups: dict[Key, list[Staged]] = {}
+        for item in staged:
+            groups.setdefault(item.log.key, []).append(item)
+        for key, items in groups.items():
+            await self._commit_topic(key, items)
+            for item in items:
+                item.log.settle(item)
+
+    async def _commit_topic(self, key: Key, items: list[Staged]) -> None:
+        pending = items
+        for _ in range(1000):
+            if not pending:
+                return
+            topic_log = self.hub.log(*key)
+            chain: dict[str, dict[str, Any] | None] = {}
+            events: list[tuple[str, int, bytes, bytes]] = []
+            for item in pending:
+                e, ev = item.event.entity_id, item.event
+                prior = chain[e] if e in chain else topic_log.entities.get(e)
+                base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
+                state = topic_log.merge(prior, ev.type, ev.payload)
+                chain[e] = state
+                events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
+            status, epoch, latest, n = await asyncio.to_thread(
+                self.storage.run_append, key, topic_log.epoch, topic_log.latest, events
+            )
+            if status == "epoch":  # nothing appended: merge again on the new epoch
+                if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
+                    self.reload(key, "Redis lost the stream: new epoch")
+                continue
+            topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
+            first = latest - n + 1
+            topic_log = await self.fill(topic_log, first - 1)
+            for i in range(n):
+                final = self.ingest(topic_log, first + i, events[i][2])
+                self._remember(pending[i].event, final)
+            pending = pending[n:]
+            if status == "conflict":
+                await self.fill(topic_log, latest)
+        raise RuntimeError(f"{key[1]}: could not append after 1000 conflicts")
+
+    def _remember(self, provisional: object, final: object) -> None:
+        finals = self.finals
+        finals[id(provisional)] = (provisional, final)
+        if len(finals) > 65_536:
+            del finals[next(iter(finals))]
+
+    def resolve(self, event: Any) -> Any:
+        entry = self.finals.get(id(event))
+        return entry[1] if entry is not None and entry[0] is event else event
+
+    # -- mutation idempotency across gateways ------------------------------------------------
+
+    def claim_mutation(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        return self.storage.claim(tenant, cmid, fingerprint)
+
+    def release_mutation(self, tenant: str, cmid: str) -> None:
+        with contextlib.suppress(Exception):
+            self.storage.release(tenant, cmid)
+
+    def find_mutation_event(self, tenant: str, topic: str, cmid: str) -> Event | None:
+        """The committed event of mutation ``cmid`` in the retained log, if any."""
+        topic_log = self.hub.logs.get((tenant, topic))
+        if topic_log is None:
+            return None
+        needle = msgspec.json.encode(cmid)
+        for record in reversed(topic_log.read(topic_log.first() - 1)):
+            if needle in record.text.encode():
+                event = msgspec.json.decode(record.text, type=Event)
+                if event.payload.get(CLIENT_MUTATION_ID) == cmid:
+                    return event
+        return None
+
+    # -- live events from every gateway ------------------------------------------------------
+
+    async def on_message(self, data: bytes) -> None:
+        member, epoch_hex, seq_text, body = data.split(b"\n", 3)
+        tenant, topic = msgspec.json.decode(member)
+        key = (tenant, topic)
+        seq = int(seq_text)
+        if key not in self.hub.logs:
+            self.hub.tenant_topics.add(key)
+            self.hub.log(*key)  # loads everything up to now, this event included or later
+            return
+        self.hub.tenant_topics.add(key)
+        topic_log = self.hub.logs[key]
+        if bytes.fromhex(epoch_hex.decode()) != topic_log.epoch:
+            self.reload(key, "new epoch in the store")
+            return
+        if seq <= topic_log.latest:
+            return
+        if seq > topic_log.latest + 1:
+            topic_log = await self.fill(topic_log, seq - 1)
+            if seq <= topic_log.latest:
+                return
+        self.ingest(topic_log, seq, body)
+
+    async def resync(self) -> None:
+        """After (re)connecting: check every topic's epoch and latest against Redis."""
+        for key, topic_log in list(self.hub.logs.items()):
+            status, _epoch, latest, _ = await asyncio.to_thread(
+                self.storage.run_append, key, topic_log.epoch, topic_log.latest, []
+            )
+            if self.hub.logs.get(key) is not topic_log:
+                continue
+            if status == "epoch":
+                self.reload(key, "Redis lost the stream: new epoch")
+            elif latest > topic_log.latest:
+                await self.fill(topic_log, latest)
+
+    async def listen(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Read :data:`CHANNEL` forever; on a lost connection, reconnect and resync."""
+        import redis.asyncio as aioredis
+
+        delay = 0.05
+        while True:
+            client = aioredis.Redis.from_url(self.storage.url)
+            try:
+                pubsub = client.pubsub()
+                await pubsub.subscribe(CHANNEL)
+                await self.resync()
+                delay = 0.05
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        await self.on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("rtnb redis: live channel lost (%s); reconnecting", exc)
+                await asyncio.sleep(delay)  # a reconnect backoff, not a wait for a condition
+                delay = min(delay * 2, 1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
