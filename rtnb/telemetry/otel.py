@@ -333,6 +333,7 @@ class _Emitter:
         )
         self.incidents = _Incidents()
         self.counts = ExportCounts()
+        self._consumed: dict[tuple[Any, Any], int] = {}
         self._root = Context()  # every span is a root: the log is not inside the caller's trace
 
     def envelope(self, row: Mapping[str, Any]) -> None:
@@ -348,15 +349,9 @@ class _Emitter:
         if "error.type" in attrs:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=at)
-        point: Attributes = {
-            "messaging.system": SYSTEM,
-            "messaging.operation.name": "receive",
-            "messaging.destination.name": attrs["messaging.destination.name"],
-            "messaging.rtnb.outcome": attrs["messaging.rtnb.outcome"],
-        }
-        if "error.type" in attrs:
-            point["error.type"] = attrs["error.type"]
-        self.consumed.add(1, point)
+        # counted here, added per (topic, outcome) in flush(): one SDK call per group
+        key = (attrs["messaging.destination.name"], attrs["messaging.rtnb.outcome"])
+        self._consumed[key] = self._consumed.get(key, 0) + 1
         lag = attrs.get("messaging.rtnb.lag")
         if isinstance(lag, float) and lag >= 0:
             self.lag.record(
@@ -367,6 +362,20 @@ class _Emitter:
                 },
             )
         self.counts.envelopes += 1
+
+    def flush(self) -> None:
+        """Add the envelopes counted since the last flush to the consumed-messages counter."""
+        for (topic, outcome), n in self._consumed.items():
+            point: Attributes = {
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": "receive",
+                "messaging.destination.name": topic,
+                "messaging.rtnb.outcome": outcome,
+            }
+            if outcome in FAILED_OUTCOMES:
+                point["error.type"] = outcome
+            self.consumed.add(n, point)
+        self._consumed.clear()
 
     def mutation(self, row: Mapping[str, Any]) -> None:
         attrs = mutation_attributes(row)
@@ -446,6 +455,7 @@ def export(
     out = _Emitter(tracer_provider, meter_provider)
     for row in table_rows(log.snapshot("envelopes")):
         out.envelope(row)
+    out.flush()
     for row in table_rows(log.snapshot("mutations")):
         out.mutation(row)
     extras = _incident_extras(log)
@@ -517,6 +527,7 @@ class LiveExporter:
                 for row in table_rows(snap):
                     emit(row)
                 self._since[table] = snap.total
+            self._out.flush()
             return self._out.counts
 
     def _run(self) -> None:
