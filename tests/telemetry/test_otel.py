@@ -220,6 +220,21 @@ def test_recording_mutations_are_producer_spans(sink: Sink) -> None:
         assert (span.status.status_code == StatusCode.ERROR) == (row.outcome != "confirmed")
 
 
+def test_an_incident_still_open_ends_at_the_newest_time_in_the_log(sink: Sink) -> None:
+    log = EnvelopeLog()
+    log.append_state(100.0, "subscribed", "authenticated", None, 0, 1.0)
+    log.append_state(110.0, "degraded", "subscribed", "no heartbeat for 2.0 s", 0, 10.0)
+    log.append_envelope(125.5, 125.0, "t", "x", "e1", 1, None, 0, "websocket", 0, 10)
+    counts = export(log, tracer_provider=sink.tracer_provider, meter_provider=sink.meter_provider)
+    (span,) = [s for s in sink.finished(SpanKind.INTERNAL) if s.name == "rtnb incident"]
+    assert counts.incidents == 1
+    assert (span.start_time, span.end_time) == (110 * 10**9, 125_500_000_000)
+    attrs = dict(span.attributes or {})
+    assert attrs["messaging.rtnb.incident.outcome"] == "ongoing"
+    assert attrs["messaging.rtnb.incident.reason"] == "no heartbeat for 2.0 s"
+    assert [e.attributes["messaging.rtnb.status"] for e in span.events] == ["degraded"]  # type: ignore[index]
+
+
 # -- a live client on a real server -------------------------------------------------------
 
 _TOKEN_FIELD = re.compile(r'"(?:replayToken|token|latestToken)"\s*:\s*"([^"]+)"')
