@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.status import OUTCOMES_BY_CODE, Outcome
@@ -200,6 +200,8 @@ class EnvelopeLog:
         self._envelope_rows = self._envelopes.pending
         #: recorded frames, when read from a recording (see :attr:`recording`)
         self._recording: Recording | None = None
+        #: where ``to_parquet`` takes live frames from (a connection's flight recorder)
+        self._frame_source: Callable[[], Recording | None] | None = None
 
     # -- appending (runtime thread) ----------------------------------------------------------
 
@@ -397,10 +399,24 @@ class EnvelopeLog:
         """The recorded frames and recording metadata, if this log was read from a recording."""
         return self._recording
 
+    def set_frame_source(self, source: Callable[[], Recording | None] | None) -> None:
+        """Where :meth:`to_parquet` takes the frames of a live log from: a connection sets
+        its flight recorder here (the last connection writing to a log wins)."""
+        self._frame_source = source
+
+    def frames_for_file(self) -> Recording | None:
+        """The frames :meth:`to_parquet` writes: those read from a recording, else the
+        flight recorder's window (None if neither)."""
+        if self._recording is not None:
+            return self._recording
+        return self._frame_source() if self._frame_source is not None else None
+
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
         """Write all four tables (and recorded frames, if any) to one parquet file.
 
-        Layout in :mod:`.parquet`.
+        A live connection's log includes its flight recorder's frames (the most
+        recent ones, see :mod:`rtnb.client.flight`), so ``rtnb.replay`` of the file
+        plays the window back. Layout in :mod:`.parquet`.
         """
         from .parquet import write_log
 
