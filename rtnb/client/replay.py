@@ -445,8 +445,7 @@ class Replay:
                 await task
         player = self._player
         before = player.state
-        if player.i and target < player.clock:
-            player.reset()
+        player.rewind(target)
         player.quiet = True
         try:
             while not player.done and player.next_time <= target:

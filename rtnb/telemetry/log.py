@@ -321,6 +321,36 @@ class EnvelopeLog:
         changes whenever anything is appended, so a poller can skip unchanged logs."""
         return tuple(ring.total + len(ring.pending) // ring.width for ring in self._rings.values())
 
+    def mark(self) -> tuple[tuple[str, int, dict[str, Any]], ...]:
+        """Where the log is now: per table, rows ever appended and the tally then
+        (what :meth:`truncate` goes back to; a replay's checkpoints keep one)."""
+        out = []
+        for name, ring in self._rings.items():
+            snap = ring.snapshot(())
+            out.append((name, snap.total, snap.tally))
+        return tuple(out)
+
+    def truncate(self, mark: tuple[tuple[str, int, dict[str, Any]], ...]) -> bool:
+        """Go back to ``mark`` (from :meth:`mark`): rows appended since are forgotten.
+        False if it cannot (rows before the mark were overwritten): then nothing
+        is guaranteed and the caller should :meth:`clear` and rebuild."""
+        return all(self._rings[name].truncate(total, tally) for name, total, tally in mark)
+
+    def snapshot_all(self) -> dict[str, TableSnapshot]:
+        """:meth:`snapshot` of every table (what :meth:`restore_prefix` restores from)."""
+        return {name: ring.snapshot() for name, ring in self._rings.items()}
+
+    def restore_prefix(
+        self, full: dict[str, TableSnapshot], mark: tuple[tuple[str, int, dict[str, Any]], ...]
+    ) -> bool:
+        """Hold what the log held at ``mark``, taken from ``full`` (a later
+        :meth:`snapshot_all` of this log that never overflowed): forwards or backwards.
+        False if it cannot (then the caller should :meth:`clear` and rebuild)."""
+        return all(
+            self._rings[name].restore_prefix(full[name], total, tally)
+            for name, total, tally in mark
+        )
+
     @property
     def envelopes(self) -> pd.DataFrame:
         """One row per envelope held, oldest first (DESIGN.md §5 columns)."""
