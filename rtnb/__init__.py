@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .telemetry import EnvelopeLog
     from .widgets import Dashboard, Freshness, StreamTable
     from .widgets.livechart import LiveChart
+    from .widgets.replay_controls import ReplayControls
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,7 @@ _LAZY: dict[str, str] = {
     "Limits": "rtnb.client.limits",
     "Mutation": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
+    "ReplayControls": "rtnb.widgets.replay_controls",
     "ServerHandle": "rtnb.server",
     "Source": "rtnb.client.source",
     "StreamTable": "rtnb.widgets",
@@ -75,6 +77,7 @@ __all__ = [
     "Outcome",
     "RemoteProtocolError",
     "Replay",
+    "ReplayControls",
     "RtnbError",
     "ServerHandle",
     "Source",
