@@ -99,7 +99,7 @@ class Replay:
         self._timeline = Timeline(log, recording)
         cap = log.capacity
         self.log = EnvelopeLog(
-            envelope_capacity=max(cap["envelopes"], 2 * len(log)),
+            envelope_capacity=max(cap["envelopes"], 2 * len(log), 2 * len(recording)),
             state_capacity=cap["states"],
             mutation_capacity=cap["mutations"],
             heartbeat_capacity=cap["heartbeats"],

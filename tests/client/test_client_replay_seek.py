@@ -63,9 +63,12 @@ def test_the_state_after_a_seek_is_the_state_after_playing_to_there(
     start, end = seeking.timeline.start, seeking.timeline.end
     seeking.seek_to(end)  # one pass: checkpoints everywhere, the log kept for forward jumps
     assert len(seeking.checkpoints) >= 5
+    kept = len(seeking.checkpoints)
     for fraction in fractions:
         target = start + fraction * (end - start)
         seeking.seek_to(target)
+        # the checkpoints served the seek (a failed restore clears them and starts over)
+        assert len(seeking.checkpoints) == kept and seeking._full is not None
         straight = _player(recording, every=0)
         straight.advance(target, 1 << 30)
         assert _state(seeking) == _state(straight), f"seek to {fraction:.3f} of the recording"
