@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .telemetry import EnvelopeLog
     from .widgets import Dashboard, Freshness, StreamTable
     from .widgets.livechart import LiveChart
+    from .widgets.replay_controls import ReplayControls
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ _LAZY: dict[str, str] = {
     "Mutation": "rtnb.client.mutation",
     "MutationError": "rtnb.client.mutation",
     "Replay": "rtnb.client.replay",
+    "ReplayControls": "rtnb.widgets.replay_controls",
     "ServerHandle": "rtnb.server",
     "Source": "rtnb.client.source",
     "StreamTable": "rtnb.widgets",
@@ -81,6 +83,7 @@ __all__ = [
     "Outcome",
     "RemoteProtocolError",
     "Replay",
+    "ReplayControls",
     "RtnbError",
     "ServerHandle",
     "Source",

@@ -33,6 +33,7 @@ from ..protocol.errors import LocalProtocolError, RtnbError
 from ..protocol.urls import http_base_url
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
+from .flight import FlightRecorder
 from .limits import Limits
 from .mutation import Mutation
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
@@ -276,6 +277,12 @@ class Connection:
         self._handles: dict[str, list[Topic]] = {}
         #: the options it was made with (compared by connect() for shared connections)
         self._options: dict[str, Any] = {}
+        cap = limits or Limits()
+        #: the flight recorder: recent raw frames, written by ``conn.log.to_parquet``
+        self.flight = FlightRecorder(self, cap.flight_bytes, cap.flight_seconds)
+        self._call(self.flight.install, what="flight recorder")
+        if self.flight.enabled:
+            self.log.set_frame_source(self.flight.recording)
         self._runtime.run(self._session.start(), what="rtnb.connect")
         self._runtime.on_shutdown(self._session.close)
 

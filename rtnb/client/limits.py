@@ -21,13 +21,15 @@ from ..transports.base import (
     DEFAULT_MAX_POLL_RESPONSE_SIZE,
     DEFAULT_MAX_SSE_EVENT_SIZE,
 )
+from .flight import FLIGHT_BYTES, FLIGHT_SECONDS
 
 __all__ = ["Limits"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits:
-    """Caps on what one connection keeps in memory (keyword-only; all positive)."""
+    """Caps on what one connection keeps in memory (keyword-only; all positive, except
+    that ``flight_*`` may be 0 to turn the flight recorder off)."""
 
     #: protocol frame size, bytes: a larger frame is logged ``invalid`` and skipped
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -45,9 +47,15 @@ class Limits:
     max_dedupe_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES
     #: mutations waiting for an answer (pending or queued): past it ``refused``
     max_open_mutations: int = MAX_OPEN_MUTATIONS
+    #: flight recorder (recent raw frames, for ``conn.log.to_parquet``), bytes; 0: off
+    flight_bytes: int = FLIGHT_BYTES
+    #: flight recorder, seconds of frames kept at most; 0: off
+    flight_seconds: int = FLIGHT_SECONDS
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+            least = 0 if name.startswith("flight_") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                what = "an int >= 0 (0 turns it off)" if least == 0 else "a positive int"
+                raise ValueError(f"Limits.{name} must be {what}, got {value!r}")

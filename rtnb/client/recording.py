@@ -37,7 +37,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -47,15 +46,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-
-from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.status import Status
 from ..telemetry.parquet import table_info, write_file
 from ..telemetry.recorded import frames_table
 from ..telemetry.rolling import list_parts, part_path
-from ..telemetry.sanitize import filler, sanitize
+from ..telemetry.sanitize import sanitize
 from ..telemetry.schema import TABLES
+from .flight import seed_frame, topic_configs
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -84,7 +81,6 @@ MAX_PENDING_BYTES: Final = 256 * 1024 * 1024
 #: Seconds ``stop()`` waits for the recorder thread: 30.
 STOP_TIMEOUT: Final = 30.0
 
-_SEED_TOKEN = filler(32).decode()
 _active: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _atexit_registered = False
 
@@ -92,37 +88,6 @@ _atexit_registered = False
 def record(conn: Connection, path: str | os.PathLike[str], **options: Any) -> Recorder:
     """Start recording ``conn`` into the directory ``path``; see :class:`Recorder`."""
     return Recorder(conn, path, **options)
-
-
-def _topic_configs(topics: Mapping[str, Any]) -> bytes:
-    configs = {
-        name: {
-            "ordering": ts.ordering,
-            "gap_timeout": float(getattr(ts.orderer, "gap_timeout", DEFAULT_GAP_TIMEOUT)),
-        }
-        for name, ts in topics.items()
-    }
-    return json.dumps(configs, sort_keys=True).encode()
-
-
-def _seed(ts: Any, payloads: bool) -> bytes | None:
-    """A synthetic snapshot frame of ``ts``'s current state, or None if it has none."""
-    store = ts.store
-    position = ts.orderer.position()
-    if position is None and not store.entities:
-        return None
-    seqs = store.sequences
-    frame = {
-        "op": "snapshot",
-        "topic": ts.name,
-        "entities": [
-            {"entityId": eid, "state": state if payloads else {}, "sequence": seqs.get(eid, 0)}
-            for eid, state in store.entities.items()
-        ],
-        "token": _SEED_TOKEN,
-        "sequence": max(0, position if position is not None else max(seqs.values(), default=0)),
-    }
-    return msgspec.json.encode(frame)
 
 
 class Recorder:
@@ -217,7 +182,7 @@ class Recorder:
         self._topics = conn.topic_states
         self._note_topics(now, state.transport, state.attempt)
         for ts in list(self._topics.values()):
-            seed = _seed(ts, self.payloads)
+            seed = seed_frame(ts, self.payloads)
             if seed is not None:
                 self._pending.append(("seed", now, state.transport, state.attempt, seed))
         self._remove_tap = conn.add_tap(self._make_tap())
@@ -225,7 +190,7 @@ class Recorder:
 
     def _note_topics(self, now: float, transport: str, attempt: int) -> None:
         self._topic_keys = frozenset(self._topics)
-        marker = ("topics", now, transport, attempt, _topic_configs(self._topics))
+        marker = ("topics", now, transport, attempt, topic_configs(self._topics))
         self._pending.append(marker)
 
     def _make_tap(self) -> Callable[[Any, float, str, int], None]:

@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
+import pyarrow as pa  # type: ignore[import-untyped]
+
 from ..core.ledger import MutationLedger, ResolutionCursor
 from ..core.merge import MergeFn
 from ..core.pipeline import TopicState
@@ -97,7 +99,7 @@ class Replay:
         self._timeline = Timeline(log, recording)
         cap = log.capacity
         self.log = EnvelopeLog(
-            envelope_capacity=max(cap["envelopes"], 2 * len(log)),
+            envelope_capacity=max(cap["envelopes"], 2 * len(log), 2 * len(recording)),
             state_capacity=cap["states"],
             mutation_capacity=cap["mutations"],
             heartbeat_capacity=cap["heartbeats"],
@@ -227,6 +229,30 @@ class Replay:
             self._anchor()
 
         self._call(change, what="replay.speed")
+
+    @property
+    def window_start(self) -> dt.datetime:
+        """Where the recorded frames begin: a flight recorder's file (``conn.log.to_parquet``)
+        holds only its most recent window, and a late ``conn.record`` starts late; before
+        it the replay has no frames (see :attr:`seeded`)."""
+        at = self.source.recording.info.get("window_start") if self.source.recording else None
+        if at is None:
+            at = float(self._timeline.frames.column("received_at")[0].as_py())
+        return dt.datetime.fromtimestamp(float(at), dt.UTC)
+
+    @property
+    def seeded(self) -> bool:
+        """True when the frames begin with a seed (a snapshot of the state then) instead of
+        the connection's first frame: the replay shows the state from :attr:`window_start`
+        on, not how it was reached."""
+        recording = self.source.recording
+        if recording is None:
+            return False
+        if "seeded" in recording.info:
+            return bool(recording.info["seeded"])
+        kinds = recording.frames.column("frame_kind").combine_chunks()
+        kinds = kinds.cast(pa.string()) if pa.types.is_dictionary(kinds.type) else kinds
+        return "seed" in set(kinds.to_pylist()[: 1 + len(self._timeline.topics) * 2])
 
     @property
     def start(self) -> dt.datetime:
@@ -425,8 +451,7 @@ class Replay:
                 await task
         player = self._player
         before = player.state
-        if player.i and target < player.clock:
-            player.reset()
+        player.rewind(target)
         player.quiet = True
         try:
             while not player.done and player.next_time <= target:
@@ -448,8 +473,13 @@ class Replay:
     def __repr__(self) -> str:
         state = "done" if self.done else "paused" if self._paused else "playing"
         speed = "as fast as possible" if self._speed is None else f"{self._speed:g}x"
+        window = (
+            f" from a seed at {self.window_start.isoformat(timespec='seconds')}"
+            if self.seeded
+            else ""
+        )
         return (
-            f"<Replay {len(self._timeline):,} rows {state} {speed} at "
+            f"<Replay {len(self._timeline):,} rows{window} {state} {speed} at "
             f"{self.position.isoformat(timespec='seconds')} ({self.progress:.0%}) "
             f"topics={sorted(self._player.topic_states)}>"
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["DEFAULT_DEDUPE_MAX_AGE", "DEFAULT_DEDUPE_MAX_ENTRIES", "Deduper"]
 
@@ -55,6 +55,17 @@ class Deduper:
         #: extra entries evicted with each overflow (never the one just added)
         self._chunk = max_entries // 16
         self.evicted = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Deduper:
+        """A copy for a replay checkpoint: ids and times are immutable, so the containers
+        are copied at C speed (not element by element)."""
+        new = Deduper.__new__(Deduper)
+        new.max_entries, new.max_age, new.evicted = self.max_entries, self.max_age, self.evicted
+        new._seen, new._fifo = self._seen.copy(), self._fifo.copy()
+        new._expires, new._chunk = self._expires, self._chunk
+        memo[id(self)] = new
+        memo[id(self._seen)] = new._seen
+        return new
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.status import OUTCOMES_BY_CODE, Outcome
@@ -200,6 +200,8 @@ class EnvelopeLog:
         self._envelope_rows = self._envelopes.pending
         #: recorded frames, when read from a recording (see :attr:`recording`)
         self._recording: Recording | None = None
+        #: where ``to_parquet`` takes live frames from (a connection's flight recorder)
+        self._frame_source: Callable[[], Recording | None] | None = None
 
     # -- appending (runtime thread) ----------------------------------------------------------
 
@@ -319,6 +321,36 @@ class EnvelopeLog:
         changes whenever anything is appended, so a poller can skip unchanged logs."""
         return tuple(ring.total + len(ring.pending) // ring.width for ring in self._rings.values())
 
+    def mark(self) -> tuple[tuple[str, int, dict[str, Any]], ...]:
+        """Where the log is now: per table, rows ever appended and the tally then
+        (what :meth:`truncate` goes back to; a replay's checkpoints keep one)."""
+        out = []
+        for name, ring in self._rings.items():
+            snap = ring.snapshot(())
+            out.append((name, snap.total, snap.tally))
+        return tuple(out)
+
+    def truncate(self, mark: tuple[tuple[str, int, dict[str, Any]], ...]) -> bool:
+        """Go back to ``mark`` (from :meth:`mark`): rows appended since are forgotten.
+        False if it cannot (rows before the mark were overwritten): then nothing
+        is guaranteed and the caller should :meth:`clear` and rebuild."""
+        return all(self._rings[name].truncate(total, tally) for name, total, tally in mark)
+
+    def snapshot_all(self) -> dict[str, TableSnapshot]:
+        """:meth:`snapshot` of every table (what :meth:`restore_prefix` restores from)."""
+        return {name: ring.snapshot() for name, ring in self._rings.items()}
+
+    def restore_prefix(
+        self, full: dict[str, TableSnapshot], mark: tuple[tuple[str, int, dict[str, Any]], ...]
+    ) -> bool:
+        """Hold what the log held at ``mark``, taken from ``full`` (a later
+        :meth:`snapshot_all` of this log that never overflowed): forwards or backwards.
+        False if it cannot (then the caller should :meth:`clear` and rebuild)."""
+        return all(
+            self._rings[name].restore_prefix(full[name], total, tally)
+            for name, total, tally in mark
+        )
+
     @property
     def envelopes(self) -> pd.DataFrame:
         """One row per envelope held, oldest first (DESIGN.md §5 columns)."""
@@ -397,10 +429,24 @@ class EnvelopeLog:
         """The recorded frames and recording metadata, if this log was read from a recording."""
         return self._recording
 
+    def set_frame_source(self, source: Callable[[], Recording | None] | None) -> None:
+        """Where :meth:`to_parquet` takes the frames of a live log from: a connection sets
+        its flight recorder here (the last connection writing to a log wins)."""
+        self._frame_source = source
+
+    def frames_for_file(self) -> Recording | None:
+        """The frames :meth:`to_parquet` writes: those read from a recording, else the
+        flight recorder's window (None if neither)."""
+        if self._recording is not None:
+            return self._recording
+        return self._frame_source() if self._frame_source is not None else None
+
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
         """Write all four tables (and recorded frames, if any) to one parquet file.
 
-        Layout in :mod:`.parquet`.
+        A live connection's log includes its flight recorder's frames (the most
+        recent ones, see :mod:`rtnb.client.flight`), so ``rtnb.replay`` of the file
+        plays the window back. Layout in :mod:`.parquet`.
         """
         from .parquet import write_log
 

@@ -196,9 +196,10 @@ def write_log(log: EnvelopeLog, path: str | os.PathLike[str]) -> None:
     """Write ``log`` (and its recorded frames, if any) to the parquet file ``path``."""
     snaps = [log.snapshot(spec.name) for spec in TABLES]
     info = table_info(snaps)
-    if log._recording is not None:
-        info["recording"] = log._recording.info
-    write_file(path, snaps, info, log._recording.frames if log._recording else None)
+    recording = log.frames_for_file()
+    if recording is not None:
+        info["recording"] = recording.info
+    write_file(path, snaps, info, recording.frames if recording is not None else None)
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ its rows are retried one by one, the good ones are kept and
 
 from __future__ import annotations
 
+import copy
 import functools
 import struct
 import threading
@@ -401,6 +402,40 @@ class Ring:
                 sparse=sparse,
                 tally=self.tally.state,
             )
+
+    def truncate(self, total: int, tally: dict[str, Any]) -> bool:
+        """Forget the rows appended after the first ``total`` and set the tally back to
+        ``tally`` (its state then). False (nothing changed) if rows before ``total`` were
+        already overwritten, or fewer than ``total`` were ever appended."""
+        with self.lock:
+            self._commit_locked()
+            if self.held != self.total or total > self.total:
+                return False
+            for store in self.stores:
+                del store[total:]
+            for kept in self.sparse.values():
+                while kept and kept[-1][0] >= total:
+                    kept.pop()
+            self.total = total
+            self.next = total % self.capacity
+            self.tally.restore(copy.deepcopy(tally))
+            return True
+
+    def restore_prefix(self, full: TableSnapshot, total: int, tally: dict[str, Any]) -> bool:
+        """Hold the first ``total`` rows of ``full`` (an earlier snapshot of this ring that
+        never overflowed) and ``tally``; False (nothing changed) if it cannot."""
+        if full.held != full.total or total > full.total or full.start:
+            return False
+        self.restore(
+            total=total,
+            columns={c.name: full.columns[c.name][:total] for c in self._stored},
+            categories={name: list(values) for name, values in full.categories.items()},
+            sparse={
+                name: [p for p in pairs if p[0] < total] for name, pairs in full.sparse.items()
+            },
+            tally=copy.deepcopy(tally),
+        )
+        return True
 
     def restore(
         self,

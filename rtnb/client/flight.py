@@ -1,0 +1,290 @@
+"""The flight recorder: every connection's most recent raw frames, always on.
+
+Why: an incident is noticed after it happened. ``conn.record(dir)`` only
+helps if it was started before; the flight recorder keeps the last
+:data:`FLIGHT_BYTES` / :data:`FLIGHT_SECONDS` of frames of every connection,
+so ``conn.log.to_parquet(p)`` right after an incident writes a file that
+``rtnb.replay(rtnb.EnvelopeLog.read_parquet(p))`` plays back.
+
+Theory of operation
+-------------------
+A tap (``conn.add_tap``) appends ``(data, received_at, transport, attempt)``
+to the current *segment* (a list) and adds the frame's size to a counter:
+that is all the runtime thread pays per frame. A segment ends after
+1/:data:`SEGMENTS` of the byte cap or of the age cap; the next one begins
+with the subscribed topics and a *seed* per topic (a synthetic ``snapshot``
+of the topic's state at that instant, as ``conn.record`` writes when it
+starts late). The oldest segments are dropped whole, so the window held
+always begins at a segment start: either the connection's first frame
+(an exact replay) or a seed (the replay starts from the state then and says
+so: ``Replay.window_start`` / ``Replay.seeded``).
+
+Bounds: bytes held (frame sizes plus :data:`ROW_OVERHEAD` per frame, which
+is what a held frame costs beyond its text, plus the seeds) stay under the
+byte cap: before a new segment starts, the oldest are dropped until the cap
+has room for one more segment. Frames older than the age cap are dropped at
+the next segment start and never written. The cap is ``rtnb.Limits
+(flight_bytes=, flight_seconds=)``; 0 disables the flight recorder.
+
+Tokens: frames are held as received, in this process only (like the
+pipeline's own buffers); they are sanitised (:func:`~rtnb.telemetry.sanitize.sanitize`)
+when written, so no file holds a token or replay cursor. The seeds carry a
+synthetic token.
+
+This module must stay importable without pyarrow (``import rtnb`` is light);
+building the frames table happens in :meth:`FlightRecorder.recording`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ..core.orderer import DEFAULT_GAP_TIMEOUT
+from ..telemetry.sanitize import filler
+
+if TYPE_CHECKING:
+    from ..telemetry.recorded import Recording
+    from .source import Source
+
+__all__ = [
+    "FLIGHT_BYTES",
+    "FLIGHT_SECONDS",
+    "ROW_OVERHEAD",
+    "SEGMENTS",
+    "FlightRecorder",
+    "seed_frame",
+    "topic_configs",
+]
+
+#: Bytes of frames the flight recorder holds per connection: 32 MiB -- about
+#: 150,000 typical 200-byte frames, a few minutes of a busy stream and hours of
+#: a quiet one; small next to the telemetry rings (500k envelope rows).
+FLIGHT_BYTES: Final = 32 * 1024 * 1024
+#: Seconds of frames held at most: 900 (15 minutes) -- long enough to cover an
+#: incident's lead-up and the minutes until someone opens the notebook.
+FLIGHT_SECONDS: Final = 900
+#: Segments the caps are cut into (a seed starts each): 16, so the window held
+#: is never less than 15/16 of a cap once full, and seeds are rare.
+SEGMENTS: Final = 16
+#: Bytes a held frame costs beyond its text (str header, tuple, float, list slot), counted
+#: against the cap so the cap bounds memory, not just text.
+ROW_OVERHEAD: Final = 160
+
+_SEED_TOKEN = filler(32).decode()
+
+Item = tuple[Any, ...]
+
+
+def topic_configs(topics: Mapping[str, Any]) -> bytes:
+    """The ``topics`` marker: ``{topic: {ordering, gap_timeout}}`` as JSON bytes."""
+    configs = {
+        name: {
+            "ordering": ts.ordering,
+            "gap_timeout": float(getattr(ts.orderer, "gap_timeout", DEFAULT_GAP_TIMEOUT)),
+        }
+        for name, ts in topics.items()
+    }
+    return json.dumps(configs, sort_keys=True).encode()
+
+
+def seed_frame(ts: Any, payloads: bool) -> bytes | None:
+    """A synthetic snapshot frame of ``ts``'s current state, or None if it has none."""
+    store = ts.store
+    position = ts.orderer.position()
+    if position is None and not store.entities:
+        return None
+    seqs = store.sequences
+    frame = {
+        "op": "snapshot",
+        "topic": ts.name,
+        "entities": [
+            {"entityId": eid, "state": state if payloads else {}, "sequence": seqs.get(eid, 0)}
+            for eid, state in store.entities.items()
+        ],
+        "token": _SEED_TOKEN,
+        "sequence": max(0, position if position is not None else max(seqs.values(), default=0)),
+    }
+    return msgspec.json.encode(frame)
+
+
+class _Segment:
+    __slots__ = ("items", "nbytes", "seeded", "start")
+
+    def __init__(self, start: float, seeded: bool) -> None:
+        self.items: list[Item] = []
+        self.nbytes = 0
+        self.start = start
+        self.seeded = seeded
+
+
+class FlightRecorder:
+    """A bounded ring of one connection's recent frames (see the module doc).
+
+    ``max_bytes`` / ``max_seconds``: the caps (``rtnb.Limits.flight_bytes`` /
+    ``flight_seconds``); either 0 disables it. Runs on the runtime thread;
+    :meth:`recording` may be called from any thread.
+    """
+
+    def __init__(self, source: Source, max_bytes: int, max_seconds: float) -> None:
+        self.max_bytes = int(max_bytes)
+        self.max_seconds = float(max_seconds)
+        self.enabled = self.max_bytes > 0 and self.max_seconds > 0
+        self.started_at = time.time()
+        #: frames dropped from the oldest end
+        self.frames_evicted = 0
+        self._source = source
+        self._segments: deque[_Segment] = deque()
+        self._held = 0  # bytes of closed segments
+        self._seg_bytes = max(1, self.max_bytes // SEGMENTS)
+        self._seg_seconds = self.max_seconds / SEGMENTS
+        self._topics: Mapping[str, Any] = {}
+        self._topic_keys: frozenset[str] = frozenset()
+        self._cur = _Segment(self.started_at, seeded=False)
+        self._roll_at = self.started_at + self._seg_seconds
+        self._remove: Callable[[], None] | None = None
+        self._current_bytes: Callable[[], int] = lambda: 0
+
+    def install(self) -> None:
+        """Attach to the source (on the runtime thread)."""
+        if not self.enabled:
+            return
+        self._topics = self._source.topic_states
+        self._segments.append(self._cur)
+        self._remove = self._source.add_tap(self._make_tap())  # type: ignore[attr-defined]
+
+    def _make_tap(self) -> Callable[[Any, float, str, int], None]:
+        """The per-frame hook: one append and one addition in the common case, every
+        name a closure cell (no attribute lookups)."""
+        seg_bytes, roll, topics = self._seg_bytes, self._roll, self._topics
+        cur = self._cur
+        append = cur.items.append
+        nbytes = 0
+        roll_at = self._roll_at
+        keys = self._topic_keys
+
+        def tap(data: Any, now: float, transport: str, attempt: int) -> None:
+            nonlocal cur, append, nbytes, roll_at, keys
+            if nbytes >= seg_bytes or now >= roll_at or topics.keys() != keys:
+                cur.nbytes = nbytes
+                if nbytes >= seg_bytes or now >= roll_at:
+                    cur = roll(now, transport, attempt)
+                    append, roll_at = cur.items.append, self._roll_at
+                else:
+                    self._note_topics(cur, now, transport, attempt)
+                keys, nbytes = self._topic_keys, cur.nbytes
+            append((data, now, transport, attempt))
+            nbytes += len(data) + ROW_OVERHEAD
+
+        def current_bytes() -> int:
+            return nbytes
+
+        self._current_bytes = current_bytes
+        return tap
+
+    def _note_topics(self, seg: _Segment, now: float, transport: str, attempt: int) -> None:
+        self._topic_keys = frozenset(self._topics)
+        marker = topic_configs(self._topics)
+        seg.items.append(("topics", now, transport, attempt, marker))
+        seg.nbytes += len(marker) + ROW_OVERHEAD
+
+    def _roll(self, now: float, transport: str, attempt: int) -> _Segment:
+        """Close the current segment, drop what is over the caps, start a seeded one."""
+        self._held += self._cur.nbytes
+        segments = self._segments
+        horizon = now - self.max_seconds
+        while segments and (
+            self._held + self._seg_bytes > self.max_bytes
+            or (len(segments) > 1 and segments[1].start < horizon)
+            or (len(segments) == 1 and now - segments[0].start > self.max_seconds)
+        ):
+            old = segments.popleft()
+            self._held -= old.nbytes
+            self.frames_evicted += sum(1 for item in old.items if len(item) == 4)
+        seg = _Segment(now, seeded=True)
+        self._note_topics(seg, now, transport, attempt)
+        for ts in list(self._topics.values()):
+            seed = seed_frame(ts, True)
+            if seed is not None:
+                seg.items.append(("seed", now, transport, attempt, seed))
+                seg.nbytes += len(seed) + ROW_OVERHEAD
+        segments.append(seg)
+        self._cur = seg
+        self._roll_at = now + self._seg_seconds
+        return seg
+
+    # -- reading (any thread) --------------------------------------------------------------
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (frames plus per-frame overhead plus seeds)."""
+        return self._held + self._current_bytes() if self.enabled else 0
+
+    @property
+    def frames_total(self) -> int:
+        """Frames ever seen (held and evicted)."""
+        held = sum(1 for seg in list(self._segments) for item in seg.items if len(item) == 4)
+        return self.frames_evicted + held
+
+    def _copy(self) -> tuple[list[Item], bool, int, int]:
+        """The items held within the age cap, oldest first (on the runtime thread)."""
+        horizon = time.time() - self.max_seconds
+        segments = list(self._segments)
+        keep = 0
+        while keep < len(segments) - 1 and segments[keep + 1].start < horizon:
+            keep += 1
+        items: list[Item] = []
+        for seg in segments[keep:]:
+            items.extend(seg.items)
+        seeded = bool(segments) and segments[keep].seeded
+        skipped = sum(1 for seg in segments[:keep] for item in seg.items if len(item) == 4)
+        return items, seeded, skipped, self.frames_total
+
+    def recording(self) -> Recording | None:
+        """The window held as a :class:`~rtnb.telemetry.recorded.Recording` (sanitised), or
+        None when disabled or empty. Imports pyarrow."""
+        if not self.enabled:
+            return None
+        items, seeded, skipped, total = self._source.call(self._copy, what="flight recorder")
+        from ..telemetry.recorded import Recording, frames_table
+        from ..telemetry.sanitize import sanitize
+
+        rows = []
+        for item in items:
+            if len(item) == 4:
+                data, now, transport, attempt = item
+                rows.append(
+                    (now, "frame", transport, attempt, sanitize(data), isinstance(data, str))
+                )
+            else:
+                kind, now, transport, attempt, payload = item
+                rows.append((now, kind, transport, attempt, payload, True))
+        if not any(r[1] == "frame" for r in rows):
+            return None
+        window_start = float(rows[0][0])
+        info = {
+            "payloads": True,
+            "started_at": self.started_at,
+            "flight": True,
+            "window_start": window_start,
+            "seeded": seeded,
+            "frames_total": total,
+            "frames_evicted": self.frames_evicted + skipped,
+            "max_bytes": self.max_bytes,
+            "max_seconds": self.max_seconds,
+        }
+        return Recording(frames_table(rows), info)
+
+    def __repr__(self) -> str:
+        if not self.enabled:
+            return "<FlightRecorder disabled>"
+        return (
+            f"<FlightRecorder {self.nbytes:,} of {self.max_bytes:,} bytes, "
+            f"{len(self._segments)} segments, {self.frames_total:,} frames seen, "
+            f"{self.frames_evicted:,} evicted>"
+        )

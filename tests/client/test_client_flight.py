@@ -1,0 +1,176 @@
+"""The flight recorder: every connection keeps its recent frames, and
+``conn.log.to_parquet`` writes them so that ``rtnb.replay`` plays the window back."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rtnb
+from rtnb.client.flight import ROW_OVERHEAD, FlightRecorder
+from rtnb.client.replay import replay
+from rtnb.core.backoff import Backoff
+from rtnb.telemetry import EnvelopeLog
+from tests.conftest import wait_until
+
+TOPICS = {"fleet": "sequence", "prices": "entity"}
+
+
+def _applied(conn: rtnb.Connection) -> int:
+    counts = conn.log.counts
+    return counts["applied"] + counts["replayed"]
+
+
+_TOKEN = re.compile(r'"(?:replayToken|token|latestToken)"\s*:\s*"([^"]+)"')
+
+
+def _publish(srv: Any, round_: int, n: int) -> None:
+    """``n`` events over 40 entities of each topic, in batches (state depends on order)."""
+    for name in TOPICS:
+        srv.publish_many(
+            name,
+            [("updated", f"e{i % 40}", {"round": round_, "i": i}) for i in range(n)],
+            tenant="acme",
+        )
+
+
+def _chaos_session(tmp_path: Path, limits: rtnb.Limits | None) -> dict[str, Any]:
+    """A real server with chaos on and a disconnect; the live end state and the file."""
+    with rtnb.serve(port=0) as srv:
+        for name in TOPICS:
+            srv.declare(name)
+        conn = rtnb.connect(
+            srv.url,
+            token=srv.issue_token(tenant="acme", user="ana"),
+            shared=False,
+            backoff=Backoff(base=0.1, cap=0.3),
+            limits=limits,
+        )
+        tokens: set[str] = set()
+        conn.add_tap(lambda data, *_: tokens.update(_TOKEN.findall(str(data))))
+        topics = {name: conn.subscribe(name, ordering) for name, ordering in TOPICS.items()}
+        wait_until(lambda: all(t.freshness.status == "live" for t in topics.values()))
+        _publish(srv, 0, 200)
+        srv.chaos.set(drop=0.05, duplicate=0.05, reorder=0.1, delay_ms=(0, 3), seed=7)
+        for round_ in range(1, 6):
+            _publish(srv, round_, 300)
+            if round_ == 3:
+                srv.chaos.disconnect_all()
+                conn.wait_for(rtnb.Status.SUBSCRIBED, timeout=15)
+        srv.chaos.set()
+        _publish(srv, 9, 50)  # the tail end: gaps left by drops are noticed and replayed
+        wait_until(
+            lambda: all(
+                t.server_entities == srv.truth(n, tenant="acme") for n, t in topics.items()
+            ),
+            timeout=20,
+        )
+        path = tmp_path / "flight.parquet"
+        conn.log.to_parquet(path)
+        live = {name: t.server_entities for name, t in topics.items()}
+        truth = {name: srv.truth(name, tenant="acme") for name in topics}
+        flight = conn.flight
+        conn.close()
+    return {"path": path, "live": live, "truth": truth, "flight": flight, "tokens": tokens}
+
+
+def _replayed(path: Path) -> tuple[rtnb.Replay, dict[str, Any]]:
+    rep = replay(EnvelopeLog.read_parquet(path), speed=None)
+    handles = {name: rep.subscribe(name) for name in TOPICS}
+    assert rep.wait(30), "the replay did not finish"
+    return rep, {name: h.server_entities for name, h in handles.items()}
+
+
+def test_to_parquet_of_a_live_log_replays_to_the_live_state(tmp_path: Path) -> None:
+    run = _chaos_session(tmp_path, None)
+    assert run["live"] == run["truth"]
+    rep, replayed = _replayed(run["path"])
+    assert replayed == run["live"]
+    assert not rep.seeded, "the whole session fits the default window: no seed"
+    assert rep.source.recording is not None
+    info = rep.source.recording.info
+    assert info["flight"] and info["frames_evicted"] == 0
+    assert "seed" not in repr(rep)
+    data = run["path"].read_bytes()
+    assert len(run["tokens"]) > 3
+    assert not [t for t in run["tokens"] if t.encode() in data]
+    frames = b"\n".join(rep.source.recording.frames.column("frame").to_pylist())
+    assert not [t for t in run["tokens"] if t.encode() in frames]
+
+
+def test_a_ring_smaller_than_the_run_replays_its_window_from_a_seed(tmp_path: Path) -> None:
+    limits = rtnb.Limits(flight_bytes=96 * 1024)
+    run = _chaos_session(tmp_path, limits)
+    flight: FlightRecorder = run["flight"]
+    assert flight.frames_evicted > 0, "the run is bigger than the ring"
+    assert flight.nbytes <= limits.flight_bytes
+    rep, replayed = _replayed(run["path"])
+    assert rep.seeded
+    assert rep.window_start > rep.start, "the log's rows begin before the frames held"
+    assert "from a seed at" in repr(rep)
+    assert replayed == run["live"] == run["truth"]
+
+
+def test_a_flight_recorder_set_to_zero_is_off(tmp_path: Path) -> None:
+    with rtnb.serve(port=0) as srv:
+        srv.declare("fleet")
+        conn = rtnb.connect(
+            srv.url,
+            token=srv.issue_token(tenant="acme", user="a"),
+            shared=False,
+            limits=rtnb.Limits(flight_seconds=0),
+        )
+        topic = conn.subscribe("fleet")
+        wait_until(lambda: topic.freshness.status == "live")
+        conn.log.to_parquet(tmp_path / "off.parquet")
+        assert not conn.flight.enabled and conn.flight.nbytes == 0
+        conn.close()
+    log = EnvelopeLog.read_parquet(tmp_path / "off.parquet")
+    assert log.recording is None
+    with pytest.raises(ValueError, match="no recorded frames"):
+        replay(log)
+    with pytest.raises(ValueError, match="0 turns it off"):
+        rtnb.Limits(flight_bytes=-1)
+
+
+class _Stand:
+    """The two things the flight recorder reads of a source, for a memory measurement
+    without a socket (the tap is what the runtime thread calls per frame)."""
+
+    def __init__(self) -> None:
+        self.topic_states: dict[str, Any] = {}
+        self.tap: Any = None
+
+    def add_tap(self, tap: Any) -> Any:
+        self.tap = tap
+        return lambda: None
+
+    def call(self, fn: Any, *, what: str) -> Any:
+        return fn()
+
+
+@pytest.mark.parametrize("size", [60, 600])
+def test_memory_at_the_cap_is_bounded_by_the_cap(size: int) -> None:
+    cap = 4 * 1024 * 1024
+    stand = _Stand()
+    tracemalloc.start()
+    try:
+        flight = FlightRecorder(stand, cap, 900)  # type: ignore[arg-type]
+        flight.install()
+        base = tracemalloc.get_traced_memory()[0]
+        frames = 5 * cap // (size + ROW_OVERHEAD)
+        for i in range(frames):  # every frame a distinct string, as received
+            stand.tap(f'{{"op":"event","n":{i:09d}}}'.ljust(size), 1000.0 + i * 1e-4, "ws", 1)
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert flight.frames_evicted > 0
+    assert flight.nbytes <= cap
+    assert held <= 1.1 * cap, f"{held:,} bytes held for a {cap:,}-byte cap"
+    assert flight.nbytes >= cap * 0.8, "the ring fills up to its cap before evicting"
+    rec = flight.recording()
+    assert rec is not None and rec.info["seeded"]
