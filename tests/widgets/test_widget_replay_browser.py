@@ -63,6 +63,9 @@ def expected_n(at: float, entity: int) -> int:
     return k
 
 
+pytestmark = pytest.mark.browser
+
+
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LabPage]:
     try:
