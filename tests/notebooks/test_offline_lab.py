@@ -17,6 +17,7 @@ import shutil
 import urllib.parse
 from typing import Any
 
+import nbformat
 import pytest
 
 from rtnb.widgets.lab import Lab
@@ -28,11 +29,18 @@ from tests.widgets.lab_harness import (
     chromium_page,
     new_workdir,
     require_chromium,
+    wait_py,
 )
 
 NOTEBOOK = "02_post_incident_analysis.ipynb"
 #: chart titles in notebook 02, in order, and the docs/img name of each screenshot
 CHARTS = {"Connection timeline": "timeline", "Receive lag": "lag", "Envelope outcomes": "outcomes"}
+PROBE = (
+    "import ipywidgets as W\n"
+    "from rtnb.widgets.livechart import LiveChart\n"
+    "probe = LiveChart(log, 'outcomes', window=None)\n"
+    "W.VBox([W.HTML('a LiveChart in a VBox'), probe])"
+)
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 # Per vega-embed output: its marks outside axes, legends and titles (SVG), or a drawn canvas.
@@ -62,7 +70,9 @@ def test_notebook_02_draws_every_chart_with_the_network_blocked() -> None:
     except BrowserUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     work = new_workdir("rtnb-offline-")
-    shutil.copyfile(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    nb = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE))  # a LiveChart inside a VBox
+    nbformat.write(nb, str(work / NOTEBOOK))
     shutil.copytree(ROOT / "notebooks" / "data", work / "data")
     blocked: list[str] = []
     allowed: list[str] = []
@@ -116,6 +126,18 @@ def test_notebook_02_draws_every_chart_with_the_network_blocked() -> None:
         assert not any("cdn.jsdelivr" in u for u in allowed)
         assert not any("Error loading script" in e for e in lp.console_errors), lp.console_errors
         assert not lp.errors, f"JavaScript errors in the page: {lp.errors}"
+
+        # the LiveChart inside a VBox told the kernel its view is on screen: it refreshes
+        def probe_views() -> bool:
+            (work / "views.txt").unlink(missing_ok=True)
+            lp.execute(
+                "import pathlib; pathlib.Path('views.txt').write_text("
+                "f'{probe._views} {probe._active.is_set()}')"
+            )
+            seen = wait_py(lambda: (work / "views.txt").exists(), 20, "the kernel to answer")
+            return bool(seen) and (work / "views.txt").read_text() == "1 True"
+
+        wait_py(probe_views, 30, "the LiveChart in a VBox to report its view")
         ARTIFACTS.mkdir(exist_ok=True)
         update = os.environ.get("RTNB_UPDATE_SCREENSHOTS") == "1"
         for title, name in CHARTS.items():
