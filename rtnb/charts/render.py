@@ -18,27 +18,69 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 import uuid
 from typing import Any, Final
 
 import altair as alt
 
-__all__ = ["RENDERER", "enable", "offline_html"]
+__all__ = ["BUNDLE_TIMEOUT", "RENDERER", "enable", "jupyter_chart_esm", "offline_html"]
 
 #: The altair renderer name rtnb registers: ``"rtnb"``.
 RENDERER: Final = "rtnb"
+#: Seconds bundling Vega (once per process, in a child process) may take: 300.
+BUNDLE_TIMEOUT: Final = 300.0
+
+
+def _in_subprocess(code: str, what: str) -> str:
+    """Run ``code`` (which writes its answer to stdout) in a child interpreter.
+
+    vl-convert builds its JavaScript bundles while holding the GIL -- seconds on
+    a busy machine -- which would freeze rtnb's runtime thread (a connection
+    then misses heartbeats and reconnects). A child process bundles instead.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code, alt.SCHEMA_VERSION],
+        capture_output=True,
+        timeout=BUNDLE_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise RuntimeError(
+            f"bundling {what} with vl-convert failed ({' / '.join(tail)}); check that "
+            "vl-convert-python is installed in this environment (pip install vl-convert-python)"
+        )
+    return done.stdout.decode("utf-8")
+
+
+_VL_VERSION = 'v = "_".join(sys.argv[1].split(".")[:2])\n'  # "v6.4.1" -> "v6_4", as altair does
 
 
 @functools.cache
 def _bundle() -> str:
     """vega + vega-lite + vega-embed as one classic script (from vl-convert, no network)."""
-    import vl_convert as vlc
-
-    vl_version = "_".join(alt.SCHEMA_VERSION.split(".")[:2])  # "v6.4.1" -> "v6_4", as altair does
-    source: str = vlc.javascript_bundle(vl_version=vl_version)  # type: ignore[call-arg]
+    source = _in_subprocess(
+        "import sys, vl_convert\n"
+        + _VL_VERSION
+        + "sys.stdout.buffer.write(vl_convert.javascript_bundle(vl_version=v).encode())",
+        "Vega",
+    )
     # the bundle declares top-level consts: wrap it so that a second output does not
     # redeclare them; it publishes window.vegaEmbed, evaluated once per page
     return "if (!window.vegaEmbed) { (function () {\n" + source + "\n})(); }"
+
+
+@functools.cache
+def jupyter_chart_esm() -> str:
+    """altair's ``JupyterChart`` front end with Vega bundled in (its offline mode), bundled
+    in a child process; ``LiveChart`` uses it."""
+    return _in_subprocess(
+        "import sys\nfrom altair import JupyterChart\nJupyterChart.enable_offline()\n"
+        "sys.stdout.buffer.write(JupyterChart._esm.encode())",
+        "altair's JupyterChart",
+    )
 
 
 def offline_html(spec: dict[str, Any], embed_options: dict[str, Any] | None = None) -> str:

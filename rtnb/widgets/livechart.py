@@ -41,7 +41,6 @@ MIN_INTERVAL: Final = 1.0
 LIVE_CHART_WINDOW: Final = 300.0
 KINDS: Final = ("lag", "timeline", "outcomes", "mutations")
 
-_offline_lock = threading.Lock()
 
 # Wraps altair's own front end (the ESM string, bundled offline or not): each view
 # reports "view" when rendered and "unview" when removed, so the kernel knows a
@@ -67,12 +66,11 @@ def _front_end(offline: bool) -> str:
 
     from altair.jupyter.jupyter_chart import load_js_src
 
-    with _offline_lock:
-        if offline:
-            alt.JupyterChart.enable_offline()  # altair's own switch: bundles vega once
-            esm: str = alt.JupyterChart._esm
-        else:
-            esm = load_js_src()
+    from ..charts.render import jupyter_chart_esm
+
+    # offline: altair's own offline front end, bundled once per process in a child
+    # process (vl-convert holds the GIL for seconds while bundling)
+    esm: str = jupyter_chart_esm() if offline else load_js_src()
     return _VIEW_REPORTER % json.dumps(esm)
 
 

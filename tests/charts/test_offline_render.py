@@ -116,3 +116,25 @@ def test_an_nbconvert_html_export_draws_every_chart_offline(
         marks = handle.json_value()
     assert len(marks) == len(CHARTS) and all(n > 0 for n in marks), marks
     assert not [e for e in errors if "vega" in e.lower()], errors
+
+
+def test_bundling_vega_leaves_other_threads_running() -> None:
+    """vl-convert holds the GIL while bundling; rtnb bundles in a child process instead, so a
+    connection's runtime thread keeps its heartbeats (a thread here runs while bundling)."""
+    import threading
+
+    started, ran = threading.Event(), threading.Event()
+
+    def other() -> None:
+        started.wait(30)
+        ran.set()  # needs the GIL: blocked if bundling held it
+
+    thread = threading.Thread(target=other, daemon=True)
+    thread.start()
+    render._bundle.cache_clear()
+    started.set()
+    bundle = render._bundle()
+    ran_while_bundling = ran.is_set()
+    thread.join(30)
+    assert "window.vegaEmbed=" in bundle
+    assert ran_while_bundling, "another thread could not run while Vega was bundled"
