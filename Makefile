@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# One installer at a time: `make demo` and `make test` started together would race on
+# one venv (pip's build hooks fail half-way). flock(1) is util-linux; without it, no lock.
+LOCK   := $(shell command -v flock >/dev/null 2>&1 && echo flock $(VENV).lock)
 
 .PHONY: test test-fast lint typecheck pytest bench demo clean
 
+# Each step re-checks under the lock: whoever waited finds the work done.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(LOCK) sh -c 'test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) \
+		&& $(BIN)/python -m pip install --quiet --upgrade pip; }'
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(LOCK) sh -c 'test $(STAMP) -nt pyproject.toml \
+		|| { $(BIN)/python -m pip install --quiet -e ".[test]" && touch $(STAMP); }'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,11 +39,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Reference server with demo data + JupyterLab on notebooks/01_live_dashboard.ipynb;
-# prints the URL (token included). All state stays under $(VENV)/rtnb-demo.
+# Reference server with demo data + JupyterLab on copies of notebooks/ (all three, and
+# their data); prints the URL (token included). All state stays under $(VENV)/rtnb-demo.
 demo: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	$(LOCK) $(BIN)/python -m pip install --quiet -e '.[demo]'
 	$(BIN)/python -m rtnb.widgets.demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV).lock .mypy_cache .pytest_cache .ruff_cache .hypothesis

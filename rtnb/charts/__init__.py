@@ -8,11 +8,18 @@ JupyterLab or export with ``chart.save("lag.png")`` (vl-convert). Every chart
 takes ``start=`` / ``end=`` (datetimes, ISO strings or unix seconds) to zoom
 into an incident.
 
+They draw with no network: ``import rtnb.charts`` enables rtnb's offline
+altair renderer (:mod:`.render`: Vega inlined, no CDN) unless you picked
+another renderer yourself -- in JupyterLab and in an exported HTML alike.
+
 Importing this package imports pandas and altair (``import rtnb`` does not).
 """
 
 from __future__ import annotations
 
+from . import render
 from .specs import HEIGHT, MAX_BINS, MAX_ROWS, WIDTH, lag, mutations, outcomes, timeline
 
 __all__ = ["HEIGHT", "MAX_BINS", "MAX_ROWS", "WIDTH", "lag", "mutations", "outcomes", "timeline"]
+
+render.enable()

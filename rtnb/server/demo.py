@@ -58,7 +58,8 @@ Emit = Callable[[str, str, dict[str, Any]], None]  # (type, entity_id, payload)
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    # to the second: people read these in tables ("2026-12-02T07:54:28Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Incidents:

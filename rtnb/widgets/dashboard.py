@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..client.source import Source
     from ..client.topic import Topic
 
-__all__ = ["DEFAULT_ACTIONS", "Counters", "Dashboard", "connection_role"]
+__all__ = ["DEFAULT_ACTIONS", "DEFAULT_SORT", "Counters", "Dashboard", "connection_role"]
 
 #: Messages per second the counters strip sends at most: 1.
 COUNTERS_FPS: Final = 1
@@ -40,6 +40,9 @@ DEFAULT_ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
         Action("Resolve", {"status": "resolved"}, when={"status": "ack"}),
     ),
 }
+#: Initial sort of a topic's table in a dashboard: incidents newest first (the open
+#: ones, where the actions are, are the recent ones; the user re-sorts in the browser).
+DEFAULT_SORT: Final[Mapping[str, str]] = {"incidents": "-openedAt"}
 _MUTATING_ROLES: Final = frozenset({"operator", "admin"})
 #: Seconds a dashboard waits for the server to confirm the role before drawing
 #: its tables (with controls when it does not know): 5.
@@ -162,7 +165,14 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         self.freshness = Freshness(conn)
         self.counters = Counters(conn)
         self.tables = [
-            StreamTable(h, fps=fps, height=height, actions=actions.get(h.name, ())) for h in handles
+            StreamTable(
+                h,
+                fps=fps,
+                height=height,
+                actions=actions.get(h.name, ()),
+                sort_by=DEFAULT_SORT.get(h.name),
+            )
+            for h in handles
         ]
         header = ipywidgets.HBox(
             [self.freshness, self.counters],

@@ -7,12 +7,13 @@
 2. a tiny *chaos relay* beside it (loopback, secret token): the notebook's
    kernel runs in another process and cannot call ``srv.chaos`` directly, so
    the relay lets its "inject chaos" cell reach the server's fault injection;
-3. JupyterLab, token-protected on loopback, on a fresh copy of
-   ``notebooks/01_live_dashboard.ipynb``.
+3. JupyterLab, token-protected on loopback, on fresh copies of the
+   repository's ``notebooks/`` -- all three notebooks and their ``data/`` --
+   opening ``01_live_dashboard.ipynb``.
 
 Nothing is written outside the virtual environment: JupyterLab's and
-IPython's state and the notebook copy live under ``<venv>/rtnb-demo/`` (the
-repository's notebook keeps its cleared outputs). The server's URL, a demo
+IPython's state and the notebook copies live under ``<venv>/rtnb-demo/`` (the
+repository's notebooks keep their cleared outputs). The server's URL, a demo
 token (operator role, 24 h) and the relay's address reach the notebook as
 ``RTNB_URL``, ``RTNB_TOKEN``, ``RTNB_CHAOS_URL`` and ``RTNB_CHAOS_TOKEN``.
 Ctrl-C stops everything.
@@ -35,7 +36,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "main"]
+__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "copy_notebooks", "main"]
 
 #: Seconds a demo token stays valid: 86,400 (24 h).
 DEMO_TOKEN_TTL: Final = 86_400.0
@@ -121,13 +122,24 @@ def chaos(srv: Any, action: str, **kwargs: Any) -> None:
         response.read()
 
 
-def _repo_notebook() -> pathlib.Path:
+def _repo_notebooks() -> pathlib.Path:
     here = pathlib.Path(__file__).resolve()
     for parent in here.parents:
-        candidate = parent / "notebooks" / NOTEBOOK
-        if candidate.exists():
+        candidate = parent / "notebooks"
+        if (candidate / NOTEBOOK).exists():
             return candidate
     raise FileNotFoundError(f"notebooks/{NOTEBOOK} not found above {here}")
+
+
+def copy_notebooks(work: pathlib.Path) -> list[str]:
+    """Fresh copies of every notebook and the ``data/`` folder in ``work``; the notebook names."""
+    source = _repo_notebooks()
+    names = sorted(p.name for p in source.glob("*.ipynb"))
+    for name in names:
+        shutil.copyfile(source / name, work / name)
+    if (source / "data").is_dir():
+        shutil.copytree(source / "data", work / "data", dirs_exist_ok=True)
+    return names
 
 
 def _lab_port(wanted: int | None) -> int:
@@ -163,7 +175,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widge
     state = pathlib.Path(args.state or pathlib.Path(sys.prefix) / "rtnb-demo")
     work = state / "notebooks"
     work.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_repo_notebook(), work / NOTEBOOK)
+    names = copy_notebooks(work)
 
     srv = rtnb.serve(port=args.port, demo={"tenants": (args.tenant,)})
     relay = ChaosRelay(srv)
@@ -182,10 +194,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widge
         print(f"rtnb reference server (demo data, tenant {args.tenant}) on {srv.url}", flush=True)
         print("starting JupyterLab …", flush=True)
         lab = Lab(work, state / "jupyter", env=env, port=_lab_port(args.lab_port))
+        others = "".join(f"    {lab.notebook_url(n)}\n" for n in names if n != NOTEBOOK)
         print(
             "\nOpen the live dashboard:\n\n"
             f"    {lab.notebook_url(NOTEBOOK)}\n\n"
-            f"(JupyterLab log: {lab.log_path}; notebook copy: {work / NOTEBOOK})\n"
+            f"and the other notebooks (also in the lab's file browser):\n{others}\n"
+            f"(JupyterLab log: {lab.log_path}; notebook copies: {work})\n"
             "Ctrl-C stops the demo.",
             flush=True,
         )

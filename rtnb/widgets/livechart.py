@@ -4,7 +4,9 @@ The chart is altair's own anywidget (:class:`altair.JupyterChart`), so it
 renders with vega-embed in JupyterLab and keeps its tooltips; a refresh
 replaces its spec, which is *one* comm message. Refreshes are rare on
 purpose: every :data:`LIVE_CHART_INTERVAL` seconds at most (never more than
-once a second), only while the chart is displayed, only when the log has new
+once a second), only while a view of it is on screen -- displayed directly or
+inside any container (``W.VBox([chart])``): each view tells the kernel when
+it is rendered and when it is removed -- only when the log has new
 rows, and only if the kernel-wide message budget every rtnb widget shares
 (:func:`rtnb.widgets.budget.get_budget`) has a token -- otherwise the tick
 is skipped and the next one draws everything since. Building a spec is
@@ -39,7 +41,37 @@ MIN_INTERVAL: Final = 1.0
 LIVE_CHART_WINDOW: Final = 300.0
 KINDS: Final = ("lag", "timeline", "outcomes", "mutations")
 
-_offline_lock = threading.Lock()
+
+# Wraps altair's own front end (the ESM string, bundled offline or not): each view
+# reports "view" when rendered and "unview" when removed, so the kernel knows a
+# view exists wherever the chart is shown (a VBox, a Tab, an Output...).
+_VIEW_REPORTER = """
+const inner = import(URL.createObjectURL(new Blob([%s], {type: "text/javascript"})));
+async function render(ctx) {
+  const mod = await inner;
+  ctx.model.send({event: "view"});
+  const cleanup = await mod.default.render(ctx);
+  return () => {
+    ctx.model.send({event: "unview"});
+    if (typeof cleanup === "function") cleanup();
+  };
+}
+export default { render };
+"""
+
+
+def _front_end(offline: bool) -> str:
+    """altair's JupyterChart front end (vega bundled by vl-convert if offline), reporting views."""
+    import json
+
+    from altair.jupyter.jupyter_chart import load_js_src
+
+    from ..charts.render import jupyter_chart_esm
+
+    # offline: altair's own offline front end, bundled once per process in a child
+    # process (vl-convert holds the GIL for seconds while bundling)
+    esm: str = jupyter_chart_esm() if offline else load_js_src()
+    return _VIEW_REPORTER % json.dumps(esm)
 
 
 def _log_of(source: Any) -> Any:
@@ -79,9 +111,7 @@ class LiveChart(alt.JupyterChart):
             raise ValueError(f"interval must be >= {MIN_INTERVAL} s (at most one update a second)")
         if window is not None and not window > 0:
             raise ValueError(f"window must be > 0 seconds or None, got {window!r}")
-        if offline:
-            with _offline_lock:
-                type(self).enable_offline()
+        self._esm = _front_end(offline)
         self.kind = kind
         self.window = window
         self.interval = float(interval)
@@ -91,10 +121,12 @@ class LiveChart(alt.JupyterChart):
         self._version = _version(self._log)
         self._active = threading.Event()
         self._stopped = threading.Event()
+        self._views = 0
         #: refreshes sent since creation, and ticks skipped for the shared budget
         self.refreshes = 0
         self.skipped = 0
         super().__init__(self._build())
+        self.on_msg(_on_view_message)
         self._thread = threading.Thread(
             target=_run, args=(weakref.ref(self),), name=f"rtnb-livechart-{kind}", daemon=True
         )
@@ -128,11 +160,18 @@ class LiveChart(alt.JupyterChart):
     # -- life cycle -----------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self._active.set()  # refresh only once someone can see it
+        self._active.set()  # displayed: a view is coming (it reports itself too)
         return super()._repr_mimebundle_(**kwargs)
 
+    def _view_changed(self, delta: int) -> None:
+        self._views = max(0, self._views + delta)
+        if self._views > 0:
+            self._active.set()
+        elif not self._stopped.is_set():
+            self._active.clear()  # no view left anywhere: stop spending the budget
+
     def start(self) -> None:
-        """Refresh even though not displayed (e.g. shown through another container)."""
+        """Refresh even though no view reports itself (a front end without anywidget)."""
         self._active.set()
 
     def close(self) -> None:
@@ -145,6 +184,14 @@ class LiveChart(alt.JupyterChart):
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else "live"
         return f"<LiveChart {self.kind} every {self.interval:g} s, {state}, {self.refreshes} refreshes>"
+
+
+def _on_view_message(widget: Any, content: Any, buffers: Any) -> None:
+    event = content.get("event") if isinstance(content, dict) else None
+    if event == "view":
+        widget._view_changed(+1)
+    elif event == "unview":
+        widget._view_changed(-1)
 
 
 def _newest(log: Any) -> float | None:
@@ -164,8 +211,12 @@ def _run(ref: weakref.ReferenceType[LiveChart]) -> None:
         return
     active, stopped, interval = chart._active, chart._stopped, chart.interval
     del chart
-    active.wait()
-    while not stopped.wait(interval):
+    while not stopped.is_set():
+        active.wait()  # sleeps while no view of the chart exists
+        if stopped.wait(interval):
+            return
+        if not active.is_set():
+            continue
         chart = ref()
         if chart is None:
             return
