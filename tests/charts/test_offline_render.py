@@ -77,6 +77,7 @@ DRAWN = """() => [...document.querySelectorAll('.vega-embed')].map(el => {
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.browser
 def test_an_nbconvert_html_export_draws_every_chart_offline(
     log: EnvelopeLog, tmp_path: pathlib.Path
 ) -> None:

@@ -32,6 +32,8 @@ from tests.widgets.lab_harness import (
     wait_py,
 )
 
+pytestmark = [pytest.mark.browser, pytest.mark.notebook]
+
 NOTEBOOK = "02_post_incident_analysis.ipynb"
 #: chart titles in notebook 02, in order, and the docs/img name of each screenshot
 CHARTS = {"Connection timeline": "timeline", "Receive lag": "lag", "Envelope outcomes": "outcomes"}

@@ -15,6 +15,8 @@ import pytest
 
 from tests.widgets.lab_harness import wait_py
 
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 
