@@ -205,8 +205,13 @@ async def _body(request: Request, runtime: ServerRuntime) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         runtime.stats.count("request_timeouts")
+        # The rest of the body may still come: the connection cannot serve another
+        # request, so say so and close it now rather than after the keep-alive timeout.
         raise refuse(
-            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g} s",
+            Connection="close",
         ) from None
     return b"".join(chunks)
 
