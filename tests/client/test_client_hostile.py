@@ -113,6 +113,9 @@ class Watch:
 
 @contextlib.contextmanager
 def watch(behaviour: str, transport: str = "websocket", **limits: int) -> Iterator[Watch]:
+    # The always-on flight recorder is a buffer too: cap it at 1 MiB here, so every
+    # memory bound below covers it (its default, 32 MiB, would dwarf what is measured).
+    limits.setdefault("flight_bytes", MiB)
     with hostile(behaviour) as url:
         w = Watch(url, transport, rtnb.Limits(**limits))
         try:
