@@ -336,6 +336,11 @@ class EnvelopeLog:
         is guaranteed and the caller should :meth:`clear` and rebuild."""
         return all(self._rings[name].truncate(total, tally) for name, total, tally in mark)
 
+    def load_table(self, table: str, *, total: int, tally: dict[str, Any], **columns: Any) -> None:
+        """Replace ``table``'s rows with ``columns`` (one list per column), ``total`` rows
+        ever appended and its ``tally`` (reading a parquet file)."""
+        self._rings[table].restore(total=total, tally=tally, **columns)
+
     def snapshot_all(self) -> dict[str, TableSnapshot]:
         """:meth:`snapshot` of every table (what :meth:`restore_prefix` restores from)."""
         return {name: ring.snapshot() for name, ring in self._rings.items()}

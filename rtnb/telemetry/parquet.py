@@ -351,7 +351,8 @@ def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLo
         )
         for spec in TABLES:
             part, total = tables[spec.name], int(meta[spec.name]["total"])
-            log._rings[spec.name].restore(
+            log.load_table(
+                spec.name,
                 total=max(total, part.num_rows),
                 tally=info.get("tallies", {}).get(spec.name, {}),
                 **_from_arrow(spec, part, max(total, part.num_rows)),
