@@ -222,10 +222,7 @@ def measure(
 
 def recording_costs(n: int = 100_000) -> tuple[float, float, float]:
     """µs per frame: the pipeline alone, the recorder's tap (runtime thread), sanitising (recorder thread)."""
-    import collections
-    import threading
 
-    from rtnb.client.recording import Recorder
     from rtnb.core.pipeline import Pipeline
     from rtnb.telemetry.sanitize import sanitize
 
@@ -237,11 +234,7 @@ def recording_costs(n: int = 100_000) -> tuple[float, float, float]:
         pipeline = Pipeline(EnvelopeLog(envelope_capacity=n))
         for topic in ("incidents", "fleet", "prices"):
             pipeline.add_topic(topic)
-        recorder = Recorder.__new__(Recorder)  # just its tap, without a connection
-        recorder._pending, recorder._topics = collections.deque(), pipeline.topics
-        recorder._topic_keys, recorder.roll_frames = frozenset(pipeline.topics), 10**9
-        recorder._wake, recorder.frames_dropped = threading.Event(), 0
-        tap, now, push = recorder._make_tap(), time.time(), pipeline.feed
+        tap, now, push = _bare_recorder(pipeline.topics)._make_tap(), time.time(), pipeline.feed
         gc.collect()
         start = time.perf_counter()
         if with_tap:
@@ -305,8 +298,21 @@ def synthetic_log_from(cols: dict[str, list[Any]]) -> EnvelopeLog:
     return log
 
 
-if __name__ == "__main__":
-    main()
+def _bare_recorder(topics: Any) -> Any:
+    """A ``conn.record`` Recorder with just what its tap reads, without a connection
+    (so the benchmark times the tap alone, not the file writing)."""
+    import collections
+    import threading
+
+    from rtnb.client.recording import Recorder
+
+    recorder = Recorder.__new__(Recorder)
+    recorder._pending, recorder._topics = collections.deque(), topics
+    recorder._topic_keys, recorder.roll_frames = frozenset(topics), 10**9
+    recorder._wake, recorder.frames_dropped = threading.Event(), 0
+    recorder._bytes_in, recorder._bytes_out = [0], 0
+    recorder.max_pending_bytes = 2**40
+    return recorder
 
 
 class _StandSource:
@@ -328,7 +334,6 @@ def flight_costs(n: int = 200_000) -> tuple[float, float, float, int, int]:
     """µs per frame of the flight recorder's tap and of conn.record's tap (a no-op call
     subtracted), and the bytes the flight recorder holds at its default cap."""
     from rtnb.client.flight import FLIGHT_BYTES, FLIGHT_SECONDS, FlightRecorder
-    from rtnb.client.recording import Recorder
     from rtnb.core.pipeline import Pipeline
 
     from ._frames import make_events, wire
@@ -353,16 +358,7 @@ def flight_costs(n: int = 200_000) -> tuple[float, float, float, int, int]:
         return stand.tap  # type: ignore[no-any-return]
 
     def recorder_tap() -> Callable[..., Any]:
-        import collections
-        import threading
-
-        recorder = Recorder.__new__(Recorder)  # just its tap, without a connection
-        recorder._pending, recorder._topics = collections.deque(), pipeline.topics
-        recorder._topic_keys, recorder.roll_frames = frozenset(pipeline.topics), 10**9
-        recorder._wake, recorder.frames_dropped = threading.Event(), 0
-        recorder._bytes_in, recorder._bytes_out = [0], 0
-        recorder.max_pending_bytes = 2**40
-        return recorder._make_tap()
+        return _bare_recorder(pipeline.topics)._make_tap()
 
     def noop(*_: Any) -> None:
         return None
@@ -384,3 +380,7 @@ def flight_costs(n: int = 200_000) -> tuple[float, float, float, int, int]:
 
     held, _ = traced_bytes(fill)
     return base, flight, record, held, FLIGHT_BYTES
+
+
+if __name__ == "__main__":
+    main()

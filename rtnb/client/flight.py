@@ -20,9 +20,14 @@ always begins at a segment start: either the connection's first frame
 so: ``Replay.window_start`` / ``Replay.seeded``).
 
 Bounds: bytes held (frame sizes plus :data:`ROW_OVERHEAD` per frame, which
-is what a held frame costs beyond its text, plus the seeds) stay under the
-byte cap: before a new segment starts, the oldest are dropped until the cap
-has room for one more segment. Frames older than the age cap are dropped at
+is what a held frame costs beyond its text, plus the seeds) never exceed the
+byte cap, checked on every frame: before a new segment starts, the oldest are
+dropped until the cap has room for one more segment, and a frame that would
+still not fit (a large snapshot or replay batch) first drops older segments,
+then starts a fresh seeded segment; a frame that does not fit even beside a
+fresh seed (a frame, or a state, the size of the cap) is not held: it is
+counted in ``frames_dropped`` and the next frame starts a new seeded segment,
+so the window stays replayable. Frames older than the age cap are dropped at
 the next segment start and never written. The cap is ``rtnb.Limits
 (flight_bytes=, flight_seconds=)``; 0 disables the flight recorder.
 
@@ -122,6 +127,10 @@ class _Segment:
         self.start = start
         self.seeded = seeded
 
+    @property
+    def has_frames(self) -> bool:
+        return any(len(item) == 4 for item in self.items)
+
 
 class FlightRecorder:
     """A bounded ring of one connection's recent frames (see the module doc).
@@ -138,6 +147,8 @@ class FlightRecorder:
         self.started_at = time.time()
         #: frames dropped from the oldest end
         self.frames_evicted = 0
+        #: frames not held because they did not fit the cap even beside a fresh seed
+        self.frames_dropped = 0
         self._source = source
         self._segments: deque[_Segment] = deque()
         self._held = 0  # bytes of closed segments
@@ -147,6 +158,10 @@ class FlightRecorder:
         self._topic_keys: frozenset[str] = frozenset()
         self._cur = _Segment(self.started_at, seeded=False)
         self._roll_at = self.started_at + self._seg_seconds
+        # a frame was not held: the next one starts a seeded segment (not before
+        # ``_cut_until`` when even the seeds alone did not fit)
+        self._cut = False
+        self._cut_until = 0.0
         self._remove: Callable[[], None] | None = None
         self._current_bytes: Callable[[], int] = lambda: 0
 
@@ -159,33 +174,86 @@ class FlightRecorder:
         self._remove = self._source.add_tap(self._make_tap())  # type: ignore[attr-defined]
 
     def _make_tap(self) -> Callable[[Any, float, str, int], None]:
-        """The per-frame hook: one append and one addition in the common case, every
+        """The per-frame hook: one append and two additions in the common case, every
         name a closure cell (no attribute lookups)."""
-        seg_bytes, roll, topics = self._seg_bytes, self._roll, self._topics
+        seg_bytes, admit, topics = self._seg_bytes, self._admit, self._topics
         cur = self._cur
         append = cur.items.append
         nbytes = 0
+        room = self.max_bytes  # bytes the current segment may hold
         roll_at = self._roll_at
         keys = self._topic_keys
 
         def tap(data: Any, now: float, transport: str, attempt: int) -> None:
-            nonlocal cur, append, nbytes, roll_at, keys
-            if nbytes >= seg_bytes or now >= roll_at or topics.keys() != keys:
+            nonlocal cur, append, nbytes, room, roll_at, keys
+            size = len(data) + ROW_OVERHEAD
+            if (
+                nbytes >= seg_bytes
+                or nbytes + size > room
+                or now >= roll_at
+                or topics.keys() != keys
+            ):
                 cur.nbytes = nbytes
-                if nbytes >= seg_bytes or now >= roll_at:
-                    cur = roll(now, transport, attempt)
-                    append, roll_at = cur.items.append, self._roll_at
-                else:
-                    self._note_topics(cur, now, transport, attempt)
-                keys, nbytes = self._topic_keys, cur.nbytes
+                held = admit(now, transport, attempt, size)
+                if cur is not self._cur:
+                    cur = self._cur
+                    append = cur.items.append
+                keys, nbytes, roll_at = self._topic_keys, cur.nbytes, self._roll_at
+                room = self.max_bytes - self._held if not self._cut else -1
+                if not held:
+                    return
             append((data, now, transport, attempt))
-            nbytes += len(data) + ROW_OVERHEAD
+            nbytes += size
 
         def current_bytes() -> int:
             return nbytes
 
         self._current_bytes = current_bytes
         return tap
+
+    def _admit(self, now: float, transport: str, attempt: int, size: int) -> bool:
+        """The slow path of the tap: roll, note a topic change, make room for a frame of
+        ``size`` bytes. False: the frame is not held (see the module doc)."""
+        cur = self._cur
+        if self._cut and now < self._cut_until:
+            self.frames_dropped += 1
+            return False
+        if self._cut or cur.nbytes >= self._seg_bytes or now >= self._roll_at:
+            self._roll(now, transport, attempt)
+        elif self._topics.keys() != self._topic_keys:
+            self._note_topics(cur, now, transport, attempt)
+        self._cut = False
+        if self._fits(size):
+            return True
+        if self._cur.has_frames:  # a fresh seeded segment needs less room than this one
+            self._roll(now, transport, attempt)
+            if self._fits(size):
+                return True
+        # Not even beside a fresh seed: do not hold it; the next frame seeds again.
+        self._cut = True
+        self.frames_dropped += 1
+        self._cut_until = now
+        cur = self._cur
+        if self._held + cur.nbytes > self.max_bytes:
+            # The seeds alone are over the cap (a state as large as the cap): hold
+            # nothing, and try again only after a segment's time (a seed is not cheap).
+            cur.items.clear()
+            cur.nbytes = 0
+            self._cut_until = now + self._seg_seconds
+        return False
+
+    def _fits(self, size: int) -> bool:
+        """Drop the oldest closed segments until a frame of ``size`` fits; False if it
+        cannot (only the current segment is left)."""
+        segments, cur = self._segments, self._cur
+        while self._held + cur.nbytes + size > self.max_bytes and segments[0] is not cur:
+            self._evict_oldest()
+        return self._held + cur.nbytes + size <= self.max_bytes
+
+    def _evict_oldest(self) -> None:
+        old = self._segments.popleft()
+        self._held -= old.nbytes
+        self.frames_evicted += sum(1 for item in old.items if len(item) == 4)
 
     def _note_topics(self, seg: _Segment, now: float, transport: str, attempt: int) -> None:
         self._topic_keys = frozenset(self._topics)
@@ -203,9 +271,7 @@ class FlightRecorder:
             or (len(segments) > 1 and segments[1].start < horizon)
             or (len(segments) == 1 and now - segments[0].start > self.max_seconds)
         ):
-            old = segments.popleft()
-            self._held -= old.nbytes
-            self.frames_evicted += sum(1 for item in old.items if len(item) == 4)
+            self._evict_oldest()
         seg = _Segment(now, seeded=True)
         self._note_topics(seg, now, transport, attempt)
         for ts in list(self._topics.values()):
@@ -227,9 +293,9 @@ class FlightRecorder:
 
     @property
     def frames_total(self) -> int:
-        """Frames ever seen (held and evicted)."""
+        """Frames ever seen (held, evicted and dropped)."""
         held = sum(1 for seg in list(self._segments) for item in seg.items if len(item) == 4)
-        return self.frames_evicted + held
+        return self.frames_evicted + self.frames_dropped + held
 
     def _copy(self) -> tuple[list[Item], bool, int, int]:
         """The items held within the age cap, oldest first (on the runtime thread)."""
@@ -243,6 +309,16 @@ class FlightRecorder:
             items.extend(seg.items)
         seeded = bool(segments) and segments[keep].seeded
         skipped = sum(1 for seg in segments[:keep] for item in seg.items if len(item) == 4)
+        if self._cut and items:
+            # The newest frame was too large to hold: end the window with the state now
+            # (not counted against the cap: it exists only in this copy).
+            now = time.time()
+            _, _, transport, attempt = items[-1][:4]
+            items.append(("topics", now, transport, attempt, topic_configs(self._topics)))
+            for ts in list(self._topics.values()):
+                seed = seed_frame(ts, True)
+                if seed is not None:
+                    items.append(("seed", now, transport, attempt, seed))
         return items, seeded, skipped, self.frames_total
 
     def recording(self) -> Recording | None:
@@ -275,6 +351,7 @@ class FlightRecorder:
             "seeded": seeded,
             "frames_total": total,
             "frames_evicted": self.frames_evicted + skipped,
+            "frames_dropped": self.frames_dropped,
             "max_bytes": self.max_bytes,
             "max_seconds": self.max_seconds,
         }
@@ -286,5 +363,7 @@ class FlightRecorder:
         return (
             f"<FlightRecorder {self.nbytes:,} of {self.max_bytes:,} bytes, "
             f"{len(self._segments)} segments, {self.frames_total:,} frames seen, "
-            f"{self.frames_evicted:,} evicted>"
+            f"{self.frames_evicted:,} evicted"
+            + (f", {self.frames_dropped:,} too large to hold" if self.frames_dropped else "")
+            + ">"
         )

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rtnb
 from rtnb.client.flight import ROW_OVERHEAD, FlightRecorder
@@ -174,3 +178,83 @@ def test_memory_at_the_cap_is_bounded_by_the_cap(size: int) -> None:
     assert flight.nbytes >= cap * 0.8, "the ring fills up to its cap before evicting"
     rec = flight.recording()
     assert rec is not None and rec.info["seeded"]
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.entities: dict[str, Any] = {}
+        self.sequences: dict[str, int] = {}
+
+
+class _Orderer:
+    gap_timeout = 1.0
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+
+    def position(self) -> int | None:
+        return self.seq
+
+
+class _TopicModel:
+    """The parts of a topic state a seed reads, applied by :meth:`feed` after the tap
+    (as the session processes a frame after its taps saw it)."""
+
+    ordering = "sequence"
+
+    def __init__(self, name: str) -> None:
+        self.name, self.store, self.orderer = name, _Store(), _Orderer()
+
+    def feed(self, seq: int, entity: str, value: int) -> None:
+        self.store.entities[entity] = {"v": value}
+        self.store.sequences[entity] = seq
+        self.orderer.seq = seq
+
+
+def _replay_window(items: list[Any]) -> dict[str, Any]:
+    """The state a replay of the window reaches: frames applied, seeds reset."""
+    state: dict[str, Any] = {}
+    for item in items:
+        if len(item) == 4:
+            msg = json.loads(item[0])
+            state[msg["e"]] = {"v": msg["v"]}
+        elif item[0] == "seed":
+            snap = json.loads(item[4])
+            state = {e["entityId"]: e["state"] for e in snap["entities"]}
+    return state
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cap=st.integers(min_value=2_000, max_value=40_000),
+    frames=st.lists(
+        st.tuples(
+            st.integers(0, 30),  # entity
+            st.sampled_from([10, 100, 1_000, 5_000, 50_000]),  # padding: some over the cap
+            st.floats(0, 3),  # seconds since the previous frame
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+)
+def test_the_cap_holds_on_every_frame_and_the_window_replays_to_the_state(
+    cap: int, frames: list[tuple[int, int, float]]
+) -> None:
+    topic = _TopicModel("fleet")
+    stand = _Stand()
+    stand.topic_states["fleet"] = topic
+    flight = FlightRecorder(stand, cap, 60)  # type: ignore[arg-type]
+    flight.install()
+    now = time.time() - 1000
+    for seq, (entity, pad, dt) in enumerate(frames, start=1):
+        now += dt
+        data = json.dumps({"e": f"e{entity}", "v": seq, "pad": "x" * pad})
+        stand.tap(data, now, "ws", 1)
+        assert flight.nbytes <= cap, repr(flight)
+        topic.feed(seq, f"e{entity}", seq)
+    items, _, skipped, total = flight._copy()  # skipped: past the age cap
+    assert total == len(frames)
+    held = sum(1 for item in items if len(item) == 4)
+    assert held + skipped + flight.frames_evicted + flight.frames_dropped == len(frames)
+    if any(len(item) == 4 or item[0] == "seed" for item in items):
+        assert _replay_window(items) == topic.store.entities
