@@ -346,7 +346,7 @@ class Connection:
 
         From the server's ``authenticated`` frame: the client never decodes a token.
         Over WebSocket it comes with the handshake; over SSE and polling with the
-        first stream request, i.e. once a topic is subscribed.
+        first request (a probe when the connection opens with no topic).
         """
         return self._session.identity
 

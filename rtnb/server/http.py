@@ -124,6 +124,8 @@ def requested_topics(
     runtime: ServerRuntime,
     who: Identity,
     refused: list[str] | None = None,
+    *,
+    allow_none: bool = False,
 ) -> dict[str, TopicLog]:
     """The topics a request names, checked for this identity.
 
@@ -131,9 +133,10 @@ def requested_topics(
     whole request — unless ``refused`` is given: streams collect an ``error``
     frame per refused topic there and go on with the others, exactly as a
     WebSocket ``subscribe`` would (4403 on one topic leaves the rest alone).
+    ``allow_none``: naming no topic is allowed (``/poll`` as a probe).
     """
     names = list(dict.fromkeys(request.query_params.getlist("topic")))
-    if not names:
+    if not names and not allow_none:
         raise refuse(400, "bad_request", "name at least one topic: ?topic=a&topic=b")
     if len(names) > runtime.config.max_subscriptions:
         raise refuse(

@@ -182,7 +182,9 @@ async def poll(request: Request) -> Response:
     try:
         who = identify(request, runtime)
         topic_errors: list[str] = []
-        logs = requested_topics(request, runtime, who, topic_errors)
+        # No topic named: a probe (is the server there, does it take the token?),
+        # answered at once with ``authenticated`` and a heartbeat.
+        logs = requested_topics(request, runtime, who, topic_errors, allow_none=True)
         try:
             wait = float(request.query_params.get("wait", "0"))
         except ValueError:
@@ -226,7 +228,7 @@ async def poll(request: Request) -> Response:
         messages.extend(topic_log.snapshot_texts())
         positions[topic] = snap_token
         fresh = True
-    if not fresh and wait > 0:
+    if not fresh and wait > 0 and logs:
         wait = min(wait, runtime.config.heartbeat_interval)  # a heartbeat is due by then
         await _long_poll(runtime, who, logs, positions, messages, wait)
     elif hold:

@@ -28,17 +28,21 @@ from .base import (
     OnFrame,
     TransportError,
     TransportOptions,
+    network_cause,
     now,
     parse_retry_after,
     retry_hint_in_reason,
 )
 
-__all__ = ["HttpTransportBase", "base_http_url", "failure_for"]
+__all__ = ["PROBE_MAX_BYTES", "HttpTransportBase", "base_http_url", "failure_for"]
 
 TokenLookup = Callable[[str], "str | None"]
 #: topic-level error codes after which a topic is not requested again
 _REFUSALS = TOPIC_REFUSALS
 _json = msgspec.json.Decoder()
+_response = msgspec.json.Decoder(dict[str, Any])
+#: bytes a probe's answer may have (``authenticated`` and a heartbeat: a few hundred)
+PROBE_MAX_BYTES = 64 * 1024
 
 
 def base_http_url(url: str) -> str:
@@ -141,6 +145,60 @@ class HttpTransportBase:
                 trust_env=False,
             )
         return self._client
+
+    # -- requests -------------------------------------------------------------------
+
+    async def _poll(self, wait: float, probe: bool = False) -> bytes:
+        """``GET /poll`` for the current topics and cursor; the body, read up to
+        ``max_poll_response_size`` bytes (:data:`PROBE_MAX_BYTES` for a probe): an
+        endless body must not grow the client."""
+        client = self._client_or_new()
+        limit = PROBE_MAX_BYTES if probe else self._options.max_poll_response_size
+        what = "connection check" if probe else "poll"
+        try:
+            async with client.stream(
+                "GET",
+                "/poll",
+                params=self._params(wait=f"{wait:g}"),
+                headers=self._headers(),
+                timeout=httpx.Timeout(self._options.open_timeout + wait),
+            ) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise failure_for(resp, what)
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        cap = "a probe's answer" if probe else "max_poll_response_size"
+                        raise TransportError(
+                            "unreachable",
+                            f"{what} response over {limit:,} bytes ({cap})",
+                            code=1009,
+                        )
+        except (httpx.HTTPError, OSError) as exc:
+            raise TransportError("unreachable", network_cause(exc, self.base)) from None
+        return bytes(body)
+
+    async def _probe(self) -> None:
+        """Opened with no topic: a ``GET /poll`` naming none proves the server is there
+        and takes the token (or raises why not), so the connection never reports
+        ``subscribed`` on the strength of no request at all. Its ``authenticated``
+        frame (identity, heartbeat interval) is delivered once ``open`` has returned."""
+        body = await self._poll(wait=0.0, probe=True)
+        asyncio.get_running_loop().call_soon(self._deliver_probe, body)
+
+    def _deliver_probe(self, body: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            messages = _response.decode(body)["messages"]
+        except (msgspec.MsgspecError, KeyError, TypeError, RecursionError):
+            self._on_frame(body, now())  # let the pipeline log it as invalid
+            return
+        received = now()
+        for msg in messages if isinstance(messages, list) else ():
+            self._on_frame(encode(msg), received)
 
     # -- frames from the machine ----------------------------------------------------
 

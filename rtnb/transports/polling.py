@@ -16,19 +16,15 @@ SUBSCRIBED honestly: the server *has* accepted the request for those topics.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import httpx
 import msgspec
 
 from ..protocol.codec import encode
 from ..protocol.frames import Subscribed
-from .base import TransportError, network_cause, now
-from .http import HttpTransportBase, failure_for
+from .base import TransportError, now
+from .http import HttpTransportBase, _response
 
 __all__ = ["PollingTransport"]
-
-_response = msgspec.json.Decoder(dict[str, Any])
 
 
 class PollingTransport(HttpTransportBase):
@@ -40,42 +36,14 @@ class PollingTransport(HttpTransportBase):
         self._token = token
         self._unconfirmed = set(self._topics)
         if not self._topics:
-            return  # the first subscription starts polling (see SSETransport.open)
+            await self._probe()  # the first subscription starts polling
+            return
         # The first poll does not wait: it proves auth and topics, and returns
         # the snapshot or replay at once.
         body = await self._poll(wait=0.0)
         # Delivered by the reader task, i.e. after the driver has been told the
         # transport is open (frames before that would be out of place).
         self._reader = asyncio.get_running_loop().create_task(self._loop(first=body))
-
-    async def _poll(self, wait: float) -> bytes:
-        client = self._client_or_new()
-        limit = self._options.max_poll_response_size
-        try:
-            async with client.stream(
-                "GET",
-                "/poll",
-                params=self._params(wait=f"{wait:g}"),
-                headers=self._headers(),
-                timeout=httpx.Timeout(self._options.open_timeout + wait),
-            ) as resp:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    raise failure_for(resp, "poll")
-                # Read at most ``limit`` bytes: a server answering with an
-                # endless body must not grow the client without bound.
-                body = bytearray()
-                async for chunk in resp.aiter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise TransportError(
-                            "unreachable",
-                            f"poll response over {limit:,} bytes (max_poll_response_size)",
-                            code=1009,
-                        )
-        except (httpx.HTTPError, OSError) as exc:
-            raise TransportError("unreachable", network_cause(exc, self.base)) from None
-        return bytes(body)
 
     def _deliver(self, body: bytes) -> None:
         try:

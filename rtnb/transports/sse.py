@@ -29,8 +29,9 @@ class SSETransport(HttpTransportBase):
     async def open(self, token: str) -> None:
         self._token = token
         if not self._topics:
-            # Nothing to stream yet: the first subscription opens the stream
-            # (and is where the server first judges the token).
+            # Nothing to stream yet: the first subscription opens the stream; a
+            # probe proves meanwhile that the server is there and takes the token.
+            await self._probe()
             return
         response = await self._connect()
         self._reader = asyncio.get_running_loop().create_task(self._read(response))

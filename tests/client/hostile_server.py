@@ -26,6 +26,10 @@ own buffers. Behaviours, all on topic ``things``:
     (SSE) a message nested 100,000 deep, then a good event; the stream stays open.
 ``poll-endless``
     (polling) a response body that never ends.
+``probe-endless``
+    (SSE or polling) even the probe (a poll naming no topic, sent when the client
+    opens with nothing subscribed) gets a body that never ends. Other behaviours
+    answer the probe as the reference server does.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -174,7 +178,15 @@ async def sse_endpoint(request: Request) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def poll_endpoint(request: Request) -> StreamingResponse:
+async def poll_endpoint(request: Request) -> Response:
+    if not request.query_params.getlist("topic") and BEHAVIOUR != "probe-endless":
+        # the client's probe (a poll naming no topic): answered as a server would
+        return Response(
+            '{"messages":[{"op":"authenticated","tenant":"t","user":"u","role":"viewer",'
+            '"expiresAt":4102444800}],"cursor":""}',
+            media_type="application/json",
+        )
+
     async def body() -> AsyncIterator[bytes]:
         yield b'{"messages": [' + subscribed().encode()
         async for chunk in endless(request, (b", " + snapshot(0, [("a", 0)]).encode()) * 64):

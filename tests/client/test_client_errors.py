@@ -45,14 +45,15 @@ def test_a_wrong_port_says_connection_refused_with_the_address() -> None:
 
 @pytest.mark.parametrize("transport", ["sse", "polling"])
 def test_a_wrong_port_on_http_transports_shows_the_cause_in_the_state(transport: str) -> None:
-    # (With no topic, sse/polling send no request: the first subscription is the first contact.)
+    # No topic subscribed: the transport's probe request is the first contact, so the
+    # connection never says "subscribed" without having reached a server.
     port = _closed_port()
     conn = rtnb.connect(
         f"http://127.0.0.1:{port}", token="a.b.c", transport=transport, shared=False
     )
     try:
-        conn.subscribe("incidents")
         wait_until(lambda: conn.status is rtnb.Status.RECONNECTING, 10)
+        assert not conn.log.states["status"].eq("subscribed").any()
         text = str(conn.state)
         assert f"connection refused at 127.0.0.1:{port}" in text, text
         assert len(re.findall(r"(?:retry|attempt) \d+ in [\d.]+ s", text)) == 1, text
@@ -87,7 +88,7 @@ def _closed_reason(srv: ServerHandle, token: str, transport: str) -> str:
     conn = rtnb.connect(srv.url, token=token, transport=transport, shared=False)
     try:
         with contextlib.suppress(rtnb.ConnectionClosed):  # the websocket may be refused first
-            conn.subscribe("incidents")  # sse/polling: the first request goes with a topic
+            conn.subscribe("incidents")  # may be refused already by the probe
         wait_until(lambda: conn.status is rtnb.Status.CLOSED, 15)
         with pytest.raises(rtnb.ConnectionClosed) as info:
             conn.wait_for("subscribed", 1)
@@ -119,3 +120,24 @@ def test_refused_tokens_say_why_garbage_wrong_secret_or_expired(
     assert "token rejected" in reason and "expired at " in reason and " UTC" in reason, reason
     for token in ("not-a-jwt", foreign, expiring):
         assert token not in reason
+
+
+@pytest.mark.parametrize("transport", ["sse", "polling"])
+def test_http_transports_judge_the_token_before_any_subscription(
+    srv: ServerHandle, transport: str
+) -> None:
+    conn = rtnb.connect(srv.url, token="not-a-jwt", transport=transport, shared=False)
+    try:
+        wait_until(lambda: conn.status is rtnb.Status.CLOSED, 10)
+        assert "token rejected" in conn.state.reason and "malformed" in conn.state.reason
+        assert not conn.log.states["status"].eq("subscribed").any()
+    finally:
+        conn.close()
+    token = srv.issue_token(tenant="acme", user="ana", role="operator")
+    with rtnb.connect(srv.url, token=token, transport=transport, shared=False) as good:
+        good.wait_for(rtnb.Status.SUBSCRIBED, timeout=10)
+        # the probe's answer confirmed who we are, with no topic subscribed yet
+        wait_until(lambda: good.identity is not None, 5)
+        assert good.identity is not None
+        assert (good.identity.tenant, good.identity.user) == ("acme", "ana")
+        assert good.identity.role == "operator"

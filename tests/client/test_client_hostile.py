@@ -64,7 +64,9 @@ def hostile(behaviour: str) -> Iterator[str]:
 class Watch:
     """Connect under tracemalloc; probe responsiveness and memory while waiting."""
 
-    def __init__(self, url: str, transport: str, limits: rtnb.Limits) -> None:
+    def __init__(
+        self, url: str, transport: str, limits: rtnb.Limits, subscribe: bool = True
+    ) -> None:
         self.reasons: list[str] = []
         self.slowest = 0.0
         tracemalloc.start()
@@ -81,7 +83,8 @@ class Watch:
         # what the client holds before the attack starts (the subscription starts it)
         self.base = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
-        self.topic = self.conn.subscribe("things")
+        if subscribe:
+            self.topic = self.conn.subscribe("things")
 
     def probe(self) -> None:
         """A call on the runtime thread answers within RESPONSIVE_S (raises if not)."""
@@ -112,12 +115,14 @@ class Watch:
 
 
 @contextlib.contextmanager
-def watch(behaviour: str, transport: str = "websocket", **limits: int) -> Iterator[Watch]:
+def watch(
+    behaviour: str, transport: str = "websocket", subscribe: bool = True, **limits: int
+) -> Iterator[Watch]:
     # The always-on flight recorder is a buffer too: cap it at 1 MiB here, so every
     # memory bound below covers it (its default, 32 MiB, would dwarf what is measured).
     limits.setdefault("flight_bytes", MiB)
     with hostile(behaviour) as url:
-        w = Watch(url, transport, rtnb.Limits(**limits))
+        w = Watch(url, transport, rtnb.Limits(**limits), subscribe)
         try:
             yield w
         finally:
@@ -213,6 +218,17 @@ def test_an_sse_stream_that_never_ends_an_event_is_capped_and_reset(behaviour: s
         what = "event" if behaviour == "sse-no-blank" else "line"
         assert any(f"SSE {what} over 262,144 characters" in r for r in w.reasons)
         assert w.topic.status != "live"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["sse", "polling"])
+def test_an_endless_answer_to_the_probe_is_capped_small(transport: str) -> None:
+    with watch("probe-endless", transport, subscribe=False) as w:
+        w.until(lambda: sum("1009" in r for r in w.reasons) >= 5)
+        assert any("connection check response over 65,536 bytes" in r for r in w.reasons)
+        assert w.growth < 4 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.conn.status is not rtnb.Status.SUBSCRIBED
+        assert not w.conn.log.states["status"].eq("subscribed").any()
 
 
 @pytest.mark.slow
