@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import inspect
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, cast
 
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
@@ -172,48 +173,40 @@ def connect(
     return conn
 
 
-async def connect_async(
-    url: str | Sequence[str],
-    *,
-    token: str | TokenProvider,
-    transport: str = "auto",
-    backoff: Backoff | None = None,
-    heartbeat_interval: float | None = None,
-    on_degraded: OnDegraded = "queue",
-    log: EnvelopeLog | None = None,
-    timeout: float | None = None,
-    shared: bool = True,
-    limits: Limits | None = None,
-) -> Connection:
-    """The awaitable form of :func:`connect` (same arguments, same errors); with
-    ``timeout`` it awaits SUBSCRIBED without blocking the caller's event loop.
+_P = ParamSpec("_P")
 
-    ``async with await rtnb.connect_async(url, token=t) as conn:`` closes it at the end.
-    """
-    conn = await asyncio.to_thread(
-        connect,
-        url,
-        token=token,
-        transport=transport,
-        backoff=backoff,
-        heartbeat_interval=heartbeat_interval,
-        on_degraded=on_degraded,
-        log=log,
-        shared=shared,
-        limits=limits,
+
+def _awaitable(
+    sync: Callable[_P, Connection],
+) -> Callable[_P, Coroutine[Any, Any, Connection]]:
+    """``connect_async``: ``sync``'s parameters (for type checkers and ``help``), run in a
+    worker thread, except ``timeout``, which awaits SUBSCRIBED on the caller's loop."""
+
+    async def connect_async(*args: _P.args, **kwargs: _P.kwargs) -> Connection:
+        timeout = cast("float | None", kwargs.pop("timeout", None))
+        conn = await asyncio.to_thread(sync, *args, **kwargs)
+        if timeout is not None:
+            await conn.wait_for_async(Status.SUBSCRIBED, timeout)
+        return conn
+
+    connect_async.__wrapped__ = sync  # type: ignore[attr-defined]  # inspect.signature
+    connect_async.__qualname__ = "connect_async"
+    doc = sync.__doc__ or ""  # None under python -OO
+    connect_async.__doc__ = (
+        "The awaitable form of :func:`connect` (same arguments, same errors); with\n"
+        "    ``timeout`` it awaits SUBSCRIBED without blocking the caller's event loop.\n\n"
+        "    ``async with await rtnb.connect_async(url, token=t) as conn:`` closes it at the end.\n"
+        + (doc[doc.index("\n    Args:") :] if "\n    Args:" in doc else "")
     )
-    if timeout is not None:
-        await conn.wait_for_async(Status.SUBSCRIBED, timeout)
-    return conn
+    return connect_async
 
 
+connect_async = _awaitable(connect)
+
+# Options a shared connection must agree on; their defaults are connect()'s.
 _OPTION_DEFAULTS: Final[dict[str, Any]] = {
-    "transport": "auto",
-    "backoff": None,
-    "heartbeat_interval": None,
-    "on_degraded": "queue",
-    "log": None,
-    "limits": None,
+    name: inspect.signature(connect).parameters[name].default
+    for name in ("transport", "backoff", "heartbeat_interval", "on_degraded", "log", "limits")
 }
 
 

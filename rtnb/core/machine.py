@@ -22,33 +22,27 @@ Driver contract, in short:
   ``.subscriptions`` in the opening request and map HTTP statuses to
   ``transport_failed(code=...)``: 401, 403, 429/503 (+ ``Retry-After``).
 
-Decisions (and why):
+Decisions (and why). The bookkeeping lives in small modules beside this one:
+:mod:`~rtnb.core.liveness` (heartbeat deadline, pings), :mod:`~rtnb.core.reconnect`
+(classifying a loss, backoff and server retry hints), :mod:`~rtnb.core.topics`
+(topic phases, replay tokens) and :mod:`~rtnb.core.tokens` (refresh timing).
+This module is the transitions: which input does what, in which state.
 
-* Liveness: the heartbeat deadline (``missed_heartbeats × interval`` plus a
-  small grace, :func:`~rtnb.core.machine_table.liveness_deadline`) runs from
-  the last frame of *any* kind. ``interval`` is the one the server announced
-  in ``Authenticated.heartbeat_interval`` on this connection (every transport
-  carries one: sse and polling send it as their first frame); until then, or
-  from a server that does not announce it, ``config.heartbeat_interval``. It
-  is learned per connection: each new transport starts from the config again. The timer is armed
-  once and re-armed lazily when it fires early, so a stream of 250k events/s
-  costs one float store per frame, not a timer action.
-* Attempts and delays: one :class:`rtnb.core.backoff.BackoffSchedule` per
-  machine (``backoff.schedule(rng)``) counts the retries and draws every
-  delay — the same object ``bench/reconnect_storm.py`` measures. The count
-  resets at a loss, and only if the connection had been SUBSCRIBED for
-  ``backoff.reset_after`` seconds up to its last frame (time spent silent
-  before a heartbeat timeout does not count as healthy).
-* A server retry hint (4429, 429/503 + ``Retry-After``) is a *minimum*:
-  ``delay = hint + uniform(0, HINT_JITTER·hint)`` with the hint clamped to
-  ``backoff.max_retry_hint`` (:meth:`~rtnb.core.backoff.BackoffSchedule.next_delay`).
+* Liveness: the heartbeat deadline runs from the last frame of *any* kind,
+  with the interval the server announced on this connection, else
+  ``config.heartbeat_interval``. The timer is armed once and re-armed lazily
+  when it fires early, so a stream of 250k events/s costs one float store per
+  frame, not a timer action.
+* Attempts and delays: one backoff schedule per machine counts the retries and
+  draws every delay; the count resets at a loss only after a healthy stretch.
+  A server retry hint (4429, 429/503 + ``Retry-After``) is a *minimum*.
 * Tokens: on 4401/401 (or an ``unauthenticated``/``token_expired`` error frame)
   the machine asks for one fresh token and reconnects at once with it; if that
   fresh token is refused too it closes, instead of storming the server. It
   never connects with a token the server already refused: a failing provider
   is asked again after a backoff delay. Refresh runs at
   ``expires_at - max(refresh_margin, refresh_fraction × lifetime)``, never
-  sooner than ``refresh_retry`` from now (a skewed clock cannot cause a loop).
+  sooner than ``refresh_retry`` from now (:func:`~rtnb.core.tokens.refresh_at`).
 * Transports: a ``rejected`` transport falls back at once to the next in the
   order (not counted as a retry); once every transport was rejected in a row,
   back off. The machine stays on the transport that last worked.
@@ -63,11 +57,9 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import Final
 
-import msgspec
-
-from ..protocol.errors import AUTH_ERRORS, ErrorCode, LocalProtocolError
+from ..protocol.errors import AUTH_ERRORS, LocalProtocolError
 from ..protocol.frames import (
     Authenticate,
     Authenticated,
@@ -81,11 +73,9 @@ from ..protocol.frames import (
     Snapshot,
     Subscribe,
     Subscribed,
-    TopicName,
     Unsubscribe,
 )
-from ..protocol.retry import retry_hint_in_reason
-from .backoff import BackoffSchedule
+from .liveness import Liveness
 from .machine_table import (
     AUTOMATIC,
     CLOSE_GOING_AWAY,
@@ -117,9 +107,11 @@ from .machine_table import (
     TopicPhase,
     TopicStatusChanged,
     TransportKind,
-    liveness_deadline,
 )
+from .reconnect import FAILURE_CODES, BackoffLike, RetryClock, classify_drop, retry_hint
 from .status import Status
+from .tokens import check_token, refresh_at
+from .topics import TopicBook, check_topic
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -153,32 +145,10 @@ __all__ = [
     "TransportKind",
 ]
 
-# Close codes (WebSocket, DESIGN §3) and their HTTP twins, by meaning.
-_AUTH_CODES: Final = frozenset({4401, 401})
-_FORBIDDEN_CODES: Final = frozenset({4403, 403})
-_FAILURE_CODES: Final[dict[str, int | None]] = {
-    "unreachable": None,
-    "rejected": None,
-    "unauthorized": 401,
-    "forbidden": 403,
-}
 # Error codes (no topic) that mean "this token is no good": handled like 4401.
 _AUTH_ERRORS: Final = AUTH_ERRORS
-# Topic-level error codes after which the topic is not resubscribed on reconnect.
-_REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
-_MAX_OUTSTANDING_PINGS: Final = 8
 _MAX_PEER_TEXT: Final = 80  # server-provided close reasons are truncated in our reasons
 _MAX_CAUSE: Final = 160  # a transport's or the server's account of a failure, likewise
-
-
-class BackoffLike(Protocol):
-    """What the machine needs of :class:`rtnb.core.backoff.Backoff`: its hint clamp and
-    a fresh :class:`~rtnb.core.backoff.BackoffSchedule` (which counts and draws)."""
-
-    @property
-    def max_retry_hint(self) -> float: ...
-
-    def schedule(self, rng: random.Random) -> BackoffSchedule: ...
 
 
 _FRAME_INPUTS: Final[dict[type, Input]] = {
@@ -231,14 +201,12 @@ class ConnectionMachine:
         rng: random.Random | None = None,
         replay_tokens: Callable[[str], str | None] | None = None,
     ) -> None:
-        self._config = config if config is not None else MachineConfig()
-        self._backoff = backoff
+        self._config = cfg = config if config is not None else MachineConfig()
         self._rng = rng if rng is not None else random.Random()
-        self._replay_tokens = replay_tokens
-        self._schedule = backoff.schedule(self._rng)
-        self._token_delay: float | None = None  # drawn at a token loss, for a failed refresh
+        self._retry = RetryClock(backoff, self._rng)
+        self._liveness = Liveness(cfg.heartbeat_interval, cfg.missed_heartbeats)
+        self._topics = TopicBook(replay_tokens)
         self._status = Status.IDLE
-        self._next_retry_at: float | None = None
         self._token: str | None = None
         self._token_fresh = False  # obtained after a rejection: if refused too, give up
         self._awaiting_token = False  # a rejection asked for a token; don't connect without it
@@ -248,13 +216,7 @@ class ConnectionMachine:
         self._transport_open = False
         self._requested: frozenset[str] = frozenset()  # topics carried by the opening request
         self._timers: dict[Timer, float] = {}
-        self._topics: dict[str, TopicPhase] = {}
-        self._replay: dict[str, str] = {}
-        self._last_seen = 0.0
-        self._server_interval: float | None = None  # announced on this connection
         self._refresh_for: float | None = None  # the expiry the refresh timer was armed for
-        self._pings: dict[str, float] = {}
-        self._ping_seq = 0
         self._loss: tuple[str, float | None] = (
             "",
             None,
@@ -265,7 +227,7 @@ class ConnectionMachine:
         token = "<redacted>" if self._token is not None else None
         return (
             f"<ConnectionMachine {self._status.value} via {self._transport}, "
-            f"attempt={self._schedule.attempt}, topics={len(self._topics)}, token={token}>"
+            f"attempt={self._retry.attempt}, topics={len(self._topics)}, token={token}>"
         )
 
     # -- read-only views ---------------------------------------------------
@@ -281,11 +243,11 @@ class ConnectionMachine:
     @property
     def attempt(self) -> int:
         """Retries since the count was last reset (it resets at a loss after a healthy stretch)."""
-        return self._schedule.attempt
+        return self._retry.attempt
 
     @property
     def next_retry_at(self) -> float | None:
-        return self._next_retry_at if self._status is Status.RECONNECTING else None
+        return self._retry.next_retry_at if self._status is Status.RECONNECTING else None
 
     @property
     def transport(self) -> TransportKind:
@@ -305,19 +267,17 @@ class ConnectionMachine:
     @property
     def heartbeat_interval(self) -> float:
         """The server's heartbeat interval: announced on this connection, else the config's."""
-        if self._server_interval is not None:
-            return self._server_interval
-        return self._config.heartbeat_interval
+        return self._liveness.interval
 
     @property
     def heartbeat_interval_announced(self) -> bool:
         """Whether the server announced its interval on the current connection."""
-        return self._server_interval is not None
+        return self._liveness.announced
 
     @property
     def heartbeat_deadline(self) -> float:
         """Seconds without any frame after which this connection is declared dead."""
-        return liveness_deadline(self.heartbeat_interval, self._config.missed_heartbeats)
+        return self._liveness.deadline
 
     @property
     def timers(self) -> Mapping[Timer, float]:
@@ -325,12 +285,12 @@ class ConnectionMachine:
 
     @property
     def topics(self) -> Mapping[str, TopicPhase]:
-        return MappingProxyType(self._topics)
+        return self._topics.view
 
     def set_topic_token(self, topic: str, token: str) -> None:
         """Record ``topic``'s last applied replay token (data, legal in any state)."""
         if topic in self._topics:
-            self._replay[topic] = token
+            self._topics.note_replay(topic, token)
 
     def note_alive(self, now: float) -> None:
         """A data frame arrived (event, snapshot): liveness only, no actions.
@@ -339,14 +299,14 @@ class ConnectionMachine:
         has no decision to make about; ignored when no transport is open.
         """
         if self._transport_open:
-            self._last_seen = now
+            self._liveness.last_seen = now
 
     # -- inputs ----------------------------------------------------------------
 
     def start(self, now: float, token: str) -> list[MachineAction]:
         """Begin connecting with ``token`` (IDLE only)."""
         step = self._begin(Input.START, now)
-        self._token = _check_token(token)
+        self._token = check_token(token)
         self._open(step, f"connecting over {self._transport}")
         return self._finish(step)
 
@@ -355,7 +315,7 @@ class ConnectionMachine:
         if self._transport_open:
             raise self._illegal(step, "the transport is already open")
         self._transport_open = True
-        self._last_seen = now
+        self._liveness.last_seen = now
         if self._transport == "websocket":
             assert self._token is not None
             step.out.append(SendFrame(Authenticate(token=self._token)))
@@ -381,14 +341,14 @@ class ConnectionMachine:
         ``retry_after``: the ``Retry-After`` header, if any (else read from ``reason``).
         """
         step = self._begin(Input.TRANSPORT_FAILED, now)
-        if kind not in _FAILURE_CODES:
-            raise self._illegal(step, f"kind must be one of {sorted(_FAILURE_CODES)}, got {kind!r}")
+        if kind not in FAILURE_CODES:
+            raise self._illegal(step, f"kind must be one of {sorted(FAILURE_CODES)}, got {kind!r}")
         if self._transport_open:
             raise self._illegal(step, "the transport had opened; report transport_closed")
         if kind == "rejected":
             self._fall_back(step, code)
         else:
-            code = _FAILURE_CODES[kind] if code is None else code
+            code = FAILURE_CODES[kind] if code is None else code
             what = (
                 f"{self._transport} unreachable"
                 if code is None
@@ -397,7 +357,7 @@ class ConnectionMachine:
             if reason:  # the concrete cause: "connection refused at 127.0.0.1:8799", ...
                 what += f": {reason[:_MAX_CAUSE]}"
             self._dropped(
-                step, what, code, _retry_hint(retry_after, reason), detail=reason[:_MAX_CAUSE]
+                step, what, code, retry_hint(retry_after, reason), detail=reason[:_MAX_CAUSE]
             )
         return self._finish(step)
 
@@ -424,7 +384,7 @@ class ConnectionMachine:
             step,
             f"transport closed ({detail})",
             code,
-            _retry_hint(retry_after, reason),
+            retry_hint(retry_after, reason),
             detail=reason[:_MAX_PEER_TEXT],
         )
         return self._finish(step)
@@ -440,30 +400,29 @@ class ConnectionMachine:
         step = self._begin(inp, now)
         if not self._transport_open:
             raise self._illegal(step, "no transport is open")
-        self._last_seen = now
+        live = self._liveness
+        live.last_seen = now
         if isinstance(frame, Authenticated):
             if frame.heartbeat_interval is not None:
-                self._server_interval = frame.heartbeat_interval
+                live.announce(frame.heartbeat_interval)
             if self._status is Status.CONNECTING:
                 self._authenticated(step, f"authenticated (role {frame.role})", frame.expires_at)
             else:  # an in-band refresh answered, or sse/polling announcing themselves
                 if frame.expires_at != self._refresh_for:
                     self._arm_refresh(step, frame.expires_at)
                 if frame.heartbeat_interval is not None:
-                    self._arm(step, Timer.HEARTBEAT, self._last_seen + self.heartbeat_deadline)
+                    self._arm(step, Timer.HEARTBEAT, live.expires_at)
         elif isinstance(frame, Subscribed):
-            if self._status in _LIVE and self._topics.get(frame.topic) is TopicPhase.PENDING:
-                self._topics[frame.topic] = TopicPhase.SUBSCRIBED
+            if self._status in _LIVE and self._topics.confirm(frame.topic):
                 step.out.append(
                     TopicStatusChanged(frame.topic, "subscribed", f"replay {frame.replay}")
                 )
         elif isinstance(frame, Heartbeat):
             step.out.append(RecordRtt(now, None, (now - frame.server_time) * 1000.0))
         elif isinstance(frame, Pong):
-            sent = self._pings.pop(frame.id, None)
-            if sent is not None:
-                lag = (now - frame.server_time) * 1000.0
-                step.out.append(RecordRtt(now, (now - sent) * 1000.0, lag))
+            rtt_ms = live.pong(frame.id, now)
+            if rtt_ms is not None:
+                step.out.append(RecordRtt(now, rtt_ms, (now - frame.server_time) * 1000.0))
         elif isinstance(frame, Error):
             self._error(step, frame)
         return self._finish(step)
@@ -482,60 +441,51 @@ class ConnectionMachine:
             what = "no connection" if self._status is Status.CONNECTING else "not subscribed"
             self._lost(step, f"{what} within {cfg.connect_timeout:.1f} s", None, close=True)
         elif timer is Timer.HEARTBEAT:
-            deadline = self._last_seen + self.heartbeat_deadline
+            live = self._liveness
+            deadline = live.expires_at
             if now < deadline:  # a frame came since the timer was armed: lazy re-arm
                 self._arm(step, Timer.HEARTBEAT, deadline)
             else:
                 self._lost(
                     step,
-                    f"no heartbeat for {now - self._last_seen:.1f} s (the server sends one "
-                    f"every {self.heartbeat_interval:g} s)",
+                    f"no heartbeat for {now - live.last_seen:.1f} s (the server sends one "
+                    f"every {live.interval:g} s)",
                     None,
                     close=True,
                 )
         elif timer is Timer.PING:
-            self._ping_seq += 1
-            ping_id = f"p{self._ping_seq}"
-            self._pings[ping_id] = now
-            if len(self._pings) > _MAX_OUTSTANDING_PINGS:  # unanswered pings: forget the oldest
-                del self._pings[next(iter(self._pings))]
-            step.out.append(SendFrame(Ping(id=ping_id)))
+            step.out.append(SendFrame(Ping(id=self._liveness.ping(now))))
             assert cfg.ping_interval is not None
             self._arm(step, Timer.PING, now + cfg.ping_interval)
         elif timer is Timer.REFRESH:
             step.out.append(RequestToken("token expires soon: scheduled refresh"))
         elif self._awaiting_token:  # RECONNECT, but the token we hold was refused
-            self._next_retry_at = None
+            self._retry.next_retry_at = None
             self._go(step, Status.RECONNECTING, "asking for a fresh token again")
             step.out.append(RequestToken("the server refused the current token"))
         else:
-            self._open(
-                step, f"reconnecting over {self._transport} (attempt {self._schedule.attempt})"
-            )
+            self._open(step, f"reconnecting over {self._transport} (attempt {self._retry.attempt})")
         return self._finish(step)
 
     def subscribe(
         self, now: float, topic: str, replay_from: str | None = None
     ) -> list[MachineAction]:
         """Want ``topic`` (idempotent). Sent now if authenticated, else on the next connection."""
-        _check_topic(topic)
+        check_topic(topic)
         step = self._begin(Input.SUBSCRIBE, now)
-        if replay_from is not None:
-            self._replay[topic] = replay_from
-        if self._topics.get(topic) in (TopicPhase.PENDING, TopicPhase.SUBSCRIBED):
+        self._topics.note_replay(topic, replay_from)
+        if not self._topics.want(topic):
             return self._finish(step)
-        self._topics[topic] = TopicPhase.PENDING
         step.out.append(TopicStatusChanged(topic, "pending", "subscribe requested"))
         if self._status in _LIVE:
-            step.out.append(SendFrame(self._subscribe_frame(topic)))
+            step.out.append(SendFrame(self._topics.subscribe_frame(topic)))
         return self._finish(step)
 
     def unsubscribe(self, now: float, topic: str) -> list[MachineAction]:
         step = self._begin(Input.UNSUBSCRIBE, now)
         if topic not in self._topics:
             raise self._illegal(step, f"topic {topic!r} is not subscribed")
-        del self._topics[topic]
-        self._replay.pop(topic, None)
+        self._topics.drop(topic)
         if self._status in _LIVE:
             step.out.append(SendFrame(Unsubscribe(topic=topic)))
         step.out.append(TopicStatusChanged(topic, "unsubscribed", "unsubscribe requested"))
@@ -550,8 +500,7 @@ class ConnectionMachine:
         state = self._topics.get(topic)
         if state is None or state is TopicPhase.REFUSED:
             raise self._illegal(step, f"topic {topic!r} is not subscribed")
-        if replay_from is not None:
-            self._replay[topic] = replay_from
+        self._topics.note_replay(topic, replay_from)
         if self._status in _LIVE:
             step.out.append(SendFrame(Subscribe(topic=topic, replay_from=replay_from)))
         return self._finish(step)
@@ -561,10 +510,10 @@ class ConnectionMachine:
     ) -> list[MachineAction]:
         """A new token from the provider (``expires_at``: unix seconds, if known)."""
         step = self._begin(Input.TOKEN_REFRESHED, now)
-        self._token = _check_token(token)
+        self._token = check_token(token)
         if self._status is Status.RECONNECTING and self._awaiting_token:
             self._awaiting_token = False
-            self._token_delay = None
+            self._retry.token_arrived()
             self._token_fresh = True
             self._open(step, f"fresh token received; connecting over {self._transport}")
         elif self._status in _LIVE:
@@ -578,10 +527,7 @@ class ConnectionMachine:
         step = self._begin(Input.TOKEN_REFRESH_FAILED, now)
         if self._status is Status.RECONNECTING and self._awaiting_token:
             # The loss's own delay first; each later failure is one more attempt.
-            delay, self._token_delay = self._token_delay, None
-            if delay is None:
-                delay = self._schedule.next_delay()
-            self._next_retry_at = now + delay
+            delay = self._retry.token_failed(now)
             self._go(
                 step,
                 Status.RECONNECTING,
@@ -628,8 +574,8 @@ class ConnectionMachine:
                 previous,
                 status,
                 reason,
-                self._schedule.attempt,
-                self._next_retry_at if status is Status.RECONNECTING else None,
+                self._retry.attempt,
+                self._retry.next_retry_at if status is Status.RECONNECTING else None,
                 step.now,
                 self._transport,
                 "automatic" if automatic else step.inp.value,
@@ -640,17 +586,14 @@ class ConnectionMachine:
             del self._timers[timer]
             step.out.append(CancelTimer(timer))
         if status is Status.SUBSCRIBED:
-            self._schedule.mark_healthy(step.now)
+            self._retry.mark_healthy(step.now)
 
     def _finish(self, step: _Step) -> list[MachineAction]:
         while True:  # state-triggered moves (machine_table.AUTOMATIC)
             if self._status is Status.DEGRADED:
                 cause, hint = self._loss
                 self._schedule_retry(step, cause, hint, automatic=True)
-            elif (
-                self._status is Status.AUTHENTICATED
-                and TopicPhase.PENDING not in self._topics.values()
-            ):
+            elif self._status is Status.AUTHENTICATED and not self._topics.any_pending:
                 n = len(self._topics)
                 reason = (
                     f"subscribed to {n} topic{'s' * (n != 1)}" if n else "authenticated; no topics"
@@ -664,9 +607,8 @@ class ConnectionMachine:
 
     def _open(self, step: _Step, reason: str) -> None:
         self._transport_open = False
-        self._next_retry_at = None
-        self._pings.clear()
-        self._server_interval = None  # learned again from this connection's server
+        self._retry.next_retry_at = None
+        self._liveness.new_connection()  # the interval is learned again from this server
         self._refresh_for = None
         self._go(step, Status.CONNECTING, reason)
         assert self._token is not None
@@ -674,9 +616,9 @@ class ConnectionMachine:
             self._requested = frozenset()
             step.out.append(OpenTransport(self._transport))
         else:
-            wanted = [t for t, s in self._topics.items() if s is TopicPhase.PENDING]
+            wanted = self._topics.pending()
             self._requested = frozenset(wanted)
-            subs = tuple(self._subscribe_frame(t) for t in wanted)
+            subs = self._topics.subscribe_frames(wanted)
             step.out.append(OpenTransport(self._transport, Authenticate(token=self._token), subs))
         self._arm(step, Timer.CONNECT, step.now + self._config.connect_timeout)
 
@@ -691,19 +633,17 @@ class ConnectionMachine:
             self._arm(step, Timer.PING, step.now + cfg.ping_interval)
         if expires_at is not None:
             self._arm_refresh(step, expires_at)
-        for topic, state in self._topics.items():
-            if state is TopicPhase.PENDING and topic not in self._requested:
-                step.out.append(SendFrame(self._subscribe_frame(topic)))
+        for topic in self._topics.pending():
+            if topic not in self._requested:
+                step.out.append(SendFrame(self._topics.subscribe_frame(topic)))
         self._requested = frozenset()
 
     def _error(self, step: _Step, err: Error) -> None:
         if err.topic is not None:  # about one topic only: the others are left alone
-            state = self._topics.get(err.topic)
-            if state is None:
-                return
-            if state is TopicPhase.PENDING or err.code in _REFUSALS:
-                self._topics[err.topic] = TopicPhase.REFUSED  # answered: no longer pending
-            step.out.append(TopicStatusChanged(err.topic, err.code, err.message[:_MAX_PEER_TEXT]))
+            if self._topics.error(err.topic, err.code):
+                step.out.append(
+                    TopicStatusChanged(err.topic, err.code, err.message[:_MAX_PEER_TEXT])
+                )
         elif err.code in _AUTH_ERRORS:
             step.out.append(CloseTransport(CLOSE_GOING_AWAY, "token refused"))
             self._rejected_token(step, f"token rejected ({err.code}): {err.message[:_MAX_CAUSE]}")
@@ -721,14 +661,16 @@ class ConnectionMachine:
         detail: str = "",
     ) -> None:
         """The transport is gone (failed to open or closed): classify by code."""
-        if code in _AUTH_CODES:
+        drop = classify_drop(code, retry_after)
+        if drop == "token":
             self._rejected_token(
                 step, f"token rejected ({code})" + (f": {detail}" if detail else "")
             )
-        elif code in _FORBIDDEN_CODES:
+        elif drop == "forbidden":
             self._give_up(step, f"forbidden ({code})", None)
-        elif retry_after is not None and retry_after >= 0:
-            hint = min(retry_after, self._backoff.max_retry_hint)
+        elif drop == "hint":
+            assert retry_after is not None
+            hint = self._retry.clamp(retry_after)
             self._lost(step, f"server asked to retry in {hint:.1f} s ({code})", hint, close=False)
         else:
             self._lost(step, what, None, close=False)
@@ -749,10 +691,8 @@ class ConnectionMachine:
         if close:
             step.out.append(CloseTransport(CLOSE_GOING_AWAY, cause))
         self._transport_open = False
-        self._pings.clear()
-        # Reset the attempt count only after a healthy stretch (websockets resets
-        # on mere open, so a server that accepts and drops at once is hammered).
-        self._schedule.on_disconnect(self._last_seen)
+        self._liveness.forget_pings()
+        self._retry.on_disconnect(self._liveness.last_seen)  # resets after a healthy stretch
         self._unconfirm_topics(step, "pending", cause)
         if self._status in _LIVE:
             self._loss = (cause, hint)
@@ -765,8 +705,7 @@ class ConnectionMachine:
     ) -> None:
         if self._awaiting_token:
             # The attempt counts; its delay is used only if the provider fails.
-            self._token_delay = self._schedule.next_delay()
-            self._next_retry_at = None
+            self._retry.hold_for_token()
             self._go(
                 step,
                 Status.RECONNECTING,
@@ -775,14 +714,11 @@ class ConnectionMachine:
             )
             step.out.append(RequestToken(cause))
             return
-        # The hint is the minimum; waiting hint + a little jitter (not
-        # max(draw, hint)) is what lets the server's hints spread a storm
-        # over its admission rate (bench/reconnect_storm.py).
-        delay = self._schedule.next_delay(retry_hint=hint)
-        self._next_retry_at = step.now + delay
-        reason = f"{cause}; retry {self._schedule.attempt} in {delay:.1f} s"
+        # The hint is the minimum (see rtnb.core.reconnect).
+        delay = self._retry.schedule(step.now, hint)
+        reason = f"{cause}; retry {self._retry.attempt} in {delay:.1f} s"
         self._go(step, Status.RECONNECTING, reason, automatic=automatic)
-        self._arm(step, Timer.RECONNECT, self._next_retry_at)
+        self._arm(step, Timer.RECONNECT, step.now + delay)
 
     def _fall_back(self, step: _Step, code: int | None) -> None:
         order = self._config.order
@@ -802,16 +738,14 @@ class ConnectionMachine:
         if close_code is not None and self._status in _CONNECTED:
             step.out.append(CloseTransport(close_code, reason))
         self._transport_open = False
-        self._next_retry_at = None
+        self._retry.next_retry_at = None
         self._unconfirm_topics(step, "closed", reason)
         self._go(step, Status.CLOSED, reason)
 
     def _unconfirm_topics(self, step: _Step, status: str, reason: str) -> None:
         # A confirmation holds for one connection only; the topic stays wanted.
-        for topic, state in self._topics.items():
-            if state is TopicPhase.SUBSCRIBED:
-                self._topics[topic] = TopicPhase.PENDING
-                step.out.append(TopicStatusChanged(topic, status, reason))
+        for topic in self._topics.unconfirm():
+            step.out.append(TopicStatusChanged(topic, status, reason))
 
     # -- helpers -------------------------------------------------------------
 
@@ -821,35 +755,5 @@ class ConnectionMachine:
         step.out.append(StartTimer(timer, at))
 
     def _arm_refresh(self, step: _Step, expires_at: float) -> None:
-        cfg = self._config
-        lifetime = expires_at - step.now
-        margin = max(cfg.refresh_margin, cfg.refresh_fraction * lifetime)
         self._refresh_for = expires_at
-        # Floor: with a skewed clock every token may look expired; refresh at
-        # most once per refresh_retry instead of in a tight loop.
-        self._arm(step, Timer.REFRESH, max(expires_at - margin, step.now + cfg.refresh_retry))
-
-    def _subscribe_frame(self, topic: str) -> Subscribe:
-        token = self._replay_tokens(topic) if self._replay_tokens is not None else None
-        return Subscribe(
-            topic=topic, replay_from=token if token is not None else self._replay.get(topic)
-        )
-
-
-def _retry_hint(retry_after: float | None, reason: str) -> float | None:
-    if retry_after is not None:
-        return retry_after
-    return retry_hint_in_reason(reason)
-
-
-def _check_token(token: str) -> str:
-    if not isinstance(token, str) or not token:
-        raise LocalProtocolError("a token must be a non-empty str")  # never echo the value
-    return token
-
-
-def _check_topic(topic: str) -> None:
-    try:
-        msgspec.convert(topic, TopicName)
-    except msgspec.ValidationError as exc:
-        raise LocalProtocolError(f"invalid topic name {topic!r}: {exc}") from None
+        self._arm(step, Timer.REFRESH, refresh_at(step.now, expires_at, self._config))

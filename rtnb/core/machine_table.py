@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..protocol.frames import Authenticate, Ping, Subscribe, Unsubscribe
+from .liveness import HEARTBEAT_GRACE_FRACTION, HEARTBEAT_GRACE_MAX, liveness_deadline
 from .status import Status
 
 __all__ = [
@@ -165,10 +166,6 @@ DEFAULT_FALLBACK_ORDER: Final[tuple[TransportKind, ...]] = ("websocket", "sse", 
 DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
 #: Heartbeat intervals without any frame before the link is declared dead: 2.
 DEFAULT_MISSED_HEARTBEATS: Final = 2
-#: Slack added to the heartbeat deadline for network and scheduling jitter:
-#: this fraction of the interval, capped at ``HEARTBEAT_GRACE_MAX`` seconds.
-HEARTBEAT_GRACE_FRACTION: Final = 0.2
-HEARTBEAT_GRACE_MAX: Final = 0.5
 #: Seconds between RTT pings on a websocket: 10.0.
 DEFAULT_PING_INTERVAL: Final = 10.0
 #: Seconds from OpenTransport to SUBSCRIBED before the attempt is abandoned: 10.0.
@@ -230,16 +227,6 @@ class MachineConfig:
         """Seconds without any frame after which the link is dead, until the server
         announces its own interval (10.5 by default: see :func:`liveness_deadline`)."""
         return liveness_deadline(self.heartbeat_interval, self.missed_heartbeats)
-
-
-def liveness_deadline(interval: float, missed: int) -> float:
-    """``missed × interval`` plus a grace for jitter (``min(0.2 × interval, 0.5 s)``).
-
-    The grace keeps a heartbeat that arrives a few milliseconds late from
-    tripping the deadline, and stays small enough that a silent stall is
-    still noticed within ``missed × interval + 0.5 s`` of the last frame.
-    """
-    return missed * interval + min(HEARTBEAT_GRACE_FRACTION * interval, HEARTBEAT_GRACE_MAX)
 
 
 # ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ import importlib.metadata
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -187,50 +187,56 @@ def lag_s(row: Mapping[str, Any]) -> float | None:
     return None
 
 
-def envelope_attributes(row: Mapping[str, Any]) -> Attributes:
-    """Span attributes of one envelope row (keys from :data:`ENVELOPE_KEYS` only)."""
-    outcome = str(row["outcome"])
-    attrs: Attributes = {
-        "messaging.system": SYSTEM,
-        "messaging.operation.type": "receive",
-        "messaging.operation.name": "receive",
-        "messaging.destination.name": str(row["topic"]),
-        "messaging.message.body.size": int(row["bytes"]),
-        "messaging.rtnb.outcome": outcome,
-        "messaging.rtnb.transport": str(row["transport"]),
-        "messaging.rtnb.connection_attempt": int(row["connection_attempt"]),
-        "messaging.rtnb.count": int(row["count"]),
-    }
-    if row.get("id") is not None:
-        attrs["messaging.message.id"] = str(row["id"])
-    if int(row["sequence"]) >= 0:
-        attrs["messaging.rtnb.sequence"] = int(row["sequence"])
-    if row.get("type") is not None:
-        attrs["messaging.rtnb.event_type"] = str(row["type"])
-    if row.get("entity_id") is not None:
-        attrs["messaging.rtnb.entity_id"] = str(row["entity_id"])
-    lag = lag_s(row)
-    if lag is not None:
-        attrs["messaging.rtnb.lag"] = lag
+def _messaging(topic: Any, operation_name: str, operation_type: str | None = None) -> Attributes:
+    """The attributes every messaging span or point starts with."""
+    attrs: Attributes = {"messaging.system": SYSTEM}
+    if operation_type is not None:
+        attrs["messaging.operation.type"] = operation_type
+    attrs["messaging.operation.name"] = operation_name
+    attrs["messaging.destination.name"] = str(topic)
+    return attrs
+
+
+def _put_str(attrs: Attributes, key: str, value: Any) -> None:
+    """``attrs[key] = str(value)``, unless ``value`` is None (unknown: left out)."""
+    if value is not None:
+        attrs[key] = str(value)
+
+
+def _outcome_attributes(attrs: Attributes, outcome: str) -> Attributes:
+    """``messaging.rtnb.outcome``, and ``error.type`` when the outcome is a failure."""
+    attrs["messaging.rtnb.outcome"] = outcome
     if outcome in FAILED_OUTCOMES:
         attrs["error.type"] = outcome
     return attrs
 
 
+def envelope_attributes(row: Mapping[str, Any]) -> Attributes:
+    """Span attributes of one envelope row (keys from :data:`ENVELOPE_KEYS` only)."""
+    attrs = _messaging(row["topic"], "receive", "receive")
+    attrs["messaging.message.body.size"] = int(row["bytes"])
+    attrs["messaging.rtnb.transport"] = str(row["transport"])
+    attrs["messaging.rtnb.connection_attempt"] = int(row["connection_attempt"])
+    attrs["messaging.rtnb.count"] = int(row["count"])
+    _put_str(attrs, "messaging.message.id", row.get("id"))
+    if int(row["sequence"]) >= 0:
+        attrs["messaging.rtnb.sequence"] = int(row["sequence"])
+    _put_str(attrs, "messaging.rtnb.event_type", row.get("type"))
+    _put_str(attrs, "messaging.rtnb.entity_id", row.get("entity_id"))
+    lag = lag_s(row)
+    if lag is not None:
+        attrs["messaging.rtnb.lag"] = lag
+    return _outcome_attributes(attrs, str(row["outcome"]))
+
+
 def mutation_attributes(row: Mapping[str, Any]) -> Attributes:
     """Span attributes of one mutation row (keys from :data:`MUTATION_KEYS` only)."""
     outcome = str(row["outcome"])
-    attrs: Attributes = {
-        "messaging.system": SYSTEM,
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "mutate",
-        "messaging.destination.name": str(row["topic"]),
-        "messaging.message.id": str(row["client_mutation_id"]),
-        "messaging.rtnb.mutation.outcome": outcome,
-        "messaging.rtnb.mutation.while_degraded": bool(row["while_degraded"]),
-    }
-    if row.get("entity_id") is not None:
-        attrs["messaging.rtnb.entity_id"] = str(row["entity_id"])
+    attrs = _messaging(row["topic"], "mutate", "send")
+    attrs["messaging.message.id"] = str(row["client_mutation_id"])
+    attrs["messaging.rtnb.mutation.outcome"] = outcome
+    attrs["messaging.rtnb.mutation.while_degraded"] = bool(row["while_degraded"])
+    _put_str(attrs, "messaging.rtnb.entity_id", row.get("entity_id"))
     if outcome != "confirmed":
         attrs["error.type"] = outcome
     return attrs
@@ -270,10 +276,8 @@ class _Incidents:
     def feed(self, row: Mapping[str, Any]) -> tuple[_Incident, float, str] | None:
         status = row["status"]
         event: Attributes = {"messaging.rtnb.status": str(status)}
-        if row.get("previous") is not None:
-            event["messaging.rtnb.previous"] = str(row["previous"])
-        if row.get("reason") is not None:
-            event["messaging.rtnb.reason"] = str(row["reason"])
+        _put_str(event, "messaging.rtnb.previous", row.get("previous"))
+        _put_str(event, "messaging.rtnb.reason", row.get("reason"))
         event["messaging.rtnb.connection_attempt"] = int(row["attempt"])
         at = float(row["at"])
         if self.open is None:
@@ -336,61 +340,51 @@ class _Emitter:
         self._consumed: dict[tuple[Any, Any], int] = {}
         self._root = Context()  # every span is a root: the log is not inside the caller's trace
 
-    def envelope(self, row: Mapping[str, Any]) -> None:
-        attrs = envelope_attributes(row)
-        at = _when(row["received_at"], row["occurred_at"])
+    def _span(
+        self,
+        name: str,
+        kind: SpanKind,
+        attrs: Attributes,
+        start: int,
+        end: int,
+        events: Sequence[tuple[float, Attributes]] = (),
+    ) -> None:
+        """One root span from ``start`` to ``end`` (ns, never before ``start``); ERROR
+        status when ``attrs`` has an ``error.type``; ``events`` as state transitions."""
         span = self.tracer.start_span(
-            f"receive {attrs['messaging.destination.name']}",
-            context=self._root,
-            kind=SpanKind.CONSUMER,
-            attributes=attrs,
-            start_time=at,
+            name, context=self._root, kind=kind, attributes=attrs, start_time=start
         )
         if "error.type" in attrs:
             span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=at)
+        for at, event in events:
+            span.add_event(_STATE_EVENT, event, timestamp=_ns(at))
+        span.end(end_time=max(start, end))
+
+    def envelope(self, row: Mapping[str, Any]) -> None:
+        attrs = envelope_attributes(row)
+        topic = attrs["messaging.destination.name"]
+        at = _when(row["received_at"], row["occurred_at"])
+        self._span(f"receive {topic}", SpanKind.CONSUMER, attrs, at, at)
         # counted here, added per (topic, outcome) in flush(): one SDK call per group
-        key = (attrs["messaging.destination.name"], attrs["messaging.rtnb.outcome"])
+        key = (topic, attrs["messaging.rtnb.outcome"])
         self._consumed[key] = self._consumed.get(key, 0) + 1
         lag = attrs.get("messaging.rtnb.lag")
         if isinstance(lag, float) and lag >= 0:
-            self.lag.record(
-                lag,
-                {
-                    "messaging.system": SYSTEM,
-                    "messaging.destination.name": attrs["messaging.destination.name"],
-                },
-            )
+            self.lag.record(lag, {"messaging.system": SYSTEM, "messaging.destination.name": topic})
         self.counts.envelopes += 1
 
     def flush(self) -> None:
         """Add the envelopes counted since the last flush to the consumed-messages counter."""
         for (topic, outcome), n in self._consumed.items():
-            point: Attributes = {
-                "messaging.system": SYSTEM,
-                "messaging.operation.name": "receive",
-                "messaging.destination.name": topic,
-                "messaging.rtnb.outcome": outcome,
-            }
-            if outcome in FAILED_OUTCOMES:
-                point["error.type"] = outcome
-            self.consumed.add(n, point)
+            self.consumed.add(n, _outcome_attributes(_messaging(topic, "receive"), outcome))
         self._consumed.clear()
 
     def mutation(self, row: Mapping[str, Any]) -> None:
         attrs = mutation_attributes(row)
         start = _when(row["created_at"], row["resolved_at"])
         end = _when(row["resolved_at"]) if _finite(row["resolved_at"]) else start
-        span = self.tracer.start_span(
-            f"mutate {attrs['messaging.destination.name']}",
-            context=self._root,
-            kind=SpanKind.PRODUCER,
-            attributes=attrs,
-            start_time=start,
-        )
-        if "error.type" in attrs:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=max(start, end))
+        topic = attrs["messaging.destination.name"]
+        self._span(f"mutate {topic}", SpanKind.PRODUCER, attrs, start, end)
         self.counts.mutations += 1
 
     def state(self, row: Mapping[str, Any], extra: Attributes | None = None) -> bool:
@@ -410,20 +404,10 @@ class _Emitter:
             "messaging.rtnb.incident.outcome": outcome,
             "messaging.rtnb.incident.attempts": incident.attempts,
         }
-        if incident.reason is not None:
-            attrs["messaging.rtnb.incident.reason"] = str(incident.reason)
+        _put_str(attrs, "messaging.rtnb.incident.reason", incident.reason)
         attrs.update(extra or {})
-        start = _ns(incident.start)
-        span = self.tracer.start_span(
-            "rtnb incident",
-            context=self._root,
-            kind=SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=start,
-        )
-        for at, event in incident.events:
-            span.add_event(_STATE_EVENT, event, timestamp=_ns(at))
-        span.end(end_time=max(start, _ns(end)))
+        start, stop = _ns(incident.start), _ns(end)
+        self._span("rtnb incident", SpanKind.INTERNAL, attrs, start, stop, incident.events)
         self.counts.incidents += 1
 
 
@@ -459,14 +443,16 @@ def export(
     for row in table_rows(log.snapshot("mutations")):
         out.mutation(row)
     extras = _incident_extras(log)
+
+    def extra() -> Attributes | None:  # the counts of the next incident, by position
+        k = out.counts.incidents
+        return extras[k] if k < len(extras) else None
+
     for row in table_rows(log.snapshot("states")):
-        k = out.counts.incidents
-        out.state(row, extras[k] if k < len(extras) else None)
+        out.state(row, extra())
     if out.incidents.open is not None:
-        k = out.counts.incidents
         incident = out.incidents.open
-        end = max(newest_time(log), incident.start)
-        out.incident(incident, end, "ongoing", extras[k] if k < len(extras) else None)
+        out.incident(incident, max(newest_time(log), incident.start), "ongoing", extra())
     return out.counts
 
 

@@ -9,6 +9,7 @@ the errors a caller can catch as :class:`rtnb.RtnbError`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,18 @@ SHIPPED = Path(__file__).parents[2] / "notebooks" / "data" / "chaos_run.parquet"
 
 def _open(srv: ServerHandle, entity: str = "inc-1") -> None:
     srv.publish("incidents", "incident.opened", {"status": "open"}, tenant="acme", entity_id=entity)
+
+
+def test_connect_async_has_the_signature_and_the_documented_parameters_of_connect() -> None:
+    params = inspect.signature(rtnb.connect).parameters
+    assert inspect.signature(rtnb.connect_async).parameters == params
+    assert inspect.iscoroutinefunction(rtnb.connect_async)
+    assert rtnb.connect_async.__qualname__ == "connect_async"
+    doc = inspect.getdoc(rtnb.connect_async) or ""
+    assert doc.startswith("The awaitable form of :func:`connect`")
+    for name in params:
+        assert f"    {name}: " in doc, name
+    assert "Raises:" in doc and "shared=False" in doc
 
 
 def test_connect_async_subscribe_mutate_wait_unsubscribe_and_close_async(

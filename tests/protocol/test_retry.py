@@ -91,12 +91,12 @@ def test_the_transports_use_this_parser() -> None:
 
 
 def test_one_error_code_enum_serves_server_machine_and_transports() -> None:
-    from rtnb.core import machine
+    from rtnb.core import machine, topics
     from rtnb.protocol.errors import AUTH_ERRORS, TOPIC_REFUSALS, ErrorCode
     from rtnb.server import http as server_http
     from rtnb.transports import http as transport_http
 
     assert set(server_http._STATUS_BY_CODE) <= set(ErrorCode)
-    assert machine._AUTH_ERRORS is AUTH_ERRORS and machine._REFUSALS <= TOPIC_REFUSALS
+    assert machine._AUTH_ERRORS is AUTH_ERRORS and topics.REFUSALS <= TOPIC_REFUSALS
     assert transport_http._REFUSALS is TOPIC_REFUSALS
     assert ErrorCode.FORBIDDEN == "forbidden" and "token_expired" in AUTH_ERRORS

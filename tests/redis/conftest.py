@@ -6,12 +6,10 @@ that installs it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.subproc import ServeProcess, free_port
+
 INSTALL = "apt-get install -y redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
@@ -109,49 +102,12 @@ def redis_volatile(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-class Gateway:
+class Gateway(ServeProcess):
     """``python -m rtnb serve --store redis://… --port P --secret-file F`` in a subprocess."""
 
     def __init__(self, store: str, secret_file: Path, log_dir: Path, *extra: str) -> None:
-        self.store, self.secret_file, self.log_dir, self.extra = store, secret_file, log_dir, extra
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        err_path = self.log_dir / f"gateway-{self.port}.err"
-        with open(err_path, "a") as err:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "rtnb", "serve", "--store", self.store),
-                    *("--secret-file", str(self.secret_file)),
-                    *("--port", str(self.port), "--log-level", "warning", *self.extra),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=env,
-            )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # printed once listening
-        assert f":{self.port}" in line, err_path.read_text()[-3000:]
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        port = free_port()
+        args = ("--store", store, "--secret-file", str(secret_file))
+        super().__init__(args, port, log_dir / f"gateway-{port}.err", *extra)
+        self.store, self.secret_file, self.log_dir = store, secret_file, log_dir
+        self.err_tail = 3000

@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -36,62 +32,19 @@ from websockets.exceptions import ConnectionClosed
 import rtnb
 from rtnb.server.auth import TokenAuthority
 from rtnb.server.runner import SECRET_FILE
+from tests.subproc import ServeProcess, free_port
 
 TOPIC = "orders"
 ITERATIONS = 6
 Frame = dict[str, Any]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
+class Server(ServeProcess):
     """``python -m rtnb serve --data DIR --port P`` in a subprocess."""
 
     def __init__(self, data: Path, port: int, *extra: str) -> None:
-        self.data, self.port, self.extra = data, port, extra
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}/ws"
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.data.parent / "server.err", "a") as err:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "rtnb", "serve", "--data", str(self.data)),
-                    *("--port", str(self.port), "--log-level", "warning", *self.extra),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=env,
-            )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # printed once listening
-        assert f":{self.port}" in line, (self.data.parent / "server.err").read_text()[-2000:]
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        super().__init__(("--data", str(data)), port, data.parent / "server.err", *extra)
+        self.data = data
 
     def token(self, role: str = "admin", user: str = "ops") -> str:
         key = bytes.fromhex((self.data / SECRET_FILE).read_text().strip())
@@ -208,7 +161,7 @@ def test_sigkill_mid_stream_never_loses_an_acknowledged_event_nor_reuses_a_posit
     tmp_path, connect, wait_until
 ):
     rng = random.Random(os.environ.get("RTNB_KILL_SEED", "rtnb-kill-9"))
-    srv = Server(tmp_path / "data", _free_port())
+    srv = Server(tmp_path / "data", free_port())
     srv.start()
     ledger = Ledger()
     up, stop = threading.Event(), threading.Event()
@@ -312,7 +265,7 @@ def _publish(srv: Server, n: int) -> list[Frame]:
 def test_write_behind_starts_a_new_epoch_after_sigkill_and_keeps_it_after_a_clean_stop(
     tmp_path, connect
 ):
-    srv = Server(tmp_path / "data", _free_port(), "--fsync", "never")
+    srv = Server(tmp_path / "data", free_port(), "--fsync", "never")
     srv.start()
     try:
         before = _publish(srv, 30)
