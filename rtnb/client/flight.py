@@ -340,8 +340,8 @@ class FlightRecorder:
             else:
                 kind, now, transport, attempt, payload = item
                 rows.append((now, kind, transport, attempt, payload, True))
-        if not any(r[1] == "frame" for r in rows):
-            return None
+        if not any(r[1] in ("frame", "seed") for r in rows):
+            return None  # (a window of seeds alone is the state then: replayable)
         window_start = float(rows[0][0])
         info = {
             "payloads": True,

@@ -107,7 +107,9 @@ def test_to_parquet_of_a_live_log_replays_to_the_live_state(tmp_path: Path) -> N
 
 
 def test_a_ring_smaller_than_the_run_replays_its_window_from_a_seed(tmp_path: Path) -> None:
-    limits = rtnb.Limits(flight_bytes=96 * 1024)
+    # The run is ~1.1 MB of frames, the largest ~130 KB (replay batches): a 256 KiB
+    # ring evicts, and every frame fits beside a seed.
+    limits = rtnb.Limits(flight_bytes=256 * 1024)
     run = _chaos_session(tmp_path, limits)
     flight: FlightRecorder = run["flight"]
     assert flight.frames_evicted > 0, "the run is bigger than the ring"
@@ -117,6 +119,38 @@ def test_a_ring_smaller_than_the_run_replays_its_window_from_a_seed(tmp_path: Pa
     assert rep.window_start > rep.start, "the log's rows begin before the frames held"
     assert "from a seed at" in repr(rep)
     assert replayed == run["live"] == run["truth"]
+
+
+def test_a_last_frame_larger_than_the_ring_still_replays_to_the_live_state(
+    tmp_path: Path,
+) -> None:
+    with rtnb.serve(port=0) as srv:
+        srv.declare("fleet")
+        conn = rtnb.connect(
+            srv.url,
+            token=srv.issue_token(tenant="acme", user="ana"),
+            shared=False,
+            limits=rtnb.Limits(flight_bytes=32 * 1024),
+        )
+        topic = conn.subscribe("fleet")
+        wait_until(lambda: topic.freshness.status == "live")
+        srv.publish_many("fleet", [("updated", f"e{i}", {"i": i}) for i in range(5)], tenant="acme")
+        wait_until(lambda: len(topic.server_entities) == 5)
+        big = "x" * 40_000  # one event frame over the 32 KiB ring
+        srv.publish("fleet", "updated", {"i": 99, "pad": big}, tenant="acme", entity_id="e1")
+        truth = srv.truth("fleet", tenant="acme")
+        wait_until(lambda: topic.server_entities == truth)
+        flight = conn.flight
+        assert flight.frames_dropped == 1 and flight.nbytes <= 32 * 1024
+        assert "1 too large to hold" in repr(flight)
+        conn.log.to_parquet(tmp_path / "big.parquet")
+        conn.close()
+    rep = replay(EnvelopeLog.read_parquet(tmp_path / "big.parquet"), speed=None)
+    handle = rep.subscribe("fleet")
+    assert rep.wait(30)
+    assert handle.server_entities == truth
+    assert rep.source.recording is not None
+    assert rep.source.recording.info["frames_dropped"] == 1
 
 
 def test_a_flight_recorder_set_to_zero_is_off(tmp_path: Path) -> None:
