@@ -51,6 +51,7 @@ CELLS = [
     "])",
     "Dashboard(conn, ['incidents', 'fleet'])",
     "big = conn.subscribe('big')\nStreamTable(big, title='big', height=300)",
+    "import ipywidgets as W\npill = Freshness(conn)\nW.VBox([pill, Dashboard(conn, ['prices'])])",
 ]
 
 
@@ -430,6 +431,33 @@ def test_freshness_shows_a_silent_stall_within_two_server_heartbeats(
         " return i >= 0 && seen.slice(i).some(([s]) => s === 'live'); }",
         30,
         "the pill to be live again after the stall",
+    )
+
+
+#: per cell output holding a dashboard, the roles of the connection pills on screen
+VISIBLE_PILLS = """() => [...document.querySelectorAll('.jp-OutputArea')]
+  .filter(a => a.querySelector('.rtnb-dashboard'))
+  .map(a => [...a.querySelectorAll('.rtnb-pill-wrap[data-scope="connection"]')]
+    .filter(p => p.offsetParent !== null).map(p => p.dataset.role).join('+'))
+  .join(' | ')"""
+
+
+def test_one_freshness_pill_per_connection_in_a_cell(lab: tuple[Lab, LabPage]) -> None:
+    """A dashboard alone shows its pill; beside ``Freshness(conn)`` in one cell it steps
+    aside (one pill per connection), and comes back when that pill is closed."""
+    _, lp = lab
+    lp.wait_js(
+        f"() => ({VISIBLE_PILLS})() === 'embedded | standalone'",
+        20,
+        "the dashboard cell to show its own pill and the shared cell only the standalone one",
+        debug=VISIBLE_PILLS,
+    )
+    lp.execute("pill.close()")
+    lp.wait_js(
+        f"() => ({VISIBLE_PILLS})() === 'embedded | embedded'",
+        20,
+        "the dashboard's pill to come back once the standalone one is closed",
+        debug=VISIBLE_PILLS,
     )
 
 
