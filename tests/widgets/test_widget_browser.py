@@ -5,7 +5,8 @@ publish and inject faults) and one page for the whole module; the notebook's
 kernel reaches the server through ``RTNB_URL`` / ``RTNB_TOKEN``. Every wait
 is a DOM condition with a deadline, never a sleep. Transitions are recorded
 in the page by MutationObservers, so a short-lived state is never missed by
-polling. Screenshots (light and dark) go to ``test-artifacts/``.
+polling. Screenshots (light and dark) go to ``test-artifacts/``; with
+``RTNB_UPDATE_SCREENSHOTS=1`` the ones the README shows replace those in ``docs/img/``.
 
 If Chromium is missing these tests FAIL with the command that installs it.
 """
@@ -23,13 +24,14 @@ import rtnb
 from rtnb.server import ServerHandle
 from rtnb.widgets.lab import Lab
 from tests.widgets.lab_harness import (
-    ARTIFACTS,
     BrowserUnavailable,
     LabPage,
     axe_source,
     chromium_page,
     new_workdir,
+    publish_screenshot,
     require_chromium,
+    screenshot_path,
     write_notebook,
 )
 
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.browser
 
 TENANT = "lab"
 BIG = 100_000
+#: the screenshots of this module the README shows (``RTNB_UPDATE_SCREENSHOTS=1`` refreshes them)
+README_SHOTS = {"dashboard-light.png", "widgets-dark.png"}
 
 CELLS = [
     "import os, time, rtnb\n"
@@ -132,8 +136,7 @@ def show(lp: LabPage, title: str) -> None:
 
 def artifact(lp: LabPage, selector: str, name: str) -> None:
     """A screenshot of one element for test-artifacts/ (to look at, not asserted)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    lp.page.locator(selector).first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    lp.page.locator(selector).first.screenshot(path=str(screenshot_path(f"{name}.png")))
 
 
 def count_rows(lp: LabPage, title: str) -> int:
@@ -535,7 +538,6 @@ def _axe(lp: LabPage) -> list[dict[str, Any]]:
 
 def test_screenshots_and_axe_in_light_and_dark(lab: tuple[Lab, LabPage]) -> None:
     _, lp = lab
-    ARTIFACTS.mkdir(exist_ok=True)
     found: dict[str, list[dict[str, Any]]] = {}
     for theme, name in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
         lp.theme(theme)
@@ -545,10 +547,16 @@ def test_screenshots_and_axe_in_light_and_dark(lab: tuple[Lab, LabPage]) -> None
         lp.page.evaluate(  # two frames: the new theme's styles are applied and painted
             "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
         )
-        lp.page.screenshot(path=str(ARTIFACTS / f"widgets-{name}.png"))
+        shot = screenshot_path(f"widgets-{name}.png")
+        lp.page.screenshot(path=str(shot))
         dash = lp.page.locator(".rtnb-dashboard").first
         dash.scroll_into_view_if_needed()
-        dash.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
+        dash_shot = screenshot_path(f"dashboard-{name}.png")
+        dash.screenshot(path=str(dash_shot))
+        if shot.name in README_SHOTS:
+            publish_screenshot(shot, shot.name)
+        if dash_shot.name in README_SHOTS:
+            publish_screenshot(dash_shot, dash_shot.name)
         found[name] = _axe(lp)
     lp.theme("JupyterLab Light")
     assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
