@@ -14,13 +14,24 @@ change cursors widgets hold stay valid across seeks.
 
 Checkpoints make a seek fast: while playing forward (or rolling forward in a
 seek), every :data:`CHECKPOINT_ROWS` rows the player keeps a copy of the
-pipeline (dedupe memory, orderers, topic stores and statuses) and a mark of
-its log (:meth:`EnvelopeLog.mark`). ``seek_to(t)`` restores the latest
-checkpoint at or before ``t`` (copying the saved state *into* the live
-``TopicState`` objects, so handles stay valid) and rolls forward from it: a
-seek costs one restore plus at most ``CHECKPOINT_ROWS`` rows, wherever ``t``
-is. The state after ``seek_to(t)`` is the state after playing from the start
-to ``t`` (a property test checks it).
+pipeline (orderers, topic stores and statuses) and a mark of its log
+(:meth:`EnvelopeLog.mark`). ``seek_to(t)`` restores the latest checkpoint at or
+before ``t`` (copying the saved state *into* the live ``TopicState`` objects,
+so handles stay valid) and rolls forward from it: a seek costs one restore
+plus at most ``checkpoint_rows`` rows, wherever ``t`` is.
+
+Rolling forward is the cost (~10 µs a row); a restore is a few milliseconds.
+So checkpoints are dense, and made cheap so they can be:
+
+* entity dicts are copy-on-write (a merge never mutates one), so a checkpoint
+  copies each topic's maps of them, not the dicts;
+* the dedupe memory (up to 50,000 ids, ~2.3 MB as a dict) is a FIFO of the ids
+  applied, so a checkpoint keeps only the ids added since the previous one
+  (16 bytes an id beside the id itself) and a restore rebuilds the memory from
+  the last checkpoints' ids (:meth:`Deduper.restored`).
+
+The state after ``seek_to(t)`` is the state after playing from the start to
+``t`` (a property test checks it).
 """
 
 from __future__ import annotations
@@ -29,13 +40,15 @@ import bisect
 import copy
 import json
 import math
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from ..core.dedupe import Deduper
+from ..core.dedupe import DEFAULT_DEDUPE_MAX_ENTRIES, Deduper
 from ..core.merge import MergeFn
 from ..core.orderer import make_orderer
 from ..core.pipeline import Pipeline, TopicState
@@ -49,12 +62,30 @@ from .session import MAINTENANCE_INTERVAL, ConnectionState
 
 __all__ = ["CHECKPOINT_ROWS", "MAX_CHECKPOINTS", "Checkpoint", "Player"]
 
-#: Rows between two checkpoints, at least: 5,000 (a seek rolls forward at most this many).
-CHECKPOINT_ROWS = 5_000
-#: Checkpoints kept at most: 64 (longer recordings space them further apart). A
-#: checkpoint costs the dedupe memory's containers (~3 MB at 50,000 ids) plus the
-#: topic states, so this bounds a replay's extra memory to a few hundred MB.
-MAX_CHECKPOINTS = 64
+#: Rows between two checkpoints, at least: 2,000 (a seek rolls forward at most this many).
+CHECKPOINT_ROWS = 2_000
+#: Checkpoints kept at most: 128 (longer recordings space them further apart: 1,000,000
+#: rows give one every ~8,200 rows, a roll forward of ~0.1 s). A checkpoint costs the
+#: maps of the topics' entities (~0.25 MB at 3,000 entities), the entity versions it
+#: alone still holds (~0.5 MB when most entities changed since the previous one), and
+#: 16 bytes per id applied since the previous one (plus the id, while it is kept).
+MAX_CHECKPOINTS = 128
+
+#: Joins a checkpoint's dedupe ids into one string (a str per id costs ~50 bytes more).
+_SEP = "\x00"
+
+
+def _pack(ids: list[str]) -> str | tuple[str, ...]:
+    """Ids as one string (a tuple if one of them holds the separator)."""
+    joined = _SEP.join(ids)
+    return joined if joined.count(_SEP) == max(len(ids) - 1, 0) else tuple(ids)
+
+
+def _unpack(packed: str | tuple[str, ...], n: int) -> list[str]:
+    """The ids :func:`_pack` packed, as a list."""
+    if isinstance(packed, tuple):
+        return list(packed)
+    return packed.split(_SEP) if n else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +96,17 @@ class Checkpoint:
     clock: float
     next_check: float
     state: ConnectionState
+    #: the pipeline without its dedupe memory (an empty one stands in)
     pipeline: Pipeline
     log_mark: tuple[tuple[str, int, dict[str, Any]], ...]
+    #: the dedupe memory's size, ids ever added and evicted then
+    dedupe_len: int
+    dedupe_added: int
+    dedupe_evicted: int
+    #: the ids added since the previous checkpoint still remembered, oldest first
+    #: (packed: :func:`_unpack` them), and when each was added
+    dedupe_ids: str | tuple[str, ...]
+    dedupe_times: array[float]
 
 
 OnApply = Callable[[TopicState, Event, Any], None]
@@ -82,6 +122,7 @@ class Player:
         *,
         merge: Mapping[str, MergeFn] | None = None,
         on_state: Callable[[ConnectionState], None] | None = None,
+        dedupe_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES,
     ) -> None:
         self.timeline = timeline
         self.log = log
@@ -104,6 +145,7 @@ class Player:
         #: checkpoints by row index, ascending (``checkpoint_rows`` apart; 0 turns them off)
         self.checkpoints: list[Checkpoint] = []
         self.checkpoint_rows = max(CHECKPOINT_ROWS, -(-len(timeline) // MAX_CHECKPOINTS))
+        self._dedupe_entries = dedupe_entries
         #: the log as it was at the end (kept once the player got there, for forward jumps)
         self._full: dict[str, TableSnapshot] | None = None
         self.reset()
@@ -123,7 +165,7 @@ class Player:
     def reset(self) -> None:
         """Back to the start: empty log, topics and pipeline; the IDLE state."""
         self.log.clear()
-        self.pipeline = Pipeline(self.log, deduper=Deduper())
+        self.pipeline = Pipeline(self.log, deduper=Deduper(max_entries=self._dedupe_entries))
         self.pipeline.on_apply = self.on_apply
         for name, state in self.topic_states.items():
             self._clear_topic(state, self.configs[name])
@@ -165,28 +207,76 @@ class Player:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def _memo(self, pipeline: Pipeline) -> dict[int, Any]:
-        """What a copy of the pipeline shares with the live one: the log, the decoder,
-        the apply callback (the rest is state, copied)."""
+    def _copy(self, pipeline: Pipeline) -> Pipeline:
+        """A copy of ``pipeline`` that shares with it what is not state (the log, the
+        decoder, the apply callback) and what is never mutated (the entity dicts)."""
         memo: dict[int, Any] = {id(self.log): self.log}
         memo[id(pipeline.decoder)] = pipeline.decoder
         if self.on_apply is not None:
             memo[id(self.on_apply)] = self.on_apply
         copy.deepcopy(pipeline.deduper, memo)  # first: its fast copy registers its dict
-        return memo
+        for ts in pipeline.topics.values():
+            store = ts.store
+            memo[id(store.entities)] = store.entities.copy()
+            memo[id(store.sequences)] = store.sequences.copy()
+        return copy.deepcopy(pipeline, memo)
 
     def _checkpoint(self) -> None:
-        if self.checkpoints and self.checkpoints[-1].i >= self.i:
+        cps = self.checkpoints
+        if cps and cps[-1].i >= self.i:
             return
-        self.checkpoints.append(
+        live = self.pipeline
+        deduper = live.deduper
+        live.use_deduper(Deduper(max_entries=deduper.max_entries, max_age=deduper.max_age))
+        try:
+            saved = self._copy(live)
+        finally:
+            live.use_deduper(deduper)
+        added = deduper.added
+        ids, times = deduper.newest(added - (cps[-1].dedupe_added if cps else 0))
+        cps.append(
             Checkpoint(
                 self.i,
                 self.clock,
                 self._next_check,
                 self.state,
-                copy.deepcopy(self.pipeline, self._memo(self.pipeline)),
+                saved,
                 self.log.mark(),
+                len(deduper),
+                added,
+                deduper.evicted,
+                _pack(ids),
+                array("d", times),
             )
+        )
+
+    def _deduper_at(self, k: int) -> Deduper:
+        """The dedupe memory at checkpoint ``k``: the last ``dedupe_len`` ids added, found
+        in the ids of checkpoints ``k``, ``k - 1``, ... (the memory is a FIFO)."""
+        cp = self.checkpoints[k]
+        need, parts = cp.dedupe_len, []
+        j = k
+        while need > 0:
+            if j < 0:
+                raise RuntimeError("replay checkpoints lost the ids of the dedupe memory")
+            part = self.checkpoints[j]
+            have = len(part.dedupe_times)
+            take = min(need, have)
+            if take:
+                ids = _unpack(part.dedupe_ids, have)
+                parts.append((ids[-take:], part.dedupe_times[-take:]))
+            need -= take
+            j -= 1
+        parts.reverse()
+        ids = list(chain.from_iterable(p for p, _ in parts))
+        times = list(chain.from_iterable(p for _, p in parts))
+        template = cp.pipeline.deduper
+        return Deduper.restored(
+            ids,
+            times,
+            max_entries=template.max_entries,
+            max_age=template.max_age,
+            evicted=cp.dedupe_evicted,
         )
 
     def rewind(self, target: float) -> None:
@@ -196,13 +286,12 @@ class Player:
         checkpoint's log can be restored forwards too). Otherwise stay."""
         rows_due = int(np.searchsorted(self.timeline.times, target, side="right"))
         k = bisect.bisect_right([cp.i for cp in self.checkpoints], rows_due) - 1
-        cp = self.checkpoints[k] if k >= 0 else None
         if self.i <= rows_due:  # not past target: roll forward, or jump ahead
-            jump = cp is not None and cp.i > self.i and self._full is not None
-            if jump and not self._restore(cp):  # type: ignore[arg-type]
+            jump = k >= 0 and self.checkpoints[k].i > self.i and self._full is not None
+            if jump and not self._restore(k):
                 self.reset()
             return
-        if cp is None or not self._restore(cp):
+        if k < 0 or not self._restore(k):
             self.reset()
 
     def seek_to(self, target: float) -> None:
@@ -216,7 +305,8 @@ class Player:
         finally:
             self.quiet = quiet
 
-    def _restore(self, cp: Checkpoint) -> bool:
+    def _restore(self, k: int) -> bool:
+        cp = self.checkpoints[k]
         if self._full is not None:
             ok = self.log.restore_prefix(self._full, cp.log_mark)
         else:
@@ -225,7 +315,8 @@ class Player:
             self.checkpoints.clear()  # the log overflowed: rebuild from the start
             self._full = None
             return False
-        pipeline = copy.deepcopy(cp.pipeline, self._memo(cp.pipeline))
+        pipeline = self._copy(cp.pipeline)
+        pipeline.use_deduper(self._deduper_at(k))
         pipeline.on_apply = self.on_apply
         for name, live in self.topic_states.items():
             saved = pipeline.topics.get(name)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
+from itertools import islice
 from typing import Any, Final
 
 __all__ = ["DEFAULT_DEDUPE_MAX_AGE", "DEFAULT_DEDUPE_MAX_ENTRIES", "Deduper"]
@@ -66,6 +68,44 @@ class Deduper:
         memo[id(self)] = new
         memo[id(self._seen)] = new._seen
         return new
+
+    @classmethod
+    def restored(
+        cls,
+        ids: Sequence[str],
+        times: Sequence[float],
+        *,
+        max_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES,
+        max_age: float = DEFAULT_DEDUPE_MAX_AGE,
+        evicted: int = 0,
+    ) -> Deduper:
+        """A memory holding ``ids`` (distinct, oldest first) applied at ``times``, as
+        :meth:`newest` gave them: a replay rebuilds a checkpoint's memory from those."""
+        new = cls(max_entries=max_entries, max_age=max_age)
+        if len(ids) != len(times):
+            raise ValueError(f"{len(ids)} ids but {len(times)} times")
+        new._seen = dict(zip(ids, times, strict=True))
+        if len(new._seen) != len(ids):
+            raise ValueError("ids must be distinct")
+        if len(ids) > max_entries:
+            raise ValueError(f"{len(ids):,} ids over max_entries={max_entries:,}")
+        new._fifo = deque(new._seen)
+        new.evicted = evicted
+        return new
+
+    def newest(self, n: int) -> tuple[list[str], list[float]]:
+        """The ``n`` most recently added ids still remembered (fewer if it holds fewer),
+        oldest first, and the times they were added."""
+        ids = list(islice(reversed(self._fifo), max(0, n)))
+        ids.reverse()
+        seen = self._seen
+        return ids, [seen[i] for i in ids]
+
+    @property
+    def added(self) -> int:
+        """Ids added over the memory's life, while nothing was forgotten or cleared
+        (the ones held plus the ones evicted)."""
+        return len(self._seen) + self.evicted
 
     def __len__(self) -> int:
         return len(self._seen)

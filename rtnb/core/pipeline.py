@@ -210,6 +210,12 @@ class Pipeline:
         self._topic = self.topics.get
         self._append = self.log.append_envelope
 
+    def use_deduper(self, deduper: Deduper) -> None:
+        """Swap the duplicate memory (a replay restoring a checkpoint does)."""
+        self.deduper = deduper
+        self._seen = deduper._seen
+        self._remember = deduper.add
+
     # -- topics ---------------------------------------------------------------
 
     def add_topic(

@@ -130,6 +130,9 @@ class Counters(RtnbWidget):
 class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     """Freshness + live counters + one :class:`StreamTable` per topic.
 
+    Its freshness pill is ``embedded``: displayed beside a ``Freshness(conn)`` of the
+    same connection in one cell output, only that one shows (one pill per connection).
+
     ``topics``: names (subscribed here, ``ordering="sequence"``, released on
     :meth:`close`) or topic handles. ``actions``: per-topic row actions
     (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
@@ -163,6 +166,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
             actions = DEFAULT_ACTIONS if may_mutate else {}
         self.freshness = Freshness(conn)
+        # one pill per connection in a cell: this one steps aside for a standalone one
+        self.freshness.embedded = True
         self.counters = Counters(conn)
         self.tables = [
             StreamTable(

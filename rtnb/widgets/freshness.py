@@ -133,14 +133,30 @@ class FreshnessFeed(Feed):
         self._remove_state_cb()
 
 
+def connection_key(conn: object) -> str:
+    """What tells views of one connection (or replay) from another's, in the browser."""
+    return f"{id(conn):x}"
+
+
 class Freshness(RtnbWidget):
-    """A status pill for ``rtnb.connect(...)`` or a topic handle (``conn.subscribe(...)``)."""
+    """A status pill for ``rtnb.connect(...)`` or a topic handle (``conn.subscribe(...)``).
+
+    One pill per connection in a cell: a pill that is part of a larger widget
+    (``embedded``, as a :class:`~rtnb.widgets.Dashboard`'s is) hides itself in the
+    browser while a standalone connection pill of the same connection is shown
+    in the same cell output, so ``VBox([Freshness(conn), Dashboard(conn, ...)])``
+    shows one pill, and it shows again when the other is gone.
+    """
 
     _esm = esm("freshness.js")
     _css = css()
 
     label = traitlets.Unicode("").tag(sync=True)
     scope = traitlets.Unicode("connection").tag(sync=True)
+    #: the connection (or replay) this pill shows, as :func:`connection_key` names it
+    source_key = traitlets.Unicode("").tag(sync=True)
+    #: part of a larger widget: steps aside for a standalone pill of the same connection
+    embedded = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, source: Source | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
         from ..client.topic import Topic
@@ -150,6 +166,7 @@ class Freshness(RtnbWidget):
         super().__init__(
             label=topic.name if topic is not None else conn.url,
             scope="topic" if topic is not None else "connection",
+            source_key=connection_key(conn),
         )
         self.source = source
 

@@ -15,6 +15,8 @@ from rtnb.client.replay_timeline import Timeline
 from rtnb.telemetry import EnvelopeLog
 
 EVENTS = 3_000
+#: a dedupe memory smaller than the recording, so it evicts between checkpoints
+DEDUPE = 500
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,11 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> EnvelopeLog:
 
 def _player(log: EnvelopeLog, every: int) -> Player:
     assert log.recording is not None
-    player = Player(Timeline(log, log.recording), EnvelopeLog(envelope_capacity=4 * EVENTS))
+    player = Player(
+        Timeline(log, log.recording),
+        EnvelopeLog(envelope_capacity=4 * EVENTS),
+        dedupe_entries=DEDUPE,
+    )
     player.checkpoint_rows = every
     return player
 
@@ -48,7 +54,8 @@ def _state(player: Player) -> dict[str, Any]:
         "topics": topics,
         "counts": log.counts,
         "envelopes": log.envelopes.to_dict("list"),
-        "deduped": len(player.pipeline.deduper),
+        "deduped": player.pipeline.deduper.newest(DEDUPE),
+        "evicted": player.pipeline.deduper.evicted,
     }
 
 
@@ -86,3 +93,10 @@ def test_a_backward_seek_before_the_end_was_reached_truncates_the_log(
     straight = _player(recording, every=0)
     straight.advance(target, 1 << 30)
     assert _state(player) == _state(straight)
+
+
+@given(st.lists(st.text(alphabet="aé\x00", max_size=4), max_size=8))
+def test_checkpoint_ids_pack_and_unpack_to_themselves(ids: list[str]) -> None:
+    from rtnb.client.replay_player import _pack, _unpack
+
+    assert _unpack(_pack(ids), len(ids)) == ids

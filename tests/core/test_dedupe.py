@@ -91,3 +91,37 @@ def test_memory_never_exceeds_its_bounds(
             assert all(now - t < max_age for t in d._seen.values())
     # What is remembered is a subset of what was added.
     assert set(d._seen) <= set(last_added)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.floats(0, 5)), max_size=200),
+    st.integers(0, 200),
+    st.lists(st.tuples(st.integers(0, 40), st.floats(0, 5)), max_size=50),
+)
+def test_a_memory_restored_from_its_newest_ids_behaves_as_the_original(
+    adds: list[tuple[int, float]], cut: int, later: list[tuple[int, float]]
+) -> None:
+    original = Deduper(max_entries=16, max_age=20.0)
+    now = 0.0
+    for k, dt in adds[:cut]:
+        now += dt
+        original.add(f"e{k}", now)
+    assert original.added == len(original) + original.evicted
+    ids, times = original.newest(len(original))
+    assert len(ids) == len(original) and all(x in original for x in ids)
+    assert original.newest(3) == (ids[-3:], times[-3:])
+    copy = Deduper.restored(ids, times, max_entries=16, max_age=20.0, evicted=original.evicted)
+    for k, dt in later:
+        now += dt
+        original.add(f"e{k}", now)
+        copy.add(f"e{k}", now)
+        assert original.newest(16) == copy.newest(16) and original.evicted == copy.evicted
+
+
+def test_a_restored_memory_refuses_inconsistent_ids() -> None:
+    with pytest.raises(ValueError, match="2 ids but 1 times"):
+        Deduper.restored(["a", "b"], [0.0])
+    with pytest.raises(ValueError, match="distinct"):
+        Deduper.restored(["a", "a"], [0.0, 1.0])
+    with pytest.raises(ValueError, match="over max_entries=1"):
+        Deduper.restored(["a", "b"], [0.0, 1.0], max_entries=1)

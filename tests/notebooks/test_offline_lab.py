@@ -12,7 +12,6 @@ If Chromium is missing this FAILS with the command that installs it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.parse
 from typing import Any
@@ -22,13 +21,14 @@ import pytest
 
 from rtnb.widgets.lab import Lab
 from tests.widgets.lab_harness import (
-    ARTIFACTS,
     ROOT,
     BrowserUnavailable,
     LabPage,
     chromium_page,
     new_workdir,
+    publish_screenshot,
     require_chromium,
+    screenshot_path,
     wait_py,
 )
 
@@ -140,15 +140,12 @@ def test_notebook_02_draws_every_chart_with_the_network_blocked() -> None:
             return bool(seen) and (work / "views.txt").read_text() == "1 True"
 
         wait_py(probe_views, 30, "the LiveChart in a VBox to report its view")
-        ARTIFACTS.mkdir(exist_ok=True)
-        update = os.environ.get("RTNB_UPDATE_SCREENSHOTS") == "1"
         for title, name in CHARTS.items():
             embed = page.locator(".jp-OutputArea-output .vega-embed").filter(
                 has=page.locator(".role-title-text text", has_text=title)
             )
             embed.first.scroll_into_view_if_needed()
-            shot = ARTIFACTS / f"offline-{name}.png"
+            shot = screenshot_path(f"offline-{name}.png")
             embed.first.screenshot(path=str(shot))
-            if update:
-                shutil.copyfile(shot, ROOT / "docs" / "img" / f"{name}.png")
+            publish_screenshot(shot, f"{name}.png")
     print(f"blocked {len(blocked)} non-loopback requests: {sorted(set(blocked))[:5]}")

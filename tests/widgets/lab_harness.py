@@ -20,6 +20,10 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+#: The screenshots the README and docs show; browser tests replace them only when
+#: :data:`UPDATE_SCREENSHOTS` is set to 1 (otherwise a test run leaves the tree clean).
+DOCS_IMG = ROOT / "docs" / "img"
+UPDATE_SCREENSHOTS = "RTNB_UPDATE_SCREENSHOTS"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -81,6 +85,21 @@ def axe_source() -> str:
         if done.returncode != 0 or not script.exists():
             raise BrowserUnavailable(f"installing axe-core failed; run: {command}\n{done.stderr}")
     return script.read_text()
+
+
+def screenshot_path(name: str) -> pathlib.Path:
+    """Where a browser test writes screenshot ``name`` (``test-artifacts/``, git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
+
+
+def publish_screenshot(shot: pathlib.Path, name: str) -> bool:
+    """Copy ``shot`` over ``docs/img/<name>`` when ``RTNB_UPDATE_SCREENSHOTS=1``; True if so."""
+    if os.environ.get(UPDATE_SCREENSHOTS) != "1":
+        return False
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, DOCS_IMG / name)
+    return True
 
 
 def write_notebook(path: pathlib.Path, cells: Sequence[str]) -> None:

@@ -36,7 +36,11 @@ def test_demo_incidents_carry_timestamps_to_the_second() -> None:
 
 
 def test_no_notebook_cell_shows_two_freshness_pills_for_one_connection() -> None:
-    """A Dashboard's header holds its connection's pill: no Freshness(conn) beside it."""
+    """A Dashboard's header holds its connection's pill: no Freshness(conn) beside it.
+
+    (The widgets would cope -- a dashboard's pill steps aside for a standalone one in the
+    same output, see ``test_one_freshness_pill_per_connection_in_a_cell`` -- but the
+    shipped notebooks say it once.)"""
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type != "code" or "Dashboard(" not in cell.source:

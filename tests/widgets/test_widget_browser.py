@@ -5,7 +5,8 @@ publish and inject faults) and one page for the whole module; the notebook's
 kernel reaches the server through ``RTNB_URL`` / ``RTNB_TOKEN``. Every wait
 is a DOM condition with a deadline, never a sleep. Transitions are recorded
 in the page by MutationObservers, so a short-lived state is never missed by
-polling. Screenshots (light and dark) go to ``test-artifacts/``.
+polling. Screenshots (light and dark) go to ``test-artifacts/``; with
+``RTNB_UPDATE_SCREENSHOTS=1`` the ones the README shows replace those in ``docs/img/``.
 
 If Chromium is missing these tests FAIL with the command that installs it.
 """
@@ -23,13 +24,14 @@ import rtnb
 from rtnb.server import ServerHandle
 from rtnb.widgets.lab import Lab
 from tests.widgets.lab_harness import (
-    ARTIFACTS,
     BrowserUnavailable,
     LabPage,
     axe_source,
     chromium_page,
     new_workdir,
+    publish_screenshot,
     require_chromium,
+    screenshot_path,
     write_notebook,
 )
 
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.browser
 
 TENANT = "lab"
 BIG = 100_000
+#: the screenshots of this module the README shows (``RTNB_UPDATE_SCREENSHOTS=1`` refreshes them)
+README_SHOTS = {"dashboard-light.png", "widgets-dark.png"}
 
 CELLS = [
     "import os, time, rtnb\n"
@@ -51,6 +55,7 @@ CELLS = [
     "])",
     "Dashboard(conn, ['incidents', 'fleet'])",
     "big = conn.subscribe('big')\nStreamTable(big, title='big', height=300)",
+    "import ipywidgets as W\npill = Freshness(conn)\nbox = W.VBox([pill, Dashboard(conn, ['prices'])])\nbox",
 ]
 
 
@@ -131,8 +136,7 @@ def show(lp: LabPage, title: str) -> None:
 
 def artifact(lp: LabPage, selector: str, name: str) -> None:
     """A screenshot of one element for test-artifacts/ (to look at, not asserted)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    lp.page.locator(selector).first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    lp.page.locator(selector).first.screenshot(path=str(screenshot_path(f"{name}.png")))
 
 
 def count_rows(lp: LabPage, title: str) -> int:
@@ -433,6 +437,33 @@ def test_freshness_shows_a_silent_stall_within_two_server_heartbeats(
     )
 
 
+#: per cell output holding a dashboard, the roles of the connection pills on screen
+VISIBLE_PILLS = """() => [...document.querySelectorAll('.jp-OutputArea')]
+  .filter(a => a.querySelector('.rtnb-dashboard'))
+  .map(a => [...a.querySelectorAll('.rtnb-pill-wrap[data-scope="connection"]')]
+    .filter(p => p.offsetParent !== null).map(p => p.dataset.role).join('+'))
+  .join(' | ')"""
+
+
+def test_one_freshness_pill_per_connection_in_a_cell(lab: tuple[Lab, LabPage]) -> None:
+    """A dashboard alone shows its pill; beside ``Freshness(conn)`` in one cell it steps
+    aside (one pill per connection), and comes back when that pill is gone."""
+    _, lp = lab
+    lp.wait_js(
+        f"() => ({VISIBLE_PILLS})() === 'embedded | standalone'",
+        20,
+        "the dashboard cell to show its own pill and the shared cell only the standalone one",
+        debug=VISIBLE_PILLS,
+    )
+    lp.execute("box.children = box.children[1:]\npill.close()")
+    lp.wait_js(
+        f"() => ({VISIBLE_PILLS})() === 'embedded | embedded'",
+        20,
+        "the dashboard's pill to come back once the standalone one is gone",
+        debug=VISIBLE_PILLS,
+    )
+
+
 def test_100k_entities_keep_fewer_than_500_rows_in_the_dom(lab: tuple[Lab, LabPage]) -> None:
     _, lp = lab
     show(lp, "big")
@@ -507,7 +538,6 @@ def _axe(lp: LabPage) -> list[dict[str, Any]]:
 
 def test_screenshots_and_axe_in_light_and_dark(lab: tuple[Lab, LabPage]) -> None:
     _, lp = lab
-    ARTIFACTS.mkdir(exist_ok=True)
     found: dict[str, list[dict[str, Any]]] = {}
     for theme, name in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
         lp.theme(theme)
@@ -517,10 +547,16 @@ def test_screenshots_and_axe_in_light_and_dark(lab: tuple[Lab, LabPage]) -> None
         lp.page.evaluate(  # two frames: the new theme's styles are applied and painted
             "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
         )
-        lp.page.screenshot(path=str(ARTIFACTS / f"widgets-{name}.png"))
+        shot = screenshot_path(f"widgets-{name}.png")
+        lp.page.screenshot(path=str(shot))
         dash = lp.page.locator(".rtnb-dashboard").first
         dash.scroll_into_view_if_needed()
-        dash.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
+        dash_shot = screenshot_path(f"dashboard-{name}.png")
+        dash.screenshot(path=str(dash_shot))
+        if shot.name in README_SHOTS:
+            publish_screenshot(shot, shot.name)
+        if dash_shot.name in README_SHOTS:
+            publish_screenshot(dash_shot, dash_shot.name)
         found[name] = _axe(lp)
     lp.theme("JupyterLab Light")
     assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)

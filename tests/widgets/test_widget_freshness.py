@@ -105,6 +105,26 @@ def test_dashboard_lays_out_freshness_counters_and_one_table_per_topic(recorder,
     wait_until(lambda: not conn.topics)
 
 
+def test_a_dashboards_pill_steps_aside_for_a_standalone_pill_of_its_connection(
+    recorder, conn, srv, tenant
+) -> None:
+    """The model side of "one pill per connection in a cell": the browser hides an
+    embedded pill when a standalone pill with the same source key shares its output."""
+    other = rtnb.connect(srv.url, token=srv.issue_token(tenant=tenant, user="bo", role="viewer"))
+    dash = Dashboard(conn, ["incidents"])
+    mine, theirs = Freshness(conn), Freshness(other)
+    topic_pill = Freshness(dash.tables[0].topic)
+    assert dash.freshness.embedded and not mine.embedded and not theirs.embedded
+    assert dash.freshness.source_key == mine.source_key == topic_pill.source_key != ""
+    assert theirs.source_key != mine.source_key
+    assert topic_pill.scope == "topic"  # a topic's pill never shadows the connection's
+    state = dash.freshness.get_state()
+    assert state["embedded"] is True and state["source_key"] == mine.source_key
+    for w in (dash, mine, theirs, topic_pill):
+        w.close()
+    other.close()
+
+
 def test_dashboard_offers_no_actions_to_a_viewer(recorder, srv, tenant) -> None:
     token = srv.issue_token(tenant=tenant, user="vi", role="viewer")
     conn = rtnb.connect(srv.url, token=token)

@@ -1,5 +1,8 @@
 """ReplayControls in a real browser: clicking the scrub bar seeks the replay, and the
-StreamTable of the replay shows the state at that instant (JupyterLab + Chromium)."""
+StreamTable of the replay shows the state at that instant (JupyterLab + Chromium).
+
+The scrubber's screenshot goes to ``test-artifacts/``; with ``RTNB_UPDATE_SCREENSHOTS=1``
+it also replaces ``docs/img/replay_controls.png``."""
 
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from tests.widgets.lab_harness import (
     LabPage,
     chromium_page,
     new_workdir,
+    publish_screenshot,
     require_chromium,
+    screenshot_path,
     write_notebook,
 )
 
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 T0 = 1_790_000_000.0
 STEPS = 200  # one event a second: entity e{k % 5} gets {"n": k} at T0 + k
 CELLS = [
@@ -125,5 +129,6 @@ def test_clicking_the_scrub_bar_shows_the_state_at_that_instant(
             arg=[f"e{entity}", want],
         )
     if fraction == 0.8:
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        lp.page.locator(".jp-Notebook").first.screenshot(path=str(DOCS_IMG / "replay_controls.png"))
+        shot = screenshot_path("replay_controls.png")
+        lp.page.locator(".jp-Notebook").first.screenshot(path=str(shot))
+        publish_screenshot(shot, "replay_controls.png")

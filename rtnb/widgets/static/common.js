@@ -108,15 +108,72 @@ export function fmtMs(ms) {
   return `${intFormat.format(Math.round(ms))} ms`;
 }
 
+/** An ISO-8601 date-time with a zone ("2026-12-02T10:17:53Z", "…+01:00", "….123Z"). */
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/;
+
+/** @param {number} n */
+const pad2 = (n) => String(n).padStart(2, "0");
+
 /**
- * A cell value as text.
+ * An ISO-8601 date-time as a person reads it, in the browser's zone: "10:17:53" today,
+ * "2026-12-01 10:17:53" another day; anything else unchanged.
+ * @param {string} s
+ * @param {Date} [now]
+ */
+export function fmtTimestamp(s, now = new Date()) {
+  if (!ISO_TIME.test(s)) return s;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) return s;
+  const time = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  const day = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  const today = `${now.getFullYear()}-${pad2(now.getMonth() + 1)}-${pad2(now.getDate())}`;
+  return day === today ? time : `${day} ${time}`;
+}
+
+/**
+ * Column widths (in ch) that fit ``budget``: the widest columns shrink first, level with
+ * each other, never below ``floor`` nor below their natural width; the first ``keep``
+ * columns (the id, the actions) keep theirs. Over budget even so: as small as allowed
+ * (the table scrolls sideways).
+ * @param {number[]} natural
+ * @param {number} budget
+ * @param {number} keep
+ * @param {number} [floor]
+ * @returns {number[]}
+ */
+export function fitWidths(natural, budget, keep, floor = 10) {
+  const w = [...natural];
+  let total = w.reduce((a, b) => a + b, 0);
+  while (total > budget) {
+    let max = 0;
+    for (let i = keep; i < w.length; i++) max = Math.max(max, w[i]);
+    if (max <= floor) break;
+    let next = floor;
+    let count = 0;
+    for (let i = keep; i < w.length; i++) {
+      if (w[i] === max) count += 1;
+      else if (w[i] > next) next = w[i];
+    }
+    const cut = Math.min(max - next, Math.ceil((total - budget) / count));
+    for (let i = keep; i < w.length; i++) {
+      if (w[i] === max) {
+        w[i] -= cut;
+        total -= cut;
+      }
+    }
+  }
+  return w;
+}
+
+/**
+ * A cell value as text (date-times as fmtTimestamp writes them).
  * @param {unknown} v
  * @returns {string}
  */
 export function fmtValue(v) {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") return Number.isInteger(v) ? intFormat.format(v) : numFormat.format(v);
-  if (typeof v === "string") return v;
+  if (typeof v === "string") return v.length <= 35 && v[4] === "-" ? fmtTimestamp(v) : v;
   if (typeof v === "boolean") return v ? "yes" : "no";
   const s = JSON.stringify(v);
   return s.length > 200 ? s.slice(0, 199) + "…" : s;

@@ -35,6 +35,10 @@ class Pill {
     root.className = "rtnb rtnb-pill-wrap";
     root.dataset.scope = model.get("scope");
     root.dataset.label = model.get("label");
+    root.dataset.source = model.get("source_key");
+    root.dataset.role = model.get("embedded") ? "embedded" : "standalone";
+    this.el = el;
+    this.lastShadowCheck = -Infinity;
     const popId = uniqueId("rtnb-pop");
     this.button = document.createElement("button");
     this.button.type = "button";
@@ -100,7 +104,31 @@ class Pill {
     return this.model.get("scope") === "topic" ? this.model.get("label") : "connection";
   }
 
+  /**
+   * An embedded pill (a Dashboard's) steps aside while a standalone pill of the same
+   * connection is shown in the same cell output: one pill per connection in a cell.
+   */
+  shadow() {
+    if (!this.model.get("embedded") || this.model.get("scope") !== "connection") return;
+    const now = performance.now();
+    if (now - this.lastShadowCheck < 500) return;
+    this.lastShadowCheck = now;
+    const area =
+      this.root.closest(".jp-OutputArea, .output_area, .cell-output-ipywidget-background") ??
+      this.root.getRootNode();
+    const key = CSS.escape(this.model.get("source_key"));
+    const twin = /** @type {ParentNode} */ (area).querySelector(
+      `.rtnb-pill-wrap[data-role="standalone"][data-scope="connection"][data-source="${key}"]`,
+    );
+    const hide = twin !== null;
+    if (this.root.dataset.shadowed !== String(hide)) {
+      this.root.dataset.shadowed = String(hide);
+      this.el.style.display = hide ? "none" : "";
+    }
+  }
+
   tick() {
+    this.shadow();
     const f = this.fresh;
     if (!f) {
       this.badge.set("pending", "Waiting for the kernel…");

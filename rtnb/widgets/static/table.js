@@ -17,6 +17,7 @@ import {
   describe,
   everyTick,
   fmtInt,
+  fitWidths,
   fmtValue,
   icon,
   reducedMotion,
@@ -59,6 +60,12 @@ class TableView {
     this.labels = /** @type {string[]} */ (model.get("action_labels") || []);
     this.lastAnnounce = "";
     this.lastUnrecoverable = -1;
+    /** @type {number[] | null} column widths in ch: natural, and fitted to the box */
+    this.natural = null;
+    /** @type {number[] | null} */
+    this.widths = null;
+    this.chPx = 0;
+    this.fittedTo = -1;
     this.build();
     this.onChange = (/** @type {Change} */ c) => this.changed(c);
     this.onSpeak = (/** @type {string} */ t) => this.announcer.say(t);
@@ -145,7 +152,13 @@ class TableView {
       if (!next || !this.scroll.contains(next)) this.freeze(this.scroll.matches(":hover"));
     });
     if ("ResizeObserver" in window) {
-      this.ro = new ResizeObserver(() => this.schedule());
+      this.ro = new ResizeObserver(() => {
+        if (this.scroll.clientWidth !== this.fittedTo) {
+          this.fittedTo = this.scroll.clientWidth;
+          this.fitCols();
+        }
+        this.schedule();
+      });
       this.ro.observe(this.scroll);
     }
     if ("IntersectionObserver" in window) {
@@ -297,6 +310,44 @@ class TableView {
       return col;
     });
     this.colgroup.replaceChildren(...cols);
+    this.natural = all;
+    this.widths = all;
+    this.fitCols();
+  }
+
+  /**
+   * Fit the columns to the box: the widest (a title, say) shrink, with an ellipsis and
+   * the full text on hover, so the last column (often the time) is not cut off.
+   */
+  fitCols() {
+    const avail = this.scroll.clientWidth;
+    if (!avail || !this.natural) return;
+    if (!this.chPx) {
+      const probe = document.createElement("span");
+      probe.style.cssText = "position:absolute;visibility:hidden;width:100ch";
+      this.scroll.append(probe);
+      this.chPx = probe.getBoundingClientRect().width / 100;
+      probe.remove();
+      if (!this.chPx) return;
+    }
+    const widths = fitWidths(this.natural, Math.floor(avail / this.chPx) - 1, this.actCol ? 2 : 1);
+    const cols = this.colgroup.children;
+    let changed = false;
+    for (let i = 0; i < widths.length && i < cols.length; i++) {
+      const css = `${widths[i]}ch`;
+      const col = /** @type {HTMLElement} */ (cols[i]);
+      if (col.style.width !== css) {
+        col.style.width = css;
+        changed = true;
+      }
+    }
+    this.widths = widths;
+    if (changed) {
+      // repaint the rows: which cells are cut short (and carry their text on hover) changed
+      for (const tr of this.trById.values()) tr.remove();
+      this.trById.clear();
+      this.schedule();
+    }
   }
 
   /** @returns {HTMLTableRowElement} */
@@ -444,6 +495,10 @@ class TableView {
       }
       const num = typeof v === "number";
       if (td.classList.contains("rtnb-num") !== num) td.classList.toggle("rtnb-num", num);
+      // on hover: the exact value of a reformatted date-time, the whole of a cut-short text
+      const width = this.widths ? this.widths[i + first] : Infinity;
+      const tip = typeof v === "string" && text !== v ? v : text.length + 2 > width ? text : "";
+      if (td.title !== tip) td.title = tip;
     }
     if (this.actCol) this.paintActions(/** @type {HTMLElement} */ (cells[1]), row, rej, local, pending);
   }
