@@ -57,6 +57,8 @@ REGISTRY: Final = "rtnb:streams"
 #: epoch, maxlen, channel, member, then (entity, base sequence, body, state JSON
 #: or "" when deleted) per event. Zero events: only the epoch/latest check.
 #: Returns {status, epoch, latest, appended}; status ok | conflict | epoch.
+#: One ``PUBLISH`` per call (not per event): member, epoch, first sequence, bodies, one a line (the
+#: bodies are JSON, which never holds a raw newline).
 APPEND: Final = """
 local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]
 local known, known_latest, candidate = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -69,7 +71,7 @@ if (not epoch) or (epoch == known and latest < known_latest) then
   return {'epoch', candidate, 0, 0}
 end
 if epoch ~= known then return {'epoch', epoch, latest, 0} end
-local status, n, seen = 'ok', 0, {}
+local status, n, seen, bodies = 'ok', 0, {}, {}
 for i = 7, #ARGV, 4 do
   local e = ARGV[i]
   if not seen[e] then
@@ -86,10 +88,14 @@ for i = 7, #ARGV, 4 do
   else
     redis.call('HSET', state, e, latest .. ' ' .. ARGV[i + 3])
   end
-  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. latest .. '\\n' .. ARGV[i + 2])
   n = n + 1
+  bodies[n] = ARGV[i + 2]
 end
-if n > 0 then redis.call('HSET', meta, 'latest', latest) end
+if n > 0 then
+  redis.call('HSET', meta, 'latest', latest)
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. (latest - n + 1) .. '\\n'
+    .. table.concat(bodies, '\\n'))
+end
 return {status, epoch, latest, n}
 """
 
@@ -246,11 +252,12 @@ class RedisStorage(MemoryStorage):
     def close(self) -> None:
         self._redis.close()
 
-    # -- Redis calls (worker threads) ------------------------------------------------------
+    # -- Redis calls (the gateway's asyncio client, on its loop: ``Bridge``) ---------------
 
-    def run_append(
+    def append_args(
         self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
-    ) -> tuple[str, bytes, int, int]:
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of :data:`APPEND` for one group of events of one topic."""
         from .topiclog import new_epoch
 
         meta, stream, state = keys_of(key)
@@ -264,17 +271,23 @@ class RedisStorage(MemoryStorage):
         ]
         for entity_id, base, body, state_json in events:
             args.extend((entity_id, base, body, state_json))
-        status, epoch_hex, new_latest, n = self._append(
-            keys=[meta, stream, state, REGISTRY], args=args
-        )
-        return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+        return [meta, stream, state, REGISTRY], args
 
-    def run_range(self, key: Key, after: int, upto: int) -> list[tuple[int, bytes]]:
-        _, stream, _ = keys_of(key)
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(  # type: ignore[assignment]
-            stream, f"{after + 1}-1", f"{upto}-1"
-        )
-        return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
+    def run_append(
+        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+    ) -> tuple[str, bytes, int, int]:
+        """:data:`APPEND` with the blocking client (tools and tests; gateways use ``Bridge``)."""
+        keys, args = self.append_args(key, epoch, latest, events)
+        return _appended(self._append(keys=keys, args=args))
+
+
+def _appended(answer: Any) -> tuple[str, bytes, int, int]:
+    status, epoch_hex, new_latest, n = answer
+    return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+
+
+def _entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[int, bytes]]:
+    return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
 
 
 def _mutation_key(tenant: str, cmid: str) -> str:
@@ -299,6 +312,39 @@ class Bridge:
         self.hub = hub
         self.storage = storage
         self.finals: dict[int, tuple[object, object]] = {}
+        self._client: Any = None  # redis.asyncio.Redis, made on the loop at first use
+        self._append: Any = None
+
+    # -- Redis I/O on the loop (asyncio client: no worker thread, no GIL hand-off) ----------
+
+    def _aio(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(
+                self.storage.url, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+            self._append = self._client.register_script(APPEND)
+        return self._client
+
+    async def append(
+        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+    ) -> tuple[str, bytes, int, int]:
+        """Run :data:`APPEND` (one round trip for the group); its answer."""
+        self._aio()
+        keys, args = self.storage.append_args(key, epoch, latest, events)
+        return _appended(await self._append(keys=keys, args=args))
+
+    async def range(self, key: Key, after: int, upto: int) -> list[tuple[int, bytes]]:
+        """The stream entries ``after < sequence <= upto`` (``XRANGE``)."""
+        _, stream, _ = keys_of(key)
+        return _entries(await self._aio().xrange(stream, f"{after + 1}-1", f"{upto}-1"))
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     # -- ingesting committed events --------------------------------------------------------
 
@@ -316,7 +362,7 @@ class Bridge:
         key = topic_log.key
         while topic_log.latest < upto:
             after = topic_log.latest
-            entries = await asyncio.to_thread(self.storage.run_range, key, after, upto)
+            entries = await self.range(key, after, upto)
             if self.hub.logs.get(key) is not topic_log:
                 return self.hub.logs[key]
             if not entries or entries[0][0] > topic_log.latest + 1:
@@ -342,45 +388,79 @@ class Bridge:
     # -- publishing --------------------------------------------------------------------------
 
     async def commit(self, staged: list[Staged]) -> None:
+        """Append a round's events: every topic's script in one round trip (a pipeline), so
+        Redis writes (and with ``appendfsync always`` fsyncs) them together; a topic that met
+        a conflict or a new epoch then retries alone."""
         groups: dict[Key, list[Staged]] = {}
         for item in staged:
             groups.setdefault(item.log.key, []).append(item)
-        for key, items in groups.items():
-            await self._commit_topic(key, items)
-            for item in items:
+        try:
+            if len(groups) == 1:
+                ((key, items),) = groups.items()
+                await self._commit_topic(key, items)
+                return
+            prepared = [(key, items, *self._prepare(key, items)) for key, items in groups.items()]
+            pipe = self._aio().pipeline(transaction=False)
+            for key, _, topic_log, events in prepared:
+                keys, args = self.storage.append_args(
+                    key, topic_log.epoch, topic_log.latest, events
+                )
+                await self._append(keys=keys, args=args, client=pipe)  # queued, not sent
+            answers = await pipe.execute()
+            for (key, items, topic_log, events), answer in zip(prepared, answers, strict=True):
+                rest = await self._settle(key, items, topic_log, events, _appended(answer))
+                await self._commit_topic(key, rest)
+        finally:
+            for item in staged:
                 item.log.settle(item)
 
-    async def _commit_topic(self, key: Key, items: list[Staged]) -> None:
-        pending = items
+    def _prepare(
+        self, key: Key, pending: list[Staged]
+    ) -> tuple[TopicLog, list[tuple[str, int, bytes, bytes]]]:
+        """Merge ``pending`` on the mirror's committed state: the script's arguments."""
+        topic_log = self.hub.log(*key)
+        chain: dict[str, dict[str, Any] | None] = {}
+        events: list[tuple[str, int, bytes, bytes]] = []
+        for item in pending:
+            e, ev = item.event.entity_id, item.event
+            prior = chain[e] if e in chain else topic_log.entities.get(e)
+            base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
+            state = topic_log.merge(prior, ev.type, ev.payload)
+            chain[e] = state
+            events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
+        return topic_log, events
+
+    async def _settle(
+        self,
+        key: Key,
+        pending: list[Staged],
+        topic_log: TopicLog,
+        events: list[tuple[str, int, bytes, bytes]],
+        answer: tuple[str, bytes, int, int],
+    ) -> list[Staged]:
+        """Ingest what the script appended; the events still to append (conflict, epoch)."""
+        status, epoch, latest, n = answer
+        if status == "epoch":  # nothing appended: merge again on the new epoch
+            if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
+                self.reload(key, "Redis lost the stream: new epoch")
+            return pending
+        topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
+        first = latest - n + 1
+        topic_log = await self.fill(topic_log, first - 1)
+        for i in range(n):
+            final = self.ingest(topic_log, first + i, events[i][2])
+            self._remember(pending[i].event, final)
+        if status == "conflict":
+            await self.fill(topic_log, latest)
+        return pending[n:]
+
+    async def _commit_topic(self, key: Key, pending: list[Staged]) -> None:
         for _ in range(1000):
             if not pending:
                 return
-            topic_log = self.hub.log(*key)
-            chain: dict[str, dict[str, Any] | None] = {}
-            events: list[tuple[str, int, bytes, bytes]] = []
-            for item in pending:
-                e, ev = item.event.entity_id, item.event
-                prior = chain[e] if e in chain else topic_log.entities.get(e)
-                base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
-                state = topic_log.merge(prior, ev.type, ev.payload)
-                chain[e] = state
-                events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
-            status, epoch, latest, n = await asyncio.to_thread(
-                self.storage.run_append, key, topic_log.epoch, topic_log.latest, events
-            )
-            if status == "epoch":  # nothing appended: merge again on the new epoch
-                if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
-                    self.reload(key, "Redis lost the stream: new epoch")
-                continue
-            topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
-            first = latest - n + 1
-            topic_log = await self.fill(topic_log, first - 1)
-            for i in range(n):
-                final = self.ingest(topic_log, first + i, events[i][2])
-                self._remember(pending[i].event, final)
-            pending = pending[n:]
-            if status == "conflict":
-                await self.fill(topic_log, latest)
+            topic_log, events = self._prepare(key, pending)
+            answer = await self.append(key, topic_log.epoch, topic_log.latest, events)
+            pending = await self._settle(key, pending, topic_log, events, answer)
         raise RuntimeError(f"{key[1]}: could not append after 1000 conflicts")
 
     def _remember(self, provisional: object, final: object) -> None:
@@ -418,32 +498,37 @@ class Bridge:
     # -- live events from every gateway ------------------------------------------------------
 
     async def on_message(self, data: bytes) -> None:
-        member, epoch_hex, seq_text, body = data.split(b"\n", 3)
+        """One appended group: ``member\\nepoch\\nfirst\\nbodies…`` (first 0: an epoch notice)."""
+        member, epoch_hex, first_text, rest = data.split(b"\n", 3)
         tenant, topic = msgspec.json.decode(member)
         key = (tenant, topic)
-        seq = int(seq_text)
-        if key not in self.hub.logs:
-            self.hub.tenant_topics.add(key)
-            self.hub.log(*key)  # loads everything up to now, this event included or later
-            return
+        first = int(first_text)
         self.hub.tenant_topics.add(key)
+        if key not in self.hub.logs:
+            if first > 0:
+                self.hub.log(*key)  # loads everything up to now, these events included or later
+            return
         topic_log = self.hub.logs[key]
         if bytes.fromhex(epoch_hex.decode()) != topic_log.epoch:
             self.reload(key, "new epoch in the store")
             return
-        if seq <= topic_log.latest:
+        if first == 0:
             return
-        if seq > topic_log.latest + 1:
-            topic_log = await self.fill(topic_log, seq - 1)
-            if seq <= topic_log.latest:
-                return
-        self.ingest(topic_log, seq, body)
+        bodies = rest.split(b"\n")
+        last = first + len(bodies) - 1
+        if last <= topic_log.latest:
+            return
+        if first > topic_log.latest + 1:
+            topic_log = await self.fill(topic_log, first - 1)
+        for seq, body in enumerate(bodies, first):
+            if seq == topic_log.latest + 1:
+                self.ingest(topic_log, seq, body)
 
     async def resync(self) -> None:
         """After (re)connecting: check every topic's epoch and latest against Redis."""
         for key, topic_log in list(self.hub.logs.items()):
-            status, _epoch, latest, _ = await asyncio.to_thread(
-                self.storage.run_append, key, topic_log.epoch, topic_log.latest, []
+            status, _epoch, latest, _ = await self.append(
+                key, topic_log.epoch, topic_log.latest, []
             )
             if self.hub.logs.get(key) is not topic_log:
                 continue
