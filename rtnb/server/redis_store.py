@@ -36,6 +36,7 @@ import msgspec
 from ..core.merge import CLIENT_MUTATION_ID
 from ..protocol.frames import Event
 from .storage import Key, LogRecord, MemoryStorage
+from .topiclog import Fetched
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -50,6 +51,9 @@ CHANNEL: Final = "rtnb:live"
 #: Seconds a ``clientMutationId`` stays claimed in Redis (a retry on any gateway within it
 #: is answered as a duplicate, never applied twice).
 MUTATION_TTL: Final = 86_400
+#: Events each gateway keeps in memory per topic (at most the retention): what it fans out
+#: and what a replay reads after the range it read from Redis. Replays read Redis (XRANGE).
+MIRROR_TAIL: Final = 1024
 #: The set of every stream, as JSON ``[tenant, topic]``.
 REGISTRY: Final = "rtnb:streams"
 
@@ -99,8 +103,9 @@ end
 return {status, epoch, latest, n}
 """
 
-#: KEYS: meta, log, state, registry. ARGV: candidate epoch, member.
-#: Returns {epoch, latest, entries, state}: the whole retained topic, atomically.
+#: KEYS: meta, log, state, registry. ARGV: candidate epoch, member, tail.
+#: Returns {epoch, latest, entries, state}: the newest ``tail`` entries (newest first) and
+#: every entity's state, atomically.
 LOAD: Final = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -110,7 +115,8 @@ if not epoch then
   epoch = ARGV[1]
 end
 local latest = redis.call('HGET', KEYS[1], 'latest') or '0'
-return {epoch, latest, redis.call('XRANGE', KEYS[2], '-', '+'), redis.call('HGETALL', KEYS[3])}
+local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
+return {epoch, latest, tail, redis.call('HGETALL', KEYS[3])}
 """
 
 
@@ -164,6 +170,7 @@ class RedisStorage(MemoryStorage):
         self.url = parse_store(url)
         self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self._retention = retention
+        self._tail = min(retention, MIRROR_TAIL)
         self._append = self._redis.register_script(APPEND)
         self._load_script = self._redis.register_script(LOAD)
         self._loaded: tuple[Key, list[Any]] | None = None
@@ -174,6 +181,10 @@ class RedisStorage(MemoryStorage):
                 f"cannot reach the Redis store at {self._redacted()}: {exc}; start Redis or "
                 "fix --store"
             ) from None
+
+    @property
+    def retention(self) -> int:
+        return self._retention
 
     def _redacted(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
@@ -205,7 +216,8 @@ class RedisStorage(MemoryStorage):
 
         meta, stream, state = keys_of(key)
         epoch_hex, latest, entries, fields = self._load_script(
-            keys=[meta, stream, state, REGISTRY], args=[new_epoch().hex(), _member(key)]
+            keys=[meta, stream, state, REGISTRY],
+            args=[new_epoch().hex(), _member(key), self._tail],
         )
         epoch = bytes.fromhex(epoch_hex.decode())
         super().reset(key, epoch)
@@ -222,7 +234,8 @@ class RedisStorage(MemoryStorage):
         if loaded is None or loaded[0] != key:
             return []
         self._loaded = None
-        return [(int(i.split(b"-")[0]), f[1]) for i, f in loaded[1]]  # Lua: [id, [b, body]]
+        # Lua answers [id, [b, body]], newest first.
+        return [(int(i.split(b"-")[0]), f[1]) for i, f in reversed(loaded[1])]
 
     def reset(self, key: Key, epoch: bytes) -> None:  # the topic log never creates a Redis stream
         super().reset(key, epoch)
@@ -230,9 +243,9 @@ class RedisStorage(MemoryStorage):
     def append(
         self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None
     ) -> None:
-        """Mirror a committed event (from Redis); keep at most ``retention`` in memory."""
+        """Mirror a committed event (from Redis); keep the newest :data:`MIRROR_TAIL`."""
         super().append(key, record, entity_id, state)
-        if len(self._streams[key].records) > self._retention:
+        if len(self._streams[key].records) > self._tail:
             self._streams[key].records.popleft()
 
     def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
@@ -339,6 +352,43 @@ class Bridge:
         """The stream entries ``after < sequence <= upto`` (``XRANGE``)."""
         _, stream, _ = keys_of(key)
         return _entries(await self._aio().xrange(stream, f"{after + 1}-1", f"{upto}-1"))
+
+    async def fetch(self, topic_log: TopicLog, token: str) -> Fetched | None:
+        """Read the replay range of ``token`` from Redis (``XRANGE`` from its position).
+
+        None when there is nothing to read (a token of another epoch, ahead, or at the
+        head): :meth:`TopicLog.replay` answers those on its own.
+        """
+        parsed = self.hub.tokens.parse(topic_log.tenant, topic_log.topic, token)
+        if parsed is None or parsed[0] != topic_log.epoch or parsed[1] >= topic_log.latest:
+            return None
+        position, upto = parsed[1], topic_log.latest
+        entries = await self.range(topic_log.key, position, upto)
+        if self.hub.logs.get(topic_log.key) is not topic_log:
+            return None  # reloaded meanwhile: a new epoch, the token answers for itself
+        if not entries or entries[0][0] != position + 1:
+            first = entries[0][0] if entries else upto + 1
+            return Fetched(
+                position,
+                [],
+                f"events {position + 1}..{first - 1} are older than the retention kept in "
+                f"Redis ({self.storage.retention} events)",
+            )
+        return Fetched(position, topic_log.records_of(entries))
+
+    async def fetch_for(self, identity: Any, topic: str, token: str | None) -> Fetched | None:
+        """:meth:`fetch` for a subscription request; None if refused (the subscribe says why)."""
+        if token is None:
+            return None
+        try:
+            topic_log = self.hub.check(identity, topic)
+        except Exception:
+            return None
+        try:
+            return await self.fetch(topic_log, token)
+        except Exception as exc:  # Redis unreachable: the retained tail answers, or a snapshot
+            log.warning("rtnb redis: replay range of %r not read (%s)", topic, exc)
+            return None
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

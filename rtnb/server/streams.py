@@ -114,8 +114,9 @@ async def sse(request: Request) -> Response:
         session.push(text)
     positions: dict[str, str] = {}
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
+    fetched = {t: await hub.prefetch(who, t, token) for t, token in replay.items()}  # Redis
     for topic, token in replay.items():  # no await in this loop: the seams are exact
-        if hub.subscribe(session, topic, token) == "complete" and token is not None:
+        if hub.subscribe(session, topic, token, fetched[topic]) == "complete" and token is not None:
             positions[topic] = token
     loop = asyncio.get_running_loop()
     expiry = loop.call_later(max(0.0, who.expires_at - time.time()), _expire, session)
@@ -199,12 +200,13 @@ async def poll(request: Request) -> Response:
     fresh = bool(topic_errors)
     hold = 0.0  # chaos delay_ms for this response
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
-    for topic, topic_log in logs.items():
+    fetched = {t: await runtime.hub.prefetch(who, t, token) for t, token in replay.items()}
+    for topic, topic_log in logs.items():  # no await in this loop: the seams are exact
         token = replay[topic]
         status: str = "none"
         records: list[LogRecord] = []
         if token is not None:
-            status, records, _ = topic_log.replay(token)
+            status, records, _ = topic_log.replay(token, fetched[topic])
         if status == "complete":
             assert token is not None
             records = records[:POLL_MAX_EVENTS]

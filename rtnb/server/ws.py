@@ -60,6 +60,7 @@ from .auth import AuthError
 from .hub import TopicError, error_text
 from .limits import Strikes, TokenBucket, retry_reason
 from .session import CLOSE_SLOW_CONSUMER, Session, now
+from .topiclog import Fetched
 
 __all__ = ["CLOSE_TIMEOUT", "endpoint"]
 
@@ -170,7 +171,14 @@ class _Connection:
             except InvalidFrame as exc:
                 self._bad("bad_frame", _describe(exc))
                 continue
-            self._dispatch(frame)
+            fetched = None
+            if type(frame) is Subscribe and session.identity is not None:
+                # Redis: the replay range is read from the store first (frames stay in order:
+                # the next frame is read once this one is handled).
+                fetched = await self.rt.hub.prefetch(
+                    session.identity, frame.topic, frame.replay_from
+                )
+            self._dispatch(frame, fetched)
 
     def _bad(self, code: str, message: str) -> None:
         session = self.session
@@ -185,7 +193,7 @@ class _Connection:
             session.push(error_text("protocol_violation", "too many invalid frames"))
             session.close(4400, "too many invalid frames")
 
-    def _dispatch(self, frame: ServerBound) -> None:
+    def _dispatch(self, frame: ServerBound, fetched: Fetched | None = None) -> None:
         session, hub = self.session, self.rt.hub
         if type(frame) is Authenticate:
             self._authenticate(frame.token)
@@ -201,7 +209,7 @@ class _Connection:
         if type(frame) is Subscribe:
             if self._snapshot_allowed():
                 try:
-                    hub.subscribe(session, frame.topic, frame.replay_from)
+                    hub.subscribe(session, frame.topic, frame.replay_from, fetched)
                 except TopicError as exc:
                     session.push(exc.frame())
         elif type(frame) is Unsubscribe:

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 import rtnb
+from rtnb.server import redis_store
 from rtnb.server.handle import ServerHandle
 from rtnb.server.redis_store import APPEND, REGISTRY, keys_of
 from tests.redis.conftest import RedisServer, wait_for
@@ -129,3 +130,45 @@ def test_a_gateway_that_missed_live_messages_reads_the_range_with_xrange(pair, r
     want = {f"e{i}": {"i": i} for i in range(4)}
     wait_for(lambda: b.truth("t", tenant="acme") == want, what="B to fill the jump 1 -> 4")
     assert a.truth("t", tenant="acme") == want
+
+
+def test_a_gateway_started_later_replays_from_redis_what_another_appended(redis_aof, monkeypatch):
+    """Replay reads the stream (XRANGE), not the gateway's in-memory tail."""
+    monkeypatch.setattr(redis_store, "MIRROR_TAIL", 20)  # each gateway keeps 20 in memory
+    a = rtnb.serve(store=redis_aof.url, secret=SECRET, heartbeat_interval=0.2)
+    b = None
+    try:
+        a.publish("t", "x.set", {"i": 0}, tenant="acme", entity_id="e0")
+        headers = _auth(a, "viewer")
+        cursor = httpx.get(f"{a.url}/poll", params={"topic": "t"}, headers=headers).json()["cursor"]
+        token = a.publish("t", "x.set", {"i": 1}, tenant="acme", entity_id="e1").replay_token
+        n = 300
+        a.publish_many("t", [("x.set", f"e{i % 7}", {"i": i}) for i in range(2, n)], tenant="acme")
+        b = rtnb.serve(store=redis_aof.url, secret=SECRET, heartbeat_interval=0.2)
+        assert b.latest_sequence("t", tenant="acme") == n, "B loaded the head from Redis"
+        client = WSClient(b.ws_url)
+        try:
+            client.authenticate(b.issue_token(tenant="acme", user="v", role="viewer"))
+            subscribed, snapshot = client.subscribe("t", replay_from=token)
+            assert subscribed["replay"] == "complete" and snapshot is None
+            got = [client.recv() for _ in range(n - 2)]
+            assert [e["sequence"] for e in got] == list(range(3, n + 1))
+            assert [e["payload"]["i"] for e in got] == list(range(2, n))
+            b.publish("t", "x.set", {"i": n}, tenant="acme", entity_id="e0")
+            assert client.recv()["sequence"] == n + 1, "live after the replay, no gap"
+        finally:
+            client.close()
+        polled = httpx.get(
+            f"{b.url}/poll",
+            params={"topic": "t"},
+            headers={**_auth(b, "viewer"), "Last-Event-ID": cursor},
+            timeout=5,
+        ).json()
+        events = [m for m in polled["messages"] if m["op"] == "event"]
+        assert events and [e["sequence"] for e in events] == list(range(2, 2 + len(events))), (
+            "long polling replays from the stream too"
+        )
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
