@@ -120,6 +120,17 @@ return {epoch, latest, tail, redis.call('HGETALL', KEYS[3])}
 """
 
 
+#: KEYS: meta, log, state, registry. ARGV: new epoch, member, channel.
+#: Empties the topic under the new epoch and tells every gateway (an epoch notice: first 0).
+RESET: Final = """
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'latest', 0)
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2] .. '\\n' .. ARGV[1] .. '\\n0\\n')
+return 1
+"""
+
+
 class _Body(msgspec.Struct, array_like=True):
     """What Redis keeps of an event: everything but its position (sequence, id, token)."""
 
@@ -173,6 +184,7 @@ class RedisStorage(MemoryStorage):
         self._tail = min(retention, MIRROR_TAIL)
         self._append = self._redis.register_script(APPEND)
         self._load_script = self._redis.register_script(LOAD)
+        self._reset_script = self._redis.register_script(RESET)
         self._loaded: tuple[Key, list[Any]] | None = None
         try:
             self._redis.ping()
@@ -237,8 +249,19 @@ class RedisStorage(MemoryStorage):
         # Lua answers [id, [b, body]], newest first.
         return [(int(i.split(b"-")[0]), f[1]) for i, f in reversed(loaded[1])]
 
-    def reset(self, key: Key, epoch: bytes) -> None:  # the topic log never creates a Redis stream
-        super().reset(key, epoch)
+    def reset(self, key: Key, epoch: bytes) -> None:
+        """Empty the topic *in Redis* under ``epoch``: every gateway sharing it starts afresh.
+
+        Only ``chaos.restart(keep_data=False)`` calls this (a topic log never creates a
+        Redis stream: ``epoch`` loads or creates it). The other gateways read the epoch
+        notice on the live channel (or at their next resync) and reload; their clients'
+        tokens answer ``unavailable`` and they take a snapshot of the empty topic.
+        """
+        meta, stream, state = keys_of(key)
+        self._reset_script(
+            keys=[meta, stream, state, REGISTRY], args=[epoch.hex(), _member(key), CHANNEL]
+        )
+        self.forget(key)  # the next topic log loads the new epoch from Redis
 
     def append(
         self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None

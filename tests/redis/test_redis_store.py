@@ -172,3 +172,33 @@ def test_a_gateway_started_later_replays_from_redis_what_another_appended(redis_
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_a_restart_without_data_resets_the_topic_in_redis_for_every_gateway(pair, redis_aof):
+    """``chaos.restart(keep_data=False)`` empties the shared store under a new epoch."""
+    a, b = pair
+    old = [a.publish("t", "x.set", {"i": i}, tenant="acme", entity_id=f"e{i}") for i in range(5)]
+    wait_for(lambda: len(b.truth("t", tenant="acme")) == 5, what="B at 5")
+    conn = rtnb.connect(
+        b.url, token=b.issue_token(tenant="acme", user="v", role="viewer"), shared=False
+    )
+    try:
+        topic = conn.subscribe("t")
+        wait_for(lambda: topic.status == "live" and len(topic.server_entities) == 5, what="live")
+        a.chaos.restart(keep_data=False)
+        meta, stream, _ = keys_of(("acme", "t"))
+        client = redis.Redis.from_url(redis_aof.url)
+        assert client.xlen(stream) == 0 and client.hget(meta, "latest") == b"0"
+        assert a.truth("t", tenant="acme") == {}
+        wait_for(lambda: b.truth("t", tenant="acme") == {}, what="B to reload the new epoch")
+        new = b.publish("t", "x.set", {"n": 1}, tenant="acme", entity_id="fresh")
+        assert new.sequence == 1 and new.id.split("-")[1] != old[0].id.split("-")[1]
+        b.chaos.disconnect_all()  # the client comes back with a token of the old epoch
+        wait_for(
+            lambda: topic.status == "live" and topic.server_entities == {"fresh": {"n": 1}},
+            what="the client to re-snapshot under the new epoch",
+        )
+        assert conn.log.counts["gap_unrecoverable"] >= 1, "the lost events are logged as a gap"
+        assert a.truth("t", tenant="acme") == {"fresh": {"n": 1}}
+    finally:
+        conn.close()
