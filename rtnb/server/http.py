@@ -235,7 +235,7 @@ async def mutate(request: Request) -> Response:
         frame = _decode(_mutate_decoder, await _body(request, runtime), "mutate")
     except Refused as refused:
         return refused.response
-    outcome = runtime.mutations.apply(runtime.hub, who, frame)
+    outcome = await runtime.mutations.apply_shared(runtime.hub, who, frame)
     if outcome.rejected is not None:
         runtime.stats.count("mutations_rejected")
         status = _STATUS_BY_CODE.get(outcome.rejected.code, 422)

@@ -349,6 +349,7 @@ class Bridge:
         self.storage = storage
         self.finals: dict[int, tuple[object, object]] = {}
         self._client: Any = None  # redis.asyncio.Redis, made on the loop at first use
+        self._background: set[asyncio.Future[None]] = set()
         self._append: Any = None
 
     # -- Redis I/O on the loop (asyncio client: no worker thread, no GIL hand-off) ----------
@@ -551,9 +552,30 @@ class Bridge:
     def claim_mutation(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
         return self.storage.claim(tenant, cmid, fingerprint)
 
+    async def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        """:meth:`RedisStorage.claim` on the loop's asyncio client."""
+        name = _mutation_key(tenant, cmid)
+        client = self._aio()
+        if await client.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
+            return None
+        prior: bytes | None = await client.get(name)
+        return prior if prior is not None else b""
+
     def release_mutation(self, tenant: str, cmid: str) -> None:
+        """Forget a claim (a rejected mutation), without blocking the loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (tools): the blocking client
+            with contextlib.suppress(Exception):
+                self.storage.release(tenant, cmid)
+            return
+        task = asyncio.ensure_future(self._release(tenant, cmid))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, tenant: str, cmid: str) -> None:
         with contextlib.suppress(Exception):
-            self.storage.release(tenant, cmid)
+            await self._aio().delete(_mutation_key(tenant, cmid))
 
     def find_mutation_event(self, tenant: str, topic: str, cmid: str) -> Event | None:
         """The committed event of mutation ``cmid`` in the retained log, if any."""

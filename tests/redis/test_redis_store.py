@@ -202,3 +202,21 @@ def test_a_restart_without_data_resets_the_topic_in_redis_for_every_gateway(pair
         assert a.truth("t", tenant="acme") == {"fresh": {"n": 1}}
     finally:
         conn.close()
+
+
+def test_a_mutation_id_claimed_through_one_gateway_is_checked_in_redis_over_websocket(pair):
+    a, b = pair
+    a.publish("t", "x.set", {"v": 1}, tenant="acme", entity_id="e")
+    body = {"topic": "t", "entityId": "e", "patch": {"n": 1}, "clientMutationId": "m-ws"}
+    first = httpx.post(f"{a.url}/mutate", json=body, headers=_auth(a), timeout=5)
+    assert first.status_code == 200, first.text
+    client = WSClient(b.ws_url)
+    try:
+        client.authenticate(b.issue_token(tenant="acme", user="u", role="operator"))
+        client.send({"op": "mutate", **body, "patch": {"n": 2}})  # same id, other mutation
+        rejected = client.expect("mutation_rejected")
+        assert rejected["code"] == "idempotency_conflict"
+        assert rejected["clientMutationId"] == "m-ws"
+    finally:
+        client.close()
+    assert a.publish("t", "x.set", {"v": 2}, tenant="acme", entity_id="e").sequence == 3
