@@ -119,6 +119,16 @@ def retry_after(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))  # Retry-After takes whole seconds
 
 
+async def preload_topics(request: Request, runtime: ServerRuntime, who: Identity) -> None:
+    """With Redis, load the topics a request names before the synchronous checks."""
+    if runtime.hub.bridge is None:
+        return
+    names = list(dict.fromkeys(request.query_params.getlist("topic")))
+    for name in names[: runtime.config.max_subscriptions]:
+        if _TOPIC.match(name):
+            await runtime.hub.preload(who, name)
+
+
 def requested_topics(
     request: Request,
     runtime: ServerRuntime,
@@ -161,6 +171,7 @@ async def snapshot(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         who = identify(request, runtime)
+        await preload_topics(request, runtime, who)
         logs = requested_topics(request, runtime, who)
         if len(logs) != 1:
             raise refuse(400, "bad_request", "ask for exactly one topic: /snapshot?topic=name")

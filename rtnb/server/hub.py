@@ -152,7 +152,7 @@ class Hub:
             role is None
             and key not in self.tenant_topics
             and self.bridge is not None
-            and self.bridge.storage.exists(key)  # created through another gateway
+            and self.bridge.exists(key)  # created through another gateway
         ):
             self.tenant_topics.add(key)
         if role is None and key in self.tenant_topics:
@@ -395,9 +395,25 @@ class Hub:
             self.watch(session, topic_log)
         return status
 
+    async def preload(self, who: Identity, topic: str) -> None:
+        """With Redis, load a topic new to this gateway on the loop (never a blocking call)."""
+        if self.bridge is None:
+            return
+        try:
+            await self.bridge.preload((who.tenant, topic))
+        except Exception as exc:  # the synchronous path then answers (or fails) as before
+            log.warning("rtnb redis: topic %r not preloaded (%s)", topic, exc)
+
     async def prefetch(self, who: Identity, topic: str, replay_from: str | None) -> Fetched | None:
-        """With Redis, read a replay range from the store (``XRANGE``) before subscribing."""
-        if self.bridge is None or replay_from is None:
+        """With Redis, load the topic and read the replay range (``XRANGE``) before subscribing.
+
+        On the loop's asyncio client: the synchronous subscribe that follows finds
+        everything it needs in memory.
+        """
+        if self.bridge is None:
+            return None
+        await self.preload(who, topic)
+        if replay_from is None:
             return None
         fetched: Fetched | None = await self.bridge.fetch_for(who, topic, replay_from)
         return fetched

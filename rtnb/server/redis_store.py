@@ -224,13 +224,20 @@ class RedisStorage(MemoryStorage):
         return super().epoch(key)
 
     def _load(self, key: Key) -> None:
+        """Load ``key`` with the blocking client (a topic first used by a publish, tools)."""
+        keys, args = self.load_args(key)
+        self.install(key, self._load_script(keys=keys, args=args))
+
+    def load_args(self, key: Key) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of :data:`LOAD` for ``key``."""
         from .topiclog import new_epoch
 
         meta, stream, state = keys_of(key)
-        epoch_hex, latest, entries, fields = self._load_script(
-            keys=[meta, stream, state, REGISTRY],
-            args=[new_epoch().hex(), _member(key), self._tail],
-        )
+        return [meta, stream, state, REGISTRY], [new_epoch().hex(), _member(key), self._tail]
+
+    def install(self, key: Key, answer: Any) -> None:
+        """Mirror what :data:`LOAD` answered for ``key`` (the next topic log builds on it)."""
+        epoch_hex, latest, entries, fields = answer
         epoch = bytes.fromhex(epoch_hex.decode())
         super().reset(key, epoch)
         mirror = self._streams[key]
@@ -239,6 +246,9 @@ class RedisStorage(MemoryStorage):
         for i in range(0, len(fields), 2):
             seq, _, text = fields[i + 1].partition(b" ")
             mirror.entities[fields[i].decode()] = (msgspec.json.decode(text), int(seq))
+
+    def loaded(self, key: Key) -> bool:
+        return key in self._streams
 
     def take_loaded(self, key: Key) -> list[tuple[int, bytes]]:
         """The stream entries read by the last load of ``key`` (the topic log mints them)."""
@@ -350,6 +360,8 @@ class Bridge:
         self.finals: dict[int, tuple[object, object]] = {}
         self._client: Any = None  # redis.asyncio.Redis, made on the loop at first use
         self._background: set[asyncio.Future[None]] = set()
+        self._absent: set[Key] = set()
+        self._load: Any = None
         self._append: Any = None
 
     # -- Redis I/O on the loop (asyncio client: no worker thread, no GIL hand-off) ----------
@@ -376,6 +388,37 @@ class Bridge:
         """The stream entries ``after < sequence <= upto`` (``XRANGE``)."""
         _, stream, _ = keys_of(key)
         return _entries(await self._aio().xrange(stream, f"{after + 1}-1", f"{upto}-1"))
+
+    async def preload(self, key: Key, *, check: bool = True) -> None:
+        """Load a topic this gateway has not used yet, on the loop (``LOAD``, asyncio client).
+
+        ``check``: first ask the registry whether another gateway created it (a subscribe);
+        a topic found absent is answered absent once more without asking again (the
+        subscribe's synchronous check that follows, :meth:`exists`).
+        """
+        hub = self.hub
+        self._absent.discard(key)
+        if key in hub.logs:
+            return
+        if check and key not in hub.tenant_topics and key[1] not in hub.declared:
+            if not await self._aio().sismember(REGISTRY, _member(key)):
+                self._absent.add(key)
+                return
+            hub.tenant_topics.add(key)
+        if self._load is None:
+            self._load = self._aio().register_script(LOAD)
+        keys, args = self.storage.load_args(key)
+        answer = await self._load(keys=keys, args=args)
+        if key not in hub.logs and not self.storage.loaded(key):
+            self.storage.install(key, answer)
+            hub.log(*key)
+
+    def exists(self, key: Key) -> bool:
+        """Whether ``key`` is in the registry (another gateway created it)."""
+        if key in self._absent:
+            self._absent.discard(key)  # just asked on the loop (preload): absent
+            return False
+        return self.storage.exists(key)
 
     async def fetch(self, topic_log: TopicLog, token: str) -> Fetched | None:
         """Read the replay range of ``token`` from Redis (``XRANGE`` from its position).
@@ -600,8 +643,8 @@ class Bridge:
         first = int(first_text)
         self.hub.tenant_topics.add(key)
         if key not in self.hub.logs:
-            if first > 0:
-                self.hub.log(*key)  # loads everything up to now, these events included or later
+            if first > 0:  # loads the head: these events included, or later ones
+                await self.preload(key, check=False)
             return
         topic_log = self.hub.logs[key]
         if bytes.fromhex(epoch_hex.decode()) != topic_log.epoch:

@@ -37,7 +37,15 @@ from ..protocol.codec import encode_str
 from ..protocol.frames import Authenticated, Subscribed
 from .app import ServerRuntime
 from .auth import Identity
-from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
+from .http import (
+    Refused,
+    identify,
+    preload_topics,
+    refuse,
+    requested_topics,
+    retry_after,
+    runtime_of,
+)
 from .hub import error_text
 from .session import Marked, Session
 from .storage import LogRecord
@@ -93,6 +101,7 @@ async def sse(request: Request) -> Response:
     try:
         who = identify(request, runtime)
         topic_errors: list[str] = []
+        await preload_topics(request, runtime, who)
         logs = requested_topics(request, runtime, who, topic_errors)
         retry = runtime.admission.try_admit()
         if retry is not None:
@@ -183,6 +192,7 @@ async def poll(request: Request) -> Response:
     try:
         who = identify(request, runtime)
         topic_errors: list[str] = []
+        await preload_topics(request, runtime, who)
         logs = requested_topics(request, runtime, who, topic_errors)
         try:
             wait = float(request.query_params.get("wait", "0"))

@@ -220,3 +220,23 @@ def test_a_mutation_id_claimed_through_one_gateway_is_checked_in_redis_over_webs
     finally:
         client.close()
     assert a.publish("t", "x.set", {"v": 2}, tenant="acme", entity_id="e").sequence == 3
+
+
+def test_subscribing_to_a_topic_another_gateway_created_loads_it_and_unknown_stays_unknown(
+    pair,
+):
+    a, b = pair
+    client = WSClient(b.ws_url)
+    try:
+        client.authenticate(b.issue_token(tenant="acme", user="v", role="viewer"))
+        client.send({"op": "subscribe", "topic": "nobody-published"})
+        assert client.expect("error")["code"] == "unknown_topic"
+        for i in range(3):
+            a.publish("fresh", "x.set", {"i": i}, tenant="acme", entity_id=f"e{i}")
+        subscribed, snapshot = client.subscribe("fresh")  # B may not have heard of it yet
+        assert subscribed["latestSequence"] == 3
+        assert snapshot is not None and len(snapshot["entities"]) == 3
+        a.publish("fresh", "x.set", {"i": 3}, tenant="acme", entity_id="e3")
+        assert client.expect("event")["sequence"] == 4
+    finally:
+        client.close()
