@@ -1,8 +1,11 @@
 """Topic logs in Redis Streams, shared by several gateway processes (``docs/redis.md``).
 
-Each gateway keeps a *mirror* of every topic it knows (the retained events and
-the entities' states, exactly like :class:`~rtnb.server.storage.MemoryStorage`);
-Redis is the source of truth and the only place sequences are assigned.
+Each gateway keeps a *mirror* of every topic it knows (the newest
+:data:`MIRROR_TAIL` events and the entities' states, like
+:class:`~rtnb.server.storage.MemoryStorage`); Redis is the source of truth and
+the only place sequences are assigned. Replays read Redis (``XRANGE`` from the
+token's position, :meth:`Bridge.fetch`); every Redis call a gateway makes while
+serving goes through its ``redis.asyncio`` client on the event loop.
 
 Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
 
@@ -16,8 +19,8 @@ gateway has seen means Redis lost the stream: a new epoch, never a silent restar
 from the oldest entry), checks each entity's base sequence (optimistic
 concurrency: the state the gateway merged on is still the entity's state in
 Redis, else ``conflict``), assigns the sequences, ``XADD … MAXLEN ~ retention``,
-updates the state hash and ``PUBLISH``-es each event on :data:`CHANNEL`, which
-every gateway reads once (not once per client). A gateway that sees a sequence
+updates the state hash and ``PUBLISH``-es the group on :data:`CHANNEL` (one
+message), which every gateway reads once (not once per client). A gateway that sees a sequence
 jump reads the missing range with ``XRANGE``.
 """
 

@@ -211,6 +211,8 @@ async def poll(request: Request) -> Response:
     hold = 0.0  # chaos delay_ms for this response
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
     fetched = {t: await runtime.hub.prefetch(who, t, token) for t, token in replay.items()}
+    if fetched and runtime.hub.bridge is not None:  # a topic reloaded meanwhile: its new log
+        logs = {t: runtime.hub.log(who.tenant, t) for t in logs}
     for topic, topic_log in logs.items():  # no await in this loop: the seams are exact
         token = replay[topic]
         status: str = "none"
