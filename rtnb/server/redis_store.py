@@ -4,8 +4,10 @@ Each gateway keeps a *mirror* of every topic it knows (the newest
 :data:`MIRROR_TAIL` events and the entities' states, like
 :class:`~rtnb.server.storage.MemoryStorage`); Redis is the source of truth and
 the only place sequences are assigned. Replays read Redis (``XRANGE`` from the
-token's position, :meth:`Bridge.fetch`); every Redis call a gateway makes while
-serving goes through its ``redis.asyncio`` client on the event loop.
+token's position, :meth:`Bridge.fetch`). Appends, the live channel, replays,
+mutation claims and loading a topic a request names go through the gateway's
+``redis.asyncio`` client on its event loop; only startup and the first *publish*
+to a topic new to the gateway load it with the blocking client.
 
 Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
 
