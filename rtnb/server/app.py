@@ -138,6 +138,8 @@ class ServerRuntime:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             if self._committer is not None:
                 await self._committer
+        if self.hub.bridge is not None:
+            await self.hub.bridge.aclose()
         self.storage.flush()
 
     async def _flush_forever(self) -> None:

@@ -142,7 +142,8 @@ class Chaos:
         """Stop the server (connections close 1012) and start it again on the same port.
 
         ``keep_data=False`` starts every log afresh under a new epoch, so old
-        replay tokens answer ``replay: "unavailable"``.
+        replay tokens answer ``replay: "unavailable"``. With the Redis store the
+        topics are emptied *in Redis*: every gateway sharing it starts afresh.
         """
         self.count("restarts")
         self._call("restart", keep_data)

@@ -119,6 +119,16 @@ def retry_after(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))  # Retry-After takes whole seconds
 
 
+async def preload_topics(request: Request, runtime: ServerRuntime, who: Identity) -> None:
+    """With Redis, load the topics a request names before the synchronous checks."""
+    if runtime.hub.bridge is None:
+        return
+    names = list(dict.fromkeys(request.query_params.getlist("topic")))
+    for name in names[: runtime.config.max_subscriptions]:
+        if _TOPIC.match(name):
+            await runtime.hub.preload(who, name)
+
+
 def requested_topics(
     request: Request,
     runtime: ServerRuntime,
@@ -164,6 +174,7 @@ async def snapshot(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         who = identify(request, runtime)
+        await preload_topics(request, runtime, who)
         logs = requested_topics(request, runtime, who)
         if len(logs) != 1:
             raise refuse(400, "bad_request", "ask for exactly one topic: /snapshot?topic=name")
@@ -238,7 +249,7 @@ async def mutate(request: Request) -> Response:
         frame = _decode(_mutate_decoder, await _body(request, runtime), "mutate")
     except Refused as refused:
         return refused.response
-    outcome = runtime.mutations.apply(runtime.hub, who, frame)
+    outcome = await runtime.mutations.apply_shared(runtime.hub, who, frame)
     if outcome.rejected is not None:
         runtime.stats.count("mutations_rejected")
         status = _STATUS_BY_CODE.get(outcome.rejected.code, 422)

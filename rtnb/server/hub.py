@@ -43,7 +43,7 @@ from .redis_store import Bridge, RedisStorage
 from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import Staged, TopicLog
+from .topiclog import Fetched, Staged, TopicLog
 
 __all__ = ["Hub", "StorageFailed", "TopicError", "error_text", "validate_publish"]
 
@@ -152,7 +152,7 @@ class Hub:
             role is None
             and key not in self.tenant_topics
             and self.bridge is not None
-            and self.bridge.storage.exists(key)  # created through another gateway
+            and self.bridge.exists(key)  # created through another gateway
         ):
             self.tenant_topics.add(key)
         if role is None and key in self.tenant_topics:
@@ -346,10 +346,18 @@ class Hub:
                 subs.pop(session, None)
         session.subscriptions.clear()
 
-    def subscribe(self, session: Session, topic: str, replay_from: str | None) -> str:
+    def subscribe(
+        self,
+        session: Session,
+        topic: str,
+        replay_from: str | None,
+        fetched: Fetched | None = None,
+    ) -> str:
         """Subscribe: queue ``subscribed``, then a snapshot or the replay; go live.
 
-        Returns the replay status. Raises :class:`TopicError` for a refused topic.
+        ``fetched``: the replay range a sequenced store read just before
+        (:meth:`prefetch`). Returns the replay status. Raises :class:`TopicError`
+        for a refused topic.
         """
         assert session.identity is not None
         topic_log = self.check(session.identity, topic)
@@ -366,7 +374,7 @@ class Hub:
         status = "none"
         records: list[LogRecord] = []
         if replay_from is not None:
-            status, records, why = topic_log.replay(replay_from)
+            status, records, why = topic_log.replay(replay_from, fetched)
             if status == "unavailable":
                 log.info("session %d: replay of %r unavailable: %s", session.id, topic, why)
         subscribed = Subscribed(
@@ -386,6 +394,29 @@ class Hub:
             # Re-subscribing (e.g. to fill a gap) replaces the old registration.
             self.watch(session, topic_log)
         return status
+
+    async def preload(self, who: Identity, topic: str) -> None:
+        """With Redis, load a topic new to this gateway on the loop (never a blocking call)."""
+        if self.bridge is None:
+            return
+        try:
+            await self.bridge.preload((who.tenant, topic))
+        except Exception as exc:  # the synchronous path then answers (or fails) as before
+            log.warning("rtnb redis: topic %r not preloaded (%s)", topic, exc)
+
+    async def prefetch(self, who: Identity, topic: str, replay_from: str | None) -> Fetched | None:
+        """With Redis, load the topic and read the replay range (``XRANGE``) before subscribing.
+
+        On the loop's asyncio client: the synchronous subscribe that follows finds
+        everything it needs in memory.
+        """
+        if self.bridge is None:
+            return None
+        await self.preload(who, topic)
+        if replay_from is None:
+            return None
+        fetched: Fetched | None = await self.bridge.fetch_for(who, topic, replay_from)
+        return fetched
 
     def watch(self, session: Session, topic_log: TopicLog) -> None:
         """Deliver ``topic_log``'s live events to ``session`` from now on."""

@@ -133,6 +133,10 @@ RULES: Final[dict[str, Rule]] = {
 }
 
 
+def _fingerprint(mutation: Mutate) -> bytes:
+    return msgspec.json.encode((mutation.topic, mutation.entity_id, mutation.patch), order="sorted")
+
+
 class Mutations:
     """Validates and applies mutations; one per server handle (survives restarts)."""
 
@@ -142,32 +146,29 @@ class Mutations:
             collections.OrderedDict()
         )
 
-    def apply(self, hub: Hub, who: Identity, mutation: Mutate) -> MutationOutcome:
+    def apply(
+        self,
+        hub: Hub,
+        who: Identity,
+        mutation: Mutate,
+        claimed: tuple[bytes | None] | None = None,
+    ) -> MutationOutcome:
+        """Validate and apply; ``claimed``: the Redis claim already made (:meth:`apply_shared`)."""
         cmid = mutation.client_mutation_id
         key = (who.tenant, cmid)
-        fingerprint = msgspec.json.encode(
-            (mutation.topic, mutation.entity_id, mutation.patch), order="sorted"
-        )
-        prior = self._seen.get(key)
-        if prior is not None:
-            if prior[0] != fingerprint:
-                return self._reject(
-                    cmid,
-                    "idempotency_conflict",
-                    "this clientMutationId was already used for a different mutation; "
-                    "use a fresh id per mutation",
-                )
-            return MutationOutcome(event=prior[1], duplicate=True)
+        fingerprint = _fingerprint(mutation)
+        remembered = self._remembered(key, fingerprint)
+        if remembered is not None:
+            return remembered
         bridge = hub.bridge
         if bridge is not None:  # gateways sharing Redis: the id is claimed there (SET NX EX)
-            try:
-                claimed = bridge.claim_mutation(who.tenant, cmid, fingerprint)
-            except Exception as exc:
-                return self._reject(
-                    cmid, "unavailable", f"the Redis store is unreachable ({type(exc).__name__})"
-                )
-            if claimed is not None:
-                if claimed != fingerprint:
+            if claimed is None:
+                try:
+                    claimed = (bridge.claim_mutation(who.tenant, cmid, fingerprint),)
+                except Exception as exc:
+                    return self._unreachable(cmid, exc)
+            if claimed[0] is not None:
+                if claimed[0] != fingerprint:
                     return self._reject(
                         cmid,
                         "idempotency_conflict",
@@ -187,6 +188,40 @@ class Mutations:
         while len(self._seen) > self._limit:
             self._seen.popitem(last=False)
         return MutationOutcome(event=event)
+
+    async def apply_shared(self, hub: Hub, who: Identity, mutation: Mutate) -> MutationOutcome:
+        """:meth:`apply`, with the Redis claim awaited on the loop (never blocking it)."""
+        bridge = hub.bridge
+        if bridge is None:
+            return self.apply(hub, who, mutation)
+        cmid = mutation.client_mutation_id
+        fingerprint = _fingerprint(mutation)
+        remembered = self._remembered((who.tenant, cmid), fingerprint)
+        if remembered is not None:
+            return remembered
+        try:
+            claimed = await bridge.claim(who.tenant, cmid, fingerprint)
+        except Exception as exc:
+            return self._unreachable(cmid, exc)
+        return self.apply(hub, who, mutation, (claimed,))
+
+    def _remembered(self, key: tuple[str, str], fingerprint: bytes) -> MutationOutcome | None:
+        prior = self._seen.get(key)
+        if prior is None:
+            return None
+        if prior[0] != fingerprint:
+            return self._reject(
+                key[1],
+                "idempotency_conflict",
+                "this clientMutationId was already used for a different mutation; "
+                "use a fresh id per mutation",
+            )
+        return MutationOutcome(event=prior[1], duplicate=True)
+
+    def _unreachable(self, cmid: str, exc: Exception) -> MutationOutcome:
+        return self._reject(
+            cmid, "unavailable", f"the Redis store is unreachable ({type(exc).__name__})"
+        )
 
     @staticmethod
     def _reject(cmid: str, code: str, message: str) -> MutationOutcome:

@@ -1,8 +1,13 @@
 """Topic logs in Redis Streams, shared by several gateway processes (``docs/redis.md``).
 
-Each gateway keeps a *mirror* of every topic it knows (the retained events and
-the entities' states, exactly like :class:`~rtnb.server.storage.MemoryStorage`);
-Redis is the source of truth and the only place sequences are assigned.
+Each gateway keeps a *mirror* of every topic it knows (the newest
+:data:`MIRROR_TAIL` events and the entities' states, like
+:class:`~rtnb.server.storage.MemoryStorage`); Redis is the source of truth and
+the only place sequences are assigned. Replays read Redis (``XRANGE`` from the
+token's position, :meth:`Bridge.fetch`). Appends, the live channel, replays,
+mutation claims and loading a topic a request names go through the gateway's
+``redis.asyncio`` client on its event loop; only startup and the first *publish*
+to a topic new to the gateway load it with the blocking client.
 
 Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
 
@@ -16,8 +21,8 @@ gateway has seen means Redis lost the stream: a new epoch, never a silent restar
 from the oldest entry), checks each entity's base sequence (optimistic
 concurrency: the state the gateway merged on is still the entity's state in
 Redis, else ``conflict``), assigns the sequences, ``XADD … MAXLEN ~ retention``,
-updates the state hash and ``PUBLISH``-es each event on :data:`CHANNEL`, which
-every gateway reads once (not once per client). A gateway that sees a sequence
+updates the state hash and ``PUBLISH``-es the group on :data:`CHANNEL` (one
+message), which every gateway reads once (not once per client). A gateway that sees a sequence
 jump reads the missing range with ``XRANGE``.
 """
 
@@ -36,6 +41,7 @@ import msgspec
 from ..core.merge import CLIENT_MUTATION_ID
 from ..protocol.frames import Event
 from .storage import Key, LogRecord, MemoryStorage
+from .topiclog import Fetched
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -50,6 +56,9 @@ CHANNEL: Final = "rtnb:live"
 #: Seconds a ``clientMutationId`` stays claimed in Redis (a retry on any gateway within it
 #: is answered as a duplicate, never applied twice).
 MUTATION_TTL: Final = 86_400
+#: Events each gateway keeps in memory per topic (at most the retention): what it fans out
+#: and what a replay reads after the range it read from Redis. Replays read Redis (XRANGE).
+MIRROR_TAIL: Final = 1024
 #: The set of every stream, as JSON ``[tenant, topic]``.
 REGISTRY: Final = "rtnb:streams"
 
@@ -57,6 +66,8 @@ REGISTRY: Final = "rtnb:streams"
 #: epoch, maxlen, channel, member, then (entity, base sequence, body, state JSON
 #: or "" when deleted) per event. Zero events: only the epoch/latest check.
 #: Returns {status, epoch, latest, appended}; status ok | conflict | epoch.
+#: One ``PUBLISH`` per call (not per event): member, epoch, first sequence, bodies, one a line (the
+#: bodies are JSON, which never holds a raw newline).
 APPEND: Final = """
 local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]
 local known, known_latest, candidate = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -69,7 +80,7 @@ if (not epoch) or (epoch == known and latest < known_latest) then
   return {'epoch', candidate, 0, 0}
 end
 if epoch ~= known then return {'epoch', epoch, latest, 0} end
-local status, n, seen = 'ok', 0, {}
+local status, n, seen, bodies = 'ok', 0, {}, {}
 for i = 7, #ARGV, 4 do
   local e = ARGV[i]
   if not seen[e] then
@@ -86,15 +97,20 @@ for i = 7, #ARGV, 4 do
   else
     redis.call('HSET', state, e, latest .. ' ' .. ARGV[i + 3])
   end
-  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. latest .. '\\n' .. ARGV[i + 2])
   n = n + 1
+  bodies[n] = ARGV[i + 2]
 end
-if n > 0 then redis.call('HSET', meta, 'latest', latest) end
+if n > 0 then
+  redis.call('HSET', meta, 'latest', latest)
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. (latest - n + 1) .. '\\n'
+    .. table.concat(bodies, '\\n'))
+end
 return {status, epoch, latest, n}
 """
 
-#: KEYS: meta, log, state, registry. ARGV: candidate epoch, member.
-#: Returns {epoch, latest, entries, state}: the whole retained topic, atomically.
+#: KEYS: meta, log, state, registry. ARGV: candidate epoch, member, tail.
+#: Returns {epoch, latest, entries, state}: the newest ``tail`` entries (newest first) and
+#: every entity's state, atomically.
 LOAD: Final = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -104,7 +120,19 @@ if not epoch then
   epoch = ARGV[1]
 end
 local latest = redis.call('HGET', KEYS[1], 'latest') or '0'
-return {epoch, latest, redis.call('XRANGE', KEYS[2], '-', '+'), redis.call('HGETALL', KEYS[3])}
+local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
+return {epoch, latest, tail, redis.call('HGETALL', KEYS[3])}
+"""
+
+
+#: KEYS: meta, log, state, registry. ARGV: new epoch, member, channel.
+#: Empties the topic under the new epoch and tells every gateway (an epoch notice: first 0).
+RESET: Final = """
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'latest', 0)
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2] .. '\\n' .. ARGV[1] .. '\\n0\\n')
+return 1
 """
 
 
@@ -158,8 +186,10 @@ class RedisStorage(MemoryStorage):
         self.url = parse_store(url)
         self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self._retention = retention
+        self._tail = min(retention, MIRROR_TAIL)
         self._append = self._redis.register_script(APPEND)
         self._load_script = self._redis.register_script(LOAD)
+        self._reset_script = self._redis.register_script(RESET)
         self._loaded: tuple[Key, list[Any]] | None = None
         try:
             self._redis.ping()
@@ -168,6 +198,10 @@ class RedisStorage(MemoryStorage):
                 f"cannot reach the Redis store at {self._redacted()}: {exc}; start Redis or "
                 "fix --store"
             ) from None
+
+    @property
+    def retention(self) -> int:
+        return self._retention
 
     def _redacted(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
@@ -195,12 +229,20 @@ class RedisStorage(MemoryStorage):
         return super().epoch(key)
 
     def _load(self, key: Key) -> None:
+        """Load ``key`` with the blocking client (a topic first used by a publish, tools)."""
+        keys, args = self.load_args(key)
+        self.install(key, self._load_script(keys=keys, args=args))
+
+    def load_args(self, key: Key) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of :data:`LOAD` for ``key``."""
         from .topiclog import new_epoch
 
         meta, stream, state = keys_of(key)
-        epoch_hex, latest, entries, fields = self._load_script(
-            keys=[meta, stream, state, REGISTRY], args=[new_epoch().hex(), _member(key)]
-        )
+        return [meta, stream, state, REGISTRY], [new_epoch().hex(), _member(key), self._tail]
+
+    def install(self, key: Key, answer: Any) -> None:
+        """Mirror what :data:`LOAD` answered for ``key`` (the next topic log builds on it)."""
+        epoch_hex, latest, entries, fields = answer
         epoch = bytes.fromhex(epoch_hex.decode())
         super().reset(key, epoch)
         mirror = self._streams[key]
@@ -210,23 +252,38 @@ class RedisStorage(MemoryStorage):
             seq, _, text = fields[i + 1].partition(b" ")
             mirror.entities[fields[i].decode()] = (msgspec.json.decode(text), int(seq))
 
+    def loaded(self, key: Key) -> bool:
+        return key in self._streams
+
     def take_loaded(self, key: Key) -> list[tuple[int, bytes]]:
         """The stream entries read by the last load of ``key`` (the topic log mints them)."""
         loaded = self._loaded
         if loaded is None or loaded[0] != key:
             return []
         self._loaded = None
-        return [(int(i.split(b"-")[0]), f[1]) for i, f in loaded[1]]  # Lua: [id, [b, body]]
+        # Lua answers [id, [b, body]], newest first.
+        return [(int(i.split(b"-")[0]), f[1]) for i, f in reversed(loaded[1])]
 
-    def reset(self, key: Key, epoch: bytes) -> None:  # the topic log never creates a Redis stream
-        super().reset(key, epoch)
+    def reset(self, key: Key, epoch: bytes) -> None:
+        """Empty the topic *in Redis* under ``epoch``: every gateway sharing it starts afresh.
+
+        Only ``chaos.restart(keep_data=False)`` calls this (a topic log never creates a
+        Redis stream: ``epoch`` loads or creates it). The other gateways read the epoch
+        notice on the live channel (or at their next resync) and reload; their clients'
+        tokens answer ``unavailable`` and they take a snapshot of the empty topic.
+        """
+        meta, stream, state = keys_of(key)
+        self._reset_script(
+            keys=[meta, stream, state, REGISTRY], args=[epoch.hex(), _member(key), CHANNEL]
+        )
+        self.forget(key)  # the next topic log loads the new epoch from Redis
 
     def append(
         self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None
     ) -> None:
-        """Mirror a committed event (from Redis); keep at most ``retention`` in memory."""
+        """Mirror a committed event (from Redis); keep the newest :data:`MIRROR_TAIL`."""
         super().append(key, record, entity_id, state)
-        if len(self._streams[key].records) > self._retention:
+        if len(self._streams[key].records) > self._tail:
             self._streams[key].records.popleft()
 
     def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
@@ -246,11 +303,12 @@ class RedisStorage(MemoryStorage):
     def close(self) -> None:
         self._redis.close()
 
-    # -- Redis calls (worker threads) ------------------------------------------------------
+    # -- Redis calls (the gateway's asyncio client, on its loop: ``Bridge``) ---------------
 
-    def run_append(
+    def append_args(
         self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
-    ) -> tuple[str, bytes, int, int]:
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of :data:`APPEND` for one group of events of one topic."""
         from .topiclog import new_epoch
 
         meta, stream, state = keys_of(key)
@@ -264,17 +322,23 @@ class RedisStorage(MemoryStorage):
         ]
         for entity_id, base, body, state_json in events:
             args.extend((entity_id, base, body, state_json))
-        status, epoch_hex, new_latest, n = self._append(
-            keys=[meta, stream, state, REGISTRY], args=args
-        )
-        return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+        return [meta, stream, state, REGISTRY], args
 
-    def run_range(self, key: Key, after: int, upto: int) -> list[tuple[int, bytes]]:
-        _, stream, _ = keys_of(key)
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(  # type: ignore[assignment]
-            stream, f"{after + 1}-1", f"{upto}-1"
-        )
-        return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
+    def run_append(
+        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+    ) -> tuple[str, bytes, int, int]:
+        """:data:`APPEND` with the blocking client (tools and tests; gateways use ``Bridge``)."""
+        keys, args = self.append_args(key, epoch, latest, events)
+        return _appended(self._append(keys=keys, args=args))
+
+
+def _appended(answer: Any) -> tuple[str, bytes, int, int]:
+    status, epoch_hex, new_latest, n = answer
+    return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+
+
+def _entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[int, bytes]]:
+    return [(int(i.split(b"-")[0]), f[b"b"]) for i, f in entries]
 
 
 def _mutation_key(tenant: str, cmid: str) -> str:
@@ -299,6 +363,110 @@ class Bridge:
         self.hub = hub
         self.storage = storage
         self.finals: dict[int, tuple[object, object]] = {}
+        self._client: Any = None  # redis.asyncio.Redis, made on the loop at first use
+        self._background: set[asyncio.Future[None]] = set()
+        self._absent: set[Key] = set()
+        self._load: Any = None
+        self._append: Any = None
+
+    # -- Redis I/O on the loop (asyncio client: no worker thread, no GIL hand-off) ----------
+
+    def _aio(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(
+                self.storage.url, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+            self._append = self._client.register_script(APPEND)
+        return self._client
+
+    async def append(
+        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+    ) -> tuple[str, bytes, int, int]:
+        """Run :data:`APPEND` (one round trip for the group); its answer."""
+        self._aio()
+        keys, args = self.storage.append_args(key, epoch, latest, events)
+        return _appended(await self._append(keys=keys, args=args))
+
+    async def range(self, key: Key, after: int, upto: int) -> list[tuple[int, bytes]]:
+        """The stream entries ``after < sequence <= upto`` (``XRANGE``)."""
+        _, stream, _ = keys_of(key)
+        return _entries(await self._aio().xrange(stream, f"{after + 1}-1", f"{upto}-1"))
+
+    async def preload(self, key: Key, *, check: bool = True) -> None:
+        """Load a topic this gateway has not used yet, on the loop (``LOAD``, asyncio client).
+
+        ``check``: first ask the registry whether another gateway created it (a subscribe);
+        a topic found absent is answered absent once more without asking again (the
+        subscribe's synchronous check that follows, :meth:`exists`).
+        """
+        hub = self.hub
+        self._absent.discard(key)
+        if key in hub.logs:
+            return
+        if check and key not in hub.tenant_topics and key[1] not in hub.declared:
+            if not await self._aio().sismember(REGISTRY, _member(key)):
+                self._absent.add(key)
+                return
+            hub.tenant_topics.add(key)
+        if self._load is None:
+            self._load = self._aio().register_script(LOAD)
+        keys, args = self.storage.load_args(key)
+        answer = await self._load(keys=keys, args=args)
+        if key not in hub.logs and not self.storage.loaded(key):
+            self.storage.install(key, answer)
+            hub.log(*key)
+
+    def exists(self, key: Key) -> bool:
+        """Whether ``key`` is in the registry (another gateway created it)."""
+        if key in self._absent:
+            self._absent.discard(key)  # just asked on the loop (preload): absent
+            return False
+        return self.storage.exists(key)
+
+    async def fetch(self, topic_log: TopicLog, token: str) -> Fetched | None:
+        """Read the replay range of ``token`` from Redis (``XRANGE`` from its position).
+
+        None when there is nothing to read (a token of another epoch, ahead, or at the
+        head): :meth:`TopicLog.replay` answers those on its own.
+        """
+        parsed = self.hub.tokens.parse(topic_log.tenant, topic_log.topic, token)
+        if parsed is None or parsed[0] != topic_log.epoch or parsed[1] >= topic_log.latest:
+            return None
+        position, upto = parsed[1], topic_log.latest
+        entries = await self.range(topic_log.key, position, upto)
+        if self.hub.logs.get(topic_log.key) is not topic_log:
+            return None  # reloaded meanwhile: a new epoch, the token answers for itself
+        if not entries or entries[0][0] != position + 1:
+            first = entries[0][0] if entries else upto + 1
+            return Fetched(
+                position,
+                [],
+                f"events {position + 1}..{first - 1} are older than the retention kept in "
+                f"Redis ({self.storage.retention} events)",
+            )
+        return Fetched(position, topic_log.records_of(entries))
+
+    async def fetch_for(self, identity: Any, topic: str, token: str | None) -> Fetched | None:
+        """:meth:`fetch` for a subscription request; None if refused (the subscribe says why)."""
+        if token is None:
+            return None
+        try:
+            topic_log = self.hub.check(identity, topic)
+        except Exception:
+            return None
+        try:
+            return await self.fetch(topic_log, token)
+        except Exception as exc:  # Redis unreachable: the retained tail answers, or a snapshot
+            log.warning("rtnb redis: replay range of %r not read (%s)", topic, exc)
+            return None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     # -- ingesting committed events --------------------------------------------------------
 
@@ -316,7 +484,7 @@ class Bridge:
         key = topic_log.key
         while topic_log.latest < upto:
             after = topic_log.latest
-            entries = await asyncio.to_thread(self.storage.run_range, key, after, upto)
+            entries = await self.range(key, after, upto)
             if self.hub.logs.get(key) is not topic_log:
                 return self.hub.logs[key]
             if not entries or entries[0][0] > topic_log.latest + 1:
@@ -342,45 +510,79 @@ class Bridge:
     # -- publishing --------------------------------------------------------------------------
 
     async def commit(self, staged: list[Staged]) -> None:
+        """Append a round's events: every topic's script in one round trip (a pipeline), so
+        Redis writes (and with ``appendfsync always`` fsyncs) them together; a topic that met
+        a conflict or a new epoch then retries alone."""
         groups: dict[Key, list[Staged]] = {}
         for item in staged:
             groups.setdefault(item.log.key, []).append(item)
-        for key, items in groups.items():
-            await self._commit_topic(key, items)
-            for item in items:
+        try:
+            if len(groups) == 1:
+                ((key, items),) = groups.items()
+                await self._commit_topic(key, items)
+                return
+            prepared = [(key, items, *self._prepare(key, items)) for key, items in groups.items()]
+            pipe = self._aio().pipeline(transaction=False)
+            for key, _, topic_log, events in prepared:
+                keys, args = self.storage.append_args(
+                    key, topic_log.epoch, topic_log.latest, events
+                )
+                await self._append(keys=keys, args=args, client=pipe)  # queued, not sent
+            answers = await pipe.execute()
+            for (key, items, topic_log, events), answer in zip(prepared, answers, strict=True):
+                rest = await self._settle(key, items, topic_log, events, _appended(answer))
+                await self._commit_topic(key, rest)
+        finally:
+            for item in staged:
                 item.log.settle(item)
 
-    async def _commit_topic(self, key: Key, items: list[Staged]) -> None:
-        pending = items
+    def _prepare(
+        self, key: Key, pending: list[Staged]
+    ) -> tuple[TopicLog, list[tuple[str, int, bytes, bytes]]]:
+        """Merge ``pending`` on the mirror's committed state: the script's arguments."""
+        topic_log = self.hub.log(*key)
+        chain: dict[str, dict[str, Any] | None] = {}
+        events: list[tuple[str, int, bytes, bytes]] = []
+        for item in pending:
+            e, ev = item.event.entity_id, item.event
+            prior = chain[e] if e in chain else topic_log.entities.get(e)
+            base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
+            state = topic_log.merge(prior, ev.type, ev.payload)
+            chain[e] = state
+            events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
+        return topic_log, events
+
+    async def _settle(
+        self,
+        key: Key,
+        pending: list[Staged],
+        topic_log: TopicLog,
+        events: list[tuple[str, int, bytes, bytes]],
+        answer: tuple[str, bytes, int, int],
+    ) -> list[Staged]:
+        """Ingest what the script appended; the events still to append (conflict, epoch)."""
+        status, epoch, latest, n = answer
+        if status == "epoch":  # nothing appended: merge again on the new epoch
+            if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
+                self.reload(key, "Redis lost the stream: new epoch")
+            return pending
+        topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
+        first = latest - n + 1
+        topic_log = await self.fill(topic_log, first - 1)
+        for i in range(n):
+            final = self.ingest(topic_log, first + i, events[i][2])
+            self._remember(pending[i].event, final)
+        if status == "conflict":
+            await self.fill(topic_log, latest)
+        return pending[n:]
+
+    async def _commit_topic(self, key: Key, pending: list[Staged]) -> None:
         for _ in range(1000):
             if not pending:
                 return
-            topic_log = self.hub.log(*key)
-            chain: dict[str, dict[str, Any] | None] = {}
-            events: list[tuple[str, int, bytes, bytes]] = []
-            for item in pending:
-                e, ev = item.event.entity_id, item.event
-                prior = chain[e] if e in chain else topic_log.entities.get(e)
-                base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
-                state = topic_log.merge(prior, ev.type, ev.payload)
-                chain[e] = state
-                events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
-            status, epoch, latest, n = await asyncio.to_thread(
-                self.storage.run_append, key, topic_log.epoch, topic_log.latest, events
-            )
-            if status == "epoch":  # nothing appended: merge again on the new epoch
-                if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
-                    self.reload(key, "Redis lost the stream: new epoch")
-                continue
-            topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
-            first = latest - n + 1
-            topic_log = await self.fill(topic_log, first - 1)
-            for i in range(n):
-                final = self.ingest(topic_log, first + i, events[i][2])
-                self._remember(pending[i].event, final)
-            pending = pending[n:]
-            if status == "conflict":
-                await self.fill(topic_log, latest)
+            topic_log, events = self._prepare(key, pending)
+            answer = await self.append(key, topic_log.epoch, topic_log.latest, events)
+            pending = await self._settle(key, pending, topic_log, events, answer)
         raise RuntimeError(f"{key[1]}: could not append after 1000 conflicts")
 
     def _remember(self, provisional: object, final: object) -> None:
@@ -398,9 +600,30 @@ class Bridge:
     def claim_mutation(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
         return self.storage.claim(tenant, cmid, fingerprint)
 
+    async def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
+        """:meth:`RedisStorage.claim` on the loop's asyncio client."""
+        name = _mutation_key(tenant, cmid)
+        client = self._aio()
+        if await client.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
+            return None
+        prior: bytes | None = await client.get(name)
+        return prior if prior is not None else b""
+
     def release_mutation(self, tenant: str, cmid: str) -> None:
+        """Forget a claim (a rejected mutation), without blocking the loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (tools): the blocking client
+            with contextlib.suppress(Exception):
+                self.storage.release(tenant, cmid)
+            return
+        task = asyncio.ensure_future(self._release(tenant, cmid))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, tenant: str, cmid: str) -> None:
         with contextlib.suppress(Exception):
-            self.storage.release(tenant, cmid)
+            await self._aio().delete(_mutation_key(tenant, cmid))
 
     def find_mutation_event(self, tenant: str, topic: str, cmid: str) -> Event | None:
         """The committed event of mutation ``cmid`` in the retained log, if any."""
@@ -418,32 +641,37 @@ class Bridge:
     # -- live events from every gateway ------------------------------------------------------
 
     async def on_message(self, data: bytes) -> None:
-        member, epoch_hex, seq_text, body = data.split(b"\n", 3)
+        """One appended group: ``member\\nepoch\\nfirst\\nbodies…`` (first 0: an epoch notice)."""
+        member, epoch_hex, first_text, rest = data.split(b"\n", 3)
         tenant, topic = msgspec.json.decode(member)
         key = (tenant, topic)
-        seq = int(seq_text)
-        if key not in self.hub.logs:
-            self.hub.tenant_topics.add(key)
-            self.hub.log(*key)  # loads everything up to now, this event included or later
-            return
+        first = int(first_text)
         self.hub.tenant_topics.add(key)
+        if key not in self.hub.logs:
+            if first > 0:  # loads the head: these events included, or later ones
+                await self.preload(key, check=False)
+            return
         topic_log = self.hub.logs[key]
         if bytes.fromhex(epoch_hex.decode()) != topic_log.epoch:
             self.reload(key, "new epoch in the store")
             return
-        if seq <= topic_log.latest:
+        if first == 0:
             return
-        if seq > topic_log.latest + 1:
-            topic_log = await self.fill(topic_log, seq - 1)
-            if seq <= topic_log.latest:
-                return
-        self.ingest(topic_log, seq, body)
+        bodies = rest.split(b"\n")
+        last = first + len(bodies) - 1
+        if last <= topic_log.latest:
+            return
+        if first > topic_log.latest + 1:
+            topic_log = await self.fill(topic_log, first - 1)
+        for seq, body in enumerate(bodies, first):
+            if seq == topic_log.latest + 1:
+                self.ingest(topic_log, seq, body)
 
     async def resync(self) -> None:
         """After (re)connecting: check every topic's epoch and latest against Redis."""
         for key, topic_log in list(self.hub.logs.items()):
-            status, _epoch, latest, _ = await asyncio.to_thread(
-                self.storage.run_append, key, topic_log.epoch, topic_log.latest, []
+            status, _epoch, latest, _ = await self.append(
+                key, topic_log.epoch, topic_log.latest, []
             )
             if self.hub.logs.get(key) is not topic_log:
                 continue

@@ -37,7 +37,15 @@ from ..protocol.codec import encode_str
 from ..protocol.frames import Authenticated, Subscribed
 from .app import ServerRuntime
 from .auth import Identity
-from .http import Refused, identify, refuse, requested_topics, retry_after, runtime_of
+from .http import (
+    Refused,
+    identify,
+    preload_topics,
+    refuse,
+    requested_topics,
+    retry_after,
+    runtime_of,
+)
 from .hub import error_text
 from .session import Marked, Session
 from .storage import LogRecord
@@ -93,6 +101,7 @@ async def sse(request: Request) -> Response:
     try:
         who = identify(request, runtime)
         topic_errors: list[str] = []
+        await preload_topics(request, runtime, who)
         logs = requested_topics(request, runtime, who, topic_errors)
         retry = runtime.admission.try_admit()
         if retry is not None:
@@ -114,8 +123,9 @@ async def sse(request: Request) -> Response:
         session.push(text)
     positions: dict[str, str] = {}
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
+    fetched = {t: await hub.prefetch(who, t, token) for t, token in replay.items()}  # Redis
     for topic, token in replay.items():  # no await in this loop: the seams are exact
-        if hub.subscribe(session, topic, token) == "complete" and token is not None:
+        if hub.subscribe(session, topic, token, fetched[topic]) == "complete" and token is not None:
             positions[topic] = token
     loop = asyncio.get_running_loop()
     expiry = loop.call_later(max(0.0, who.expires_at - time.time()), _expire, session)
@@ -182,6 +192,7 @@ async def poll(request: Request) -> Response:
     try:
         who = identify(request, runtime)
         topic_errors: list[str] = []
+        await preload_topics(request, runtime, who)
         # No topic named: a probe (is the server there, does it take the token?),
         # answered at once with ``authenticated`` and a heartbeat.
         logs = requested_topics(request, runtime, who, topic_errors, allow_none=True)
@@ -201,12 +212,15 @@ async def poll(request: Request) -> Response:
     fresh = bool(topic_errors)
     hold = 0.0  # chaos delay_ms for this response
     replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
-    for topic, topic_log in logs.items():
+    fetched = {t: await runtime.hub.prefetch(who, t, token) for t, token in replay.items()}
+    if fetched and runtime.hub.bridge is not None:  # a topic reloaded meanwhile: its new log
+        logs = {t: runtime.hub.log(who.tenant, t) for t in logs}
+    for topic, topic_log in logs.items():  # no await in this loop: the seams are exact
         token = replay[topic]
         status: str = "none"
         records: list[LogRecord] = []
         if token is not None:
-            status, records, _ = topic_log.replay(token)
+            status, records, _ = topic_log.replay(token, fetched[topic])
         if status == "complete":
             assert token is not None
             records = records[:POLL_MAX_EVENTS]

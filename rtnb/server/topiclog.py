@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -24,7 +24,7 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
+__all__ = ["Fetched", "ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
@@ -34,6 +34,18 @@ _BODY: Final = msgspec.json.Decoder(tuple[str, str, dict[str, Any], datetime, in
 log = logging.getLogger("rtnb.server")
 
 ReplayAnswer = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
+
+
+class Fetched(NamedTuple):
+    """A replay range a sequenced store read for a token (``Bridge.fetch``), before subscribing.
+
+    ``records`` are the events after ``position`` up to some point, read from the store;
+    ``why`` is set instead when the store no longer holds ``position + 1`` (retention).
+    """
+
+    position: int
+    records: list[LogRecord]
+    why: str = ""
 
 
 class TooLarge(ValueError):
@@ -207,13 +219,17 @@ class TopicLog:
 
     def _load_mirror(self) -> None:
         """Build the records of the events the store loaded (frames minted here)."""
-        loaded = self._storage.take_loaded(self.key)
+        records = self.records_of(self._storage.take_loaded(self.key))
+        self._storage.set_records(self.key, records[-self._retention :])
+
+    def records_of(self, entries: list[tuple[int, bytes]]) -> list[LogRecord]:
+        """The records of events as a sequenced store keeps them (frames minted here)."""
         records = []
-        for seq, body in loaded:
+        for seq, body in entries:
             entity_id, event_type, payload, occurred_at, version = _BODY(body)
             event, text = self._build(seq, event_type, payload, entity_id, occurred_at, version)
             records.append(LogRecord(self.topic, self.epoch, seq, event.replay_token, text))
-        self._storage.set_records(self.key, records[-self._retention :])
+        return records
 
     def ingest(
         self,
@@ -345,8 +361,12 @@ class TopicLog:
         at = empty.index(b'"entities":[]') + len(b'"entities":[')
         return empty[:at], empty[at:]
 
-    def replay(self, token: str) -> ReplayAnswer:
-        """The events after ``token``, or ``"unavailable"`` and why; never a silent restart."""
+    def replay(self, token: str, fetched: Fetched | None = None) -> ReplayAnswer:
+        """The events after ``token``, or ``"unavailable"`` and why; never a silent restart.
+
+        ``fetched``: the range a sequenced store read for this token just before (replay
+        by ``XRANGE``); the events committed since are taken from the retained tail.
+        """
         parsed = self._tokens.parse(self.tenant, self.topic, token)
         if parsed is None:
             return "unavailable", [], "the replay token is not one this server minted"
@@ -355,6 +375,15 @@ class TopicLog:
             return "unavailable", [], "the log was reset since the token was minted (new epoch)"
         if position > self.latest:
             return "unavailable", [], "the replay token is ahead of the log"
+        if fetched is not None and fetched.position == position and position < self.latest:
+            if fetched.why:
+                return "unavailable", [], fetched.why
+            read = [r for r in fetched.records if r.sequence <= self.latest]
+            after = read[-1].sequence if read else position
+            tail = self.read(after)
+            if after < self.latest and (not tail or tail[0].sequence != after + 1):
+                return "unavailable", [], "the log moved past the range read; take a snapshot"
+            return "complete", read + tail, ""
         first, _ = self._storage.bounds(self.key)
         if position < first - 1:
             return (

@@ -59,7 +59,9 @@ from .app import ServerRuntime
 from .auth import AuthError
 from .hub import TopicError, error_text
 from .limits import Strikes, TokenBucket, retry_reason
+from .mutations import MutationOutcome
 from .session import CLOSE_SLOW_CONSUMER, Session, now
+from .topiclog import Fetched
 
 __all__ = ["CLOSE_TIMEOUT", "endpoint"]
 
@@ -170,7 +172,15 @@ class _Connection:
             except InvalidFrame as exc:
                 self._bad("bad_frame", _describe(exc))
                 continue
-            self._dispatch(frame)
+            # Redis: what needs the store is read first, on the loop, without blocking it;
+            # frames stay in order (the next frame is read once this one is handled).
+            fetched = outcome = None
+            who, hub = session.identity, self.rt.hub
+            if who is not None and type(frame) is Subscribe:
+                fetched = await hub.prefetch(who, frame.topic, frame.replay_from)
+            elif who is not None and type(frame) is Mutate and hub.bridge is not None:
+                outcome = await self.rt.mutations.apply_shared(hub, who, frame)
+            self._dispatch(frame, fetched, outcome)
 
     def _bad(self, code: str, message: str) -> None:
         session = self.session
@@ -185,7 +195,12 @@ class _Connection:
             session.push(error_text("protocol_violation", "too many invalid frames"))
             session.close(4400, "too many invalid frames")
 
-    def _dispatch(self, frame: ServerBound) -> None:
+    def _dispatch(
+        self,
+        frame: ServerBound,
+        fetched: Fetched | None = None,
+        outcome: MutationOutcome | None = None,
+    ) -> None:
         session, hub = self.session, self.rt.hub
         if type(frame) is Authenticate:
             self._authenticate(frame.token)
@@ -201,7 +216,7 @@ class _Connection:
         if type(frame) is Subscribe:
             if self._snapshot_allowed():
                 try:
-                    hub.subscribe(session, frame.topic, frame.replay_from)
+                    hub.subscribe(session, frame.topic, frame.replay_from, fetched)
                 except TopicError as exc:
                     session.push(exc.frame())
         elif type(frame) is Unsubscribe:
@@ -215,7 +230,8 @@ class _Connection:
         elif type(frame) is Ping:
             session.push(encode_str(Pong(id=frame.id, server_time=now())))
         elif type(frame) is Mutate:
-            outcome = self.rt.mutations.apply(hub, who, frame)
+            if outcome is None:
+                outcome = self.rt.mutations.apply(hub, who, frame)
             if outcome.rejected is not None:
                 self.rt.stats.count("mutations_rejected")
                 session.push(encode_str(outcome.rejected))

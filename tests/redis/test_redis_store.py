@@ -11,6 +11,7 @@ import pytest
 import redis
 
 import rtnb
+from rtnb.server import redis_store
 from rtnb.server.handle import ServerHandle
 from rtnb.server.redis_store import APPEND, REGISTRY, keys_of
 from tests.redis.conftest import RedisServer, wait_for
@@ -129,3 +130,115 @@ def test_a_gateway_that_missed_live_messages_reads_the_range_with_xrange(pair, r
     want = {f"e{i}": {"i": i} for i in range(4)}
     wait_for(lambda: b.truth("t", tenant="acme") == want, what="B to fill the jump 1 -> 4")
     assert a.truth("t", tenant="acme") == want
+
+
+def test_a_gateway_started_later_replays_from_redis_what_another_appended(redis_aof, monkeypatch):
+    """Replay reads the stream (XRANGE), not the gateway's in-memory tail."""
+    monkeypatch.setattr(redis_store, "MIRROR_TAIL", 20)  # each gateway keeps 20 in memory
+    a = rtnb.serve(store=redis_aof.url, secret=SECRET, heartbeat_interval=0.2)
+    b = None
+    try:
+        a.publish("t", "x.set", {"i": 0}, tenant="acme", entity_id="e0")
+        headers = _auth(a, "viewer")
+        cursor = httpx.get(f"{a.url}/poll", params={"topic": "t"}, headers=headers).json()["cursor"]
+        token = a.publish("t", "x.set", {"i": 1}, tenant="acme", entity_id="e1").replay_token
+        n = 300
+        a.publish_many("t", [("x.set", f"e{i % 7}", {"i": i}) for i in range(2, n)], tenant="acme")
+        b = rtnb.serve(store=redis_aof.url, secret=SECRET, heartbeat_interval=0.2)
+        assert b.latest_sequence("t", tenant="acme") == n, "B loaded the head from Redis"
+        client = WSClient(b.ws_url)
+        try:
+            client.authenticate(b.issue_token(tenant="acme", user="v", role="viewer"))
+            subscribed, snapshot = client.subscribe("t", replay_from=token)
+            assert subscribed["replay"] == "complete" and snapshot is None
+            got = [client.recv() for _ in range(n - 2)]
+            assert [e["sequence"] for e in got] == list(range(3, n + 1))
+            assert [e["payload"]["i"] for e in got] == list(range(2, n))
+            b.publish("t", "x.set", {"i": n}, tenant="acme", entity_id="e0")
+            assert client.recv()["sequence"] == n + 1, "live after the replay, no gap"
+        finally:
+            client.close()
+        polled = httpx.get(
+            f"{b.url}/poll",
+            params={"topic": "t"},
+            headers={**_auth(b, "viewer"), "Last-Event-ID": cursor},
+            timeout=5,
+        ).json()
+        events = [m for m in polled["messages"] if m["op"] == "event"]
+        assert events and [e["sequence"] for e in events] == list(range(2, 2 + len(events))), (
+            "long polling replays from the stream too"
+        )
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+def test_a_restart_without_data_resets_the_topic_in_redis_for_every_gateway(pair, redis_aof):
+    """``chaos.restart(keep_data=False)`` empties the shared store under a new epoch."""
+    a, b = pair
+    old = [a.publish("t", "x.set", {"i": i}, tenant="acme", entity_id=f"e{i}") for i in range(5)]
+    wait_for(lambda: len(b.truth("t", tenant="acme")) == 5, what="B at 5")
+    conn = rtnb.connect(
+        b.url, token=b.issue_token(tenant="acme", user="v", role="viewer"), shared=False
+    )
+    try:
+        topic = conn.subscribe("t")
+        wait_for(lambda: topic.status == "live" and len(topic.server_entities) == 5, what="live")
+        a.chaos.restart(keep_data=False)
+        meta, stream, _ = keys_of(("acme", "t"))
+        client = redis.Redis.from_url(redis_aof.url)
+        assert client.xlen(stream) == 0 and client.hget(meta, "latest") == b"0"
+        assert a.truth("t", tenant="acme") == {}
+        wait_for(lambda: b.truth("t", tenant="acme") == {}, what="B to reload the new epoch")
+        new = b.publish("t", "x.set", {"n": 1}, tenant="acme", entity_id="fresh")
+        assert new.sequence == 1 and new.id.split("-")[1] != old[0].id.split("-")[1]
+        b.chaos.disconnect_all()  # the client comes back with a token of the old epoch
+        wait_for(
+            lambda: topic.status == "live" and topic.server_entities == {"fresh": {"n": 1}},
+            what="the client to re-snapshot under the new epoch",
+        )
+        assert conn.log.counts["gap_unrecoverable"] >= 1, "the lost events are logged as a gap"
+        assert a.truth("t", tenant="acme") == {"fresh": {"n": 1}}
+    finally:
+        conn.close()
+
+
+def test_a_mutation_id_claimed_through_one_gateway_is_checked_in_redis_over_websocket(pair):
+    a, b = pair
+    a.publish("t", "x.set", {"v": 1}, tenant="acme", entity_id="e")
+    body = {"topic": "t", "entityId": "e", "patch": {"n": 1}, "clientMutationId": "m-ws"}
+    first = httpx.post(f"{a.url}/mutate", json=body, headers=_auth(a), timeout=5)
+    assert first.status_code == 200, first.text
+    client = WSClient(b.ws_url)
+    try:
+        client.authenticate(b.issue_token(tenant="acme", user="u", role="operator"))
+        client.send({"op": "mutate", **body, "patch": {"n": 2}})  # same id, other mutation
+        rejected = client.expect("mutation_rejected")
+        assert rejected["code"] == "idempotency_conflict"
+        assert rejected["clientMutationId"] == "m-ws"
+    finally:
+        client.close()
+    assert a.publish("t", "x.set", {"v": 2}, tenant="acme", entity_id="e").sequence == 3
+
+
+def test_subscribing_to_a_topic_another_gateway_created_loads_it_and_unknown_stays_unknown(
+    pair,
+):
+    a, b = pair
+    client = WSClient(b.ws_url)
+    try:
+        client.authenticate(b.issue_token(tenant="acme", user="v", role="viewer"))
+        client.send({"op": "subscribe", "topic": "nobody-published"})
+        assert client.expect("error")["code"] == "unknown_topic"
+        for i in range(3):
+            a.publish("fresh", "x.set", {"i": i}, tenant="acme", entity_id=f"e{i}")
+        subscribed, snapshot = client.subscribe("fresh")  # B may not have heard of it yet
+        seen = subscribed["latestSequence"]  # B may still be reading the live channel
+        assert 1 <= seen <= 3
+        assert snapshot is not None and len(snapshot["entities"]) == seen
+        a.publish("fresh", "x.set", {"i": 3}, tenant="acme", entity_id="e3")
+        got = [client.expect("event")["sequence"] for _ in range(4 - seen)]
+        assert got == list(range(seen + 1, 5)), "the rest live, in order, no gap"
+    finally:
+        client.close()
