@@ -74,6 +74,10 @@ class Stats:
 Producer = Callable[[Hub], Coroutine[Any, Any, None]]
 
 
+#: seconds a gateway waits at start for the Redis live channel before giving up
+BRIDGE_START_TIMEOUT = 10.0
+
+
 class ServerRuntime:
     """One running incarnation of the server (lives on its event loop)."""
 
@@ -117,7 +121,19 @@ class ServerRuntime:
         self._committer = asyncio.create_task(self.hub.run_committer())
         self._tasks.append(asyncio.create_task(self.hub.run_heartbeats()))
         if self.hub.bridge is not None:  # the shared store's live channel (redis_store.py)
-            self._tasks.append(asyncio.create_task(self.hub.bridge.listen()))
+            listening = asyncio.Event()
+
+            async def heard() -> None:
+                listening.set()
+
+            self._tasks.append(asyncio.create_task(self.hub.bridge.listen(heard)))
+            try:  # ready only once it hears every append (see Bridge.listen in redis_store.py)
+                await asyncio.wait_for(listening.wait(), BRIDGE_START_TIMEOUT)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"could not subscribe to the Redis live channel within "
+                    f"{BRIDGE_START_TIMEOUT:g} s: is Redis reachable at the --store URL?"
+                ) from None
         if not self.storage.durable:  # write-behind; a durable store is written by the committer
             self._tasks.append(asyncio.create_task(self._flush_forever()))
         for producer in self._producers:

@@ -681,7 +681,11 @@ class Bridge:
                 await self.fill(topic_log, latest)
 
     async def listen(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Read :data:`CHANNEL` forever; on a lost connection, reconnect and resync."""
+        """Read :data:`CHANNEL` forever; on a lost connection, reconnect and resync.
+
+        ``ready`` is awaited once, when the channel is first subscribed: a gateway is
+        not ready before it hears every append (else an append made meanwhile, to a
+        topic it has not loaded, would reach it only with the next one)."""
         import redis.asyncio as aioredis
 
         delay = 0.05
@@ -691,6 +695,9 @@ class Bridge:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 await self.resync()
+                if ready is not None:
+                    await ready()
+                    ready = None
                 delay = 0.05
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
