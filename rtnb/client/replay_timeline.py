@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from ..core.status import Status
 from ..telemetry.frames import ordered, ordered_list
 from ..telemetry.log import EnvelopeLog
 from ..telemetry.recorded import Recording
@@ -73,6 +74,21 @@ def _monotonic(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.maximum.accumulate(clean)
 
 
+_STATUSES: Final = frozenset(s.value for s in Status)
+
+
+def _check_statuses(states: list[tuple[Any, ...]]) -> None:
+    """Every state row names a known status (else the file is damaged or newer)."""
+    for n, row in enumerate(states):
+        for value in (row[1], row[2]):
+            if value and value not in _STATUSES:
+                raise ValueError(
+                    f"row {n} of the log's states names status {value!r}, not one of "
+                    f"{', '.join(sorted(_STATUSES))}: the file is damaged or was written by "
+                    "a newer rtnb; it cannot be replayed (its tables still read as DataFrames)"
+                )
+
+
 class Timeline:
     """Every replayable row of a recording, ordered by recorded time."""
 
@@ -80,6 +96,7 @@ class Timeline:
         frames = recording.frames
         self.frames = frames
         self.states = table_rows(log, "states")
+        _check_statuses(self.states)
         self.heartbeats = table_rows(log, "heartbeats")
         self.mutations = table_rows(log, "mutations")
         frame_t = np.asarray(frames.column("received_at").to_numpy(), dtype=np.float64)

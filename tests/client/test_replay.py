@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rtnb.client.topic import Topic
 from rtnb.core.status import Status
 from rtnb.protocol.errors import LocalProtocolError
 from rtnb.telemetry import EnvelopeLog
+from rtnb.telemetry.recorded import Recording, frames_table
 from tests.chaos_run import TOPICS, ChaosRun
 from tests.conftest import wait_until
 
@@ -160,6 +162,23 @@ def test_a_log_without_recorded_frames_cannot_be_replayed_and_says_how_to_record
     EnvelopeLog().to_parquet(tmp_path / "plain.parquet")
     with pytest.raises(ValueError, match=r"conn.record\(path\)"):
         replay(EnvelopeLog.read_parquet(tmp_path / "plain.parquet"))
+
+
+def test_a_state_row_naming_an_unknown_status_is_refused_up_front(tmp_path: Path) -> None:
+    topics = {"items": {"ordering": "sequence", "gap_timeout": 1.0}}
+    snap = {"op": "snapshot", "topic": "items", "entities": [], "token": "x" * 12, "sequence": 0}
+    rows = [
+        (1000.0, "topics", "websocket", 1, json.dumps(topics).encode(), True),
+        (1000.0, "frame", "websocket", 1, json.dumps(snap).encode(), True),
+    ]
+    recording = Recording(frames_table(rows), {"payloads": True, "started_at": 1000.0})
+    log = EnvelopeLog()
+    log.append_state(1000.0, "connecting", "idle", "", 1, 0.0)
+    log.append_state(1000.0, "flying", "connecting", "", 1, 0.0)  # damaged or newer
+    log.set_frame_source(lambda: recording)
+    log.to_parquet(tmp_path / "odd.parquet")
+    with pytest.raises(ValueError, match="row 1 of the log's states names status 'flying'"):
+        replay(EnvelopeLog.read_parquet(tmp_path / "odd.parquet"))
 
 
 @pytest.mark.parametrize("speed", [0, -1.0, "fast"])

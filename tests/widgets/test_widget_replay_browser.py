@@ -52,7 +52,10 @@ def _write_recording(path: Path) -> None:
             "replayToken": "t" * 12, "payload": {"n": k},
         }  # fmt: skip
         rows.append((T0 + k, "frame", "websocket", 1, encode(event), True))
-    log = EnvelopeLog()
+    log = EnvelopeLog()  # the connection's own story, as a live session logs it
+    log.append_state(T0, "connecting", "idle", "connecting over websocket", 1, 0.0)
+    log.append_state(T0, "authenticated", "connecting", "websocket open", 1, 0.0)
+    log.append_state(T0, "subscribed", "authenticated", "subscribed to items", 1, 0.0)
     recording = Recording(frames_table(rows), {"payloads": True, "started_at": T0})
     log.set_frame_source(lambda: recording)
     log.to_parquet(path)
