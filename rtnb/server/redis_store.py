@@ -7,8 +7,9 @@ the only place sequences are assigned. Replays read Redis (``XRANGE`` from the
 token's position, :meth:`Bridge.fetch`). Appends, the live channel, replays,
 mutation claims and loading a topic new to the gateway (a request naming it, the
 first publish to it, a reload) go through the gateway's ``redis.asyncio`` client on
-its event loop, through a bounded pool (:data:`POOL_SIZE`). Only startup, before the
-gateway serves, reads Redis with the blocking client.
+its event loop, through a bounded pool (:data:`POOL_SIZE`). Only startup (before the
+gateway serves) and ``srv.publish`` called on the server's own thread use the
+blocking client.
 
 Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
 
@@ -582,6 +583,9 @@ class Bridge:
         for item in staged:
             groups.setdefault(item.log.key, []).append(item)
         try:
+            for key in groups:  # a reload that failed left it unloaded: load it on the loop
+                if key not in self.hub.logs:
+                    await self.preload(key, check=False)
             if len(groups) == 1:
                 ((key, items),) = groups.items()
                 await self._commit_topic(key, items)
@@ -645,6 +649,8 @@ class Bridge:
         for _ in range(1000):
             if not pending:
                 return
+            if key not in self.hub.logs:  # the reload of a new epoch failed: load it here
+                await self.preload(key, check=False)
             topic_log, events = self._prepare(key, pending)
             answer = await self.append(key, topic_log.epoch, topic_log.latest, events)
             pending = await self._settle(key, pending, topic_log, events, answer)
