@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
 
 import rtnb
 from rtnb.server import redis_store
 from rtnb.server.handle import ServerHandle
+from rtnb.server.redis_store import APPEND, REGISTRY, keys_of
 from tests.redis.conftest import RedisServer
 from tests.server.conftest import WSClient
 
@@ -100,6 +102,49 @@ def test_the_first_publish_to_a_new_topic_does_not_block_the_loop_on_a_slow_redi
     )
     assert event["sequence"] == 1
     assert srv.truth("fresh", tenant="acme") == {"e": {"i": 1}}
+
+
+def _create_unannounced(server: RedisServer, topic: str, entity: str) -> None:
+    """Create ``topic`` with one entity in Redis, announced on a channel nobody reads:
+    the gateway learns of it only when a request names it."""
+    meta, stream, state = keys_of(("acme", topic))
+    with redis.Redis.from_url(server.url) as client:
+        script = client.register_script(APPEND)
+
+        def append(epoch: Any, events: list[Any]) -> Any:
+            fixed = [epoch, 0, "ab" * 8, 50, "nobody-listens", f'["acme","{topic}"]']
+            return script(keys=[meta, stream, state, REGISTRY], args=[*fixed, *events])
+
+        status, epoch, *_ = append("", [])
+        assert status == b"epoch", "a missing topic is created under a new epoch"
+        body = msgspec.json.encode([entity, "x.set", {"n": 0}, "2026-01-01T00:00:00Z", 1])
+        status, *_ = append(epoch, [entity, 0, body, b'{"n":0}'])
+        assert status == b"ok"
+
+
+def test_a_mutation_on_a_topic_new_to_the_gateway_does_not_block_the_loop_on_a_slow_redis(
+    gateway: ServerHandle, redis_aof: RedisServer
+) -> None:
+    """The topic is looked up and loaded on the loop, then merged on the entity from Redis.
+
+    (The code before loaded it with the blocking client only *after* the awaited claim,
+    i.e. after this pause: this test guards the path, it did not catch that code.)
+    """
+    srv = gateway
+    srv.publish("warm", "x.set", {"i": 0}, tenant="acme", entity_id="e")
+    _create_unannounced(redis_aof, "made-elsewhere", "e")
+    probe = Probe(srv)
+    _pause(redis_aof, PAUSE_S)
+    started = time.monotonic()
+    body = {"topic": "made-elsewhere", "entityId": "e", "patch": {"n": 1}, "clientMutationId": "m"}
+    r = httpx.post(f"{srv.url}/mutate", json=body, headers=_auth(srv, "operator"), timeout=10)
+    took = time.monotonic() - started
+    worst = probe.result()
+    assert r.status_code == 200, r.text
+    assert took >= PAUSE_S * 0.6, f"the mutation took {took:.2f} s: Redis was not slow for it"
+    assert worst < LATE_S, f"the loop stalled {worst:.2f} s (mutation took {took:.2f} s)"
+    assert r.json()["sequence"] == 2, "merged on the entity loaded from Redis"
+    assert srv.truth("made-elsewhere", tenant="acme") == {"e": {"n": 1}}
 
 
 def test_a_subscribe_to_a_new_topic_on_a_hung_redis_answers_unavailable_without_stalling(
