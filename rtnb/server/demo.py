@@ -17,13 +17,14 @@ sensibly after ``chaos.restart(keep_data=True)``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-from .hub import Hub
+from .hub import Hub, StorageFailed
 
 __all__ = ["DEFAULT_RATES", "DEFAULT_TENANTS", "TICK", "producers"]
 
@@ -216,6 +217,8 @@ def producers(
 def _producer(tenant: str, topic: str, rate: float, seed: int | None) -> Callable[[Hub], Any]:
     async def run(hub: Hub) -> None:
         rng = random.Random(seed)
+        with contextlib.suppress(StorageFailed):  # Redis: load the topic without blocking
+            await hub.prepare_publish(tenant, topic)
         model = _MODELS[topic](rng, hub.log(tenant, topic).entities)
         hub.declare(topic, hub.declared.get(topic, "viewer"))
 

@@ -154,6 +154,7 @@ class ServerHandle:
         self.chaos = Chaos(self)
         self.port = port
         self._inc: Incarnation | None = None
+        self._loading: set[asyncio.Task[None]] = set()  # topics loaded before a publish
         self._start()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -280,7 +281,8 @@ class ServerHandle:
         return self._call_committed(
             lambda rt: rt.hub.publish(
                 tenant, topic, type, data, entity_id, occurred_at=occurred_at, version=version
-            )
+            ),
+            (tenant, topic),
         )
 
     def publish_many(
@@ -318,7 +320,7 @@ class ServerHandle:
                     ) from None
             return out
 
-        return self._call_committed(publish_all)
+        return self._call_committed(publish_all, (tenant, topic))
 
     async def publish_async(self, *args: Any, **kwargs: Any) -> Event:
         """``publish`` for asyncio code (runs it without blocking the caller's loop)."""
@@ -375,8 +377,15 @@ class ServerHandle:
             inc.loop.call_soon_threadsafe(run)
             return future.result(CALL_TIMEOUT)
 
-    def _call_committed(self, fn: Callable[[ServerRuntime], T]) -> T:
-        """``_call`` for publishing: also wait until what ``fn`` staged is committed."""
+    def _call_committed(
+        self, fn: Callable[[ServerRuntime], T], key: tuple[str, str] | None = None
+    ) -> T:
+        """``_call`` for publishing: also wait until what ``fn`` staged is committed.
+
+        ``key``: the (tenant, topic) ``fn`` publishes to; with Redis, a topic new to this
+        gateway is loaded first on the loop's asyncio client (the loop is not blocked).
+        Called on the server's own thread (a producer), ``fn`` runs at once: it cannot wait.
+        """
         inc = self._inc
         if inc is not None and threading.current_thread() is inc.thread:
             return fn(inc.runtime)  # the server's own loop cannot wait for itself
@@ -388,6 +397,23 @@ class ServerHandle:
             runtime = inc.runtime
 
             def run() -> None:
+                loading = runtime.hub.loading(*key) if key is not None else None
+                if loading is None:
+                    stage()
+                    return
+                self._loading.add(loading)  # a strong reference while it runs
+
+                def loaded(task: asyncio.Task[None]) -> None:
+                    self._loading.discard(task)
+                    exc = None if task.cancelled() else task.exception()
+                    if task.cancelled() or exc is not None:
+                        future.set_exception(RuntimeError(str(exc or "the server stopped")))
+                    else:
+                        stage()
+
+                loading.add_done_callback(loaded)
+
+            def stage() -> None:
                 try:
                     result = fn(runtime)
                     committed = runtime.hub.committed()

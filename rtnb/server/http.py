@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -119,6 +119,15 @@ def retry_after(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))  # Retry-After takes whole seconds
 
 
+#: Retry-After of a 503 from a shared (Redis) store that did not answer: the next
+#: request tries it again (the in-memory and SQLite stores' 503 means "restart").
+STORE_RETRY_AFTER: Final = "1"
+
+
+def _store_retry(runtime: ServerRuntime) -> dict[str, str]:
+    return {"Retry-After": STORE_RETRY_AFTER} if runtime.hub.bridge is not None else {}
+
+
 async def preload_topics(request: Request, runtime: ServerRuntime, who: Identity) -> None:
     """With Redis, load the topics a request names before the synchronous checks."""
     if runtime.hub.bridge is None:
@@ -162,7 +171,10 @@ def requested_topics(
             logs[name] = runtime.hub.check(who, name)
         except TopicError as exc:
             if refused is None:
-                raise refuse(_STATUS_BY_CODE[exc.code], exc.code, exc.message, exc.topic) from None
+                headers = _store_retry(runtime) if exc.code == "unavailable" else {}
+                raise refuse(
+                    _STATUS_BY_CODE[exc.code], exc.code, exc.message, exc.topic, **headers
+                ) from None
             refused.append(exc.frame())
     return logs
 
@@ -253,20 +265,24 @@ async def mutate(request: Request) -> Response:
     if outcome.rejected is not None:
         runtime.stats.count("mutations_rejected")
         status = _STATUS_BY_CODE.get(outcome.rejected.code, 422)
-        return Response(encode_str(outcome.rejected), status, media_type="application/json")
+        headers = _store_retry(runtime) if status == 503 else None
+        return Response(
+            encode_str(outcome.rejected), status, headers, media_type="application/json"
+        )
     if outcome.event is None:  # a duplicate applied through another gateway, not here yet
         return refuse(
             503,
             "unavailable",
             "this mutation was already applied through another gateway and its event is not "
             "visible on this one yet; retry shortly with the same clientMutationId",
+            **_store_retry(runtime),
         ).response
     if not outcome.duplicate:
         runtime.stats.count("mutations_applied")
     try:  # acknowledged only once durable (a duplicate waits for its first commit too)
         await runtime.hub.committed()
     except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc)).response
+        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
     event = runtime.hub.resolve(outcome.event)
     return Response(encode_str(event), media_type="application/json")
 
@@ -284,18 +300,19 @@ async def publish(request: Request) -> Response:
             raise refuse(400, "bad_frame", str(exc)) from None
     except Refused as refused:
         return refused.response
-    try:
+    try:  # with Redis, a topic new to this gateway is loaded first, without blocking the loop
+        await runtime.hub.prepare_publish(who.tenant, req.topic)
         event = runtime.hub.publish(
             who.tenant, req.topic, req.type, req.payload, req.entity_id, version=req.version
         )
     except TooLarge as exc:
         return refuse(413, "too_large", str(exc), req.topic).response
     except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc)).response
+        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
     try:  # acknowledged only once durable and fanned out
         await runtime.hub.committed()
     except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc)).response
+        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
     return Response(encode_str(runtime.hub.resolve(event)), media_type="application/json")
 
 

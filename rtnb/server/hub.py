@@ -144,15 +144,21 @@ class Hub:
 
         Topic existence is per tenant: a topic published by one tenant stays
         ``unknown_topic`` for the others (names must not leak across tenants)
-        unless it is declared (``serve(topics=...)``, ``srv.declare``).
+        unless it is declared (``serve(topics=...)``, ``srv.declare``). With Redis,
+        ``unavailable`` if the preload just made could not reach it.
         """
         role = self.declared.get(topic)
         key = (identity.tenant, topic)
+        bridge = self.bridge
+        if bridge is not None and key not in self.logs:
+            why = bridge.unreachable(key)  # the preload just made could not reach Redis
+            if why is not None:
+                raise TopicError("unavailable", why, topic)
         if (
             role is None
             and key not in self.tenant_topics
-            and self.bridge is not None
-            and self.bridge.exists(key)  # created through another gateway
+            and bridge is not None
+            and bridge.exists(key)  # created through another gateway (preloaded: no I/O)
         ):
             self.tenant_topics.add(key)
         if role is None and key in self.tenant_topics:
@@ -396,13 +402,41 @@ class Hub:
         return status
 
     async def preload(self, who: Identity, topic: str) -> None:
-        """With Redis, load a topic new to this gateway on the loop (never a blocking call)."""
+        """With Redis, load a topic new to this gateway on the loop (never a blocking call).
+
+        If Redis does not answer, the synchronous :meth:`check` that follows answers
+        ``unavailable`` (an error frame, a 503) without asking Redis again.
+        """
         if self.bridge is None:
             return
         try:
             await self.bridge.preload((who.tenant, topic))
-        except Exception as exc:  # the synchronous path then answers (or fails) as before
+        except Exception as exc:
             log.warning("rtnb redis: topic %r not preloaded (%s)", topic, exc)
+
+    def loading(self, tenant: str, topic: str) -> asyncio.Task[None] | None:
+        """:meth:`prepare_publish` as a task, or None if there is nothing to load."""
+        if self.bridge is None or (tenant, topic) in self.logs:
+            return None
+        return asyncio.ensure_future(self.prepare_publish(tenant, topic))
+
+    async def prepare_publish(self, tenant: str, topic: str) -> None:
+        """With Redis, load a topic new to this gateway before a publish stages on it.
+
+        Staging is synchronous (it fixes nothing Redis has not seen: the committer's
+        script assigns the sequence), so the topic's mirror must be in memory first;
+        loading it here, on the loop's asyncio client, keeps the loop free. Raises
+        :class:`StorageFailed` if Redis cannot be reached (nothing was staged).
+        """
+        if self.bridge is None or (tenant, topic) in self.logs:
+            return
+        try:
+            await self.bridge.preload((tenant, topic), check=False)
+        except Exception as exc:
+            raise StorageFailed(
+                f"the Redis store could not load topic {topic!r} ({type(exc).__name__}); "
+                "nothing was published — retry once Redis is reachable"
+            ) from None
 
     async def prefetch(self, who: Identity, topic: str, replay_from: str | None) -> Fetched | None:
         """With Redis, load the topic and read the replay range (``XRANGE``) before subscribing.

@@ -199,6 +199,8 @@ class Mutations:
         remembered = self._remembered((who.tenant, cmid), fingerprint)
         if remembered is not None:
             return remembered
+        if who.at_least("operator"):  # load a topic new to this gateway without blocking
+            await hub.preload(who, mutation.topic)  # (if Redis fails, check says unavailable)
         try:
             claimed = await bridge.claim(who.tenant, cmid, fingerprint)
         except Exception as exc:

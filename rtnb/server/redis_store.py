@@ -5,9 +5,11 @@ Each gateway keeps a *mirror* of every topic it knows (the newest
 :class:`~rtnb.server.storage.MemoryStorage`); Redis is the source of truth and
 the only place sequences are assigned. Replays read Redis (``XRANGE`` from the
 token's position, :meth:`Bridge.fetch`). Appends, the live channel, replays,
-mutation claims and loading a topic a request names go through the gateway's
-``redis.asyncio`` client on its event loop; only startup and the first *publish*
-to a topic new to the gateway load it with the blocking client.
+mutation claims and loading a topic new to the gateway (a request naming it, the
+first publish to it, a reload) go through the gateway's ``redis.asyncio`` client on
+its event loop, through a bounded pool (:data:`POOL_SIZE`). Only startup (before the
+gateway serves) and ``srv.publish`` called on the server's own thread use the
+blocking client.
 
 Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<topic>}``:
 
@@ -29,6 +31,7 @@ jump reads the missing range with ``XRANGE``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import urllib.parse
@@ -61,6 +64,19 @@ MUTATION_TTL: Final = 86_400
 MIRROR_TAIL: Final = 1024
 #: The set of every stream, as JSON ``[tenant, topic]``.
 REGISTRY: Final = "rtnb:streams"
+#: Connections of a gateway's asyncio client (appends, replays, loads, claims) unless the
+#: store URL says ``?max_connections=N``. Requests beyond it wait for a free connection.
+POOL_SIZE: Final = 16
+#: Seconds a request waits for a free pooled connection before failing like an unreachable
+#: Redis (a replay then answers from the tail or ``unavailable``; a publish 503).
+POOL_TIMEOUT: Final = 5.0
+#: Seconds of a Redis command (and of connecting) before it counts as unreachable.
+SOCKET_TIMEOUT: Final = 5.0
+#: Names of the gateway's connections in ``CLIENT LIST`` (pooled client, live channel).
+CLIENT_NAME: Final = "rtnb-gateway"
+LISTENER_NAME: Final = "rtnb-live"
+#: Registry answers a gateway remembers for the synchronous check that follows a preload.
+_VERDICTS: Final = 1024
 
 #: KEYS: meta, log, state, registry. ARGV: known epoch, known latest, candidate
 #: epoch, maxlen, channel, member, then (entity, base sequence, body, state JSON
@@ -184,7 +200,17 @@ class RedisStorage(MemoryStorage):
         import redis  # an optional dependency, imported only when used
 
         self.url = parse_store(url)
-        self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        size = query.get("max_connections", [str(POOL_SIZE)])[-1]
+        if not size.isdigit() or int(size) < 1:
+            raise ValueError(
+                f"max_connections={size!r} in the store URL {self._redacted()}: use a "
+                f"whole number of at least 1 (default {POOL_SIZE})"
+            )
+        self.pool_size = int(size)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+        )
         self._retention = retention
         self._tail = min(retention, MIRROR_TAIL)
         self._append = self._redis.register_script(APPEND)
@@ -229,7 +255,10 @@ class RedisStorage(MemoryStorage):
         return super().epoch(key)
 
     def _load(self, key: Key) -> None:
-        """Load ``key`` with the blocking client (a topic first used by a publish, tools)."""
+        """Load ``key`` with the blocking client: startup (before serving) and tools.
+
+        On the loop, :meth:`Bridge.preload` loads a topic before anything uses it.
+        """
         keys, args = self.load_args(key)
         self.install(key, self._load_script(keys=keys, args=args))
 
@@ -365,7 +394,9 @@ class Bridge:
         self.finals: dict[int, tuple[object, object]] = {}
         self._client: Any = None  # redis.asyncio.Redis, made on the loop at first use
         self._background: set[asyncio.Future[None]] = set()
-        self._absent: set[Key] = set()
+        # What the last preload of a topic learned, for the synchronous check that follows
+        # it: "" = absent from the registry, else why Redis did not answer (bounded).
+        self._verdicts: collections.OrderedDict[Key, str] = collections.OrderedDict()
         self._load: Any = None
         self._append: Any = None
 
@@ -375,9 +406,16 @@ class Bridge:
         if self._client is None:
             import redis.asyncio as aioredis
 
-            self._client = aioredis.Redis.from_url(
-                self.storage.url, socket_timeout=5.0, socket_connect_timeout=5.0
+            # Bounded: many concurrent replays share POOL_SIZE connections, the rest wait.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.storage.url,
+                max_connections=self.storage.pool_size,
+                timeout=POOL_TIMEOUT,
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_TIMEOUT,
+                client_name=CLIENT_NAME,
             )
+            self._client = aioredis.Redis.from_pool(pool)  # closing it closes the pool
             self._append = self._client.register_script(APPEND)
         return self._client
 
@@ -397,31 +435,54 @@ class Bridge:
     async def preload(self, key: Key, *, check: bool = True) -> None:
         """Load a topic this gateway has not used yet, on the loop (``LOAD``, asyncio client).
 
-        ``check``: first ask the registry whether another gateway created it (a subscribe);
-        a topic found absent is answered absent once more without asking again (the
-        subscribe's synchronous check that follows, :meth:`exists`).
+        ``check``: first ask the registry whether another gateway created it (a request
+        naming a topic); what it learned (absent, or Redis not answering) is kept for the
+        synchronous check that follows (:meth:`exists`), which then never asks Redis.
+        Without ``check`` (a publish creates the topic) a Redis error is raised.
         """
         hub = self.hub
-        self._absent.discard(key)
+        self._verdicts.pop(key, None)
         if key in hub.logs:
             return
-        if check and key not in hub.tenant_topics and key[1] not in hub.declared:
-            if not await self._aio().sismember(REGISTRY, _member(key)):
-                self._absent.add(key)
-                return
-            hub.tenant_topics.add(key)
-        if self._load is None:
-            self._load = self._aio().register_script(LOAD)
-        keys, args = self.storage.load_args(key)
-        answer = await self._load(keys=keys, args=args)
+        try:
+            if check and key not in hub.tenant_topics and key[1] not in hub.declared:
+                if not await self._aio().sismember(REGISTRY, _member(key)):
+                    self._verdict(key, "")
+                    return
+                hub.tenant_topics.add(key)
+            if self._load is None:
+                self._load = self._aio().register_script(LOAD)
+            keys, args = self.storage.load_args(key)
+            answer = await self._load(keys=keys, args=args)
+        except Exception as exc:
+            if check:
+                self._verdict(key, f"{type(exc).__name__}: {exc}")
+            raise
         if key not in hub.logs and not self.storage.loaded(key):
             self.storage.install(key, answer)
             hub.log(*key)
 
+    def _verdict(self, key: Key, why: str) -> None:
+        verdicts = self._verdicts
+        verdicts[key] = why
+        while len(verdicts) > _VERDICTS:
+            verdicts.popitem(last=False)
+
+    def unreachable(self, key: Key) -> str | None:
+        """Why the preload just made of ``key`` could not reach Redis (None: it did)."""
+        why = self._verdicts.get(key)
+        if not why:
+            return None
+        return f"the Redis store did not answer for topic {key[1]!r} ({why}); retry shortly"
+
     def exists(self, key: Key) -> bool:
-        """Whether ``key`` is in the registry (another gateway created it)."""
-        if key in self._absent:
-            self._absent.discard(key)  # just asked on the loop (preload): absent
+        """Whether ``key`` is in the registry (another gateway created it).
+
+        Answered from the preload just made (every request on the loop preloads first,
+        and :meth:`Hub.check` answers ``unavailable`` if that preload failed); only
+        without a preload (tools, off the loop) is Redis asked, with the blocking client.
+        """
+        if self._verdicts.get(key) == "":
             return False
         return self.storage.exists(key)
 
@@ -491,20 +552,25 @@ class Bridge:
                 if topic_log.latest >= upto:
                     break
                 log.warning("rtnb redis: %s fell behind retention; reloading it from Redis", key[1])
-                return self.reload(key, "the gateway fell behind retention")
+                return await self.reload(key, "the gateway fell behind retention")
             for seq, body in entries:
                 if seq == topic_log.latest + 1:
                     self.ingest(topic_log, seq, body)
         return topic_log
 
-    def reload(self, key: Key, why: str) -> TopicLog:
-        """Drop the mirror of ``key`` and load it again from Redis; its subscribers reconnect."""
+    async def reload(self, key: Key, why: str) -> TopicLog:
+        """Drop the mirror of ``key`` and load it again from Redis; its subscribers reconnect.
+
+        Loaded on the loop's asyncio client; if Redis fails meanwhile the error is raised
+        and the topic is loaded by the next request that names it.
+        """
         self.storage.forget(key)
         self.hub.logs.pop(key, None)
         subs = self.hub._subs.pop(key, {})
         for session in tuple(subs):
             session.kill(1012, f"topic log reset in the store ({why}); reconnect")
         log.warning("rtnb redis: topic %r reloaded (%s)", key[1], why)
+        await self.preload(key, check=False)
         return self.hub.log(*key)
 
     # -- publishing --------------------------------------------------------------------------
@@ -517,6 +583,9 @@ class Bridge:
         for item in staged:
             groups.setdefault(item.log.key, []).append(item)
         try:
+            for key in groups:  # a reload that failed left it unloaded: load it on the loop
+                if key not in self.hub.logs:
+                    await self.preload(key, check=False)
             if len(groups) == 1:
                 ((key, items),) = groups.items()
                 await self._commit_topic(key, items)
@@ -564,7 +633,7 @@ class Bridge:
         status, epoch, latest, n = answer
         if status == "epoch":  # nothing appended: merge again on the new epoch
             if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
-                self.reload(key, "Redis lost the stream: new epoch")
+                await self.reload(key, "Redis lost the stream: new epoch")
             return pending
         topic_log = self.hub.log(*key)  # reloaded meanwhile? the appended events stand
         first = latest - n + 1
@@ -580,6 +649,8 @@ class Bridge:
         for _ in range(1000):
             if not pending:
                 return
+            if key not in self.hub.logs:  # the reload of a new epoch failed: load it here
+                await self.preload(key, check=False)
             topic_log, events = self._prepare(key, pending)
             answer = await self.append(key, topic_log.epoch, topic_log.latest, events)
             pending = await self._settle(key, pending, topic_log, events, answer)
@@ -653,7 +724,7 @@ class Bridge:
             return
         topic_log = self.hub.logs[key]
         if bytes.fromhex(epoch_hex.decode()) != topic_log.epoch:
-            self.reload(key, "new epoch in the store")
+            await self.reload(key, "new epoch in the store")
             return
         if first == 0:
             return
@@ -676,7 +747,7 @@ class Bridge:
             if self.hub.logs.get(key) is not topic_log:
                 continue
             if status == "epoch":
-                self.reload(key, "Redis lost the stream: new epoch")
+                await self.reload(key, "Redis lost the stream: new epoch")
             elif latest > topic_log.latest:
                 await self.fill(topic_log, latest)
 
@@ -690,7 +761,7 @@ class Bridge:
 
         delay = 0.05
         while True:
-            client = aioredis.Redis.from_url(self.storage.url)
+            client = aioredis.Redis.from_url(self.storage.url, client_name=LISTENER_NAME)
             try:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(CHANNEL)

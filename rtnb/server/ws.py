@@ -178,6 +178,8 @@ class _Connection:
             who, hub = session.identity, self.rt.hub
             if who is not None and type(frame) is Subscribe:
                 fetched = await hub.prefetch(who, frame.topic, frame.replay_from)
+            elif who is not None and type(frame) is SnapshotRequest and hub.bridge is not None:
+                await hub.preload(who, frame.topic)
             elif who is not None and type(frame) is Mutate and hub.bridge is not None:
                 outcome = await self.rt.mutations.apply_shared(hub, who, frame)
             self._dispatch(frame, fetched, outcome)
