@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from ..protocol.errors import AUTH_ERRORS, LocalProtocolError
+from ..protocol.errors import AUTH_ERRORS, ErrorCode, LocalProtocolError
 from ..protocol.frames import (
     Authenticate,
     Authenticated,
@@ -639,7 +639,16 @@ class ConnectionMachine:
         self._requested = frozenset()
 
     def _error(self, step: _Step, err: Error) -> None:
-        if err.topic is not None:  # about one topic only: the others are left alone
+        if err.topic is not None and err.code == ErrorCode.UNAVAILABLE:
+            # This server cannot serve the topic now (its shared store is unreachable):
+            # not a refusal. Reconnect within the backoff policy -- to the next gateway
+            # if there are several -- and resume every topic from its token.
+            if err.topic in self._topics:
+                text = err.message[:_MAX_PEER_TEXT]
+                step.out.append(TopicStatusChanged(err.topic, err.code, text))
+                cause = f"topic {err.topic!r} unavailable on this server: {text[:_MAX_CAUSE]}"
+                self._lost(step, cause, None, close=True)
+        elif err.topic is not None:  # about one topic only: the others are left alone
             if self._topics.error(err.topic, err.code):
                 step.out.append(
                     TopicStatusChanged(err.topic, err.code, err.message[:_MAX_PEER_TEXT])

@@ -397,8 +397,8 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
     (CONNECTING, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", CONNECTING),
     (CONNECTING, Input.FRAME_PONG): _row("RecordRtt if the ping is ours", CONNECTING),
     (CONNECTING, Input.FRAME_ERROR): _row(
-        "topic error: TopicStatusChanged; unauthenticated/token_expired: close and ask for a "
-        "token; forbidden: close",
+        "topic error: TopicStatusChanged (unavailable: close and back off); "
+        "unauthenticated/token_expired: close and ask for a token; forbidden: close",
         CONNECTING,
         RECONNECTING,
         CLOSED,
@@ -432,7 +432,8 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
     (AUTHENTICATED, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", AUTHENTICATED),
     (AUTHENTICATED, Input.FRAME_PONG): _row("RecordRtt if the ping is ours", AUTHENTICATED),
     (AUTHENTICATED, Input.FRAME_ERROR): _row(
-        "topic error resolves that topic only; auth error degrades; forbidden closes",
+        "topic error resolves that topic only (unavailable: degrades and reconnects); "
+        "auth error degrades; forbidden closes",
         AUTHENTICATED,
         DEGRADED,
         CLOSED,
@@ -469,7 +470,8 @@ TRANSITIONS: Final[dict[tuple[Status, Input], Row]] = {
     (SUBSCRIBED, Input.FRAME_HEARTBEAT): _row("RecordRtt (server lag)", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_PONG): _row("RecordRtt if the ping is ours", SUBSCRIBED),
     (SUBSCRIBED, Input.FRAME_ERROR): _row(
-        "topic error: TopicStatusChanged; auth error degrades; forbidden closes",
+        "topic error: TopicStatusChanged (unavailable: degrades and reconnects); "
+        "auth error degrades; forbidden closes",
         SUBSCRIBED,
         DEGRADED,
         CLOSED,

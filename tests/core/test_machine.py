@@ -1547,3 +1547,30 @@ class MachineWalk(RuleBasedStateMachine):
 TestMachineWalk = MachineWalk.TestCase
 TestMachineWalk.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
 TestMachineWalk.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("live_already", [False, True])
+def test_a_topic_unavailable_on_this_server_reconnects_and_is_asked_for_again(
+    live_already: bool,
+) -> None:
+    # The server's shared store is unreachable: not a refusal (a refused topic is never
+    # asked for again); the connection backs off and resubscribes every topic.
+    sim = live() if live_already else authed(topics=("a",))
+    out = sim.frame(Error(code="unavailable", message="the Redis store is unreachable", topic="a"))
+    assert of(TopicStatusChanged, out)[0] == TopicStatusChanged(
+        "a", "unavailable", "the Redis store is unreachable"
+    )
+    assert of(CloseTransport, out), "the transport is closed"
+    assert sim.status is R
+    assert "topic 'a' unavailable on this server" in changes(out)[-1].reason
+    assert sim.m.topics["a"] is TopicPhase.PENDING
+    sim.fire(Timer.RECONNECT)
+    sim.do("transport_opened")
+    out = sim.frame(authenticated())
+    assert "a" in [f.topic for f in sent(out) if isinstance(f, Subscribe)]
+
+
+def test_unavailable_about_a_topic_never_asked_for_is_ignored() -> None:
+    sim = live()
+    assert sim.frame(Error(code="unavailable", message="?", topic="zzz")) == []
+    assert sim.status is S

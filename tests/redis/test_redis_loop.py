@@ -20,9 +20,11 @@ import pytest
 import redis
 
 import rtnb
+from rtnb.core.backoff import Backoff
 from rtnb.server import redis_store
 from rtnb.server.handle import ServerHandle
 from rtnb.server.redis_store import APPEND, REGISTRY, keys_of
+from tests.conftest import wait_until
 from tests.redis.conftest import RedisServer
 from tests.server.conftest import WSClient
 
@@ -248,3 +250,30 @@ def test_concurrent_replays_beyond_the_pool_all_complete_on_a_bounded_pool(
         for client in clients:
             client.close()
         srv.stop()
+
+
+def test_a_client_rides_out_a_redis_outage_on_a_topic_new_to_the_gateway(
+    gateway: ServerHandle, redis_aof: RedisServer
+) -> None:
+    """``unavailable`` is not a refusal: the client backs off, asks again, and goes live
+    once Redis is back (a refused topic would never be asked for again)."""
+    _create_unannounced(redis_aof, "made-elsewhere", "e1")  # fsynced: appendfsync always
+    redis_aof.stop()
+    reasons: list[str] = []
+    conn = rtnb.connect(
+        gateway.url,
+        token=gateway.issue_token(tenant="acme", user="v", role="viewer"),
+        shared=False,
+        backoff=Backoff(base=0.2, cap=0.5),
+    )
+    try:
+        conn.on_state(lambda s: reasons.append(s.reason))
+        topic = conn.subscribe("made-elsewhere")
+        wait_until(lambda: sum("unavailable on this server" in r for r in reasons) >= 2, 30)
+        assert topic.freshness.status != "live"
+        redis_aof.start()
+        wait_until(lambda: topic.freshness.status == "live", 30)
+        assert topic.server_entities == {"e1": {"n": 0}}
+        assert topic.server_entities == gateway.truth("made-elsewhere", tenant="acme")
+    finally:
+        conn.close()
