@@ -25,6 +25,7 @@ from the notebook interleave with it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
@@ -113,6 +114,8 @@ class Replay:
         self._done = threading.Event()
         self._task: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None
+        self._seek_lock: asyncio.Lock | None = None  # created on the runtime loop
+        self._seeking: tuple[float, float] | None = None  # (from, to) of a seek under way
         self._player = Player(self._timeline, self.log, merge=merge, on_state=self._notify)
         self._clock = self._player.clock
         self._anchor()
@@ -315,6 +318,26 @@ class Replay:
     async def seek_async(self, timestamp: Timestamp) -> None:
         await self._runtime.wrap(self._seek(to_seconds(timestamp)))
 
+    def start_seek(self, timestamp: Timestamp) -> concurrent.futures.Future[None]:
+        """Begin a seek without waiting for it (what the scrub bar does); the future is
+        done when it is. Seeks run one at a time, in the order asked; while one runs,
+        :attr:`seek_progress` tells how far it got."""
+        return asyncio.run_coroutine_threadsafe(self._seek(to_seconds(timestamp)), self.loop)
+
+    @property
+    def seek_progress(self) -> float | None:
+        """How far the seek under way got (0..1), or None if none is under way. A seek
+        into recorded time not played yet plays every row up to it (about 10 s for a
+        million envelopes); later seeks there start from checkpoints."""
+        span = self._seeking
+        if span is None:
+            return None
+        start, target = span
+        if target <= start:
+            return 1.0
+        at = min(self._player.next_time, target)
+        return max(0.0, min(1.0, (at - start) / (target - start)))
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the replay has played everything; False if ``timeout`` passed first."""
         return self._done.wait(timeout)
@@ -444,6 +467,12 @@ class Replay:
                 self._callback_failed("on_state callback", exc)
 
     async def _seek(self, target: float) -> None:
+        if self._seek_lock is None:
+            self._seek_lock = asyncio.Lock()
+        async with self._seek_lock:  # one at a time: they share the player
+            await self._seek_now(target)
+
+    async def _seek_now(self, target: float) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -453,12 +482,14 @@ class Replay:
         before = player.state
         player.rewind(target)
         player.quiet = True
+        self._seeking = (player.clock, target)
         try:
             while not player.done and player.next_time <= target:
                 player.advance(target, SLICE_ROWS)
                 await asyncio.sleep(0)
         finally:
             player.quiet = False
+            self._seeking = None
         self._clock = max(self._timeline.start, min(target, self._timeline.end))
         if player.done and target >= self._timeline.end:
             self._done.set()

@@ -15,7 +15,10 @@ on the kernel-wide message budget (:func:`rtnb.widgets.budget.get_budget`).
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import math
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from ..client.replay import Replay
 
 __all__ = ["POSITION_TICK", "ReplayControls"]
+
+log = logging.getLogger("rtnb")
 
 #: Seconds between position pushes while playing: 0.25.
 POSITION_TICK: Final = 0.25
@@ -65,6 +70,8 @@ class ReplayControls(RtnbWidget):
     #: where the recorded frames begin (a flight recorder's window), and whether a seed
     window_start = traitlets.Float(0.0).tag(sync=True)
     seeded = traitlets.Bool(False).tag(sync=True)
+    #: how far a seek under way got (0..1); -1: none under way
+    seeking = traitlets.Float(-1.0).tag(sync=True)
 
     def __init__(self, rep: Replay, **traits: Any) -> None:
         super().__init__(
@@ -81,6 +88,11 @@ class ReplayControls(RtnbWidget):
         self.replay = rep
         self._closed = False
         self._budget = get_budget()
+        # The bar's seeks run in the background (a first seek far ahead plays every row
+        # up to it); while one runs, the newest asked for waits, older ones are dropped.
+        self._seek_running: concurrent.futures.Future[None] | None = None
+        self._seek_next: float | None = None
+        self._seek_lock = threading.Lock()
         rep.loop.call_soon_threadsafe(self._tick)
 
     def _tick(self) -> None:
@@ -92,7 +104,31 @@ class ReplayControls(RtnbWidget):
         playing = not rep.paused and not rep.done
         if (at != self.position or playing != self.playing) and self._budget.take():
             self.position, self.playing = at, playing
+        progress = rep.seek_progress
+        shown = -1.0 if progress is None else round(progress, 2)
+        if shown != self.seeking and self._budget.take():
+            self.seeking = shown
         rep.loop.call_later(POSITION_TICK, self._tick)
+
+    def _begin_seek(self, at: float) -> None:
+        with self._seek_lock:
+            if self._seek_running is not None:
+                self._seek_next = at  # the newest wins
+                return
+            self._seek_running = future = self.replay.start_seek(at)
+        future.add_done_callback(self._seek_done)
+
+    def _seek_done(self, future: concurrent.futures.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("rtnb: replay seek failed: %r", future.exception())
+        with self._seek_lock:
+            self._seek_running, at, self._seek_next = None, self._seek_next, None
+        if self._closed:
+            return
+        if at is not None:
+            self._begin_seek(at)
+        else:
+            self.position, self.seeking = self.replay.now(), -1.0
 
     # -- browser -> kernel -----------------------------------------------------------
 
@@ -103,8 +139,7 @@ class ReplayControls(RtnbWidget):
             at = float(content["at"])
             if not math.isfinite(at):
                 return
-            rep.seek(min(max(at, self.start), self.end))
-            self.position = rep.now()
+            self._begin_seek(min(max(at, self.start), self.end))
         elif kind == "play":
             rep.resume()
             self.playing = True
@@ -119,8 +154,12 @@ class ReplayControls(RtnbWidget):
     # -- Python API (what the buttons do) ---------------------------------------------
 
     def seek(self, at: float) -> None:
-        """Seek the replay to recorded time ``at`` (unix seconds), as the bar does."""
-        self._on_message({"t": "seek", "at": at})
+        """Seek the replay to recorded time ``at`` (unix seconds) and wait for it (the bar
+        does the same without waiting)."""
+        if not math.isfinite(at):
+            return
+        self.replay.seek(min(max(at, self.start), self.end))
+        self.position = self.replay.now()
 
     def close(self) -> None:
         self._closed = True

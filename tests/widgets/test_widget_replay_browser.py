@@ -40,12 +40,12 @@ CELLS = [
 ]
 
 
-def _write_recording(path: Path) -> None:
+def _write_recording(path: Path, steps: int = STEPS) -> None:
     topics = {"items": {"ordering": "sequence", "gap_timeout": 1.0}}
     rows: list[Any] = [(T0, "topics", "websocket", 1, json.dumps(topics).encode(), True)]
     snap = {"op": "snapshot", "topic": "items", "entities": [], "token": "x" * 12, "sequence": 0}
     rows.append((T0, "frame", "websocket", 1, encode(snap), True))
-    for k in range(1, STEPS + 1):
+    for k in range(1, steps + 1):
         event = {
             "op": "event", "id": f"ev{k}", "type": "item.updated", "topic": "items",
             "sequence": k, "entityId": f"e{k % 5}", "occurredAt": "2026-09-21T00:00:00Z",

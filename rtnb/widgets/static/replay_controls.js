@@ -86,9 +86,20 @@ function render({ model, el }) {
     }
   }
 
+  /** @type {number | null} where the last seek asked for, until the kernel is there */
+  let target = null;
+
   function drawPosition() {
-    if (!dragging) bar.value = toValue(model.get("position"));
-    label.textContent = clock(dragging ? toTime(bar.value) : model.get("position"));
+    const seeking = model.get("seeking");
+    const position = model.get("position");
+    if (target !== null && Math.abs(position - target) <= span() / 1000) target = null;
+    if (!dragging && target === null) bar.value = toValue(position);
+    const at = dragging ? toTime(bar.value) : (target ?? position);
+    label.textContent =
+      target !== null && seeking >= 0
+        ? `${clock(at)} · seeking ${Math.round(seeking * 100)}%`
+        : clock(at);
+    root.dataset.seeking = String(seeking >= 0);
   }
 
   function drawPlaying() {
@@ -114,11 +125,16 @@ function render({ model, el }) {
   });
   bar.addEventListener("change", () => {
     dragging = false;
-    model.send({ t: "seek", at: toTime(bar.value) });
-    label.textContent = clock(toTime(bar.value));
+    target = toTime(bar.value);
+    model.send({ t: "seek", at: target });
+    label.textContent = clock(target);
   });
 
   model.on("change:position", drawPosition);
+  model.on("change:seeking", () => {
+    if (model.get("seeking") < 0) target = null; // done (position came with it)
+    drawPosition();
+  });
   model.on("change:playing", drawPlaying);
   model.on("change:speed", drawSpeed);
   model.on("change:incidents", drawMarks);
