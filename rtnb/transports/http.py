@@ -185,8 +185,17 @@ class HttpTransportBase:
         and takes the token (or raises why not), so the connection never reports
         ``subscribed`` on the strength of no request at all. Its ``authenticated``
         frame (identity, heartbeat interval) is delivered once ``open`` has returned."""
-        body = await self._poll(wait=0.0, probe=True)
+        body = await self._first_poll(probe=True)
         asyncio.get_running_loop().call_soon(self._deliver_probe, body)
+
+    async def _first_poll(self, probe: bool = False) -> bytes:
+        """The poll that opens the transport: on failure, its HTTP client is closed
+        here (a transport that failed to open is dropped, never closed)."""
+        try:
+            return await self._poll(wait=0.0, probe=probe)
+        except BaseException:
+            await self._close_client()
+            raise
 
     def _deliver_probe(self, body: bytes) -> None:
         if self._closed:

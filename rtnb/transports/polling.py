@@ -40,7 +40,7 @@ class PollingTransport(HttpTransportBase):
             return
         # The first poll does not wait: it proves auth and topics, and returns
         # the snapshot or replay at once.
-        body = await self._poll(wait=0.0)
+        body = await self._first_poll()
         # Delivered by the reader task, i.e. after the driver has been told the
         # transport is open (frames before that would be out of place).
         self._reader = asyncio.get_running_loop().create_task(self._loop(first=body))
