@@ -59,6 +59,7 @@ def _state(player: Player) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

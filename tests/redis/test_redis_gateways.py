@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 import rtnb
@@ -74,6 +75,7 @@ def _applied_twice(conn: Any) -> list[int]:
     return sorted(s for s, c in counts.items() if c > 1)
 
 
+@pytest.mark.slow
 def test_a_client_fails_over_to_another_gateway_and_misses_nothing(redis_aof, tmp_path):
     secret, (a, b) = _gateways(redis_aof, tmp_path)
     conn = None
@@ -161,6 +163,7 @@ def _try_publish(gw: Gateway, secret: Path, entity: str, payload: dict[str, Any]
         return None
 
 
+@pytest.mark.slow
 def test_redis_restart_without_persistence_is_a_new_epoch_and_an_honest_gap(
     redis_volatile, tmp_path
 ):

@@ -157,6 +157,7 @@ def _replay(connect: Any, srv: Server, token: str, position: int) -> tuple[str, 
         client.close()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_stream_never_loses_an_acknowledged_event_nor_reuses_a_position(
     tmp_path, connect, wait_until
 ):
