@@ -31,14 +31,22 @@ settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    what: str | None = None,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after
+    ``timeout`` s, naming ``what`` is waited for if given."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
 

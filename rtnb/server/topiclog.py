@@ -254,14 +254,18 @@ class TopicLog:
         state = self._merge(self.entities.get(entity_id), event_type, payload)
         record = LogRecord(self.topic, self.epoch, seq, event.replay_token, text)
         self._storage.append(self.key, record, entity_id, state)
+        self._set_entity(entity_id, state, seq)
+        self.latest = seq
+        return record, event
+
+    def _set_entity(self, entity_id: str, state: dict[str, Any] | None, seq: int) -> None:
+        """The entity's committed state and sequence (None: deleted)."""
         if state is None:
             self.entities.pop(entity_id, None)
             self.entity_sequence.pop(entity_id, None)
         else:
             self.entities[entity_id] = state
             self.entity_sequence[entity_id] = seq
-        self.latest = seq
-        return record, event
 
     def settle(self, staged: Staged) -> None:
         """Forget a staged event the sequenced store committed (or refused)."""
@@ -274,13 +278,8 @@ class TopicLog:
         seq = staged.record.sequence
         if seq != self.latest + 1:
             raise ValueError(f"{self.topic}: committing sequence {seq} after {self.latest}")
-        entity_id, state = staged.entity_id, staged.state
-        if state is None:
-            self.entities.pop(entity_id, None)
-            self.entity_sequence.pop(entity_id, None)
-        else:
-            self.entities[entity_id] = state
-            self.entity_sequence[entity_id] = seq
+        entity_id = staged.entity_id
+        self._set_entity(entity_id, staged.state, seq)
         if self._staged.get(entity_id, (None, 0))[1] == seq:
             del self._staged[entity_id]
         self.latest = seq

@@ -10,28 +10,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.subproc import ServeProcess, free_port
 
 INSTALL = "apt-get install -y redis-server"
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """:func:`tests.conftest.wait_until` with this package's default deadline."""
+    return wait_until(predicate, timeout, 0.02, what)
 
 
 class RedisServer:

@@ -23,6 +23,8 @@ from comm import DummyComm
 
 import rtnb
 from rtnb.server import ServerHandle
+from rtnb.widgets import budget as budget_module
+from rtnb.widgets.budget import MessageBudget
 
 _ids = itertools.count(1)
 
@@ -131,3 +133,11 @@ def conn(srv: ServerHandle, tenant: str) -> Iterator[rtnb.Connection]:
     c = rtnb.connect(srv.url, token=token, timeout=10)
     yield c
     c.close()
+
+
+@pytest.fixture
+def fresh_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessageBudget]:
+    """A kernel-wide message budget of this test's own (LiveChart tests)."""
+    shared = MessageBudget()
+    monkeypatch.setattr(budget_module, "_budget", shared)
+    yield shared

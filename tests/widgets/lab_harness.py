@@ -13,10 +13,11 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from tests.conftest import wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -227,14 +228,8 @@ def new_workdir(prefix: str = "rtnb-lab-") -> pathlib.Path:
 
 
 def wait_py(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    """:func:`tests.conftest.wait_until`, naming what is waited for."""
+    return wait_until(predicate, timeout, 0.02, what)
 
 
 def dumps(value: Any) -> str:

@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 
 from rtnb.telemetry import EnvelopeLog
-from rtnb.widgets import budget as budget_module
 from rtnb.widgets.budget import MessageBudget
 from rtnb.widgets.livechart import LiveChart
 from tests.conftest import wait_until
-
-T0 = 1_790_000_000.0
-
-
-def _append(log: EnvelopeLog, start: int, n: int) -> None:
-    for i in range(start, start + n):
-        t = T0 + i * 0.01
-        log.append_envelope(
-            t, t - 0.004, "fleet", "vehicle.updated", f"e{i}", i, "v1", 0, "websocket", 0, 300
-        )
-
-
-@pytest.fixture
-def fresh_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessageBudget]:
-    shared = MessageBudget()
-    monkeypatch.setattr(budget_module, "_budget", shared)
-    yield shared
+from tests.widgets.livechart_data import append_rows
 
 
 @pytest.mark.slow
 def test_a_refresh_happens_only_when_the_log_has_new_rows(fresh_budget: MessageBudget) -> None:
     log = EnvelopeLog()
-    _append(log, 0, 50)
+    append_rows(log, 0, 50)
     chart = LiveChart(log, "outcomes")
     try:
         assert chart.refresh() is False, "nothing new since the chart was built"
-        _append(log, 50, 10)
+        append_rows(log, 50, 10)
         assert chart.refresh() is True
         assert chart.refresh() is False
         assert chart.refreshes == 1 and fresh_budget.granted == 1
@@ -50,12 +32,12 @@ def test_a_refresh_happens_only_when_the_log_has_new_rows(fresh_budget: MessageB
 @pytest.mark.slow
 def test_a_refresh_waits_when_the_shared_budget_is_spent(fresh_budget: MessageBudget) -> None:
     log = EnvelopeLog()
-    _append(log, 0, 20)
+    append_rows(log, 0, 20)
     chart = LiveChart(log, "lag")
     try:
         while fresh_budget.take():  # other widgets used the whole budget
             pass
-        _append(log, 20, 5)
+        append_rows(log, 20, 5)
         assert chart.refresh() is False and chart.skipped == 1
         fresh_budget._tokens = 1.0
         assert chart.refresh() is True, "the skipped change goes out on a later tick"
@@ -68,10 +50,10 @@ def test_once_displayed_it_refreshes_itself_and_stops_when_closed(
     fresh_budget: MessageBudget,
 ) -> None:
     log = EnvelopeLog()
-    _append(log, 0, 20)
+    append_rows(log, 0, 20)
     chart = LiveChart(log, "timeline", interval=1.0)
     chart._repr_mimebundle_()
-    _append(log, 20, 20)
+    append_rows(log, 20, 20)
     wait_until(lambda: chart.refreshes >= 1, timeout=10)
     chart.close()
     wait_until(lambda: not chart._thread.is_alive(), timeout=10)
@@ -79,7 +61,7 @@ def test_once_displayed_it_refreshes_itself_and_stops_when_closed(
 
 def test_the_window_shows_only_recent_history() -> None:
     log = EnvelopeLog()
-    _append(log, 0, 60_000)  # 600 s of data
+    append_rows(log, 0, 60_000)  # 600 s of data
     chart = LiveChart(log, "outcomes", window=60)
     try:
         rows = [r for d in chart.spec["datasets"].values() for r in d if "t" in r]
