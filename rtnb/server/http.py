@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import unicodedata
+import urllib.parse
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -39,12 +41,18 @@ __all__ = [
     "requested_topics",
     "retry_after",
     "runtime_of",
+    "secret_param",
     "snapshot",
 ]
 
 T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_SECRET_PARAMS = ("token", "access_token", "jwt", "authorization", "cursor", "replayfrom")
+#: Query parameter names refused as carrying a secret, normalised (see :func:`secret_param`).
+_SECRET_PARAMS = frozenset(
+    {"token", "accesstoken", "idtoken", "jwt", "bearer", "authorization", "auth", "cursor"}
+    | {"replayfrom", "replaytoken", "lasteventid"}
+)
+_NAME_NOISE = re.compile(r"[^0-9a-z]")
 _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.INVALID_TOKEN: 401,
@@ -88,8 +96,26 @@ def runtime_of(request: Request) -> ServerRuntime:
     return runtime
 
 
+def secret_param(name: str) -> bool:
+    """Whether a query parameter name looks like one that carries a token or cursor.
+
+    Matched after normalising, since a fixed list of spellings is easy to miss:
+    percent-decoded until stable (``access%255Ftoken``), NFKC-normalised
+    (fullwidth letters), casefolded, and everything but ASCII letters and digits
+    dropped (``access_token%20``, ``Access-Token``, ``access_token[]`` all become
+    ``accesstoken``).
+    """
+    for _ in range(8):
+        decoded = urllib.parse.unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    name = unicodedata.normalize("NFKC", name).casefold()
+    return _NAME_NOISE.sub("", name) in _SECRET_PARAMS
+
+
 def identify(request: Request, runtime: ServerRuntime) -> Identity:
-    if any(k.lower() in _SECRET_PARAMS for k in request.query_params):
+    if any(secret_param(k) for k in request.query_params):
         raise refuse(
             400,
             "token_in_url",

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..protocol.codec import encode_str
+from ..protocol.errors import ErrorCode
 from ..protocol.frames import Authenticated, Subscribed
 from .app import ServerRuntime
 from .auth import Identity
@@ -47,15 +48,18 @@ from .http import (
     runtime_of,
 )
 from .hub import error_text
-from .session import Marked, Session
+from .session import CLOSE_SLOW_CONSUMER, Marked, Session
 from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
 
-__all__ = ["POLL_MAX_EVENTS", "poll", "sse"]
+__all__ = ["POLL_MAX_EVENTS", "SLOW_RETRY_AFTER", "poll", "sse"]
 
 #: Most events one poll response carries per topic; poll again for the rest.
 POLL_MAX_EVENTS: Final = 1000
+#: Seconds an SSE client cut as a slow consumer is told to wait before reconnecting
+#: (the ``retry:`` field and ``retry_after=`` in its last ``error`` event).
+SLOW_RETRY_AFTER: Final = 1.0
 
 
 def _replay_from(
@@ -146,6 +150,19 @@ def _cut(runtime: ServerRuntime, session: Session) -> None:
     runtime.hub.detach(session)
 
 
+def _slow_consumer_event(reason: str) -> str:
+    """The last SSE event of a stream cut as a slow consumer: why, and when to come back.
+
+    ``retry:`` is the WHATWG reconnection time (milliseconds) for EventSource
+    clients; rtnb's client reads ``retry_after=`` in the message (one hint parser,
+    ``rtnb.protocol.retry``). It resumes from its own cursor: nothing is lost.
+    """
+    hint = f"{SLOW_RETRY_AFTER:g}"
+    message = f"{reason}; reconnect and resume from Last-Event-ID; retry_after={hint}"
+    frame = error_text(ErrorCode.SLOW_CONSUMER, message)
+    return f"retry: {int(SLOW_RETRY_AFTER * 1000)}\nevent: error\ndata: {frame}\n\n"
+
+
 def _expire(session: Session) -> None:
     session.push(error_text("token_expired", "the access token has expired; reconnect"))
     session.close(4401, "token expired")
@@ -158,6 +175,9 @@ async def _stream(
     try:
         while True:
             await session.wait()
+            if session.killed and session.close_code == CLOSE_SLOW_CONSUMER:
+                yield _slow_consumer_event(session.close_reason)
+                return
             if session.killed or (session.closed and not session.queue):
                 return
             if chaos.cut_until and chaos.is_cut():
