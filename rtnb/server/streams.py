@@ -49,6 +49,7 @@ from .http import (
 )
 from .hub import error_text
 from .session import CLOSE_SLOW_CONSUMER, Marked, Session
+from .snapshots import SnapshotStream
 from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
@@ -150,6 +151,15 @@ def _cut(runtime: ServerRuntime, session: Session) -> None:
     runtime.hub.detach(session)
 
 
+def _snapshot_part(session: Session, stream: SnapshotStream, positions: dict[str, str]) -> str:
+    """The next part of a streamed snapshot as an SSE event; the last moves the cursor."""
+    text = session.next_part()
+    if not stream.done:
+        return f"event: snapshot\ndata: {text}\n\n"
+    positions[stream.topic] = stream.token
+    return f"event: snapshot\nid: {join_cursor(positions.values())}\ndata: {text}\n\n"
+
+
 def _slow_consumer_event(reason: str) -> str:
     """The last SSE event of a stream cut as a slow consumer: why, and when to come back.
 
@@ -187,6 +197,11 @@ async def _stream(
             chunks: list[str] = []
             queue = session.queue
             while queue and len(chunks) < runtime.config.batch_max_messages:
+                head = queue[0]
+                if type(head) is SnapshotStream:  # one part per write: flow control
+                    if not chunks:
+                        chunks.append(_snapshot_part(session, head, positions))
+                    break
                 item = session.popleft()
                 if type(item) is LogRecord:
                     positions[item.topic] = item.token

@@ -61,6 +61,7 @@ from .hub import TopicError, error_text
 from .limits import Strikes, TokenBucket, retry_reason
 from .mutations import MutationOutcome
 from .session import CLOSE_SLOW_CONSUMER, Session, now
+from .snapshots import SnapshotStream
 from .topiclog import Fetched
 
 __all__ = ["CLOSE_TIMEOUT", "endpoint"]
@@ -226,7 +227,7 @@ class _Connection:
         elif type(frame) is SnapshotRequest:
             if self._snapshot_allowed():
                 try:
-                    session.push_many(hub.check(who, frame.topic).snapshot_texts())
+                    session.push(SnapshotStream(hub.check(who, frame.topic)))
                 except TopicError as exc:
                     session.push(exc.frame())
         elif type(frame) is Ping:
