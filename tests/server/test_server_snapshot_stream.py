@@ -18,7 +18,6 @@ import rtnb
 from rtnb.server import ServerHandle
 from rtnb.server.snapshots import SnapshotStream
 from rtnb.server.topiclog import SNAPSHOT_CHUNK_BYTES, TopicLog
-
 from tests.server.conftest import wait_until
 
 ENTITIES = 4600
