@@ -93,6 +93,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     SLOW_CONSUMER = "slow_consumer"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 #: codes that mean "this token is not (or no longer) good": get a fresh one

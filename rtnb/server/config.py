@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BAD_FRAMES",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_IDENTITY",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_POLL_MAX_WAIT",
@@ -80,6 +81,12 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 #: ``Retry-After``; never more than the process's file-descriptor limit minus
 #: :data:`FD_RESERVE` and the accept backlog (128, ``runner.ACCEPT_BACKLOG``).
 DEFAULT_MAX_CONNECTIONS: Final = 4096
+#: Connections one identity (tenant, user) may hold at once — WebSockets once
+#: authenticated, SSE streams, and HTTP requests until their answer is sent —
+#: before more are refused (4429 / 429 with a retry hint). A connection pins up
+#: to ``send_queue_bytes`` of the server's memory; 64 is far more than one person's
+#: notebooks and dashboards use, and bounds what one token can pin to 64 of them.
+DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: Final = 64
 #: Seconds an HTTP response (an SSE stream) may stay blocked on a peer that
 #: does not read before the connection is aborted.
 DEFAULT_WRITE_TIMEOUT: Final = 30.0
@@ -107,6 +114,7 @@ class ServerConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_identity: int = DEFAULT_MAX_CONNECTIONS_PER_IDENTITY
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     batch_max_messages: int = DEFAULT_BATCH_MAX_MESSAGES
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
@@ -135,6 +143,11 @@ class ServerConfig:
             raise ValueError("request_timeout, keep_alive_timeout and write_timeout must be > 0 s")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+        if self.max_connections_per_identity < 1:
+            raise ValueError(
+                "max_connections_per_identity must be >= 1, "
+                f"got {self.max_connections_per_identity}"
+            )
         for topic, role in self.topics.items():
             if role not in ROLES:
                 raise ValueError(

@@ -17,11 +17,13 @@ import re
 import time
 import unicodedata
 import urllib.parse
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..protocol.codec import encode_str
 from ..protocol.errors import ErrorCode
@@ -29,11 +31,15 @@ from ..protocol.frames import Mutate, TopicName
 from .app import ServerRuntime
 from .auth import AuthError, Identity
 from .hub import StorageFailed, TopicError, error_text, validate_publish
+from .limits import IDENTITY_RETRY_AFTER
+from .snapshots import SnapshotStream
 from .topiclog import TooLarge, TopicLog
 
 __all__ = [
+    "Held",
     "Refused",
     "healthz",
+    "hold",
     "identify",
     "mutate",
     "publish",
@@ -67,6 +73,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: 400,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
 }
 
 
@@ -139,6 +146,47 @@ def identify(request: Request, runtime: ServerRuntime) -> Identity:
             **{"Retry-After": retry_after(wait)},
         )
     return who
+
+
+def hold(runtime: ServerRuntime, who: Identity) -> Callable[[], None]:
+    """Count one connection for ``who`` until the returned release is called, or
+    refuse it (429 with ``Retry-After``) at ``max_connections_per_identity``."""
+    key = (who.tenant, who.user)
+    per_identity = runtime.per_identity
+    if not per_identity.claim(key):
+        runtime.stats.count("identity_capped")
+        raise refuse(
+            429,
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            per_identity.refusal(),
+            **{"Retry-After": retry_after(IDENTITY_RETRY_AFTER)},
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            per_identity.release(key)
+
+    return release
+
+
+class Held(Response):
+    """A response that holds its identity's connection count until it is sent
+    (or the peer is gone): an unread answer keeps counting."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        self.inner = inner
+        self.release = release
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
 
 
 def retry_after(seconds: float) -> str:
@@ -216,10 +264,25 @@ async def snapshot(request: Request) -> Response:
         logs = requested_topics(request, runtime, who)
         if len(logs) != 1:
             raise refuse(400, "bad_request", "ask for exactly one topic: /snapshot?topic=name")
+        release = hold(runtime, who)
     except Refused as refused:
         return refused.response
     (topic_log,) = logs.values()
-    return Response(encode_str(topic_log.snapshot()), media_type="application/json")
+    # One frame, never over the frame limit: a larger snapshot travels in parts
+    # (``more: true``), which only a subscription carries (made one part at a time).
+    limit = runtime.config.max_frame_size
+    stream = SnapshotStream(topic_log, max_bytes=limit)
+    text = stream.next_part()
+    if not stream.done:
+        release()
+        return refuse(
+            413,
+            ErrorCode.TOO_LARGE,
+            f"the snapshot of topic {topic_log.topic!r} is larger than one {limit:,}-byte "
+            "frame; subscribe to it (WebSocket, SSE or /poll), which sends it in parts",
+            topic_log.topic,
+        ).response
+    return Held(Response(text, media_type="application/json"), release)
 
 
 _mutate_decoder = msgspec.json.Decoder(Mutate)

@@ -48,6 +48,7 @@ class SnapshotStream:
         "_carry",
         "_head",
         "_keys",
+        "_last_made",
         "_ready",
         "_sequences",
         "_states",
@@ -76,7 +77,8 @@ class SnapshotStream:
         self._head, self._tail = empty[:at], empty[at:]
         self._carry: bytes | None = None  # an entity encoded that did not fit the last part
         self.parts = 0  # parts made so far
-        self.done = False  # the last part was made
+        self.done = False  # the last part was taken
+        self._last_made = False
         self._view_bytes = sys.getsizeof(self._states) + sys.getsizeof(self._sequences)
         # The first part is made now: its bytes count in the queue from the start.
         self._ready: str | None = self._make()
@@ -86,23 +88,24 @@ class SnapshotStream:
         return f"<SnapshotStream {self.topic!r} parts={self.parts} done={self.done}>"
 
     def next_part(self) -> str:
-        """The next part's frame text; :attr:`done` says whether it was the last.
+        """Take the next part's frame text; :attr:`done` says whether it was the last.
 
         :attr:`size` is what the stream holds now, in bytes, for the send queue's
         byte limit: its view and the part made but not yet taken (none after the
         first: later parts are made as they are taken). 0 once done.
         """
+        if self.done:
+            raise RuntimeError(f"the snapshot of {self.topic!r} was sent whole already")
         text, self._ready = self._ready, None
         if text is None:
             text = self._make()
+        self.done = self._last_made
         self.size = 0 if self.done else self._view_bytes
         return text
 
     def _make(self) -> str:
         """Encode the next part. One entity larger than a part travels alone
         (publishing refused any entity whose snapshot frame would exceed the frame limit)."""
-        if self.done:
-            raise RuntimeError(f"the snapshot of {self.topic!r} was sent whole already")
         budget = self.max_bytes - len(self._head) - len(self._tail)
         pieces: list[bytes] = []
         size = 0
@@ -125,7 +128,7 @@ class SnapshotStream:
             size += cost
         self.parts += 1
         if self._carry is None:  # every entity is in a part: this is the last
-            self.done = True
+            self._last_made = True
             self._states, self._sequences = {}, {}  # the view is no longer needed
             return (self._head + b",".join(pieces) + self._tail).decode()
         return (self._head + b",".join(pieces) + self._tail.replace(_LAST, _MORE)).decode()

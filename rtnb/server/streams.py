@@ -39,7 +39,9 @@ from ..protocol.frames import Authenticated, Subscribed
 from .app import ServerRuntime
 from .auth import Identity
 from .http import (
+    Held,
     Refused,
+    hold,
     identify,
     preload_topics,
     refuse,
@@ -114,6 +116,7 @@ async def sse(request: Request) -> Response:
             raise refuse(
                 503, "busy", "server busy; retry later", **{"Retry-After": retry_after(retry)}
             )
+        release = hold(runtime, who)
     except Refused as refused:
         return refused.response
     runtime.stats.count("connections")
@@ -123,6 +126,28 @@ async def sse(request: Request) -> Response:
     session.identity = who
     session.on_slow = lambda: _cut(runtime, session)
     hub.attach(session)
+
+    def done() -> None:  # the stream ended, or never started (the peer left first)
+        hub.detach(session)
+        release()
+
+    try:
+        return Held(await _open_sse(request, runtime, session, logs, topic_errors), done)
+    except BaseException:
+        done()
+        raise
+
+
+async def _open_sse(
+    request: Request,
+    runtime: ServerRuntime,
+    session: Session,
+    logs: dict[str, TopicLog],
+    topic_errors: list[str],
+) -> Response:
+    hub = runtime.hub
+    who = session.identity
+    assert who is not None
     session.push(_authenticated(runtime, who))
     for text in topic_errors:
         session.push(text)
@@ -239,14 +264,35 @@ async def poll(request: Request) -> Response:
             raise refuse(
                 400, "bad_request", f"wait must be within 0..{runtime.config.poll_max_wait:g} s"
             )
+        release = hold(runtime, who)
     except Refused as refused:
         return refused.response
+    try:
+        cursor = request.headers.get("last-event-id")
+        return Held(await _answer(runtime, who, logs, topic_errors, wait, cursor), release)
+    except BaseException:
+        release()
+        raise
+
+
+async def _answer(
+    runtime: ServerRuntime,
+    who: Identity,
+    logs: dict[str, TopicLog],
+    topic_errors: list[str],
+    wait: float,
+    last_event_id: str | None,
+) -> Response:
+    """One poll's answer, bounded in bytes: events up to ``send_queue_bytes`` (the
+    cursor says where the next poll goes on), snapshots streamed part by part."""
     await _wait_out_cut(runtime)
     messages: list[str] = [_authenticated(runtime, who), *topic_errors]
+    items: list[str | SnapshotStream] = []  # the topics' frames, in order
+    budget = runtime.config.send_queue_bytes - sum(map(len, messages))
     positions: dict[str, str] = {}
     fresh = bool(topic_errors)
-    hold = 0.0  # chaos delay_ms for this response
-    replay = _replay_from(runtime, request.headers.get("last-event-id"), list(logs))
+    hold_for = 0.0  # chaos delay_ms for this response
+    replay = _replay_from(runtime, last_event_id, list(logs))
     fetched = {t: await runtime.hub.prefetch(who, t, token) for t, token in replay.items()}
     if fetched and runtime.hub.bridge is not None:  # a topic reloaded meanwhile: its new log
         logs = {t: runtime.hub.log(who.tenant, t) for t in logs}
@@ -258,12 +304,12 @@ async def poll(request: Request) -> Response:
             status, records, _ = topic_log.replay(token, fetched[topic])
         if status == "complete":
             assert token is not None
-            records = records[:POLL_MAX_EVENTS]
+            records, budget = _within(records[:POLL_MAX_EVENTS], budget, first=not items)
             positions[topic] = records[-1].token if records else token
             if runtime.chaos.active:  # polling's "live" path: fault it like a push
                 records, delay = runtime.chaos.shape(records)
-                hold = max(hold, delay)
-            messages.extend(r.text for r in records)
+                hold_for = max(hold_for, delay)
+            items.extend(r.text for r in records)
             fresh = fresh or bool(records)
             continue
         snap_token = topic_log.token()
@@ -273,19 +319,50 @@ async def poll(request: Request) -> Response:
             latest_token=snap_token,
             latest_sequence=topic_log.latest,
         )
-        messages.append(encode_str(subscribed))
-        messages.extend(topic_log.snapshot_texts())
+        items.append(encode_str(subscribed))
+        items.append(SnapshotStream(topic_log))  # made part by part as the answer is sent
         positions[topic] = snap_token
         fresh = True
     if not fresh and wait > 0 and logs:
         wait = min(wait, runtime.config.heartbeat_interval)  # a heartbeat is due by then
         await _long_poll(runtime, who, logs, positions, messages, wait)
-    elif hold:
-        await asyncio.sleep(hold)
-    messages.append(runtime.hub.heartbeat(logs))
+    elif hold_for:
+        await asyncio.sleep(hold_for)
+    items.append(runtime.hub.heartbeat(logs))
     cursor = join_cursor(positions[t] for t in logs)
-    body = '{"messages":[' + ",".join(messages) + '],"cursor":"' + cursor + '"}'
-    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if not any(type(item) is SnapshotStream for item in items):
+        body = '{"messages":[' + ",".join([*messages, *items]) + '],"cursor":"' + cursor + '"}'  # type: ignore[list-item]
+        return Response(body, media_type="application/json", headers=headers)
+    chunks = _poll_body(messages, items, cursor)
+    return StreamingResponse(chunks, media_type="application/json", headers=headers)
+
+
+def _within(records: list[LogRecord], budget: int, *, first: bool) -> tuple[list[LogRecord], int]:
+    """The records that fit ``budget`` bytes, and what is left of it (the first
+    record of an answer always goes, so every poll makes progress)."""
+    for i, record in enumerate(records):
+        size = len(record.text)
+        if size > budget and not (first and i == 0):
+            return records[:i], budget
+        budget -= size
+    return records, budget
+
+
+async def _poll_body(
+    messages: list[str], items: list[str | SnapshotStream], cursor: str
+) -> AsyncIterator[str]:
+    """A poll answer with snapshots in it, written a part at a time: the next part
+    is made once the previous one was handed to the socket (its flow control)."""
+    pending = '{"messages":[' + ",".join(messages)
+    for item in items:
+        if type(item) is SnapshotStream:
+            while not item.done:
+                yield pending + "," + item.next_part()
+                pending = ""
+        else:
+            pending += "," + item  # type: ignore[operator]
+    yield pending + '],"cursor":"' + cursor + '"}'
 
 
 async def _long_poll(
