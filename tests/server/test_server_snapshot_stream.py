@@ -13,10 +13,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rtnb
 from rtnb.server import ServerHandle
 from rtnb.server.snapshots import SnapshotStream
+from rtnb.server.storage import MemoryStorage
+from rtnb.server.tokens import ReplayTokens
 from rtnb.server.topiclog import SNAPSHOT_CHUNK_BYTES, TopicLog
 from tests.server.conftest import wait_until
 
@@ -83,9 +87,6 @@ def test_an_18_mb_live_topic_is_subscribed_whole_by_a_client_that_keeps_up(big, 
 
 
 def _log(entities: int, size: int) -> TopicLog:
-    from rtnb.server.storage import MemoryStorage
-    from rtnb.server.tokens import ReplayTokens
-
     log = TopicLog("acme", "t", MemoryStorage(), ReplayTokens(b"k" * 32), retention=1000)
     for i in range(entities):
         log.append("x.set", {"blob": "y" * size}, f"e{i}")
@@ -132,3 +133,24 @@ def test_a_session_counts_what_a_stream_holds_and_releases_it_part_by_part():
         assert session.queued_bytes >= 0
     assert texts[-1] == "tail" and session.queued_bytes == 0
     assert len(texts) >= 5  # the parts, each taken alone, then the tail
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    states=st.lists(
+        st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300),
+        max_size=60,
+    ),
+    max_bytes=st.integers(600, 3000),
+    later=st.integers(0, 20),
+)
+def test_a_stream_is_the_snapshot_as_of_its_start_split_by_encoded_bytes(states, max_bytes, later):
+    topic_log = TopicLog("acme", "t", MemoryStorage(), ReplayTokens(b"k" * 32), retention=100)
+    for i, value in enumerate(states):
+        topic_log.append("x.set", {"v": value}, f"e{i}")
+    expected = topic_log.snapshot_texts(max_bytes)
+    stream = SnapshotStream(topic_log, max_bytes)
+    for i in range(later):  # committed after the stream began: not in it
+        topic_log.append("x.set", {"v": "late"}, f"e{i}")
+    assert stream.texts() == expected
+    assert stream.done and stream.size == 0
