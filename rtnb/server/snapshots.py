@@ -87,6 +87,11 @@ class SnapshotStream:
     def __repr__(self) -> str:  # the frames carry a replay token: never in a repr
         return f"<SnapshotStream {self.topic!r} parts={self.parts} done={self.done}>"
 
+    @property
+    def whole(self) -> bool:
+        """The snapshot is one part, made already (nothing taken yet)."""
+        return self._last_made and self.parts == 1 and not self.done
+
     def next_part(self) -> str:
         """Take the next part's frame text; :attr:`done` says whether it was the last.
 

@@ -331,8 +331,12 @@ async def _answer(
     items.append(runtime.hub.heartbeat(logs))
     cursor = join_cursor(positions[t] for t in logs)
     headers = {"Cache-Control": "no-store"}
-    if not any(type(item) is SnapshotStream for item in items):
-        body = '{"messages":[' + ",".join([*messages, *items]) + '],"cursor":"' + cursor + '"}'  # type: ignore[list-item]
+    streams = [item for item in items if type(item) is SnapshotStream]
+    if all(stream.whole for stream in streams) and (
+        sum(stream.size for stream in streams) <= runtime.config.send_queue_bytes
+    ):  # small enough to answer whole (with a Content-Length)
+        texts = [*messages, *(i.next_part() if type(i) is SnapshotStream else i for i in items)]
+        body = '{"messages":[' + ",".join(texts) + '],"cursor":"' + cursor + '"}'  # type: ignore[arg-type]
         return Response(body, media_type="application/json", headers=headers)
     chunks = _poll_body(messages, items, cursor)
     return StreamingResponse(chunks, media_type="application/json", headers=headers)
