@@ -65,7 +65,7 @@ class Producer:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+@pytest.mark.parametrize("transport", ["websocket", "sse", "polling"])
 def test_an_18_mb_live_topic_is_subscribed_whole_by_a_client_that_keeps_up(big, transport):
     token = big.issue_token(tenant="acme", user=f"reader-{transport}")
     cut_before = big.stats()["slow_consumers"]
