@@ -50,7 +50,9 @@ DEFAULT_AUTH_TIMEOUT: Final = 5.0
 DEFAULT_SEND_QUEUE_LIMIT: Final = 50_000
 #: Bytes queued for one connection (live events, snapshots and replays alike)
 #: before it is dropped as a slow consumer (1013). A full replay of the default
-#: retention fits; so must the snapshots of the topics a client subscribes to at once.
+#: retention fits; a snapshot counts one part and its view, the next part made only
+#: once the previous one was sent (``snapshots.py``), so a larger topic still fits.
+#: Also the most event bytes one ``/poll`` answer carries.
 DEFAULT_SEND_QUEUE_BYTES: Final = 8 * 1024 * 1024
 #: Snapshots one connection may ask for per second (``snapshot`` and
 #: ``subscribe`` frames alike), and the burst: a reconnect re-subscribes up to

@@ -6,8 +6,13 @@ token (or cursor) in the query string is refused (400) without being echoed,
 because URLs end up in logs and browser history. Refusals carry an ``error``
 frame as their JSON body: 401 (with ``WWW-Authenticate``), 403, 404, 409, 413,
 408 (a body that did not arrive within ``request_timeout``), 422, 429 (with
-``Retry-After``) and, for admission shedding, 503 (with ``Retry-After``). A body
-nested too deeply for the decoder is a 400 ``bad_frame``.
+``Retry-After``: rate limited, or ``too_many_connections`` for an identity over
+``max_connections_per_identity``, which counts ``/sse``, ``/poll`` and ``/snapshot``
+until their answer is sent) and, for admission shedding, 503 (with ``Retry-After``).
+A body nested too deeply for the decoder is a 400 ``bad_frame``. Query parameter
+names are normalised before the token-in-URL check (:func:`secret_param`).
+Every answer is bounded in bytes: ``/snapshot`` is one frame (413 ``too_large``
+for a snapshot that needs parts: subscribe instead).
 """
 
 from __future__ import annotations
@@ -180,6 +185,7 @@ class Held(Response):
         self.inner = inner
         self.release = release
         self.status_code = inner.status_code
+        self.raw_headers = inner.raw_headers
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

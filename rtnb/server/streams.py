@@ -7,7 +7,9 @@ also carries an ``id:`` — ``heartbeat``, ``error``). Resume with
 ``Last-Event-ID``. Polling (``GET /poll?topic=…&wait=S``) takes the cursor in
 ``Last-Event-ID`` too and answers ``{"messages": [...], "cursor": "..."}``,
 long-polling up to ``wait`` seconds when nothing is new; every response ends
-with a ``heartbeat``; a long poll waits at most one heartbeat interval, so a
+with a ``heartbeat``; it carries at most ``send_queue_bytes`` of events (the
+cursor says where the next poll goes on) and streams a snapshot larger than one
+part a part at a time (``snapshots.py``); a long poll waits at most one heartbeat interval, so a
 polling client hears from the server as often as a streaming one.
 
 Both announce the server's heartbeat interval the way the WebSocket does: the
