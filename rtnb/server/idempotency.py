@@ -1,0 +1,170 @@
+"""Idempotency keys: a retried publish or mutation answers the original event, stores nothing.
+
+Two kinds of key, one rule (DESIGN.md §3):
+
+* ``publishId`` (``POST /publish``, ``srv.publish(..., publish_id=)``,
+  ``publish_many``): remembered per (tenant, topic);
+* ``clientMutationId``: remembered per tenant (its fingerprint names the topic).
+
+A key is remembered once its event is *committed* — never before (an
+acknowledgement is never given for an event that was not stored) — for
+``idempotency_window`` seconds (default :data:`~rtnb.server.config.DEFAULT_IDEMPOTENCY_WINDOW`).
+The store keeps it in the same atomic step as the event: the SQLite transaction
+that writes the event, the Redis ``APPEND`` script that appends it. So after a
+crash, a cut link or a stall, either both exist or neither does.
+
+What is kept per key is only what answering a retry needs (:class:`Applied`: a
+16-byte digest of the request, the epoch, the sequence, the time and the event
+type — not the payload): a retry carries the same payload (the digest proves
+it), so the original event frame is rebuilt exactly from the request and the
+entry. The server's in-memory copy is capped in bytes
+(``idempotency_bytes``); at the cap the oldest keys are forgotten first.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+__all__ = [
+    "ENTRY_OVERHEAD",
+    "MUTATION_SCOPE",
+    "Applied",
+    "IdemKey",
+    "IdempotencyConflict",
+    "Remembered",
+    "Scope",
+    "digest",
+]
+
+Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
+#: The scope of clientMutationIds within a tenant (no topic name is empty).
+MUTATION_SCOPE: Final = ""
+#: Bytes one remembered key costs in memory besides its strings (the tuple, the digest,
+#: the epoch, the int, the datetime, the ordered-dict node), measured on CPython 3.11 with
+#: ``tests/server/test_idempotency.py`` (``sys.getsizeof`` of every part: ~560).
+ENTRY_OVERHEAD: Final = 640
+
+
+class IdempotencyConflict(ValueError):
+    """The key was already used for a different publish or mutation (HTTP 409)."""
+
+
+class Applied(NamedTuple):
+    """What answering a retry needs: the rest of the event is in the retried request."""
+
+    digest: bytes  # 16 bytes: blake2b of the request's content
+    epoch: bytes
+    sequence: int
+    occurred_at: datetime
+    type: str
+
+    def encode(self) -> str:
+        """``<digest hex> <epoch hex> <sequence> <occurredAt> <type>`` (SQLite, Redis)."""
+        at = msgspec.json.encode(self.occurred_at).decode()[1:-1]
+        return f"{self.digest.hex()} {self.epoch.hex()} {self.sequence} {at} {self.type}"
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Applied:
+        """The inverse of :meth:`encode`; ValueError if ``text`` is not one."""
+        if isinstance(text, bytes):
+            text = text.decode()
+        fp, epoch, seq, at, event_type = text.split(" ", 4)
+        occurred_at = msgspec.json.decode(f'"{at}"'.encode(), type=datetime)
+        return cls(bytes.fromhex(fp), bytes.fromhex(epoch), int(seq), occurred_at, event_type)
+
+
+class IdemKey(NamedTuple):
+    """One idempotency key of a publish or mutation, and the digest of its content."""
+
+    scope: Scope
+    name: str
+    digest: bytes
+
+    @property
+    def id(self) -> tuple[str, str, str]:
+        return (self.scope[0], self.scope[1], self.name)
+
+    def conflict(self) -> IdempotencyConflict:
+        what = "clientMutationId" if self.scope[1] == MUTATION_SCOPE else "publishId"
+        return IdempotencyConflict(
+            f"this {what} was already used for a different "
+            f"{'mutation' if what == 'clientMutationId' else 'publish'}; use a fresh {what} "
+            "for each new one (a retry must repeat the original exactly)"
+        )
+
+
+def digest(*parts: Any) -> bytes:
+    """16 bytes naming a request's content (sorted JSON, so key order does not matter)."""
+    return hashlib.blake2b(msgspec.json.encode(parts, order="sorted"), digest_size=16).digest()
+
+
+class Remembered:
+    """Committed idempotency keys in memory: per key an :class:`Applied`, capped in bytes.
+
+    Entries older than ``window`` seconds are forgotten (checked on access and on every
+    insert, oldest first); beyond ``max_bytes`` the oldest are forgotten first.
+    """
+
+    def __init__(
+        self, *, max_bytes: int, window: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.window = window
+        self._clock = clock
+        self._entries: collections.OrderedDict[tuple[str, str, str], tuple[Applied, float]] = (
+            collections.OrderedDict()
+        )
+        self.bytes = 0
+        self.forgotten = 0  # keys dropped at the byte cap (not by age)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def cost(key: tuple[str, str, str], applied: Applied) -> int:
+        return ENTRY_OVERHEAD + sum(map(len, key)) + len(applied.type) + len(applied.epoch)
+
+    def get(self, scope: Scope, name: str) -> Applied | None:
+        key = (scope[0], scope[1], name)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] < self._clock() - self.window:
+            self._drop(key)
+            return None
+        return entry[0]
+
+    def put(self, scope: Scope, name: str, applied: Applied, at: float | None = None) -> None:
+        key = (scope[0], scope[1], name)
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (applied, self._clock() if at is None else at)
+        self.bytes += self.cost(key, applied)
+        self._expire()
+
+    def load(self, entries: Iterable[tuple[Scope, str, Applied, float]]) -> None:
+        """Entries a persistent store kept (oldest first), within the window and the cap."""
+        for scope, name, applied, at in entries:
+            self.put(scope, name, applied, at)
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        applied, _ = self._entries.pop(key)
+        self.bytes -= self.cost(key, applied)
+
+    def _expire(self) -> None:
+        entries = self._entries
+        oldest = self._clock() - self.window
+        while entries:
+            key, (_, at) = next(iter(entries.items()))
+            if at >= oldest and self.bytes <= self.max_bytes:
+                return
+            if at >= oldest:
+                self.forgotten += 1
+            self._drop(key)
