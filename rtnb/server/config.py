@@ -92,8 +92,8 @@ DEFAULT_TOKEN_TTL: Final = 3600.0
 #: Seconds a ``publishId`` or ``clientMutationId`` is remembered after its event was
 #: stored: a retry within it answers the original event and stores nothing (24 h).
 DEFAULT_IDEMPOTENCY_WINDOW: Final = 86_400.0
-#: Bytes of remembered idempotency keys one server keeps in memory (~740 bytes per key
-#: with short names: ~90,000 keys); over it the oldest keys are forgotten first.
+#: Bytes of remembered idempotency keys one server keeps in memory (~800 bytes per key
+#: with short names: ~84,000 keys); over it the oldest keys are forgotten first.
 DEFAULT_IDEMPOTENCY_BYTES: Final = 64 * 1024 * 1024
 
 #: Roles in increasing order of privilege: viewer reads, operator also

@@ -48,8 +48,8 @@ Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCO
 MUTATION_SCOPE: Final = ""
 #: Bytes one remembered key costs in memory besides its strings (the tuple, the digest,
 #: the epoch, the int, the datetime, the ordered-dict node), measured on CPython 3.11 with
-#: ``tests/server/test_idempotency.py`` (``sys.getsizeof`` of every part: ~560).
-ENTRY_OVERHEAD: Final = 640
+#: ``tests/server/test_server_idempotency.py`` (``sys.getsizeof`` of every part: ~680).
+ENTRY_OVERHEAD: Final = 768
 
 
 class IdempotencyConflict(ValueError):
