@@ -189,3 +189,31 @@ def test_entry_overhead_covers_what_one_remembered_key_really_costs() -> None:
     measured = sum(map(sys.getsizeof, parts)) + node
     strings = sum(map(len, key)) + len(value.type) + len(value.epoch)
     assert measured - strings <= ENTRY_OVERHEAD, measured
+
+
+@pytest.mark.slow
+def test_mutation_ids_with_large_patches_are_remembered_in_few_bytes() -> None:
+    """The issue's attack at small scale: 400 mutations with 55 KB patches (3,000 fields).
+
+    The code before kept every applied mutation's whole event (~620 KiB of Python objects
+    each, 100,000 of them: ~60 GiB from one operator token): 400 of them grew the server
+    by ~250 MiB. Now a key keeps only what answering a retry needs (~800 bytes); with a
+    retention of 20 events the server must grow by far less.
+    """
+    from tests.server.test_server_limits import _subprocess_server
+
+    args = ("retention=20", "http_rate_limit=null")
+    with _subprocess_server(*args) as server, httpx.Client(base_url=server.url) as client:
+        headers = {"Authorization": f"Bearer {server.admin}"}
+        created = {"topic": "t", "type": "t.set", "entityId": "e", "payload": {"v": 0}}
+        assert client.post("/publish", json=created, headers=headers).status_code == 200
+        before = server.stats()["rss"]
+        for n in range(400):
+            patch = {f"f{i}": f"{n:08d}" for i in range(3000)}
+            mutation = {"topic": "t", "entityId": "e", "patch": patch, "clientMutationId": f"m{n}"}
+            answer = client.post("/mutate", json=mutation, headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+        grown = server.stats()["rss"] - before
+        retry = client.post("/mutate", json=mutation, headers=headers, timeout=30)
+        assert retry.status_code == 200 and retry.json()["sequence"] == 401, "still remembered"
+    assert grown < 48 * 1024 * 1024, f"the server grew by {grown / 2**20:.0f} MiB"
