@@ -234,7 +234,7 @@ class Hub:
         if key is not None:
             staged.key = key
             self._inflight[key.id] = staged
-            if self.bridge is None:  # written in the same transaction as the event
+            if self.storage.keeps_keys:  # written in the same transaction as the event
                 self.storage.remember(key.scope, key.name, self.applied(staged), time.time())
         self.tenant_topics.add((tenant, topic))
         self._staged.append(staged)
@@ -345,7 +345,11 @@ class Hub:
         key = staged.key
         if key is None:
             return
-        self.remembered.put(key.scope, key.name, self.applied(staged, final))
+        event = final or staged.event
+        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        self.remembered.add(
+            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
+        )
         if self._inflight.get(key.id) is staged:
             del self._inflight[key.id]
 

@@ -48,7 +48,7 @@ Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCO
 MUTATION_SCOPE: Final = ""
 #: Bytes one remembered key costs in memory besides its strings (the tuple, the digest,
 #: the epoch, the int, the datetime, the ordered-dict node), measured on CPython 3.11 with
-#: ``tests/server/test_server_idempotency.py`` (``sys.getsizeof`` of every part: ~680).
+#: ``tests/server/test_server_idempotency.py`` (``sys.getsizeof`` of every part: ~630).
 ENTRY_OVERHEAD: Final = 768
 
 
@@ -80,16 +80,19 @@ class Applied(NamedTuple):
         return cls(bytes.fromhex(fp), bytes.fromhex(epoch), int(seq), occurred_at, event_type)
 
 
-class IdemKey(NamedTuple):
+class IdemKey:
     """One idempotency key of a publish or mutation, and the digest of its content."""
 
-    scope: Scope
-    name: str
-    digest: bytes
+    __slots__ = ("digest", "id", "name", "scope")
 
-    @property
-    def id(self) -> tuple[str, str, str]:
-        return (self.scope[0], self.scope[1], self.name)
+    def __init__(self, scope: Scope, name: str, digest: bytes) -> None:
+        self.scope = scope
+        self.name = name
+        self.digest = digest
+        self.id = (scope[0], scope[1], name)  # the key of :class:`Remembered`
+
+    def __repr__(self) -> str:
+        return f"IdemKey(scope={self.scope!r}, name={self.name!r})"
 
     def conflict(self) -> IdempotencyConflict:
         what = "clientMutationId" if self.scope[1] == MUTATION_SCOPE else "publishId"
@@ -105,11 +108,18 @@ def digest(*parts: Any) -> bytes:
     return hashlib.blake2b(msgspec.json.encode(parts, order="sorted"), digest_size=16).digest()
 
 
+#: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
+_Entry = tuple[bytes, bytes, int, datetime, str, float]
+#: Inserts between two sweeps of keys past the window (``get`` checks the age anyway).
+_SWEEP_EVERY: Final = 1024
+
+
 class Remembered:
     """Committed idempotency keys in memory: per key an :class:`Applied`, capped in bytes.
 
-    Entries older than ``window`` seconds are forgotten (checked on access and on every
-    insert, oldest first); beyond ``max_bytes`` the oldest are forgotten first.
+    Entries older than ``window`` seconds are never answered (checked on access) and are
+    swept oldest first every :data:`_SWEEP_EVERY` inserts; beyond ``max_bytes`` the oldest
+    are forgotten first, at once.
     """
 
     def __init__(
@@ -118,17 +128,19 @@ class Remembered:
         self.max_bytes = max_bytes
         self.window = window
         self._clock = clock
-        self._entries: collections.OrderedDict[tuple[str, str, str], tuple[Applied, float]] = (
+        self._entries: collections.OrderedDict[tuple[str, str, str], _Entry] = (
             collections.OrderedDict()
         )
         self.bytes = 0
         self.forgotten = 0  # keys dropped at the byte cap (not by age)
+        self._puts = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @staticmethod
     def cost(key: tuple[str, str, str], applied: Applied) -> int:
+        """Bytes one key costs: :data:`ENTRY_OVERHEAD` plus its strings."""
         return ENTRY_OVERHEAD + sum(map(len, key)) + len(applied.type) + len(applied.epoch)
 
     def get(self, scope: Scope, name: str) -> Applied | None:
@@ -136,35 +148,56 @@ class Remembered:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[1] < self._clock() - self.window:
+        if entry[5] < self._clock() - self.window:
             self._drop(key)
             return None
-        return entry[0]
+        return Applied(*entry[:5])
 
     def put(self, scope: Scope, name: str, applied: Applied, at: float | None = None) -> None:
-        key = (scope[0], scope[1], name)
-        if key in self._entries:
+        self.add((scope[0], scope[1], name), *applied, self._clock() if at is None else at)
+
+    def add(
+        self,
+        key: tuple[str, str, str],
+        digest: bytes,
+        epoch: bytes,
+        sequence: int,
+        occurred_at: datetime,
+        event_type: str,
+        at: float,
+    ) -> None:
+        """:meth:`put` without building an :class:`Applied` (the commit path)."""
+        entries = self._entries
+        if key in entries:
             self._drop(key)
-        self._entries[key] = (applied, self._clock() if at is None else at)
-        self.bytes += self.cost(key, applied)
-        self._expire()
+        entries[key] = (digest, epoch, sequence, occurred_at, event_type, at)
+        self.bytes += (
+            ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2]) + len(event_type) + len(epoch)
+        )
+        while self.bytes > self.max_bytes and entries:
+            self._drop(next(iter(entries)))
+            self.forgotten += 1
+        self._puts += 1
+        if self._puts % _SWEEP_EVERY == 0:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Forget the keys past the window (oldest first)."""
+        entries = self._entries
+        oldest = self._clock() - self.window
+        while entries:
+            key, entry = next(iter(entries.items()))
+            if entry[5] >= oldest:
+                return
+            self._drop(key)
 
     def load(self, entries: Iterable[tuple[Scope, str, Applied, float]]) -> None:
         """Entries a persistent store kept (oldest first), within the window and the cap."""
         for scope, name, applied, at in entries:
             self.put(scope, name, applied, at)
+        self.sweep()
 
     def _drop(self, key: tuple[str, str, str]) -> None:
-        applied, _ = self._entries.pop(key)
-        self.bytes -= self.cost(key, applied)
-
-    def _expire(self) -> None:
-        entries = self._entries
-        oldest = self._clock() - self.window
-        while entries:
-            key, (_, at) = next(iter(entries.items()))
-            if at >= oldest and self.bytes <= self.max_bytes:
-                return
-            if at >= oldest:
-                self.forgotten += 1
-            self._drop(key)
+        entry = self._entries.pop(key)
+        self.bytes -= ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2])
+        self.bytes -= len(entry[4]) + len(entry[1])

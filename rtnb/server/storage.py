@@ -118,6 +118,8 @@ class LogStorage(abc.ABC):
 
     #: True when ``take``/``write`` make appends durable before they are acknowledged.
     durable: bool = False
+    #: True when ``remember`` stores idempotency keys with the events (SQLite).
+    keeps_keys: bool = False
     #: True when the store assigns sequences itself (Redis, shared by several gateways):
     #: ``append`` then mirrors an event the store already committed (``redis_store.py``).
     sequenced: bool = False
@@ -302,6 +304,7 @@ class SQLiteStorage(MemoryStorage):
     """
 
     FILENAME: Final = "rtnb.sqlite3"
+    keeps_keys = True
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:
         super().__init__()

@@ -154,7 +154,7 @@ def test_remembered_keys_never_exceed_their_byte_cap_and_keep_the_newest(names, 
         mem.put(("acme", TOPIC), name, _applied(i))
         assert mem.bytes <= cap
         assert mem.bytes == sum(
-            Remembered.cost(("acme", TOPIC, n), a) for (_, _, n), (a, _) in mem._entries.items()
+            Remembered.cost(k, Applied(*e[:5])) for k, e in mem._entries.items()
         )
     last = names[-1]
     if Remembered.cost(("acme", TOPIC, last), _applied(0)) <= cap:
@@ -174,6 +174,7 @@ def test_remembered_keys_expire_after_the_window() -> None:
     assert len(mem) == 2
     now[0] += 61
     mem.put(("acme", TOPIC), "last", _applied(4))
+    mem.sweep()  # (every 1,024 inserts; a key past the window is never answered anyway)
     assert len(mem) == 1 and mem.bytes == Remembered.cost(("acme", TOPIC, "last"), _applied(4))
 
 
@@ -182,12 +183,11 @@ def test_entry_overhead_covers_what_one_remembered_key_really_costs() -> None:
     mem = Remembered(max_bytes=10**6, window=60.0)
     applied = _applied(123_456)
     mem.put(("acme", TOPIC), "k", applied)
-    key, (value, at) = next(iter(mem._entries.items()))
-    parts = [key, (value, at), value, value.digest, value.epoch, value.sequence]
-    parts += [value.occurred_at, value.type, at, *key]
+    key, entry = next(iter(mem._entries.items()))
+    parts = [key, *key, entry, *entry]
     node = 100  # an OrderedDict entry: the dict slot plus its linked-list node
     measured = sum(map(sys.getsizeof, parts)) + node
-    strings = sum(map(len, key)) + len(value.type) + len(value.epoch)
+    strings = sum(map(len, key)) + len(applied.type) + len(applied.epoch)
     assert measured - strings <= ENTRY_OVERHEAD, measured
 
 
