@@ -189,9 +189,9 @@ def _main() -> None:
         redis_dir.mkdir()
         with _redis(redis_dir) as redis_url:
             stores: dict[str, Callable[[], ServerHandle]] = {
-                "memory": lambda: serve(),
-                "sqlite": lambda: serve(data=f"{tmp}/data"),
-                "redis": lambda: serve(store=redis_url),
+                "memory": lambda: serve(http_rate_limit=None),
+                "sqlite": lambda: serve(data=f"{tmp}/data", http_rate_limit=None),
+                "redis": lambda: serve(store=redis_url, http_rate_limit=None),
             }
             for name, make in stores.items():
                 with make() as srv:
