@@ -297,7 +297,7 @@ class Hub:
         :class:`~rtnb.server.idempotency.IdempotencyConflict` if the key was used for
         different content.
         """
-        applied = self.remembered.get(key.scope, key.name) or prior
+        applied = self.remembered.get_id(key.id) or prior
         if applied is not None:
             if applied.digest != key.digest:
                 raise key.conflict()

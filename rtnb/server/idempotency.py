@@ -103,9 +103,12 @@ class IdemKey:
         )
 
 
+_sorted_json = msgspec.json.Encoder(order="sorted").encode
+
+
 def digest(*parts: Any) -> bytes:
     """16 bytes naming a request's content (sorted JSON, so key order does not matter)."""
-    return hashlib.blake2b(msgspec.json.encode(parts, order="sorted"), digest_size=16).digest()
+    return hashlib.blake2b(_sorted_json(parts), digest_size=16).digest()
 
 
 #: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
@@ -144,7 +147,10 @@ class Remembered:
         return ENTRY_OVERHEAD + sum(map(len, key)) + len(applied.type) + len(applied.epoch)
 
     def get(self, scope: Scope, name: str) -> Applied | None:
-        key = (scope[0], scope[1], name)
+        return self.get_id((scope[0], scope[1], name))
+
+    def get_id(self, key: tuple[str, str, str]) -> Applied | None:
+        """:meth:`get` by ``IdemKey.id``."""
         entry = self._entries.get(key)
         if entry is None:
             return None
