@@ -28,8 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +39,7 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
-from .idempotency import Applied, IdemKey, Remembered, digest
+from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
@@ -127,12 +126,13 @@ class Hub:
         self._writing: asyncio.Future[None] | None = None  # the round being written
         self._wakeup: asyncio.Event | None = None
         self.bridge: Bridge | None = None
-        # Committed idempotency keys (survive restarts: the handle owns them) and the keys
-        # of events staged but not committed yet (a retry meanwhile shares their outcome).
-        self.remembered = remembered or Remembered(
-            max_bytes=config.idempotency_bytes, window=config.idempotency_window
+        # Committed idempotency keys (they survive restarts: the handle owns them) and
+        # those of events staged but not committed yet (idempotency.py).
+        self.keys = Keys(
+            remembered
+            or Remembered(max_bytes=config.idempotency_bytes, window=config.idempotency_window),
+            tokens,
         )
-        self._inflight: dict[tuple[str, str, str], Staged] = {}
         if isinstance(storage, RedisStorage):  # several gateways share the log (redis_store.py)
             self.bridge = Bridge(self, storage)
         for key in storage.streams():
@@ -222,7 +222,7 @@ class Hub:
         committed; ``await self.committed()`` waits for that. Raises
         :class:`~rtnb.server.topiclog.TooLarge` (a ValueError) for an event no
         client could receive, and :class:`StorageFailed` once the store failed.
-        ``key``: its idempotency key (the caller asked :meth:`recall` first); the key is
+        ``key``: its idempotency key (the caller asked ``keys.recall`` first); the key is
         stored with the event, in the same atomic step.
         """
         if self.failed is not None:
@@ -232,10 +232,7 @@ class Hub:
             event_type, payload, entity_id, occurred_at=occurred_at, version=version
         )
         if key is not None:
-            staged.key = key
-            self._inflight[key.id] = staged
-            if self.storage.keeps_keys:  # written in the same transaction as the event
-                self.storage.remember(key.scope, key.name, self.applied(staged), time.time())
+            self.keys.stage(staged, key, self.storage)
         self.tenant_topics.add((tenant, topic))
         self._staged.append(staged)
         if self._wakeup is not None:
@@ -263,7 +260,7 @@ class Hub:
         if publish_id is not None:
             content = digest(topic, event_type, entity_id, payload, version)
             key = IdemKey((tenant, topic), publish_id, content)
-            found = self.recall(key, topic, entity_id, payload, version)
+            found = self.keys.recall(key, topic, entity_id, payload, version)
             if found is not None:
                 return found
         event = self.publish(
@@ -277,87 +274,6 @@ class Hub:
             key=key,
         )
         return event, False
-
-    # -- idempotency keys ------------------------------------------------------------
-
-    def recall(
-        self,
-        key: IdemKey,
-        topic: str,
-        entity_id: str,
-        payload: Mapping[str, Any],
-        version: int = 1,
-        prior: Applied | None = None,
-    ) -> tuple[Event, bool] | None:
-        """The event a retry of ``key`` answers, and whether it is committed; None if new.
-
-        Committed (remembered here, or ``prior``: what the shared store holds): the original
-        event, rebuilt from the retried request and what was kept. Staged and not committed
-        yet: that staged event (the caller waits for its commit). Raises
-        :class:`~rtnb.server.idempotency.IdempotencyConflict` if the key was used for
-        different content.
-        """
-        applied = self.remembered.get_id(key.id) or prior
-        if applied is not None:
-            if applied.digest != key.digest:
-                raise key.conflict()
-            return self.rebuild(applied, key.scope[0], topic, entity_id, payload, version), True
-        staged = self._inflight.get(key.id)
-        if staged is not None:
-            if staged.key is None or staged.key.digest != key.digest:
-                raise key.conflict()
-            return staged.event, False
-        return None
-
-    def rebuild(
-        self,
-        applied: Applied,
-        tenant: str,
-        topic: str,
-        entity_id: str,
-        payload: Mapping[str, Any],
-        version: int,
-    ) -> Event:
-        """The original event of a retried request: the same frame, byte for byte."""
-        seq = applied.sequence
-        return Event(
-            id=f"evt-{applied.epoch.hex()}-{seq}",
-            type=applied.type,
-            topic=topic,
-            sequence=seq,
-            entity_id=entity_id,
-            occurred_at=applied.occurred_at,
-            replay_token=self.tokens.token(tenant, topic, applied.epoch, seq),
-            payload=dict(payload),
-            version=version,
-        )
-
-    @staticmethod
-    def applied(staged: Staged, final: Event | None = None) -> Applied:
-        """What remembering ``staged``'s key keeps (``final``: its committed form)."""
-        assert staged.key is not None
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
-        return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
-
-    def remember(self, staged: Staged, final: Event | None = None) -> None:
-        """``staged`` is committed (as ``final``): its key answers retries from now on."""
-        key = staged.key
-        if key is None:
-            return
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
-        self.remembered.add(
-            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
-        )
-        if self._inflight.get(key.id) is staged:
-            del self._inflight[key.id]
-
-    def _forget_inflight(self, staged: Iterable[Staged]) -> None:
-        for item in staged:
-            key = item.key
-            if key is not None and self._inflight.get(key.id) is item:
-                del self._inflight[key.id]
 
     def committed(self) -> asyncio.Future[None]:
         """A future done once everything staged so far is durable and fanned out.
@@ -414,7 +330,7 @@ class Hub:
             topic_log.commit(item)
             self._fan_out(topic_log.key, item.record)
             if item.key is not None:
-                self.remember(item)
+                self.keys.commit(item)
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
@@ -447,7 +363,7 @@ class Hub:
             return
         finally:
             self._writing = None
-            self._forget_inflight(staged)
+            self.keys.forget(staged)
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
@@ -474,7 +390,7 @@ class Hub:
         )
         for topic_log in {item.log for item in (*staged, *self._staged)}:
             topic_log.abandon()
-        self._forget_inflight((*staged, *self._staged))
+        self.keys.forget((*staged, *self._staged))
         self._staged.clear()
         for future in (done, self._staged_done):
             if future is not None and not future.done():

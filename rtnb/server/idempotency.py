@@ -26,11 +26,18 @@ from __future__ import annotations
 import collections
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
+
+from ..protocol.frames import Event
+
+if TYPE_CHECKING:
+    from .storage import LogStorage
+    from .tokens import ReplayTokens
+    from .topiclog import Staged
 
 __all__ = [
     "ENTRY_OVERHEAD",
@@ -38,6 +45,7 @@ __all__ = [
     "Applied",
     "IdemKey",
     "IdempotencyConflict",
+    "Keys",
     "Remembered",
     "Scope",
     "digest",
@@ -207,3 +215,102 @@ class Remembered:
         entry = self._entries.pop(key)
         self.bytes -= ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2])
         self.bytes -= len(entry[4]) + len(entry[1])
+
+
+class Keys:
+    """The idempotency keys a hub answers retries from: committed ones (:class:`Remembered`,
+    owned by the server handle so they survive restarts) and those of events staged but
+    not committed yet (a retry meanwhile shares their outcome)."""
+
+    def __init__(self, remembered: Remembered, tokens: ReplayTokens) -> None:
+        self.remembered = remembered
+        self.tokens = tokens
+        self._inflight: dict[tuple[str, str, str], Staged] = {}
+
+    def recall(
+        self,
+        key: IdemKey,
+        topic: str,
+        entity_id: str,
+        payload: Mapping[str, Any],
+        version: int = 1,
+        prior: Applied | None = None,
+    ) -> tuple[Event, bool] | None:
+        """The event a retry of ``key`` answers, and whether it is committed; None if new.
+
+        Committed (remembered here, or ``prior``: what the shared store holds): the original
+        event, rebuilt from the retried request and what was kept. Staged and not committed
+        yet: that staged event (the caller waits for its commit). Raises
+        :class:`~rtnb.server.idempotency.IdempotencyConflict` if the key was used for
+        different content.
+        """
+        applied = self.remembered.get_id(key.id) or prior
+        if applied is not None:
+            if applied.digest != key.digest:
+                raise key.conflict()
+            return self.rebuild(applied, key.scope[0], topic, entity_id, payload, version), True
+        staged = self._inflight.get(key.id)
+        if staged is not None:
+            if staged.key is None or staged.key.digest != key.digest:
+                raise key.conflict()
+            return staged.event, False
+        return None
+
+    def rebuild(
+        self,
+        applied: Applied,
+        tenant: str,
+        topic: str,
+        entity_id: str,
+        payload: Mapping[str, Any],
+        version: int,
+    ) -> Event:
+        """The original event of a retried request: the same frame, byte for byte."""
+        seq = applied.sequence
+        return Event(
+            id=f"evt-{applied.epoch.hex()}-{seq}",
+            type=applied.type,
+            topic=topic,
+            sequence=seq,
+            entity_id=entity_id,
+            occurred_at=applied.occurred_at,
+            replay_token=self.tokens.token(tenant, topic, applied.epoch, seq),
+            payload=dict(payload),
+            version=version,
+        )
+
+    def stage(self, staged: Staged, key: IdemKey, storage: LogStorage) -> None:
+        """``staged`` carries ``key``: in flight until committed; a store that keeps keys
+        (SQLite) writes it in the transaction that writes the event."""
+        staged.key = key
+        self._inflight[key.id] = staged
+        if storage.keeps_keys:
+            storage.remember(key.scope, key.name, self.applied(staged), time.time())
+
+    @staticmethod
+    def applied(staged: Staged, final: Event | None = None) -> Applied:
+        """What remembering ``staged``'s key keeps (``final``: its committed form)."""
+        assert staged.key is not None
+        event = final or staged.event
+        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
+
+    def commit(self, staged: Staged, final: Event | None = None) -> None:
+        """``staged`` is committed (as ``final``): its key answers retries from now on."""
+        key = staged.key
+        if key is None:
+            return
+        event = final or staged.event
+        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        self.remembered.add(
+            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
+        )
+        if self._inflight.get(key.id) is staged:
+            del self._inflight[key.id]
+
+    def forget(self, staged: Iterable[Staged]) -> None:
+        """Those events were not committed (the store failed): their keys are not in flight."""
+        for item in staged:
+            key = item.key
+            if key is not None and self._inflight.get(key.id) is item:
+                del self._inflight[key.id]

@@ -161,7 +161,7 @@ class Mutations:
         key = _key(who, mutation)
         payload = {**mutation.patch, CLIENT_MUTATION_ID: cmid}
         try:
-            found = hub.recall(key, mutation.topic, mutation.entity_id, payload, prior=prior)
+            found = hub.keys.recall(key, mutation.topic, mutation.entity_id, payload, prior=prior)
         except IdempotencyConflict as exc:
             return self._reject(cmid, "idempotency_conflict", str(exc))
         if found is not None:

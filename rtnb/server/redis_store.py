@@ -691,7 +691,7 @@ class Bridge:
         for i in range(n):
             final = self.ingest(topic_log, first + i, events[i][2])
             self._remember(pending[i].event, final)
-            self.hub.remember(pending[i], final)
+            self.hub.keys.commit(pending[i], final)
         if status == "conflict":
             await self.fill(topic_log, latest)
         if status == "dup":  # its key exists: stored before (any gateway); answer that event
@@ -712,11 +712,11 @@ class Bridge:
             self._remember(item.event, key.conflict())
             return
         ev = item.event
-        final = self.hub.rebuild(
+        final = self.hub.keys.rebuild(
             applied, key.scope[0], ev.topic, ev.entity_id, ev.payload, ev.version
         )
         self._remember(item.event, final)
-        self.hub.remember(item, final)
+        self.hub.keys.commit(item, final)
 
     async def _commit_topic(self, key: Key, pending: list[Staged]) -> None:
         for _ in range(1000):
