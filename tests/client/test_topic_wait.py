@@ -8,7 +8,6 @@ import time
 import pytest
 
 import rtnb
-
 from tests.client.conftest import connect
 
 

@@ -41,7 +41,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 def test_the_wheel_ships_every_notebook_and_data_file(wheel: pathlib.Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {n.removeprefix("rtnb/_notebooks/") for n in names if n.startswith("rtnb/_notebooks/")}
+    shipped = {
+        n.removeprefix("rtnb/_notebooks/") for n in names if n.startswith("rtnb/_notebooks/")
+    }
     assert shipped == {*NOTEBOOKS, *(f"data/{d}" for d in DATA)}
 
 
@@ -53,8 +55,9 @@ def test_rtnb_demo_from_a_non_editable_install_serves_the_notebooks(
     _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
     site = pathlib.Path(
-        _run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
-        .strip()
+        _run(
+            python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path
+        ).strip()
     )
     (site / "borrowed_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     (venv / "share").mkdir()
