@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widge
     try:
         print(f"rtnb reference server (demo data, tenant {args.tenant}) on {srv.url}", flush=True)
         print("starting JupyterLab …", flush=True)
-        lab = Lab(work, state / "jupyter", env=env, port=_lab_port(args.lab_port))
+        lab = Lab(work, state, env=env, port=_lab_port(args.lab_port))
         others = "".join(f"    {lab.notebook_url(n)}\n" for n in names if n != NOTEBOOK)
         print(
             "\nOpen the live dashboard:\n\n"

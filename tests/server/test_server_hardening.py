@@ -144,6 +144,19 @@ def test_a_topic_published_by_one_tenant_is_unknown_to_another_on_http_too(srv, 
     assert srv.latest_sequence(topic, tenant="globex") == 0
 
 
+def test_unknown_topic_lists_the_tenants_own_topics_and_how_a_topic_comes_to_exist(
+    srv, connect, topic
+):
+    srv.publish(f"{topic}-acme", "x.set", {"v": 1}, tenant="acme", entity_id="e")
+    srv.publish(f"{topic}-globex", "x.set", {"v": 1}, tenant="globex", entity_id="e")
+    client = connect(srv, srv.issue_token(tenant="globex", user="u"))
+    client.send({"op": "subscribe", "topic": f"{topic}-globx"})
+    message = client.expect("error")["message"]
+    assert f"topic '{topic}-globx' does not exist; topics: " in message
+    assert f"{topic}-globex" in message and f"{topic}-acme" not in message  # no cross-tenant leak
+    assert "a topic exists once something is published to it" in message
+
+
 def test_a_declared_topic_exists_for_every_tenant(srv, connect, topic):
     srv.declare(topic)
     for tenant in ("acme", "globex"):
