@@ -228,6 +228,11 @@ class Topic:
         :class:`rtnb.LocalProtocolError` at once for a topic the server refused or does not
         know; :class:`rtnb.ConnectionClosed` on a closed connection.
         """
+        if self._conn._runtime.in_runtime_thread():  # data would never arrive: the loop waits
+            raise LocalProtocolError(
+                f"topic {self.name!r}: wait_for blocks, so it cannot run in an rtnb callback; "
+                "read topic.df there instead"
+            )
         arrived = threading.Event()
         remove = self.on_event(lambda _event, _outcome: arrived.set())
         deadline = time.monotonic() + timeout

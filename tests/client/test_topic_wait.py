@@ -69,3 +69,21 @@ def test_wait_for_on_a_closed_connection_raises_connection_closed(srv) -> None:
     conn.close()
     with pytest.raises(rtnb.ConnectionClosed, match="incidents"):
         incidents.wait_for(timeout=10)
+
+
+def test_wait_for_inside_a_callback_says_it_cannot_block_there(srv) -> None:
+    conn = connect(srv)
+    incidents = conn.subscribe("incidents")
+    errors: list[str] = []
+
+    def callback(_event: object, _outcome: str) -> None:
+        try:
+            incidents.wait_for(timeout=1)
+        except rtnb.LocalProtocolError as exc:
+            errors.append(str(exc))
+
+    incidents.on_event(callback)
+    srv.publish("incidents", "incident.updated", {"status": "open"}, tenant="acme", entity_id="a")
+    incidents.wait_for(timeout=10)
+    conn.close()
+    assert errors and "cannot run in an rtnb callback" in errors[0]
