@@ -58,7 +58,7 @@ def run_demo(
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     printed = out.read_text()
     assert "rtnb demo stopped." in printed
