@@ -50,10 +50,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # Reference server with demo data + JupyterLab on copies of notebooks/ (all three, and
-# their data); prints the URL (token included). All state stays under $(VENV)/rtnb-demo.
+# their data); prints the URL (token included). The copies live in rtnb-demo/ (git-ignored,
+# outside the venv: `make clean` keeps them); a file already there is never overwritten.
 demo: $(STAMP)
 	$(LOCK) $(BIN)/python -m pip install --quiet -e '.[demo]'
-	$(BIN)/python -m rtnb.widgets.demo
+	$(BIN)/python -m rtnb.widgets.demo --dir rtnb-demo
 
 clean:
 	rm -rf $(VENV) $(VENV).lock node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -245,7 +245,6 @@ class Connection:
         limits: Limits | None = None,
         gateways: tuple[str, ...] = (),
     ) -> None:
-        self.url = url
         self._runtime: Runtime = get_runtime()
         self.log = log if log is not None else EnvelopeLog()
         config_kw: dict[str, Any] = {"transport": transport}
@@ -278,6 +277,12 @@ class Connection:
             self.log.set_frame_source(self.flight.recording)
         self._runtime.run(self._session.start(), what="rtnb.connect")
         self._runtime.on_shutdown(self._session.close)
+
+    @property
+    def url(self) -> str:
+        """The server this connection uses (with gateways: the one in use or being tried,
+        so after a failover it names the live gateway, not the dead one)."""
+        return self._session.url
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -468,6 +473,8 @@ class Connection:
         See :mod:`rtnb.client.recording` for the options; returns the recorder
         (``.stop()`` flushes; it is also flushed on close and at interpreter exit).
         """
+        if self.state.status is Status.CLOSED:
+            raise self._session.closed_error(f"record to {os.fspath(path)!r}").with_traceback(None)
         from .recording import record  # pyarrow is imported only when recording
 
         return record(self, path, **options)

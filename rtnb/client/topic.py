@@ -8,14 +8,16 @@ inside a callback (already on the runtime thread) they read directly.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
+from ..protocol.errors import ConnectionClosed, LocalProtocolError, WaitTimeout
 from ..protocol.frames import Event
 from .mutation import Mutation
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["Topic", "TopicFreshness", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
+
+#: Seconds :meth:`Topic.wait_for` waits for data by default: 10.
+DEFAULT_WAIT_TIMEOUT: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,23 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
 def _check_patch(patch: object) -> None:
     if not isinstance(patch, dict) or not patch:
         raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+
+
+def _match(
+    frame: pd.DataFrame, where: str | Callable[[pd.DataFrame], object] | None
+) -> tuple[pd.DataFrame | None, str]:
+    """``(what wait_for returns, or None if nothing matches yet; why the query failed)``."""
+    if frame.empty:
+        return None, ""
+    if where is None:
+        return frame, ""
+    if callable(where):
+        return (frame if bool(where(frame)) else None), ""
+    try:
+        rows = frame.query(where)
+    except Exception as exc:  # a column no entity has yet: the next event may bring it
+        return None, f"{type(exc).__name__}: {exc}"
+    return (rows if len(rows) else None), ""
 
 
 def _utc(ts: float | None) -> dt.datetime | None:
@@ -188,6 +210,57 @@ class Topic:
     @property
     def status(self) -> str:
         return self.freshness.status
+
+    def wait_for(
+        self,
+        where: str | Callable[[pd.DataFrame], object] | None = None,
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> pd.DataFrame:
+        """Block until the topic has data (``where``: rows that match); returns that DataFrame.
+
+        ``where`` is a :meth:`pandas.DataFrame.query` string (``"status == 'open'"``: returns the
+        matching rows, once there is one) or a function of :attr:`df` (returns ``df`` once it
+        is truthy); ``None`` waits for any row. Data arrives in the background, so right after
+        ``subscribe`` a topic may be empty: a fresh demo server opens its first incidents within
+        a second. Raises :class:`rtnb.WaitTimeout` (a ``TimeoutError``) after ``timeout`` s,
+        naming the topic, its freshness, its columns and the query's last error;
+        :class:`rtnb.LocalProtocolError` at once for a topic the server refused or does not
+        know; :class:`rtnb.ConnectionClosed` on a closed connection.
+        """
+        if self._conn._runtime.in_runtime_thread():  # data would never arrive: the loop waits
+            raise LocalProtocolError(
+                f"topic {self.name!r}: wait_for blocks, so it cannot run in an rtnb callback; "
+                "read topic.df there instead"
+            )
+        arrived = threading.Event()
+        remove = self.on_event(lambda _event, _outcome: arrived.set())
+        deadline = time.monotonic() + timeout
+        problem = ""
+        try:
+            while True:
+                arrived.clear()
+                fresh = self.freshness
+                if fresh.status == "closed":
+                    raise ConnectionClosed(f"topic {self.name!r}: the connection is closed")
+                if fresh.status in ("unknown", "forbidden", "refused"):
+                    raise LocalProtocolError(str(fresh)).with_traceback(None)
+                frame = self.df
+                found, problem = _match(frame, where)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    columns = ", ".join(c for c in frame.columns if c != PENDING_FIELD) or "none"
+                    raise WaitTimeout(
+                        f"topic {self.name!r}: no {'data' if where is None else repr(where)} "
+                        f"within {timeout} s ({len(frame)} entities, columns: {columns}; {fresh})"
+                        + (f"; the query failed: {problem}" if problem else "")
+                    )
+                # snapshots replace the state without an event: look again at least every 0.1 s
+                arrived.wait(min(left, 0.1))
+        finally:
+            remove()
 
     # -- callbacks -------------------------------------------------------------------
 

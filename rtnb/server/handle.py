@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
@@ -196,7 +197,16 @@ class ServerHandle:
             stats=self._stats,
             producers=self._producers,
         )
-        sock = listen(self.host, self.port)
+        try:
+            sock = listen(self.host, self.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(
+                exc.errno,
+                f"port {self.port} on {self.host} is already in use (another server?); "
+                "choose another port, or port 0 (CLI: --port 0) for any free one",
+            ) from None
         self.port = sock.getsockname()[1]
         config = uvicorn_config(create_app(runtime), runtime, self._log_level)
         inc = Incarnation(runtime, uvicorn.Server(config), sock)

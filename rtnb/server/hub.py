@@ -30,7 +30,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("rtnb.server")
+#: Topic names an ``unknown_topic`` error lists at most: 20.
+MAX_LISTED_TOPICS: Final = 20
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -164,6 +166,21 @@ class Hub:
         """Declared for every tenant, or published to by this one."""
         return topic in self.declared or (tenant, topic) in self.tenant_topics
 
+    def topics_text(self, identity: Identity) -> str:
+        """The topics ``identity`` may read, for an ``unknown_topic`` message (a misspelling
+        shows its fix): its tenant's and the declared ones, never another tenant's."""
+        names = {t for (tenant, t) in self.tenant_topics if tenant == identity.tenant}
+        names |= {t for t, r in self.declared.items() if role_rank(identity.role) >= role_rank(r)}
+        if not names:
+            return "this tenant has no topics yet"
+        listed = sorted(names)
+        more = (
+            f" and {len(listed) - MAX_LISTED_TOPICS} more"
+            if len(listed) > MAX_LISTED_TOPICS
+            else ""
+        )
+        return "topics: " + ", ".join(listed[:MAX_LISTED_TOPICS]) + more
+
     def check(self, identity: Identity, topic: str) -> TopicLog:
         """The tenant's log for ``topic`` if this identity may read it, else TopicError.
 
@@ -191,7 +208,8 @@ class Hub:
         if role is None:
             raise TopicError(
                 "unknown_topic",
-                f"topic {topic!r} does not exist; subscribe to a published or declared topic",
+                f"topic {topic!r} does not exist; {self.topics_text(identity)}; "
+                "a topic exists once something is published to it (or it is declared)",
                 topic,
             )
         if role_rank(identity.role) < role_rank(role):

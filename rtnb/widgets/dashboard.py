@@ -10,6 +10,7 @@ regardless — a refused change shows its error and rolls back like any other.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -61,6 +62,27 @@ def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
 
     identity = conn.wait_identity(wait) if isinstance(conn, Connection) else conn.identity
     return None if identity is None else identity.role
+
+
+def warn_unknown_topics(conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT) -> None:
+    """Warn about each of ``handles`` the server refused (a misspelled name), with its reason.
+
+    Waits up to ``wait`` s for the server's answer, only while the connection is subscribed
+    (a connection still connecting or reconnecting answers later: no wait, no warning).
+    """
+    if not handles or not is_live(conn):
+        return
+    deadline = time.monotonic() + wait
+    while (
+        conn.state.status.value in ("authenticated", "subscribed") and time.monotonic() < deadline
+    ):
+        if all(h.topic_state.status != "pending" for h in handles):
+            break
+        time.sleep(0.02)
+    for h in handles:
+        st = h.topic_state
+        if st.status in ("unknown", "forbidden", "refused") and st.error:
+            warnings.warn(f"Dashboard: {st.error}", stacklevel=3)
 
 
 class CountersFeed(Feed):
@@ -154,13 +176,18 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         self.conn = conn
         self._owned: list[Topic] = []
         handles: list[Topic] = []
-        for t in topics:
-            if isinstance(t, str):
-                handle = conn.subscribe(t)
-                self._owned.append(handle)
-                handles.append(handle)
-            else:
-                handles.append(t)
+        try:
+            for t in topics:
+                if isinstance(t, str):
+                    handle = conn.subscribe(t)  # ConnectionClosed on a closed connection
+                    self._owned.append(handle)
+                    handles.append(handle)
+                else:
+                    handles.append(t)
+        except BaseException:
+            self.close()  # releases what it subscribed; the error says it all
+            raise
+        warn_unknown_topics(conn, self._owned)
         self.role = connection_role(conn) if is_live(conn) else None
         if actions is None:
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
@@ -190,9 +217,12 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         self.add_class("rtnb-dashboard")
 
     def close(self) -> None:
-        for w in (self.freshness, self.counters, *self.tables):
-            w.close()
-        owned, self._owned = self._owned, []
+        # also called by ipywidgets' __del__ when __init__ failed half-way (a closed connection)
+        parts = [getattr(self, "freshness", None), getattr(self, "counters", None)]
+        for w in (*parts, *getattr(self, "tables", ())):
+            if w is not None:
+                w.close()
+        owned, self._owned = getattr(self, "_owned", []), []
         for handle in owned:
             try:
                 handle.unsubscribe()

@@ -46,7 +46,7 @@ class TableView {
     this.model = model;
     this.store = storeFor(model);
     this.el = el;
-    this.rows = new RowOrder(this.store, model.get("sort_by") || null);
+    this.rows = new RowOrder(this.store, model.get("sort_by") || null, model.get("order") || {});
     this.visible = true;
     /** @type {number | null} */
     this.raf = null;
