@@ -352,8 +352,7 @@ class Player:
                 # recorded time (it only reports gaps; the re-subscription is recorded).
                 if t >= self._next_check and self.state.status is Status.SUBSCRIBED:
                     self._next_check = t + MAINTENANCE_INTERVAL
-                    for gap in pipeline.check(t):
-                        pipeline.topics[gap.topic].status = "replaying"
+                    pipeline.check(t)  # marks those topics replaying
             elif kind == "topics":
                 self._set_topics(json.loads(data))
             elif kind == "seed":

@@ -48,7 +48,7 @@ from ..core.machine import (
     TopicStatusChanged,
 )
 from ..core.merge import MergeFn
-from ..core.pipeline import Pipeline, TopicState
+from ..core.pipeline import REFUSED_STATUSES, Pipeline, TopicState
 from ..core.status import Status
 from ..protocol.errors import ConnectionClosed, WaitTimeout
 from ..protocol.frames import Authenticated, Mutate
@@ -279,11 +279,8 @@ class ClientSession:
                     math.nan if action.rtt_ms is None else action.rtt_ms,
                     action.server_lag_ms,
                 )
-            elif kind is TopicStatusChanged:
-                assert isinstance(action, TopicStatusChanged)
-                ts = self.pipeline.topics.get(action.topic)
-                if ts is not None and action.status == "forbidden":
-                    ts.status = "forbidden"
+            # TopicStatusChanged: nothing to do here. The pipeline read the same
+            # frame and decided the topic's status (one owner: rtnb.core).
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -542,14 +539,17 @@ class ClientSession:
         ordering: str,
         merge: MergeFn | None,
         gap_timeout: float,
+        stale_after: float | None = None,
     ) -> TopicState:
         if self.machine.status is Status.CLOSED:
             raise self.closed_error(f"subscribe to {name!r}")
         existing = self.pipeline.topics.get(name)
-        if existing is not None:
-            return existing
-        ts = self.pipeline.add_topic(name, ordering, merge=merge, gap_timeout=gap_timeout)
-        self._run(self.machine.subscribe(time.time(), name, None))
+        ask = existing is None or existing.status in REFUSED_STATUSES  # asked again: retry
+        ts = self.pipeline.add_topic(
+            name, ordering, merge=merge, gap_timeout=gap_timeout, stale_after=stale_after
+        )
+        if ask:
+            self._run(self.machine.subscribe(time.time(), name, None))
         return ts
 
     def unsubscribe(self, name: str) -> None:
@@ -660,7 +660,6 @@ class ClientSession:
             ts = self.pipeline.topics.get(gap.topic)
             if ts is None:
                 continue
-            ts.status = "replaying"
             logger.info(
                 "rtnb: %s: sequences %d..%d missing (%s); re-subscribing",
                 gap.topic,

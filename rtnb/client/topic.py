@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.freshness import activity_text, freshness
+from ..core.wording import fmt_age, say
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
 from ..protocol.frames import Event
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "topic_freshness"]
+__all__ = ["Topic", "TopicFreshness", "refusal_reason", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
 
@@ -36,14 +37,18 @@ class TopicFreshness:
     """How fresh a topic's data is, for humans and widgets.
 
     ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
-    after a reconnect or refreshing from a snapshot), ``stale`` (the
-    connection is not subscribed: data as of ``last_event_at``), ``pending``
-    (no data and not yet confirmed), ``forbidden`` (the server refused this
-    topic for this role), ``unknown`` (no such topic on the server) or
-    ``closed`` (the connection is closed). ``activity`` is what the connection
-    is doing (``live``, ``connecting``, ``reconnecting``, ``degraded``,
-    ``idle``, ``closed``). Both come from :func:`rtnb.core.freshness.freshness`,
-    as the widgets' do, so no two views of one connection disagree.
+    after a reconnect or refreshing from a snapshot), ``quiet`` (subscribed,
+    but no event for ``stale_after`` seconds), ``stale`` (the connection is
+    not subscribed: data as of ``last_event_at``), ``pending`` (no data and
+    not yet confirmed), ``forbidden`` (the server refused this topic for this
+    role), ``unknown`` (no such topic on the server), ``refused`` (any other
+    refusal, e.g. ``too_many_subscriptions``: ``reason`` has the server's
+    words) or ``closed`` (the connection is closed). ``activity`` is what the
+    connection is doing (``live``, ``connecting``, ``reconnecting``,
+    ``degraded``, ``idle``, ``closed``). Both come from
+    :func:`rtnb.core.freshness.freshness`, as the widgets' do, so no two views
+    of one connection disagree; ``str()`` uses the words of
+    :data:`rtnb.core.wording.WORDING`, as the browser does.
     """
 
     topic: str
@@ -57,34 +62,55 @@ class TopicFreshness:
     unrecoverable: int
     entities: int
     activity: str = "live"
+    #: the server's refusal: its message and code (``refused``, ``forbidden``, ``unknown``)
+    reason: str | None = None
+    #: seconds without an event after which the topic is ``quiet`` (None: never)
+    stale_after: float | None = None
 
     def __str__(self) -> str:
-        age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
         retry_in = None
         if self.next_retry_at is not None and self.activity == "reconnecting":
             retry_in = self.next_retry_at.timestamp() - time.time()
         detail = activity_text(self.activity, self.attempt, retry_in)
-        if self.status == "stale":
-            when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
-            return f"Stale — data as of {when}, {detail}"
-        if self.status == "pending":
-            return f"Pending — {detail or 'waiting for the server'} · {age}"
-        if self.status == "closed":
-            return f"Closed — {detail}"
-        if self.status == "forbidden":
-            return f"Forbidden — the server refused topic {self.topic!r}"
-        if self.status == "unknown":
-            return f"Unknown topic {self.topic!r} — nothing has been published to it"
-        if self.status == "replaying":
-            return f"Replaying missed events · {age}"
-        return f"{self.status.capitalize()} · {age}"
+        last = self.last_event_at
+        as_of = say("no_data") if last is None else say("as_of", clock=f"{last:%H:%M:%S}")
+        status = self.status
+        if status == "live":
+            return say("live_no_data") if self.age_s is None else say("live", age=fmt_age(self.age_s))
+        if status == "quiet":
+            return say(
+                "quiet",
+                quiet=fmt_age(self.age_s or 0.0),
+                stale_after=fmt_age(self.stale_after or 0.0),
+            )
+        if status == "stale":
+            return say("stale", as_of=as_of, activity=detail)
+        if status == "pending":
+            return say("pending", activity=detail or "waiting for the server")
+        if status == "closed":
+            return say("closed", reason=detail)
+        if status in ("forbidden", "unknown"):
+            return say(status, topic=self.topic)
+        if status == "refused":
+            return say("refused", reason=self.reason or "the server refused this topic")
+        if status == "replaying":
+            return say("replaying_snapshot")
+        return status
+
+
+def refusal_reason(st: TopicState) -> str | None:
+    """The server's words for a refused topic: ``message (code)``."""
+    if st.error is None and st.error_code is None:
+        return None
+    code = f" ({st.error_code})" if st.error_code else ""
+    return f"{st.error or 'refused'}{code}"
 
 
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
     """``st``'s freshness under ``conn`` at ``now`` (Topic and ReplayTopic)."""
     retry_at = conn.next_retry_at
     last = st.last_event_at
-    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now)
+    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now, st.stale_after)
     return TopicFreshness(
         topic=st.name,
         status=f.status,
@@ -97,6 +123,8 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
+        reason=refusal_reason(st),
+        stale_after=st.stale_after,
     )
 
 

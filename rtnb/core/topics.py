@@ -6,9 +6,12 @@ sends the frames and reports the changes; this module only keeps the phases.
 * A topic is PENDING from ``subscribe()`` until the server confirms it on the
   current connection (SUBSCRIBED). A confirmation holds for one connection
   only: on a loss every SUBSCRIBED topic is PENDING again (still wanted).
-* A topic-level ``Error`` resolves that topic only; ``forbidden`` and
-  ``unknown_topic`` (or any error answering a pending Subscribe) leave it
-  REFUSED — not resubscribed on reconnect until ``subscribe()`` again.
+* A topic-level ``Error`` resolves that topic only. Every topic-level code
+  but ``unavailable`` (which the machine handles as a loss) is a refusal
+  (:func:`refusal_status`: ``forbidden``, ``unknown_topic``,
+  ``too_many_subscriptions``, …): the topic is REFUSED — not resubscribed on
+  reconnect until ``subscribe()`` again. The pipeline applies the same rule to
+  the topic's status, so the machine's phase and the status shown agree.
 * Each ``Subscribe`` carries the topic's replay token: the pipeline's (asked
   through ``replay_tokens``) if it has one, else the last one given here.
 """
@@ -25,10 +28,26 @@ from ..protocol.errors import ErrorCode, LocalProtocolError
 from ..protocol.frames import Subscribe, TopicName
 from .machine_table import TopicPhase
 
-__all__ = ["REFUSALS", "TopicBook", "check_topic"]
+__all__ = ["REFUSALS", "TopicBook", "check_topic", "refusal_status"]
 
-#: Topic-level error codes after which the topic is not resubscribed on reconnect.
+#: Topic-level error codes with a status of their own; every other topic-level
+#: code but ``unavailable`` is a refusal too, shown as ``refused``.
 REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
+_OWN_STATUS: Final[dict[str, str]] = {ErrorCode.FORBIDDEN: "forbidden", ErrorCode.UNKNOWN_TOPIC: "unknown"}
+
+
+def refusal_status(code: str) -> str | None:
+    """The status a topic-level error ``code`` puts its topic in (None: not a refusal).
+
+    The one rule for the machine's phases and the pipeline's statuses:
+    ``unavailable`` (the server cannot serve the topic now) is not a refusal;
+    ``forbidden`` and ``unknown_topic`` have their own statuses; any other code
+    the server sends about one topic (``too_many_subscriptions``, a code this
+    client does not know yet) refuses it: ``refused``, with the server's message.
+    """
+    if code == ErrorCode.UNAVAILABLE:
+        return None
+    return _OWN_STATUS.get(code, "refused")
 
 
 class TopicBook:
@@ -83,14 +102,14 @@ class TopicBook:
         return True
 
     def error(self, topic: str, code: str) -> bool:
-        """A topic-level error: REFUSED if it answered a pending Subscribe or is a refusal.
+        """A topic-level error: REFUSED if :func:`refusal_status` calls it a refusal.
 
         False if ``topic`` is not known (the error is ignored).
         """
         state = self._phases.get(topic)
         if state is None:
             return False
-        if state is TopicPhase.PENDING or code in REFUSALS:
+        if refusal_status(code) is not None:
             self._phases[topic] = TopicPhase.REFUSED  # answered: no longer pending
         return True
 
