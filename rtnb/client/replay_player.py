@@ -346,7 +346,7 @@ class Player:
             data, kind, transport, attempt = self._reader.get(k)
             pipeline = self.pipeline
             if kind == "frame":
-                pipeline.transport, pipeline.attempt = transport, attempt
+                pipeline.connection(transport, attempt)
                 pipeline.feed(data, t)
                 # The session checks gaps on a timer while subscribed: do the same in
                 # recorded time (it only reports gaps; the re-subscription is recorded).

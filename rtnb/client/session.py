@@ -306,8 +306,7 @@ class ClientSession:
         self.state = ConnectionState(
             ch.status, ch.previous, ch.reason, ch.attempt, ch.next_retry_at, ch.transport, ch.at
         )
-        self.pipeline.transport = ch.transport
-        self.pipeline.attempt = ch.attempt
+        self.pipeline.connection(ch.transport, ch.attempt, opening=ch.status is Status.CONNECTING)
         if ch.status in _LOSSES and ch.trigger != "close":
             self.last_cause = cause_of(ch.reason)
         reason = ch.reason

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "refusal_reason", "topic_freshness"]
+__all__ = ["Topic", "TopicFreshness", "refusal_reason", "replay_missing", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
 
@@ -62,8 +62,11 @@ class TopicFreshness:
     unrecoverable: int
     entities: int
     activity: str = "live"
-    #: the server's refusal: its message and code (``refused``, ``forbidden``, ``unknown``)
+    #: the server's refusal, its message and code (``refused``, ``forbidden``,
+    #: ``unknown``); for ``closed``, why the connection closed
     reason: str | None = None
+    #: events still to replay before the topic is live again (None: unknown or none)
+    missing: int | None = None
     #: seconds without an event after which the topic is ``quiet`` (None: never)
     stale_after: float | None = None
 
@@ -88,12 +91,14 @@ class TopicFreshness:
         if status == "pending":
             return say("pending", activity=detail or "waiting for the server")
         if status == "closed":
-            return say("closed", reason=detail)
+            return say("closed", reason=self.reason or detail)
         if status in ("forbidden", "unknown"):
             return say(status, topic=self.topic)
         if status == "refused":
             return say("refused", reason=self.reason or "the server refused this topic")
         if status == "replaying":
+            if self.missing:
+                return say("replaying", missing=f"{self.missing:,}")
             return say("replaying_snapshot")
         return status
 
@@ -104,6 +109,14 @@ def refusal_reason(st: TopicState) -> str | None:
         return None
     code = f" ({st.error_code})" if st.error_code else ""
     return f"{st.error or 'refused'}{code}"
+
+
+def replay_missing(st: TopicState) -> int | None:
+    """Events still to replay before the topic is live again (None: unknown or none)."""
+    if st.replay_until is None:
+        return None
+    pos = st.orderer.position()
+    return None if pos is None else max(0, st.replay_until - pos)
 
 
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
@@ -123,7 +136,8 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
-        reason=refusal_reason(st),
+        reason=conn.reason if f.status == "closed" else refusal_reason(st),
+        missing=replay_missing(st),
         stale_after=st.stale_after,
     )
 

@@ -126,6 +126,7 @@ class TopicState:
 
     __slots__ = (
         "applied",
+        "confirmed",
         "error",
         "error_code",
         "gaps",
@@ -147,6 +148,8 @@ class TopicState:
         self.orderer = orderer
         self.store = store
         self.status: TopicStatus = "pending"
+        #: the server confirmed the subscription on the current connection
+        self.confirmed = False
         #: opaque replay token of the last applied event or snapshot (never logged)
         self.last_token: str | None = None
         self.last_event_at: float | None = None
@@ -215,6 +218,18 @@ class Pipeline:
         self._remember = self.deduper.add
         self._topic = self.topics.get
         self._append = self.log.append_envelope
+
+    def connection(self, transport: str, attempt: int, *, opening: bool = False) -> None:
+        """The driver's connection changed: rows name this transport and attempt.
+
+        ``opening``: a new transport is being opened, so every topic awaits a
+        new confirmation (an error now answers its subscription).
+        """
+        self.transport = transport
+        self.attempt = attempt
+        if opening:
+            for ts in self.topics.values():
+                ts.confirmed = False
 
     def use_deduper(self, deduper: Deduper) -> None:
         """Swap the duplicate memory (a replay restoring a checkpoint does)."""
@@ -367,7 +382,7 @@ class Pipeline:
             assert isinstance(frame, Error)
             if frame.topic is not None:
                 ts = self.topics.get(frame.topic)
-                status = refusal_status(frame.code)
+                status = None if ts is None else refusal_status(frame.code, not ts.confirmed)
                 if ts is not None and status is not None:
                     ts.status = status  # type: ignore[assignment]
                     ts.error = frame.message[:_MAX_ERROR_TEXT]
@@ -382,6 +397,7 @@ class Pipeline:
         # a new subscription: parts of a snapshot cut short (a lost connection)
         # never join the parts of the next one
         ts.partial = []
+        ts.confirmed = True
         if frame.replay == "complete":
             pos = ts.orderer.position()
             latest = frame.latest_sequence

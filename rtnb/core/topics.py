@@ -6,12 +6,12 @@ sends the frames and reports the changes; this module only keeps the phases.
 * A topic is PENDING from ``subscribe()`` until the server confirms it on the
   current connection (SUBSCRIBED). A confirmation holds for one connection
   only: on a loss every SUBSCRIBED topic is PENDING again (still wanted).
-* A topic-level ``Error`` resolves that topic only. Every topic-level code
-  but ``unavailable`` (which the machine handles as a loss) is a refusal
-  (:func:`refusal_status`: ``forbidden``, ``unknown_topic``,
-  ``too_many_subscriptions``, …): the topic is REFUSED — not resubscribed on
-  reconnect until ``subscribe()`` again. The pipeline applies the same rule to
-  the topic's status, so the machine's phase and the status shown agree.
+* A topic-level ``Error`` resolves that topic only. :func:`refusal_status`
+  says which are refusals (``forbidden``, ``unknown_topic``,
+  ``too_many_subscriptions``, or any error answering a pending Subscribe): the
+  topic is REFUSED — not resubscribed on reconnect until ``subscribe()``
+  again. The pipeline applies the same rule to the topic's status, so the
+  machine's phase and the status shown agree.
 * Each ``Subscribe`` carries the topic's replay token: the pipeline's (asked
   through ``replay_tokens``) if it has one, else the last one given here.
 """
@@ -24,7 +24,7 @@ from typing import Final
 
 import msgspec
 
-from ..protocol.errors import ErrorCode, LocalProtocolError
+from ..protocol.errors import TOPIC_REFUSALS, ErrorCode, LocalProtocolError
 from ..protocol.frames import Subscribe, TopicName
 from .machine_table import TopicPhase
 
@@ -36,18 +36,26 @@ REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
 _OWN_STATUS: Final[dict[str, str]] = {ErrorCode.FORBIDDEN: "forbidden", ErrorCode.UNKNOWN_TOPIC: "unknown"}
 
 
-def refusal_status(code: str) -> str | None:
+def refusal_status(code: str, awaiting: bool) -> str | None:
     """The status a topic-level error ``code`` puts its topic in (None: not a refusal).
 
-    The one rule for the machine's phases and the pipeline's statuses:
-    ``unavailable`` (the server cannot serve the topic now) is not a refusal;
-    ``forbidden`` and ``unknown_topic`` have their own statuses; any other code
-    the server sends about one topic (``too_many_subscriptions``, a code this
-    client does not know yet) refuses it: ``refused``, with the server's message.
+    The one rule for the machine's phases and the pipeline's statuses.
+    ``awaiting``: the topic's subscription on this connection is not confirmed
+    yet, so the error answers it. ``unavailable`` (the server cannot serve the
+    topic now) is never a refusal; ``forbidden`` and ``unknown_topic`` have
+    statuses of their own; ``too_many_subscriptions`` and any other code that
+    answers a subscription (one this client may not know yet) refuse the topic:
+    ``refused``, with the server's message. Any other error about a confirmed
+    topic is reported and leaves it subscribed.
     """
     if code == ErrorCode.UNAVAILABLE:
         return None
-    return _OWN_STATUS.get(code, "refused")
+    own = _OWN_STATUS.get(code)
+    if own is not None:
+        return own
+    if awaiting or code in TOPIC_REFUSALS:
+        return "refused"
+    return None
 
 
 class TopicBook:
@@ -109,7 +117,7 @@ class TopicBook:
         state = self._phases.get(topic)
         if state is None:
             return False
-        if refusal_status(code) is not None:
+        if refusal_status(code, state is TopicPhase.PENDING) is not None:
             self._phases[topic] = TopicPhase.REFUSED  # answered: no longer pending
         return True
 

@@ -102,6 +102,10 @@ class RtnbWidget(anywidget.AnyWidget):
             if self._feed is not None:
                 self._feed.request_snapshot()
             return
+        if kind == "ping":  # a browser tab woke up: is the kernel there?
+            if self._feed is not None:
+                self._feed.ping()
+            return
         try:
             self._on_message(content)
         except Exception:
