@@ -252,7 +252,7 @@ export function fmtClock(unix) {
     hour: "2-digit",
     minute: "2-digit",
     second: "2-digit",
-    hour12: false,
+    hourCycle: "h23", // not hour12: false, which reads midnight as "24:00:00" in some locales
   });
 }
 
