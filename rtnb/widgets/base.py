@@ -22,6 +22,7 @@ from typing import Any
 import anywidget
 
 from ..client.source import Source
+from ..core.freshness import check_stale_after
 from .feed import Feed
 
 __all__ = ["RtnbWidget", "connection_of"]
@@ -67,9 +68,21 @@ class RtnbWidget(anywidget.AnyWidget):
     def __init__(self, **traits: Any) -> None:
         super().__init__(**traits)
         self._feed: Feed | None = None
+        self._held: list[Any] = []
         self.on_msg(self._dispatch)
 
     # -- feed ------------------------------------------------------------------------
+
+    def _expect_events(self, topic: Any, stale_after: float | None) -> None:
+        """Make ``topic`` read ``quiet`` after ``stale_after`` s without an event.
+
+        Through the :class:`rtnb.Source` seam: a handle of our own subscribed
+        with ``stale_after`` (released on :meth:`close`), so the core decides.
+        """
+        if stale_after is None:
+            return
+        check_stale_after(stale_after)
+        self._held.append(topic.connection.subscribe(topic.name, stale_after=stale_after))
 
     def _attach(self, conn: Source, make: Callable[[Callable[..., None]], Feed]) -> Feed:
         """Create the feed on the runtime thread (``make(send)``) and start its ticks."""
@@ -117,4 +130,10 @@ class RtnbWidget(anywidget.AnyWidget):
     def close(self) -> None:
         if self._feed is not None:
             self._feed.close()
+        held, self._held = self._held, []
+        for handle in held:
+            try:
+                handle.unsubscribe()
+            except Exception:  # the runtime is gone (interpreter exit): nothing to release
+                break
         super().close()

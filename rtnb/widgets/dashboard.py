@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import ipywidgets  # type: ignore[import-untyped]
 import traitlets
 
+from ..core.freshness import check_stale_after
 from .assets import css, esm
 from .base import RtnbWidget, clock_of, connection_of, is_live
 from .budget import MessageBudget
@@ -134,7 +135,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     same connection in one cell output, only that one shows (one pill per connection).
 
     ``topics``: names (subscribed here, ``ordering="sequence"``, released on
-    :meth:`close`) or topic handles. ``actions``: per-topic row actions
+    :meth:`close`) or topic handles. ``stale_after``: seconds without an event
+    after which a topic reads ``quiet`` (None: never). ``actions``: per-topic row actions
     (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
     pass ``{}`` for none).
     """
@@ -147,7 +149,9 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,
         fps: float = 10,
         height: int = DEFAULT_HEIGHT,
+        stale_after: float | None = None,
     ) -> None:
+        check_stale_after(stale_after)
         if isinstance(topics, str):
             topics = [topics]
         conn = connection_of(conn)
@@ -156,10 +160,12 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         handles: list[Topic] = []
         for t in topics:
             if isinstance(t, str):
-                handle = conn.subscribe(t)
+                handle = conn.subscribe(t, stale_after=stale_after)
                 self._owned.append(handle)
                 handles.append(handle)
             else:
+                if stale_after is not None:  # a handle of our own carries the setting
+                    self._owned.append(conn.subscribe(t.name, stale_after=stale_after))
                 handles.append(t)
         self.role = connection_role(conn) if is_live(conn) else None
         if actions is None:

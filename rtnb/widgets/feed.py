@@ -186,11 +186,11 @@ class Feed:
         snapshot = self._want_snapshot
         if not snapshot and not self._notices and not self.dirty(now):
             if self._want_alive or now - self._last_sent >= self.keepalive:
-                return self._send(send, {"t": "alive"}, [])
+                return self._send(send, {"t": "alive"}, [], now)
             return False
         if not self.window.allows(now) or not self.budget.take(now):
             if now - self._last_sent >= self.keepalive:  # the budget never silences the kernel
-                return self._send(send, {"t": "alive"}, [])
+                return self._send(send, {"t": "alive"}, [], now)
             return False
         if snapshot:
             self._want_snapshot = False
@@ -203,9 +203,9 @@ class Feed:
         # Count the message when it leaves (building a large diff takes a while): the
         # rate Jupyter Server and the browser see is that of the sends.
         self.window.take(self.clock())
-        return self._send(send, content, buffers)
+        return self._send(send, content, buffers, now)
 
-    def _send(self, send: Send, content: dict[str, Any], buffers: list[bytes]) -> bool:
+    def _send(self, send: Send, content: dict[str, Any], buffers: list[bytes], now: float) -> bool:
         self.seq += 1
         content["seq"] = self.seq
         content["ka"] = self.keepalive
@@ -214,7 +214,7 @@ class Feed:
         except Exception:
             logger.exception("rtnb widget: sending a %s message failed", content.get("t"))
             return False
-        self._last_sent = self.clock()
+        self._last_sent = now
         self._want_alive = False
         self.sent += 1
         return True

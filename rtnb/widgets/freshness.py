@@ -158,7 +158,13 @@ class Freshness(RtnbWidget):
     #: part of a larger widget: steps aside for a standalone pill of the same connection
     embedded = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, source: Source | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
+    def __init__(
+        self,
+        source: Source | Topic | Any,
+        *,
+        fps: float = DEFAULT_FPS,
+        stale_after: float | None = None,
+    ) -> None:
         from ..client.topic import Topic
 
         conn = connection_of(source)
@@ -169,6 +175,13 @@ class Freshness(RtnbWidget):
             source_key=connection_key(conn),
         )
         self.source = source
+        if stale_after is not None:
+            if topic is None:
+                raise ValueError(
+                    "stale_after applies to one topic: Freshness(conn.subscribe(name), "
+                    "stale_after=S), or subscribe with conn.subscribe(name, stale_after=S)"
+                )
+            self._expect_events(topic, stale_after)
 
         def make(send: Any) -> Feed:
             return FreshnessFeed(

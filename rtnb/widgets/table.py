@@ -74,6 +74,7 @@ class StreamTable(RtnbWidget):
         actions: Sequence[Action | Mapping[str, Any]] = (),
         height: int = DEFAULT_HEIGHT,
         title: str | None = None,
+        stale_after: float | None = None,
     ) -> None:
         from ..client.topic import Topic
 
@@ -95,6 +96,7 @@ class StreamTable(RtnbWidget):
             title=title or topic.name,
         )
         self.topic = topic
+        self._expect_events(topic, stale_after)
         self.actions = tuple(acts)
         self.max_rows = max_rows
         conn = topic.connection
