@@ -45,7 +45,6 @@ from ..core.machine import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicStatusChanged,
 )
 from ..core.merge import MergeFn
 from ..core.pipeline import REFUSED_STATUSES, Pipeline, TopicState

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.freshness import activity_text, freshness
-from ..core.wording import fmt_age, say
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
+from ..core.wording import fmt_age, say
 from ..protocol.frames import Event
 from .mutation import Mutation
 
@@ -79,7 +79,9 @@ class TopicFreshness:
         as_of = say("no_data") if last is None else say("as_of", clock=f"{last:%H:%M:%S}")
         status = self.status
         if status == "live":
-            return say("live_no_data") if self.age_s is None else say("live", age=fmt_age(self.age_s))
+            return (
+                say("live_no_data") if self.age_s is None else say("live", age=fmt_age(self.age_s))
+            )
         if status == "quiet":
             return say(
                 "quiet",

@@ -59,10 +59,10 @@ from .topics import refusal_status
 
 __all__ = [
     "DEFAULT_MAX_SNAPSHOT_ENTITIES",
+    "REFUSED_STATUSES",
     "EnvelopeSink",
     "NullSink",
     "Pipeline",
-    "REFUSED_STATUSES",
     "TopicState",
     "TopicStatus",
 ]

@@ -33,7 +33,10 @@ __all__ = ["REFUSALS", "TopicBook", "check_topic", "refusal_status"]
 #: Topic-level error codes with a status of their own; every other topic-level
 #: code but ``unavailable`` is a refusal too, shown as ``refused``.
 REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
-_OWN_STATUS: Final[dict[str, str]] = {ErrorCode.FORBIDDEN: "forbidden", ErrorCode.UNKNOWN_TOPIC: "unknown"}
+_OWN_STATUS: Final[dict[str, str]] = {
+    ErrorCode.FORBIDDEN: "forbidden",
+    ErrorCode.UNKNOWN_TOPIC: "unknown",
+}
 
 
 def refusal_status(code: str, awaiting: bool) -> str | None:

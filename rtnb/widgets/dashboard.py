@@ -23,7 +23,7 @@ from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
 from .freshness import Freshness
 from .rows import Action
-from .stats import RateMeter, degraded_seconds
+from .stats import RateMeter, degraded_now, degraded_seconds
 from .table import DEFAULT_HEIGHT, StreamTable
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class CountersFeed(Feed):
             "gaps": sum(ts.gaps for ts in topics),
             "unrecoverable": sum(ts.unrecoverable for ts in topics),
             "degraded": round(degraded_seconds(log, state, self.wall()), 1),
-            "degradedNow": state.status.value in ("degraded", "reconnecting"),
+            "degradedNow": degraded_now(log),
         }
 
     def dirty(self, now: float) -> bool:

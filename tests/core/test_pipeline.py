@@ -267,7 +267,9 @@ def test_an_error_about_a_confirmed_topic_that_is_no_refusal_leaves_it_live() ->
                      "snapshot_failed", "busy", "rate_limited", "brand_new_code"]),
     st.booleans(),
 )  # fmt: skip
-def test_the_machine_and_the_pipeline_agree_on_every_topic_error(code: str, confirmed: bool) -> None:
+def test_the_machine_and_the_pipeline_agree_on_every_topic_error(
+    code: str, confirmed: bool
+) -> None:
     """One rule (rtnb.core.topics.refusal_status): a REFUSED phase iff a refused status."""
     from rtnb.core.machine_table import TopicPhase
     from rtnb.core.topics import TopicBook

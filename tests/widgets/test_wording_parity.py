@@ -41,7 +41,7 @@ def test_the_browser_has_the_same_words_as_python() -> None:
     assert _js_wording() == WORDING
 
 
-def _state(case: str, NOW: float) -> tuple[TopicState, ConnectionState]:  # noqa: N803
+def _state(case: str, NOW: float) -> tuple[TopicState, ConnectionState]:
     p = Pipeline()
     ts = p.add_topic("incidents", stale_after=5.0 if case == "quiet" else None)
     conn = Status.SUBSCRIBED
@@ -52,9 +52,7 @@ def _state(case: str, NOW: float) -> tuple[TopicState, ConnectionState]:  # noqa
     if case == "live":
         ts.last_event_at = NOW - 2.5
     if case == "replaying":
-        p.feed(
-            encode(Subscribed(topic="incidents", replay="complete", latest_sequence=1203)), NOW
-        )
+        p.feed(encode(Subscribed(topic="incidents", replay="complete", latest_sequence=1203)), NOW)
     if case == "stale":
         conn, reason = Status.RECONNECTING, "heartbeat missed"
     if case == "closed":
@@ -78,7 +76,7 @@ CASES = ["live", "quiet", "replaying", "stale", "pending", "refused", "forbidden
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_python_and_the_browser_say_the_same_for_every_status(tmp_path: Path) -> None:
-    NOW = time.time()  # noqa: N806 (str(TopicFreshness) counts a retry down on the real clock)
+    NOW = time.time()  # str(TopicFreshness) counts a retry down on the real clock
     payloads: dict[str, Any] = {}
     expected: dict[str, str] = {}
     for case in CASES:
