@@ -470,8 +470,9 @@ function kernelStatus(model) {
  * restart; null while all is well (or before the first message: the view
  * then says it waits for the kernel). Time spent in a background tab does
  * not count: the browser may have held our timers and messages, so a tab
- * that comes back asks for a keep-alive and re-evaluates at once
- * (`onWake`), alarming only on the manager's word or a real silence.
+ * that comes back (`visibilitychange`, or `resume` after the page was
+ * frozen) asks for a keep-alive and re-evaluates at once (`onWake`),
+ * alarming only on the manager's word or a silence counted from its return.
  * @param {Model} model
  * @param {(msg: any, data: any) => void} onMessage
  * @param {() => void} [onWake]
@@ -527,6 +528,7 @@ export function openChannel(model, onMessage, onWake) {
   model.on("comm_live_update", lost);
   model.on("comm:close", lost);
   document.addEventListener("visibilitychange", onVisibility);
+  document.addEventListener("resume", onVisibility); // a frozen page thawed (Page Lifecycle API)
   return {
     /** Ask for a snapshot now (a view rendered). */
     hello() {
@@ -548,6 +550,7 @@ export function openChannel(model, onMessage, onWake) {
       model.off("comm_live_update", lost);
       model.off("comm:close", lost);
       document.removeEventListener("visibilitychange", onVisibility);
+      document.removeEventListener("resume", onVisibility);
     },
   };
 }
