@@ -22,6 +22,7 @@ from .base import RtnbWidget, clock_of, connection_of, is_live
 from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
 from .freshness import Freshness
+from .recorded import recorded_html
 from .rows import Action
 from .stats import RateMeter, degraded_now, degraded_seconds
 from .table import DEFAULT_HEIGHT, StreamTable
@@ -127,6 +128,19 @@ class Counters(RtnbWidget):
 
         self._attach(conn, make)
 
+    def _render_recorded(self) -> str:
+        conn = self._recorded_from
+        if conn is None:
+            return ""
+        counts = conn.log.counts
+        topics = list(conn.topic_states.values())
+        facts = [
+            ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
+            ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
+            ("degraded s", f"{degraded_seconds(conn.log, conn.state, conn.now()):.1f}"),
+        ]
+        return recorded_html(f"{conn.url} counters", conn.now(), facts=facts)
+
 
 class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     """Freshness + live counters + one :class:`StreamTable` per topic.
@@ -194,6 +208,11 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
             layout=ipywidgets.Layout(grid_gap="12px", width="100%"),
         )
         self.add_class("rtnb-dashboard")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        for w in (self.counters, *self.tables):  # the recorded twins of what it holds
+            w._show_recorded()
+        return super()._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
         for w in (self.freshness, self.counters, *self.tables):
