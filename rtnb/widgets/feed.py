@@ -57,8 +57,8 @@ Send = Callable[[dict[str, Any], list[bytes]], None]
 MAX_FPS: Final = 30
 #: Seconds of the per-widget rate window: 1.005 (one second, plus 5 ms of send jitter).
 RATE_WINDOW: Final = 1.005
+# The browser shows "No kernel" after 2 of them plus 1 s without any message.
 #: Seconds between two messages of a displayed widget at most (``kernel_keepalive``): 1.0.
-#: The browser shows "No kernel" after 2 of them plus 1 s without any message.
 DEFAULT_KERNEL_KEEPALIVE: Final = 1.0
 
 
