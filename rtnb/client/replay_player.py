@@ -398,6 +398,8 @@ class Player:
         state.store.replace(())
         state.store.pending.clear()
         state.status = "pending"
+        state.error = state.error_code = None
+        state.confirmed = False
         state.last_token = state.last_event_at = state.replay_until = None
         state.unavailable = False
         state.applied = state.gaps = state.unrecoverable = 0
