@@ -199,7 +199,7 @@ class RtnbWidget(anywidget.AnyWidget):
             self._recorded.closed = True
         if self._feed is not None:
             self._feed.close()
-        held, self._held = self._held, []
+        held, self._held = getattr(self, "_held", []), []  # __init__ may not have run
         for handle in held:
             try:
                 handle.unsubscribe()
