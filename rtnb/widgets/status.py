@@ -41,7 +41,7 @@ __all__ = [
 FRESH_DRIFT: Final = 0.25
 
 # fields that change continuously; compared with a tolerance, not for equality
-_TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag")
+_TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag", "quietAge")
 
 
 def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
@@ -126,6 +126,11 @@ def connection_payload(
         "history": list(history),
         "lag": lag_p50,
     }
+    if status == "quiet":  # the words name the silence of the quietest topic
+        quiet = [ts for ts, t in zip(states, per_topic, strict=True) if t["status"] == "quiet"]
+        oldest = min(quiet, key=lambda ts: ts.last_event_at or wall)
+        out["staleAfter"] = oldest.stale_after
+        out["quietAge"] = None if oldest.last_event_at is None else wall - oldest.last_event_at
     out.update(_connection_fields(cs, wall))
     return out
 

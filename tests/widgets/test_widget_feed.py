@@ -214,3 +214,17 @@ def test_a_spent_message_budget_never_silences_the_keepalive() -> None:
 def test_keepalive_must_be_positive() -> None:
     with pytest.raises(ValueError, match="kernel_keepalive must be seconds > 0"):
         Feed(NoLoop(), Sink(), keepalive=0)
+
+
+def test_a_connection_with_a_quiet_topic_names_that_topics_silence() -> None:
+    p = Pipeline()
+    busy = p.add_topic("busy")
+    quiet = p.add_topic("quiet", stale_after=5.0)
+    for ts, last in ((busy, 999.0), (quiet, 990.0)):
+        ts.status = "live"
+        ts.last_event_at = last
+    fresh = connection_payload(_state(), [busy, quiet], 1000.0)
+    assert fresh["status"] == "quiet"
+    assert (fresh["staleAfter"], fresh["quietAge"]) == (5.0, 10.0)
+    assert [t["status"] for t in fresh["topics"]] == ["live", "quiet"]
+    assert topic_payload(quiet, _state(), 1000.0)["staleAfter"] == 5.0

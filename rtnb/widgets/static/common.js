@@ -14,7 +14,7 @@
  *   scope: "topic" | "connection", topic?: string, status: string,
  *   last: number | null, age: number | null, gaps: number, unrecoverable: number,
  *   gapAge: number | null, missing: number | null, entities?: number, error?: string | null,
- *   staleAfter?: number | null,
+ *   staleAfter?: number | null, quietAge?: number | null,
  *   conn: string, activity: string, reason: string, transport: string, attempt: number,
  *   retryAt: number | null, retryIn: number | null, lag?: number | null,
  *   topics?: Array<{name: string, status: string, gaps: number, unrecoverable: number,
@@ -309,7 +309,9 @@ export function describe(f, elapsed, name, kernel = null) {
   } else if (status === "live") {
     text = age === null ? WORDING.live_no_data : fill(WORDING.live, { age: fmtAge(age) });
   } else if (status === "quiet") {
-    text = fill(WORDING.quiet, { quiet: fmtAge(age ?? 0), stale_after: fmtAge(f.staleAfter ?? 0) });
+    // a connection's payload names its quietest topic's silence (quietAge)
+    const silent = typeof f.quietAge === "number" ? f.quietAge + elapsed : age ?? 0;
+    text = fill(WORDING.quiet, { quiet: fmtAge(silent), stale_after: fmtAge(f.staleAfter ?? 0) });
   } else if (status === "replaying") {
     text =
       f.missing && f.missing > 0
