@@ -1,7 +1,8 @@
 """The last hop in a real browser: a view never says "Live" when its kernel is gone.
 
 JupyterLab + headless Chromium + the reference server (as in test_widget_browser).
-The kernel *process* is SIGKILLed (an OOM kill, a crash), and separately restarted
+A silent topic shows quiet and a fourth subscription (over `max_subscriptions=3`) refused
+with the server's reason, in the browser. The kernel *process* is SIGKILLed (an OOM kill, a crash), and separately restarted
 through the kernel API: every rtnb view on the page must leave "Live" within 3 s
 and say why ("No kernel — data as of …" or "Kernel restarted — this output is
 frozen"), and the counters stop. A page frozen and thawed (Chrome's Page Lifecycle,
@@ -42,6 +43,10 @@ CELLS = [
     "fleet = conn.subscribe('fleet')\nStreamTable(fleet, title='fleet')",
     "Freshness(conn)",
     "Dashboard(conn, ['incidents'])",
+    # nothing is published to prices: quiet 1 s after its snapshot
+    "prices = conn.subscribe('prices', stale_after=1.0)\nStreamTable(prices, title='prices')",
+    # the server allows 3 subscriptions per connection: a 4th is refused, with its reason
+    "audit = conn.subscribe('audit')\nFreshness(audit)",
 ]
 #: every status badge of every rtnb view, and the Dashboard's counters
 BADGES = ".rtnb-status"
@@ -61,8 +66,10 @@ OBSERVE = """() => {
     {subtree: true, childList: true, characterData: true, attributes: true});
   return badges.length;
 }"""
+# live, except the quiet table (and the connection pill that says so) and the refused pill
 ALL_LIVE = """() => { const b = Array.from(document.querySelectorAll('.rtnb-status'));
-  return b.length >= 4 && b.every(x => x.dataset.state === 'live'); }"""
+  return b.length >= 6 && b.every(x => ['live', 'quiet', 'refused'].includes(x.dataset.state))
+    && b.some(x => x.dataset.state === 'live'); }"""
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +79,9 @@ def srv() -> Iterator[ServerHandle]:
     except BrowserUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     demo = {"tenants": [TENANT], "rates": {"incidents": 2.0, "fleet": 5.0, "prices": 0.0}}
-    with rtnb.serve(port=0, demo=demo, heartbeat_interval=1.0) as handle:
+    with rtnb.serve(port=0, demo=demo, heartbeat_interval=1.0, max_subscriptions=3) as handle:
+        handle.declare("audit")
+        handle.declare("prices")  # declared, nothing published: quiet
         yield handle
 
 
@@ -89,6 +98,23 @@ def _run(lp: LabPage, server: Lab) -> None:
     lp.open(server.notebook_url("hop.ipynb"))
     lp.run_all()
     lp.wait_js(ALL_LIVE, 90, "every view to be live", debug=_STATES)
+    # the browser shows a silent topic quiet and a refusal with the server's reason
+    lp.wait_js(
+        "() => Array.from(document.querySelectorAll('.rtnb-status')).some(b =>"
+        " b.dataset.state === 'quiet' && b.dataset.status === 'stale'"
+        " && /^Quiet — no events for .* \\(expected within 1\\.0 s\\)$/.test(b.textContent))",
+        15,
+        "the prices table to say it is quiet, in the stale style",
+        debug=_STATES,
+    )
+    refused = lp.wait_js(
+        "() => Array.from(document.querySelectorAll('.rtnb-status')).map(b => b.textContent)"
+        ".find(t => t.startsWith('Refused — '))",
+        15,
+        "the audit pill to show the refusal",
+        debug=_STATES,
+    )
+    assert "at most 3 subscriptions" in refused and "too_many_subscriptions" in refused
 
 
 _STATES = "() => Array.from(document.querySelectorAll('.rtnb-status')).map(b => b.textContent)"
@@ -119,7 +145,7 @@ def test_a_killed_kernel_takes_every_view_out_of_live_within_3_s(srv: ServerHand
         lp = LabPage(page)
         _run(lp, server)
         pid = int(wait_py(lambda: pid_file.exists() and pid_file.read_text(), 30, "the pid"))
-        assert lp.page.evaluate(OBSERVE) >= 4
+        assert lp.page.evaluate(OBSERVE) >= 6
         t0 = lp.page.evaluate("() => performance.now()")
         os.kill(pid, signal.SIGKILL)
         took = _left_within(lp, t0)
