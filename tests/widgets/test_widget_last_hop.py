@@ -1,9 +1,11 @@
 """The last hop in a real browser: a view never says "Live" when its kernel is gone.
 
 JupyterLab + headless Chromium + the reference server (as in test_widget_browser).
-A silent topic shows quiet and a fourth subscription (over `max_subscriptions=3`) refused
-with the server's reason, in the browser. The kernel *process* is SIGKILLed (an OOM kill, a crash), and separately restarted
-through the kernel API: every rtnb view on the page must leave "Live" within 3 s
+A silent topic shows quiet and a fourth subscription (over ``max_subscriptions=3``)
+refused with the server's reason, in the browser; the notebook saved from the page
+holds each table's rows as of then ("Recorded … UTC — not live"). The kernel
+*process* is SIGKILLed (an OOM kill, a crash), and separately restarted through
+the kernel API: every rtnb view on the page must leave "Live" within 3 s
 and say why ("No kernel — data as of …" or "Kernel restarted — this output is
 frozen"), and the counters stop. A page frozen and thawed (Chrome's Page Lifecycle,
 what a background tab goes through) must not raise a false alarm.
@@ -126,6 +128,23 @@ def _left_within(lp: LabPage, t0: float) -> float:
     return (left - t0) / 1000.0
 
 
+def _recorded_fleet(path: Any) -> str | None:
+    """The saved text/html twin of the fleet table, once it holds rows."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # being written
+        return None
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            html = out.get("data", {}).get("text/html", "")
+            text = "".join(html) if isinstance(html, list) else html
+            if "rtnb-recorded" in text and ">fleet<" in text and "veh-" in text:
+                return text
+    return None
+
+
 def _counters_stopped(lp: LabPage) -> None:
     lp.wait_js(
         f"() => {{ const c = document.querySelector('{COUNTERS}');"
@@ -144,6 +163,10 @@ def test_a_killed_kernel_takes_every_view_out_of_live_within_3_s(srv: ServerHand
     ):
         lp = LabPage(page)
         _run(lp, server)
+        # saved as it is, the notebook holds each table's rows as of then, never "Live"
+        lp.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        saved = wait_py(lambda: _recorded_fleet(work / "hop.ipynb"), 30, "the saved twins")
+        assert "veh-" in saved and "UTC — not live" in saved and "Live" not in saved
         pid = int(wait_py(lambda: pid_file.exists() and pid_file.read_text(), 30, "the pid"))
         assert lp.page.evaluate(OBSERVE) >= 6
         t0 = lp.page.evaluate("() => performance.now()")
