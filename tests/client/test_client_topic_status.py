@@ -65,7 +65,11 @@ def test_polling_shows_a_refusal_too(two_subs: ServerHandle) -> None:
         conn.close()
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "transport",
+    # ~1 s each (stale_after): the HTTP transports run with the slow tests
+    [t if t == "websocket" else pytest.param(t, marks=pytest.mark.slow) for t in TRANSPORTS],
+)
 def test_a_silent_topic_turns_quiet_after_stale_after_and_live_on_the_next_event(
     srv: ServerHandle, transport: str
 ) -> None:
