@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
+from ..core.wording import fmt_age, say
 from ..protocol.errors import ConnectionClosed, LocalProtocolError, WaitTimeout
 from ..protocol.frames import Event
 from .mutation import Mutation
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "topic_freshness"]
+__all__ = ["Topic", "TopicFreshness", "refusal_reason", "replay_missing", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
 
@@ -41,14 +42,18 @@ class TopicFreshness:
     """How fresh a topic's data is, for humans and widgets.
 
     ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
-    after a reconnect or refreshing from a snapshot), ``stale`` (the
-    connection is not subscribed: data as of ``last_event_at``), ``pending``
-    (no data and not yet confirmed), ``forbidden`` (the server refused this
-    topic for this role), ``unknown`` (no such topic on the server) or
-    ``closed`` (the connection is closed). ``activity`` is what the connection
-    is doing (``live``, ``connecting``, ``reconnecting``, ``degraded``,
-    ``idle``, ``closed``). Both come from :func:`rtnb.core.freshness.freshness`,
-    as the widgets' do, so no two views of one connection disagree.
+    after a reconnect or refreshing from a snapshot), ``quiet`` (subscribed,
+    but no event for ``stale_after`` seconds), ``stale`` (the connection is
+    not subscribed: data as of ``last_event_at``), ``pending`` (no data and
+    not yet confirmed), ``forbidden`` (the server refused this topic for this
+    role), ``unknown`` (no such topic on the server), ``refused`` (any other
+    refusal, e.g. ``too_many_subscriptions``: ``reason`` has the server's
+    words) or ``closed`` (the connection is closed). ``activity`` is what the
+    connection is doing (``live``, ``connecting``, ``reconnecting``,
+    ``degraded``, ``idle``, ``closed``). Both come from
+    :func:`rtnb.core.freshness.freshness`, as the widgets' do, so no two views
+    of one connection disagree; ``str()`` uses the words of
+    :data:`rtnb.core.wording.WORDING`, as the browser does.
     """
 
     topic: str
@@ -62,34 +67,70 @@ class TopicFreshness:
     unrecoverable: int
     entities: int
     activity: str = "live"
+    #: the server's refusal, its message and code (``refused``, ``forbidden``,
+    #: ``unknown``); for ``closed``, why the connection closed
+    reason: str | None = None
+    #: events still to replay before the topic is live again (None: unknown or none)
+    missing: int | None = None
+    #: seconds without an event after which the topic is ``quiet`` (None: never)
+    stale_after: float | None = None
 
     def __str__(self) -> str:
-        age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
         retry_in = None
         if self.next_retry_at is not None and self.activity == "reconnecting":
             retry_in = self.next_retry_at.timestamp() - time.time()
         detail = activity_text(self.activity, self.attempt, retry_in)
-        if self.status == "stale":
-            when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
-            return f"Stale — data as of {when}, {detail}"
-        if self.status == "pending":
-            return f"Pending — {detail or 'waiting for the server'} · {age}"
-        if self.status == "closed":
-            return f"Closed — {detail}"
-        if self.status == "forbidden":
-            return f"Forbidden — the server refused topic {self.topic!r}"
-        if self.status == "unknown":
-            return f"Unknown topic {self.topic!r} — nothing has been published to it"
-        if self.status == "replaying":
-            return f"Replaying missed events · {age}"
-        return f"{self.status.capitalize()} · {age}"
+        last = self.last_event_at
+        as_of = say("no_data") if last is None else say("as_of", clock=f"{last:%H:%M:%S}")
+        status = self.status
+        if status == "live":
+            return (
+                say("live_no_data") if self.age_s is None else say("live", age=fmt_age(self.age_s))
+            )
+        if status == "quiet":
+            return say(
+                "quiet",
+                quiet=fmt_age(self.age_s or 0.0),
+                stale_after=fmt_age(self.stale_after or 0.0),
+            )
+        if status == "stale":
+            return say("stale", as_of=as_of, activity=detail)
+        if status == "pending":
+            return say("pending", activity=detail or "waiting for the server")
+        if status == "closed":
+            return say("closed", reason=self.reason or detail)
+        if status in ("forbidden", "unknown"):
+            return say(status, topic=self.topic)
+        if status == "refused":
+            return say("refused", reason=self.reason or "the server refused this topic")
+        if status == "replaying":
+            if self.missing:
+                return say("replaying", missing=f"{self.missing:,}")
+            return say("replaying_snapshot")
+        return status
+
+
+def refusal_reason(st: TopicState) -> str | None:
+    """The server's words for a refused topic: ``message (code)``."""
+    if st.error is None and st.error_code is None:
+        return None
+    code = f" ({st.error_code})" if st.error_code else ""
+    return f"{st.error or 'refused'}{code}"
+
+
+def replay_missing(st: TopicState) -> int | None:
+    """Events still to replay before the topic is live again (None: unknown or none)."""
+    if st.replay_until is None:
+        return None
+    pos = st.orderer.position()
+    return None if pos is None else max(0, st.replay_until - pos)
 
 
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
     """``st``'s freshness under ``conn`` at ``now`` (Topic and ReplayTopic)."""
     retry_at = conn.next_retry_at
     last = st.last_event_at
-    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now)
+    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now, st.stale_after)
     return TopicFreshness(
         topic=st.name,
         status=f.status,
@@ -102,6 +143,9 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
+        reason=conn.reason if f.status == "closed" else refusal_reason(st),
+        missing=replay_missing(st),
+        stale_after=st.stale_after,
     )
 
 

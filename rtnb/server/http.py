@@ -164,12 +164,22 @@ def requested_topics(
     names = list(dict.fromkeys(request.query_params.getlist("topic")))
     if not names and not allow_none:
         raise refuse(400, "bad_request", "name at least one topic: ?topic=a&topic=b")
-    if len(names) > runtime.config.max_subscriptions:
-        raise refuse(
-            400,
-            "too_many_subscriptions",
-            f"at most {runtime.config.max_subscriptions} topics per request",
-        )
+    cap = runtime.config.max_subscriptions
+    if len(names) > cap and refused is not None:
+        # A stream refuses the topics past the cap one by one, as a WebSocket
+        # subscribe does, and serves the rest (the client shows them refused).
+        for name in names[cap:]:
+            refused.append(
+                TopicError(
+                    "too_many_subscriptions",
+                    f"a connection may hold at most {cap} subscriptions; "
+                    "unsubscribe from one first",
+                    name,
+                ).frame()
+            )
+        names = names[:cap]
+    if len(names) > cap:
+        raise refuse(400, "too_many_subscriptions", f"at most {cap} topics per request")
     logs: dict[str, TopicLog] = {}
     for name in names:
         if not _TOPIC.match(name):

@@ -9,6 +9,7 @@ freshness age (``static/table.js``).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -20,6 +21,7 @@ from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
 from .feed import MAX_FPS, Feed
+from .recorded import RECORDED_ROWS, recorded_html
 from .rows import Action, TableFeed
 
 if TYPE_CHECKING:
@@ -147,6 +149,7 @@ class StreamTable(RtnbWidget):
         height: int = DEFAULT_HEIGHT,
         title: str | None = None,
         order: Mapping[str, Sequence[Any] | Any] | None = None,
+        stale_after: float | None = None,
     ) -> None:
         from ..client.topic import Topic
 
@@ -170,6 +173,8 @@ class StreamTable(RtnbWidget):
             title=title or topic.name,
         )
         self.topic = topic
+        self._columns = None if columns is None else list(columns)
+        self._expect_events(topic, stale_after)
         self.actions = tuple(acts)
         self.max_rows = max_rows
         conn = topic.connection
@@ -194,6 +199,22 @@ class StreamTable(RtnbWidget):
         named += [("order", c) for c in orders]
         if named:
             _check_fields(topic, named, None if columns is None else {"id", *columns})
+
+    def _render_recorded(self) -> str:
+        """The rows as of now, capped (runtime thread; see :mod:`rtnb.widgets.recorded`)."""
+        store = self.topic.topic_state.store
+        ids = list(itertools.islice(store.entities, RECORDED_ROWS))
+        rows = [(eid, store.view(eid) or {}) for eid in ids]
+        columns = self._columns
+        if columns is None:
+            seen: dict[str, None] = {}
+            for _, row in rows:
+                seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
+            columns = list(seen)
+        return recorded_html(
+            self.title, self.topic.connection.now(), columns=columns, rows=rows,
+            total=len(store.entities),
+        )  # fmt: skip
 
     def _on_message(self, content: dict[str, Any]) -> None:
         if content.get("t") == "act":
