@@ -75,15 +75,23 @@ def test_wait_for_inside_a_callback_says_it_cannot_block_there(srv) -> None:
     conn = connect(srv)
     incidents = conn.subscribe("incidents")
     errors: list[str] = []
+    called = threading.Event()
 
     def callback(_event: object, _outcome: str) -> None:
         try:
             incidents.wait_for(timeout=1)
         except rtnb.LocalProtocolError as exc:
             errors.append(str(exc))
+        finally:
+            called.set()
 
     incidents.on_event(callback)
+    deadline = time.monotonic() + 10  # live first: an event in the snapshot calls no callback
+    while incidents.freshness.status != "live":
+        assert time.monotonic() < deadline, incidents.freshness
+        time.sleep(0.01)
     srv.publish("incidents", "incident.updated", {"status": "open"}, tenant="acme", entity_id="a")
-    incidents.wait_for(timeout=10)
+    # the rows are visible before the callbacks of the same event have run: wait for it
+    assert called.wait(10), "the on_event callback never ran"
     conn.close()
     assert errors and "cannot run in an rtnb callback" in errors[0]
