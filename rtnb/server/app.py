@@ -24,6 +24,7 @@ from .auth import Identity, TokenAuthority
 from .chaos import Chaos
 from .config import ServerConfig
 from .hub import Hub, error_text
+from .idempotency import Remembered
 from .limits import Admission, PerIdentity, TokenBucket
 from .mutations import Mutations
 from .storage import FLUSH_INTERVAL, LogStorage
@@ -94,6 +95,7 @@ class ServerRuntime:
         declared: dict[str, str],
         stats: Stats,
         producers: list[Producer] | None = None,
+        remembered: Remembered | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -104,7 +106,7 @@ class ServerRuntime:
         self.stats = stats
         for topic, role in config.topics.items():
             declared.setdefault(topic, role)
-        self.hub = Hub(config, storage, tokens, chaos, declared)
+        self.hub = Hub(config, storage, tokens, chaos, declared, remembered)
         self.admission = Admission(config.admission_rate)
         self.per_identity = PerIdentity(config.max_connections_per_identity)
         self.decoder = ServerDecoder(config.max_frame_size)

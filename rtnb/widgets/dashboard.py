@@ -10,19 +10,22 @@ regardless — a refused change shows its error and rolls back like any other.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import ipywidgets  # type: ignore[import-untyped]
 import traitlets
 
+from ..core.freshness import check_stale_after
 from .assets import css, esm
 from .base import RtnbWidget, clock_of, connection_of, is_live
 from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
 from .freshness import Freshness
+from .recorded import recorded_html
 from .rows import Action
-from .stats import RateMeter, degraded_seconds
+from .stats import RateMeter, degraded_now, degraded_seconds
 from .table import DEFAULT_HEIGHT, StreamTable
 
 if TYPE_CHECKING:
@@ -63,6 +66,27 @@ def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
     return None if identity is None else identity.role
 
 
+def warn_unknown_topics(conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT) -> None:
+    """Warn about each of ``handles`` the server refused (a misspelled name), with its reason.
+
+    Waits up to ``wait`` s for the server's answer, only while the connection is subscribed
+    (a connection still connecting or reconnecting answers later: no wait, no warning).
+    """
+    if not handles or not is_live(conn):
+        return
+    deadline = time.monotonic() + wait
+    while (
+        conn.state.status.value in ("authenticated", "subscribed") and time.monotonic() < deadline
+    ):
+        if all(h.topic_state.status != "pending" for h in handles):
+            break
+        time.sleep(0.02)
+    for h in handles:
+        st = h.topic_state
+        if st.status in ("unknown", "forbidden", "refused") and st.error:
+            warnings.warn(f"Dashboard: {st.error}", stacklevel=3)
+
+
 class CountersFeed(Feed):
     """Events/s, duplicates, gaps and degraded seconds of a connection, once a second."""
 
@@ -95,7 +119,7 @@ class CountersFeed(Feed):
             "gaps": sum(ts.gaps for ts in topics),
             "unrecoverable": sum(ts.unrecoverable for ts in topics),
             "degraded": round(degraded_seconds(log, state, self.wall()), 1),
-            "degradedNow": state.status.value in ("degraded", "reconnecting"),
+            "degradedNow": degraded_now(log),
         }
 
     def dirty(self, now: float) -> bool:
@@ -126,6 +150,19 @@ class Counters(RtnbWidget):
 
         self._attach(conn, make)
 
+    def _render_recorded(self) -> str:
+        conn = self._recorded_from
+        if conn is None:
+            return ""
+        counts = conn.log.counts
+        topics = list(conn.topic_states.values())
+        facts = [
+            ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
+            ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
+            ("degraded s", f"{degraded_seconds(conn.log, conn.state, conn.now()):.1f}"),
+        ]
+        return recorded_html(f"{conn.url} counters", conn.now(), facts=facts)
+
 
 class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     """Freshness + live counters + one :class:`StreamTable` per topic.
@@ -134,7 +171,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     same connection in one cell output, only that one shows (one pill per connection).
 
     ``topics``: names (subscribed here, ``ordering="sequence"``, released on
-    :meth:`close`) or topic handles. ``actions``: per-topic row actions
+    :meth:`close`) or topic handles. ``stale_after``: seconds without an event
+    after which a topic reads ``quiet`` (None: never). ``actions``: per-topic row actions
     (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
     pass ``{}`` for none).
     """
@@ -147,20 +185,30 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,
         fps: float = 10,
         height: int = DEFAULT_HEIGHT,
+        stale_after: float | None = None,
     ) -> None:
+        check_stale_after(stale_after)
         if isinstance(topics, str):
             topics = [topics]
         conn = connection_of(conn)
         self.conn = conn
         self._owned: list[Topic] = []
         handles: list[Topic] = []
-        for t in topics:
-            if isinstance(t, str):
-                handle = conn.subscribe(t)
-                self._owned.append(handle)
-                handles.append(handle)
-            else:
-                handles.append(t)
+        try:
+            for t in topics:
+                if isinstance(t, str):
+                    # ConnectionClosed on a closed connection
+                    handle = conn.subscribe(t, stale_after=stale_after)
+                    self._owned.append(handle)
+                    handles.append(handle)
+                else:
+                    if stale_after is not None:  # a handle of our own carries the setting
+                        self._owned.append(conn.subscribe(t.name, stale_after=stale_after))
+                    handles.append(t)
+        except BaseException:
+            self.close()  # releases what it subscribed; the error says it all
+            raise
+        warn_unknown_topics(conn, self._owned)
         self.role = connection_role(conn) if is_live(conn) else None
         if actions is None:
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
@@ -189,10 +237,18 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         )
         self.add_class("rtnb-dashboard")
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        for w in (self.counters, *self.tables):  # the recorded twins of what it holds
+            w._show_recorded()
+        return super()._repr_mimebundle_(**kwargs)
+
     def close(self) -> None:
-        for w in (self.freshness, self.counters, *self.tables):
-            w.close()
-        owned, self._owned = self._owned, []
+        # also called by ipywidgets' __del__ when __init__ failed half-way (a closed connection)
+        parts = [getattr(self, "freshness", None), getattr(self, "counters", None)]
+        for w in (*parts, *getattr(self, "tables", ())):
+            if w is not None:
+                w.close()
+        owned, self._owned = getattr(self, "_owned", []), []
         for handle in owned:
             try:
                 handle.unsubscribe()
