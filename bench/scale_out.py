@@ -102,8 +102,9 @@ async def _subscriber(url: str, token: str, topic: str, m: int, ready: Any) -> l
 
 
 async def _run_clients(
-    conn: Connection, urls: list[str], token: str, topic: str, m: int, n: int
+    conn: Connection, urls: list[str], token: str | list[str], topic: str, m: int, n: int
 ) -> None:
+    tokens = token if isinstance(token, list) else [token]
     remaining = [n]
     all_ready = asyncio.Event()
 
@@ -113,7 +114,9 @@ async def _run_clients(
             all_ready.set()
 
     tasks = [
-        asyncio.create_task(_subscriber(urls[i % len(urls)], token, topic, m, ready))
+        asyncio.create_task(
+            _subscriber(urls[i % len(urls)], tokens[i % len(tokens)], topic, m, ready)
+        )
         for i in range(n)
     ]
     await all_ready.wait()
@@ -214,7 +217,8 @@ def _stamp(
 
 
 def _measure(conn: Connection, srv: Any, urls: list[str], topic: str) -> dict[str, float]:
-    token = srv.issue_token(tenant="bench", user="b", ttl=3600)
+    # One viewer per subscriber: one identity may hold max_connections_per_identity (64).
+    token = [srv.issue_token(tenant="bench", user=f"b{i}", ttl=3600) for i in range(SUBSCRIBERS)]
     out: dict[str, float] = {}
     # throughput
     srv.publish_many(topic, [("tick.set", "e0", {"i": -1, "t": time.time()})], tenant="bench")
@@ -238,7 +242,7 @@ def _lag(
     conn: Connection,
     srv: Any,
     urls: list[str],
-    token: str,
+    token: str | list[str],
     topic: str,
     n: int,
     acks: list[float] | None = None,

@@ -2,8 +2,9 @@
 
 ``rtnb serve [--host H] [--port P] [--demo] [--data DIR [--fsync always|never]]
 [--chaos SPEC]`` runs the reference server in the foreground, prints its URL, a
-demo token and the ``rtnb token …`` line that mints more for it, and stops
-cleanly on Ctrl-C.
+demo token (only with ``--demo`` or when stdout is a terminal: under systemd or
+Docker stdout is a log) and the ``rtnb token …`` line that mints more for it, and
+stops cleanly on Ctrl-C.
 ``rtnb token --tenant T --user U --role R`` mints a token for a server started
 with the same secret (``RTNB_SECRET``, ``--secret-file FILE``, or ``--data DIR``,
 whose ``secret.key`` the server created). ``rtnb demo`` starts the server with
@@ -60,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the reference server in the foreground",
         description="Run the rtnb reference server (WebSocket /ws, SSE /sse, polling /poll) "
-        "until Ctrl-C. Prints the URL, a 24 h operator token and the command to mint more.",
+        "until Ctrl-C. Prints the URL, a 24 h operator token (with --demo, or when stdout is a "
+        "terminal) and the command to mint more.",
         epilog=_SECRETS,
         formatter_class=raw,
     )
@@ -228,9 +230,20 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tenant = demo["tenants"][0] if isinstance(demo, dict) and demo["tenants"] else "acme"  # type: ignore[index]
-    token = srv.issue_token(tenant=str(tenant), user="demo", role="operator", ttl=DEMO_TOKEN_TTL)
     print(f"rtnb reference server on {srv.url}  (WebSocket: {srv.ws_url})", flush=True)
-    print(f"demo token (tenant {tenant}, role operator, 24 h):\n{token}", flush=True)
+    # A token on stdout ends up in the log of whatever runs the server (systemd,
+    # Docker): printed only for a demo or a person at a terminal.
+    if args.demo or sys.stdout.isatty():
+        token = srv.issue_token(
+            tenant=str(tenant), user="demo", role="operator", ttl=DEMO_TOKEN_TTL
+        )
+        print(f"demo token (tenant {tenant}, role operator, 24 h):\n{token}", flush=True)
+    else:
+        print(
+            "no token printed: stdout is not a terminal (a log, under systemd or Docker) and "
+            "--demo is off; mint tokens with 'rtnb token' (below)",
+            flush=True,
+        )
     if secret is not None or args.data:
         env = "with RTNB_SECRET set as for this server: " if not minted_with else ""
         print(

@@ -94,6 +94,8 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
+    SLOW_CONSUMER = "slow_consumer"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 #: codes that mean "this token is not (or no longer) good": get a fresh one

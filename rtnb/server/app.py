@@ -25,7 +25,7 @@ from .chaos import Chaos
 from .config import ServerConfig
 from .hub import Hub, error_text
 from .idempotency import Remembered
-from .limits import Admission, TokenBucket
+from .limits import Admission, PerIdentity, TokenBucket
 from .mutations import Mutations
 from .storage import FLUSH_INTERVAL, LogStorage
 from .tokens import ReplayTokens
@@ -47,6 +47,7 @@ STAT_NAMES = (
     "rate_limited",
     "admissions_shed",
     "connections_shed",
+    "identity_capped",
     "request_timeouts",
     "write_timeouts",
     "slow_consumers",
@@ -107,6 +108,7 @@ class ServerRuntime:
             declared.setdefault(topic, role)
         self.hub = Hub(config, storage, tokens, chaos, declared, remembered)
         self.admission = Admission(config.admission_rate)
+        self.per_identity = PerIdentity(config.max_connections_per_identity)
         self.decoder = ServerDecoder(config.max_frame_size)
         self.started_at = time.time()
         self._producers = producers or []

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BAD_FRAMES",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_IDENTITY",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_POLL_MAX_WAIT",
@@ -51,7 +52,9 @@ DEFAULT_AUTH_TIMEOUT: Final = 5.0
 DEFAULT_SEND_QUEUE_LIMIT: Final = 50_000
 #: Bytes queued for one connection (live events, snapshots and replays alike)
 #: before it is dropped as a slow consumer (1013). A full replay of the default
-#: retention fits; so must the snapshots of the topics a client subscribes to at once.
+#: retention fits; a snapshot counts one part and its view, the next part made only
+#: once the previous one was sent (``snapshots.py``), so a larger topic still fits.
+#: Also the most event bytes one ``/poll`` answer carries.
 DEFAULT_SEND_QUEUE_BYTES: Final = 8 * 1024 * 1024
 #: Snapshots one connection may ask for per second (``snapshot`` and
 #: ``subscribe`` frames alike), and the burst: a reconnect re-subscribes up to
@@ -82,6 +85,12 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 #: ``Retry-After``; never more than the process's file-descriptor limit minus
 #: :data:`FD_RESERVE` and the accept backlog (128, ``runner.ACCEPT_BACKLOG``).
 DEFAULT_MAX_CONNECTIONS: Final = 4096
+#: Connections one identity (tenant, user) may hold at once — WebSockets once
+#: authenticated, SSE streams, and HTTP requests until their answer is sent —
+#: before more are refused (4429 / 429 with a retry hint). A connection pins up
+#: to ``send_queue_bytes`` of the server's memory; 64 is far more than one person's
+#: notebooks and dashboards use, and bounds what one token can pin to 64 of them.
+DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: Final = 64
 #: Seconds an HTTP response (an SSE stream) may stay blocked on a peer that
 #: does not read before the connection is aborted.
 DEFAULT_WRITE_TIMEOUT: Final = 30.0
@@ -115,6 +124,7 @@ class ServerConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_identity: int = DEFAULT_MAX_CONNECTIONS_PER_IDENTITY
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     batch_max_messages: int = DEFAULT_BATCH_MAX_MESSAGES
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
@@ -150,6 +160,11 @@ class ServerConfig:
             )
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+        if self.max_connections_per_identity < 1:
+            raise ValueError(
+                "max_connections_per_identity must be >= 1, "
+                f"got {self.max_connections_per_identity}"
+            )
         for topic, role in self.topics.items():
             if role not in ROLES:
                 raise ValueError(

@@ -37,6 +37,7 @@ from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
 from .auth import TokenAuthority
 from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
+from .datadir import DataDirLock
 from .hub import StorageFailed, validate_publish
 from .idempotency import IdempotencyConflict, Remembered
 from .mutations import Mutations
@@ -139,6 +140,8 @@ class ServerHandle:
         self.host = host
         self.config = config
         self._data = data
+        # One directory, one writer: locked first, until stop (released if start fails: datadir.py)
+        self._dir_lock = DataDirLock.acquire(data) if data is not None else None
         key = resolve_secret(secret, data)
         self._auth = TokenAuthority(key)
         self._tokens = ReplayTokens(hmac.digest(key, b"rtnb replay tokens v1", hashlib.sha256))
@@ -236,6 +239,8 @@ class ServerHandle:
             self._stopped = True
             self._stop_incarnation()
             self._storage.close()
+            if self._dir_lock is not None:
+                self._dir_lock.release()
 
     def __enter__(self) -> ServerHandle:
         return self

@@ -6,8 +6,13 @@ token (or cursor) in the query string is refused (400) without being echoed,
 because URLs end up in logs and browser history. Refusals carry an ``error``
 frame as their JSON body: 401 (with ``WWW-Authenticate``), 403, 404, 409, 413,
 408 (a body that did not arrive within ``request_timeout``), 422, 429 (with
-``Retry-After``) and, for admission shedding, 503 (with ``Retry-After``). A body
-nested too deeply for the decoder is a 400 ``bad_frame``.
+``Retry-After``: rate limited, or ``too_many_connections`` for an identity over
+``max_connections_per_identity``, which counts ``/sse``, ``/poll`` and ``/snapshot``
+until their answer is sent) and, for admission shedding, 503 (with ``Retry-After``).
+A body nested too deeply for the decoder is a 400 ``bad_frame``. Query parameter
+names are normalised before the token-in-URL check (:func:`secret_param`).
+Every answer is bounded in bytes: ``/snapshot`` is one frame (413 ``too_large``
+for a snapshot that needs parts: subscribe instead).
 
 ``POST /publish`` takes an optional ``publishId`` (an idempotency key, per topic) and
 ``POST /mutate`` uses the ``clientMutationId``: a retry answers the original event and
@@ -20,11 +25,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import unicodedata
+import urllib.parse
+from collections.abc import Callable
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..protocol.codec import encode_str
 from ..protocol.errors import ErrorCode
@@ -33,11 +42,15 @@ from .app import ServerRuntime
 from .auth import AuthError, Identity
 from .hub import StorageFailed, TopicError, error_text, validate_publish
 from .idempotency import IdempotencyConflict
+from .limits import IDENTITY_RETRY_AFTER
+from .snapshots import SnapshotStream
 from .topiclog import TooLarge, TopicLog
 
 __all__ = [
+    "Held",
     "Refused",
     "healthz",
+    "hold",
     "identify",
     "mutate",
     "publish",
@@ -45,12 +58,18 @@ __all__ = [
     "requested_topics",
     "retry_after",
     "runtime_of",
+    "secret_param",
     "snapshot",
 ]
 
 T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_SECRET_PARAMS = ("token", "access_token", "jwt", "authorization", "cursor", "replayfrom")
+#: Query parameter names refused as carrying a secret, normalised (see :func:`secret_param`).
+_SECRET_PARAMS = frozenset(
+    {"token", "accesstoken", "idtoken", "jwt", "bearer", "authorization", "auth", "cursor"}
+    | {"replayfrom", "replaytoken", "lasteventid"}
+)
+_NAME_NOISE = re.compile(r"[^0-9a-z]")
 _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.INVALID_TOKEN: 401,
@@ -66,6 +85,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: 400,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
 }
 
 
@@ -95,8 +115,26 @@ def runtime_of(request: Request) -> ServerRuntime:
     return runtime
 
 
+def secret_param(name: str) -> bool:
+    """Whether a query parameter name looks like one that carries a token or cursor.
+
+    Matched after normalising, since a fixed list of spellings is easy to miss:
+    percent-decoded until stable (``access%255Ftoken``), NFKC-normalised
+    (fullwidth letters), casefolded, and everything but ASCII letters and digits
+    dropped (``access_token%20``, ``Access-Token``, ``access_token[]`` all become
+    ``accesstoken``).
+    """
+    for _ in range(8):
+        decoded = urllib.parse.unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    name = unicodedata.normalize("NFKC", name).casefold()
+    return _NAME_NOISE.sub("", name) in _SECRET_PARAMS
+
+
 def identify(request: Request, runtime: ServerRuntime) -> Identity:
-    if any(k.lower() in _SECRET_PARAMS for k in request.query_params):
+    if any(secret_param(k) for k in request.query_params):
         raise refuse(
             400,
             "token_in_url",
@@ -120,6 +158,48 @@ def identify(request: Request, runtime: ServerRuntime) -> Identity:
             **{"Retry-After": retry_after(wait)},
         )
     return who
+
+
+def hold(runtime: ServerRuntime, who: Identity) -> Callable[[], None]:
+    """Count one connection for ``who`` until the returned release is called, or
+    refuse it (429 with ``Retry-After``) at ``max_connections_per_identity``."""
+    key = (who.tenant, who.user)
+    per_identity = runtime.per_identity
+    if not per_identity.claim(key):
+        runtime.stats.count("identity_capped")
+        raise refuse(
+            429,
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            per_identity.refusal(),
+            **{"Retry-After": retry_after(IDENTITY_RETRY_AFTER)},
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            per_identity.release(key)
+
+    return release
+
+
+class Held(Response):
+    """A response that holds its identity's connection count until it is sent
+    (or the peer is gone): an unread answer keeps counting."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        self.inner = inner
+        self.release = release
+        self.status_code = inner.status_code
+        self.raw_headers = inner.raw_headers
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
 
 
 def retry_after(seconds: float) -> str:
@@ -207,10 +287,25 @@ async def snapshot(request: Request) -> Response:
         logs = requested_topics(request, runtime, who)
         if len(logs) != 1:
             raise refuse(400, "bad_request", "ask for exactly one topic: /snapshot?topic=name")
+        release = hold(runtime, who)
     except Refused as refused:
         return refused.response
     (topic_log,) = logs.values()
-    return Response(encode_str(topic_log.snapshot()), media_type="application/json")
+    # One frame, never over the frame limit: a larger snapshot travels in parts
+    # (``more: true``), which only a subscription carries (made one part at a time).
+    limit = runtime.config.max_frame_size
+    stream = SnapshotStream(topic_log, max_bytes=limit)
+    text = stream.next_part()
+    if not stream.done:
+        release()
+        return refuse(
+            413,
+            ErrorCode.TOO_LARGE,
+            f"the snapshot of topic {topic_log.topic!r} is larger than one {limit:,}-byte "
+            "frame; subscribe to it (WebSocket, SSE or /poll), which sends it in parts",
+            topic_log.topic,
+        ).response
+    return Held(Response(text, media_type="application/json"), release)
 
 
 _mutate_decoder = msgspec.json.Decoder(Mutate)

@@ -41,7 +41,8 @@ from .chaos import Chaos
 from .config import ServerConfig
 from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
-from .session import Item, Marked, Session, now
+from .session import Item, Session, now
+from .snapshots import SnapshotStream
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
 from .topiclog import Fetched, Staged, TopicLog
@@ -490,9 +491,8 @@ class Hub:
         run: list[Item] = [encode_str(subscribed)]
         if status == "complete":
             run.extend(records)
-        else:
-            token = topic_log.token()
-            run.extend(Marked("snapshot", topic, token, t) for t in topic_log.snapshot_texts())
+        else:  # sent part by part as the client takes them (snapshots.py)
+            run.append(SnapshotStream(topic_log))
         session.push_many(run)  # one run: the byte limit sees it whole (session.py)
         if not session.closed:  # not cut by that run
             # Re-subscribing (e.g. to fill a gap) replaces the old registration.

@@ -12,7 +12,52 @@ import time
 
 from ..core.admission import AdmissionControl
 
-__all__ = ["Admission", "Strikes", "TokenBucket", "retry_reason"]
+__all__ = [
+    "IDENTITY_RETRY_AFTER",
+    "Admission",
+    "PerIdentity",
+    "Strikes",
+    "TokenBucket",
+    "retry_reason",
+]
+
+#: Seconds a client refused for holding too many connections is told to wait.
+IDENTITY_RETRY_AFTER = 5.0
+
+
+class PerIdentity:
+    """Open connections per identity, against ``max_connections_per_identity``.
+
+    ``claim`` counts one more for ``key`` or answers False at the cap;
+    ``release`` counts it back. Keys with no connection are forgotten, so the
+    map holds only identities with something open.
+    """
+
+    __slots__ = ("cap", "open")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: dict[tuple[str, str], int] = {}
+
+    def claim(self, key: tuple[str, str]) -> bool:
+        n = self.open.get(key, 0)
+        if n >= self.cap:
+            return False
+        self.open[key] = n + 1
+        return True
+
+    def release(self, key: tuple[str, str]) -> None:
+        n = self.open.get(key, 0) - 1
+        if n > 0:
+            self.open[key] = n
+        else:
+            self.open.pop(key, None)
+
+    def refusal(self) -> str:
+        return (
+            f"this identity already holds {self.cap} connections "
+            "(max_connections_per_identity); close one or retry later"
+        )
 
 
 def retry_reason(what: str, retry_after: float) -> str:

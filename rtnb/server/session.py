@@ -13,9 +13,13 @@ replays alike. A consumer that falls that far behind is disconnected with close
 code 1013 ("try again later", RFC 6455 §7.4.1 / IANA registry) and reason
 ``slow consumer``, so one stuck client can never make the server's memory grow
 without bound. One run pushed onto an *empty* queue is always accepted, however
-large, so a snapshot bigger than the limit still reaches a client that keeps
-up; a client that does not is cut at the next push. What one connection can
-hold is therefore about ``send_queue_bytes`` plus one snapshot.
+large; a client that does not keep up is cut at the next push.
+
+A snapshot is queued as one :class:`~rtnb.server.snapshots.SnapshotStream`,
+which counts what it holds (its first part and its view of the topic) and makes
+the next part only once the previous one has left the queue (``snapshots.py``).
+So a snapshot bigger than the limit reaches a client that keeps up while the
+topic stays live, and what one connection holds stays about ``send_queue_bytes``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from .snapshots import SnapshotStream
 from .storage import LogRecord
 
 if TYPE_CHECKING:
@@ -52,12 +57,17 @@ class Marked:
         self.text = text
 
 
-Item = str | LogRecord | Marked
+Item = str | LogRecord | Marked | SnapshotStream
 _ids = itertools.count(1)
 
 
 def _size(item: Item) -> int:
-    """The bytes a queued frame takes on the wire (UTF-8; ``isascii`` is O(1) in CPython)."""
+    """The bytes a queued frame takes on the wire (UTF-8; ``isascii`` is O(1) in CPython).
+
+    A snapshot stream counts what it holds: its view and its part made but not sent.
+    """
+    if type(item) is SnapshotStream:
+        return item.size
     return _text_bytes(item if type(item) is str else item.text)  # type: ignore[union-attr]
 
 
@@ -202,13 +212,32 @@ class Session:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def next_part(self) -> str:
+        """The next part of the snapshot stream at the head of the queue (popped after its last)."""
+        stream = self.queue[0]
+        assert type(stream) is SnapshotStream
+        before = stream.size
+        text = stream.next_part()
+        self.queued_bytes -= before - stream.size
+        if stream.done:
+            self.queue.popleft()
+        return text
+
     def take(self, max_messages: int, max_bytes: int) -> list[str]:
-        """Pop up to ``max_messages`` frames (at most ``max_bytes`` of UTF-8, or one frame)."""
+        """Pop up to ``max_messages`` frames (at most ``max_bytes`` of UTF-8, or one frame).
+
+        A snapshot stream's next part goes alone, and the stream stays at the
+        head until its last part is made: the next part once this one is sent.
+        """
         queue = self.queue
         out: list[str] = []
         size = 0
         while queue and len(out) < max_messages:
             item = queue[0]
+            if type(item) is SnapshotStream:
+                if not out:
+                    out.append(self.next_part())
+                break
             text = item if type(item) is str else item.text  # type: ignore[union-attr]
             nbytes = _text_bytes(text)
             if out and size + nbytes > max_bytes:

@@ -24,6 +24,9 @@ Bad-input policy — what the server does with frames it cannot use:
   malformed frame; the read loop goes on.
 * A consumer with more than ``send_queue_bytes`` (8 MiB) or
   ``send_queue_limit`` frames waiting is cut: close 1013 ``slow consumer``.
+* More than ``max_connections_per_identity`` (64) connections authenticated as one
+  (tenant, user), counting SSE streams and HTTP requests being answered too:
+  ``error {code: "too_many_connections"}``, close 4429 with a retry hint.
 * A refused topic is not a connection error: ``error {code: "unknown_topic" |
   "forbidden" | "too_many_subscriptions", topic}``; the connection stays up.
 * Re-authenticating in-band refreshes the token; it may not switch tenant or
@@ -43,7 +46,7 @@ from typing import Final
 from starlette.websockets import WebSocket
 
 from ..protocol.codec import encode_str
-from ..protocol.errors import FrameTooLarge, InvalidFrame
+from ..protocol.errors import ErrorCode, FrameTooLarge, InvalidFrame
 from ..protocol.frames import (
     Authenticate,
     Authenticated,
@@ -58,9 +61,10 @@ from ..protocol.frames import (
 from .app import ServerRuntime
 from .auth import AuthError
 from .hub import TopicError, error_text
-from .limits import Strikes, TokenBucket, retry_reason
+from .limits import IDENTITY_RETRY_AFTER, Strikes, TokenBucket, retry_reason
 from .mutations import MutationOutcome
 from .session import CLOSE_SLOW_CONSUMER, Session, now
+from .snapshots import SnapshotStream
 from .topiclog import Fetched
 
 __all__ = ["CLOSE_TIMEOUT", "endpoint"]
@@ -106,6 +110,7 @@ class _Connection:
         self.snapshots = TokenBucket(*config.snapshot_rate) if config.snapshot_rate else None
         self.strikes = Strikes(config.max_bad_frames)
         self._timer: asyncio.TimerHandle | None = None
+        self._claimed: tuple[str, str] | None = None  # counted for this identity
 
     async def run(self) -> None:
         session, hub = self.session, self.rt.hub
@@ -137,6 +142,8 @@ class _Connection:
                 task.cancel()
             if self._timer is not None:
                 self._timer.cancel()
+            if self._claimed is not None:
+                self.rt.per_identity.release(self._claimed)
             hub.detach(session)
 
     # -- receiving ---------------------------------------------------------------
@@ -226,7 +233,7 @@ class _Connection:
         elif type(frame) is SnapshotRequest:
             if self._snapshot_allowed():
                 try:
-                    session.push_many(hub.check(who, frame.topic).snapshot_texts())
+                    session.push(SnapshotStream(hub.check(who, frame.topic)))
                 except TopicError as exc:
                     session.push(exc.frame())
         elif type(frame) is Ping:
@@ -278,6 +285,8 @@ class _Connection:
             )
             session.close(4403, "identity change")
             return
+        if before is None and not self._claim(who.tenant, who.user):
+            return
         session.identity = who
         if self._timer is not None:
             self._timer.cancel()
@@ -301,6 +310,18 @@ class _Connection:
                 except TopicError as exc:
                     self.rt.hub.unsubscribe(session, topic)
                     session.push(exc.frame())
+
+    def _claim(self, tenant: str, user: str) -> bool:
+        """Count this connection for its identity, or close it 4429 at the cap."""
+        per_identity = self.rt.per_identity
+        if per_identity.claim((tenant, user)):
+            self._claimed = (tenant, user)
+            return True
+        self.rt.stats.count("identity_capped")
+        log.info("ws session %d: too many connections for one identity", self.session.id)
+        self.session.push(error_text(ErrorCode.TOO_MANY_CONNECTIONS, per_identity.refusal()))
+        self.session.close(4429, retry_reason("too many connections", IDENTITY_RETRY_AFTER))
+        return False
 
     def _auth_timeout(self) -> None:
         session = self.session

@@ -16,6 +16,7 @@ import contextlib
 import httpx
 import msgspec
 
+from ..protocol.errors import ErrorCode
 from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
 from .base import TransportError, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
@@ -25,6 +26,7 @@ __all__ = ["SSETransport"]
 
 class SSETransport(HttpTransportBase):
     kind = "sse"
+    _ended_because = ""  # a stream-level error the server sent before ending it
 
     async def open(self, token: str) -> None:
         self._token = token
@@ -62,9 +64,12 @@ class SSETransport(HttpTransportBase):
         limit = self._options.max_sse_event_size
         parser = SSEParser(max_line_length=limit, max_data_length=limit)
         code, reason = 1006, "SSE stream ended"
+        self._ended_because = ""
         try:
             async for chunk in response.aiter_raw():
                 self._dispatch(parser.feed(chunk))
+            if self._ended_because:  # the server said why it ended the stream
+                code, reason = 1013, f"SSE stream ended: {self._ended_because}"
         except asyncio.CancelledError:
             raise
         except (SSELineTooLong, SSEEventTooLarge) as exc:
@@ -89,7 +94,11 @@ class SSETransport(HttpTransportBase):
         for ev in events:
             if ev.type == "error":
                 with contextlib.suppress(msgspec.MsgspecError, RecursionError):
-                    self._note_error(_json.decode(ev.data))
+                    frame = _json.decode(ev.data)
+                    self._note_error(frame)
+                    if isinstance(frame, dict) and frame.get("code") == ErrorCode.SLOW_CONSUMER:
+                        # its last event; the message carries the retry hint
+                        self._ended_because = str(frame.get("message", ""))[:300]
             on_frame(ev.data, now())
 
     async def _topics_changed(self) -> None:

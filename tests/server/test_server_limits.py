@@ -124,7 +124,8 @@ def test_snapshot_floods_are_bounded_in_server_memory(wait_until):
                     ws.send(json.dumps({"op": "snapshot", "topic": "big"}))
                     if server.stats()["slow_consumers"]:
                         break
-            wait_until(lambda: server.stats()["slow_consumers"], what="the flooder to be cut")
+            # Cut as a slow consumer, or served as fast as it reads: snapshots are streamed
+            # part by part (snapshots.py), so a flooder that reads at all is not cut.
             grown = server.stats()["rss"] - before
         assert grown < 64 * 1024 * 1024, f"the server grew by {grown / 2**20:.0f} MiB"
 
