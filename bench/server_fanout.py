@@ -237,7 +237,6 @@ def run(conn: Connection) -> list[tuple[int, float, float, float, float, float]]
                         heartbeat_interval=60.0,
                         admission_rate=None,
                         rate_limit=None,
-                        max_connections_per_identity=4096,  # one token for every subscriber
                         **options,
                     ) as srv:
                         topic = f"fanout-{n}-{rep}"
