@@ -57,6 +57,9 @@ class TopicFreshness:
     unrecoverable: int
     entities: int
     activity: str = "live"
+    #: why the topic is not live when the client decided it (its state passed
+    #: ``Limits.max_topic_bytes``), else None
+    reason: str | None = None
 
     def __str__(self) -> str:
         age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
@@ -66,6 +69,8 @@ class TopicFreshness:
         detail = activity_text(self.activity, self.attempt, retry_in)
         if self.status == "stale":
             when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
+            if self.reason:
+                return f"Stale — data as of {when}: {self.reason}"
             return f"Stale — data as of {when}, {detail}"
         if self.status == "pending":
             return f"Pending — {detail or 'waiting for the server'} · {age}"
@@ -97,6 +102,7 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
+        reason=st.over_limit,
     )
 
 

@@ -30,6 +30,7 @@ from ..protocol.retry import parse_retry_after, retry_hint_in_reason
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_POLL_MESSAGES",
     "DEFAULT_MAX_POLL_RESPONSE_SIZE",
     "DEFAULT_MAX_SSE_EVENT_SIZE",
     "DEFAULT_OPEN_TIMEOUT",
@@ -59,6 +60,13 @@ DEFAULT_MAX_SSE_EVENT_SIZE: Final = 4 * 1024 * 1024
 #: Bytes one long-poll response may have (64 MiB): past it the response is
 #: abandoned unread, the transport closes (1009) and the client reconnects.
 DEFAULT_MAX_POLL_RESPONSE_SIZE: Final = 64 * 1024 * 1024
+#: Messages one long-poll response may carry (100,000: twice the reference server's
+#: send queue, 50,000): past it the rest of the response is dropped unread and the
+#: transport closes (1009), so 30 M tiny messages under the byte cap cost 100,000.
+DEFAULT_MAX_POLL_MESSAGES: Final = 100_000
+#: Seconds the runtime thread may spend delivering received frames before it yields
+#: to other work (user calls, timers): 0.02.
+YIELD_AFTER: Final = 0.02
 
 
 class TransportError(RtnbError):
@@ -121,6 +129,8 @@ class TransportOptions:
     max_sse_event_size: int = DEFAULT_MAX_SSE_EVENT_SIZE
     #: largest long-poll response body, in bytes
     max_poll_response_size: int = DEFAULT_MAX_POLL_RESPONSE_SIZE
+    #: most messages in one long-poll response
+    max_poll_messages: int = DEFAULT_MAX_POLL_MESSAGES
 
 
 class Transport(Protocol):
