@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "topic_freshness"]
+__all__ = ["DF_MAX_COLUMNS", "OVERFLOW_COLUMN", "Topic", "TopicFreshness", "topic_freshness"]
+
+#: Columns ``topic.df`` builds at most: 1,000 (pandas takes ~9 s for a frame of
+#: 200,000 columns, which one hostile entity can have). Fields past it, in order of
+#: first appearance, go into :data:`OVERFLOW_COLUMN` (a dict per row), and
+#: ``df.attrs["overflow_fields"]`` says how many.
+DF_MAX_COLUMNS: Final = 1_000
+#: The column holding a row's fields past the column cap.
+OVERFLOW_COLUMN: Final = "_overflow"
 
 EventCallback = Callable[[Event, str], Any]
 
@@ -172,11 +180,26 @@ class Topic:
 
     @property
     def df(self) -> pd.DataFrame:
-        """One row per entity (index ``entity_id``), with a boolean ``_pending`` column."""
+        """One row per entity (index ``entity_id``), with a boolean ``_pending`` column
+        (at most :data:`DF_MAX_COLUMNS` columns: fields past it go in ``_overflow``)."""
         import pandas as pd
 
         views = self.entities
+        overflow: list[dict[str, Any]] | None = None
+        extra = 0
+        if sum(map(len, views.values())) > DF_MAX_COLUMNS:
+            names: dict[str, None] = {}
+            for v in views.values():
+                names.update(dict.fromkeys(v))
+            if len(names) > DF_MAX_COLUMNS:
+                keep = set(list(names)[:DF_MAX_COLUMNS])
+                extra = len(names) - DF_MAX_COLUMNS
+                overflow = [{k: x for k, x in v.items() if k not in keep} for v in views.values()]
+                views = {e: {k: x for k, x in v.items() if k in keep} for e, v in views.items()}
         frame = pd.DataFrame.from_dict(views, orient="index")
+        if overflow is not None:
+            frame[OVERFLOW_COLUMN] = overflow
+            frame.attrs["overflow_fields"] = extra
         frame.index.name = "entity_id"
         if PENDING_FIELD in frame.columns:
             frame[PENDING_FIELD] = frame[PENDING_FIELD].fillna(False).astype(bool)

@@ -40,6 +40,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportOptions",
+    "Yielder",
     "parse_retry_after",
     "retry_hint_in_reason",
 ]
@@ -141,6 +142,25 @@ class Transport(Protocol):
     async def send(self, frame: Any) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Yielder:
+    """When a receive loop should yield to the event loop: after :data:`YIELD_AFTER`
+    seconds of work since it last did (a flood of buffered frames never yields by
+    itself, and every call into the client waits on this thread). ``due()`` is one
+    clock read."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    def due(self) -> bool:
+        t = time.perf_counter()
+        if t - self._since >= YIELD_AFTER:
+            self._since = t
+            return True
+        return False
 
 
 def now() -> float:

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 
 from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
-from .base import TransportError, network_cause, now
+from .base import TransportError, Yielder, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
 __all__ = ["SSETransport"]
@@ -62,9 +62,12 @@ class SSETransport(HttpTransportBase):
         limit = self._options.max_sse_event_size
         parser = SSEParser(max_line_length=limit, max_data_length=limit)
         code, reason = 1006, "SSE stream ended"
+        due = Yielder().due
         try:
             async for chunk in response.aiter_raw():
                 self._dispatch(parser.feed(chunk))
+                if due():  # let user calls and timers in (a chunk is at most 64 KiB)
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except (SSELineTooLong, SSEEventTooLarge) as exc:

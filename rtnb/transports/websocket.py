@@ -29,6 +29,7 @@ from .base import (
     OnFrame,
     TransportError,
     TransportOptions,
+    Yielder,
     network_cause,
     now,
     parse_retry_after,
@@ -36,9 +37,6 @@ from .base import (
 )
 
 __all__ = ["WebSocketTransport", "ws_url"]
-
-#: The read loop yields to the event loop once per 256 messages (mask 255).
-_YIELD_EVERY_MASK = 255
 
 
 class WebSocketTransport:
@@ -83,14 +81,13 @@ class WebSocketTransport:
         on_frame = self._on_frame
         code, reason = 1006, "connection lost"
         too_big = False
-        n = 0
+        due = Yielder().due
         try:
             async for message in ws:
                 on_frame(message, now())
-                n += 1
-                if not n & _YIELD_EVERY_MASK:
+                if due():
                     # a flood of buffered messages never yields by itself: let
-                    # timers, gap checks and user calls in now and then
+                    # timers, gap checks and user calls in every few milliseconds
                     await asyncio.sleep(0)
         except ConnectionClosed as exc:
             # we closed with 1009: a message over the socket limit (never buffered whole)
