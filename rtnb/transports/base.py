@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 from ..core.machine_table import FailureKind
 from ..protocol.errors import RtnbError
+from ..protocol.redact import install as install_redaction
 from ..protocol.retry import parse_retry_after, retry_hint_in_reason
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
     "parse_retry_after",
     "retry_hint_in_reason",
 ]
+
+# Tokens stay out of a client process's logs too (websockets logs frames at DEBUG).
+install_redaction()
 
 OnFrame = Callable[[Any, float], None]
 OnClose = Callable[[int, str, "float | None"], None]
