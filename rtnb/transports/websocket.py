@@ -36,7 +36,12 @@ from .base import (
     retry_hint_in_reason,
 )
 
-__all__ = ["WebSocketTransport", "ws_url"]
+__all__ = ["CLOSE_TIMEOUT", "WebSocketTransport", "ws_url"]
+
+#: Seconds ``close()`` waits for the peer's close frame before dropping the TCP
+#: connection (RFC 6455 §7.1.1 lets the client give up): 1. A peer flooding us
+#: never answers; ``conn.close()`` must still return within 2 s.
+CLOSE_TIMEOUT = 1.0
 
 
 class WebSocketTransport:
@@ -62,7 +67,7 @@ class WebSocketTransport:
                 ping_interval=None,
                 max_size=self._options.max_message_size,
                 compression=None,
-                close_timeout=2,
+                close_timeout=CLOSE_TIMEOUT,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -119,7 +124,7 @@ class WebSocketTransport:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code, reason), 2.0)
+                await asyncio.wait_for(ws.close(code, reason), CLOSE_TIMEOUT)
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
