@@ -198,7 +198,7 @@ class Topic:
                 views = {e: {k: x for k, x in v.items() if k in keep} for e, v in views.items()}
         frame = pd.DataFrame.from_dict(views, orient="index")
         if overflow is not None:
-            frame[OVERFLOW_COLUMN] = overflow
+            frame[OVERFLOW_COLUMN] = pd.Series(overflow, index=frame.index, dtype=object)
             frame.attrs["overflow_fields"] = extra
         frame.index.name = "entity_id"
         if PENDING_FIELD in frame.columns:

@@ -58,7 +58,8 @@ class Redact(logging.Filter):
             out = []
             for a in args:
                 if _is_frame(a):
-                    a = f"{a.opcode.name} [{len(a.data)} bytes, content not logged]"
+                    frame: Any = a
+                    a = f"{frame.opcode.name} [{len(frame.data)} bytes, content not logged]"
                 elif isinstance(a, str) and "?" in a:
                     a = a.split("?", 1)[0] + "?<redacted>"
                 out.append(a)

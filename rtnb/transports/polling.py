@@ -43,36 +43,40 @@ def poll_messages(text: str) -> Iterator[tuple[Any, str]]:
     ``messages`` array, parsed one at a time (the C scanner of :mod:`json`), so a
     consumer may stop or pause anywhere. Raises ``ValueError`` (or
     ``RecursionError``) on a body that is not ``{"messages": [...], ...}``."""
-    skip = _space.match
-    pos = skip(text, 0).end()
+
+    def skip(at: int) -> int:
+        m = _space.match(text, at)
+        return m.end() if m is not None else at
+
+    pos = skip(0)
     if text[pos : pos + 1] != "{":
         raise ValueError("a poll response is a JSON object")
-    pos = skip(text, pos + 1).end()
+    pos = skip(pos + 1)
     found = False
     while text[pos : pos + 1] != "}":
         key, pos = _scan(text, pos)
-        pos = skip(text, pos).end()
+        pos = skip(pos)
         if not isinstance(key, str) or text[pos : pos + 1] != ":":
             raise ValueError("malformed poll response")
-        pos = skip(text, pos + 1).end()
+        pos = skip(pos + 1)
         if key == "messages" and text[pos : pos + 1] == "[":
             found = True
-            pos = skip(text, pos + 1).end()
+            pos = skip(pos + 1)
             while text[pos : pos + 1] != "]":
                 start = pos
                 msg, pos = _scan(text, pos)
                 yield msg, text[start:pos]
-                pos = skip(text, pos).end()
+                pos = skip(pos)
                 if text[pos : pos + 1] == ",":
-                    pos = skip(text, pos + 1).end()
+                    pos = skip(pos + 1)
                 elif text[pos : pos + 1] != "]":
                     raise ValueError("malformed messages array")
             pos += 1
         else:
             _, pos = _scan(text, pos)
-        pos = skip(text, pos).end()
+        pos = skip(pos)
         if text[pos : pos + 1] == ",":
-            pos = skip(text, pos + 1).end()
+            pos = skip(pos + 1)
         elif text[pos : pos + 1] != "}":
             raise ValueError("malformed poll response")
     if not found:

@@ -291,5 +291,5 @@ def test_crafted_metadata_is_a_telemetry_file_error_naming_the_file(
 def test_a_file_that_is_not_parquet_is_a_telemetry_file_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.parquet"
     path.write_bytes(b"PAR1" + b"\xff" * 100 + b"PAR1")
-    with pytest.raises(TelemetryFileError, match="junk.parquet"):
+    with pytest.raises(TelemetryFileError, match=r"junk\.parquet"):
         EnvelopeLog.read_parquet(path)

@@ -247,7 +247,7 @@ class TableView {
       b.dataset.key = key;
       b.className = "rtnb-sort";
       const label = document.createElement("span");
-      label.textContent = showBidi(key);
+      label.textContent = key === "_overflow" ? `${this.store.overflow} more fields` : showBidi(key);
       const arrow = document.createElement("span");
       arrow.className = "rtnb-arrow";
       arrow.setAttribute("aria-hidden", "true");
