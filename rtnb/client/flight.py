@@ -94,9 +94,9 @@ SEGMENTS: Final = 16
 #: against the cap so the cap bounds memory, not just text.
 ROW_OVERHEAD: Final = 160
 #: A segment's frames hold at least this many times its seeds' bytes before the next
-#: seed: 3. So seeding (two dict copies, and later their release) costs a third of a
-#: byte per byte received whatever the state's size, and states up to a quarter of the
-#: cap are seeded (bench: 60,000 entities cost <= 2x a 100-entity topic per frame).
+#: seed, so seeding (two dict copies, and later their release) costs a third of a byte
+#: per byte received whatever the state's size, and states up to a quarter of the cap
+#: are seeded (bench: a topic of 60 thousand entities costs <= 2x one of 100 per frame): 3.
 SEED_SPACING: Final = 3
 
 _SEED_TOKEN = filler(32).decode()

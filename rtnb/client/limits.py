@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..core.dedupe import DEFAULT_DEDUPE_MAX_ENTRIES
 from ..core.ledger import MAX_OPEN_MUTATIONS
-from ..core.orderer import DEFAULT_MAX_BUFFER
+from ..core.orderer import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_BYTES
 from ..core.pipeline import DEFAULT_MAX_SNAPSHOT_BYTES, DEFAULT_MAX_SNAPSHOT_ENTITIES
 from ..core.store import DEFAULT_MAX_TOPIC_BYTES
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
@@ -51,6 +51,8 @@ class Limits:
     max_topic_bytes: int = DEFAULT_MAX_TOPIC_BYTES
     #: out-of-order events held per ``sequence`` topic: past it, re-subscribe at once
     max_gap_buffer: int = DEFAULT_MAX_BUFFER
+    #: bytes of those events (as JSON): past it, likewise
+    max_gap_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
     #: event ids remembered for dedupe: the oldest sixteenth is forgotten past it
     max_dedupe_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES
     #: mutations waiting for an answer (pending or queued): past it ``refused``

@@ -162,6 +162,7 @@ class ClientSession:
             transport=transport,
             max_snapshot_bytes=limits.max_snapshot_bytes,
             max_topic_bytes=limits.max_topic_bytes,
+            max_gap_buffer_bytes=limits.max_gap_buffer_bytes,
         )
         self.machine = ConnectionMachine(
             machine_config, backoff=backoff, rng=rng, replay_tokens=self._replay_token

@@ -48,6 +48,7 @@ from .merge import CLIENT_MUTATION_ID, MergeFn
 from .orderer import (
     DEFAULT_GAP_TIMEOUT,
     DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_BUFFER_BYTES,
     GapReport,
     Orderer,
     SequenceOrderer,
@@ -207,6 +208,7 @@ class Pipeline:
         transport: str = "websocket",
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
         max_topic_bytes: int = DEFAULT_MAX_TOPIC_BYTES,
+        max_gap_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
     ) -> None:
         if max_snapshot_entities < 1:
             raise ValueError(f"max_snapshot_entities must be >= 1, got {max_snapshot_entities}")
@@ -214,6 +216,7 @@ class Pipeline:
             raise ValueError("max_snapshot_bytes and max_topic_bytes must be >= 1")
         self.max_snapshot_bytes = max_snapshot_bytes
         self.max_topic_bytes = max_topic_bytes
+        self.max_gap_buffer_bytes = max_gap_buffer_bytes
         #: the envelope log (set it before feeding: bound methods are cached)
         self.log: EnvelopeSink = log if log is not None else NullSink()
         self.deduper = deduper if deduper is not None else Deduper()
@@ -257,7 +260,11 @@ class Pipeline:
         if name in self.topics:
             return self.topics[name]
         orderer = make_orderer(
-            name, ordering, gap_timeout=gap_timeout, max_buffer=self.max_gap_buffer
+            name,
+            ordering,
+            gap_timeout=gap_timeout,
+            max_buffer=self.max_gap_buffer,
+            max_buffer_bytes=self.max_gap_buffer_bytes,
         )
         ts = TopicState(name, orderer, TopicStore(name, merge, self.max_topic_bytes))
         self.topics[name] = ts

@@ -36,12 +36,12 @@ from .base import (
     retry_hint_in_reason,
 )
 
-__all__ = ["CLOSE_TIMEOUT", "WebSocketTransport", "ws_url"]
+__all__ = ["CLIENT_CLOSE_TIMEOUT", "WebSocketTransport", "ws_url"]
 
 #: Seconds ``close()`` waits for the peer's close frame before dropping the TCP
 #: connection (RFC 6455 §7.1.1 lets the client give up): 1. A peer flooding us
 #: never answers; ``conn.close()`` must still return within 2 s.
-CLOSE_TIMEOUT = 1.0
+CLIENT_CLOSE_TIMEOUT = 1.0
 
 
 class WebSocketTransport:
@@ -67,7 +67,7 @@ class WebSocketTransport:
                 ping_interval=None,
                 max_size=self._options.max_message_size,
                 compression=None,
-                close_timeout=CLOSE_TIMEOUT,
+                close_timeout=CLIENT_CLOSE_TIMEOUT,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -124,7 +124,7 @@ class WebSocketTransport:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code, reason), CLOSE_TIMEOUT)
+                await asyncio.wait_for(ws.close(code, reason), CLIENT_CLOSE_TIMEOUT)
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
