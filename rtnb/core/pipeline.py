@@ -466,12 +466,13 @@ class Pipeline:
                 self._refuse_parts(ts, now, self.max_snapshot_bytes, "bytes", "max_snapshot_bytes")
                 return
             partial = ts.partial
-            for e in snap.entities:  # a repeated id replaces the entity held
-                partial[e.entity_id] = e
-            if len(partial) > self.max_snapshot_entities:
+            new = sum(1 for e in snap.entities if e.entity_id not in partial)
+            if len(partial) + new > self.max_snapshot_entities:
                 cap = self.max_snapshot_entities
                 self._refuse_parts(ts, now, cap, "entities", "max_snapshot_entities")
                 return
+            for e in snap.entities:  # a repeated id replaces the entity held
+                partial[e.entity_id] = e
             if snap.more:
                 return
             entities, ts.partial, ts.partial_bytes = partial.values(), {}, 0
