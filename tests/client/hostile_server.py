@@ -21,9 +21,9 @@ own buffers. Behaviours, all on topic ``things``:
     10,000,000 (or 2**62): a gap nobody can fill.
 ``deep-json``
     (WS) a frame nested 100,000 deep, then a good event.
-``endless-gap``
+``endless-gap`` / ``endless-gap-big``
     (WS) event 1, then 3, 5, 7, …: a gap before every event, forever (also
-    after each re-subscription).
+    after each re-subscription); ``-big``: each event carries 100 KB.
 ``oversized``
     (WS) frames of 2 MiB (over the 1 MiB protocol limit) then a good event,
     then one frame of 20 MiB (over the socket limit).
@@ -162,17 +162,21 @@ async def attack(ws: WebSocket, frame: dict[str, Any], state: dict[str, int]) ->
         await ws.send_text(snapshot(0, []))
         await ws.send_text(DEEP)
         await ws.send_text(event(1))
-    elif BEHAVIOUR == "endless-gap":
+    elif BEHAVIOUR in ("endless-gap", "endless-gap-big"):
         if frame.get("replayFrom") is None:
             await ws.send_text(subscribed())
             await ws.send_text(snapshot(0, []))
             await ws.send_text(event(1))
         else:  # a re-subscription: claim the replay is complete, keep skipping
             await ws.send_text(subscribed("complete", latest=state["next"] + 1))
+        pad = "x" * 100_000 if BEHAVIOUR == "endless-gap-big" else ""
         while True:
             state["next"] += 2
-            await ws.send_text(event(state["next"]))
-            if state["next"] % 200 == 1:
+            frame = event(state["next"])
+            if pad:  # in the payload, which the client keeps while the event waits
+                frame = frame.replace('"payload": {', f'"payload": {{"pad": "{pad}", ', 1)
+            await ws.send_text(frame)
+            if state["next"] % 200 == 1 or pad:
                 await asyncio.sleep(0)  # let the re-subscription in
     elif BEHAVIOUR == "oversized":
         await ws.send_text(subscribed())

@@ -310,3 +310,21 @@ def test_a_poll_response_of_millions_of_tiny_messages_is_cut_and_the_runtime_ans
         assert w.growth < 64 * MiB, f"grew {w.growth / MiB:.1f} MiB"
         assert w.topic.status != "live"
         assert w.slowest < RESPONSIVE_S
+
+
+@pytest.mark.slow
+def test_an_endless_gap_of_large_events_holds_at_most_max_gap_buffer_bytes() -> None:
+    # 100 KB events behind a gap: under the 10,000-event cap alone they were 1 GB held.
+    cap = 4 * MiB
+    with watch("endless-gap-big", max_gap_buffer_bytes=cap) as w:
+        seen: list[int] = []
+
+        def resubscribed_often() -> bool:
+            seen.append(w.read(lambda ts: ts.orderer.buffered))
+            return bool(w.read(lambda ts: ts.gaps) >= 5)
+
+        w.until(resubscribed_often)
+        w.public_calls_answer()
+        assert max(seen) <= cap // 100_000
+        assert w.growth < 24 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.topic.status != "live"
