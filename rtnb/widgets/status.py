@@ -87,6 +87,8 @@ def topic_payload(
         "missing": replay_missing(ts),
         "entities": len(ts.store.entities),
         "error": getattr(ts, "error", None),
+        # why the client froze the topic (its state passed Limits.max_topic_bytes)
+        "limit": getattr(ts, "over_limit", None),
     }
     out.update(_connection_fields(cs, wall))
     return out
