@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -25,7 +26,14 @@ from typing import Any, Final
 
 import altair as alt
 
-__all__ = ["BUNDLE_TIMEOUT", "RENDERER", "enable", "jupyter_chart_esm", "offline_html"]
+__all__ = [
+    "BUNDLE_TIMEOUT",
+    "RENDERER",
+    "enable",
+    "jupyter_chart_esm",
+    "offline_html",
+    "script_json",
+]
 
 #: The altair renderer name rtnb registers: ``"rtnb"``.
 RENDERER: Final = "rtnb"
@@ -83,12 +91,33 @@ def jupyter_chart_esm() -> str:
     )
 
 
+#: What JSON embedded in a ``<script>`` must not contain raw. ``</script`` ends the
+#: script, and ``<!--`` followed by ``<script`` enters the "script data double escaped"
+#: state, where the real ``</script>`` no longer ends it (WHATWG HTML §13.2.5.4-29): an
+#: entity id ``x<!--<script>`` blanked the chart and swallowed the rest of an exported
+#: page. Escaped as JSON ``\\uXXXX`` they are the same strings to JavaScript.
+_SCRIPT_UNSAFE = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON safe to embed in an HTML ``<script>``: no data can end or
+    comment out the script (``<``, ``>``, ``&`` and U+2028/9 as ``\\uXXXX``)."""
+    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group()], json.dumps(value))
+
+
 def offline_html(spec: dict[str, Any], embed_options: dict[str, Any] | None = None) -> str:
     """An HTML fragment that draws ``spec`` (Vega-Lite) with the inline bundle."""
     div = f"rtnb-chart-{uuid.uuid4().hex}"
-    bundle = _bundle().replace("</script", "<\\/script")
-    spec_json = json.dumps(spec).replace("</", "<\\/")
-    options = json.dumps(embed_options or {}).replace("</", "<\\/")
+    bundle = _bundle().replace("</script", "<\\/script")  # (it holds no "<!--")
+    spec_json = script_json(spec)
+    options = script_json(embed_options or {})
     return (
         f'<div class="rtnb-chart" id="{div}"></div>\n'
         f"<script>{bundle}</script>\n"

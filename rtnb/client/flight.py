@@ -10,14 +10,25 @@ Theory of operation
 -------------------
 A tap (``conn.add_tap``) appends ``(data, received_at, transport, attempt)``
 to the current *segment* (a list) and adds the frame's size to a counter:
-that is all the runtime thread pays per frame. A segment ends after
-1/:data:`SEGMENTS` of the byte cap or of the age cap; the next one begins
+that is all the runtime thread pays per frame. A segment ends after its frames
+hold 1/:data:`SEGMENTS` of the byte cap -- or :data:`SEED_SPACING` times its
+seeds' bytes, if more -- or after 1/:data:`SEGMENTS` of the age cap; the next one begins
 with the subscribed topics and a *seed* per topic (a synthetic ``snapshot``
 of the topic's state at that instant, as ``conn.record`` writes when it
 starts late). The oldest segments are dropped whole, so the window held
 always begins at a segment start: either the connection's first frame
 (an exact replay) or a seed (the replay starts from the state then and says
 so: ``Replay.window_start`` / ``Replay.seeded``).
+
+No size cliff: a seed is taken as two shallow dict copies (entity states are
+copy-on-write, :mod:`rtnb.core.store`), O(entities) in C, counted at the
+store's own size bound (``TopicStore.nbytes``) and encoded only when a
+recording is written, on the caller's thread. Since a segment's frames hold
+:data:`SEED_SPACING` times its seeds' bytes, seeding costs O(1) per byte received
+whatever the state's size (``python -m bench telemetry``: 60,000 entities).
+A seed that cannot be afforded (seeds over 1/(SEED_SPACING + 1) of the cap) is
+skipped, counted in ``seeds_skipped`` and named in the recording
+(``info["seeds_skipped"]``: the topics whose state the window does not start from).
 
 Bounds: bytes held (frame sizes plus :data:`ROW_OVERHEAD` per frame, which
 is what a held frame costs beyond its text, plus the seeds) never exceed the
@@ -61,8 +72,10 @@ __all__ = [
     "FLIGHT_BYTES",
     "FLIGHT_SECONDS",
     "ROW_OVERHEAD",
+    "SEED_SPACING",
     "SEGMENTS",
     "FlightRecorder",
+    "Seed",
     "seed_frame",
     "topic_configs",
 ]
@@ -80,6 +93,11 @@ SEGMENTS: Final = 16
 #: Bytes a held frame costs beyond its text (str header, tuple, float, list slot), counted
 #: against the cap so the cap bounds memory, not just text.
 ROW_OVERHEAD: Final = 160
+#: A segment's frames hold at least this many times its seeds' bytes before the next
+#: seed, so seeding (two dict copies, and later their release) costs a third of a byte
+#: per byte received whatever the state's size, and states up to a quarter of the cap
+#: are seeded (bench: a topic of 60 thousand entities costs <= 2x one of 100 per frame): 3.
+SEED_SPACING: Final = 3
 
 _SEED_TOKEN = filler(32).decode()
 
@@ -118,18 +136,72 @@ def seed_frame(ts: Any, payloads: bool) -> bytes | None:
     return msgspec.json.encode(frame)
 
 
-class _Segment:
-    __slots__ = ("items", "nbytes", "seeded", "start")
+class Seed:
+    """A topic's state at one instant, taken in O(entities) C copies and encoded (as
+    :func:`seed_frame` does) only when needed: ``bytes(seed)``. ``nbytes``: what it is
+    counted as (the store's size bound)."""
 
-    def __init__(self, start: float, seeded: bool) -> None:
+    __slots__ = ("entities", "name", "nbytes", "position", "sequences")
+
+    def __init__(self, ts: Any) -> None:
+        store = ts.store
+        self.name: str = ts.name
+        self.entities: dict[str, Any] = dict(store.entities)  # shared, never mutated
+        self.sequences: dict[str, int] = dict(store.sequences)
+        self.position: int | None = ts.orderer.position()
+        self.nbytes: int = _state_bytes(store)
+
+    def __bytes__(self) -> bytes:
+        seqs = self.sequences
+        position = self.position
+        frame = {
+            "op": "snapshot",
+            "topic": self.name,
+            "entities": [
+                {"entityId": eid, "state": state, "sequence": seqs.get(eid, 0)}
+                for eid, state in self.entities.items()
+            ],
+            "token": _SEED_TOKEN,
+            "sequence": max(0, position if position is not None else max(seqs.values(), default=0)),
+        }
+        return msgspec.json.encode(frame)
+
+
+def _state_bytes(store: Any) -> int:
+    """A store's size bound (``TopicStore.nbytes``), O(1); measured for other stores."""
+    nbytes = getattr(store, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    return len(msgspec.json.encode(store.entities))
+
+
+def _has_state(ts: Any) -> bool:
+    return ts.orderer.position() is not None or bool(ts.store.entities)
+
+
+class _Segment:
+    __slots__ = ("extras", "items", "nbytes", "roll_bytes", "seeded", "skipped", "start")
+
+    def __init__(self, start: float, seeded: bool, roll_bytes: int) -> None:
         self.items: list[Item] = []
+        #: items that are not frames (topic markers, seeds)
+        self.extras = 0
         self.nbytes = 0
+        #: ``nbytes`` at which the segment ends: its frames hold at least as many bytes
+        #: as its seeds (so seeding costs O(1) per byte received)
+        self.roll_bytes = roll_bytes
         self.start = start
         self.seeded = seeded
+        #: topics whose seed was skipped (could not be afforded)
+        self.skipped: list[str] = []
 
     @property
     def has_frames(self) -> bool:
-        return any(len(item) == 4 for item in self.items)
+        return len(self.items) > self.extras
+
+    @property
+    def frames(self) -> int:
+        return len(self.items) - self.extras
 
 
 class FlightRecorder:
@@ -149,6 +221,8 @@ class FlightRecorder:
         self.frames_evicted = 0
         #: frames not held because they did not fit the cap even beside a fresh seed
         self.frames_dropped = 0
+        #: seeds not taken because the topic's state did not fit the cap beside frames
+        self.seeds_skipped = 0
         self._source = source
         self._segments: deque[_Segment] = deque()
         self._held = 0  # bytes of closed segments
@@ -156,13 +230,14 @@ class FlightRecorder:
         self._seg_seconds = self.max_seconds / SEGMENTS
         self._topics: Mapping[str, Any] = {}
         self._topic_keys: frozenset[str] = frozenset()
-        self._cur = _Segment(self.started_at, seeded=False)
+        self._cur = _Segment(self.started_at, seeded=False, roll_bytes=self._seg_bytes)
         self._roll_at = self.started_at + self._seg_seconds
         # a frame was not held: the next one starts a seeded segment (not before
         # ``_cut_until`` when even the seeds alone did not fit)
         self._cut = False
         self._cut_until = 0.0
         self._remove: Callable[[], None] | None = None
+        self._window_skipped: list[str] = []
         self._current_bytes: Callable[[], int] = lambda: 0
 
     def install(self) -> None:
@@ -176,19 +251,20 @@ class FlightRecorder:
     def _make_tap(self) -> Callable[[Any, float, str, int], None]:
         """The per-frame hook: one append and two additions in the common case, every
         name a closure cell (no attribute lookups)."""
-        seg_bytes, admit, topics = self._seg_bytes, self._admit, self._topics
+        admit, topics = self._admit, self._topics
         cur = self._cur
         append = cur.items.append
         nbytes = 0
+        roll_bytes = cur.roll_bytes
         room = self.max_bytes  # bytes the current segment may hold
         roll_at = self._roll_at
         keys = self._topic_keys
 
         def tap(data: Any, now: float, transport: str, attempt: int) -> None:
-            nonlocal cur, append, nbytes, room, roll_at, keys
+            nonlocal cur, append, nbytes, room, roll_at, keys, roll_bytes
             size = len(data) + ROW_OVERHEAD
             if (
-                nbytes >= seg_bytes
+                nbytes >= roll_bytes
                 or nbytes + size > room
                 or now >= roll_at
                 or topics.keys() != keys
@@ -199,6 +275,7 @@ class FlightRecorder:
                     cur = self._cur
                     append = cur.items.append
                 keys, nbytes, roll_at = self._topic_keys, cur.nbytes, self._roll_at
+                roll_bytes = cur.roll_bytes
                 room = self.max_bytes - self._held if not self._cut else -1
                 if not held:
                     return
@@ -218,7 +295,7 @@ class FlightRecorder:
         if self._cut and now < self._cut_until:
             self.frames_dropped += 1
             return False
-        if self._cut or cur.nbytes >= self._seg_bytes or now >= self._roll_at:
+        if self._cut or cur.nbytes >= cur.roll_bytes or now >= self._roll_at:
             self._roll(now, transport, attempt)
         elif self._topics.keys() != self._topic_keys:
             self._note_topics(cur, now, transport, attempt)
@@ -238,6 +315,7 @@ class FlightRecorder:
             # The seeds alone are over the cap (a state as large as the cap): hold
             # nothing, and try again only after a segment's time (a seed is not cheap).
             cur.items.clear()
+            cur.extras = 0
             cur.nbytes = 0
             self._cut_until = now + self._seg_seconds
         return False
@@ -253,12 +331,13 @@ class FlightRecorder:
     def _evict_oldest(self) -> None:
         old = self._segments.popleft()
         self._held -= old.nbytes
-        self.frames_evicted += sum(1 for item in old.items if len(item) == 4)
+        self.frames_evicted += old.frames
 
     def _note_topics(self, seg: _Segment, now: float, transport: str, attempt: int) -> None:
         self._topic_keys = frozenset(self._topics)
         marker = topic_configs(self._topics)
         seg.items.append(("topics", now, transport, attempt, marker))
+        seg.extras += 1
         seg.nbytes += len(marker) + ROW_OVERHEAD
 
     def _roll(self, now: float, transport: str, attempt: int) -> _Segment:
@@ -272,13 +351,26 @@ class FlightRecorder:
             or (len(segments) == 1 and now - segments[0].start > self.max_seconds)
         ):
             self._evict_oldest()
-        seg = _Segment(now, seeded=True)
+        seg = _Segment(now, seeded=True, roll_bytes=self._seg_bytes)
         self._note_topics(seg, now, transport, attempt)
+        # Seeds may take 1/(SEED_SPACING + 1) of the cap (the frames after them hold
+        # SEED_SPACING times as much); a topic whose state does not fit is not seeded
+        # (said in the recording).
+        budget = self.max_bytes // (SEED_SPACING + 1) - seg.nbytes
         for ts in list(self._topics.values()):
-            seed = seed_frame(ts, True)
-            if seed is not None:
-                seg.items.append(("seed", now, transport, attempt, seed))
-                seg.nbytes += len(seed) + ROW_OVERHEAD
+            if not _has_state(ts):
+                continue
+            cost = _state_bytes(ts.store) + ROW_OVERHEAD
+            if cost > budget:
+                seg.skipped.append(ts.name)
+                self.seeds_skipped += 1
+                continue
+            seed = Seed(ts)
+            seg.items.append(("seed", now, transport, attempt, seed))
+            seg.extras += 1
+            seg.nbytes += seed.nbytes + ROW_OVERHEAD
+            budget -= seed.nbytes + ROW_OVERHEAD
+        seg.roll_bytes = seg.nbytes + max(self._seg_bytes, SEED_SPACING * seg.nbytes)
         segments.append(seg)
         self._cur = seg
         self._roll_at = now + self._seg_seconds
@@ -294,7 +386,7 @@ class FlightRecorder:
     @property
     def frames_total(self) -> int:
         """Frames ever seen (held, evicted and dropped)."""
-        held = sum(1 for seg in list(self._segments) for item in seg.items if len(item) == 4)
+        held = sum(seg.frames for seg in list(self._segments))
         return self.frames_evicted + self.frames_dropped + held
 
     def _copy(self) -> tuple[list[Item], bool, int, int]:
@@ -308,7 +400,7 @@ class FlightRecorder:
         for seg in segments[keep:]:
             items.extend(seg.items)
         seeded = bool(segments) and segments[keep].seeded
-        skipped = sum(1 for seg in segments[:keep] for item in seg.items if len(item) == 4)
+        skipped = sum(seg.frames for seg in segments[:keep])
         if self._cut and items:
             # The newest frame was too large to hold: end the window with the state now
             # (not counted against the cap: it exists only in this copy).
@@ -316,9 +408,9 @@ class FlightRecorder:
             _, _, transport, attempt = items[-1][:4]
             items.append(("topics", now, transport, attempt, topic_configs(self._topics)))
             for ts in list(self._topics.values()):
-                seed = seed_frame(ts, True)
-                if seed is not None:
-                    items.append(("seed", now, transport, attempt, seed))
+                if _has_state(ts):
+                    items.append(("seed", now, transport, attempt, Seed(ts)))
+        self._window_skipped = list(segments[keep].skipped) if segments else []
         return items, seeded, skipped, self.frames_total
 
     def recording(self) -> Recording | None:
@@ -337,9 +429,9 @@ class FlightRecorder:
                 rows.append(
                     (now, "frame", transport, attempt, sanitize(data), isinstance(data, str))
                 )
-            else:
+            else:  # a seed is encoded here, on the caller's thread
                 kind, now, transport, attempt, payload = item
-                rows.append((now, kind, transport, attempt, payload, True))
+                rows.append((now, kind, transport, attempt, bytes(payload), True))
         if not any(r[1] in ("frame", "seed") for r in rows):
             return None  # (a window of seeds alone is the state then: replayable)
         window_start = float(rows[0][0])
@@ -352,6 +444,7 @@ class FlightRecorder:
             "frames_total": total,
             "frames_evicted": self.frames_evicted + skipped,
             "frames_dropped": self.frames_dropped,
+            "seeds_skipped": self._window_skipped,
             "max_bytes": self.max_bytes,
             "max_seconds": self.max_seconds,
         }

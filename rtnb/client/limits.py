@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from ..core.dedupe import DEFAULT_DEDUPE_MAX_ENTRIES
 from ..core.ledger import MAX_OPEN_MUTATIONS
-from ..core.orderer import DEFAULT_MAX_BUFFER
-from ..core.pipeline import DEFAULT_MAX_SNAPSHOT_ENTITIES
+from ..core.orderer import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_BYTES
+from ..core.pipeline import DEFAULT_MAX_SNAPSHOT_BYTES, DEFAULT_MAX_SNAPSHOT_ENTITIES
+from ..core.store import DEFAULT_MAX_TOPIC_BYTES
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..transports.base import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_POLL_MESSAGES,
     DEFAULT_MAX_POLL_RESPONSE_SIZE,
     DEFAULT_MAX_SSE_EVENT_SIZE,
 )
@@ -39,10 +41,18 @@ class Limits:
     max_sse_event_size: int = DEFAULT_MAX_SSE_EVENT_SIZE
     #: long-poll response body, bytes: past it the response is dropped (1009)
     max_poll_response_size: int = DEFAULT_MAX_POLL_RESPONSE_SIZE
+    #: messages in one long-poll response: past it the rest is dropped unread (1009)
+    max_poll_messages: int = DEFAULT_MAX_POLL_MESSAGES
     #: entities of a snapshot sent in parts: past it parts are dropped, ``invalid``, reset
     max_snapshot_entities: int = DEFAULT_MAX_SNAPSHOT_ENTITIES
+    #: bytes of a snapshot sent in parts, as received (repeated ids collapse): past it as above
+    max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
+    #: bytes of one topic's state (JSON size): past it the topic is frozen, ``stale``, with why
+    max_topic_bytes: int = DEFAULT_MAX_TOPIC_BYTES
     #: out-of-order events held per ``sequence`` topic: past it, re-subscribe at once
     max_gap_buffer: int = DEFAULT_MAX_BUFFER
+    #: bytes of those events (as JSON): past it, likewise
+    max_gap_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
     #: event ids remembered for dedupe: the oldest sixteenth is forgotten past it
     max_dedupe_entries: int = DEFAULT_DEDUPE_MAX_ENTRIES
     #: mutations waiting for an answer (pending or queued): past it ``refused``

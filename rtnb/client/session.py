@@ -140,6 +140,7 @@ class ClientSession:
             max_message_size=limits.max_message_size,
             max_sse_event_size=limits.max_sse_event_size,
             max_poll_response_size=limits.max_poll_response_size,
+            max_poll_messages=limits.max_poll_messages,
         )
         self.url = url
         #: Gateways sharing one store, tried in order (failover); ``url`` is the current one.
@@ -158,6 +159,9 @@ class ClientSession:
             max_snapshot_entities=limits.max_snapshot_entities,
             max_gap_buffer=limits.max_gap_buffer,
             transport=transport,
+            max_snapshot_bytes=limits.max_snapshot_bytes,
+            max_topic_bytes=limits.max_topic_bytes,
+            max_gap_buffer_bytes=limits.max_gap_buffer_bytes,
         )
         self.machine = ConnectionMachine(
             machine_config, backoff=backoff, rng=rng, replay_tokens=self._replay_token

@@ -29,7 +29,23 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "refusal_reason", "replay_missing", "topic_freshness"]
+__all__ = [
+    "DF_MAX_COLUMNS",
+    "OVERFLOW_COLUMN",
+    "Topic",
+    "TopicFreshness",
+    "refusal_reason",
+    "replay_missing",
+    "topic_freshness",
+]
+
+#: Columns ``topic.df`` builds at most: 1,000 (pandas takes ~9 s for a frame of
+#: 200,000 columns, which one hostile entity can have). Fields past it, in order of
+#: first appearance, go into :data:`OVERFLOW_COLUMN` (a dict per row), and
+#: ``df.attrs["overflow_fields"]`` says how many.
+DF_MAX_COLUMNS: Final = 1_000
+#: The column holding a row's fields past the column cap.
+OVERFLOW_COLUMN: Final = "_overflow"
 
 EventCallback = Callable[[Event, str], Any]
 
@@ -68,7 +84,8 @@ class TopicFreshness:
     entities: int
     activity: str = "live"
     #: the server's refusal, its message and code (``refused``, ``forbidden``,
-    #: ``unknown``); for ``closed``, why the connection closed
+    #: ``unknown``); for ``closed``, why the connection closed; for ``stale``, why the
+    #: client froze the topic (its state passed ``Limits.max_topic_bytes``)
     reason: str | None = None
     #: events still to replay before the topic is live again (None: unknown or none)
     missing: int | None = None
@@ -94,6 +111,8 @@ class TopicFreshness:
                 stale_after=fmt_age(self.stale_after or 0.0),
             )
         if status == "stale":
+            if self.reason:  # frozen by the client: the reason, not the connection's activity
+                return say("stale", as_of=as_of, activity=self.reason)
             return say("stale", as_of=as_of, activity=detail)
         if status == "pending":
             return say("pending", activity=detail or "waiting for the server")
@@ -143,7 +162,7 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
-        reason=conn.reason if f.status == "closed" else refusal_reason(st),
+        reason=conn.reason if f.status == "closed" else st.over_limit or refusal_reason(st),
         missing=replay_missing(st),
         stale_after=st.stale_after,
     )
@@ -232,11 +251,26 @@ class Topic:
 
     @property
     def df(self) -> pd.DataFrame:
-        """One row per entity (index ``entity_id``), with a boolean ``_pending`` column."""
+        """One row per entity (index ``entity_id``), with a boolean ``_pending`` column
+        (at most :data:`DF_MAX_COLUMNS` columns: fields past it go in ``_overflow``)."""
         import pandas as pd
 
         views = self.entities
+        overflow: list[dict[str, Any]] | None = None
+        extra = 0
+        if sum(map(len, views.values())) > DF_MAX_COLUMNS:
+            names: dict[str, None] = {}
+            for v in views.values():
+                names.update(dict.fromkeys(v))
+            if len(names) > DF_MAX_COLUMNS:
+                keep = set(list(names)[:DF_MAX_COLUMNS])
+                extra = len(names) - DF_MAX_COLUMNS
+                overflow = [{k: x for k, x in v.items() if k not in keep} for v in views.values()]
+                views = {e: {k: x for k, x in v.items() if k in keep} for e, v in views.items()}
         frame = pd.DataFrame.from_dict(views, orient="index")
+        if overflow is not None:
+            frame[OVERFLOW_COLUMN] = pd.Series(overflow, index=frame.index, dtype=object)
+            frame.attrs["overflow_fields"] = extra
         frame.index.name = "entity_id"
         if PENDING_FIELD in frame.columns:
             frame[PENDING_FIELD] = frame[PENDING_FIELD].fillna(False).astype(bool)

@@ -7,8 +7,8 @@ Every decision is an :class:`~rtnb.core.status.Outcome`:
     the next expected sequence is ``BUFFERED``; when the missing one arrives,
     ``drain()`` hands back the buffered run that became contiguous. A gap that
     stays open longer than ``gap_timeout``, or a buffer that passes
-    ``max_buffer``, is reported by ``check(now)`` as a :class:`GapReport` so the
-    driver can re-subscribe from the last applied token (the server replays the
+    ``max_buffer`` events or ``max_buffer_bytes``, is reported by ``check(now)``
+    as a :class:`GapReport` so the driver can re-subscribe from the last applied token (the server replays the
     missing range). After a snapshot, ``reset(sequence)`` restarts the count
     from the snapshot's sequence.
 ``entity``
@@ -23,12 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+import msgspec
+
 from ..protocol.frames import Event
 from .status import Outcome
 
 __all__ = [
     "DEFAULT_GAP_TIMEOUT",
     "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_BUFFER_BYTES",
     "EntityOrderer",
     "GapReport",
     "NoOrderer",
@@ -44,6 +47,10 @@ Ordering = Literal["sequence", "entity", "none"]
 DEFAULT_GAP_TIMEOUT: Final = 1.0
 #: Out-of-order events held per topic before the gap is reported at once: 10,000.
 DEFAULT_MAX_BUFFER: Final = 10_000
+#: Bytes of out-of-order events (as JSON) held per topic, likewise: 16 MiB -- 10,000
+#: events of 1.6 KB; without it 10,000 events of 1 MiB (the frame limit) were 10 GiB.
+DEFAULT_MAX_BUFFER_BYTES: Final = 16 * 1024 * 1024
+_encode = msgspec.json.encode
 
 APPLIED: Final = Outcome.APPLIED
 BUFFERED: Final = Outcome.BUFFERED
@@ -81,12 +88,15 @@ class SequenceOrderer:
     mode: Ordering = "sequence"
     __slots__ = (
         "_buffer",
+        "_bytes",
         "_gap_since",
         "_latest",
         "_overflow",
         "_reported_at",
+        "_sizes",
         "gap_timeout",
         "max_buffer",
+        "max_buffer_bytes",
         "next_seq",
         "topic",
     )
@@ -97,6 +107,7 @@ class SequenceOrderer:
         *,
         gap_timeout: float = DEFAULT_GAP_TIMEOUT,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
     ) -> None:
         if not gap_timeout > 0:
             raise ValueError(f"gap_timeout must be > 0 seconds, got {gap_timeout}")
@@ -105,6 +116,10 @@ class SequenceOrderer:
         self.topic = topic
         self.gap_timeout = gap_timeout
         self.max_buffer = max_buffer
+        self.max_buffer_bytes = max_buffer_bytes
+        #: bytes held (each buffered event measured as JSON when it is buffered, a rare path)
+        self._bytes = 0
+        self._sizes: dict[int, int] = {}
         #: next sequence to apply; None until a snapshot or a first event sets the baseline
         self.next_seq: int | None = None
         self._buffer: dict[int, Event] = {}
@@ -134,13 +149,16 @@ class SequenceOrderer:
         buf = self._buffer
         if seq in buf:
             return DUPLICATE
-        if len(buf) >= self.max_buffer:
-            # Never hold more than max_buffer: the event is not kept, and the
-            # next check() reports the gap at once; the re-subscription from the
-            # last applied token replays it with the ones held.
+        size = len(_encode(event))
+        if len(buf) >= self.max_buffer or self._bytes + size > self.max_buffer_bytes:
+            # Never hold more than max_buffer (events or bytes): the event is not
+            # kept, and the next check() reports the gap at once; the
+            # re-subscription from the last applied token replays it with the ones held.
             self._overflow = True
         else:
             buf[seq] = event
+            self._sizes[seq] = size
+            self._bytes += size
         if self._gap_since is None:
             self._gap_since = now
         return BUFFERED
@@ -153,8 +171,10 @@ class SequenceOrderer:
         out: list[Event] = []
         nxt = self.next_seq
         assert nxt is not None
+        sizes = self._sizes
         while nxt in buf:
             out.append(buf.pop(nxt))
+            self._bytes -= sizes.pop(nxt, 0)
             nxt += 1
         self.next_seq = nxt
         if not buf and (self._latest is None or self._latest < nxt):
@@ -191,11 +211,20 @@ class SequenceOrderer:
             self._gap_since = self._reported_at = None
             return None
         if self._overflow or len(buf) >= self.max_buffer:
+            held = self._bytes
             buf.clear()
+            self._sizes.clear()
+            self._bytes = 0
             self._overflow = False
             self._gap_since = None
             self._reported_at = now
-            return GapReport(self.topic, first, last, f"buffer limit {self.max_buffer} reached")
+            return GapReport(
+                self.topic,
+                first,
+                last,
+                f"buffer limit {self.max_buffer} reached ({held:,} of {self.max_buffer_bytes:,} "
+                "bytes held)",
+            )
         since = self._reported_at if self._reported_at is not None else self._gap_since
         assert since is not None
         if now - since >= self.gap_timeout:
@@ -210,6 +239,7 @@ class SequenceOrderer:
         buf = self._buffer
         for s in [s for s in buf if s <= sequence]:
             del buf[s]
+            self._bytes -= self._sizes.pop(s, 0)
         if self._latest is not None and self._latest < sequence:
             self._latest = None  # the log restarted (a new epoch): forget the old tail
         if not buf:
@@ -289,10 +319,13 @@ def make_orderer(
     *,
     gap_timeout: float = DEFAULT_GAP_TIMEOUT,
     max_buffer: int = DEFAULT_MAX_BUFFER,
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
 ) -> Orderer:
     """Build the orderer for ``mode``; an unknown mode is a caller error."""
     if mode == "sequence":
-        return SequenceOrderer(topic, gap_timeout=gap_timeout, max_buffer=max_buffer)
+        return SequenceOrderer(
+            topic, gap_timeout=gap_timeout, max_buffer=max_buffer, max_buffer_bytes=max_buffer_bytes
+        )
     if mode == "entity":
         return EntityOrderer(topic)
     if mode == "none":

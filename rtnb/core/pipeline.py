@@ -48,16 +48,18 @@ from .merge import CLIENT_MUTATION_ID, MergeFn
 from .orderer import (
     DEFAULT_GAP_TIMEOUT,
     DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_BUFFER_BYTES,
     GapReport,
     Orderer,
     SequenceOrderer,
     make_orderer,
 )
 from .status import OUTCOME_CODES, Outcome
-from .store import TopicStore
+from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
 
 __all__ = [
+    "DEFAULT_MAX_SNAPSHOT_BYTES",
     "DEFAULT_MAX_SNAPSHOT_ENTITIES",
     "REFUSED_STATUSES",
     "EnvelopeSink",
@@ -72,8 +74,13 @@ __all__ = [
 #: says why, and the connection is reset (:attr:`Pipeline.fault`), so a server
 #: that never sends the last part cannot grow the client without bound.
 DEFAULT_MAX_SNAPSHOT_ENTITIES: Final = 1_000_000
+#: Bytes of parts (as received) a snapshot sent in parts may take before it is
+#: refused, as for :data:`DEFAULT_MAX_SNAPSHOT_ENTITIES`: 64 MiB. Repeated entity
+#: ids collapse (the last part wins), so what is held is at most what was received.
+DEFAULT_MAX_SNAPSHOT_BYTES: Final = 64 * 1024 * 1024
 
-TopicStatus = Literal["pending", "live", "replaying", "forbidden", "unknown", "refused"]
+#: ``stale``: the topic's state is frozen over ``max_topic_bytes`` (:attr:`TopicState.over_limit`)
+TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden", "unknown", "refused"]
 #: statuses the server's refusal put a topic in (:func:`~rtnb.core.topics.refusal_status`)
 REFUSED_STATUSES: Final = frozenset({"forbidden", "unknown", "refused"})
 
@@ -91,6 +98,7 @@ _APPLIED_OUTCOME: Final = Outcome.APPLIED
 _NO_CONTROL: Final[list[ClientBound]] = []
 #: characters of a server's refusal message kept on the topic (it is shown to people)
 _MAX_ERROR_TEXT: Final = 500
+_encode = msgspec.json.encode
 
 
 class EnvelopeSink(Protocol):
@@ -125,6 +133,7 @@ class TopicState:
     """Everything the client knows about one subscribed topic."""
 
     __slots__ = (
+        "_status",
         "applied",
         "confirmed",
         "error",
@@ -134,10 +143,11 @@ class TopicState:
         "last_token",
         "name",
         "orderer",
+        "over_limit",
         "partial",
+        "partial_bytes",
         "replay_until",
         "stale_after",
-        "status",
         "store",
         "unavailable",
         "unrecoverable",
@@ -147,9 +157,11 @@ class TopicState:
         self.name = name
         self.orderer = orderer
         self.store = store
-        self.status: TopicStatus = "pending"
+        self._status: TopicStatus = "pending"
         #: the server confirmed the subscription on the current connection
         self.confirmed = False
+        #: why the topic's state is frozen (over ``max_topic_bytes``), else None
+        self.over_limit: str | None = None
         #: opaque replay token of the last applied event or snapshot (never logged)
         self.last_token: str | None = None
         self.last_event_at: float | None = None
@@ -162,11 +174,23 @@ class TopicState:
         self.error_code: str | None = None
         #: seconds without an event after which the live topic reads ``quiet``
         self.stale_after: float | None = None
-        #: entities of a snapshot that arrives in parts (``more: true``)
-        self.partial: list[Any] = []
+        #: entities of a snapshot that arrives in parts (``more: true``), by id
+        self.partial: dict[str, Any] = {}
+        #: bytes of those parts as received
+        self.partial_bytes = 0
         self.applied = 0
         self.gaps = 0
         self.unrecoverable = 0
+
+    @property
+    def status(self) -> TopicStatus:
+        """The topic's status; ``stale`` while its state is over ``max_topic_bytes``
+        (:attr:`over_limit` says why) whatever the stream says -- decided here only."""
+        return "stale" if self.over_limit is not None else self._status
+
+    @status.setter
+    def status(self, value: TopicStatus) -> None:
+        self._status = value
 
     @property
     def ordering(self) -> str:
@@ -192,9 +216,17 @@ class Pipeline:
         max_snapshot_entities: int = DEFAULT_MAX_SNAPSHOT_ENTITIES,
         max_gap_buffer: int = DEFAULT_MAX_BUFFER,
         transport: str = "websocket",
+        max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
+        max_topic_bytes: int = DEFAULT_MAX_TOPIC_BYTES,
+        max_gap_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
     ) -> None:
         if max_snapshot_entities < 1:
             raise ValueError(f"max_snapshot_entities must be >= 1, got {max_snapshot_entities}")
+        if max_snapshot_bytes < 1 or max_topic_bytes < 1:
+            raise ValueError("max_snapshot_bytes and max_topic_bytes must be >= 1")
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.max_topic_bytes = max_topic_bytes
+        self.max_gap_buffer_bytes = max_gap_buffer_bytes
         #: the envelope log (set it before feeding: bound methods are cached)
         self.log: EnvelopeSink = log if log is not None else NullSink()
         self.deduper = deduper if deduper is not None else Deduper()
@@ -253,9 +285,13 @@ class Pipeline:
         ts = self.topics.get(name)
         if ts is None:
             orderer = make_orderer(
-                name, ordering, gap_timeout=gap_timeout, max_buffer=self.max_gap_buffer
+                name,
+                ordering,
+                gap_timeout=gap_timeout,
+                max_buffer=self.max_gap_buffer,
+                max_buffer_bytes=self.max_gap_buffer_bytes,
             )
-            ts = TopicState(name, orderer, TopicStore(name, merge))
+            ts = TopicState(name, orderer, TopicStore(name, merge, self.max_topic_bytes))
             self.topics[name] = ts
         elif ts.status in REFUSED_STATUSES:
             ts.status = "pending"
@@ -288,7 +324,7 @@ class Pipeline:
             )
             return _NO_CONTROL
         if type(frame) is Event:
-            self.event(frame, now, size)
+            self.event(frame, now, size, alone=True)
             return _NO_CONTROL
         if type(frame) is Batch:
             control: list[ClientBound] = []
@@ -297,12 +333,14 @@ class Pipeline:
                 if type(msg) is Event:
                     self.event(msg, now, share)
                 else:
-                    control.extend(self.control(msg, now))
+                    control.extend(self.control(msg, now, share))
             return control
-        return self.control(frame, now)
+        return self.control(frame, now, size)
 
-    def event(self, ev: Event, now: float, nbytes: int) -> None:
-        """Dedupe, order, merge and log one event (the hot path: keep it flat)."""
+    def event(self, ev: Event, now: float, nbytes: int, alone: bool = False) -> None:
+        """Dedupe, order, merge and log one event (the hot path: keep it flat).
+        ``alone``: the frame of ``nbytes`` held this event only (then its size bounds
+        what the payload adds to the state; else the payload is measured)."""
         ts = self._topic(ev.topic)
         occurred = ev.occurred_at.timestamp()
         if ts is None:
@@ -317,15 +355,23 @@ class Pipeline:
         if outcome is not _APPLIED_OUTCOME:
             self._row(now, occurred, ev, _CODE[outcome], nbytes)
             return
-        self._apply(ts, ev, now, occurred, nbytes)
+        self._apply(ts, ev, now, occurred, nbytes, nbytes if alone else -1)
         if type(orderer) is SequenceOrderer and orderer.buffered:
             for later in orderer.drain():
                 self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
 
-    def _apply(self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int) -> None:
+    def _apply(
+        self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int, bound: int = -1
+    ) -> None:
+        if ts.over_limit is not None:
+            self._not_applied(ts, ev, now, occurred, nbytes)
+            return
         payload = ev.payload
         seq = ev.sequence
-        ts.store.apply(ev.entity_id, ev.type, payload, seq)
+        store = ts.store
+        store.apply(ev.entity_id, ev.type, payload, seq, bound)
+        if store.over:
+            self._over_limit(ts, now)
         self._remember(ev.id, now)
         ts.last_token = ev.replay_token
         ts.last_event_at = now
@@ -345,6 +391,31 @@ class Pipeline:
         if self.on_apply is not None:
             self.on_apply(ts, ev, Outcome.REPLAYED if code == _REPLAYED else Outcome.APPLIED)
 
+    def _over_limit(self, ts: TopicState, now: float) -> None:
+        """The topic's state passed ``max_topic_bytes``: freeze it, say so (status, log)."""
+        store = ts.store
+        ts.over_limit = (
+            f"state of topic {ts.name!r} is {store.nbytes:,} bytes, over max_topic_bytes="
+            f"{store.max_bytes:,}: events are no longer applied (data as of then); raise "
+            "rtnb.Limits(max_topic_bytes=...) or unsubscribe"
+        )
+        self.log.append_envelope(
+            now, _NAN, ts.name, "", None, -1, None, _GAP, self.transport, self.attempt, 0,
+            ts.over_limit, 0,
+        )  # fmt: skip
+
+    def _not_applied(
+        self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int
+    ) -> None:
+        """An event for a topic over its cap: remembered (never counted twice), logged
+        ``gap_unrecoverable`` with the reason -- lost, and said so."""
+        self._remember(ev.id, now)
+        ts.unrecoverable += 1
+        self.log.append_envelope(
+            now, occurred, ev.topic, ev.type, ev.id, ev.sequence, ev.entity_id,
+            _GAP, self.transport, self.attempt, nbytes, ts.over_limit, 1,
+        )  # fmt: skip
+
     def _row(self, now: float, occurred: float, ev: Event, code: int, nbytes: int) -> None:
         self.log.append_envelope(
             now, occurred, ev.topic, ev.type, ev.id, ev.sequence, ev.entity_id,
@@ -358,12 +429,13 @@ class Pipeline:
 
     # -- control frames -----------------------------------------------------------
 
-    def control(self, frame: ClientBound, now: float) -> list[ClientBound]:
-        """Apply what a control frame means for topics and mutations; pass it on."""
+    def control(self, frame: ClientBound, now: float, nbytes: int = 0) -> list[ClientBound]:
+        """Apply what a control frame means for topics and mutations; pass it on
+        (``nbytes``: the frame's size as received, 0 if unknown)."""
         kind = type(frame)
         if kind is Snapshot:
             assert isinstance(frame, Snapshot)
-            self.snapshot(frame, now)
+            self.snapshot(frame, now, nbytes)
         elif kind is Subscribed:
             assert isinstance(frame, Subscribed)
             self._subscribed(frame)
@@ -396,7 +468,7 @@ class Pipeline:
             return
         # a new subscription: parts of a snapshot cut short (a lost connection)
         # never join the parts of the next one
-        ts.partial = []
+        ts.partial, ts.partial_bytes = {}, 0
         ts.confirmed = True
         if frame.replay == "complete":
             pos = ts.orderer.position()
@@ -413,29 +485,30 @@ class Pipeline:
         else:  # "none": a snapshot follows
             ts.status = "replaying"
 
-    def snapshot(self, snap: Snapshot, now: float) -> None:
+    def snapshot(self, snap: Snapshot, now: float, nbytes: int = 0) -> None:
         """Replace a topic's state; log the range no event will ever fill."""
         ts = self.topics.get(snap.topic)
         if ts is None:
             return
+        entities: Any = snap.entities
         if snap.more or ts.partial:
-            held = len(ts.partial) + len(snap.entities)
-            if held > self.max_snapshot_entities:
-                ts.partial = []
-                error = (
-                    f"snapshot of topic {ts.name!r} in parts passed {self.max_snapshot_entities:,} "
-                    "entities (max_snapshot_entities); parts dropped, reconnecting. Raise "
-                    "max_snapshot_entities if the topic really is this large"
-                )
-                self._log_invalid(now, 0, error)
-                self.fault = f"snapshot over max_snapshot_entities={self.max_snapshot_entities:,}"
+            if nbytes <= 0:
+                nbytes = len(_encode(snap.entities))
+            ts.partial_bytes += nbytes
+            if ts.partial_bytes > self.max_snapshot_bytes:
+                self._refuse_parts(ts, now, self.max_snapshot_bytes, "bytes", "max_snapshot_bytes")
                 return
-        if snap.more:
-            ts.partial.extend(snap.entities)
-            return
-        entities = snap.entities
-        if ts.partial:
-            entities, ts.partial = [*ts.partial, *entities], []
+            partial = ts.partial
+            new = sum(1 for e in snap.entities if e.entity_id not in partial)
+            if len(partial) + new > self.max_snapshot_entities:
+                cap = self.max_snapshot_entities
+                self._refuse_parts(ts, now, cap, "entities", "max_snapshot_entities")
+                return
+            for e in snap.entities:  # a repeated id replaces the entity held
+                partial[e.entity_id] = e
+            if snap.more:
+                return
+            entities, ts.partial, ts.partial_bytes = partial.values(), {}, 0
         pos = ts.orderer.position()
         if pos is not None and snap.sequence > pos:
             # One row for the whole range (sequence .. sequence + count - 1): O(1)
@@ -454,6 +527,10 @@ class Pipeline:
             )  # fmt: skip
             ts.gaps += 1
         ts.store.replace((e.entity_id, e.state, e.sequence) for e in entities)
+        if ts.store.over:
+            self._over_limit(ts, now)
+        else:
+            ts.over_limit = None
         for later in ts.orderer.reset(snap.sequence, dict(ts.store.sequences)):
             self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
         if snap.token is not None:
@@ -462,6 +539,15 @@ class Pipeline:
         ts.replay_until = None
         ts.status = "live"
         ts.last_event_at = now
+
+    def _refuse_parts(self, ts: TopicState, now: float, cap: int, unit: str, name: str) -> None:
+        ts.partial, ts.partial_bytes = {}, 0
+        error = (
+            f"snapshot of topic {ts.name!r} in parts passed {cap:,} {unit} ({name}); parts "
+            f"dropped, reconnecting. Raise {name} if the topic really is this large"
+        )
+        self._log_invalid(now, 0, error)
+        self.fault = f"snapshot over {name}={cap:,}"
 
     def _heartbeat(self, hb: Heartbeat, now: float) -> None:
         for name, seq in hb.sequences.items():

@@ -9,6 +9,15 @@ Entity dicts are copy-on-write: applying an event builds a new dict and
 swaps it in, never mutating one a reader may hold. That lets the notebook
 thread read ``entities`` while the runtime thread applies events.
 
+Size: the store keeps ``nbytes``, an upper bound of its state's size in JSON
+bytes, for O(1) per event (each event adds its frame's size; a shallow merge
+never grows a state by more than its payload). When the bound doubles since it
+was last measured, or passes ``max_bytes``, the state is measured exactly (one
+``msgspec`` encode, O(state), paid at most once per state-size of events
+received). Over ``max_bytes`` measured exactly, :attr:`TopicStore.over` says
+so; the pipeline then stops applying to it (see ``Pipeline``) -- the cap is a
+decision, never a silent truncation.
+
 Consumers such as widgets follow changes through :class:`ChangeSet` cursors:
 every apply adds the entity id to each open cursor, and a consumer takes
 the accumulated set when it is ready to render (at most ``fps`` times a
@@ -18,11 +27,22 @@ second), so a burst of 10,000 events on 50 entities costs one 50-row diff.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from .merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_merge
 
-__all__ = ["PENDING_FIELD", "ChangeSet", "TopicStore"]
+__all__ = ["DEFAULT_MAX_TOPIC_BYTES", "PENDING_FIELD", "ChangeSet", "TopicStore"]
+
+#: Bytes of state (its JSON size) one topic may hold: 128 MiB -- 25x the
+#: 60,000-entity topic of the flight-recorder benchmark; in Python objects
+#: that is roughly 0.5-1 GB, the most a notebook should hold per topic.
+#: ``rtnb.Limits(max_topic_bytes=)``.
+DEFAULT_MAX_TOPIC_BYTES: Final = 128 * 1024 * 1024
+#: Slack before a re-measure (bytes): small states are not re-measured every few events.
+_MEASURE_SLACK: Final = 64 * 1024
+_encode = msgspec.json.encode
 
 #: Name of the flag added to views of entities with pending mutations.
 PENDING_FIELD = "_pending"
@@ -50,15 +70,28 @@ class TopicStore:
     __slots__ = (
         "_cursors",
         "_custom_merge",
+        "_measure_at",
         "entities",
+        "max_bytes",
         "merge",
+        "nbytes",
+        "over",
         "pending",
         "sequences",
         "topic",
     )
 
-    def __init__(self, topic: str, merge: MergeFn | None = None) -> None:
+    def __init__(
+        self, topic: str, merge: MergeFn | None = None, max_bytes: int = DEFAULT_MAX_TOPIC_BYTES
+    ) -> None:
         self.topic = topic
+        #: the cap on :attr:`nbytes` (measured exactly before it is declared passed)
+        self.max_bytes = max_bytes
+        #: an upper bound of the state's size in JSON bytes (exact after a measure)
+        self.nbytes = 2
+        #: True once the state, measured exactly, is over ``max_bytes``
+        self.over = False
+        self._measure_at = min(_MEASURE_SLACK, max_bytes)
         self.merge: MergeFn = merge or shallow_merge
         self._custom_merge = merge is not None
         self.entities: dict[str, dict[str, Any]] = {}
@@ -69,8 +102,18 @@ class TopicStore:
 
     # -- server state -----------------------------------------------------
 
-    def apply(self, entity_id: str, event_type: str, payload: Mapping[str, Any], seq: int) -> None:
-        """Apply one confirmed event (the hot path: one new dict, two stores)."""
+    def apply(
+        self,
+        entity_id: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        seq: int,
+        nbytes: int = -1,
+    ) -> None:
+        """Apply one confirmed event (the hot path: one new dict, two stores).
+
+        ``nbytes``: the event frame's size, an upper bound of what the payload adds
+        (-1: unknown, the payload is encoded to count it)."""
         ents = self.entities
         if self._custom_merge or event_type.endswith(DELETED_SUFFIX):
             new = self.merge(ents.get(entity_id), event_type, payload)
@@ -88,6 +131,31 @@ class TopicStore:
         if self._cursors:
             for c in self._cursors:
                 c.changed.add(entity_id)
+        if nbytes < 0:  # "id":{payload},
+            nbytes = self._size_of(payload) + len(_encode(entity_id)) + 2
+        self.nbytes += nbytes
+        if self.nbytes > self._measure_at:
+            self.measure()
+
+    @staticmethod
+    def _size_of(value: Any) -> int:
+        try:
+            return len(_encode(value))
+        except (TypeError, msgspec.EncodeError):
+            return len(repr(value))
+
+    def measure(self) -> int:
+        """Measure the state exactly (JSON bytes; O(state)), set :attr:`over`, and
+        choose when to measure again: once the bound has doubled (or grown by 64 KiB),
+        or passed the cap -- and past the cap not before another eighth of it was
+        received, so a state just under the cap costs O(1) per byte received."""
+        exact = self._size_of(self.entities)
+        cap = self.max_bytes
+        self.nbytes = exact
+        self.over = exact > cap
+        grown = max(2 * exact, exact + _MEASURE_SLACK)
+        self._measure_at = min(grown, max(cap, exact + cap // 8))
+        return exact
 
     def replace(self, entities: Iterable[tuple[str, dict[str, Any], int]]) -> None:
         """Replace the whole state (a snapshot): ``(entity_id, state, sequence)`` triples."""
@@ -98,6 +166,7 @@ class TopicStore:
             seqs[eid] = seq
         self.entities = ents
         self.sequences = seqs
+        self.measure()
         for c in self._cursors:
             c.reset = True
             c.changed.clear()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import re
 import resource
 import secrets
 import socket
@@ -25,8 +23,8 @@ from typing import ClassVar, Final
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from websockets.frames import Frame
 
+from ..protocol.redact import install, redact
 from .app import ServerRuntime
 from .config import FD_RESERVE, ServerConfig
 from .hub import error_text
@@ -70,48 +68,7 @@ def resolve_secret(secret: str | bytes | None, data: str | os.PathLike[str] | No
 ACCEPT_BACKLOG: Final = 128
 #: Seconds a connection answered 503 (over the connection cap) may take to read it.
 SHED_LINGER: Final = 1.0
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}")
-_SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "last-event-id")
-
-
-class _Redact(logging.Filter):
-    """Keep secrets out of the log lines of uvicorn, websockets and rtnb.
-
-    * query strings are cut (``"WebSocket /ws?..." [accepted]``): rtnb never
-      puts secrets in URLs, but a misconfigured client might;
-    * WebSocket frames are logged as their type and size only: at debug level
-      websockets logs every frame (``< TEXT '{"op":"authenticate","token":...``),
-      and frames carry access and replay tokens;
-    * header values that carry credentials or cursors are replaced, as is
-      anything shaped like a JWT that is left.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args:
-            out = []
-            for a in args:
-                if isinstance(a, Frame):
-                    a = f"{a.opcode.name} [{len(a.data)} bytes, content not logged]"
-                elif isinstance(a, str) and "?" in a:
-                    a = a.split("?", 1)[0] + "?<redacted>"
-                out.append(a)
-            if (
-                len(out) == 2
-                and isinstance(out[0], str)
-                and out[0].lower() in _SECRET_HEADERS
-                and record.msg in ("< %s: %s", "> %s: %s")
-            ):
-                out[1] = "<redacted>"
-            record.args = tuple(out)
-        message = record.getMessage()
-        if "eyJ" in message:
-            record.msg = _JWT.sub("<token redacted>", message)
-            record.args = ()
-        return True
-
-
-_redact = _Redact()
+_redact = redact
 #: Loggers whose records are redacted (filters do not apply to records that
 #: propagate from child loggers, so every logger that logs is named).
 REDACTED_LOGGERS: Final = (
@@ -125,9 +82,7 @@ REDACTED_LOGGERS: Final = (
     "rtnb",
     "rtnb.server",
 )
-for _name in REDACTED_LOGGERS:
-    if _redact not in logging.getLogger(_name).filters:
-        logging.getLogger(_name).addFilter(_redact)
+install(REDACTED_LOGGERS)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -458,16 +458,21 @@ class EnvelopeLog:
         write_log(self, path)
 
     @classmethod
-    def read_parquet(cls, path: str | os.PathLike[str]) -> EnvelopeLog:
+    def read_parquet(
+        cls, path: str | os.PathLike[str], *, max_bytes: int | None = None
+    ) -> EnvelopeLog:
         """Load a log from a file written by :meth:`to_parquet`, or a recording directory.
 
         A directory is read as the rolling files ``conn.record(path)`` wrote
         (every complete file; a file cut short by a crash is skipped). Its
-        DataFrames and summary match the original's.
+        DataFrames and summary match the original's. A file that is not one, or
+        that declares more than ``max_bytes`` decompressed (default
+        ``rtnb.telemetry.parquet.MAX_READ_BYTES``, 2 GiB), raises
+        :class:`TelemetryFileError` naming it, before anything large is read.
         """
-        from .parquet import read_log
+        from .parquet import MAX_READ_BYTES, read_log
 
-        return read_log(cls, path)
+        return read_log(cls, path, MAX_READ_BYTES if max_bytes is None else max_bytes)
 
     def clear(self) -> None:
         """Forget every row and every count (and recorded frames)."""

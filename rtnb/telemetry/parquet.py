@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -71,6 +71,15 @@ FRAMES = "frames"
 VERSION_KEY = b"rtnb.schema_version"
 LOG_KEY = b"rtnb.log"
 COMPRESSION = "zstd"
+#: Bytes a telemetry file may declare it holds decompressed (the sum of its parquet
+#: footer's uncompressed column-chunk sizes) before it is read: 2 GiB. A log at its
+#: default capacities is ~100 MiB (and the flight recorder's frames 32 MiB); a 4 MB
+#: zstd "bomb" declaring 13 GB is refused before one page is decompressed.
+#: ``EnvelopeLog.read_parquet(path, max_bytes=...)``.
+MAX_READ_BYTES: Final = 2 * 1024**3
+#: Row groups a telemetry file may declare (rtnb writes one per table, and per 1 Mi
+#: rows): 10,000.
+MAX_ROW_GROUPS: Final = 10_000
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -227,10 +236,14 @@ def _check_version(path: str | os.PathLike[str], meta: dict[bytes, bytes]) -> di
         )
     try:
         info: dict[str, Any] = json.loads(meta[LOG_KEY])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TelemetryFileError(
-            f"{os.fspath(path)!r}: unreadable rtnb.log metadata ({exc})"
+            f"{os.fspath(path)!r}: unreadable rtnb.log metadata ({type(exc).__name__})"
         ) from None
+    if not isinstance(info, dict) or not isinstance(info.get("tables"), dict):
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: rtnb.log metadata is not an object with a 'tables' object"
+        )
     return info
 
 
@@ -286,7 +299,33 @@ def _from_arrow(spec: TableSpec, part: pa.Table, total: int) -> dict[str, Any]:
     return {"columns": columns, "categories": categories, "sparse": sparse}
 
 
-def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+def _check_declared(path: str | os.PathLike[str], md: Any, max_bytes: int) -> None:
+    """Refuse a file whose footer declares more than ``max_bytes`` once read: the
+    column chunks' uncompressed sizes (a zstd bomb of plain pages), and at least 8
+    bytes a value once decoded (an RLE or dictionary bomb of numbers)."""
+    where = repr(os.fspath(path))
+    groups = md.num_row_groups
+    if groups > MAX_ROW_GROUPS:
+        raise TelemetryFileError(
+            f"{where} declares {groups:,} row groups (at most {MAX_ROW_GROUPS:,})"
+        )
+    declared = 0
+    for i in range(groups):
+        group = md.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            declared += max(chunk.total_uncompressed_size, 8 * chunk.num_values, 0)
+        if declared > max_bytes:
+            raise TelemetryFileError(
+                f"{where} declares over {max_bytes:,} bytes once decompressed "
+                f"({md.num_rows:,} rows): not read (max_bytes). If you trust the file, "
+                "pass a larger max_bytes"
+            )
+
+
+def read_tables(
+    path: str | os.PathLike[str], max_bytes: int = MAX_READ_BYTES
+) -> tuple[dict[str, Any], dict[str, pa.Table]]:
     """Check ``path``'s schema version and split it into its tables.
 
     Returns the ``rtnb.log`` metadata and, per table, its rows in arrival
@@ -294,8 +333,24 @@ def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     holds recorded frames. A directory of rolling files is read by
     :func:`rtnb.telemetry.rolling.read_dir`, which concatenates these per table.
     """
+    try:
+        return _read_tables(path, max_bytes)
+    except (TelemetryFileError, FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # pyarrow's, RecursionError, AttributeError...: say which file
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: not a readable rtnb telemetry file "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _read_tables(
+    path: str | os.PathLike[str], max_bytes: int
+) -> tuple[dict[str, Any], dict[str, pa.Table]]:
     where = repr(os.fspath(path))
-    info = _check_version(path, pq.read_metadata(path).metadata or {})
+    md = pq.read_metadata(path)
+    _check_declared(path, md, max_bytes)
+    info = _check_version(path, md.metadata or {})
     data = pq.read_table(path)
     for name in ADDED_COLUMN_DEFAULTS:
         if name not in data.column_names:  # written before the column existed
@@ -330,15 +385,17 @@ def read_tables(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     return info, tables
 
 
-def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLog:
+def read_log(
+    cls: type[EnvelopeLog], path: str | os.PathLike[str], max_bytes: int = MAX_READ_BYTES
+) -> EnvelopeLog:
     """Read a file written by :func:`write_log`, or a directory of rolling files."""
     if os.path.isdir(path):
         from .rolling import read_dir
 
-        info, tables = read_dir(path)
+        info, tables = read_dir(path, max_bytes)
     else:
         try:
-            info, tables = read_tables(path)
+            info, tables = read_tables(path, max_bytes)
         except pa.ArrowInvalid as exc:  # not parquet at all: say which file, and what fits
             raise TelemetryFileError(
                 f"{os.fspath(path)!r} is not an rtnb telemetry file (not parquet: {exc}); "
@@ -366,10 +423,11 @@ def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLo
         if FRAMES in tables or "recording" in info:
             frames = tables.get(FRAMES, concat_frames([]))
             log._recording = Recording(frames, dict(info.get("recording", {})))
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, TelemetryFileError):
-            raise
+    except TelemetryFileError:
+        raise
+    except Exception as exc:  # a crafted file: AttributeError, RecursionError, ...
         raise TelemetryFileError(
-            f"{os.fspath(path)!r}: malformed rtnb telemetry file ({exc!r})"
+            f"{os.fspath(path)!r}: malformed rtnb telemetry file ({type(exc).__name__}: "
+            f"{str(exc)[:200]})"
         ) from None
     return log

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from .parquet import FRAMES, read_tables
+from .parquet import FRAMES, MAX_READ_BYTES, read_tables
 from .recorded import concat_frames
 from .schema import TABLES, TelemetryFileError
 
@@ -46,7 +46,9 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables).unify_dictionaries()
 
 
-def read_dir(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+def read_dir(
+    directory: str | os.PathLike[str], max_bytes: int = MAX_READ_BYTES
+) -> tuple[dict[str, Any], dict[str, pa.Table]]:
     """Read every part of a recording; like :func:`~.parquet.read_tables` for one file.
 
     Rows are concatenated per table in part order; tallies and totals come
@@ -66,7 +68,7 @@ def read_dir(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
     skipped: list[str] = []
     for path in parts:
         try:
-            info, part = read_tables(path)
+            info, part = read_tables(path, max_bytes)
         except (TelemetryFileError, pa.ArrowException, OSError) as exc:
             skipped.append(path.name)
             warnings.warn(f"rtnb: skipping unreadable recording file {path}: {exc}", stacklevel=3)

@@ -26,10 +26,12 @@ from typing import Any, Final, Protocol
 
 from ..core.machine_table import FailureKind
 from ..protocol.errors import RtnbError
+from ..protocol.redact import install as install_redaction
 from ..protocol.retry import parse_retry_after, retry_hint_in_reason
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_POLL_MESSAGES",
     "DEFAULT_MAX_POLL_RESPONSE_SIZE",
     "DEFAULT_MAX_SSE_EVENT_SIZE",
     "DEFAULT_OPEN_TIMEOUT",
@@ -39,9 +41,13 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportOptions",
+    "Yielder",
     "parse_retry_after",
     "retry_hint_in_reason",
 ]
+
+# Tokens stay out of a client process's logs too (websockets logs frames at DEBUG).
+install_redaction()
 
 OnFrame = Callable[[Any, float], None]
 OnClose = Callable[[int, str, "float | None"], None]
@@ -59,6 +65,13 @@ DEFAULT_MAX_SSE_EVENT_SIZE: Final = 4 * 1024 * 1024
 #: Bytes one long-poll response may have (64 MiB): past it the response is
 #: abandoned unread, the transport closes (1009) and the client reconnects.
 DEFAULT_MAX_POLL_RESPONSE_SIZE: Final = 64 * 1024 * 1024
+#: Messages one long-poll response may carry (100,000: twice the reference server's
+#: send queue, 50,000): past it the rest of the response is dropped unread and the
+#: transport closes (1009), so 30 M tiny messages under the byte cap cost 100,000.
+DEFAULT_MAX_POLL_MESSAGES: Final = 100_000
+#: Seconds the runtime thread may spend delivering received frames before it yields
+#: to other work (user calls, timers): 0.02.
+YIELD_AFTER: Final = 0.02
 
 
 class TransportError(RtnbError):
@@ -121,6 +134,8 @@ class TransportOptions:
     max_sse_event_size: int = DEFAULT_MAX_SSE_EVENT_SIZE
     #: largest long-poll response body, in bytes
     max_poll_response_size: int = DEFAULT_MAX_POLL_RESPONSE_SIZE
+    #: most messages in one long-poll response
+    max_poll_messages: int = DEFAULT_MAX_POLL_MESSAGES
 
 
 class Transport(Protocol):
@@ -131,6 +146,25 @@ class Transport(Protocol):
     async def send(self, frame: Any) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Yielder:
+    """When a receive loop should yield to the event loop: after :data:`YIELD_AFTER`
+    seconds of work since it last did (a flood of buffered frames never yields by
+    itself, and every call into the client waits on this thread). ``due()`` is one
+    clock read."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    def due(self) -> bool:
+        t = time.perf_counter()
+        if t - self._since >= YIELD_AFTER:
+            self._since = t
+            return True
+        return False
 
 
 def now() -> float:

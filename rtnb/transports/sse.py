@@ -18,7 +18,7 @@ import msgspec
 
 from ..protocol.errors import ErrorCode
 from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
-from .base import TransportError, network_cause, now
+from .base import TransportError, Yielder, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
 __all__ = ["SSETransport"]
@@ -65,9 +65,12 @@ class SSETransport(HttpTransportBase):
         parser = SSEParser(max_line_length=limit, max_data_length=limit)
         code, reason = 1006, "SSE stream ended"
         self._ended_because = ""
+        due = Yielder().due
         try:
             async for chunk in response.aiter_raw():
                 self._dispatch(parser.feed(chunk))
+                if due():  # let user calls and timers in (a chunk is at most 64 KiB)
+                    await asyncio.sleep(0)
             if self._ended_because:  # the server said why it ended the stream
                 code, reason = 1013, f"SSE stream ended: {self._ended_because}"
         except asyncio.CancelledError:

@@ -29,16 +29,19 @@ from .base import (
     OnFrame,
     TransportError,
     TransportOptions,
+    Yielder,
     network_cause,
     now,
     parse_retry_after,
     retry_hint_in_reason,
 )
 
-__all__ = ["WebSocketTransport", "ws_url"]
+__all__ = ["CLIENT_CLOSE_TIMEOUT", "WebSocketTransport", "ws_url"]
 
-#: The read loop yields to the event loop once per 256 messages (mask 255).
-_YIELD_EVERY_MASK = 255
+#: Seconds ``close()`` waits for the peer's close frame before dropping the TCP
+#: connection (RFC 6455 §7.1.1 lets the client give up): 1. A peer flooding us
+#: never answers; ``conn.close()`` must still return within 2 s.
+CLIENT_CLOSE_TIMEOUT = 1.0
 
 
 class WebSocketTransport:
@@ -64,7 +67,7 @@ class WebSocketTransport:
                 ping_interval=None,
                 max_size=self._options.max_message_size,
                 compression=None,
-                close_timeout=2,
+                close_timeout=CLIENT_CLOSE_TIMEOUT,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -83,14 +86,13 @@ class WebSocketTransport:
         on_frame = self._on_frame
         code, reason = 1006, "connection lost"
         too_big = False
-        n = 0
+        due = Yielder().due
         try:
             async for message in ws:
                 on_frame(message, now())
-                n += 1
-                if not n & _YIELD_EVERY_MASK:
+                if due():
                     # a flood of buffered messages never yields by itself: let
-                    # timers, gap checks and user calls in now and then
+                    # timers, gap checks and user calls in every few milliseconds
                     await asyncio.sleep(0)
         except ConnectionClosed as exc:
             # we closed with 1009: a message over the socket limit (never buffered whole)
@@ -122,7 +124,7 @@ class WebSocketTransport:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code, reason), 2.0)
+                await asyncio.wait_for(ws.close(code, reason), CLIENT_CLOSE_TIMEOUT)
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -9,14 +9,24 @@ Wire format (``content`` is small JSON; rows travel in one binary buffer of
 JSON bytes, encoded by msgspec, which is much cheaper than the kernel's
 ``json_clean`` over thousands of rows)::
 
-    content  {"t": "snapshot"|"diff", "seq": n, "columns"?: [...], "fresh": {...},
-              "total"?: n, "rejected"?: [{id, status, code, error, patch}]}
-    buffer   {"u": [[entity_id, flags, v0, v1, ...], ...], "d": [entity_id, ...]}
+    content  {"t": "snapshot"|"diff", "seq": n, "columns"?: [...], "overflow"?: n,
+              "fresh": {...}, "total"?: n, "rejected"?: [{id, status, code, error, patch}]}
+    buffer   {"u": [[entity_id, flags, v0, v1, ...], ...],
+              "s": [[entity_id, flags, i0, v0, i1, v1, ...], ...], "d": [entity_id, ...]}
 
 ``flags`` bit 0 is "pending" (an optimistic mutation is unconfirmed); bit
 ``i + 1`` says action ``i`` applies to the row. Values follow ``columns``; a
-row shorter than ``columns`` lacks the trailing fields. A snapshot replaces
-everything the browser holds.
+row shorter than ``columns`` lacks the trailing fields. A row with values in
+fewer than half the columns goes sparse (``s``: column index, value pairs), so
+4,000 entities with one distinct field each cost O(fields), not O(entities x
+columns). A snapshot replaces everything the browser holds.
+
+Bounded traffic: discovered columns stop at ``max_columns`` (default
+:data:`DEFAULT_MAX_COLUMNS`); later fields of a row go, as one object, into the
+last column, :data:`OVERFLOW_COLUMN`, and ``overflow`` says how many field names
+were folded (the header says so). A message's rows stop at ``max_message_bytes``
+(:data:`DEFAULT_MAX_MESSAGE_BYTES`); the rows left over go in the next ticks'
+diffs (a snapshot's ``total`` counts them all).
 
 Rejections come from the connection's mutation ledger: each tick reads the
 mutations resolved since the last one (:class:`ResolutionCursor`), and those
@@ -42,7 +52,22 @@ from .budget import DEFAULT_FPS, MessageBudget
 from .feed import Feed, Message, Scheduler, Send, encode_buffer
 from .status import same_freshness, topic_payload
 
-__all__ = ["Action", "ResolutionCursor", "TableFeed"]
+__all__ = [
+    "DEFAULT_MAX_COLUMNS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "OVERFLOW_COLUMN",
+    "Action",
+    "ResolutionCursor",
+    "TableFeed",
+]
+
+#: Columns a table discovers at most: 200 (a person reads a few dozen).
+DEFAULT_MAX_COLUMNS: Final = 200
+#: Bytes of rows one widget message carries at most: 1 MiB (the rest follows in the
+#: next ticks); Jupyter sends each message whole over the kernel's one IOPub socket.
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+#: The column holding a row's fields past ``max_columns`` (one object).
+OVERFLOW_COLUMN: Final = "_overflow"
 
 #: Row flag: an optimistic mutation on this row is unconfirmed.
 FLAG_PENDING: Final = 1
@@ -86,6 +111,8 @@ class TableFeed(Feed):
         budget: MessageBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        max_columns: int = DEFAULT_MAX_COLUMNS,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(scheduler, send, fps=fps, budget=budget, clock=clock)
         if max_rows is not None and max_rows < 1:
@@ -100,6 +127,13 @@ class TableFeed(Feed):
         self.fixed_columns = columns is not None
         self.columns: list[str] = list(columns or ())
         self._colset = set(self.columns)
+        self.max_columns = max_columns
+        self.max_message_bytes = max_message_bytes
+        #: field names folded into OVERFLOW_COLUMN
+        self.overflow: set[str] = set()
+        #: ids whose rows did not fit the last message (sent next, in order)
+        self._backlog: dict[str, None] = {}
+        self._column_index: dict[str, int] = {}
         self._columns_sent: list[str] | None = None
         self.max_rows = max_rows
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -125,7 +159,7 @@ class TableFeed(Feed):
     def dirty(self, now: float) -> bool:
         self._fresh_now = None
         cs = self.changes
-        if cs.reset or cs.changed:
+        if cs.reset or cs.changed or self._backlog:
             return True
         self._fresh_now = self.freshness()
         return not same_freshness(self._fresh_sent, self._fresh_now)
@@ -141,20 +175,76 @@ class TableFeed(Feed):
     def _discover(self, views: Iterable[Mapping[str, Any]]) -> None:
         if self.fixed_columns:
             return
-        colset, columns = self._colset, self.columns
+        colset, columns, overflow = self._colset, self.columns, self.overflow
         for view in views:
             for key in view:
-                if key not in colset and key != PENDING_FIELD:
-                    colset.add(key)
-                    columns.append(key)
+                if key not in colset and key != PENDING_FIELD and key not in overflow:
+                    if len(columns) < self.max_columns:
+                        colset.add(key)
+                        columns.append(key)
+                    else:
+                        if not overflow:
+                            columns.append(OVERFLOW_COLUMN)
+                            colset.add(OVERFLOW_COLUMN)
+                        overflow.add(key)
 
-    def _row(self, eid: str, view: Mapping[str, Any]) -> list[Any]:
+    def _row(self, eid: str, view: Mapping[str, Any]) -> tuple[bool, list[Any]]:
+        """``(sparse, row)``: dense ``[eid, flags, v...]`` or sparse ``[eid, flags, i, v, ...]``."""
         flags = FLAG_PENDING if view.get(PENDING_FIELD) else 0
         for i, action in enumerate(self.actions):
             if action.applies(view):
                 flags |= 2 << i
+        columns = self.columns
+        extra = None
+        if self.overflow:
+            colset = self._colset
+            extra = {k: v for k, v in view.items() if k not in colset and k != PENDING_FIELD}
+        if 2 * len(view) < len(columns):
+            index = self._index()
+            row: list[Any] = [eid, flags]
+            for k, v in view.items():
+                at = index.get(k)
+                if at is not None and k != OVERFLOW_COLUMN:
+                    row += (at, v)
+            if extra:
+                row += (index[OVERFLOW_COLUMN], extra)
+            return True, row
         get = view.get
-        return [eid, flags, *[get(c) for c in self.columns]]
+        values = [get(c) for c in columns]
+        if extra is not None:
+            values[-1] = extra or None
+        return False, [eid, flags, *values]
+
+    def _index(self) -> dict[str, int]:
+        if len(self._column_index) != len(self.columns):
+            self._column_index = {c: i for i, c in enumerate(self.columns)}
+        return self._column_index
+
+    def _encode_rows(
+        self, pairs: Sequence[tuple[str, Mapping[str, Any]]], deletes: Sequence[str]
+    ) -> tuple[bytes, int]:
+        """The buffer of ``pairs``' rows up to ``max_message_bytes``; the ids left over
+        go to the backlog. Returns ``(buffer, rows)``."""
+        dense: list[bytes] = []
+        sparse: list[bytes] = []
+        size = 0
+        sent = 0
+        for k, (eid, view) in enumerate(pairs):
+            is_sparse, row = self._row(eid, view)
+            data = encode_buffer(row)
+            if size + len(data) > self.max_message_bytes and sent:
+                for later, _ in pairs[k:]:
+                    self._backlog[later] = None
+                break
+            (sparse if is_sparse else dense).append(data)
+            size += len(data) + 1
+            sent += 1
+        self.rows_sent += sent
+        buffer = (
+            b'{"u":[' + b",".join(dense) + b'],"s":[' + b",".join(sparse) + b'],"d":'
+            + encode_buffer(list(deletes)) + b"}"
+        )  # fmt: skip
+        return buffer, sent
 
     def _failures(self) -> list[dict[str, Any]]:
         """This topic's mutations rejected or timed out since the last message."""
@@ -176,6 +266,12 @@ class TableFeed(Feed):
     def _columns_changed(self) -> bool:
         return self._columns_sent != self.columns
 
+    def _columns_content(self, content: dict[str, Any]) -> None:
+        self._columns_sent = list(self.columns)
+        content["columns"] = self._columns_sent
+        if self.overflow:
+            content["overflow"] = len(self.overflow)
+
     # -- messages ---------------------------------------------------------------------------
 
     def snapshot(self, now: float) -> Message:
@@ -192,23 +288,22 @@ class TableFeed(Feed):
             ids = chosen
         selected = [(eid, views[eid]) for eid in ids]
         self._discover(v for _, v in selected)
-        rows = [self._row(eid, v) for eid, v in selected]
-        self.rows_sent += len(rows)
-        self._columns_sent = list(self.columns)
-        content: dict[str, Any] = {
-            "t": "snapshot",
-            "columns": self._columns_sent,
-            "fresh": self._take_fresh(),
-            "total": len(rows),
-        }
+        self._backlog = {}
+        buffer, _ = self._encode_rows(selected, [])
+        content: dict[str, Any] = {"t": "snapshot", "fresh": self._take_fresh()}
+        self._columns_content(content)
+        content["total"] = len(selected)
         if rejected:
             content["rejected"] = rejected
-        return content, [encode_buffer({"u": rows, "d": []})]
+        return content, [buffer]
 
     def diff(self, now: float) -> Message:
         reset, changed = self.changes.take()
         if reset:
             return self.snapshot(now)
+        if self._backlog:  # rows that did not fit the last message go first
+            backlog, self._backlog = self._backlog, {}
+            changed = [*backlog, *(eid for eid in changed if eid not in backlog)]  # type: ignore[assignment]
         rejected = self._failures()
         view = self.store.view
         upserts: list[tuple[str, Mapping[str, Any]]] = []
@@ -230,15 +325,13 @@ class TableFeed(Feed):
                 deletes.append(recent.popitem(last=False)[0])
             upserts = [(eid, v) for eid, v in upserts if eid in recent]
         self._discover(v for _, v in upserts)
-        rows = [self._row(eid, v) for eid, v in upserts]
-        self.rows_sent += len(rows)
+        buffer, _ = self._encode_rows(upserts, deletes)
         content: dict[str, Any] = {"t": "diff", "fresh": self._take_fresh()}
         if self._columns_changed():
-            self._columns_sent = list(self.columns)
-            content["columns"] = self._columns_sent
+            self._columns_content(content)
         if rejected:
             content["rejected"] = rejected
-        return content, [encode_buffer({"u": rows, "d": deletes})]
+        return content, [buffer]
 
     def _teardown(self) -> None:
         self.store.close_changes(self.changes)

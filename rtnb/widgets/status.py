@@ -82,6 +82,8 @@ def topic_payload(
         "entities": len(ts.store.entities),
         "error": refusal_reason(ts),
         "staleAfter": ts.stale_after,
+        # why the client froze the topic (its state passed Limits.max_topic_bytes)
+        "limit": ts.over_limit,
     }
     out.update(_connection_fields(cs, wall))
     return out

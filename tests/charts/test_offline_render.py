@@ -139,3 +139,54 @@ def test_bundling_vega_leaves_other_threads_running() -> None:
     thread.join(30)
     assert "window.vegaEmbed=" in bundle
     assert ran_while_bundling, "another thread could not run while Vega was bundled"
+
+
+HOSTILE_IDS = ["x<!--<script>", "</script><p id='injected'>", "a&amp;b", "\u202eevil-id"]
+
+
+def _hostile_chart_html() -> str:
+    spec = (
+        alt.Chart(alt.Data(values=[{"id": i, "n": k + 1} for k, i in enumerate(HOSTILE_IDS)]))
+        .mark_bar()
+        .encode(x="id:N", y="n:Q")
+        .to_dict()
+    )
+    return render.offline_html(spec, {"renderer": "svg"})
+
+
+def test_data_in_chart_html_can_neither_end_nor_comment_out_its_script() -> None:
+    html = _hostile_chart_html()
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    data_script = scripts[-1]  # the one that embeds the spec
+    assert "<" not in data_script and "&" not in data_script
+    assert html.count("</script>") == 2 and "<!--" not in html
+    assert render.script_json(HOSTILE_IDS) != '["x<!--<script>"'
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.browser
+def test_a_chart_of_hostile_ids_draws_and_the_rest_of_the_page_survives(
+    tmp_path: pathlib.Path,
+) -> None:
+    try:
+        require_chromium()
+    except BrowserUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    page_path = tmp_path / "page.html"
+    page_path.write_text(
+        "<!doctype html><html><body>"
+        + _hostile_chart_html()
+        + "<p id='after'>after the chart</p></body></html>"
+    )
+    with chromium_page(tmp_path / "chromium") as (_context, page):
+        page.goto(page_path.as_uri())
+        drawn = page.wait_for_function(
+            "() => { const t = [...document.querySelectorAll('.rtnb-chart svg text')]"
+            ".map(e => e.textContent); return t.length ? t : null; }",
+            timeout=60_000,
+            polling=100,
+        ).json_value()
+        assert page.locator("#after").count() == 1
+        assert page.locator("#injected").count() == 0
+    for hostile in HOSTILE_IDS:
+        assert hostile in drawn, (hostile, drawn)

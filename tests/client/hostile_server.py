@@ -6,15 +6,24 @@ so the client's memory can be measured (tracemalloc) without the attacker's
 own buffers. Behaviours, all on topic ``things``:
 
 ``endless-parts``
-    (WS) a snapshot in parts marked ``more: true``, forever.
+    (WS) a snapshot in parts marked ``more: true``, forever: the same 1,000 entities.
+``endless-parts-new``
+    (WS) as ``endless-parts``, each part 1,000 new entities.
+``many-entities``
+    (WS) a snapshot, then events of ~1 KB, each for a new entity, forever.
+``wide-entity``
+    (WS) a snapshot, then events on one entity, each adding 500 new fields, forever.
+``poll-many``
+    (polling) every poll is answered ``subscribed`` and then 2,000,000 tiny messages
+    (``{}``, 6 MB: far under the 64 MiB byte cap).
 ``huge-sequence`` / ``sequence-2-62``
     (WS) snapshot at 5, event 6, then a snapshot claiming sequence
     10,000,000 (or 2**62): a gap nobody can fill.
 ``deep-json``
     (WS) a frame nested 100,000 deep, then a good event.
-``endless-gap``
+``endless-gap`` / ``endless-gap-big``
     (WS) event 1, then 3, 5, 7, …: a gap before every event, forever (also
-    after each re-subscription).
+    after each re-subscription); ``-big``: each event carries 100 KB.
 ``oversized``
     (WS) frames of 2 MiB (over the 1 MiB protocol limit) then a good event,
     then one frame of 20 MiB (over the socket limit).
@@ -35,6 +44,7 @@ own buffers. Behaviours, all on topic ``things``:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import sys
@@ -89,6 +99,11 @@ def subscribed(replay: str = "none", latest: int | None = None) -> str:
     return json.dumps(frame)
 
 
+POLL_MANY = (
+    b'{"messages": [' + subscribed().encode() + b",{}" * 2_000_000 + b'], "cursor": ""}'
+    if BEHAVIOUR == "poll-many"
+    else b""
+)
 DEEP = '{"op":"event","payload":{"a":' + "[" * 100_000 + "]" * 100_000 + "}}"
 AUTHENTICATED = json.dumps(
     {"op": "authenticated", "tenant": "t", "user": "u", "role": "viewer", "expiresAt": 4102444800.0}
@@ -115,6 +130,26 @@ async def attack(ws: WebSocket, frame: dict[str, Any], state: dict[str, int]) ->
         part = snapshot(1, [(f"e-{i}", 1) for i in range(1000)], more=True)
         while True:
             await ws.send_text(part)
+    elif BEHAVIOUR == "endless-parts-new":
+        await ws.send_text(subscribed())
+        for k in itertools.count():
+            await ws.send_text(snapshot(1, [(f"e-{k}-{i}", 1) for i in range(1000)], more=True))
+    elif BEHAVIOUR in ("many-entities", "wide-entity"):
+        await ws.send_text(subscribed())
+        await ws.send_text(snapshot(0, []))
+        pad = "x" * 1000
+        for seq in itertools.count(1):
+            if BEHAVIOUR == "many-entities":
+                payload: dict[str, Any] = {"pad": pad}
+                entity = f"e-{seq}"
+            else:
+                payload = {f"f{seq}-{i}": i for i in range(500)}
+                entity = "wide"
+            frame = json.loads(event(seq, entity))
+            frame["payload"] = payload
+            await ws.send_text(json.dumps(frame))
+            if seq % 50 == 0:
+                await asyncio.sleep(0)
     elif BEHAVIOUR in ("huge-sequence", "sequence-2-62"):
         await ws.send_text(subscribed())
         await ws.send_text(snapshot(5, [("a", 5)]))
@@ -127,17 +162,21 @@ async def attack(ws: WebSocket, frame: dict[str, Any], state: dict[str, int]) ->
         await ws.send_text(snapshot(0, []))
         await ws.send_text(DEEP)
         await ws.send_text(event(1))
-    elif BEHAVIOUR == "endless-gap":
+    elif BEHAVIOUR in ("endless-gap", "endless-gap-big"):
         if frame.get("replayFrom") is None:
             await ws.send_text(subscribed())
             await ws.send_text(snapshot(0, []))
             await ws.send_text(event(1))
         else:  # a re-subscription: claim the replay is complete, keep skipping
             await ws.send_text(subscribed("complete", latest=state["next"] + 1))
+        pad = "x" * 100_000 if BEHAVIOUR == "endless-gap-big" else ""
         while True:
             state["next"] += 2
-            await ws.send_text(event(state["next"]))
-            if state["next"] % 200 == 1:
+            frame = event(state["next"])
+            if pad:  # in the payload, which the client keeps while the event waits
+                frame = frame.replace('"payload": {', f'"payload": {{"pad": "{pad}", ', 1)
+            await ws.send_text(frame)
+            if state["next"] % 200 == 1 or pad:
                 await asyncio.sleep(0)  # let the re-subscription in
     elif BEHAVIOUR == "oversized":
         await ws.send_text(subscribed())
@@ -186,6 +225,9 @@ async def poll_endpoint(request: Request) -> Response:
             '"expiresAt":4102444800}],"cursor":""}',
             media_type="application/json",
         )
+
+    if BEHAVIOUR == "poll-many":
+        return Response(POLL_MANY, media_type="application/json")
 
     async def body() -> AsyncIterator[bytes]:
         yield b'{"messages": [' + subscribed().encode()

@@ -72,3 +72,17 @@ def test_a_shared_connection_with_other_limits_is_refused(srv: rtnb.ServerHandle
             rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=200))
     finally:
         conn.close()
+
+
+def test_every_limit_is_in_the_table_of_client_buffers() -> None:
+    import dataclasses
+    import pathlib
+
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "decisions.md").read_text()
+    table = doc[doc.index("## Client buffers and their caps") :].split("\n## ", 1)[0]
+    missing = [f.name for f in dataclasses.fields(rtnb.Limits) if f.name not in table]
+    assert not missing, f"Limits fields not in decisions.md's table: {missing}"
+    assert rtnb.Limits().max_topic_bytes == 128 * 2**20
+    assert rtnb.Limits().max_snapshot_bytes == 64 * 2**20
+    assert rtnb.Limits().max_gap_buffer_bytes == 16 * 2**20
+    assert rtnb.Limits().max_poll_messages == 100_000

@@ -253,7 +253,7 @@ def _replay_window(items: list[Any]) -> dict[str, Any]:
             msg = json.loads(item[0])
             state[msg["e"]] = {"v": msg["v"]}
         elif item[0] == "seed":
-            snap = json.loads(item[4])
+            snap = json.loads(bytes(item[4]))
             state = {e["entityId"]: e["state"] for e in snap["entities"]}
     return state
 
@@ -290,5 +290,73 @@ def test_the_cap_holds_on_every_frame_and_the_window_replays_to_the_state(
     assert total == len(frames)
     held = sum(1 for item in items if len(item) == 4)
     assert held + skipped + flight.frames_evicted + flight.frames_dropped == len(frames)
-    if any(len(item) == 4 or item[0] == "seed" for item in items):
+    if flight._window_skipped:  # the window starts without the state: said so
+        assert flight.seeds_skipped > 0 and items[0][0] == "topics"
+    elif any(len(item) == 4 or item[0] == "seed" for item in items):
         assert _replay_window(items) == topic.store.entities
+
+
+def _large_topic(entities: int) -> Any:
+    from rtnb.core.pipeline import Pipeline
+
+    ts = Pipeline().add_topic("fleet")
+    ts.store.replace((f"veh-{i}", {"status": "ok", "speed": i % 90}, i) for i in range(entities))
+    return ts
+
+
+def _count_seeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import rtnb.client.flight as flight_module
+
+    taken: list[int] = []
+
+    class Counting(flight_module.Seed):
+        def __init__(self, ts: Any) -> None:
+            taken.append(1)
+            super().__init__(ts)
+
+    monkeypatch.setattr(flight_module, "Seed", Counting)
+    return taken
+
+
+def test_a_state_larger_than_a_segment_is_seeded_once_per_segment_not_per_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before issue 17 a state over a segment (cap / 16) re-seeded on every frame.
+    taken = _count_seeds(monkeypatch)
+    ts = _large_topic(6_000)  # ~200 KB of state; a segment of a 1 MiB cap is 64 KiB
+    state = ts.store.nbytes
+    stand = _Stand()
+    stand.topic_states["fleet"] = ts
+    cap = 1 << 20
+    flight = FlightRecorder(stand, cap, 900)  # type: ignore[arg-type]
+    flight.install()
+    frame = '{"op":"event","pad":"' + "x" * 200 + '"}'
+    received = 0
+    for i in range(20_000):
+        stand.tap(frame, 1000.0 + i * 1e-3, "ws", 1)
+        received += len(frame) + ROW_OVERHEAD
+        assert flight.nbytes <= cap
+    # a seed is paid for by at least its own size in frames
+    assert 1 <= len(taken) <= received // state + 1, (len(taken), received // state)
+    assert flight.seeds_skipped == 0
+    rec = flight.recording()
+    assert rec is not None and rec.info["seeded"] and rec.info["seeds_skipped"] == []
+
+
+def test_a_seed_that_cannot_be_afforded_is_skipped_and_said_in_the_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = _count_seeds(monkeypatch)
+    ts = _large_topic(20_000)  # ~700 KB of state: over half of a 1 MiB cap
+    stand = _Stand()
+    stand.topic_states["fleet"] = ts
+    flight = FlightRecorder(stand, 1 << 20, 900)  # type: ignore[arg-type]
+    flight.install()
+    frame = '{"op":"event","pad":"' + "x" * 200 + '"}'
+    for i in range(20_000):
+        stand.tap(frame, 1000.0 + i * 1e-3, "ws", 1)
+        assert flight.nbytes <= 1 << 20
+    assert taken == [] and flight.seeds_skipped >= 10
+    assert flight.frames_dropped == 0
+    rec = flight.recording()
+    assert rec is not None and rec.info["seeds_skipped"] == ["fleet"]

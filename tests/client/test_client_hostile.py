@@ -92,6 +92,15 @@ class Watch:
         self.conn._runtime.run(asyncio.sleep(0), what="probe", timeout=RESPONSIVE_S)
         self.slowest = max(self.slowest, time.monotonic() - start)
 
+    def public_calls_answer(self) -> None:
+        """``conn.state``, ``topic.status`` and ``topic.df`` each return within RESPONSIVE_S."""
+        for call in (lambda: self.conn.state, lambda: self.topic.status, lambda: self.topic.df):
+            start = time.monotonic()
+            call()
+            took = time.monotonic() - start
+            assert took < RESPONSIVE_S, f"a call took {took:.1f} s"
+            self.slowest = max(self.slowest, took)
+
     def until(self, predicate: Callable[[], Any], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -111,7 +120,9 @@ class Watch:
 
     def close(self) -> None:
         tracemalloc.stop()
+        start = time.monotonic()
         self.conn.close()
+        self.close_took = time.monotonic() - start
 
 
 @contextlib.contextmanager
@@ -127,13 +138,33 @@ def watch(
             yield w
         finally:
             w.close()
+    # conn.close() answers during the attack too (the peer is still attacking)
+    assert w.close_took < RESPONSIVE_S, f"conn.close() took {w.close_took:.1f} s"
+
+
+@pytest.mark.slow
+def test_endless_parts_of_the_same_entities_are_collapsed_and_capped_in_bytes() -> None:
+    # The same 1,000 entities (~60 KB a part) forever: held once, and the parts
+    # received are capped at 1 MiB, so each reset follows ~17 parts. Before issue 17
+    # they were appended (+300 MB in 4 s under the 1,000,000-entity cap).
+    cap = MiB
+    with watch("endless-parts", max_snapshot_bytes=cap) as w:
+        w.until(lambda: w.conn.log.counts["invalid"] >= 10)
+        w.public_calls_answer()
+        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.read(lambda ts: len(ts.partial)) <= 1_000
+        assert w.read(lambda ts: ts.partial_bytes) <= cap
+        assert w.topic.status != "live"
+        assert any(f"max_snapshot_bytes={cap:,}" in r for r in w.reasons)
+        errors = list(w.conn.log.envelopes.query("outcome == 'invalid'")["error"])
+        assert all(f"passed {cap:,} bytes (max_snapshot_bytes)" in e for e in errors)
 
 
 @pytest.mark.slow
 def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
-    # 1,000 entities a part and a cap of 2,000: each reset follows 3,000 entities.
+    # 1,000 new entities a part and a cap of 2,000: each reset follows 3,000 entities.
     # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept.
-    with watch("endless-parts", max_snapshot_entities=2_000) as w:
+    with watch("endless-parts-new", max_snapshot_entities=2_000) as w:
         w.until(lambda: w.conn.log.counts["invalid"] >= 10)
         assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
         assert w.read(lambda ts: len(ts.partial)) <= 2_000
@@ -239,4 +270,61 @@ def test_a_poll_response_that_never_ends_is_capped_and_retried() -> None:
         w.until(lambda: sum("1009" in r for r in w.reasons) >= 5)
         assert any("poll response over 1,048,576 bytes" in r for r in w.reasons)
         assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.topic.status != "live"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("behaviour", "cap", "bound"),
+    # new 1 KB entities; one entity gaining 500 fields an event (Python holds ~10x the
+    # JSON bytes of a tiny field). Before issue 17: +2.4 GB in 42 s, 1.8 M fields.
+    [("many-entities", 4 * MiB, 24 * MiB), ("wide-entity", 2 * MiB, 96 * MiB)],
+)
+def test_a_topic_state_growing_forever_is_frozen_at_max_topic_bytes_and_shown_stale(
+    behaviour: str, cap: int, bound: int
+) -> None:
+    with watch(behaviour, max_topic_bytes=cap) as w:
+        w.until(lambda: w.read(lambda ts: ts.over_limit) is not None)
+        # the attack goes on: thousands more events, none applied, each counted lost
+        w.until(lambda: w.read(lambda ts: ts.unrecoverable) >= 2_000)
+        w.public_calls_answer()
+        size = w.read(lambda ts: ts.store.measure())
+        assert cap < size <= cap * 9 // 8 + MiB
+        assert w.growth < bound, f"grew {w.growth / MiB:.1f} MiB"
+        fresh = w.topic.freshness
+        assert fresh.status == "stale" and fresh.status != "live"
+        assert fresh.reason is not None and f"max_topic_bytes={cap:,}" in fresh.reason
+        assert f"max_topic_bytes={cap:,}" in str(fresh)
+        assert w.conn.log.unrecoverable >= 2_000
+
+
+@pytest.mark.slow
+def test_a_poll_response_of_millions_of_tiny_messages_is_cut_and_the_runtime_answers() -> None:
+    # 2,000,000 messages in 6 MB (far under the 64 MiB byte cap): before issue 17 one
+    # response froze the runtime thread for tens of seconds; now it is read one message
+    # at a time, yielding, and cut at max_poll_messages.
+    with watch("poll-many", "polling", max_poll_messages=50_000) as w:
+        w.until(lambda: sum("max_poll_messages" in r for r in w.reasons) >= 3)
+        w.public_calls_answer()
+        assert any("poll response over 50,000 messages (max_poll_messages)" in r for r in w.reasons)
+        assert w.growth < 64 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.topic.status != "live"
+        assert w.slowest < RESPONSIVE_S
+
+
+@pytest.mark.slow
+def test_an_endless_gap_of_large_events_holds_at_most_max_gap_buffer_bytes() -> None:
+    # 100 KB events behind a gap: under the 10,000-event cap alone they were 1 GB held.
+    cap = 4 * MiB
+    with watch("endless-gap-big", max_gap_buffer_bytes=cap) as w:
+        seen: list[int] = []
+
+        def resubscribed_often() -> bool:
+            seen.append(w.read(lambda ts: ts.orderer.buffered))
+            return bool(w.read(lambda ts: ts.gaps) >= 5)
+
+        w.until(resubscribed_often)
+        w.public_calls_answer()
+        assert max(seen) <= cap // 100_000
+        assert w.growth < 24 * MiB, f"grew {w.growth / MiB:.1f} MiB"
         assert w.topic.status != "live"

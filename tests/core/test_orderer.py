@@ -145,3 +145,18 @@ def test_the_gap_buffer_never_holds_more_than_max_buffer(
                 assert rep is not None and "buffer limit" in rep.reason
                 assert o.buffered == 0
             overflowed = o._overflow
+
+
+def test_the_gap_buffer_is_capped_in_bytes_too() -> None:
+    from rtnb.core.orderer import SequenceOrderer
+
+    o = SequenceOrderer("t", max_buffer=10_000, max_buffer_bytes=20_000)
+    o.reset(0, {})
+    big = {"pad": "x" * 5_000}
+    outcomes = [o.offer(event(seq, topic="t", payload=big), 0.0) for seq in range(2, 12)]
+    assert all(out == "buffered" for out in outcomes)
+    assert o.buffered == 3  # three events of ~5 KB fit 20,000 bytes; the rest are not kept
+    rep = o.check(0.0)
+    assert rep is not None and "of 20,000 bytes held" in rep.reason and o.buffered == 0
+    o.offer(event(1, topic="t"), 0.0)
+    assert o.drain() == []

@@ -144,15 +144,63 @@ def test_snapshot_parts_past_the_cap_are_dropped_logged_and_fault_the_stream() -
     p = Pipeline(sink, max_snapshot_entities=10)
     p.add_topic("incidents")
     p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
-    part = snapshot("incidents", 3, {f"e{i}": {} for i in range(4)})
-    for _ in range(2):
+    for k in range(2):
+        part = snapshot("incidents", 3, {f"e{k}-{i}": {} for i in range(4)})
         p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
     assert p.fault is None and len(p.topics["incidents"].partial) == 8
+    part = snapshot("incidents", 3, {f"e2-{i}": {} for i in range(4)})
     p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
     ts = p.topics["incidents"]
-    assert ts.partial == [] and ts.status != "live"
+    assert ts.partial == {} and ts.status != "live"
     assert p.fault is not None and "max_snapshot_entities" in p.fault
     assert sink.outcomes() == ["invalid"] and "10 entities" in sink.rows[0]["error"]
+
+
+def test_repeated_entity_ids_in_parts_collapse_and_the_parts_are_capped_in_bytes() -> None:
+    sink = RecordingSink()
+    part = snapshot("incidents", 3, {f"e{i}": {"v": "x" * 50} for i in range(100)})
+    size = len(encode(Snapshot(**{**_fields(part), "more": True})))
+    p = Pipeline(sink, max_snapshot_bytes=10 * size)
+    p.add_topic("incidents")
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    for _ in range(10):  # the same 100 entities, ten times: 100 held
+        p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
+    ts = p.topics["incidents"]
+    assert p.fault is None and len(ts.partial) == 100 and ts.partial_bytes == 10 * size
+    p.feed(encode(Snapshot(**{**_fields(part), "more": True})), 0.0)
+    assert ts.partial == {} and ts.partial_bytes == 0 and ts.status != "live"
+    assert p.fault == f"snapshot over max_snapshot_bytes={10 * size:,}"
+    assert sink.outcomes() == ["invalid"]
+    assert f"passed {10 * size:,} bytes (max_snapshot_bytes)" in sink.rows[0]["error"]
+
+
+def test_a_topic_over_max_topic_bytes_is_frozen_stale_and_says_why() -> None:
+    sink = RecordingSink()
+    p = Pipeline(sink, max_topic_bytes=100_000)
+    p.add_topic("incidents", "none")
+    p.feed(encode(Subscribed(topic="incidents", replay="none")), 0.0)
+    p.feed(encode(snapshot("incidents", 0, {})), 0.0)
+    ts = p.topics["incidents"]
+    assert ts.status == "live"
+    seq = 0
+    while ts.over_limit is None:  # new entities of ~1 KB each
+        seq += 1
+        p.feed(encode(event(seq, entity=f"e{seq}", payload={"pad": "x" * 1000})), 0.0)
+        assert seq < 200
+    # measured exactly before it is declared over, at most an eighth of the cap late
+    assert 100_000 < ts.store.nbytes <= 100_000 * 9 // 8 + 1_100
+    assert 99 <= len(ts.store.entities) <= 111
+    assert ts.status == "stale" and "max_topic_bytes=100,000" in ts.over_limit
+    held = dict(ts.store.entities)
+    for k in range(5):  # later events are not applied, and each is counted lost
+        p.feed(encode(event(seq + 1 + k, entity="new", payload={"v": k})), 0.0)
+    assert ts.store.entities == held and ts.unrecoverable == 5
+    lost = [r for r in sink.rows if r["outcome"] == "gap_unrecoverable"]
+    assert len(lost) == 6 and all("max_topic_bytes" in r["error"] for r in lost)
+    ts.status = "live"  # nothing the stream says makes it live again...
+    assert ts.status == "stale"
+    p.feed(encode(snapshot("incidents", seq + 10, {"a": {"v": 1}})), 0.0)  # ...but a snapshot
+    assert ts.over_limit is None and ts.status == "live" and ts.store.entities == {"a": {"v": 1}}
 
 
 def test_snapshot_parts_within_the_cap_are_assembled() -> None:

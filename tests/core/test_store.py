@@ -112,3 +112,39 @@ def test_store_agrees_with_the_shared_merge_rules(
         s.apply(eid, etype, payload, i)
         apply_to(truth, eid, etype, payload, shallow_merge)
     assert s.entities == truth
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["x.updated", "x.deleted"]),
+            st.dictionaries(st.sampled_from(["k", "v", "w"]), st.text(max_size=40)),
+        ),
+        max_size=60,
+    )
+)
+def test_nbytes_is_an_upper_bound_of_the_state_json_size(
+    events: list[tuple[str, str, dict[str, Any]]],
+) -> None:
+    import msgspec
+
+    s = TopicStore("t", max_bytes=1 << 30)
+    for i, (eid, kind, payload) in enumerate(events):
+        s.apply(eid, kind, payload, i)
+        assert s.nbytes >= len(msgspec.json.encode(s.entities))
+    assert s.measure() == len(msgspec.json.encode(s.entities)) == s.nbytes
+
+
+def test_the_state_is_measured_once_per_doubling_not_per_event() -> None:
+    class Counting(TopicStore):
+        calls = 0
+
+        def measure(self) -> int:
+            Counting.calls += 1
+            return super().measure()
+
+    s = Counting("t", max_bytes=1 << 30)
+    for i in range(20_000):  # 2,000 entities updated ten times each: ~100 KB of state
+        s.apply(f"e{i % 2000}", "x.updated", {"v": i, "name": "abcdefgh"}, i)
+    assert s.over is False and Counting.calls <= 12

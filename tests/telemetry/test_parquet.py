@@ -226,3 +226,70 @@ def test_any_envelope_log_round_trips(capacity: int, rows: list[tuple[Any, ...]]
         path = Path(tmp) / "log.parquet"
         log.to_parquet(path)
         assert_same_log(log, EnvelopeLog.read_parquet(path))
+
+
+# -- crafted files (issue 17): a clear TelemetryFileError naming the file, fast ----------------
+
+
+def _small_log_file(tmp_path: Path) -> Path:
+    log = EnvelopeLog()
+    for i in range(3):
+        log.append_envelope(*envelope(i))
+    path = tmp_path / "ok.parquet"
+    log.to_parquet(path)
+    return path
+
+
+def test_a_zstd_bomb_is_refused_from_its_declared_size_before_it_is_read(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "bomb.parquet"
+    # 32 MiB of zeros in plain pages compress to a few KB: the footer declares what
+    # they become
+    pq.write_table(
+        pa.table({"x": np.zeros(4 << 20)}), path, compression="zstd", use_dictionary=False
+    )
+    assert path.stat().st_size < 200_000
+    with pytest.raises(TelemetryFileError, match="declares over 1,048,576 bytes") as err:
+        EnvelopeLog.read_parquet(path, max_bytes=1 << 20)
+    assert str(path) in str(err.value)
+    rle = tmp_path / "rle.parquet"  # the same zeros dictionary-encoded: tiny pages, 8 B a value
+    pq.write_table(pa.table({"x": np.zeros(4 << 20)}), rle, compression="zstd")
+    with pytest.raises(TelemetryFileError, match="declares over 1,048,576 bytes"):
+        EnvelopeLog.read_parquet(rle, max_bytes=1 << 20)
+    from rtnb.telemetry.parquet import MAX_READ_BYTES
+
+    assert MAX_READ_BYTES == 2 * 1024**3
+
+
+def _with_log_metadata(src: Path, dst: Path, raw: bytes) -> Path:
+    table = pq.read_table(src)
+    meta = dict(table.schema.metadata)
+    meta[b"rtnb.log"] = raw
+    pq.write_table(table.replace_schema_metadata(meta), dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "unreadable rtnb.log metadata"),  # was RecursionError
+        (b"[]", "not an object"),  # was AttributeError
+        (b'{"tables": {"envelopes": {"rows": "x"}}}', "malformed"),  # was TypeError/KeyError
+        (b'{"tables": {"envelopes": []}}', "malformed"),
+    ],
+)
+def test_crafted_metadata_is_a_telemetry_file_error_naming_the_file(
+    tmp_path: Path, raw: bytes, what: str
+) -> None:
+    path = _with_log_metadata(_small_log_file(tmp_path), tmp_path / "crafted.parquet", raw)
+    with pytest.raises(TelemetryFileError, match=what) as err:
+        EnvelopeLog.read_parquet(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_file_that_is_not_parquet_is_a_telemetry_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.parquet"
+    path.write_bytes(b"PAR1" + b"\xff" * 100 + b"PAR1")
+    with pytest.raises(TelemetryFileError, match=r"junk\.parquet"):
+        EnvelopeLog.read_parquet(path)

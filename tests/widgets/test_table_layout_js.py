@@ -99,3 +99,35 @@ def test_column_widths_fit_the_budget_widest_first(tmp_path: Path) -> None:
             assert all(w <= floor for w in widths[keep:]), (case, widths)
         else:  # fitted, and shrunk no more than needed
             assert sum(widths) > budget - len(shrunk), (case, widths)
+
+
+def test_bidi_controls_in_values_are_shown_not_obeyed(tmp_path: Path) -> None:
+    # "\u202eevil-id" rendered raw displays as "di-live"
+    cases = {
+        "\u202eevil-id": "\\u202Eevil-id",
+        "a\u2066b\u2069c": "a\\u2066b\\u2069c",
+        "\u200fx\u061c": "\\u200Fx\\u061C",
+        "plain שלום": "plain שלום",  # right-to-left text itself is left alone
+    }
+    shown = _node(
+        tmp_path, "fmtValue, showBidi", "data.map(s => [fmtValue(s), showBidi(s)])", list(cases)
+    )
+    assert [a for a, _ in shown] == list(cases.values())
+    assert [b for _, b in shown] == list(cases.values())
+    nested = _node(tmp_path, "fmtValue", "fmtValue(data)", {"k": "\u202e"})
+    assert "\u202e" not in nested and "\\u202E" in nested
+
+
+def test_a_sparse_row_is_densified_as_the_table_reads_it(tmp_path: Path) -> None:
+    static = COMMON_JS.parent
+    for name in ("common.js", "table_store.js"):
+        (tmp_path / name).write_text((static / name).read_text())
+    script = (
+        f"import {{ densify }} from {json.dumps((tmp_path / 'table_store.js').as_uri())};\n"
+        "console.log(JSON.stringify(densify(['e1', 3, 0, 'a', 4, {k: 1}], 5)));\n"
+    )
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout) == ["e1", 3, "a", None, None, None, {"k": 1}]

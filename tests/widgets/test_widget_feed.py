@@ -228,3 +228,56 @@ def test_a_connection_with_a_quiet_topic_names_that_topics_silence() -> None:
     assert (fresh["staleAfter"], fresh["quietAge"]) == (5.0, 10.0)
     assert [t["status"] for t in fresh["topics"]] == ["live", "quiet"]
     assert topic_payload(quiet, _state(), 1000.0)["staleAfter"] == 5.0
+
+
+# -- bounded traffic (issue 17) ------------------------------------------------------------------
+
+
+def _browser_rows(sent: list[Any]) -> dict[str, dict[str, Any]]:
+    """The rows as the browser holds them (``densify`` of table_store.js, in Python)."""
+    import msgspec
+
+    rows: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    for content, buffers in sent:
+        columns = content.get("columns", columns)
+        data = msgspec.json.decode(buffers[0])
+        if content["t"] == "snapshot":
+            rows = {}
+        for eid, _flags, *values in data["u"]:
+            rows[eid] = {c: v for c, v in zip(columns, values, strict=False) if v is not None}
+        for eid, _flags, *pairs in data.get("s", []):
+            rows[eid] = {columns[i]: v for i, v in zip(pairs[::2], pairs[1::2], strict=True)}
+        for eid in data["d"]:
+            rows.pop(eid, None)
+    return rows
+
+
+def test_rows_with_few_of_many_fields_go_sparse_and_columns_are_capped_with_an_overflow() -> None:
+    # 4,000 entities with one distinct field each: before issue 17 one 76 MiB message
+    # (every row carried every column). Now: sparse rows, 200 columns, an overflow column.
+    feed, ts, sink, _ = _feed(max_message_bytes=64 << 20)
+    ts.store.replace([(f"e{i}", {"name": "x", f"f{i}": i}, i) for i in range(4_000)])
+    feed.activate()
+    assert feed.flush(0.0)
+    content, buffers = sink.sent[-1]
+    assert len(content["columns"]) == 201 and content["columns"][-1] == "_overflow"
+    assert content["overflow"] == 4_000 - 199
+    assert len(buffers[0]) < 400_000, len(buffers[0])  # O(fields), not O(entities x columns)
+    rows = _browser_rows(sink.sent)
+    assert rows["e0"] == {"name": "x", "f0": 0}
+    assert rows["e3999"] == {"name": "x", "_overflow": {"f3999": 3999}}
+
+
+def test_no_message_is_over_max_message_bytes_the_rest_follows_in_later_diffs() -> None:
+    feed, ts, sink, _ = _feed(max_message_bytes=20_000)
+    ts.store.replace([(f"e{i}", {"name": "y" * 100, "n": i}, i) for i in range(1_000)])
+    feed.activate()
+    ticks = 0
+    while feed.flush(ticks * 0.2):
+        ticks += 1
+        assert ticks < 50
+    assert ticks >= 5 and all(len(b[0]) <= 20_000 for _, b in sink.sent)
+    assert sink.sent[0][0]["total"] == 1_000
+    rows = _browser_rows(sink.sent)
+    assert len(rows) == 1_000 and rows["e999"] == {"name": "y" * 100, "n": 999}

@@ -14,6 +14,7 @@
  *   scope: "topic" | "connection", topic?: string, status: string,
  *   last: number | null, age: number | null, gaps: number, unrecoverable: number,
  *   gapAge: number | null, missing: number | null, entities?: number, error?: string | null,
+ *   limit?: string | null,
  *   staleAfter?: number | null, quietAge?: number | null,
  *   conn: string, activity: string, reason: string, transport: string, attempt: number,
  *   retryAt: number | null, retryIn: number | null, lag?: number | null,
@@ -226,10 +227,23 @@ export function fitWidths(natural, budget, keep, floor = 10) {
 export function fmtValue(v) {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") return Number.isInteger(v) ? intFormat.format(v) : numFormat.format(v);
-  if (typeof v === "string") return v.length <= 35 && v[4] === "-" ? fmtTimestamp(v) : v;
+  if (typeof v === "string") return showBidi(v.length <= 35 && v[4] === "-" ? fmtTimestamp(v) : v);
   if (typeof v === "boolean") return v ? "yes" : "no";
-  const s = JSON.stringify(v);
+  const s = showBidi(JSON.stringify(v));
   return s.length > 200 ? s.slice(0, 199) + "…" : s;
+}
+
+// Bidi controls (LRE..RLO, LRI..PDI, LRM, RLM, ALM): shown, never obeyed, so an id
+// "\u202eevil-id" cannot display as "di-live" (cells are also isolated in rtnb.css).
+const BIDI = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
+
+/**
+ * ``s`` with every bidi control character shown as its escape ("\u202E").
+ * @param {string} s
+ * @returns {string}
+ */
+export function showBidi(s) {
+  return s.replace(BIDI, (c) => "\\u" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0"));
 }
 
 /**
@@ -318,6 +332,10 @@ export function describe(f, elapsed, name, kernel = null) {
         ? fill(WORDING.replaying, { missing: fmtInt(f.missing) })
         : WORDING.replaying_snapshot;
     announce = `${name}: replaying missed events`;
+  } else if (status === "stale" && f.limit) {
+    // the client froze the topic (its state passed Limits.max_topic_bytes): say why
+    text = fill(WORDING.stale, { as_of: asOf, activity: f.limit });
+    announce = `${name}: ${text}`;
   } else if (status === "stale" || status === "pending") {
     const how = activityText(f.activity, f.attempt, f.retryIn, elapsed);
     // announced once per transition: the activity and attempt, not the countdown

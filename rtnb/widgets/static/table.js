@@ -21,6 +21,7 @@ import {
   fmtValue,
   icon,
   reducedMotion,
+  showBidi,
   statusBadge,
   uniqueId,
 } from "./common.js";
@@ -246,7 +247,7 @@ class TableView {
       b.dataset.key = key;
       b.className = "rtnb-sort";
       const label = document.createElement("span");
-      label.textContent = key;
+      label.textContent = key === "_overflow" ? `${this.store.overflow} more fields` : showBidi(key);
       const arrow = document.createElement("span");
       arrow.className = "rtnb-arrow";
       arrow.setAttribute("aria-hidden", "true");
@@ -472,7 +473,8 @@ class TableView {
     tr.className = row.gone ? "rtnb-gone" : rej ? "rtnb-rejected" : pending ? "rtnb-pending" : "";
     const cells = tr.children;
     const idCell = /** @type {HTMLElement} */ (cells[0]);
-    if (idCell.textContent !== row.id) idCell.textContent = row.id;
+    const shownId = showBidi(row.id);
+    if (idCell.textContent !== shownId) idCell.textContent = shownId;
     const cols = this.store.columns;
     const first = this.actCol ? 2 : 1;
     for (let i = 0; i < cols.length; i++) {

@@ -29,6 +29,8 @@ export class RowStore {
     this.rows = new Map();
     /** @type {string[]} */
     this.columns = [];
+    /** How many field names the kernel folded into the "_overflow" column. */
+    this.overflow = 0;
     this.colVersion = 0;
     /** A "Changes" column is shown once a row had a pending or rejected change. */
     this.showChanges = false;
@@ -63,13 +65,16 @@ export class RowStore {
     this.messages += 1;
     if (msg.columns) {
       this.columns = msg.columns;
+      this.overflow = msg.overflow || 0;
       this.colVersion += 1;
     }
     if (msg.fresh) {
       this.fresh = msg.fresh;
       this.freshAt = performance.now();
     }
-    const upserts = (data && data.u) || [];
+    const sparse = (data && data.s) || [];
+    const dense = (data && data.u) || [];
+    const upserts = sparse.length ? dense.concat(sparse.map((/** @type {any[]} */ r) => densify(r, this.columns.length))) : dense;
     const deletes = (data && data.d) || [];
     /** @type {Change} */
     let change;
@@ -196,6 +201,19 @@ export class RowStore {
     this.listeners.clear();
     this.speakers.clear();
   }
+}
+
+/**
+ * A sparse row ``[id, flags, i0, v0, i1, v1, ...]`` as a dense one ``[id, flags, v...]``.
+ * @param {any[]} row @param {number} n
+ * @returns {any[]}
+ */
+export function densify(row, n) {
+  const out = new Array(n + 2).fill(null);
+  out[0] = row[0];
+  out[1] = row[1];
+  for (let k = 2; k + 1 < row.length; k += 2) out[row[k] + 2] = row[k + 1];
+  return out;
 }
 
 /** @type {WeakMap<object, RowStore>} */
