@@ -337,6 +337,16 @@ def read_tables(
         return _read_tables(path, max_bytes)
     except (TelemetryFileError, FileNotFoundError, IsADirectoryError, PermissionError):
         raise
+    except pa.ArrowInvalid as exc:
+        if "magic bytes" in str(exc):  # not parquet at all: say which file, and what fits
+            raise TelemetryFileError(
+                f"{os.fspath(path)!r} is not an rtnb telemetry file (not parquet: {exc}); "
+                "read what conn.log.to_parquet(path) or conn.record(path) wrote"
+            ) from None
+        raise TelemetryFileError(
+            f"{os.fspath(path)!r}: not a readable rtnb telemetry file "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     except Exception as exc:  # pyarrow's, RecursionError, AttributeError...: say which file
         raise TelemetryFileError(
             f"{os.fspath(path)!r}: not a readable rtnb telemetry file "
@@ -394,13 +404,7 @@ def read_log(
 
         info, tables = read_dir(path, max_bytes)
     else:
-        try:
-            info, tables = read_tables(path, max_bytes)
-        except pa.ArrowInvalid as exc:  # not parquet at all: say which file, and what fits
-            raise TelemetryFileError(
-                f"{os.fspath(path)!r} is not an rtnb telemetry file (not parquet: {exc}); "
-                "read what conn.log.to_parquet(path) or conn.record(path) wrote"
-            ) from None
+        info, tables = read_tables(path, max_bytes)  # TelemetryFileError naming the file
     try:
         meta = {spec.name: info["tables"][spec.name] for spec in TABLES}
         capacity = {
