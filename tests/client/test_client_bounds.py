@@ -72,3 +72,4 @@ def test_a_shared_connection_with_other_limits_is_refused(srv: rtnb.ServerHandle
             rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=200))
     finally:
         conn.close()
+        conn.close()  # two connect calls returned it: two holders
