@@ -1,7 +1,11 @@
 """``Dashboard``: freshness, live counters and one table per topic, in one layout.
 
-The dashboard is an ``ipywidgets.VBox`` of ordinary rtnb widgets, so each
-part keeps its own message budget and the layout follows JupyterLab's. Row
+The dashboard is *one* anywidget (so it works wherever a StreamTable does:
+JupyterLab, Notebook 7, Voilà, marimo, Panel). It draws its parts itself with
+the same front-end code as the standalone widgets (``static/dashboard.js``
+gives each part a model of its own: the part's traits, and the custom
+messages tagged with its id), and each part keeps its own feed and message
+rate on the kernel side. Row
 actions (e.g. "Acknowledge" on an open incident) are offered when the
 connection's role may mutate (operator or admin); the server enforces roles
 regardless — a refused change shows its error and rolls back like any other.
@@ -13,23 +17,33 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import ipywidgets  # type: ignore[import-untyped]
+import weakref
+from dataclasses import dataclass, field
+
 import traitlets
 
 from .assets import css, esm
-from .base import RtnbWidget, clock_of, connection_of, is_live
+from .base import RtnbWidget, clock_of, connection_of, is_live, logger
 from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
-from .freshness import Freshness
+from .freshness import FreshnessFeed, connection_key
 from .rows import Action
 from .stats import RateMeter, degraded_seconds
-from .table import DEFAULT_HEIGHT, StreamTable
+from .table import DEFAULT_HEIGHT, act, table_feed
 
 if TYPE_CHECKING:
     from ..client.source import Source
     from ..client.topic import Topic
 
-__all__ = ["DEFAULT_ACTIONS", "DEFAULT_SORT", "Counters", "Dashboard", "connection_role"]
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "DEFAULT_SORT",
+    "Counters",
+    "Dashboard",
+    "DashboardPart",
+    "DashboardTable",
+    "connection_role",
+]
 
 #: Messages per second the counters strip sends at most: 1.
 COUNTERS_FPS: Final = 1
@@ -127,8 +141,43 @@ class Counters(RtnbWidget):
         self._attach(conn, make)
 
 
-class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
-    """Freshness + live counters + one :class:`StreamTable` per topic.
+@dataclass(eq=False)
+class DashboardPart:
+    """One part of a :class:`Dashboard`: its kind (``"freshness"``, ``"counters"``,
+    ``"table"``), the traits its front end reads, and its feed."""
+
+    id: str
+    kind: str
+    traits: dict[str, Any]
+    feed: Feed | None = field(default=None, repr=False)
+    _owner: weakref.ref[Dashboard] | None = field(default=None, repr=False)
+
+    def send(self, content: dict[str, Any], buffers: Sequence[bytes]) -> None:
+        """The feed's ``send`` (runtime thread): the dashboard's, tagged with this part.
+
+        The feed holds it weakly (a bound method), and this part holds the dashboard
+        weakly: a collected dashboard stops its feeds, as a standalone widget's do."""
+        owner = None if self._owner is None else self._owner()
+        if owner is not None:
+            owner.send({**content, "part": self.id}, list(buffers))
+
+    def __getattr__(self, name: str) -> Any:  # e.g. ``part.embedded``, ``part.source_key``
+        traits = self.__dict__.get("traits", {})
+        if name in traits:
+            return traits[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+
+@dataclass(eq=False)
+class DashboardTable(DashboardPart):
+    """A table of a dashboard: a :class:`StreamTable` drawn inside it."""
+
+    topic: Topic | None = field(default=None, repr=False)
+    actions: tuple[Action, ...] = ()
+
+
+class Dashboard(RtnbWidget):
+    """Freshness + live counters + one live table per topic, as one widget.
 
     Its freshness pill is ``embedded``: displayed beside a ``Freshness(conn)`` of the
     same connection in one cell output, only that one shows (one pill per connection).
@@ -139,6 +188,12 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     pass ``{}`` for none).
     """
 
+    _esm = esm("dashboard.js")
+    _css = css()
+
+    #: the parts, in order: ``{"id", "kind", "traits"}`` each
+    parts = traitlets.List(traitlets.Dict()).tag(sync=True)
+
     def __init__(
         self,
         conn: Source,
@@ -148,6 +203,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         fps: float = 10,
         height: int = DEFAULT_HEIGHT,
     ) -> None:
+        from .table import _action
+
         if isinstance(topics, str):
             topics = [topics]
         conn = connection_of(conn)
@@ -165,33 +222,77 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         if actions is None:
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
             actions = DEFAULT_ACTIONS if may_mutate else {}
-        self.freshness = Freshness(conn)
         # one pill per connection in a cell: this one steps aside for a standalone one
-        self.freshness.embedded = True
-        self.counters = Counters(conn)
-        self.tables = [
-            StreamTable(
-                h,
-                fps=fps,
-                height=height,
-                actions=actions.get(h.name, ()),
-                sort_by=DEFAULT_SORT.get(h.name),
-            )
-            for h in handles
-        ]
-        header = ipywidgets.HBox(
-            [self.freshness, self.counters],
-            layout=ipywidgets.Layout(align_items="center", flex_flow="row wrap", grid_gap="8px"),
+        self.freshness = DashboardPart(
+            "fresh",
+            "freshness",
+            {
+                "label": conn.url,
+                "scope": "connection",
+                "source_key": connection_key(conn),
+                "embedded": True,
+            },
         )
-        super().__init__(
-            [header, *self.tables],
-            layout=ipywidgets.Layout(grid_gap="12px", width="100%"),
-        )
-        self.add_class("rtnb-dashboard")
+        self.counters = DashboardPart("counters", "counters", {"label": conn.url})
+        self.tables: list[DashboardTable] = []
+        for i, h in enumerate(handles):
+            acts = tuple(_action(a) for a in actions.get(h.name, ()))
+            traits = {
+                "topic_name": h.name,
+                "sort_by": DEFAULT_SORT.get(h.name),
+                "height": int(height),
+                "action_labels": [a.label for a in acts],
+                "fps": float(fps),
+                "title": h.name,
+            }
+            self.tables.append(DashboardTable(f"t{i}", "table", traits, topic=h, actions=acts))
+        every: list[DashboardPart] = [self.freshness, self.counters, *self.tables]
+        super().__init__(parts=[{"id": p.id, "kind": p.kind, "traits": p.traits} for p in every])
+        self._parts = {p.id: p for p in every}
+        wall = clock_of(conn)
+        makers: dict[str, Callable[[Send], Feed]] = {
+            "fresh": lambda send: FreshnessFeed(conn.loop, send, conn=conn, wall=wall),
+            "counters": lambda send: CountersFeed(conn.loop, send, conn=conn, wall=wall),
+        }
+        for t in self.tables:
+            assert t.topic is not None
+            makers[t.id] = table_feed(t.topic, None, None, t.actions, fps)
+        for part in every:
+            part._owner = weakref.ref(self)
+            make = makers[part.id]
+            part.feed = conn.call(lambda m=make, p=part: m(p.send), what="creating a widget feed")
+            part.feed.start()
+
+    @property
+    def messages_sent(self) -> int:
+        """Custom messages this widget has sent so far (every part's)."""
+        return sum(p.feed.sent for p in self._parts.values() if p.feed is not None)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        for part in self._parts.values():
+            if part.feed is not None:
+                part.feed.activate()
+        return super()._repr_mimebundle_(**kwargs)
+
+    def _dispatch(self, widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
+        if not isinstance(content, dict):
+            return
+        part = self._parts.get(str(content.get("part")))
+        if part is None or part.feed is None:
+            return
+        kind = content.get("t")
+        if kind == "hello":
+            part.feed.request_snapshot()
+        elif kind == "act" and isinstance(part, DashboardTable) and part.topic is not None:
+            try:
+                act(part.topic, part.actions, part.feed, str(content.get("id")), content.get("action"))
+            except Exception:
+                logger.exception("rtnb dashboard: a row action failed")
 
     def close(self) -> None:
-        for w in (self.freshness, self.counters, *self.tables):
-            w.close()
+        for part in self._parts.values():
+            if part.feed is not None:
+                part.feed.close()
         owned, self._owned = self._owned, []
         for handle in owned:
             try:

@@ -9,7 +9,7 @@ freshness age (``static/table.js``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
@@ -17,13 +17,13 @@ import traitlets
 from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
-from .feed import MAX_FPS, Feed
+from .feed import MAX_FPS, Feed, Send
 from .rows import Action, TableFeed
 
 if TYPE_CHECKING:
     from ..client.topic import Topic
 
-__all__ = ["Action", "StreamTable"]
+__all__ = ["Action", "StreamTable", "act", "table_feed"]
 
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
@@ -97,47 +97,60 @@ class StreamTable(RtnbWidget):
         self.topic = topic
         self.actions = tuple(acts)
         self.max_rows = max_rows
-        conn = topic.connection
-        wall = clock_of(conn)
-
-        def make(send: Any) -> Feed:
-            return TableFeed(
-                conn.loop,
-                send,
-                state=topic.topic_state,
-                connection_state=lambda: conn.state,
-                resolutions=conn.open_resolutions().take,
-                columns=columns,
-                max_rows=max_rows,
-                actions=self.actions,
-                fps=fps,
-                wall=wall,
-            )
-
-        self._attach(conn, make)
+        self._attach(topic.connection, table_feed(topic, columns, max_rows, self.actions, fps))
 
     def _on_message(self, content: dict[str, Any]) -> None:
         if content.get("t") == "act":
             self._act(str(content.get("id")), content.get("action"))
 
     def _act(self, entity_id: str, index: Any) -> None:
-        """A row button was pressed: mutate optimistically if the action still applies."""
-        if not isinstance(index, int) or not 0 <= index < len(self.actions):
-            return
-        action = self.actions[index]
-        view = self.topic.get(entity_id)
-        feed = self._feed
-        if view is None or not action.applies(view):
-            if feed is not None:
-                what = "no longer exists" if view is None else "has changed"
-                feed.notice(
-                    {
-                        "id": entity_id,
-                        "text": f"{action.label}: {entity_id} {what}; nothing was sent",
-                    }
-                )
-            return
-        self.topic.mutate(entity_id, dict(action.patch))
+        act(self.topic, self.actions, self._feed, entity_id, index)
 
     def __repr__(self) -> str:
         return f"<StreamTable {self.topic_name!r} fps={self.fps:g}>"
+
+
+def table_feed(
+    topic: Topic,
+    columns: Sequence[str] | None,
+    max_rows: int | None,
+    actions: tuple[Action, ...],
+    fps: float,
+) -> Callable[[Send], Feed]:
+    """``make(send)``: the feed of a table of ``topic`` (a StreamTable's, or a Dashboard's part)."""
+    conn = topic.connection
+    wall = clock_of(conn)
+
+    def make(send: Send) -> Feed:
+        return TableFeed(
+            conn.loop,
+            send,
+            state=topic.topic_state,
+            connection_state=lambda: conn.state,
+            resolutions=conn.open_resolutions().take,
+            columns=columns,
+            max_rows=max_rows,
+            actions=actions,
+            fps=fps,
+            wall=wall,
+        )
+
+    return make
+
+
+def act(
+    topic: Topic, actions: tuple[Action, ...], feed: Feed | None, entity_id: str, index: Any
+) -> None:
+    """A row button was pressed: mutate optimistically if the action still applies."""
+    if not isinstance(index, int) or not 0 <= index < len(actions):
+        return
+    action = actions[index]
+    view = topic.get(entity_id)
+    if view is None or not action.applies(view):
+        if feed is not None:
+            what = "no longer exists" if view is None else "has changed"
+            feed.notice(
+                {"id": entity_id, "text": f"{action.label}: {entity_id} {what}; nothing was sent"}
+            )
+        return
+    topic.mutate(entity_id, dict(action.patch))

@@ -14,7 +14,7 @@ const ITEMS = /** @type {const} */ ([
   ["degraded", "degraded s"],
 ]);
 
-export default {
+export const countersWidget = {
   /** @param {{model: import("./common.js").Model, el: HTMLElement}} ctx */
   render({ model, el }) {
     const root = document.createElement("div");
@@ -60,3 +60,4 @@ export default {
     };
   },
 };
+export default countersWidget;

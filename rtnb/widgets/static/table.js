@@ -628,7 +628,7 @@ function badge(name, text) {
   return b;
 }
 
-export default {
+export const tableWidget = {
   /** @param {{model: import("./common.js").Model}} ctx */
   initialize({ model }) {
     const store = storeFor(model);
@@ -644,3 +644,4 @@ export default {
     return () => view.destroy();
   },
 };
+export default tableWidget;
