@@ -110,6 +110,12 @@ class RtnbWidget(anywidget.AnyWidget):
     def _on_message(self, content: dict[str, Any]) -> None:
         """Subclasses handle their own browser messages here (main thread)."""
 
+    def __panel__(self) -> Any:
+        """Panel shows it with anywidget's front end from the kernel, no CDN (``rtnb.panel``)."""
+        from .. import panel
+
+        return panel.pane(self)
+
     def close(self) -> None:
         if self._feed is not None:
             self._feed.close()
