@@ -170,6 +170,7 @@ def offline_browser(profile: pathlib.Path, *, color_scheme: str = "light") -> It
             color_scheme=color_scheme,  # type: ignore[arg-type]
         )
         blocked: list[str] = []
+        context.add_init_script(DEEP_INIT)
         context.route("**/*", _route(blocked))
         pages: list[OfflinePage] = []
 
@@ -186,14 +187,32 @@ def offline_browser(profile: pathlib.Path, *, color_scheme: str = "light") -> It
             context.close()
 
 
-#: WCAG 2.x contrast of every text node inside rtnb's widgets against the colour painted
-#: behind it (its own or the nearest ancestor's opaque background): [min ratio, worst text].
+#: ``window.__rtnbDeep(selector)``: every match in the page, inside shadow roots too (marimo
+#: and Panel render widgets in shadow DOM); installed in every page before its scripts run.
+DEEP_INIT = """window.__rtnbDeep = (sel) => {
+  const out = [];
+  const visit = (root) => {
+    out.push(...root.querySelectorAll(sel));
+    for (const e of root.querySelectorAll('*')) if (e.shadowRoot) visit(e.shadowRoot);
+  };
+  visit(document);
+  return out;
+};"""
+
+#: WCAG 2.x contrast of every visible text inside rtnb's widgets against the colour painted
+#: behind it (the backgrounds of its ancestors, across shadow roots, over the page's):
+#: ``[lowest ratio, that text and its colours, texts measured]``.
 CONTRAST_JS = """() => {
+  // any CSS colour (rgb, color(srgb …) as color-mix computes it, oklab …) through a canvas
+  const ctx = Object.assign(document.createElement('canvas'), {width: 1, height: 1})
+    .getContext('2d', {willReadFrequently: true});
   const parse = (c) => {
-    const m = c.match(/rgba?\\(([^)]+)\\)/);
-    if (!m) return null;
-    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
-    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1};
+    ctx.clearRect(0, 0, 1, 1);
+    ctx.fillStyle = '#000';
+    ctx.fillStyle = c;
+    ctx.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = ctx.getImageData(0, 0, 1, 1).data;
+    return {r, g, b, a: a / 255};
   };
   const lum = ({r, g, b}) => {
     const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
@@ -203,21 +222,20 @@ CONTRAST_JS = """() => {
     r: top.r * top.a + bottom.r * (1 - top.a), g: top.g * top.a + bottom.g * (1 - top.a),
     b: top.b * top.a + bottom.b * (1 - top.a), a: 1,
   });
+  const up = (e) => e.parentElement || (e.getRootNode() instanceof ShadowRoot ? e.getRootNode().host : null);
   const background = (el) => {
     const layers = [];
-    for (let e = el; e; e = e.parentElement) {
+    for (let e = el; e; e = up(e)) {
       const c = parse(getComputedStyle(e).backgroundColor);
       if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
     }
     let bg = {r: 255, g: 255, b: 255, a: 1};
-    const root = parse(getComputedStyle(document.documentElement).backgroundColor);
-    if (!layers.length || layers[layers.length - 1].a < 1) bg = root && root.a > 0 ? over(root, bg) : bg;
     for (const c of layers.reverse()) bg = over(c, bg);
     return bg;
   };
   let worst = [99, ""];
-  const roots = document.querySelectorAll('.rtnb');
-  for (const root of roots) {
+  let measured = 0;
+  for (const root of window.__rtnbDeep('.rtnb')) {
     const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
     for (let n = walk.nextNode(); n; n = walk.nextNode()) {
       const el = n.parentElement;
@@ -225,15 +243,15 @@ CONTRAST_JS = """() => {
       const st = getComputedStyle(el);
       if (st.visibility === 'hidden' || el.closest('[hidden], .rtnb-sr')) continue;
       const fg0 = parse(st.color);
-      if (!fg0) continue;
       const bg = background(el);
       const fg = over(fg0, bg);
       const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
       const ratio = (a + 0.05) / (b + 0.05);
+      measured += 1;
       if (ratio < worst[0]) worst = [ratio, `${n.textContent.trim().slice(0, 40)} (${st.color} on rgb(${Math.round(bg.r)},${Math.round(bg.g)},${Math.round(bg.b)}))`];
     }
   }
-  return [worst[0], worst[1], roots.length];
+  return [worst[0], worst[1], measured];
 }"""
 
 
@@ -247,6 +265,7 @@ def bin_path(name: str) -> str:
 
 __all__ = [
     "CONTRAST_JS",
+    "DEEP_INIT",
     "SETUP",
     "WIDGETS",
     "HostServer",
