@@ -201,7 +201,7 @@ DEEP_INIT = """window.__rtnbDeep = (sel) => {
 
 #: WCAG 2.x contrast of every visible text inside rtnb's widgets against the colour painted
 #: behind it (the backgrounds of its ancestors, across shadow roots, over the page's):
-#: ``[lowest ratio, that text and its colours, texts measured]``.
+#: ``[lowest ratio, that text and its colours, texts measured, luminance behind a title]``.
 CONTRAST_JS = """() => {
   // any CSS colour (rgb, color(srgb …) as color-mix computes it, oklab …) through a canvas
   const ctx = Object.assign(document.createElement('canvas'), {width: 1, height: 1})
@@ -251,7 +251,8 @@ CONTRAST_JS = """() => {
       if (ratio < worst[0]) worst = [ratio, `${n.textContent.trim().slice(0, 40)} (${st.color} on rgb(${Math.round(bg.r)},${Math.round(bg.g)},${Math.round(bg.b)}))`];
     }
   }
-  return [worst[0], worst[1], measured];
+  const title = window.__rtnbDeep('.rtnb-title')[0];
+  return [worst[0], worst[1], measured, title ? lum(background(title)) : null];
 }"""
 
 

@@ -131,8 +131,10 @@ def exercise(srv: ServerHandle, op: OfflinePage, name: str, rows_before: int) ->
 def contrast(op: OfflinePage, name: str) -> None:
     op.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     op.page.screenshot(path=str(screenshot_path(f"hosts-{name}.png")))
-    ratio, text, measured = op.page.evaluate(CONTRAST_JS)
+    ratio, text, measured, behind = op.page.evaluate(CONTRAST_JS)
     assert measured > 20, f"{name}: only {measured} texts measured"
+    dark = name.endswith("-dark")
+    assert (behind < 0.2) if dark else (behind > 0.5), f"{name}: not that theme ({behind:.2f})"
     assert ratio >= AA, f"{name}: contrast {ratio:.2f}:1 < {AA}:1 for {text}"
 
 
@@ -196,7 +198,7 @@ def test_voila(srv: ServerHandle, env: dict[str, str], browser_ready: None) -> N
         rows = len(srv.truth("rows", tenant=TENANT))
         for theme in ("light", "dark"):
             op = new_page()
-            op.page.goto(f"http://127.0.0.1:{port}/?voila-theme={theme}")
+            op.page.goto(f"http://127.0.0.1:{port}/?theme={theme}")
             rows = exercise(srv, op, f"Voilà ({theme})", rows)
             contrast(op, f"voila-{theme}")
             op.page.close()
