@@ -111,7 +111,7 @@ def enable() -> None:
             return
         from panel.pane.ipywidget import IPyWidget
 
-        original = IPyWidget._get_ipywidget
+        original: Any = IPyWidget._get_ipywidget
 
         def _get_ipywidget(self: Any, obj: Any, doc: Any, root: Any, comm: Any, **kw: Any) -> Any:
             model = original(self, obj, doc, root, comm, **kw)
@@ -121,7 +121,8 @@ def enable() -> None:
                 logger.exception("rtnb.panel: could not point the page at the local bundle")
             return model
 
-        IPyWidget._get_ipywidget = _get_ipywidget
+        # Panel's pane builds the bokeh model here; the wrapper only sets its ``cdn``
+        IPyWidget._get_ipywidget = _get_ipywidget  # type: ignore[method-assign]
         _enabled = True
 
 
@@ -135,4 +136,4 @@ def pane(widget: Any) -> Any:
     enable()
     from panel.pane import IPyWidget
 
-    return IPyWidget(widget)
+    return IPyWidget(widget)  # type: ignore[no-untyped-call]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import inspect
 import os
@@ -528,10 +529,9 @@ class Connection:
             self._holds = 1
 
         def close() -> None:
-            try:
+            # the runtime may be gone (interpreter exit): then there is nothing to close
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:  # the runtime is gone (interpreter exit): nothing to close
-                pass
 
         threading.Thread(target=close, name="rtnb-session-end", daemon=True).start()
 

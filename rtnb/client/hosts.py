@@ -15,6 +15,7 @@ fails: a host whose internals moved is treated as one session per process.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import threading
@@ -81,7 +82,7 @@ def _panel_key() -> str:
         with _lock:
             first = key not in _enders
             _enders.setdefault(key, [])
-        if first:
+        if first and doc is not None:
             doc.on_session_destroyed(lambda _ctx: _ended(key))
         return key
     except Exception:  # another panel version: one session per process
@@ -109,7 +110,5 @@ def _ended(key: str) -> None:
     with _lock:
         callbacks = _enders.pop(key, [])
     for callback in callbacks:
-        try:
+        with contextlib.suppress(Exception):  # a session's end must not fail the host's teardown
             callback()
-        except Exception:  # a session's end must not fail the host's teardown
-            pass

@@ -14,11 +14,10 @@ regardless — a refused change shows its error and rolls back like any other.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
-
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
 
@@ -254,14 +253,18 @@ class Dashboard(RtnbWidget):
             "fresh": lambda send: FreshnessFeed(conn.loop, send, conn=conn, wall=wall),
             "counters": lambda send: CountersFeed(conn.loop, send, conn=conn, wall=wall),
         }
-        for t in self.tables:
-            assert t.topic is not None
-            makers[t.id] = table_feed(t.topic, None, None, t.actions, fps)
+        for table, handle in zip(self.tables, handles, strict=True):
+            makers[table.id] = table_feed(handle, None, None, table.actions, fps)
         for part in every:
             part._owner = weakref.ref(self)
-            make = makers[part.id]
-            part.feed = conn.call(lambda m=make, p=part: m(p.send), what="creating a widget feed")
-            part.feed.start()
+            part.feed = self._start_feed(conn, makers[part.id], part)
+
+    @staticmethod
+    def _start_feed(conn: Source, make: Callable[[Send], Feed], part: DashboardPart) -> Feed:
+        """The part's feed, created on the runtime thread (it opens store cursors there)."""
+        feed: Feed = conn.call(lambda: make(part.send), what="creating a widget feed")
+        feed.start()
+        return feed
 
     @property
     def messages_sent(self) -> int:
@@ -285,7 +288,13 @@ class Dashboard(RtnbWidget):
             part.feed.request_snapshot()
         elif kind == "act" and isinstance(part, DashboardTable) and part.topic is not None:
             try:
-                act(part.topic, part.actions, part.feed, str(content.get("id")), content.get("action"))
+                act(
+                    part.topic,
+                    part.actions,
+                    part.feed,
+                    str(content.get("id")),
+                    content.get("action"),
+                )
             except Exception:
                 logger.exception("rtnb dashboard: a row action failed")
 

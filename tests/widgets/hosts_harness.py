@@ -68,7 +68,7 @@ class HostServer:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the host exited ({self.proc.returncode}):\n{self.log()}")
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (loopback)
+                with urllib.request.urlopen(url, timeout=5) as r:
                     return bool(r.status < 500)
             except urllib.error.HTTPError as exc:
                 return exc.code < 500
@@ -165,7 +165,10 @@ def offline_browser(profile: pathlib.Path, *, color_scheme: str = "light") -> It
             str(profile),
             executable_path=executable,
             headless=True,
-            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"],
+            args=[
+                *CHROMIUM_ARGS,
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+            ],
             viewport={"width": 1300, "height": 1000},
             color_scheme=color_scheme,  # type: ignore[arg-type]
         )

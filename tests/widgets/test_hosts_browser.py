@@ -129,7 +129,9 @@ def exercise(srv: ServerHandle, op: OfflinePage, name: str, rows_before: int) ->
 
 
 def contrast(op: OfflinePage, name: str) -> None:
-    op.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    op.page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
     op.page.screenshot(path=str(screenshot_path(f"hosts-{name}.png")))
     ratio, text, measured, behind = op.page.evaluate(CONTRAST_JS)
     assert measured > 20, f"{name}: only {measured} texts measured"
@@ -207,7 +209,7 @@ def test_voila(srv: ServerHandle, env: dict[str, str], browser_ready: None) -> N
 
 # -- marimo -------------------------------------------------------------------------------
 
-MARIMO_APP = '''import marimo
+MARIMO_APP = """import marimo
 
 app = marimo.App(width="full")
 
@@ -244,7 +246,7 @@ def _(Dashboard, Freshness, LiveChart, StreamTable, conn, mo, rows):
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -350,7 +352,7 @@ def test_panel_offline(
             op = new_page()
             op.page.goto(f"http://127.0.0.1:{port}/app?theme={theme}")
             rows = exercise(srv, op, f"Panel ({theme})", rows)
-            contrast(op, f"panel-{style['enable'] and 'enable' or 'layout'}-{theme}")
+            contrast(op, f"panel-{(style['enable'] and 'enable') or 'layout'}-{theme}")
             op.page.close()
         widget_cdn = [u for u in op.blocked if "anywidget" in u or "unpkg" in u]
         assert widget_cdn == [], widget_cdn

@@ -13,7 +13,6 @@ import pytest
 
 from rtnb.widgets.assets import STATIC, compose, sources
 
-
 WIDGET_MODULES = ["table.js", "freshness.js", "counters.js", "dashboard.js"]
 
 
