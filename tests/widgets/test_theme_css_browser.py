@@ -71,7 +71,9 @@ def page() -> Iterator[Any]:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.mark.parametrize(("name", "attrs", "css", "scheme", "dark"), HOSTS, ids=[h[0] for h in HOSTS])
+@pytest.mark.parametrize(
+    ("name", "attrs", "css", "scheme", "dark"), HOSTS, ids=[h[0] for h in HOSTS]
+)
 def test_text_keeps_aa_contrast_in_the_hosts_colours(
     page: Any, name: str, attrs: str, css: str, scheme: str, dark: bool
 ) -> None:
