@@ -259,10 +259,6 @@ CONTRAST_JS = """() => {
 }"""
 
 
-def python() -> str:
-    return sys.executable
-
-
 def bin_path(name: str) -> str:
     return str(pathlib.Path(sys.executable).with_name(name))
 
@@ -278,5 +274,4 @@ __all__ = [
     "free_port",
     "host_server",
     "offline_browser",
-    "python",
 ]
