@@ -40,7 +40,8 @@ from tests.widgets.lab_harness import (
     write_notebook,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# a host starts, renders and recovers twice per test: more than the default 180 s under load
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 TENANT = "hosts"
 #: WCAG 2.x AA for normal text.
