@@ -9,6 +9,16 @@ LOCK   := $(shell command -v flock >/dev/null 2>&1 && echo flock $(VENV).lock)
 
 .PHONY: test test-fast lint typecheck pytest bench demo clean
 
+# TypeScript (pinned in package.json / package-lock.json) checks the widgets' JS
+# (tests/widgets/test_js_check.py). Without npm the test says how to install it.
+NPM := $(shell command -v npm 2>/dev/null)
+node_modules/.installed: package-lock.json
+ifneq ($(NPM),)
+	$(NPM) ci --no-audit --no-fund --silent && touch $@
+else
+	@echo "make: npm not found; the TypeScript check of the widgets will be skipped (apt-get install nodejs npm)"
+endif
+
 # Each step re-checks under the lock: whoever waited finds the work done.
 $(BIN)/python:
 	$(LOCK) sh -c 'test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) \
@@ -27,7 +37,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict rtnb
 
 # pytest exit code 5 means "no tests collected": that is a failure here.
-pytest: $(STAMP)
+pytest: $(STAMP) node_modules/.installed
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
@@ -40,10 +50,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # Reference server with demo data + JupyterLab on copies of notebooks/ (all three, and
-# their data); prints the URL (token included). All state stays under $(VENV)/rtnb-demo.
+# their data); prints the URL (token included). The copies live in rtnb-demo/ (git-ignored,
+# outside the venv: `make clean` keeps them); a file already there is never overwritten.
 demo: $(STAMP)
 	$(LOCK) $(BIN)/python -m pip install --quiet -e '.[demo]'
-	$(BIN)/python -m rtnb.widgets.demo
+	$(BIN)/python -m rtnb.widgets.demo --dir rtnb-demo
 
 clean:
-	rm -rf $(VENV) $(VENV).lock .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV).lock node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -14,6 +14,7 @@ demo data and JupyterLab on ``notebooks/01_live_dashboard.ipynb`` (``make demo``
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import secrets
@@ -214,7 +215,8 @@ def _serve(args: argparse.Namespace) -> int:
             **options,
         )
     except (ValueError, OSError, RuntimeError) as exc:
-        print(f"rtnb serve: {exc}", file=sys.stderr)
+        busy = isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE  # strerror says it all
+        print(f"rtnb serve: {exc.strerror if busy else exc}", file=sys.stderr)  # type: ignore[union-attr]
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         return 2

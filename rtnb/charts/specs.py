@@ -158,23 +158,30 @@ def lag(
             "Receive lag per topic", "no envelopes with a lag in this range", width, height
         )
     _check([rows, shade])
+    encoding: dict[str, Any] = {
+        "x": _x(),
+        "y": alt.Y(
+            "lag_ms:Q",
+            title="lag (ms)",
+            scale=alt.Scale(type="symlog"),
+            axis=alt.Axis(values=_decades(rows["lag_ms"].max()), format=",d"),
+        ),
+        "color": alt.Color("topic:N", title="topic"),
+        "detail": "stat:N",
+        "tooltip": [
+            alt.Tooltip("time:N", title="bin from"),
+            "topic:N",
+            "stat:N",
+            alt.Tooltip("lag_ms:Q", title="lag ms", format=",.1f"),
+            alt.Tooltip("events:Q", format=","),
+        ],
+    }
+    # The points are a layer of their own: as the line's `point` overlay (filled) they made
+    # the p50/p99 legend draw its stroke symbols transparent, so it showed no line.
     lines = (
         alt.Chart(rows)
-        .mark_line(
-            interpolate="step-after",
-            strokeWidth=1.5,
-            invalid="break-paths-show-domains",
-            point=alt.OverlayMarkDef(size=6, filled=True, invalid="filter"),
-        )
+        .mark_line(interpolate="step-after", strokeWidth=1.5, invalid="break-paths-show-domains")
         .encode(
-            x=_x(),
-            y=alt.Y(
-                "lag_ms:Q",
-                title="lag (ms)",
-                scale=alt.Scale(type="symlog"),
-                axis=alt.Axis(values=_decades(rows["lag_ms"].max()), format=",d"),
-            ),
-            color=alt.Color("topic:N", title="topic"),
             strokeDash=alt.StrokeDash(
                 "stat:N",
                 title="",
@@ -183,17 +190,17 @@ def lag(
                     symbolType="stroke", symbolStrokeWidth=2, symbolStrokeColor="#555"
                 ),
             ),
-            detail="stat:N",
-            tooltip=[
-                alt.Tooltip("time:N", title="bin from"),
-                "topic:N",
-                "stat:N",
-                alt.Tooltip("lag_ms:Q", title="lag ms", format=",.1f"),
-                alt.Tooltip("events:Q", format=","),
-            ],
+            **encoding,
         )
     )
-    layers = [_shading(shade, _min_span(win, width)), lines] if len(shade) else [lines]
+    points = (
+        alt.Chart(rows)
+        .mark_point(size=6, filled=True, opacity=1, invalid="filter")
+        .encode(**encoding)
+    )
+    layers = [lines, points]
+    if len(shade):
+        layers.insert(0, _shading(shade, _min_span(win, width)))
     return alt.layer(*layers, title=title).properties(width=width, height=height)
 
 

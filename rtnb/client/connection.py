@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, cast
 
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
+from ..core.freshness import check_stale_after
 from ..core.ledger import OnDegraded, ResolutionCursor
 from ..core.machine import MachineConfig
 from ..core.merge import MergeFn
@@ -260,7 +261,6 @@ class Connection:
         limits: Limits | None = None,
         gateways: tuple[str, ...] = (),
     ) -> None:
-        self.url = url
         self._runtime: Runtime = get_runtime()
         self.log = log if log is not None else EnvelopeLog()
         config_kw: dict[str, Any] = {"transport": transport}
@@ -295,6 +295,12 @@ class Connection:
             self.log.set_frame_source(self.flight.recording)
         self._runtime.run(self._session.start(), what="rtnb.connect")
         self._runtime.on_shutdown(self._session.close)
+
+    @property
+    def url(self) -> str:
+        """The server this connection uses (with gateways: the one in use or being tried,
+        so after a failover it names the live gateway, not the dead one)."""
+        return self._session.url
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -430,13 +436,19 @@ class Connection:
         *,
         merge: MergeFn | None = None,
         gap_timeout: float = DEFAULT_GAP_TIMEOUT,
+        stale_after: float | None = None,
     ) -> Topic:
         """A handle on ``topic``; shares the server subscription with other handles.
 
-        Raises :class:`rtnb.ConnectionClosed` on a closed connection.
+        ``stale_after``: seconds without an event of this topic after which it
+        reads ``quiet`` while the connection is fine (the producer may have
+        stopped); None (the default): never. Subscribing again to a refused
+        topic asks the server again. Raises :class:`rtnb.ConnectionClosed` on a
+        closed connection.
         """
         if ordering not in ("sequence", "entity", "none"):
             raise ValueError(f"ordering must be 'sequence', 'entity' or 'none', got {ordering!r}")
+        check_stale_after(stale_after)
 
         def sub() -> Topic:
             existing = self._session.pipeline.topics.get(topic)
@@ -445,7 +457,7 @@ class Connection:
                     f"topic {topic!r} is already subscribed with ordering "
                     f"{existing.ordering!r} on this connection; use the same ordering"
                 )
-            state = self._session.subscribe(topic, ordering, merge, gap_timeout)
+            state = self._session.subscribe(topic, ordering, merge, gap_timeout, stale_after)
             handle = Topic(self, state)
             self._handles.setdefault(topic, []).append(handle)
             self._session.add_event_handler(topic, handle._dispatch)
@@ -485,6 +497,8 @@ class Connection:
         See :mod:`rtnb.client.recording` for the options; returns the recorder
         (``.stop()`` flushes; it is also flushed on close and at interpreter exit).
         """
+        if self.state.status is Status.CLOSED:
+            raise self._session.closed_error(f"record to {os.fspath(path)!r}").with_traceback(None)
         from .recording import record  # pyarrow is imported only when recording
 
         return record(self, path, **options)

@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -64,8 +65,22 @@ SLICE_ROWS: Final = 2_000
 MAX_WAIT: Final = 0.25
 
 
-def replay(log: EnvelopeLog, speed: float | None = DEFAULT_SPEED, **options: Any) -> Replay:
-    """Play a recording back as a connection-like object (see :class:`Replay`)."""
+def replay(
+    log: EnvelopeLog | str | os.PathLike[str],
+    speed: float | None = DEFAULT_SPEED,
+    **options: Any,
+) -> Replay:
+    """Play a recording back as a connection-like object (see :class:`Replay`).
+
+    ``log``: an :class:`rtnb.EnvelopeLog`, or the path of what ``conn.log.to_parquet`` or
+    ``conn.record`` wrote (read with :meth:`rtnb.EnvelopeLog.read_parquet`).
+    """
+    if isinstance(log, str | os.PathLike):
+        log = EnvelopeLog.read_parquet(log)
+    elif not isinstance(log, EnvelopeLog):
+        raise TypeError(
+            f"rtnb.replay needs an EnvelopeLog or the path of a recording, got {type(log).__name__}"
+        )
     return Replay(log, speed, **options)
 
 
@@ -311,12 +326,19 @@ class Replay:
         self._call(self._play, what="replay.resume")
 
     def seek(self, timestamp: Timestamp) -> None:
-        """Jump to a recorded instant (rebuilding state from the start if it is earlier)."""
+        """Jump to a recorded instant (rebuilding state from the start if it is earlier),
+        and stay there: a playing replay is paused at ``timestamp``, so the topics show the
+        state as of then (at 20× a replay that played on would be elsewhere by the next
+        cell); :meth:`resume` plays on from there. The scrub bar (:meth:`start_seek`) keeps
+        playing."""
         target = to_seconds(timestamp)
+        self.pause()
         self._run(self._seek(target), what="replay.seek")
 
     async def seek_async(self, timestamp: Timestamp) -> None:
-        await self._runtime.wrap(self._seek(to_seconds(timestamp)))
+        target = to_seconds(timestamp)
+        await asyncio.to_thread(self.pause)
+        await self._runtime.wrap(self._seek(target))
 
     def start_seek(self, timestamp: Timestamp) -> concurrent.futures.Future[None]:
         """Begin a seek without waiting for it (what the scrub bar does); the future is

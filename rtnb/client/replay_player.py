@@ -346,14 +346,13 @@ class Player:
             data, kind, transport, attempt = self._reader.get(k)
             pipeline = self.pipeline
             if kind == "frame":
-                pipeline.transport, pipeline.attempt = transport, attempt
+                pipeline.connection(transport, attempt)
                 pipeline.feed(data, t)
                 # The session checks gaps on a timer while subscribed: do the same in
                 # recorded time (it only reports gaps; the re-subscription is recorded).
                 if t >= self._next_check and self.state.status is Status.SUBSCRIBED:
                     self._next_check = t + MAINTENANCE_INTERVAL
-                    for gap in pipeline.check(t):
-                        pipeline.topics[gap.topic].status = "replaying"
+                    pipeline.check(t)  # marks those topics replaying
             elif kind == "topics":
                 self._set_topics(json.loads(data))
             elif kind == "seed":
@@ -399,6 +398,8 @@ class Player:
         state.store.replace(())
         state.store.pending.clear()
         state.status = "pending"
+        state.error = state.error_code = None
+        state.confirmed = False
         state.last_token = state.last_event_at = state.replay_until = None
         state.unavailable = False
         state.applied = state.gaps = state.unrecoverable = 0

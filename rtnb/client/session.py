@@ -45,10 +45,9 @@ from ..core.machine import (
     StartTimer,
     StateChanged,
     Timer,
-    TopicStatusChanged,
 )
 from ..core.merge import MergeFn
-from ..core.pipeline import Pipeline, TopicState
+from ..core.pipeline import REFUSED_STATUSES, Pipeline, TopicState
 from ..core.status import Status
 from ..protocol.errors import ConnectionClosed, WaitTimeout
 from ..protocol.frames import Authenticated, Mutate
@@ -279,11 +278,8 @@ class ClientSession:
                     math.nan if action.rtt_ms is None else action.rtt_ms,
                     action.server_lag_ms,
                 )
-            elif kind is TopicStatusChanged:
-                assert isinstance(action, TopicStatusChanged)
-                ts = self.pipeline.topics.get(action.topic)
-                if ts is not None and action.status == "forbidden":
-                    ts.status = "forbidden"
+            # TopicStatusChanged: nothing to do here. The pipeline read the same
+            # frame and decided the topic's status (one owner: rtnb.core).
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -309,8 +305,7 @@ class ClientSession:
         self.state = ConnectionState(
             ch.status, ch.previous, ch.reason, ch.attempt, ch.next_retry_at, ch.transport, ch.at
         )
-        self.pipeline.transport = ch.transport
-        self.pipeline.attempt = ch.attempt
+        self.pipeline.connection(ch.transport, ch.attempt, opening=ch.status is Status.CONNECTING)
         if ch.status in _LOSSES and ch.trigger != "close":
             self.last_cause = cause_of(ch.reason)
         reason = ch.reason
@@ -542,14 +537,17 @@ class ClientSession:
         ordering: str,
         merge: MergeFn | None,
         gap_timeout: float,
+        stale_after: float | None = None,
     ) -> TopicState:
         if self.machine.status is Status.CLOSED:
             raise self.closed_error(f"subscribe to {name!r}")
         existing = self.pipeline.topics.get(name)
-        if existing is not None:
-            return existing
-        ts = self.pipeline.add_topic(name, ordering, merge=merge, gap_timeout=gap_timeout)
-        self._run(self.machine.subscribe(time.time(), name, None))
+        ask = existing is None or existing.status in REFUSED_STATUSES  # asked again: retry
+        ts = self.pipeline.add_topic(
+            name, ordering, merge=merge, gap_timeout=gap_timeout, stale_after=stale_after
+        )
+        if ask:
+            self._run(self.machine.subscribe(time.time(), name, None))
         return ts
 
     def unsubscribe(self, name: str) -> None:
@@ -660,7 +658,6 @@ class ClientSession:
             ts = self.pipeline.topics.get(gap.topic)
             if ts is None:
                 continue
-            ts.status = "replaying"
             logger.info(
                 "rtnb: %s: sequences %d..%d missing (%s); re-subscribing",
                 gap.topic,

@@ -99,6 +99,6 @@ class Source(Protocol):
         """The wall clock ages are measured on, in unix seconds."""
         ...
 
-    def subscribe(self, topic: str) -> Topic:
-        """A handle on ``topic``."""
+    def subscribe(self, topic: str, *, stale_after: float | None = None) -> Topic:
+        """A handle on ``topic`` (``stale_after``: seconds without an event until ``quiet``)."""
         ...

@@ -8,14 +8,17 @@ inside a callback (already on the runtime thread) they read directly.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
+from ..core.wording import fmt_age, say
+from ..protocol.errors import ConnectionClosed, LocalProtocolError, WaitTimeout
 from ..protocol.frames import Event
 from .mutation import Mutation
 
@@ -26,9 +29,12 @@ if TYPE_CHECKING:
     from .replay import Replay
     from .session import ConnectionState
 
-__all__ = ["Topic", "TopicFreshness", "topic_freshness"]
+__all__ = ["Topic", "TopicFreshness", "refusal_reason", "replay_missing", "topic_freshness"]
 
 EventCallback = Callable[[Event, str], Any]
+
+#: Seconds :meth:`Topic.wait_for` waits for data by default: 10.
+DEFAULT_WAIT_TIMEOUT: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +42,18 @@ class TopicFreshness:
     """How fresh a topic's data is, for humans and widgets.
 
     ``status`` is ``live`` (subscribed, caught up), ``replaying`` (catching up
-    after a reconnect or refreshing from a snapshot), ``stale`` (the
-    connection is not subscribed: data as of ``last_event_at``), ``pending``
-    (no data and not yet confirmed), ``forbidden`` (the server refused this
-    topic for this role), ``unknown`` (no such topic on the server) or
-    ``closed`` (the connection is closed). ``activity`` is what the connection
-    is doing (``live``, ``connecting``, ``reconnecting``, ``degraded``,
-    ``idle``, ``closed``). Both come from :func:`rtnb.core.freshness.freshness`,
-    as the widgets' do, so no two views of one connection disagree.
+    after a reconnect or refreshing from a snapshot), ``quiet`` (subscribed,
+    but no event for ``stale_after`` seconds), ``stale`` (the connection is
+    not subscribed: data as of ``last_event_at``), ``pending`` (no data and
+    not yet confirmed), ``forbidden`` (the server refused this topic for this
+    role), ``unknown`` (no such topic on the server), ``refused`` (any other
+    refusal, e.g. ``too_many_subscriptions``: ``reason`` has the server's
+    words) or ``closed`` (the connection is closed). ``activity`` is what the
+    connection is doing (``live``, ``connecting``, ``reconnecting``,
+    ``degraded``, ``idle``, ``closed``). Both come from
+    :func:`rtnb.core.freshness.freshness`, as the widgets' do, so no two views
+    of one connection disagree; ``str()`` uses the words of
+    :data:`rtnb.core.wording.WORDING`, as the browser does.
     """
 
     topic: str
@@ -57,34 +67,70 @@ class TopicFreshness:
     unrecoverable: int
     entities: int
     activity: str = "live"
+    #: the server's refusal, its message and code (``refused``, ``forbidden``,
+    #: ``unknown``); for ``closed``, why the connection closed
+    reason: str | None = None
+    #: events still to replay before the topic is live again (None: unknown or none)
+    missing: int | None = None
+    #: seconds without an event after which the topic is ``quiet`` (None: never)
+    stale_after: float | None = None
 
     def __str__(self) -> str:
-        age = "no data yet" if self.age_s is None else f"updated {self.age_s:.1f} s ago"
         retry_in = None
         if self.next_retry_at is not None and self.activity == "reconnecting":
             retry_in = self.next_retry_at.timestamp() - time.time()
         detail = activity_text(self.activity, self.attempt, retry_in)
-        if self.status == "stale":
-            when = self.last_event_at.strftime("%H:%M:%S") if self.last_event_at else "never"
-            return f"Stale — data as of {when}, {detail}"
-        if self.status == "pending":
-            return f"Pending — {detail or 'waiting for the server'} · {age}"
-        if self.status == "closed":
-            return f"Closed — {detail}"
-        if self.status == "forbidden":
-            return f"Forbidden — the server refused topic {self.topic!r}"
-        if self.status == "unknown":
-            return f"Unknown topic {self.topic!r} — nothing has been published to it"
-        if self.status == "replaying":
-            return f"Replaying missed events · {age}"
-        return f"{self.status.capitalize()} · {age}"
+        last = self.last_event_at
+        as_of = say("no_data") if last is None else say("as_of", clock=f"{last:%H:%M:%S}")
+        status = self.status
+        if status == "live":
+            return (
+                say("live_no_data") if self.age_s is None else say("live", age=fmt_age(self.age_s))
+            )
+        if status == "quiet":
+            return say(
+                "quiet",
+                quiet=fmt_age(self.age_s or 0.0),
+                stale_after=fmt_age(self.stale_after or 0.0),
+            )
+        if status == "stale":
+            return say("stale", as_of=as_of, activity=detail)
+        if status == "pending":
+            return say("pending", activity=detail or "waiting for the server")
+        if status == "closed":
+            return say("closed", reason=self.reason or detail)
+        if status in ("forbidden", "unknown"):
+            return say(status, topic=self.topic)
+        if status == "refused":
+            return say("refused", reason=self.reason or "the server refused this topic")
+        if status == "replaying":
+            if self.missing:
+                return say("replaying", missing=f"{self.missing:,}")
+            return say("replaying_snapshot")
+        return status
+
+
+def refusal_reason(st: TopicState) -> str | None:
+    """The server's words for a refused topic: ``message (code)``."""
+    if st.error is None and st.error_code is None:
+        return None
+    code = f" ({st.error_code})" if st.error_code else ""
+    return f"{st.error or 'refused'}{code}"
+
+
+def replay_missing(st: TopicState) -> int | None:
+    """Events still to replay before the topic is live again (None: unknown or none)."""
+    if st.replay_until is None:
+        return None
+    pos = st.orderer.position()
+    return None if pos is None else max(0, st.replay_until - pos)
 
 
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
     """``st``'s freshness under ``conn`` at ``now`` (Topic and ReplayTopic)."""
     retry_at = conn.next_retry_at
     last = st.last_event_at
-    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now)
+    f = freshness(conn.status, conn.attempt, retry_at, st.status, last, now, st.stale_after)
     return TopicFreshness(
         topic=st.name,
         status=f.status,
@@ -97,12 +143,32 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         unrecoverable=st.unrecoverable,
         entities=len(st.store.entities),
         activity=f.activity,
+        reason=conn.reason if f.status == "closed" else refusal_reason(st),
+        missing=replay_missing(st),
+        stale_after=st.stale_after,
     )
 
 
 def _check_patch(patch: object) -> None:
     if not isinstance(patch, dict) or not patch:
         raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
+
+
+def _match(
+    frame: pd.DataFrame, where: str | Callable[[pd.DataFrame], object] | None
+) -> tuple[pd.DataFrame | None, str]:
+    """``(what wait_for returns, or None if nothing matches yet; why the query failed)``."""
+    if frame.empty:
+        return None, ""
+    if where is None:
+        return frame, ""
+    if callable(where):
+        return (frame if bool(where(frame)) else None), ""
+    try:
+        rows = frame.query(where)
+    except Exception as exc:  # a column no entity has yet: the next event may bring it
+        return None, f"{type(exc).__name__}: {exc}"
+    return (rows if len(rows) else None), ""
 
 
 def _utc(ts: float | None) -> dt.datetime | None:
@@ -188,6 +254,57 @@ class Topic:
     @property
     def status(self) -> str:
         return self.freshness.status
+
+    def wait_for(
+        self,
+        where: str | Callable[[pd.DataFrame], object] | None = None,
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> pd.DataFrame:
+        """Block until the topic has data (``where``: rows that match); returns that DataFrame.
+
+        ``where`` is a :meth:`pandas.DataFrame.query` string (``"status == 'open'"``: returns the
+        matching rows, once there is one) or a function of :attr:`df` (returns ``df`` once it
+        is truthy); ``None`` waits for any row. Data arrives in the background, so right after
+        ``subscribe`` a topic may be empty: a fresh demo server opens its first incidents within
+        a second. Raises :class:`rtnb.WaitTimeout` (a ``TimeoutError``) after ``timeout`` s,
+        naming the topic, its freshness, its columns and the query's last error;
+        :class:`rtnb.LocalProtocolError` at once for a topic the server refused or does not
+        know; :class:`rtnb.ConnectionClosed` on a closed connection.
+        """
+        if self._conn._runtime.in_runtime_thread():  # data would never arrive: the loop waits
+            raise LocalProtocolError(
+                f"topic {self.name!r}: wait_for blocks, so it cannot run in an rtnb callback; "
+                "read topic.df there instead"
+            )
+        arrived = threading.Event()
+        remove = self.on_event(lambda _event, _outcome: arrived.set())
+        deadline = time.monotonic() + timeout
+        problem = ""
+        try:
+            while True:
+                arrived.clear()
+                fresh = self.freshness
+                if fresh.status == "closed":
+                    raise ConnectionClosed(f"topic {self.name!r}: the connection is closed")
+                if fresh.status in ("unknown", "forbidden", "refused"):
+                    raise LocalProtocolError(str(fresh)).with_traceback(None)
+                frame = self.df
+                found, problem = _match(frame, where)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    columns = ", ".join(c for c in frame.columns if c != PENDING_FIELD) or "none"
+                    raise WaitTimeout(
+                        f"topic {self.name!r}: no {'data' if where is None else repr(where)} "
+                        f"within {timeout} s ({len(frame)} entities, columns: {columns}; {fresh})"
+                        + (f"; the query failed: {problem}" if problem else "")
+                    )
+                # snapshots replace the state without an event: look again at least every 0.1 s
+                arrived.wait(min(left, 0.1))
+        finally:
+            remove()
 
     # -- callbacks -------------------------------------------------------------------
 

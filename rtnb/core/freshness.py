@@ -14,12 +14,20 @@ There is no "reconnecting now" state to disagree with "connecting".
 
 Rules (``topic_status`` is the pipeline's :data:`~rtnb.core.pipeline.TopicStatus`):
 
-* a topic the server refused (``forbidden``, ``unknown``) keeps that status;
+* a topic the server refused keeps that status: ``forbidden``, ``unknown``,
+  or ``refused`` for any other topic-level refusal (``too_many_subscriptions``,
+  …; the pipeline keeps the server's code and message beside it);
 * a closed connection makes every other topic ``closed``;
 * while the connection is not subscribed (idle, connecting, authenticated,
   degraded, reconnecting) a topic is ``pending`` if it never had data and was
   never confirmed, else ``stale``: its data is as of ``last_event_at``;
-* when subscribed, the topic's own status (``live``, ``replaying``, ``pending``).
+* when subscribed, the topic's own status (``live``, ``replaying``, ``pending``),
+  except that a ``live`` topic with ``stale_after`` set and no event for that
+  long is ``quiet`` (the producer may have stopped; the connection is fine).
+
+Everything that decides a topic's status lives here and in the pipeline
+(:mod:`rtnb.core.pipeline`, which turns the server's frames into the topic's
+own status); drivers only feed frames and read the result.
 """
 
 from __future__ import annotations
@@ -36,16 +44,19 @@ __all__ = [
     "FreshnessStatus",
     "FreshnessVerdict",
     "activity_text",
+    "check_stale_after",
     "connection_status",
     "freshness",
 ]
 
-FreshnessStatus = Literal["live", "replaying", "stale", "pending", "forbidden", "unknown", "closed"]
+FreshnessStatus = Literal[
+    "live", "replaying", "quiet", "stale", "pending", "forbidden", "unknown", "refused", "closed"
+]
 #: What the connection is doing, as a person reads it.
 Activity = Literal["live", "idle", "connecting", "reconnecting", "degraded", "closed"]
 
 #: topic statuses the server decided; no connection state changes them
-REFUSED: Final = frozenset({"forbidden", "unknown"})
+REFUSED: Final = frozenset({"forbidden", "unknown", "refused"})
 _NOT_SUBSCRIBED: Final = frozenset(
     {Status.IDLE, Status.CONNECTING, Status.AUTHENTICATED, Status.DEGRADED, Status.RECONNECTING}
 )
@@ -78,6 +89,22 @@ class FreshnessVerdict:
         return activity_text(self.activity, self.attempt, self.retry_in)
 
 
+def check_stale_after(stale_after: object) -> None:
+    """Raise a clear ``ValueError`` unless ``stale_after`` is None or seconds > 0."""
+    if stale_after is None:
+        return
+    if (
+        isinstance(stale_after, bool)
+        or not isinstance(stale_after, int | float)
+        or not math.isfinite(stale_after)
+        or stale_after <= 0
+    ):
+        raise ValueError(
+            f"stale_after must be a number of seconds > 0 (or None: never quiet), "
+            f"got {stale_after!r}"
+        )
+
+
 def activity(conn_status: Status, next_retry_at: float | None, now: float) -> Activity:
     """The connection's activity; a retry whose time has come is ``connecting``."""
     act = _ACTIVITY[conn_status]
@@ -93,8 +120,12 @@ def freshness(
     topic_status: str,
     last_event_at: float | None,
     now: float,
+    stale_after: float | None = None,
 ) -> FreshnessVerdict:
-    """A topic's freshness from the connection's state and the topic's own state."""
+    """A topic's freshness from the connection's state and the topic's own state.
+
+    ``stale_after``: seconds without an event after which a live topic is ``quiet``.
+    """
     status: FreshnessStatus
     if topic_status in REFUSED:
         status = topic_status  # type: ignore[assignment]
@@ -104,6 +135,13 @@ def freshness(
         status = "pending" if topic_status == "pending" and last_event_at is None else "stale"
     else:
         status = topic_status  # type: ignore[assignment]
+        if (
+            status == "live"
+            and stale_after is not None
+            and last_event_at is not None
+            and now - last_event_at >= stale_after
+        ):
+            status = "quiet"
     act = activity(conn_status, next_retry_at, now)
     retry_in = None
     if act == "reconnecting" and next_retry_at is not None:
@@ -149,9 +187,10 @@ def connection_status(
         return "closed"
     if conn_status in _NOT_SUBSCRIBED:
         return "stale" if has_data or "stale" in statuses else "pending"
-    for worst in ("replaying", "stale", "pending"):
+    for worst in ("replaying", "stale", "pending", "quiet"):
         if worst in statuses:
             return worst
     if statuses and all(s in REFUSED for s in statuses):
-        return "forbidden"
+        first = statuses[0]
+        return first if all(s == first for s in statuses) else "refused"  # type: ignore[return-value]
     return "live"

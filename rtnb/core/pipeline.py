@@ -55,9 +55,11 @@ from .orderer import (
 )
 from .status import OUTCOME_CODES, Outcome
 from .store import TopicStore
+from .topics import refusal_status
 
 __all__ = [
     "DEFAULT_MAX_SNAPSHOT_ENTITIES",
+    "REFUSED_STATUSES",
     "EnvelopeSink",
     "NullSink",
     "Pipeline",
@@ -71,12 +73,9 @@ __all__ = [
 #: that never sends the last part cannot grow the client without bound.
 DEFAULT_MAX_SNAPSHOT_ENTITIES: Final = 1_000_000
 
-TopicStatus = Literal["pending", "live", "replaying", "stale", "forbidden", "unknown"]
-#: topic-level error codes and the status they put the topic in
-_TOPIC_ERRORS: Final[dict[str, TopicStatus]] = {
-    "forbidden": "forbidden",
-    "unknown_topic": "unknown",
-}
+TopicStatus = Literal["pending", "live", "replaying", "forbidden", "unknown", "refused"]
+#: statuses the server's refusal put a topic in (:func:`~rtnb.core.topics.refusal_status`)
+REFUSED_STATUSES: Final = frozenset({"forbidden", "unknown", "refused"})
 
 _APPLIED: Final = OUTCOME_CODES[Outcome.APPLIED]
 _REPLAYED: Final = OUTCOME_CODES[Outcome.REPLAYED]
@@ -90,6 +89,8 @@ _CODE: Final = {o: OUTCOME_CODES[o] for o in Outcome}
 _NAN: Final = math.nan
 _APPLIED_OUTCOME: Final = Outcome.APPLIED
 _NO_CONTROL: Final[list[ClientBound]] = []
+#: characters of a server's refusal message kept on the topic (it is shown to people)
+_MAX_ERROR_TEXT: Final = 500
 
 
 class EnvelopeSink(Protocol):
@@ -125,7 +126,9 @@ class TopicState:
 
     __slots__ = (
         "applied",
+        "confirmed",
         "error",
+        "error_code",
         "gaps",
         "last_event_at",
         "last_token",
@@ -133,6 +136,7 @@ class TopicState:
         "orderer",
         "partial",
         "replay_until",
+        "stale_after",
         "status",
         "store",
         "unavailable",
@@ -144,6 +148,8 @@ class TopicState:
         self.orderer = orderer
         self.store = store
         self.status: TopicStatus = "pending"
+        #: the server confirmed the subscription on the current connection
+        self.confirmed = False
         #: opaque replay token of the last applied event or snapshot (never logged)
         self.last_token: str | None = None
         self.last_event_at: float | None = None
@@ -151,8 +157,11 @@ class TopicState:
         self.replay_until: int | None = None
         #: set by ``subscribed{replay: "unavailable"}`` until the snapshot arrives
         self.unavailable = False
-        #: the server's message when it refused the topic (forbidden, unknown)
+        #: the server's message and code when it refused the topic
         self.error: str | None = None
+        self.error_code: str | None = None
+        #: seconds without an event after which the live topic reads ``quiet``
+        self.stale_after: float | None = None
         #: entities of a snapshot that arrives in parts (``more: true``)
         self.partial: list[Any] = []
         self.applied = 0
@@ -210,6 +219,18 @@ class Pipeline:
         self._topic = self.topics.get
         self._append = self.log.append_envelope
 
+    def connection(self, transport: str, attempt: int, *, opening: bool = False) -> None:
+        """The driver's connection changed: rows name this transport and attempt.
+
+        ``opening``: a new transport is being opened, so every topic awaits a
+        new confirmation (an error now answers its subscription).
+        """
+        self.transport = transport
+        self.attempt = attempt
+        if opening:
+            for ts in self.topics.values():
+                ts.confirmed = False
+
     def use_deduper(self, deduper: Deduper) -> None:
         """Swap the duplicate memory (a replay restoring a checkpoint does)."""
         self.deduper = deduper
@@ -225,14 +246,22 @@ class Pipeline:
         *,
         merge: MergeFn | None = None,
         gap_timeout: float = DEFAULT_GAP_TIMEOUT,
+        stale_after: float | None = None,
     ) -> TopicState:
-        if name in self.topics:
-            return self.topics[name]
-        orderer = make_orderer(
-            name, ordering, gap_timeout=gap_timeout, max_buffer=self.max_gap_buffer
-        )
-        ts = TopicState(name, orderer, TopicStore(name, merge))
-        self.topics[name] = ts
+        """The topic's state, created if new; asking again for a refused topic
+        makes it ``pending`` (the driver subscribes it again)."""
+        ts = self.topics.get(name)
+        if ts is None:
+            orderer = make_orderer(
+                name, ordering, gap_timeout=gap_timeout, max_buffer=self.max_gap_buffer
+            )
+            ts = TopicState(name, orderer, TopicStore(name, merge))
+            self.topics[name] = ts
+        elif ts.status in REFUSED_STATUSES:
+            ts.status = "pending"
+            ts.error = ts.error_code = None
+        if stale_after is not None:
+            ts.stale_after = stale_after
         return ts
 
     def remove_topic(self, name: str) -> None:
@@ -351,12 +380,14 @@ class Pipeline:
                 self.resolved.append(rec)
         elif kind is Error:
             assert isinstance(frame, Error)
-            status = _TOPIC_ERRORS.get(frame.code)
-            if frame.topic is not None and status is not None:
+            if frame.topic is not None:
                 ts = self.topics.get(frame.topic)
-                if ts is not None:
-                    ts.status = status
-                    ts.error = frame.message
+                status = None if ts is None else refusal_status(frame.code, not ts.confirmed)
+                if ts is not None and status is not None:
+                    ts.status = status  # type: ignore[assignment]
+                    ts.error = frame.message[:_MAX_ERROR_TEXT]
+                    ts.error_code = frame.code[:_MAX_ERROR_TEXT]
+                    ts.replay_until = None
         return [frame]
 
     def _subscribed(self, frame: Subscribed) -> None:
@@ -366,6 +397,7 @@ class Pipeline:
         # a new subscription: parts of a snapshot cut short (a lost connection)
         # never join the parts of the next one
         ts.partial = []
+        ts.confirmed = True
         if frame.replay == "complete":
             pos = ts.orderer.position()
             latest = frame.latest_sequence
@@ -450,11 +482,16 @@ class Pipeline:
     # -- gaps ---------------------------------------------------------------------
 
     def check(self, now: float) -> list[GapReport]:
-        """Gaps that should now be recovered by a targeted re-subscribe."""
+        """Gaps that should now be recovered by a targeted re-subscribe.
+
+        Each such topic is ``replaying`` from now until the re-subscription
+        catches up (the driver sends it; it decides nothing about the status).
+        """
         out: list[GapReport] = []
         for ts in self.topics.values():
             rep = ts.orderer.check(now)
             if rep is not None:
                 ts.gaps += 1
+                ts.status = "replaying"
                 out.append(rep)
         return out

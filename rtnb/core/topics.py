@@ -6,9 +6,12 @@ sends the frames and reports the changes; this module only keeps the phases.
 * A topic is PENDING from ``subscribe()`` until the server confirms it on the
   current connection (SUBSCRIBED). A confirmation holds for one connection
   only: on a loss every SUBSCRIBED topic is PENDING again (still wanted).
-* A topic-level ``Error`` resolves that topic only; ``forbidden`` and
-  ``unknown_topic`` (or any error answering a pending Subscribe) leave it
-  REFUSED — not resubscribed on reconnect until ``subscribe()`` again.
+* A topic-level ``Error`` resolves that topic only. :func:`refusal_status`
+  says which are refusals (``forbidden``, ``unknown_topic``,
+  ``too_many_subscriptions``, or any error answering a pending Subscribe): the
+  topic is REFUSED — not resubscribed on reconnect until ``subscribe()``
+  again. The pipeline applies the same rule to the topic's status, so the
+  machine's phase and the status shown agree.
 * Each ``Subscribe`` carries the topic's replay token: the pipeline's (asked
   through ``replay_tokens``) if it has one, else the last one given here.
 """
@@ -21,14 +24,41 @@ from typing import Final
 
 import msgspec
 
-from ..protocol.errors import ErrorCode, LocalProtocolError
+from ..protocol.errors import TOPIC_REFUSALS, ErrorCode, LocalProtocolError
 from ..protocol.frames import Subscribe, TopicName
 from .machine_table import TopicPhase
 
-__all__ = ["REFUSALS", "TopicBook", "check_topic"]
+__all__ = ["REFUSALS", "TopicBook", "check_topic", "refusal_status"]
 
-#: Topic-level error codes after which the topic is not resubscribed on reconnect.
+#: Topic-level error codes with a status of their own; every other topic-level
+#: code but ``unavailable`` is a refusal too, shown as ``refused``.
 REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})
+_OWN_STATUS: Final[dict[str, str]] = {
+    ErrorCode.FORBIDDEN: "forbidden",
+    ErrorCode.UNKNOWN_TOPIC: "unknown",
+}
+
+
+def refusal_status(code: str, awaiting: bool) -> str | None:
+    """The status a topic-level error ``code`` puts its topic in (None: not a refusal).
+
+    The one rule for the machine's phases and the pipeline's statuses.
+    ``awaiting``: the topic's subscription on this connection is not confirmed
+    yet, so the error answers it. ``unavailable`` (the server cannot serve the
+    topic now) is never a refusal; ``forbidden`` and ``unknown_topic`` have
+    statuses of their own; ``too_many_subscriptions`` and any other code that
+    answers a subscription (one this client may not know yet) refuse the topic:
+    ``refused``, with the server's message. Any other error about a confirmed
+    topic is reported and leaves it subscribed.
+    """
+    if code == ErrorCode.UNAVAILABLE:
+        return None
+    own = _OWN_STATUS.get(code)
+    if own is not None:
+        return own
+    if awaiting or code in TOPIC_REFUSALS:
+        return "refused"
+    return None
 
 
 class TopicBook:
@@ -83,14 +113,14 @@ class TopicBook:
         return True
 
     def error(self, topic: str, code: str) -> bool:
-        """A topic-level error: REFUSED if it answered a pending Subscribe or is a refusal.
+        """A topic-level error: REFUSED if :func:`refusal_status` calls it a refusal.
 
         False if ``topic`` is not known (the error is ignored).
         """
         state = self._phases.get(topic)
         if state is None:
             return False
-        if state is TopicPhase.PENDING or code in REFUSALS:
+        if refusal_status(code, state is TopicPhase.PENDING) is not None:
             self._phases[topic] = TopicPhase.REFUSED  # answered: no longer pending
         return True
 

@@ -87,6 +87,8 @@ class ErrorCode(StrEnum):
     INVALID_PATCH = "invalid_patch"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
+    #: the store did not confirm a write it may have made: retry with the same key
+    OUTCOME_UNKNOWN = "outcome_unknown"
     BAD_FRAME = "bad_frame"
     BAD_REQUEST = "bad_request"
     FRAME_TOO_LARGE = "frame_too_large"

@@ -24,6 +24,7 @@ from .auth import Identity, TokenAuthority
 from .chaos import Chaos
 from .config import ServerConfig
 from .hub import Hub, error_text
+from .idempotency import Remembered
 from .limits import Admission, TokenBucket
 from .mutations import Mutations
 from .storage import FLUSH_INTERVAL, LogStorage
@@ -93,6 +94,7 @@ class ServerRuntime:
         declared: dict[str, str],
         stats: Stats,
         producers: list[Producer] | None = None,
+        remembered: Remembered | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -103,7 +105,7 @@ class ServerRuntime:
         self.stats = stats
         for topic, role in config.topics.items():
             declared.setdefault(topic, role)
-        self.hub = Hub(config, storage, tokens, chaos, declared)
+        self.hub = Hub(config, storage, tokens, chaos, declared, remembered)
         self.admission = Admission(config.admission_rate)
         self.decoder = ServerDecoder(config.max_frame_size)
         self.started_at = time.time()

@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_BATCH_MAX_MESSAGES",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HTTP_RATE",
+    "DEFAULT_IDEMPOTENCY_BYTES",
+    "DEFAULT_IDEMPOTENCY_WINDOW",
     "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BAD_FRAMES",
     "DEFAULT_MAX_CONNECTIONS",
@@ -87,6 +89,12 @@ DEFAULT_WRITE_TIMEOUT: Final = 30.0
 FD_RESERVE: Final = 64
 #: Lifetime of tokens minted by ``issue_token`` when no ``ttl`` is given.
 DEFAULT_TOKEN_TTL: Final = 3600.0
+#: Seconds a ``publishId`` or ``clientMutationId`` is remembered after its event was
+#: stored: a retry within it answers the original event and stores nothing (24 h).
+DEFAULT_IDEMPOTENCY_WINDOW: Final = 86_400.0
+#: Bytes of remembered idempotency keys one server keeps in memory (~800 bytes per key
+#: with short names: ~84,000 keys); over it the oldest keys are forgotten first.
+DEFAULT_IDEMPOTENCY_BYTES: Final = 64 * 1024 * 1024
 
 #: Roles in increasing order of privilege: viewer reads, operator also
 #: mutates, admin also publishes.
@@ -116,6 +124,8 @@ class ServerConfig:
     admission_rate: float | None = DEFAULT_ADMISSION_RATE
     max_bad_frames: int = DEFAULT_MAX_BAD_FRAMES
     poll_max_wait: float = DEFAULT_POLL_MAX_WAIT
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW
+    idempotency_bytes: int = DEFAULT_IDEMPOTENCY_BYTES
     #: topic -> minimum role, declared up front (publishing declares more, as viewer)
     topics: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -133,6 +143,11 @@ class ServerConfig:
             )
         if min(self.request_timeout, self.keep_alive_timeout, self.write_timeout) <= 0:
             raise ValueError("request_timeout, keep_alive_timeout and write_timeout must be > 0 s")
+        if self.idempotency_window <= 0 or self.idempotency_bytes < 0:
+            raise ValueError(
+                "idempotency_window must be > 0 s and idempotency_bytes >= 0, got "
+                f"{self.idempotency_window} and {self.idempotency_bytes}"
+            )
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         for topic, role in self.topics.items():

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
 import os
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -35,7 +37,8 @@ from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
 from .auth import TokenAuthority
 from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
-from .hub import validate_publish
+from .hub import StorageFailed, validate_publish
+from .idempotency import IdempotencyConflict, Remembered
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
@@ -101,6 +104,13 @@ def serve(
     return handle
 
 
+def _check_publish_id(publish_id: str | None) -> None:
+    if publish_id is not None and (
+        not isinstance(publish_id, str) or not 1 <= len(publish_id) <= 256
+    ):
+        raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
+
+
 def _resolved(runtime: ServerRuntime, result: T) -> T:
     """Published events as committed (a sequenced store, Redis, numbers them on commit)."""
     if isinstance(result, Event):
@@ -140,11 +150,11 @@ class ServerHandle:
             from .redis_store import RedisStorage
 
             self._storage = RedisStorage(store, retention=config.retention)
+            self._storage.window = max(1, round(config.idempotency_window))
         else:
-            self._storage = (
-                SQLiteStorage(data, fsync=fsync) if data is not None else MemoryStorage()
-            )
+            self._storage = self._open_sqlite(data, fsync) if data is not None else MemoryStorage()
         self._declared: dict[str, str] = {}
+        self._remembered = self._new_remembered()
         self._mutations = Mutations()
         self._stats = Stats()
         self._producers = producers
@@ -159,6 +169,21 @@ class ServerHandle:
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def _new_remembered(self) -> Remembered:
+        """The idempotency keys (kept across chaos restarts); a SQLite store's are loaded."""
+        config = self.config
+        remembered = Remembered(
+            max_bytes=config.idempotency_bytes, window=config.idempotency_window
+        )
+        if isinstance(self._storage, SQLiteStorage):
+            remembered.load(self._storage.remembered(time.time() - config.idempotency_window))
+        return remembered
+
+    def _open_sqlite(self, data: str | os.PathLike[str], fsync: Fsync) -> SQLiteStorage:
+        storage = SQLiteStorage(data, fsync=fsync)
+        storage.window = self.config.idempotency_window
+        return storage
+
     def _start(self) -> None:
         runtime = ServerRuntime(
             config=self.config,
@@ -167,11 +192,21 @@ class ServerHandle:
             storage=self._storage,
             chaos=self.chaos,
             mutations=self._mutations,
+            remembered=self._remembered,
             declared=self._declared,
             stats=self._stats,
             producers=self._producers,
         )
-        sock = listen(self.host, self.port)
+        try:
+            sock = listen(self.host, self.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(
+                exc.errno,
+                f"port {self.port} on {self.host} is already in use (another server?); "
+                "choose another port, or port 0 (CLI: --port 0) for any free one",
+            ) from None
         self.port = sock.getsockname()[1]
         config = uvicorn_config(create_app(runtime), runtime, self._log_level)
         inc = Incarnation(runtime, uvicorn.Server(config), sock)
@@ -263,6 +298,7 @@ class ServerHandle:
         entity_id: str,
         occurred_at: datetime | None = None,
         version: int = 1,
+        publish_id: str | None = None,
     ) -> Event:
         """Append an event to ``tenant``'s ``topic`` (declaring it) and fan it out.
 
@@ -270,29 +306,49 @@ class ServerHandle:
         (``data=DIR``; unless ``fsync="never"``) — and queued for every
         subscriber. Raises ValueError for an event no client could receive (its
         frame, or the entity's resulting state, over the frame limit) and
-        RuntimeError if the store failed. Called from the server's own thread
-        (a producer), it cannot wait: the event is then committed shortly after.
+        RuntimeError if the store failed (``OutcomeUnknown``, a RuntimeError, when the
+        store did not confirm a write it may have made: retry with the same ``publish_id``).
+        Called from the server's own thread (a producer), it cannot wait: the event is
+        then committed shortly after.
+
+        ``publish_id``: an idempotency key (per topic, 1-256 characters). A publish with a
+        key already stored (within ``idempotency_window``, on any gateway, across
+        restarts with ``data=`` or Redis) returns the original event and stores nothing;
+        the same key with other content raises ValueError (``IdempotencyConflict``).
         """
         validate_publish(topic, type, entity_id)
+        _check_publish_id(publish_id)
         try:  # a deep copy in JSON types: later edits by the caller change nothing
             data = msgspec.json.decode(msgspec.json.encode(dict(payload or {})))
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
         return self._call_committed(
-            lambda rt: rt.hub.publish(
-                tenant, topic, type, data, entity_id, occurred_at=occurred_at, version=version
-            ),
+            lambda rt: rt.hub.publish_once(
+                tenant,
+                topic,
+                type,
+                data,
+                entity_id,
+                publish_id,
+                occurred_at=occurred_at,
+                version=version,
+            )[0],
             (tenant, topic),
         )
 
     def publish_many(
         self,
         topic: str,
-        events: Iterable[tuple[str, str, Mapping[str, Any]]],
+        events: Iterable[
+            tuple[str, str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any], str | None]
+        ],
         *,
         tenant: str,
     ) -> list[Event]:
         """Publish ``(type, entity_id, payload)`` tuples in one step on the server loop.
+
+        A fourth element is the event's ``publish_id`` (see :meth:`publish`): an event
+        whose key is already stored returns its original and stores nothing.
 
         Much cheaper than ``publish`` per event at high rates (one thread hop,
         one commit), and nothing else runs between them. Returns once all are
@@ -300,19 +356,24 @@ class ServerHandle:
         it are published and the rest are not; the message says which.
         """
         batch = []
-        for event_type, entity_id, payload in events:
+        for event_type, entity_id, payload, *rest in events:
             validate_publish(topic, event_type, entity_id)
+            publish_id = rest[0] if rest else None
+            _check_publish_id(publish_id)
             try:
                 data = msgspec.json.decode(msgspec.json.encode(dict(payload)))
             except (TypeError, msgspec.EncodeError) as exc:
                 raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
-            batch.append((event_type, entity_id, data))
+            batch.append((event_type, entity_id, data, publish_id))
 
         def publish_all(rt: ServerRuntime) -> list[Event]:
             out: list[Event] = []
-            for t, e, d in batch:
+            for t, e, d, p in batch:
                 try:
-                    out.append(rt.hub.publish(tenant, topic, t, d, e))
+                    if p is None:
+                        out.append(rt.hub.publish(tenant, topic, t, d, e))
+                    else:
+                        out.append(rt.hub.publish_once(tenant, topic, t, d, e, p)[0])
                 except TooLarge as exc:
                     raise TooLarge(
                         f"publish_many: event #{len(out)} refused: {exc}; the {len(out)} "
@@ -423,10 +484,15 @@ class ServerHandle:
 
                 def done(outcome: asyncio.Future[None]) -> None:
                     exc = None if outcome.cancelled() else outcome.exception()
-                    if outcome.cancelled() or exc is not None:
+                    if isinstance(exc, StorageFailed):
+                        future.set_exception(exc)  # a RuntimeError; OutcomeUnknown says so
+                    elif outcome.cancelled() or exc is not None:
                         future.set_exception(RuntimeError(str(exc or "the server stopped")))
                     else:
-                        future.set_result(_resolved(runtime, result))
+                        try:
+                            future.set_result(_resolved(runtime, result))
+                        except IdempotencyConflict as conflict:
+                            future.set_exception(conflict)
 
                 committed.add_done_callback(done)
 
@@ -455,8 +521,8 @@ class ServerHandle:
             if not keep_data:
                 for key in self._storage.streams():
                     self._storage.reset(key, new_epoch())
-                self._mutations = Mutations()  # remembered mutations died with the data
+                self._remembered = self._new_remembered()  # keys died with the data
             elif self._data is not None:  # prove durability: reload from disk
                 self._storage.close()
-                self._storage = SQLiteStorage(self._data, fsync=self._fsync)
+                self._storage = self._open_sqlite(self._data, self._fsync)
             self._start()

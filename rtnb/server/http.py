@@ -8,6 +8,11 @@ frame as their JSON body: 401 (with ``WWW-Authenticate``), 403, 404, 409, 413,
 408 (a body that did not arrive within ``request_timeout``), 422, 429 (with
 ``Retry-After``) and, for admission shedding, 503 (with ``Retry-After``). A body
 nested too deeply for the decoder is a 400 ``bad_frame``.
+
+``POST /publish`` takes an optional ``publishId`` (an idempotency key, per topic) and
+``POST /mutate`` uses the ``clientMutationId``: a retry answers the original event and
+stores nothing (``idempotency.py``); a write the store did not confirm is a 503
+``outcome_unknown`` — it may be stored: retry with the same key.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -27,6 +32,7 @@ from ..protocol.frames import Mutate, TopicName
 from .app import ServerRuntime
 from .auth import AuthError, Identity
 from .hub import StorageFailed, TopicError, error_text, validate_publish
+from .idempotency import IdempotencyConflict
 from .topiclog import TooLarge, TopicLog
 
 __all__ = [
@@ -58,6 +64,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.INVALID_PATCH: 422,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: 400,
 }
 
@@ -157,12 +164,22 @@ def requested_topics(
     names = list(dict.fromkeys(request.query_params.getlist("topic")))
     if not names and not allow_none:
         raise refuse(400, "bad_request", "name at least one topic: ?topic=a&topic=b")
-    if len(names) > runtime.config.max_subscriptions:
-        raise refuse(
-            400,
-            "too_many_subscriptions",
-            f"at most {runtime.config.max_subscriptions} topics per request",
-        )
+    cap = runtime.config.max_subscriptions
+    if len(names) > cap and refused is not None:
+        # A stream refuses the topics past the cap one by one, as a WebSocket
+        # subscribe does, and serves the rest (the client shows them refused).
+        for name in names[cap:]:
+            refused.append(
+                TopicError(
+                    "too_many_subscriptions",
+                    f"a connection may hold at most {cap} subscriptions; "
+                    "unsubscribe from one first",
+                    name,
+                ).frame()
+            )
+        names = names[:cap]
+    if len(names) > cap:
+        raise refuse(400, "too_many_subscriptions", f"at most {cap} topics per request")
     logs: dict[str, TopicLog] = {}
     for name in names:
         if not _TOPIC.match(name):
@@ -199,6 +216,9 @@ async def snapshot(request: Request) -> Response:
 _mutate_decoder = msgspec.json.Decoder(Mutate)
 
 
+PublishId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
 class PublishRequest(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     """Body of ``POST /publish`` (admins only)."""
 
@@ -207,6 +227,8 @@ class PublishRequest(msgspec.Struct, frozen=True, rename="camel", forbid_unknown
     entity_id: str
     payload: dict[str, Any] = {}
     version: int = 1
+    #: an idempotency key (per topic): a retry answers the original event, stores nothing
+    publish_id: PublishId | None = None
 
 
 _publish_decoder = msgspec.json.Decoder(PublishRequest)
@@ -269,21 +291,19 @@ async def mutate(request: Request) -> Response:
         return Response(
             encode_str(outcome.rejected), status, headers, media_type="application/json"
         )
-    if outcome.event is None:  # a duplicate applied through another gateway, not here yet
-        return refuse(
-            503,
-            "unavailable",
-            "this mutation was already applied through another gateway and its event is not "
-            "visible on this one yet; retry shortly with the same clientMutationId",
-            **_store_retry(runtime),
-        ).response
+    assert outcome.event is not None
     if not outcome.duplicate:
         runtime.stats.count("mutations_applied")
-    try:  # acknowledged only once durable (a duplicate waits for its first commit too)
-        await runtime.hub.committed()
-    except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
-    event = runtime.hub.resolve(outcome.event)
+    if not outcome.committed:
+        try:  # acknowledged only once durable (a retry of one in flight waits for it too)
+            await runtime.hub.committed()
+        except StorageFailed as exc:
+            return refuse(503, exc.code, str(exc), **_store_retry(runtime)).response
+    try:
+        event = runtime.hub.resolve(outcome.event)
+    except IdempotencyConflict as exc:  # another gateway stored the id for another patch
+        runtime.stats.count("mutations_rejected")
+        return refuse(409, "idempotency_conflict", str(exc), frame.topic).response
     return Response(encode_str(event), media_type="application/json")
 
 
@@ -300,20 +320,34 @@ async def publish(request: Request) -> Response:
             raise refuse(400, "bad_frame", str(exc)) from None
     except Refused as refused:
         return refused.response
+    hub = runtime.hub
     try:  # with Redis, a topic new to this gateway is loaded first, without blocking the loop
-        await runtime.hub.prepare_publish(who.tenant, req.topic)
-        event = runtime.hub.publish(
-            who.tenant, req.topic, req.type, req.payload, req.entity_id, version=req.version
+        await hub.prepare_publish(who.tenant, req.topic)
+        event, committed = hub.publish_once(
+            who.tenant,
+            req.topic,
+            req.type,
+            req.payload,
+            req.entity_id,
+            req.publish_id,
+            version=req.version,
         )
+        if committed:  # stored before: the original event, nothing stored now
+            return Response(encode_str(event), media_type="application/json")
     except TooLarge as exc:
         return refuse(413, "too_large", str(exc), req.topic).response
+    except IdempotencyConflict as exc:
+        return refuse(409, "idempotency_conflict", str(exc), req.topic).response
     except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
+        return refuse(503, exc.code, str(exc), **_store_retry(runtime)).response
     try:  # acknowledged only once durable and fanned out
-        await runtime.hub.committed()
+        await hub.committed()
+        event = hub.resolve(event)
     except StorageFailed as exc:
-        return refuse(503, "unavailable", str(exc), **_store_retry(runtime)).response
-    return Response(encode_str(runtime.hub.resolve(event)), media_type="application/json")
+        return refuse(503, exc.code, str(exc), **_store_retry(runtime)).response
+    except IdempotencyConflict as exc:  # another gateway stored the key for other content
+        return refuse(409, "idempotency_conflict", str(exc), req.topic).response
+    return Response(encode_str(event), media_type="application/json")
 
 
 def _short(exc: msgspec.MsgspecError) -> str:

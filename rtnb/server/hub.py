@@ -30,7 +30,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -39,15 +39,25 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
+from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Marked, Session, now
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
 from .topiclog import Fetched, Staged, TopicLog
 
-__all__ = ["Hub", "StorageFailed", "TopicError", "error_text", "validate_publish"]
+__all__ = [
+    "Hub",
+    "OutcomeUnknown",
+    "StorageFailed",
+    "TopicError",
+    "error_text",
+    "validate_publish",
+]
 
 log = logging.getLogger("rtnb.server")
+#: Topic names an ``unknown_topic`` error lists at most: 20.
+MAX_LISTED_TOPICS: Final = 20
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -80,6 +90,15 @@ class TopicError(Exception):
 class StorageFailed(RuntimeError):
     """The store could not commit: nothing staged since is acknowledged or delivered."""
 
+    code = "unavailable"
+
+
+class OutcomeUnknown(StorageFailed):
+    """The store did not answer a write it may have run (a timeout, a cut link): the events
+    may be stored. Nothing is acknowledged; a retry with the same key is safe."""
+
+    code = "outcome_unknown"
+
 
 class Hub:
     """The logs of every (tenant, topic) and who is subscribed to them."""
@@ -91,6 +110,7 @@ class Hub:
         tokens: ReplayTokens,
         chaos: Chaos,
         declared: dict[str, str],
+        remembered: Remembered | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -108,6 +128,13 @@ class Hub:
         self._writing: asyncio.Future[None] | None = None  # the round being written
         self._wakeup: asyncio.Event | None = None
         self.bridge: Bridge | None = None
+        # Committed idempotency keys (they survive restarts: the handle owns them) and
+        # those of events staged but not committed yet (idempotency.py).
+        self.keys = Keys(
+            remembered
+            or Remembered(max_bytes=config.idempotency_bytes, window=config.idempotency_window),
+            tokens,
+        )
         if isinstance(storage, RedisStorage):  # several gateways share the log (redis_store.py)
             self.bridge = Bridge(self, storage)
         for key in storage.streams():
@@ -139,6 +166,21 @@ class Hub:
         """Declared for every tenant, or published to by this one."""
         return topic in self.declared or (tenant, topic) in self.tenant_topics
 
+    def topics_text(self, identity: Identity) -> str:
+        """The topics ``identity`` may read, for an ``unknown_topic`` message (a misspelling
+        shows its fix): its tenant's and the declared ones, never another tenant's."""
+        names = {t for (tenant, t) in self.tenant_topics if tenant == identity.tenant}
+        names |= {t for t, r in self.declared.items() if role_rank(identity.role) >= role_rank(r)}
+        if not names:
+            return "this tenant has no topics yet"
+        listed = sorted(names)
+        more = (
+            f" and {len(listed) - MAX_LISTED_TOPICS} more"
+            if len(listed) > MAX_LISTED_TOPICS
+            else ""
+        )
+        return "topics: " + ", ".join(listed[:MAX_LISTED_TOPICS]) + more
+
     def check(self, identity: Identity, topic: str) -> TopicLog:
         """The tenant's log for ``topic`` if this identity may read it, else TopicError.
 
@@ -166,7 +208,8 @@ class Hub:
         if role is None:
             raise TopicError(
                 "unknown_topic",
-                f"topic {topic!r} does not exist; subscribe to a published or declared topic",
+                f"topic {topic!r} does not exist; {self.topics_text(identity)}; "
+                "a topic exists once something is published to it (or it is declared)",
                 topic,
             )
         if role_rank(identity.role) < role_rank(role):
@@ -189,6 +232,7 @@ class Hub:
         *,
         occurred_at: datetime | None = None,
         version: int = 1,
+        key: IdemKey | None = None,
     ) -> Event:
         """Stage an event for (tenant, topic) — creating it for that tenant — to commit next.
 
@@ -196,6 +240,8 @@ class Hub:
         committed; ``await self.committed()`` waits for that. Raises
         :class:`~rtnb.server.topiclog.TooLarge` (a ValueError) for an event no
         client could receive, and :class:`StorageFailed` once the store failed.
+        ``key``: its idempotency key (the caller asked ``keys.recall`` first); the key is
+        stored with the event, in the same atomic step.
         """
         if self.failed is not None:
             raise self.failed
@@ -203,11 +249,49 @@ class Hub:
         staged = topic_log.stage(
             event_type, payload, entity_id, occurred_at=occurred_at, version=version
         )
+        if key is not None:
+            self.keys.stage(staged, key, self.storage)
         self.tenant_topics.add((tenant, topic))
         self._staged.append(staged)
         if self._wakeup is not None:
             self._wakeup.set()
         return staged.event
+
+    def publish_once(
+        self,
+        tenant: str,
+        topic: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        entity_id: str,
+        publish_id: str | None,
+        *,
+        occurred_at: datetime | None = None,
+        version: int = 1,
+    ) -> tuple[Event, bool]:
+        """:meth:`publish` with an optional ``publishId``; also whether it is committed.
+
+        A ``publish_id`` already stored answers the original event (committed) and stores
+        nothing; one staged and not committed yet answers that staged event.
+        """
+        key = None
+        if publish_id is not None:
+            content = digest(topic, event_type, entity_id, payload, version)
+            key = IdemKey((tenant, topic), publish_id, content)
+            found = self.keys.recall(key, topic, entity_id, payload, version)
+            if found is not None:
+                return found
+        event = self.publish(
+            tenant,
+            topic,
+            event_type,
+            payload,
+            entity_id,
+            occurred_at=occurred_at,
+            version=version,
+            key=key,
+        )
+        return event, False
 
     def committed(self) -> asyncio.Future[None]:
         """A future done once everything staged so far is durable and fanned out.
@@ -263,6 +347,8 @@ class Hub:
             topic_log = item.log
             topic_log.commit(item)
             self._fan_out(topic_log.key, item.record)
+            if item.key is not None:
+                self.keys.commit(item)
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
@@ -278,29 +364,40 @@ class Hub:
         try:
             await self.bridge.commit(staged)
         except Exception as exc:
-            log.error("rtnb redis: append failed (%s); this round is not acknowledged", exc)
+            # A timeout or a cut link after the script was sent: Redis may have run it.
+            log.error("rtnb redis: append failed (%s); its outcome is unknown", exc)
             for item in staged:
                 item.log.settle(item)
             if not done.done():
                 done.set_exception(
-                    StorageFailed(
-                        f"the Redis store could not commit ({type(exc).__name__}); nothing of "
-                        "it was acknowledged — retry once Redis is reachable"
+                    OutcomeUnknown(
+                        f"the Redis store did not confirm the write ({type(exc).__name__}): it "
+                        "may have been published; retry with the same publishId (or "
+                        "clientMutationId), which is safe — a retry without one may publish "
+                        "it twice"
                     )
                 )
                 done.exception()
             return
         finally:
             self._writing = None
+            self.keys.forget(staged)
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
 
     def resolve(self, event: Event) -> Event:
-        """The committed event for one ``publish`` returned (a sequenced store renumbers)."""
+        """The committed event for one ``publish`` returned (a sequenced store renumbers).
+
+        Raises :class:`~rtnb.server.idempotency.IdempotencyConflict` if the shared store
+        found its key used for other content (another gateway stored it meanwhile).
+        """
         if self.bridge is None:
             return event
-        final: Event = self.bridge.resolve(event)
+        final = self.bridge.resolve(event)
+        if isinstance(final, Exception):
+            raise final
+        assert isinstance(final, Event)
         return final
 
     def _fail(self, exc: Exception, staged: list[Staged], done: asyncio.Future[None]) -> None:
@@ -311,6 +408,7 @@ class Hub:
         )
         for topic_log in {item.log for item in (*staged, *self._staged)}:
             topic_log.abandon()
+        self.keys.forget((*staged, *self._staged))
         self._staged.clear()
         for future in (done, self._staged_done):
             if future is not None and not future.done():

@@ -17,21 +17,23 @@ any other), or is answered with ``mutation_rejected {code, message}``:
 ``too_large``               the entity's new state (or the event) would exceed the
                             frame limit clients accept
 ``unavailable``             the store failed; nothing is being acknowledged
+``outcome_unknown``         (``POST /mutate``, 503) the store did not confirm the
+                            write: it may be applied; retry with the same id
 ==========================  =====================================================
 
 The confirming event is acknowledged (``POST /mutate`` answers, WebSocket
 subscribers receive it) only once it is committed — durable with a persistent
 store; see ``hub.py``.
 
-Idempotency: the first *applied* mutation of a ``clientMutationId`` (per
-tenant) is remembered, and the same mutation again is answered with that same
-event instead of a new one. A rejected mutation is not remembered, so a retry
-is judged afresh.
+Idempotency: a ``clientMutationId`` (per tenant) is an idempotency key
+(``idempotency.py``): stored with its event in one atomic step, once committed it
+answers the same mutation again with that same event instead of a new one, on
+every gateway, for the idempotency window. A rejected mutation is not
+remembered, so a retry is judged afresh; neither is one whose commit failed.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -43,12 +45,10 @@ from ..core.merge import CLIENT_MUTATION_ID
 from ..protocol.frames import Event, Mutate, MutationRejected
 from .auth import Identity
 from .hub import Hub, StorageFailed, TopicError
+from .idempotency import MUTATION_SCOPE, Applied, IdemKey, IdempotencyConflict, digest
 from .topiclog import TooLarge
 
-__all__ = ["IDEMPOTENCY_LIMIT", "MAX_PATCH_BYTES", "MutationOutcome", "Mutations", "Rejected"]
-
-#: Remembered ``clientMutationId``s (oldest forgotten first).
-IDEMPOTENCY_LIMIT: Final = 100_000
+__all__ = ["MAX_PATCH_BYTES", "MutationOutcome", "Mutations", "Rejected"]
 #: Largest accepted patch, encoded as JSON.
 MAX_PATCH_BYTES: Final = 64 * 1024
 
@@ -68,13 +68,14 @@ class Rejected(Exception):
 class MutationOutcome:
     """The answer to one mutation: the confirming event, or the rejection.
 
-    A duplicate of a mutation applied through another gateway may have no event
-    yet (not visible here yet): WebSocket clients get it on their subscription.
+    ``committed``: the event is already committed (a retry answered from its key);
+    else the caller waits for the commit before acknowledging it.
     """
 
     event: Event | None = None
     rejected: MutationRejected | None = None
     duplicate: bool = False
+    committed: bool = False
 
 
 Rule = Callable[[Identity, Mapping[str, Any], Mapping[str, Any]], str]
@@ -133,92 +134,61 @@ RULES: Final[dict[str, Rule]] = {
 }
 
 
-def _fingerprint(mutation: Mutate) -> bytes:
-    return msgspec.json.encode((mutation.topic, mutation.entity_id, mutation.patch), order="sorted")
+def _key(who: Identity, mutation: Mutate) -> IdemKey:
+    """The mutation's idempotency key: its id per tenant, its digest (topic, entity, patch)."""
+    content = digest(mutation.topic, mutation.entity_id, mutation.patch)
+    return IdemKey((who.tenant, MUTATION_SCOPE), mutation.client_mutation_id, content)
 
 
 class Mutations:
-    """Validates and applies mutations; one per server handle (survives restarts)."""
+    """Validates and applies mutations; one per server handle.
 
-    def __init__(self, limit: int = IDEMPOTENCY_LIMIT) -> None:
-        self._limit = limit
-        self._seen: collections.OrderedDict[tuple[str, str], tuple[bytes, Event]] = (
-            collections.OrderedDict()
-        )
+    The ids already applied are the hub's idempotency keys (``Hub.recall``), shared
+    with publishes, stored with their events and bounded in bytes.
+    """
 
     def apply(
-        self,
-        hub: Hub,
-        who: Identity,
-        mutation: Mutate,
-        claimed: tuple[bytes | None] | None = None,
+        self, hub: Hub, who: Identity, mutation: Mutate, prior: Applied | None = None
     ) -> MutationOutcome:
-        """Validate and apply; ``claimed``: the Redis claim already made (:meth:`apply_shared`)."""
+        """Validate and apply; ``prior``: what the shared store (Redis) holds for the id."""
         cmid = mutation.client_mutation_id
-        key = (who.tenant, cmid)
-        fingerprint = _fingerprint(mutation)
-        remembered = self._remembered(key, fingerprint)
-        if remembered is not None:
-            return remembered
-        bridge = hub.bridge
-        if bridge is not None:  # gateways sharing Redis: the id is claimed there (SET NX EX)
-            if claimed is None:
-                try:
-                    claimed = (bridge.claim_mutation(who.tenant, cmid, fingerprint),)
-                except Exception as exc:
-                    return self._unreachable(cmid, exc)
-            if claimed[0] is not None:
-                if claimed[0] != fingerprint:
-                    return self._reject(
-                        cmid,
-                        "idempotency_conflict",
-                        "this clientMutationId was already used for a different mutation; "
-                        "use a fresh id per mutation",
-                    )
-                # Applied through another gateway: answer with its event once visible here.
-                found = bridge.find_mutation_event(who.tenant, mutation.topic, cmid)
-                return MutationOutcome(event=found, duplicate=True)
+        if not who.at_least("operator"):
+            return self._reject(
+                cmid,
+                "forbidden",
+                f"role {who.role!r} cannot mutate; an operator or admin token is needed",
+            )
+        key = _key(who, mutation)
+        payload = {**mutation.patch, CLIENT_MUTATION_ID: cmid}
         try:
-            event = self._apply(hub, who, mutation)
+            found = hub.keys.recall(key, mutation.topic, mutation.entity_id, payload, prior=prior)
+        except IdempotencyConflict as exc:
+            return self._reject(cmid, "idempotency_conflict", str(exc))
+        if found is not None:
+            return MutationOutcome(event=found[0], duplicate=True, committed=found[1])
+        try:
+            event = self._apply(hub, who, mutation, key)
         except Rejected as exc:
-            if bridge is not None:
-                bridge.release_mutation(who.tenant, cmid)  # a rejection is not remembered
             return self._reject(cmid, exc.code, exc.message)
-        self._seen[key] = (fingerprint, event)
-        while len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
         return MutationOutcome(event=event)
 
     async def apply_shared(self, hub: Hub, who: Identity, mutation: Mutate) -> MutationOutcome:
-        """:meth:`apply`, with the Redis claim awaited on the loop (never blocking it)."""
-        bridge = hub.bridge
-        if bridge is None:
-            return self.apply(hub, who, mutation)
-        cmid = mutation.client_mutation_id
-        fingerprint = _fingerprint(mutation)
-        remembered = self._remembered((who.tenant, cmid), fingerprint)
-        if remembered is not None:
-            return remembered
-        if who.at_least("operator"):  # load a topic new to this gateway without blocking
-            await hub.preload(who, mutation.topic)  # (if Redis fails, check says unavailable)
-        try:
-            claimed = await bridge.claim(who.tenant, cmid, fingerprint)
-        except Exception as exc:
-            return self._unreachable(cmid, exc)
-        return self.apply(hub, who, mutation, (claimed,))
+        """:meth:`apply`, with what Redis holds for the id read first, on the loop.
 
-    def _remembered(self, key: tuple[str, str], fingerprint: bytes) -> MutationOutcome | None:
-        prior = self._seen.get(key)
-        if prior is None:
-            return None
-        if prior[0] != fingerprint:
-            return self._reject(
-                key[1],
-                "idempotency_conflict",
-                "this clientMutationId was already used for a different mutation; "
-                "use a fresh id per mutation",
-            )
-        return MutationOutcome(event=prior[1], duplicate=True)
+        That read only answers retries early (before validating them against a state that
+        may have moved on); the append script itself decides atomically whether the id is
+        new — a claim is never made apart from its event.
+        """
+        bridge = hub.bridge
+        if bridge is None or not who.at_least("operator"):
+            return self.apply(hub, who, mutation)
+        await hub.preload(who, mutation.topic)  # (if Redis fails, check says unavailable)
+        key = _key(who, mutation)
+        try:
+            prior = await bridge.recall(key)
+        except Exception as exc:
+            return self._unreachable(mutation.client_mutation_id, exc)
+        return self.apply(hub, who, mutation, prior)
 
     def _unreachable(self, cmid: str, exc: Exception) -> MutationOutcome:
         return self._reject(
@@ -231,13 +201,8 @@ class Mutations:
             rejected=MutationRejected(client_mutation_id=cmid, code=code, message=message)
         )
 
-    def _apply(self, hub: Hub, who: Identity, mutation: Mutate) -> Event:
+    def _apply(self, hub: Hub, who: Identity, mutation: Mutate, key: IdemKey) -> Event:
         topic, entity_id, patch = mutation.topic, mutation.entity_id, mutation.patch
-        if not who.at_least("operator"):
-            raise Rejected(
-                "forbidden",
-                f"role {who.role!r} cannot mutate; an operator or admin token is needed",
-            )
         try:
             topic_log = hub.check(who, topic)
         except TopicError as exc:
@@ -252,7 +217,7 @@ class Mutations:
         event_type = rule(who, state, patch) if rule else f"{topic}.updated"
         payload = {**patch, CLIENT_MUTATION_ID: mutation.client_mutation_id}
         try:
-            return hub.publish(who.tenant, topic, event_type, payload, entity_id)
+            return hub.publish(who.tenant, topic, event_type, payload, entity_id, key=key)
         except TooLarge as exc:
             raise Rejected("too_large", str(exc)) from None
         except StorageFailed as exc:

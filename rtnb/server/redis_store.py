@@ -15,7 +15,10 @@ Per (tenant, topic), under the hash tag ``{T}`` = ``{<len(tenant)>:<tenant>:<top
 
 * ``rtnb:{T}:meta`` — hash ``epoch`` (hex) and ``latest`` (the last sequence);
 * ``rtnb:{T}:log`` — the stream; entry id ``<sequence>-1``, field ``b`` the event body;
-* ``rtnb:{T}:state`` — hash entity id -> ``"<sequence> <state JSON>"``.
+* ``rtnb:{T}:state`` — hash entity id -> ``"<sequence> <state JSON>"``;
+* ``rtnb:{T}:pub:<publishId>`` and ``rtnb:mutation:<len(tenant)>:<tenant>:<clientMutationId>``
+  — an idempotency key (:class:`~rtnb.server.idempotency.Applied` encoded), set by the
+  script that appends its event, expiring after the idempotency window.
 
 One Lua script (:data:`APPEND`) appends a group of events to one topic: it checks
 the epoch the gateway knows (missing, different, or a ``latest`` below what the
@@ -23,7 +26,8 @@ gateway has seen means Redis lost the stream: a new epoch, never a silent restar
 from the oldest entry), checks each entity's base sequence (optimistic
 concurrency: the state the gateway merged on is still the entity's state in
 Redis, else ``conflict``), assigns the sequences, ``XADD … MAXLEN ~ retention``,
-updates the state hash and ``PUBLISH``-es the group on :data:`CHANNEL` (one
+sets each event's idempotency key (an event whose key exists is not appended: its
+first event answers the retry), updates the state hash and ``PUBLISH``-es the group on :data:`CHANNEL` (one
 message), which every gateway reads once (not once per client). A gateway that sees a sequence
 jump reads the missing range with ``XRANGE``.
 """
@@ -36,13 +40,13 @@ import contextlib
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from ..core.merge import CLIENT_MUTATION_ID
-from ..protocol.frames import Event
+from .config import DEFAULT_IDEMPOTENCY_WINDOW
+from .idempotency import MUTATION_SCOPE, Applied, IdemKey, Scope
 from .storage import Key, LogRecord, MemoryStorage
 from .topiclog import Fetched
 
@@ -56,9 +60,6 @@ log = logging.getLogger("rtnb.server")
 
 #: The Pub/Sub channel every gateway subscribes to once.
 CHANNEL: Final = "rtnb:live"
-#: Seconds a ``clientMutationId`` stays claimed in Redis (a retry on any gateway within it
-#: is answered as a duplicate, never applied twice).
-MUTATION_TTL: Final = 86_400
 #: Events each gateway keeps in memory per topic (at most the retention): what it fans out
 #: and what a replay reads after the range it read from Redis. Replays read Redis (XRANGE).
 MIRROR_TAIL: Final = 1024
@@ -78,10 +79,15 @@ LISTENER_NAME: Final = "rtnb-live"
 #: Registry answers a gateway remembers for the synchronous check that follows a preload.
 _VERDICTS: Final = 1024
 
-#: KEYS: meta, log, state, registry. ARGV: known epoch, known latest, candidate
-#: epoch, maxlen, channel, member, then (entity, base sequence, body, state JSON
-#: or "" when deleted) per event. Zero events: only the epoch/latest check.
-#: Returns {status, epoch, latest, appended}; status ok | conflict | epoch.
+#: KEYS: meta, log, state, registry, then the idempotency keys of the group. ARGV: known
+#: epoch, known latest, candidate epoch, maxlen, channel, member, key TTL (s), then per event
+#: (entity, base sequence, body, state JSON or "" when deleted, index of its idempotency key
+#: in KEYS or 0, the key's digest hex, "<occurredAt> <type>"). Zero events: only the
+#: epoch/latest check.
+#: Returns {status, epoch, latest, appended, prior}; status ok | conflict | epoch | dup. An
+#: event whose key exists is not appended: ``dup``, the events before it appended, ``prior``
+#: the key's value ``<digest> <epoch> <sequence> <occurredAt> <type>``. A key is set in the
+#: step that appends its event, so a key never exists without its event (and vice versa).
 #: One ``PUBLISH`` per call (not per event): member, epoch, first sequence, bodies, one a line (the
 #: bodies are JSON, which never holds a raw newline).
 APPEND: Final = """
@@ -93,12 +99,17 @@ if (not epoch) or (epoch == known and latest < known_latest) then
   redis.call('DEL', stream, state)
   redis.call('HSET', meta, 'epoch', candidate, 'latest', 0)
   redis.call('SADD', KEYS[4], ARGV[6])
-  return {'epoch', candidate, 0, 0}
+  return {'epoch', candidate, 0, 0, ''}
 end
-if epoch ~= known then return {'epoch', epoch, latest, 0} end
-local status, n, seen, bodies = 'ok', 0, {}, {}
-for i = 7, #ARGV, 4 do
+if epoch ~= known then return {'epoch', epoch, latest, 0, ''} end
+local status, n, seen, bodies, prior = 'ok', 0, {}, {}, ''
+for i = 8, #ARGV, 7 do
   local e = ARGV[i]
+  local k = tonumber(ARGV[i + 4])
+  if k > 0 then
+    local got = redis.call('GET', KEYS[k])
+    if got then status = 'dup'; prior = got; break end
+  end
   if not seen[e] then
     local cur = redis.call('HGET', state, e)
     local curseq = 0
@@ -113,6 +124,10 @@ for i = 7, #ARGV, 4 do
   else
     redis.call('HSET', state, e, latest .. ' ' .. ARGV[i + 3])
   end
+  if k > 0 then
+    redis.call('SET', KEYS[k], ARGV[i + 5] .. ' ' .. epoch .. ' ' .. latest .. ' ' .. ARGV[i + 6],
+      'EX', ARGV[7])
+  end
   n = n + 1
   bodies[n] = ARGV[i + 2]
 end
@@ -121,7 +136,7 @@ if n > 0 then
   redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. epoch .. '\\n' .. (latest - n + 1) .. '\\n'
     .. table.concat(bodies, '\\n'))
 end
-return {status, epoch, latest, n}
+return {status, epoch, latest, n, prior}
 """
 
 #: KEYS: meta, log, state, registry. ARGV: candidate epoch, member, tail.
@@ -163,6 +178,7 @@ class _Body(msgspec.Struct, array_like=True):
 
 
 _encode = msgspec.json.Encoder().encode
+_EPOCH0: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _decode_body = msgspec.json.Decoder(_Body).decode
 
 
@@ -213,6 +229,8 @@ class RedisStorage(MemoryStorage):
         )
         self._retention = retention
         self._tail = min(retention, MIRROR_TAIL)
+        #: Seconds an idempotency key lives in Redis (the server sets its window).
+        self.window = int(DEFAULT_IDEMPOTENCY_WINDOW)
         self._append = self._redis.register_script(APPEND)
         self._load_script = self._redis.register_script(LOAD)
         self._reset_script = self._redis.register_script(RESET)
@@ -315,17 +333,6 @@ class RedisStorage(MemoryStorage):
         if len(self._streams[key].records) > self._tail:
             self._streams[key].records.popleft()
 
-    def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
-        """Claim a mutation id (``SET NX EX``): None if claimed now, else its fingerprint."""
-        name = _mutation_key(tenant, cmid)
-        if self._redis.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
-            return None
-        prior: bytes | None = self._redis.get(name)  # type: ignore[assignment]
-        return prior if prior is not None else b""
-
-    def release(self, tenant: str, cmid: str) -> None:
-        self._redis.delete(_mutation_key(tenant, cmid))
-
     def forget(self, key: Key) -> None:
         self._streams.pop(key, None)
 
@@ -335,12 +342,13 @@ class RedisStorage(MemoryStorage):
     # -- Redis calls (the gateway's asyncio client, on its loop: ``Bridge``) ---------------
 
     def append_args(
-        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
+        self, key: Key, epoch: bytes, latest: int, events: list[Appending]
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of :data:`APPEND` for one group of events of one topic."""
         from .topiclog import new_epoch
 
         meta, stream, state = keys_of(key)
+        keys = [meta, stream, state, REGISTRY]
         args: list[Any] = [
             epoch.hex(),
             latest,
@@ -348,22 +356,48 @@ class RedisStorage(MemoryStorage):
             self._retention,
             CHANNEL,
             _member(key),
+            self.window,
         ]
-        for entity_id, base, body, state_json in events:
-            args.extend((entity_id, base, body, state_json))
-        return [meta, stream, state, REGISTRY], args
+        for entity_id, base, body, state_json, idem, rest in events:
+            index = 0
+            if idem is not None:
+                keys.append(idem_key(idem.scope, idem.name))
+                index = len(keys)
+            args.extend(
+                (entity_id, base, body, state_json, index, idem.digest.hex() if idem else "", rest)
+            )
+        return keys, args
 
-    def run_append(
-        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
-    ) -> tuple[str, bytes, int, int]:
+    def run_append(self, key: Key, epoch: bytes, latest: int, events: list[Appending]) -> Answer:
         """:data:`APPEND` with the blocking client (tools and tests; gateways use ``Bridge``)."""
         keys, args = self.append_args(key, epoch, latest, events)
         return _appended(self._append(keys=keys, args=args))
 
 
-def _appended(answer: Any) -> tuple[str, bytes, int, int]:
-    status, epoch_hex, new_latest, n = answer
-    return status.decode(), bytes.fromhex(epoch_hex.decode()), int(new_latest), int(n)
+#: One event for :data:`APPEND`: entity, base sequence, body, state JSON, its idempotency key
+#: and ``"<occurredAt> <type>"`` (the rest of the key's value).
+Appending = tuple[str, int, bytes, bytes, IdemKey | None, str]
+#: What :data:`APPEND` answered: status, epoch, latest, appended, the prior key value.
+Answer = tuple[str, bytes, int, int, bytes]
+
+
+def _appended(answer: Any) -> Answer:
+    status, epoch_hex, new_latest, n, prior = answer
+    return (
+        status.decode(),
+        bytes.fromhex(epoch_hex.decode()),
+        int(new_latest),
+        int(n),
+        prior if isinstance(prior, bytes) else str(prior).encode(),
+    )
+
+
+def idem_key(scope: Scope, name: str) -> str:
+    """The Redis key of one idempotency key (a mutation's per tenant, a publish's per topic)."""
+    if scope[1] == MUTATION_SCOPE:
+        return _mutation_key(scope[0], name)
+    tag = keys_of(scope)[0][: -len(":meta")]
+    return f"{tag}:pub:{name}"
 
 
 def _entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[int, bytes]]:
@@ -376,6 +410,12 @@ def _mutation_key(tenant: str, cmid: str) -> str:
 
 def _member(key: Key) -> str:
     return msgspec.json.encode(list(key)).decode()
+
+
+def rest_of(staged: Staged) -> str:
+    """``"<occurredAt> <type>"`` of a staged event: its key's value after the position."""
+    at = msgspec.json.encode(staged.event.occurred_at).decode()[1:-1]
+    return f"{at} {staged.event.type}"
 
 
 def body_of(staged: Staged) -> bytes:
@@ -405,10 +445,15 @@ class Bridge:
     def _aio(self) -> Any:
         if self._client is None:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
             # Bounded: many concurrent replays share POOL_SIZE connections, the rest wait.
+            # Never retried by redis-py: an APPEND whose reply was lost may have run, and
+            # sending it again would store an event without an idempotency key twice.
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.storage.url,
+                retry=Retry(NoBackoff(), 0),
                 max_connections=self.storage.pool_size,
                 timeout=POOL_TIMEOUT,
                 socket_timeout=SOCKET_TIMEOUT,
@@ -419,9 +464,7 @@ class Bridge:
             self._append = self._client.register_script(APPEND)
         return self._client
 
-    async def append(
-        self, key: Key, epoch: bytes, latest: int, events: list[tuple[str, int, bytes, bytes]]
-    ) -> tuple[str, bytes, int, int]:
+    async def append(self, key: Key, epoch: bytes, latest: int, events: list[Appending]) -> Answer:
         """Run :data:`APPEND` (one round trip for the group); its answer."""
         self._aio()
         keys, args = self.storage.append_args(key, epoch, latest, events)
@@ -605,20 +648,27 @@ class Bridge:
             for item in staged:
                 item.log.settle(item)
 
-    def _prepare(
-        self, key: Key, pending: list[Staged]
-    ) -> tuple[TopicLog, list[tuple[str, int, bytes, bytes]]]:
+    def _prepare(self, key: Key, pending: list[Staged]) -> tuple[TopicLog, list[Appending]]:
         """Merge ``pending`` on the mirror's committed state: the script's arguments."""
         topic_log = self.hub.log(*key)
         chain: dict[str, dict[str, Any] | None] = {}
-        events: list[tuple[str, int, bytes, bytes]] = []
+        events: list[Appending] = []
         for item in pending:
             e, ev = item.event.entity_id, item.event
             prior = chain[e] if e in chain else topic_log.entities.get(e)
             base = -1 if e in chain else topic_log.entity_sequence.get(e, 0)
             state = topic_log.merge(prior, ev.type, ev.payload)
             chain[e] = state
-            events.append((e, base, body_of(item), b"" if state is None else _encode(state)))
+            events.append(
+                (
+                    e,
+                    base,
+                    body_of(item),
+                    b"" if state is None else _encode(state),
+                    item.key,
+                    rest_of(item) if item.key is not None else "",
+                )
+            )
         return topic_log, events
 
     async def _settle(
@@ -626,11 +676,11 @@ class Bridge:
         key: Key,
         pending: list[Staged],
         topic_log: TopicLog,
-        events: list[tuple[str, int, bytes, bytes]],
-        answer: tuple[str, bytes, int, int],
+        events: list[Appending],
+        answer: Answer,
     ) -> list[Staged]:
-        """Ingest what the script appended; the events still to append (conflict, epoch)."""
-        status, epoch, latest, n = answer
+        """Ingest what the script appended; the events still to append (conflict, epoch, dup)."""
+        status, epoch, latest, n, prior = answer
         if status == "epoch":  # nothing appended: merge again on the new epoch
             if epoch != topic_log.epoch and self.hub.logs.get(key) is topic_log:
                 await self.reload(key, "Redis lost the stream: new epoch")
@@ -641,9 +691,32 @@ class Bridge:
         for i in range(n):
             final = self.ingest(topic_log, first + i, events[i][2])
             self._remember(pending[i].event, final)
+            self.hub.keys.commit(pending[i], final)
         if status == "conflict":
             await self.fill(topic_log, latest)
+        if status == "dup":  # its key exists: stored before (any gateway); answer that event
+            self._duplicate(pending[n], prior)
+            return pending[n + 1 :]
         return pending[n:]
+
+    def _duplicate(self, item: Staged, prior: bytes) -> None:
+        """``item``'s key was stored with an event before: ``item`` resolves to that event."""
+        key = item.key
+        assert key is not None
+        try:
+            applied = Applied.decode(prior)
+        except ValueError:  # not a value this version wrote
+            self._remember(item.event, key.conflict())
+            return
+        if applied.digest != key.digest:
+            self._remember(item.event, key.conflict())
+            return
+        ev = item.event
+        final = self.hub.keys.rebuild(
+            applied, key.scope[0], ev.topic, ev.entity_id, ev.payload, ev.version
+        )
+        self._remember(item.event, final)
+        self.hub.keys.commit(item, final)
 
     async def _commit_topic(self, key: Key, pending: list[Staged]) -> None:
         for _ in range(1000):
@@ -666,48 +739,20 @@ class Bridge:
         entry = self.finals.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else event
 
-    # -- mutation idempotency across gateways ------------------------------------------------
+    # -- idempotency keys across gateways ----------------------------------------------------
 
-    def claim_mutation(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
-        return self.storage.claim(tenant, cmid, fingerprint)
+    async def recall(self, key: IdemKey) -> Applied | None:
+        """What Redis holds for ``key`` (any gateway stored it), on the loop's client.
 
-    async def claim(self, tenant: str, cmid: str, fingerprint: bytes) -> bytes | None:
-        """:meth:`RedisStorage.claim` on the loop's asyncio client."""
-        name = _mutation_key(tenant, cmid)
-        client = self._aio()
-        if await client.set(name, fingerprint, nx=True, ex=MUTATION_TTL):
+        A value this version did not write answers as a conflict (a different digest).
+        """
+        value = await self._aio().get(idem_key(key.scope, key.name))
+        if value is None:
             return None
-        prior: bytes | None = await client.get(name)
-        return prior if prior is not None else b""
-
-    def release_mutation(self, tenant: str, cmid: str) -> None:
-        """Forget a claim (a rejected mutation), without blocking the loop."""
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # not on a loop (tools): the blocking client
-            with contextlib.suppress(Exception):
-                self.storage.release(tenant, cmid)
-            return
-        task = asyncio.ensure_future(self._release(tenant, cmid))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _release(self, tenant: str, cmid: str) -> None:
-        with contextlib.suppress(Exception):
-            await self._aio().delete(_mutation_key(tenant, cmid))
-
-    def find_mutation_event(self, tenant: str, topic: str, cmid: str) -> Event | None:
-        """The committed event of mutation ``cmid`` in the retained log, if any."""
-        topic_log = self.hub.logs.get((tenant, topic))
-        if topic_log is None:
-            return None
-        needle = msgspec.json.encode(cmid)
-        for record in reversed(topic_log.read(topic_log.first() - 1)):
-            if needle in record.text.encode():
-                event = msgspec.json.decode(record.text, type=Event)
-                if event.payload.get(CLIENT_MUTATION_ID) == cmid:
-                    return event
-        return None
+            return Applied.decode(value)
+        except ValueError:
+            return Applied(b"", b"", 0, _EPOCH0, "")
 
     # -- live events from every gateway ------------------------------------------------------
 
@@ -741,7 +786,7 @@ class Bridge:
     async def resync(self) -> None:
         """After (re)connecting: check every topic's epoch and latest against Redis."""
         for key, topic_log in list(self.hub.logs.items()):
-            status, _epoch, latest, _ = await self.append(
+            status, _epoch, latest, _, _ = await self.append(
                 key, topic_log.epoch, topic_log.latest, []
             )
             if self.hub.logs.get(key) is not topic_log:

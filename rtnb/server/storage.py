@@ -27,9 +27,12 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from typing import Any, Final, Literal
 
 import msgspec
+
+from .idempotency import Applied, Scope
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -115,6 +118,8 @@ class LogStorage(abc.ABC):
 
     #: True when ``take``/``write`` make appends durable before they are acknowledged.
     durable: bool = False
+    #: True when ``remember`` stores idempotency keys with the events (SQLite).
+    keeps_keys: bool = False
     #: True when the store assigns sequences itself (Redis, shared by several gateways):
     #: ``append`` then mirrors an event the store already committed (``redis_store.py``).
     sequenced: bool = False
@@ -139,6 +144,17 @@ class LogStorage(abc.ABC):
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything appended so far durable (a no-op in memory)."""
+
+    def remember(self, scope: Scope, name: str, applied: Applied, at: float) -> None:  # noqa: B027
+        """Store an idempotency key with the event appended just before (same transaction).
+
+        A no-op in memory (the server's :class:`~rtnb.server.idempotency.Remembered` is all
+        there is); SQLite writes it in the transaction that writes the event.
+        """
+
+    def remembered(self, since: float) -> list[tuple[Scope, str, Applied, float]]:
+        """Idempotency keys stored at or after ``since`` (unix s), oldest first."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources."""
@@ -236,7 +252,15 @@ CREATE TABLE IF NOT EXISTS entities (
     state TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (tenant, topic, entity_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL,
+    applied TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (tenant, scope, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at);
 """
+#: Seconds between deletions of idempotency keys older than the window (``remembered``).
+_PRUNE_EVERY: Final = 60.0
 
 
 @dataclasses.dataclass
@@ -250,9 +274,12 @@ class _Pending:
     )
     latest: dict[Key, int] = dataclasses.field(default_factory=dict)
     trims: dict[Key, int] = dataclasses.field(default_factory=dict)
+    keys: list[tuple[str, str, str, str, float]] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.resets or self.events or self.states or self.latest or self.trims)
+        return bool(
+            self.resets or self.events or self.states or self.latest or self.trims or self.keys
+        )
 
 
 def _private_file(path: str) -> None:
@@ -277,6 +304,7 @@ class SQLiteStorage(MemoryStorage):
     """
 
     FILENAME: Final = "rtnb.sqlite3"
+    keeps_keys = True
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:
         super().__init__()
@@ -300,6 +328,9 @@ class SQLiteStorage(MemoryStorage):
         self._db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         self._pending = _Pending()
         self._closed = False
+        #: Seconds idempotency keys are kept (the server sets its ``idempotency_window``).
+        self.window: float | None = None
+        self._pruned = 0.0
         self.rebased: list[Key] = []  # streams given a new epoch when opened
         self._load()
 
@@ -376,6 +407,18 @@ class SQLiteStorage(MemoryStorage):
         super().trim(key, keep)
         self._pending.trims[key] = self.bounds(key)[0]
 
+    def remember(self, scope: Scope, name: str, applied: Applied, at: float) -> None:
+        self._pending.keys.append((scope[0], scope[1], name, applied.encode(), at))
+
+    def remembered(self, since: float) -> list[tuple[Scope, str, Applied, float]]:
+        """Keys stored since ``since``; older ones are deleted (they are past the window)."""
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency WHERE at < ?", (since,))
+            rows = self._db.execute(
+                "SELECT tenant, scope, name, applied, at FROM idempotency ORDER BY at"
+            ).fetchall()
+        return [((t, s), n, Applied.decode(a), at) for t, s, n, a, at in rows]
+
     def take(self) -> _Pending | None:
         if not self.durable:
             return None
@@ -420,6 +463,14 @@ class SQLiteStorage(MemoryStorage):
                     "DELETE FROM events WHERE tenant=? AND topic=? AND seq<?",
                     [(*k, first) for k, first in pending.trims.items()],
                 )
+                db.executemany(
+                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)", pending.keys
+                )
+                if pending.keys and self.window is not None:
+                    now = time.time()
+                    if now - self._pruned > _PRUNE_EVERY:
+                        self._pruned = now
+                        db.execute("DELETE FROM idempotency WHERE at < ?", (now - self.window,))
 
     def flush(self) -> None:
         if self._closed:

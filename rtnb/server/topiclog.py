@@ -18,6 +18,7 @@ import msgspec
 from ..core.merge import MergeFn, shallow_merge
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
+from .idempotency import IdemKey
 from .storage import Key, LogRecord, LogStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
 
@@ -55,7 +56,7 @@ class TooLarge(ValueError):
 class Staged:
     """An event built and handed to storage but not yet committed (not yet visible)."""
 
-    __slots__ = ("entity_id", "event", "log", "record", "state")
+    __slots__ = ("entity_id", "event", "key", "log", "record", "state")
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class Staged:
         self.event = event
         self.entity_id = entity_id
         self.state = state
+        self.key: IdemKey | None = None  # its idempotency key, stored with it
 
     def __repr__(self) -> str:
         return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"

@@ -47,6 +47,7 @@ __all__ = [
     "DEGRADED",
     "RECOVERY_WINDOW",
     "Period",
+    "degraded_time",
     "incident_seconds",
     "incidents",
     "newest_time",
@@ -115,6 +116,33 @@ def incident_seconds(
         else:
             total += float(at[p.last]) - float(at[p.first])
     return total, since
+
+
+def degraded_time(log: EnvelopeLog, until: float | None = None) -> tuple[float, bool]:
+    """Degraded seconds in ``log``, and whether an incident is still open.
+
+    The one definition, read by ``log.summary()``, ``log.incidents()`` (the
+    sum of its durations), the Dashboard's "degraded s" counter and the charts'
+    shaded periods: from entering ``degraded`` or ``reconnecting`` until
+    ``subscribed`` (or ``closed``) again, recovery steps included. An open
+    incident runs to ``until`` — a live view passes the wall clock — or, by
+    default, to the newest time in the log (a saved file reads the same
+    tomorrow). Cheap: the log keeps the finished incidents as a running tally.
+    """
+    states = log.snapshot("states", ("at", "status"))
+    total = states.tally.get("incident_s")
+    since = states.tally.get("incident_since")
+    if total is None:  # a file from before the tally: recompute from the rows held
+        names = states.categories["status"]
+        total, since = incident_seconds(
+            ordered(states, "at").tolist(),
+            [names[int(c)] if int(c) >= 0 else None for c in ordered(states, "status")],
+        )
+    seconds = float(total)
+    if since is not None:
+        end = newest_time(log) if until is None else until
+        seconds += max(end, since) - since
+    return seconds, since is not None
 
 
 def newest_time(log: EnvelopeLog) -> float:

@@ -337,7 +337,13 @@ def read_log(cls: type[EnvelopeLog], path: str | os.PathLike[str]) -> EnvelopeLo
 
         info, tables = read_dir(path)
     else:
-        info, tables = read_tables(path)
+        try:
+            info, tables = read_tables(path)
+        except pa.ArrowInvalid as exc:  # not parquet at all: say which file, and what fits
+            raise TelemetryFileError(
+                f"{os.fspath(path)!r} is not an rtnb telemetry file (not parquet: {exc}); "
+                "read what conn.log.to_parquet(path) or conn.record(path) wrote"
+            ) from None
     try:
         meta = {spec.name: info["tables"][spec.name] for spec in TABLES}
         capacity = {

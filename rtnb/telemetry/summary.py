@@ -45,8 +45,7 @@ import numpy as np
 
 from ..core.status import Outcome, Status
 from .frames import ordered
-from .incidents import incident_seconds, newest_time
-from .ring import TableSnapshot
+from .incidents import degraded_time
 
 if TYPE_CHECKING:
     from .log import EnvelopeLog
@@ -55,11 +54,6 @@ if TYPE_CHECKING:
 DEGRADED_STATUSES = (Status.DEGRADED.value, Status.RECONNECTING.value)
 #: Lag percentiles reported.
 LAG_PERCENTILES = (50, 95, 99)
-
-
-def _status(snap: TableSnapshot, code: Any) -> str | None:
-    code = int(code)
-    return snap.categories["status"][code] if code >= 0 else None
 
 
 class Summary(dict[str, Any]):
@@ -134,17 +128,7 @@ def summarize(log: EnvelopeLog) -> Summary:
     lag_ms["count"] = int(lag.size)
 
     entries: dict[str, int] = states.tally["entries"]
-    total = states.tally.get("incident_s")
-    since = states.tally.get("incident_since")
-    if total is None:  # a file from before the tally: recompute from the rows held
-        total, since = incident_seconds(
-            ordered(states, "at").tolist(),
-            [_status(states, c) for c in ordered(states, "status")],
-        )
-    degraded_s = float(total)
-    ongoing = since is not None
-    if since is not None:
-        degraded_s += max(newest_time(log), since) - since
+    degraded_s, ongoing = degraded_time(log)
 
     return Summary(
         {

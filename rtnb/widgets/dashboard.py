@@ -14,6 +14,7 @@ regardless — a refused change shows its error and rolls back like any other.
 from __future__ import annotations
 
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,14 +22,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
 
+from ..core.freshness import check_stale_after
 from .assets import css, esm
 from .base import RtnbWidget, clock_of, connection_of, is_live, logger
 from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
 from .freshness import FreshnessFeed, connection_key
+from .recorded import recorded_html
 from .rows import Action
-from .stats import RateMeter, degraded_seconds
-from .table import DEFAULT_HEIGHT, act, table_feed
+from .stats import RateMeter, degraded_now, degraded_seconds
+from .table import DEFAULT_HEIGHT, _action, _check_fields, act, table_feed, table_recorded
 
 if TYPE_CHECKING:
     from ..client.source import Source
@@ -76,6 +79,29 @@ def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
     return None if identity is None else identity.role
 
 
+def warn_unknown_topics(
+    conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT, *, stacklevel: int = 3
+) -> None:
+    """Warn about each of ``handles`` the server refused (a misspelled name), with its reason.
+
+    Waits up to ``wait`` s for the server's answer, only while the connection is subscribed
+    (a connection still connecting or reconnecting answers later: no wait, no warning).
+    """
+    if not handles or not is_live(conn):
+        return
+    deadline = time.monotonic() + wait
+    while (
+        conn.state.status.value in ("authenticated", "subscribed") and time.monotonic() < deadline
+    ):
+        if all(h.topic_state.status != "pending" for h in handles):
+            break
+        time.sleep(0.02)
+    for h in handles:
+        st = h.topic_state
+        if st.status in ("unknown", "forbidden", "refused") and st.error:
+            warnings.warn(f"Dashboard: {st.error}", stacklevel=stacklevel)
+
+
 class CountersFeed(Feed):
     """Events/s, duplicates, gaps and degraded seconds of a connection, once a second."""
 
@@ -108,7 +134,7 @@ class CountersFeed(Feed):
             "gaps": sum(ts.gaps for ts in topics),
             "unrecoverable": sum(ts.unrecoverable for ts in topics),
             "degraded": round(degraded_seconds(log, state, self.wall()), 1),
-            "degradedNow": state.status.value in ("degraded", "reconnecting"),
+            "degradedNow": degraded_now(log),
         }
 
     def dirty(self, now: float) -> bool:
@@ -138,6 +164,23 @@ class Counters(RtnbWidget):
             return CountersFeed(conn.loop, send, conn=conn, wall=clock_of(conn))
 
         self._attach(conn, make)
+
+    def _render_recorded(self) -> str:
+        conn = self._recorded_from
+        return "" if conn is None else counters_recorded(conn)
+
+
+def counters_recorded(conn: Source) -> str:
+    """``conn``'s counters as of now, as recorded HTML (runtime thread): the twin of a
+    :class:`Counters`, or of a Dashboard's counters."""
+    counts = conn.log.counts
+    topics = list(conn.topic_states.values())
+    facts = [
+        ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
+        ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
+        ("degraded s", f"{degraded_seconds(conn.log, conn.state, conn.now()):.1f}"),
+    ]
+    return recorded_html(f"{conn.url} counters", conn.now(), facts=facts)
 
 
 @dataclass(eq=False)
@@ -182,7 +225,8 @@ class Dashboard(RtnbWidget):
     same connection in one cell output, only that one shows (one pill per connection).
 
     ``topics``: names (subscribed here, ``ordering="sequence"``, released on
-    :meth:`close`) or topic handles. ``actions``: per-topic row actions
+    :meth:`close`) or topic handles. ``stale_after``: seconds without an event
+    after which a topic reads ``quiet`` (None: never). ``actions``: per-topic row actions
     (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
     pass ``{}`` for none).
     """
@@ -201,22 +245,41 @@ class Dashboard(RtnbWidget):
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,
         fps: float = 10,
         height: int = DEFAULT_HEIGHT,
+        stale_after: float | None = None,
     ) -> None:
-        from .table import _action
-
+        check_stale_after(stale_after)
         if isinstance(topics, str):
             topics = [topics]
         conn = connection_of(conn)
         self.conn = conn
         self._owned: list[Topic] = []
+        try:
+            self._build(conn, topics, actions, fps, height, stale_after)
+        except BaseException:
+            self.close()  # releases what it subscribed and started; the error says it all
+            raise
+
+    def _build(
+        self,
+        conn: Source,
+        topics: Sequence[str | Topic],
+        actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None,
+        fps: float,
+        height: int,
+        stale_after: float | None,
+    ) -> None:
         handles: list[Topic] = []
         for t in topics:
             if isinstance(t, str):
-                handle = conn.subscribe(t)
+                # ConnectionClosed on a closed connection
+                handle = conn.subscribe(t, stale_after=stale_after)
                 self._owned.append(handle)
                 handles.append(handle)
             else:
+                if stale_after is not None:  # a handle of our own carries the setting
+                    self._owned.append(conn.subscribe(t.name, stale_after=stale_after))
                 handles.append(t)
+        warn_unknown_topics(conn, self._owned, stacklevel=4)
         self.role = connection_role(conn) if is_live(conn) else None
         if actions is None:
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
@@ -236,9 +299,11 @@ class Dashboard(RtnbWidget):
         self.tables: list[DashboardTable] = []
         for i, h in enumerate(handles):
             acts = tuple(_action(a) for a in actions.get(h.name, ()))
-            traits = {
+            # the traits a StreamTable's front end reads (see StreamTable's synced traits)
+            traits: dict[str, Any] = {
                 "topic_name": h.name,
                 "sort_by": DEFAULT_SORT.get(h.name),
+                "order": {},
                 "height": int(height),
                 "action_labels": [a.label for a in acts],
                 "fps": float(fps),
@@ -248,6 +313,7 @@ class Dashboard(RtnbWidget):
         every: list[DashboardPart] = [self.freshness, self.counters, *self.tables]
         super().__init__(parts=[{"id": p.id, "kind": p.kind, "traits": p.traits} for p in every])
         self._parts = {p.id: p for p in every}
+        self._recorded_from = conn  # the parts' recorded twins read it
         wall = clock_of(conn)
         makers: dict[str, Callable[[Send], Feed]] = {
             "fresh": lambda send: FreshnessFeed(conn.loop, send, conn=conn, wall=wall),
@@ -258,6 +324,11 @@ class Dashboard(RtnbWidget):
         for part in every:
             part._owner = weakref.ref(self)
             part.feed = self._start_feed(conn, makers[part.id], part)
+        for table in self.tables:  # a default sort column the topic lacks warns, as a StreamTable's
+            sort_by = table.traits["sort_by"]
+            if sort_by and table.topic is not None:
+                named = [("sort_by", sort_by.removeprefix("-"))]
+                _check_fields(table.topic, named, None, stacklevel=5)
 
     @staticmethod
     def _start_feed(conn: Source, make: Callable[[Send], Feed], part: DashboardPart) -> Feed:
@@ -275,7 +346,20 @@ class Dashboard(RtnbWidget):
         for part in self._parts.values():
             if part.feed is not None:
                 part.feed.activate()
+        for part in (self.counters, *self.tables):  # the recorded twins of what it holds
+            self._show_twin(part.id, part.feed, _twin_of(part.id))
         return super()._repr_mimebundle_(**kwargs)
+
+    def _render_part(self, part_id: str) -> str:
+        """What part ``part_id`` shows now, as recorded HTML (runtime thread); "": nothing."""
+        part = self._parts.get(part_id)
+        if part is None:
+            return ""
+        if isinstance(part, DashboardTable):
+            return "" if part.topic is None else table_recorded(part.topic, part.title, None)
+        if part.kind == "counters":
+            return counters_recorded(self.conn)
+        return ""
 
     def _dispatch(self, widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
         if not isinstance(content, dict):
@@ -286,6 +370,8 @@ class Dashboard(RtnbWidget):
         kind = content.get("t")
         if kind == "hello":
             part.feed.request_snapshot()
+        elif kind == "ping":  # a browser tab woke up: is the kernel there?
+            part.feed.ping()
         elif kind == "act" and isinstance(part, DashboardTable) and part.topic is not None:
             try:
                 act(
@@ -299,10 +385,11 @@ class Dashboard(RtnbWidget):
                 logger.exception("rtnb dashboard: a row action failed")
 
     def close(self) -> None:
-        for part in self._parts.values():
+        # also called when __init__ failed half-way (a closed connection), and by __del__
+        for part in getattr(self, "_parts", {}).values():
             if part.feed is not None:
                 part.feed.close()
-        owned, self._owned = self._owned, []
+        owned, self._owned = getattr(self, "_owned", []), []
         for handle in owned:
             try:
                 handle.unsubscribe()
@@ -311,4 +398,13 @@ class Dashboard(RtnbWidget):
         super().close()
 
     def __repr__(self) -> str:
-        return f"<Dashboard {[t.topic_name for t in self.tables]}>"
+        return f"<Dashboard {[t.topic_name for t in getattr(self, 'tables', ())]}>"
+
+
+def _twin_of(part_id: str) -> Callable[[RtnbWidget], str]:
+    """``render(dashboard)`` of one part's recorded twin (holds no dashboard itself)."""
+
+    def render(widget: RtnbWidget) -> str:
+        return widget._render_part(part_id) if isinstance(widget, Dashboard) else ""
+
+    return render

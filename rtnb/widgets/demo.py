@@ -1,20 +1,23 @@
-"""``make demo``: the reference server with demo data plus JupyterLab on the live dashboard.
+"""``make demo`` / ``rtnb demo``: the reference server with demo data plus JupyterLab.
 
-``python -m rtnb.widgets.demo`` starts
+``python -m rtnb.widgets.demo`` (``rtnb demo``) starts
 
 1. the reference server with its demo producers (what ``rtnb serve --demo``
    runs), in this process, on loopback;
 2. a tiny *chaos relay* beside it (loopback, secret token): the notebook's
    kernel runs in another process and cannot call ``srv.chaos`` directly, so
    the relay lets its "inject chaos" cell reach the server's fault injection;
-3. JupyterLab, token-protected on loopback, on fresh copies of the
-   repository's ``notebooks/`` -- all three notebooks and their ``data/`` --
-   opening ``01_live_dashboard.ipynb``.
+3. JupyterLab, token-protected on loopback, on a working copy of the demo
+   notebooks -- all three and their ``data/`` -- opening ``01_live_dashboard.ipynb``.
 
-Nothing is written outside the virtual environment: JupyterLab's and
-IPython's state and the notebook copies live under ``<venv>/rtnb-demo/`` (the
-repository's notebooks keep their cleared outputs). The server's URL, a demo
-token (operator role, 24 h) and the relay's address reach the notebook as
+The notebooks come from the package (a ``pip install`` ships them as package
+data, ``rtnb/_notebooks``) or, in a source checkout, from ``notebooks/``. The
+working copy is ``./rtnb-demo`` (``--dir``): a notebook or data file is copied
+there only if absent, so edits survive a restart (delete a file to get the
+shipped one back), and nothing lives inside the virtual environment, so
+``make clean`` never deletes a user's notebooks. JupyterLab's and IPython's
+state go to ``<dir>/.lab`` (``--state``). The server's URL, a demo token
+(operator role, 24 h) and the relay's address reach the notebook as
 ``RTNB_URL``, ``RTNB_TOKEN``, ``RTNB_CHAOS_URL`` and ``RTNB_CHAOS_TOKEN``.
 Ctrl-C stops everything.
 """
@@ -36,13 +39,15 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "copy_notebooks", "main"]
+__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "copy_notebooks", "main", "shipped_notebooks"]
 
 #: Seconds a demo token stays valid: 86,400 (24 h).
 DEMO_TOKEN_TTL: Final = 86_400.0
 #: JupyterLab's port when free (otherwise any free port): 8888.
 DEFAULT_LAB_PORT: Final = 8888
 NOTEBOOK: Final = "01_live_dashboard.ipynb"
+#: The notebooks' working copy, relative to the current directory: ``rtnb-demo``.
+DEFAULT_DIR: Final = "rtnb-demo"
 #: Fault-injection calls the relay accepts (names of ``srv.chaos`` methods).
 CHAOS_ACTIONS: Final = frozenset(
     {"set", "disconnect_all", "stall", "stall_heartbeats", "expire_tokens", "restart"}
@@ -122,24 +127,44 @@ def chaos(srv: Any, action: str, **kwargs: Any) -> None:
         response.read()
 
 
-def _repo_notebooks() -> pathlib.Path:
+def shipped_notebooks() -> pathlib.Path:
+    """Where the demo notebooks are: the package's ``_notebooks`` (a wheel), else a checkout's."""
     here = pathlib.Path(__file__).resolve()
+    packaged = here.parents[1] / "_notebooks"
+    if (packaged / NOTEBOOK).exists():
+        return packaged
     for parent in here.parents:
         candidate = parent / "notebooks"
         if (candidate / NOTEBOOK).exists():
             return candidate
-    raise FileNotFoundError(f"notebooks/{NOTEBOOK} not found above {here}")
+    raise FileNotFoundError(
+        f"the demo notebooks are missing: neither {packaged} (a pip install ships them there) "
+        f"nor notebooks/{NOTEBOOK} above {here} (a source checkout); "
+        'reinstall with `pip install --force-reinstall "rtnb[demo]"`'
+    )
 
 
-def copy_notebooks(work: pathlib.Path) -> list[str]:
-    """Fresh copies of every notebook and the ``data/`` folder in ``work``; the notebook names."""
-    source = _repo_notebooks()
+def copy_notebooks(work: pathlib.Path) -> tuple[list[str], list[str]]:
+    """Copy every demo notebook and ``data/`` file into ``work`` unless already there.
+
+    Returns ``(notebook names, paths kept)``: files in ``work`` are never overwritten, so a
+    user's edits survive a restart; ``kept`` lists (relative to ``work``) those left as found.
+    """
+    source = shipped_notebooks()
     names = sorted(p.name for p in source.glob("*.ipynb"))
-    for name in names:
-        shutil.copyfile(source / name, work / name)
+    files = [source / n for n in names]
     if (source / "data").is_dir():
-        shutil.copytree(source / "data", work / "data", dirs_exist_ok=True)
-    return names
+        files += sorted(p for p in (source / "data").rglob("*") if p.is_file())
+    kept: list[str] = []
+    for path in files:
+        rel = path.relative_to(source)
+        target = work / rel
+        if target.exists():
+            kept.append(rel.as_posix())
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return names, kept
 
 
 def _lab_port(wanted: int | None) -> int:
@@ -165,17 +190,29 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widge
     parser.add_argument("--port", type=int, default=0, help="reference server port (0: any)")
     parser.add_argument("--lab-port", type=int, default=0, help="JupyterLab port (8888 if free)")
     parser.add_argument("--tenant", default="acme", help="demo tenant (acme)")
-    parser.add_argument("--state", help="where JupyterLab keeps its state (<venv>/rtnb-demo)")
+    parser.add_argument(
+        "--dir",
+        default=DEFAULT_DIR,
+        help=f"working copy of the notebooks (./{DEFAULT_DIR}); files already there are kept",
+    )
+    parser.add_argument("--state", help="where JupyterLab keeps its state (<dir>/.lab)")
     args = parser.parse_args(argv)
 
     import rtnb
 
     from .lab import Lab
 
-    state = pathlib.Path(args.state or pathlib.Path(sys.prefix) / "rtnb-demo")
-    work = state / "notebooks"
+    work = pathlib.Path(args.dir).resolve()
+    state = pathlib.Path(args.state).resolve() if args.state else work / ".lab"
     work.mkdir(parents=True, exist_ok=True)
-    names = copy_notebooks(work)
+    names, kept = copy_notebooks(work)
+    print(f"demo notebooks: {work}", flush=True)
+    if kept:
+        print(
+            f"  kept as they were (yours; delete one to get the shipped copy back): "
+            f"{', '.join(kept)}",
+            flush=True,
+        )
 
     srv = rtnb.serve(port=args.port, demo={"tenants": (args.tenant,)})
     relay = ChaosRelay(srv)
@@ -193,13 +230,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m rtnb.widge
     try:
         print(f"rtnb reference server (demo data, tenant {args.tenant}) on {srv.url}", flush=True)
         print("starting JupyterLab …", flush=True)
-        lab = Lab(work, state / "jupyter", env=env, port=_lab_port(args.lab_port))
+        lab = Lab(work, state, env=env, port=_lab_port(args.lab_port))
         others = "".join(f"    {lab.notebook_url(n)}\n" for n in names if n != NOTEBOOK)
         print(
             "\nOpen the live dashboard:\n\n"
             f"    {lab.notebook_url(NOTEBOOK)}\n\n"
             f"and the other notebooks (also in the lab's file browser):\n{others}\n"
-            f"(JupyterLab log: {lab.log_path}; notebook copies: {work})\n"
+            f"(notebooks: {work} -- your edits stay there; JupyterLab log: {lab.log_path})\n"
             "Ctrl-C stops the demo.",
             flush=True,
         )

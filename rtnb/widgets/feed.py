@@ -21,6 +21,14 @@ the browser can tell when it missed one and ask for a snapshot.
 
 Feeds hold their widget's ``send`` through a weak reference: a closed or
 collected widget stops its feed at the next tick.
+
+The last hop: every message says how often the kernel speaks (``ka``,
+:data:`DEFAULT_KERNEL_KEEPALIVE` seconds), and a displayed feed that has said
+nothing for that long sends ``{"t": "alive"}`` — outside the message budget, as
+it is tiny and the browser relies on it: with none for ``2 × ka + 1`` seconds
+every view says "No kernel — data as of …" (``openChannel`` in
+``static/common.js``). A browser tab that wakes up sends ``ping``, answered
+by a keep-alive at the next tick.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import msgspec
 
 from .budget import DEFAULT_FPS, MessageBudget, RateWindow, get_budget
 
-__all__ = ["Feed", "Message", "Scheduler", "encode_buffer"]
+__all__ = ["DEFAULT_KERNEL_KEEPALIVE", "Feed", "Message", "Scheduler", "encode_buffer"]
 
 logger = logging.getLogger("rtnb.widgets")
 
@@ -49,6 +57,9 @@ Send = Callable[[dict[str, Any], list[bytes]], None]
 MAX_FPS: Final = 30
 #: Seconds of the per-widget rate window: 1.005 (one second, plus 5 ms of send jitter).
 RATE_WINDOW: Final = 1.005
+# The browser shows "No kernel" after 2 of them plus 1 s without any message.
+#: Seconds between two messages of a displayed widget at most (``kernel_keepalive``): 1.0.
+DEFAULT_KERNEL_KEEPALIVE: Final = 1.0
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -83,9 +94,15 @@ class Feed:
         fps: float = DEFAULT_FPS,
         budget: MessageBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keepalive: float = DEFAULT_KERNEL_KEEPALIVE,
     ) -> None:
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+        if not keepalive > 0:
+            raise ValueError(f"kernel_keepalive must be seconds > 0, got {keepalive!r}")
+        self.keepalive = float(keepalive)
+        self._last_sent = -float("inf")
+        self._want_alive = False
         self.fps = float(fps)
         self.scheduler = scheduler
         self.window = RateWindow(self.fps, RATE_WINDOW)
@@ -116,6 +133,10 @@ class Feed:
         """The browser asked for the full state (a view (re)rendered or missed a message)."""
         self._want_snapshot = True
         self.active = True
+
+    def ping(self) -> None:
+        """The browser asked whether the kernel is there (a tab woke up): answer next tick."""
+        self._want_alive = True
 
     def notice(self, item: dict[str, Any]) -> None:
         """Queue a one-off notice (e.g. an action that no longer applies) for the next message."""
@@ -164,8 +185,12 @@ class Feed:
             return False
         snapshot = self._want_snapshot
         if not snapshot and not self._notices and not self.dirty(now):
+            if self._want_alive or now - self._last_sent >= self.keepalive:
+                return self._send(send, {"t": "alive"}, [], now)
             return False
         if not self.window.allows(now) or not self.budget.take(now):
+            if now - self._last_sent >= self.keepalive:  # the budget never silences the kernel
+                return self._send(send, {"t": "alive"}, [], now)
             return False
         if snapshot:
             self._want_snapshot = False
@@ -175,16 +200,22 @@ class Feed:
         if self._notices:
             content["notices"] = list(self._notices)
             self._notices.clear()
-        self.seq += 1
-        content["seq"] = self.seq
         # Count the message when it leaves (building a large diff takes a while): the
         # rate Jupyter Server and the browser see is that of the sends.
         self.window.take(self.clock())
+        return self._send(send, content, buffers, now)
+
+    def _send(self, send: Send, content: dict[str, Any], buffers: list[bytes], now: float) -> bool:
+        self.seq += 1
+        content["seq"] = self.seq
+        content["ka"] = self.keepalive
         try:
             send(content, buffers)
         except Exception:
             logger.exception("rtnb widget: sending a %s message failed", content.get("t"))
             return False
+        self._last_sent = now
+        self._want_alive = False
         self.sent += 1
         return True
 

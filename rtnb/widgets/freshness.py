@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
 
+from ..core.wording import fmt_clock_utc
 from .assets import css, esm
 from .base import RtnbWidget, clock_of, connection_of
 from .budget import DEFAULT_FPS, MessageBudget
 from .feed import Feed, Message, Scheduler, Send
+from .recorded import recorded_html
 from .stats import LAG_INTERVAL, recent_lag_p50
 from .status import connection_payload, same_freshness, topic_payload, transition
 
@@ -158,7 +160,13 @@ class Freshness(RtnbWidget):
     #: part of a larger widget: steps aside for a standalone pill of the same connection
     embedded = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, source: Source | Topic | Any, *, fps: float = DEFAULT_FPS) -> None:
+    def __init__(
+        self,
+        source: Source | Topic | Any,
+        *,
+        fps: float = DEFAULT_FPS,
+        stale_after: float | None = None,
+    ) -> None:
         from ..client.topic import Topic
 
         conn = connection_of(source)
@@ -169,6 +177,13 @@ class Freshness(RtnbWidget):
             source_key=connection_key(conn),
         )
         self.source = source
+        if stale_after is not None:
+            if topic is None:
+                raise ValueError(
+                    "stale_after applies to one topic: Freshness(conn.subscribe(name), "
+                    "stale_after=S), or subscribe with conn.subscribe(name, stale_after=S)"
+                )
+            self._expect_events(topic, stale_after)
 
         def make(send: Any) -> Feed:
             return FreshnessFeed(
@@ -176,6 +191,23 @@ class Freshness(RtnbWidget):
             )
 
         self._attach(conn, make)
+
+    def _render_recorded(self) -> str:
+        """The newest data's time and the gaps, as of now (never the status word)."""
+        conn = self._recorded_from
+        if conn is None:
+            return ""
+        topic = getattr(self.source, "topic_state", None)
+        states = [topic] if topic is not None else list(conn.topic_states.values())
+        lasts = [ts.last_event_at for ts in states if ts.last_event_at is not None]
+        newest = f"{fmt_clock_utc(max(lasts))} UTC" if lasts else "no data yet"
+        facts = [
+            ("newest data", newest),
+            ("topics", ", ".join(ts.name for ts in states) or "none"),
+            ("gaps", f"{sum(ts.gaps for ts in states):,}"),
+            ("events lost", f"{sum(ts.unrecoverable for ts in states):,}"),
+        ]
+        return recorded_html(self.label, conn.now(), facts=facts)
 
     def __repr__(self) -> str:
         return f"<Freshness {self.scope} {self.label!r}>"

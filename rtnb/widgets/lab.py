@@ -2,7 +2,7 @@
 
 Everything JupyterLab and IPython would write to the home directory (config,
 data, runtime files, user settings, workspaces, the IPython profile) goes
-under one ``state`` directory the caller chooses (``.venv/rtnb-demo`` for
+under one ``state`` directory the caller chooses (``rtnb-demo/.lab`` for
 ``make demo``, a temporary directory for tests), and the server is
 token-protected on loopback. The notebook's kernel inherits ``env``, which
 is how the reference server's URL and a demo token reach it

@@ -158,7 +158,8 @@ class ReplayControls(RtnbWidget):
         does the same without waiting)."""
         if not math.isfinite(at):
             return
-        self.replay.seek(min(max(at, self.start), self.end))
+        # a scrub keeps playing if the replay was (rep.seek would pause it there)
+        self.replay.start_seek(min(max(at, self.start), self.end)).result()
         self.position = self.replay.now()
 
     def close(self) -> None:

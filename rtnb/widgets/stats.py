@@ -11,19 +11,25 @@ import math
 import statistics
 from typing import TYPE_CHECKING, Any, Final
 
-from ..core.status import Status
+from ..telemetry.incidents import degraded_time
 
 if TYPE_CHECKING:
     from ..client.session import ConnectionState
     from ..telemetry import EnvelopeLog
 
-__all__ = ["LAG_INTERVAL", "LAG_WINDOW", "RateMeter", "degraded_seconds", "recent_lag_p50"]
+__all__ = [
+    "LAG_INTERVAL",
+    "LAG_WINDOW",
+    "RateMeter",
+    "degraded_now",
+    "degraded_seconds",
+    "recent_lag_p50",
+]
 
 #: Newest envelopes the live lag median is computed over: 2,000.
 LAG_WINDOW: Final = 2000
 #: Seconds between recomputations of the live lag median: 2.
 LAG_INTERVAL: Final = 2.0
-_DEGRADED: Final = (Status.DEGRADED.value, Status.RECONNECTING.value)
 
 
 def recent_lag_p50(log: EnvelopeLog, window: int = LAG_WINDOW) -> float | None:
@@ -44,12 +50,15 @@ def recent_lag_p50(log: EnvelopeLog, window: int = LAG_WINDOW) -> float | None:
 
 
 def degraded_seconds(log: EnvelopeLog, state: ConnectionState, wall: float) -> float:
-    """Seconds spent degraded or reconnecting, ever (as ``log.summary()``), plus now."""
-    seconds: dict[str, float] = log.snapshot("states", ()).tally.get("seconds", {})
-    total = sum(seconds.get(s, 0.0) for s in _DEGRADED)
-    if state.status.value in _DEGRADED:
-        total += max(0.0, wall - state.since)
-    return total
+    """Degraded seconds, ever, up to ``wall``: :func:`rtnb.telemetry.incidents.degraded_time`,
+    the definition ``log.summary()``, ``log.incidents()`` and the charts use (recovery
+    steps included), with an open incident running to the wall clock."""
+    return degraded_time(log, until=wall)[0]
+
+
+def degraded_now(log: EnvelopeLog) -> bool:
+    """An incident is open (degraded, reconnecting, or recovering from either)."""
+    return degraded_time(log, until=-math.inf)[1]
 
 
 class RateMeter:

@@ -24,12 +24,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from ..client.session import ConnectionState
+from ..client.topic import refusal_reason, replay_missing
 from ..core.freshness import connection_status, freshness
 from ..core.pipeline import TopicState
 
 __all__ = [
     "FRESH_DRIFT",
     "connection_payload",
+    "replay_missing",
     "same_freshness",
     "topic_payload",
     "transition",
@@ -39,7 +41,7 @@ __all__ = [
 FRESH_DRIFT: Final = 0.25
 
 # fields that change continuously; compared with a tolerance, not for equality
-_TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag")
+_TEMPORAL: Final = ("age", "last", "retryIn", "gapAge", "lag", "quietAge")
 
 
 def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
@@ -56,18 +58,10 @@ def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
 
 
 def topic_status(ts: TopicState, cs: ConnectionState, wall: float) -> str:
-    """live | replaying | stale | forbidden | unknown | pending | closed."""
+    """live | replaying | quiet | stale | forbidden | unknown | refused | pending | closed."""
     return freshness(
-        cs.status, cs.attempt, cs.next_retry_at, ts.status, ts.last_event_at, wall
+        cs.status, cs.attempt, cs.next_retry_at, ts.status, ts.last_event_at, wall, ts.stale_after
     ).status
-
-
-def replay_missing(ts: TopicState) -> int | None:
-    """Events still to replay before the topic is live again (None: unknown or none)."""
-    if ts.replay_until is None:
-        return None
-    pos = ts.orderer.position()
-    return None if pos is None else max(0, ts.replay_until - pos)
 
 
 def topic_payload(
@@ -86,7 +80,8 @@ def topic_payload(
         "gapAge": None if gap_at is None else max(0.0, wall - gap_at),
         "missing": replay_missing(ts),
         "entities": len(ts.store.entities),
-        "error": getattr(ts, "error", None),
+        "error": refusal_reason(ts),
+        "staleAfter": ts.stale_after,
     }
     out.update(_connection_fields(cs, wall))
     return out
@@ -131,6 +126,11 @@ def connection_payload(
         "history": list(history),
         "lag": lag_p50,
     }
+    if status == "quiet":  # the words name the silence of the quietest topic
+        quiet = [ts for ts, t in zip(states, per_topic, strict=True) if t["status"] == "quiet"]
+        oldest = min(quiet, key=lambda ts: ts.last_event_at or wall)
+        out["staleAfter"] = oldest.stale_after
+        out["quietAge"] = None if oldest.last_event_at is None else wall - oldest.last_event_at
     out.update(_connection_fields(cs, wall))
     return out
 

@@ -9,24 +9,30 @@ freshness age (``static/table.js``).
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
 
+from ..core.store import PENDING_FIELD
 from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
 from .feed import MAX_FPS, Feed, Send
+from .recorded import RECORDED_ROWS, recorded_html
 from .rows import Action, TableFeed
 
 if TYPE_CHECKING:
     from ..client.topic import Topic
 
-__all__ = ["Action", "StreamTable", "act", "table_feed"]
+__all__ = ["Action", "StreamTable", "act", "table_feed", "table_recorded"]
 
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
+#: Entities whose fields a ``sort_by`` / ``order`` column is checked against: 1,000.
+FIELD_SAMPLE: Final = 1_000
 
 
 def _action(spec: Action | Mapping[str, Any]) -> Action:
@@ -41,6 +47,70 @@ def _action(spec: Action | Mapping[str, Any]) -> Action:
         ) from exc
 
 
+def _orders(order: Mapping[str, Sequence[Any] | Any] | None) -> dict[str, list[Any]]:
+    """``{column: [values in order]}`` from lists or pandas ordered ``CategoricalDtype``s."""
+    out: dict[str, list[Any]] = {}
+    for column, values in (order or {}).items():
+        if hasattr(values, "categories"):  # a pandas CategoricalDtype (or Categorical)
+            values = list(values.categories)
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(
+                f"order[{column!r}] must be a non-empty list of values, lowest first "
+                f"(e.g. ['low', 'medium', 'high']), got {values!r}"
+            )
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"order[{column!r}] lists a value twice: {list(values)!r}")
+        if not all(v is None or isinstance(v, str | int | float) for v in values):
+            raise ValueError(f"order[{column!r}] values must be strings or numbers: {values!r}")
+        out[str(column)] = list(values)
+    return out
+
+
+def _check_fields(
+    topic: Topic,
+    named: list[tuple[str, str]],
+    shown: set[str] | None = None,
+    *,
+    stacklevel: int = 4,
+) -> None:
+    """Warn about each ``(argument, column)`` that is not a field of ``topic``'s entities
+    (or not one of the ``shown`` columns): now if it has data, else once, with its first
+    event (a misspelling sorts nothing)."""
+
+    def fields() -> set[str] | None:
+        entities = topic.topic_state.store.entities
+        if not entities:
+            return None
+        seen = {"id"}
+        for _, state in zip(range(FIELD_SAMPLE), entities.values(), strict=False):
+            seen.update(k for k in state if k != PENDING_FIELD)
+        return seen
+
+    def warn(known: set[str], stacklevel: int) -> None:
+        for argument, column in named:
+            if column not in known:
+                where = "a field of this topic's entities" if shown is None else "shown"
+                warnings.warn(
+                    f"StreamTable({topic.name!r}): {argument} column {column!r} is not {where}; "
+                    f"columns: {', '.join(sorted(known))}",
+                    stacklevel=stacklevel,
+                )
+
+    known = shown if shown is not None else topic.connection.call(fields, what="column check")
+    if known is not None:
+        warn(known, stacklevel=stacklevel)  # the caller's StreamTable(...) line
+        return
+    remove: Callable[[], None] | None = None
+
+    def on_first_event(_event: object, _outcome: str) -> None:
+        known = fields()  # on the runtime thread, as every event callback
+        if known is not None and remove is not None:
+            remove()
+            warn(known, stacklevel=2)
+
+    remove = topic.on_event(on_first_event)
+
+
 class StreamTable(RtnbWidget):
     """A live table of ``topic``'s entities, updated at most ``fps`` times a second.
 
@@ -51,6 +121,13 @@ class StreamTable(RtnbWidget):
     ``actions``: row buttons, e.g. ``[Action("Acknowledge", {"status": "ack"},
     when={"status": "open"})]``; clicks become optimistic ``topic.mutate``
     calls, shown pending until confirmed, or rolled back with the error.
+    ``order``: columns whose values have an order of their own, e.g.
+    ``{"severity": ["low", "medium", "high", "critical"]}`` (or a pandas ordered
+    ``CategoricalDtype``): sorting by that column follows it (``sort_by="-severity"``:
+    critical first); values not listed come after the listed ones.
+
+    A ``sort_by`` or ``order`` column that is not a field of the topic's entities
+    warns, naming the fields (at once if the topic has data, else with its first event).
     """
 
     _esm = esm("table.js")
@@ -62,6 +139,7 @@ class StreamTable(RtnbWidget):
     action_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     fps = traitlets.Float(DEFAULT_FPS).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    order = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -74,6 +152,8 @@ class StreamTable(RtnbWidget):
         actions: Sequence[Action | Mapping[str, Any]] = (),
         height: int = DEFAULT_HEIGHT,
         title: str | None = None,
+        order: Mapping[str, Sequence[Any] | Any] | None = None,
+        stale_after: float | None = None,
     ) -> None:
         from ..client.topic import Topic
 
@@ -86,18 +166,30 @@ class StreamTable(RtnbWidget):
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
         acts = [_action(a) for a in actions]
+        orders = _orders(order)
         super().__init__(
             topic_name=topic.name,
             sort_by=sort_by,
+            order=orders,
             height=int(height),
             action_labels=[a.label for a in acts],
             fps=float(fps),
             title=title or topic.name,
         )
         self.topic = topic
+        self._columns = None if columns is None else list(columns)
+        self._expect_events(topic, stale_after)
         self.actions = tuple(acts)
         self.max_rows = max_rows
         self._attach(topic.connection, table_feed(topic, columns, max_rows, self.actions, fps))
+        named = [("sort_by", sort_by.removeprefix("-"))] if sort_by else []
+        named += [("order", c) for c in orders]
+        if named:
+            _check_fields(topic, named, None if columns is None else {"id", *columns})
+
+    def _render_recorded(self) -> str:
+        """The rows as of now, capped (runtime thread; see :mod:`rtnb.widgets.recorded`)."""
+        return table_recorded(self.topic, self.title, self._columns)
 
     def _on_message(self, content: dict[str, Any]) -> None:
         if content.get("t") == "act":
@@ -154,3 +246,20 @@ def act(
             )
         return
     topic.mutate(entity_id, dict(action.patch))
+
+
+def table_recorded(topic: Topic, title: str, columns: Sequence[str] | None) -> str:
+    """A table of ``topic``'s rows as of now, capped, as recorded HTML (runtime thread; see
+    :mod:`rtnb.widgets.recorded`): a StreamTable's twin, or a Dashboard table's."""
+    store = topic.topic_state.store
+    ids = list(itertools.islice(store.entities, RECORDED_ROWS))
+    rows = [(eid, store.view(eid) or {}) for eid in ids]
+    shown = None if columns is None else list(columns)
+    if shown is None:
+        seen: dict[str, None] = {}
+        for _, row in rows:
+            seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
+        shown = list(seen)
+    return recorded_html(
+        title, topic.connection.now(), columns=shown, rows=rows, total=len(store.entities)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -17,6 +18,7 @@ from rtnb.telemetry import EnvelopeLog
 from tests.chaos_run import ChaosRun
 
 CHARTS = ("lag", "timeline", "outcomes", "mutations")
+SHIPPED_RECORDING = Path(__file__).parents[2] / "notebooks" / "data" / "chaos_run.parquet"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -145,3 +147,13 @@ def test_mutations_are_points_when_few_and_binned_when_many(million: EnvelopeLog
     assert width is not None and len(binned) <= 100
     assert binned["mutations"].sum() == 3_000
     assert not math.isnan(binned["latency_ms"].max())
+
+
+def test_the_lag_legend_draws_a_solid_and_a_dashed_line_for_p50_and_p99() -> None:
+    log = EnvelopeLog.read_parquet(SHIPPED_RECORDING)
+    vega = vlc.vegalite_to_vega(charts.lag(log).to_dict())
+    (dash,) = [leg for leg in vega["legends"] if "strokeDash" in leg]
+    assert dash["symbolType"] == "stroke"
+    symbols = dash.get("encode", {}).get("symbols", {}).get("update", {})
+    assert symbols.get("stroke", {}).get("value") != "transparent", dash
+    assert symbols.get("strokeWidth", {}).get("value", dash.get("symbolStrokeWidth")) != 0

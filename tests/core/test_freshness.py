@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from rtnb.core.freshness import activity_text, connection_status, freshness
 from rtnb.core.status import Status
 
-TOPIC_STATUSES = ["pending", "live", "replaying", "stale", "forbidden", "unknown"]
+TOPIC_STATUSES = ["pending", "live", "replaying", "forbidden", "unknown", "refused"]
 NOW = 1_000.0
 
 statuses = st.sampled_from(list(Status))
@@ -23,7 +23,7 @@ def test_the_rules(
     conn: Status, attempt: int, retry: float | None, topic: str, last: float | None
 ) -> None:
     f = freshness(conn, attempt, retry, topic, last, NOW)
-    if topic in ("forbidden", "unknown"):
+    if topic in ("forbidden", "unknown", "refused"):
         assert f.status == topic  # the server's refusal wins over any connection state
     elif conn is Status.CLOSED:
         assert f.status == "closed"
@@ -69,3 +69,24 @@ def test_a_connection_is_live_only_if_subscribed_and_nothing_replays(
         assert conn is Status.SUBSCRIBED and "replaying" not in topics
     if conn is Status.CLOSED:
         assert status == "closed"
+
+
+@given(statuses, topic_statuses, lasts, st.none() | st.floats(min_value=0.01, max_value=100))
+def test_quiet_only_when_subscribed_live_and_silent_for_stale_after(
+    conn: Status, topic: str, last: float | None, stale_after: float | None
+) -> None:
+    f = freshness(conn, 0, None, topic, last, NOW, stale_after)
+    plain = freshness(conn, 0, None, topic, last, NOW)
+    silent = last is not None and stale_after is not None and NOW - last >= stale_after
+    if conn is Status.SUBSCRIBED and topic == "live" and silent:
+        assert f.status == "quiet"
+    else:
+        assert f.status == plain.status  # stale_after changes nothing else
+    assert f.status != "live" or not silent
+
+
+def test_a_connection_of_refused_topics_says_which_refusal() -> None:
+    assert connection_status(Status.SUBSCRIBED, ["refused", "refused"], False) == "refused"
+    assert connection_status(Status.SUBSCRIBED, ["forbidden"], False) == "forbidden"
+    assert connection_status(Status.SUBSCRIBED, ["forbidden", "unknown"], False) == "refused"
+    assert connection_status(Status.SUBSCRIBED, ["live", "quiet"], True) == "quiet"

@@ -233,6 +233,69 @@ def test_forbidden_error_marks_only_that_topic() -> None:
     assert p.topics["incidents"].status == "pending"
 
 
+def test_every_refusal_reaches_its_topic_with_the_servers_code_and_message() -> None:
+    p, _ = _pipeline("sequence", "incidents", "fleet", "prices")
+    _start(p, "incidents")
+    p.feed(encode(Error(code="too_many_subscriptions", message="at most 2", topic="prices")), 0.0)
+    p.feed(encode(Error(code="unknown_topic", message="no such topic", topic="fleet")), 0.0)
+    prices, fleet = p.topics["prices"], p.topics["fleet"]
+    assert (prices.status, prices.error_code, prices.error) == (
+        "refused",
+        "too_many_subscriptions",
+        "at most 2",
+    )
+    assert (fleet.status, fleet.error_code) == ("unknown", "unknown_topic")
+    assert p.topics["incidents"].status == "live"
+    # asking again clears the refusal: pending until the server answers
+    again = p.add_topic("prices")
+    assert again is prices and (prices.status, prices.error) == ("pending", None)
+
+
+def test_an_error_about_a_confirmed_topic_that_is_no_refusal_leaves_it_live() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    p.feed(encode(Error(code="unavailable", message="store down", topic="incidents")), 0.0)
+    p.feed(encode(Error(code="snapshot_failed", message="later", topic="incidents")), 0.0)
+    assert p.topics["incidents"].status == "live"
+    p.connection("websocket", 2, opening=True)  # a new connection: awaiting confirmation
+    p.feed(encode(Error(code="snapshot_failed", message="later", topic="incidents")), 0.0)
+    assert p.topics["incidents"].status == "refused"
+
+
+@given(
+    st.sampled_from(["forbidden", "unknown_topic", "too_many_subscriptions", "unavailable",
+                     "snapshot_failed", "busy", "rate_limited", "brand_new_code"]),
+    st.booleans(),
+)  # fmt: skip
+def test_the_machine_and_the_pipeline_agree_on_every_topic_error(
+    code: str, confirmed: bool
+) -> None:
+    """One rule (rtnb.core.topics.refusal_status): a REFUSED phase iff a refused status."""
+    from rtnb.core.machine_table import TopicPhase
+    from rtnb.core.topics import TopicBook
+
+    book = TopicBook()
+    book.want("t")
+    p, _ = _pipeline("sequence", "t")
+    if confirmed:
+        book.confirm("t")
+        _start(p, "t")
+    book.error("t", code)
+    p.feed(encode(Error(code=code, message="why", topic="t")), 0.0)
+    refused = p.topics["t"].status in ("forbidden", "unknown", "refused")
+    assert refused == (book.get("t") is TopicPhase.REFUSED)
+    if code == "unavailable":
+        assert not refused
+
+
+def test_a_gap_reported_for_recovery_marks_its_topic_replaying() -> None:
+    p, _ = _pipeline()
+    _start(p)
+    p.feed(encode(event(2)), 0.0)
+    assert p.check(100.0)
+    assert p.topics["incidents"].status == "replaying"
+
+
 def test_mutation_confirmed_by_an_echoed_client_mutation_id() -> None:
     p, _ = _pipeline()
     _start(p)

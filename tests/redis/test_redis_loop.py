@@ -114,13 +114,13 @@ def _create_unannounced(server: RedisServer, topic: str, entity: str) -> None:
         script = client.register_script(APPEND)
 
         def append(epoch: Any, events: list[Any]) -> Any:
-            fixed = [epoch, 0, "ab" * 8, 50, "nobody-listens", f'["acme","{topic}"]']
+            fixed = [epoch, 0, "ab" * 8, 50, "nobody-listens", f'["acme","{topic}"]', 60]
             return script(keys=[meta, stream, state, REGISTRY], args=[*fixed, *events])
 
         status, epoch, *_ = append("", [])
         assert status == b"epoch", "a missing topic is created under a new epoch"
         body = msgspec.json.encode([entity, "x.set", {"n": 0}, "2026-01-01T00:00:00Z", 1])
-        status, *_ = append(epoch, [entity, 0, body, b'{"n":0}'])
+        status, *_ = append(epoch, [entity, 0, body, b'{"n":0}', 0, "", ""])  # no key
         assert status == b"ok"
 
 

@@ -118,10 +118,14 @@ def test_a_gateway_that_missed_live_messages_reads_the_range_with_xrange(pair, r
                 50,
                 "nobody-listens",
                 '["acme","t"]',
+                60,
                 entity,
                 0,
                 body,
                 msgspec.json.encode({"i": i}),
+                0,  # no idempotency key
+                "",
+                "",
             ],
         )
         assert status == b"ok"

@@ -28,7 +28,7 @@ from rtnb.core.status import Status
 from rtnb.widgets.status import connection_payload, topic_payload
 
 COMMON_JS = Path(__file__).parents[2] / "rtnb" / "widgets" / "static" / "common.js"
-TOPIC_STATUSES = ["pending", "live", "replaying", "stale", "forbidden", "unknown"]
+TOPIC_STATUSES = ["pending", "live", "replaying", "forbidden", "unknown", "refused"]
 
 
 class _Conn:
@@ -80,7 +80,7 @@ def test_topic_replay_topic_and_widgets_agree(
     assert strip["topics"][0]["status"] == pill["status"]
     assert live_view.activity == replay_view.activity == pill["activity"] == strip["activity"]
     assert live_view.attempt == replay_view.attempt == pill["attempt"] == strip["attempt"]
-    if pill["status"] not in ("forbidden", "unknown"):
+    if pill["status"] not in ("forbidden", "unknown", "refused"):
         assert strip["status"] == pill["status"]  # a connection of one topic says the same
     # the words for what the connection does: the same in Python and in the pill
     assert str(live_view).count("attempt") <= 1

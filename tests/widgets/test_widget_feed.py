@@ -12,6 +12,7 @@ from rtnb.core.ledger import MutationLedger
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
 from rtnb.widgets.budget import MessageBudget
+from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed
 from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
 from rtnb.widgets.status import connection_payload, topic_payload
 
@@ -176,3 +177,54 @@ def test_a_feed_stops_when_its_widget_is_gone() -> None:
     del w
     gc.collect()
     assert not feed.flush(1.0) and feed.closed
+
+
+def test_a_displayed_feed_speaks_at_least_once_per_keepalive_even_with_nothing_to_say() -> None:
+    feed, _, sink, _ = _feed()
+    assert feed.keepalive == DEFAULT_KERNEL_KEEPALIVE == 1.0
+    assert not feed.flush(0.0)  # not displayed: not even a keep-alive
+    feed.activate()
+    assert feed.flush(0.0)  # the snapshot
+    assert not feed.flush(0.5)  # nothing to say, and spoke 0.5 s ago
+    assert feed.flush(1.0)  # a keep-alive
+    assert not feed.flush(1.5)
+    feed.ping()  # a browser tab woke up
+    assert feed.flush(1.6)
+    kinds = [(c["t"], c["seq"], c["ka"]) for c, _ in sink.sent]
+    assert kinds == [("snapshot", 1, 1.0), ("alive", 2, 1.0), ("alive", 3, 1.0)]
+
+
+def test_a_spent_message_budget_never_silences_the_keepalive() -> None:
+    ts = Pipeline().add_topic("t", "sequence")
+    ts.status = "live"
+    sink = Sink()
+    feed = TableFeed(
+        NoLoop(), sink, state=ts, connection_state=_state,
+        budget=MessageBudget(rate=0.001, burst=1), wall=lambda: 1000.0,
+    )  # fmt: skip
+    feed.activate()
+    assert feed.flush(0.0)  # the snapshot spends the budget
+    for i in range(1, 30):
+        ts.store.apply(f"e{i}", "t.updated", {"x": i}, i)  # always something to say
+        feed.flush(i * 0.5)
+    alive = [c["seq"] for c, _ in sink.sent if c["t"] == "alive"]
+    assert len(alive) >= 13  # one a second over ~14.5 s, though no diff could go
+
+
+def test_keepalive_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="kernel_keepalive must be seconds > 0"):
+        Feed(NoLoop(), Sink(), keepalive=0)
+
+
+def test_a_connection_with_a_quiet_topic_names_that_topics_silence() -> None:
+    p = Pipeline()
+    busy = p.add_topic("busy")
+    quiet = p.add_topic("quiet", stale_after=5.0)
+    for ts, last in ((busy, 999.0), (quiet, 990.0)):
+        ts.status = "live"
+        ts.last_event_at = last
+    fresh = connection_payload(_state(), [busy, quiet], 1000.0)
+    assert fresh["status"] == "quiet"
+    assert (fresh["staleAfter"], fresh["quietAge"]) == (5.0, 10.0)
+    assert [t["status"] for t in fresh["topics"]] == ["live", "quiet"]
+    assert topic_payload(quiet, _state(), 1000.0)["staleAfter"] == 5.0

@@ -14,6 +14,7 @@
  *   scope: "topic" | "connection", topic?: string, status: string,
  *   last: number | null, age: number | null, gaps: number, unrecoverable: number,
  *   gapAge: number | null, missing: number | null, entities?: number, error?: string | null,
+ *   staleAfter?: number | null, quietAge?: number | null,
  *   conn: string, activity: string, reason: string, transport: string, attempt: number,
  *   retryAt: number | null, retryIn: number | null, lag?: number | null,
  *   topics?: Array<{name: string, status: string, gaps: number, unrecoverable: number,
@@ -22,7 +23,8 @@
  *                    reason: string, attempt: number}>
  * }} Fresh
  * @typedef {{ get(name: string): any, send(content: any, callbacks?: any, buffers?: any[]): void,
- *   on(name: string, cb: Function): void, off(name: string, cb?: Function): void }} Model
+ *   on(name: string, cb: Function): void, off(name: string, cb?: Function): void,
+ *   widget_manager?: any }} Model
  */
 
 /** Seconds a "Gap: …" notice stays in a header strip. */
@@ -31,6 +33,54 @@ export const GAP_NOTICE_S = 60;
 export const ANNOUNCE_GAP_MS = 2000;
 /** Minimum milliseconds between two snapshot requests. */
 export const ASK_GAP_MS = 1000;
+
+/**
+ * The words for every status: a verbatim copy of WORDING in rtnb/core/wording.py
+ * (tests/widgets/test_wording_parity.py keeps them equal), filled by `fill`.
+ */
+// wording:begin
+export const WORDING = /** @type {Record<string, string>} */ ({
+  "live": "Live · updated {age} ago",
+  "live_no_data": "Live · no data yet",
+  "replaying": "Replaying {missing} missed events",
+  "replaying_snapshot": "Replaying — refreshing from the server",
+  "stale": "Stale — {as_of}, {activity}",
+  "pending": "Connecting — {activity}",
+  "quiet": "Quiet — no events for {quiet} (expected within {stale_after})",
+  "refused": "Refused — {reason}",
+  "forbidden": "Forbidden — the server refused topic “{topic}”",
+  "forbidden_all": "Forbidden — the server refused every topic",
+  "unknown": "Unknown topic — the server has no topic “{topic}”",
+  "unknown_all": "Unknown topics — the server has none of them",
+  "closed": "Closed — {reason}",
+  "as_of": "data as of {clock}",
+  "no_data": "no data yet",
+  "no_kernel": "No kernel — {as_of}",
+  "kernel_restarted": "Kernel restarted — this output is frozen",
+  "recorded": "Recorded {clock} UTC — not live",
+});
+// wording:end
+
+/**
+ * `template` with its `{name}` placeholders filled (as Python's str.format).
+ * @param {string} template
+ * @param {Record<string, string>} values
+ */
+export function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, k) => (k in values ? values[k] : `{${k}}`));
+}
+
+/** Seconds between two keep-alives unless the kernel says otherwise (`ka`): 1. */
+export const KEEPALIVE_S = 1;
+
+/** Status → the style it is drawn in (quiet, no kernel and recorded look stale). */
+export const STATUS_STYLE = /** @type {Record<string, string>} */ ({
+  quiet: "stale",
+  no_kernel: "stale",
+  kernel_restarted: "stale",
+  recorded: "stale",
+  refused: "forbidden",
+});
 
 /** Status → the word shown beside its icon (colour is never the only cue). */
 export const STATUS_WORDS = /** @type {Record<string, string>} */ ({
@@ -41,6 +91,10 @@ export const STATUS_WORDS = /** @type {Record<string, string>} */ ({
   unknown: "Unknown topic",
   pending: "Connecting",
   closed: "Closed",
+  quiet: "Quiet",
+  refused: "Refused",
+  no_kernel: "No kernel",
+  kernel_restarted: "Kernel restarted",
 });
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -199,7 +253,7 @@ export function fmtClock(unix) {
     hour: "2-digit",
     minute: "2-digit",
     second: "2-digit",
-    hour12: false,
+    hourCycle: "h23", // not hour12: false, which reads midnight as "24:00:00" in some locales
   });
 }
 
@@ -231,52 +285,66 @@ export function activityText(activity, attempt, retryIn, elapsed) {
 /**
  * What a freshness payload means now, `elapsed` seconds after it arrived.
  * `text` ticks (ages, countdowns); `announce` only changes on transitions,
- * so it can feed the live region without announcing every second.
+ * so it can feed the live region without announcing every second. `kernel`
+ * (from the channel) says the kernel is gone: then nothing reads live.
+ * `style` is the status whose look the badge takes (quiet looks stale).
  * @param {Fresh} f
  * @param {number} elapsed
  * @param {string} name what the status is about ("incidents", "connection")
- * @returns {{status: string, word: string, text: string, announce: string, gap: string}}
+ * @param {string | null} [kernel] "no_kernel" | "kernel_restarted" | null
+ * @returns {{status: string, style: string, word: string, text: string, announce: string, gap: string}}
  */
-export function describe(f, elapsed, name) {
-  const status = f.status;
-  const word = STATUS_WORDS[status] || status;
+export function describe(f, elapsed, name, kernel = null) {
+  let status = f.status;
   const age = f.age === null ? null : f.age + elapsed;
+  const asOf = f.last === null ? WORDING.no_data : fill(WORDING.as_of, { clock: fmtClock(f.last) });
+  if (kernel) status = kernel;
+  else if (status === "live" && typeof f.staleAfter === "number" && age !== null && age >= f.staleAfter) {
+    status = "quiet"; // ticks into quiet here; the kernel's next payload agrees
+  }
+  const word = STATUS_WORDS[status] || status;
   let text = word;
   let announce = `${name}: ${word.toLowerCase()}`;
-  if (status === "live") {
-    text = age === null ? "Live · no data yet" : `Live · updated ${fmtAge(age)} ago`;
+  if (kernel) {
+    text = fill(WORDING[kernel], { as_of: asOf });
+  } else if (status === "live") {
+    text = age === null ? WORDING.live_no_data : fill(WORDING.live, { age: fmtAge(age) });
+  } else if (status === "quiet") {
+    // a connection's payload names its quietest topic's silence (quietAge)
+    const silent = typeof f.quietAge === "number" ? f.quietAge + elapsed : age ?? 0;
+    text = fill(WORDING.quiet, { quiet: fmtAge(silent), stale_after: fmtAge(f.staleAfter ?? 0) });
   } else if (status === "replaying") {
     text =
       f.missing && f.missing > 0
-        ? `Replaying ${fmtInt(f.missing)} missed events`
-        : "Replaying — refreshing from the server";
+        ? fill(WORDING.replaying, { missing: fmtInt(f.missing) })
+        : WORDING.replaying_snapshot;
     announce = `${name}: replaying missed events`;
   } else if (status === "stale" || status === "pending") {
-    const asOf = f.last === null ? "no data yet" : `data as of ${fmtClock(f.last)}`;
     const how = activityText(f.activity, f.attempt, f.retryIn, elapsed);
     // announced once per transition: the activity and attempt, not the countdown
     const now = how.startsWith("reconnecting in") ? "reconnecting" : how.replace(/ \(attempt \d+\)$/, "");
     const attempt = f.attempt > 0 ? ` (attempt ${f.attempt})` : "";
     announce = `${name}: ${status === "stale" ? "stale, " : ""}${now}${attempt}`;
-    text = status === "stale" ? `Stale — ${asOf}, ${how}` : `Connecting — ${how}`;
-  } else if (status === "forbidden") {
+    text =
+      status === "stale"
+        ? fill(WORDING.stale, { as_of: asOf, activity: how })
+        : fill(WORDING.pending, { activity: how || "waiting for the server" });
+  } else if (status === "forbidden" || status === "unknown") {
     text =
       f.scope === "topic"
-        ? `Forbidden — the server refused topic “${f.topic}”`
-        : "Forbidden — the server refused every topic";
-  } else if (status === "unknown") {
-    text =
-      f.scope === "topic"
-        ? `Unknown topic — the server has no topic “${f.topic}”`
-        : "Unknown topics — the server has none of them";
+        ? fill(WORDING[status], { topic: f.topic ?? name })
+        : WORDING[`${status}_all`];
+  } else if (status === "refused") {
+    text = fill(WORDING.refused, { reason: f.error || "the server refused this topic" });
+    announce = `${name}: ${text}`;
   } else if (status === "closed") {
-    text = `Closed — ${f.reason || "connection closed"}`;
+    text = fill(WORDING.closed, { reason: f.reason || "connection closed" });
   }
   let gap = "";
-  if (f.unrecoverable > 0 && f.gapAge !== null && f.gapAge + elapsed < GAP_NOTICE_S) {
+  if (!kernel && f.unrecoverable > 0 && f.gapAge !== null && f.gapAge + elapsed < GAP_NOTICE_S) {
     gap = `Gap: ${fmtInt(f.unrecoverable)} events could not be recovered, state refreshed from snapshot`;
   }
-  return { status, word, text, announce, gap };
+  return { status, style: STATUS_STYLE[status] || status, word, text, announce, gap };
 }
 
 /** @returns {boolean} */
@@ -375,18 +443,53 @@ export function decodeBuffer(buffers) {
 }
 
 /**
+ * The kernel's status as the widget manager reports it ("idle", "busy",
+ * "restarting", "autorestarting", "dead", …), or null where the host has no
+ * such report (JupyterLab and Notebook 7 have; VS Code, marimo may not).
+ * @param {Model} model
+ * @returns {string | null}
+ */
+function kernelStatus(model) {
+  try {
+    const k = /** @type {any} */ (model).widget_manager?.kernel;
+    return k && typeof k.status === "string" ? k.status : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Listen to a widget model's custom messages. Every kernel message carries
  * `seq`; a `diff` is only applied on top of the message before it. When one
  * is missing (the page was reconnected, a message was dropped) or no
  * snapshot has arrived yet, ask for a snapshot: custom messages are never
  * replayed. `fresh` / `counters` messages are full state and always apply.
+ *
+ * Kernel liveness (the last hop): the kernel sends something at least every
+ * `ka` seconds (KEEPALIVE_S unless a message says otherwise; an `alive`
+ * message when nothing else went out). `kernel()` says "no_kernel" after
+ * 2 × ka + 1 s without any, or at once when the widget manager reports the
+ * kernel dead or the comm closed, and "kernel_restarted" once it reported a
+ * restart; null while all is well (or before the first message: the view
+ * then says it waits for the kernel). Time spent in a background tab does
+ * not count: the browser may have held our timers and messages, so a tab
+ * that comes back (`visibilitychange`, or `resume` after the page was
+ * frozen) asks for a keep-alive and re-evaluates at once (`onWake`),
+ * alarming only on the manager's word or a silence counted from its return.
  * @param {Model} model
  * @param {(msg: any, data: any) => void} onMessage
+ * @param {() => void} [onWake]
  */
-export function openChannel(model, onMessage) {
+export function openChannel(model, onMessage, onWake) {
   /** @type {number | null} */
   let lastSeq = null;
   let askedAt = -Infinity;
+  /** @type {number | null} */
+  let lastAt = null;
+  let interval = KEEPALIVE_S;
+  let visibleAt = performance.now();
+  let commLost = false;
+  let restarted = false;
   const ask = () => {
     const now = performance.now();
     if (now - askedAt < ASK_GAP_MS) return;
@@ -396,25 +499,61 @@ export function openChannel(model, onMessage) {
   /** @param {any} msg @param {any[]} buffers */
   const handler = (msg, buffers) => {
     if (!msg || typeof msg.seq !== "number") return;
-    if (msg.t === "diff") {
+    lastAt = performance.now();
+    commLost = false;
+    if (typeof msg.ka === "number" && msg.ka > 0) interval = msg.ka;
+    if (msg.t === "diff" || msg.t === "alive") {
+      // both continue the sequence; before a snapshot there is nothing to continue
       if (lastSeq === null || msg.seq !== lastSeq + 1) {
+        if (lastSeq !== null || msg.t === "diff") ask();
         lastSeq = null;
-        ask();
         return;
       }
     }
     lastSeq = msg.seq;
+    if (msg.t === "alive") return;
     onMessage(msg, decodeBuffer(buffers));
   };
+  const lost = () => {
+    commLost = true;
+  };
+  const onVisibility = () => {
+    if (document.hidden) return;
+    visibleAt = performance.now();
+    try {
+      model.send({ t: "ping" });
+    } catch {
+      commLost = true;
+    }
+    if (onWake) onWake();
+  };
   model.on("msg:custom", handler);
+  model.on("comm_live_update", lost);
+  model.on("comm:close", lost);
+  document.addEventListener("visibilitychange", onVisibility);
+  document.addEventListener("resume", onVisibility); // a frozen page thawed (Page Lifecycle API)
   return {
     /** Ask for a snapshot now (a view rendered). */
     hello() {
       askedAt = performance.now();
       model.send({ t: "hello" });
     },
+    /** @returns {"no_kernel" | "kernel_restarted" | null} */
+    kernel() {
+      const status = kernelStatus(model);
+      if (status === "restarting" || status === "autorestarting") restarted = true;
+      if (restarted) return "kernel_restarted";
+      if (status === "dead" || commLost) return "no_kernel";
+      if (lastAt === null) return null;
+      const since = Math.max(lastAt, visibleAt);
+      return performance.now() - since > (2 * interval + 1) * 1000 ? "no_kernel" : null;
+    },
     close() {
       model.off("msg:custom", handler);
+      model.off("comm_live_update", lost);
+      model.off("comm:close", lost);
+      document.removeEventListener("visibilitychange", onVisibility);
+      document.removeEventListener("resume", onVisibility);
     },
   };
 }
@@ -440,12 +579,17 @@ export function statusBadge(parent) {
   parent.append(el);
   return {
     el,
-    /** @param {string} status @param {string} value */
-    set(status, value) {
+    /**
+     * @param {string} status the look (see STATUS_STYLE)
+     * @param {string} value the text
+     * @param {string} [state] the status itself, when it differs from its look
+     */
+    set(status, value, state = status) {
       if (el.dataset.status !== status) {
         el.dataset.status = status;
         setIcon(svg, status);
       }
+      if (el.dataset.state !== state) el.dataset.state = state;
       if (text.textContent !== value) text.textContent = value;
     },
   };

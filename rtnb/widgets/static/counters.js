@@ -5,7 +5,7 @@
  * (announcing them would be noise); transitions are announced by the
  * freshness pill and the tables.
  */
-import { fmtInt, openChannel } from "./common.js";
+import { everyTick, fmtInt, openChannel, WORDING } from "./common.js";
 
 const ITEMS = /** @type {const} */ ([
   ["eps", "events/s"],
@@ -53,8 +53,23 @@ export const countersWidget = {
       }
       root.dataset.degraded = String(!!c.degradedNow);
     });
+    // The last hop: with no kernel the counters stop, and a rate is not shown as current.
+    const stopTick = everyTick(() => {
+      const gone = channel.kernel();
+      const was = root.dataset.kernel || "";
+      if ((gone || "") === was) return;
+      root.dataset.kernel = gone || "";
+      root.dataset.stale = String(!!gone);
+      if (gone) {
+        values.eps.textContent = "–";
+        root.title = WORDING[gone].replace(/ — .*$/, "");
+      } else {
+        root.title = "";
+      }
+    });
     channel.hello();
     return () => {
+      stopTick();
       channel.close();
       root.remove();
     };

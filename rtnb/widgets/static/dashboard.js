@@ -8,7 +8,10 @@
  * Each part gets a model of its own (`partModel`): `get` reads the part's
  * traits (they never change), a custom message tagged with the part's id
  * reaches only that part's listeners (an untagged one reaches every part),
- * and what a part sends is tagged with its id. The part models live as long
+ * and what a part sends is tagged with its id. The comm's own events
+ * (`comm:close`, `comm_live_update`) and the widget manager's kernel status
+ * reach every part, so each part's view leaves "Live" when the kernel goes
+ * (each part's feed sends its own keep-alives, tagged). The part models live as long
  * as the dashboard's model, so the tables' row stores survive a re-render
  * as a StreamTable's do.
  */
@@ -35,7 +38,11 @@ function partModel(model, part) {
       model.send({ ...content, part: part.id }, callbacks, buffers);
     },
     on(name, cb) {
-      if (name !== "msg:custom") return; // a part's traits never change
+      if (name.startsWith("change:")) return; // a part's traits never change
+      if (name !== "msg:custom") {
+        model.on(name, cb); // the comm's own events (closed, live or not) are every part's
+        return;
+      }
       /** @param {any} msg @param {any} buffers */
       const only = (msg, buffers) => {
         if (msg && (msg.part === undefined || msg.part === part.id)) cb(msg, buffers);
@@ -44,10 +51,19 @@ function partModel(model, part) {
       model.on(name, only);
     },
     off(name, cb) {
+      if (name.startsWith("change:")) return;
+      if (name !== "msg:custom") {
+        model.off(name, cb);
+        return;
+      }
       const only = cb && wrapped.get(cb);
-      if (name !== "msg:custom" || !only || !cb) return;
+      if (!only || !cb) return;
       wrapped.delete(cb);
       model.off(name, only);
+    },
+    // the kernel's status as the widget manager reports it (common.js: kernelStatus)
+    get widget_manager() {
+      return model.widget_manager;
     },
   };
 }

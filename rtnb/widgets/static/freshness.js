@@ -80,13 +80,17 @@ class Pill {
     el.append(root);
     this.root = root;
 
-    this.channel = openChannel(model, (msg) => {
-      if (msg.t !== "fresh") return;
-      this.fresh = msg.fresh;
-      this.freshAt = performance.now();
-      this.tick();
-      this.details();
-    });
+    this.channel = openChannel(
+      model,
+      (msg) => {
+        if (msg.t !== "fresh") return;
+        this.fresh = msg.fresh;
+        this.freshAt = performance.now();
+        this.tick();
+        this.details();
+      },
+      () => this.tick(),
+    );
     this.stopTick = everyTick(() => this.tick());
     this.tick();
     this.channel.hello();
@@ -135,8 +139,8 @@ class Pill {
       return;
     }
     const elapsed = (performance.now() - this.freshAt) / 1000;
-    const d = describe(f, elapsed, this.name());
-    this.badge.set(d.status, d.gap ? `${d.text} · ${d.gap}` : d.text);
+    const d = describe(f, elapsed, this.name(), this.channel.kernel());
+    this.badge.set(d.style, d.gap ? `${d.text} · ${d.gap}` : d.text, d.status);
     const bits = [f.transport];
     if (typeof f.lag === "number") bits.push(`lag p50 ${fmtMs(f.lag)}`);
     const extra = bits.join(" · ");

@@ -10,7 +10,7 @@ function clock(t) {
   return new Date(t * 1000).toISOString().slice(11, 19) + " UTC";
 }
 
-const SPEEDS = [1, 10, 60, 600, null];
+const SPEEDS = [1, 10, 20, 60, 600, null];
 
 /** @param {{ model: any, el: HTMLElement }} ctx */
 function render({ model, el }) {
@@ -26,12 +26,14 @@ function render({ model, el }) {
   const speed = document.createElement("select");
   speed.className = "rtnb-replay-speed";
   speed.setAttribute("aria-label", "Speed");
-  for (const s of SPEEDS) {
+  /** @param {number | null} s */
+  function speedOption(s) {
     const opt = document.createElement("option");
     opt.value = s === null ? "max" : String(s);
     opt.textContent = s === null ? "max" : `${s}×`;
-    speed.append(opt);
+    return opt;
   }
+  for (const s of SPEEDS) speed.append(speedOption(s));
 
   const track = document.createElement("div");
   track.className = "rtnb-replay-track";
@@ -110,7 +112,13 @@ function render({ model, el }) {
 
   function drawSpeed() {
     const s = model.get("speed");
-    speed.value = s === null ? "max" : String(s);
+    const value = s === null ? "max" : String(s);
+    if (!Array.from(speed.options).some((o) => o.value === value)) {
+      // a speed set from Python (replay(log, speed=3)) gets its own entry, in order
+      const after = Array.from(speed.options).find((o) => o.value === "max" || Number(o.value) > s);
+      speed.insertBefore(speedOption(s), after ?? null);
+    }
+    speed.value = value;
   }
 
   play.addEventListener("click", () => {

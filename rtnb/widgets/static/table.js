@@ -46,7 +46,7 @@ class TableView {
     this.model = model;
     this.store = storeFor(model);
     this.el = el;
-    this.rows = new RowOrder(this.store, model.get("sort_by") || null);
+    this.rows = new RowOrder(this.store, model.get("sort_by") || null, model.get("order") || {});
     this.visible = true;
     /** @type {number | null} */
     this.raf = null;
@@ -551,8 +551,8 @@ class TableView {
       return;
     }
     const elapsed = (performance.now() - this.store.freshAt) / 1000;
-    const d = describe(f, elapsed, this.model.get("topic_name"));
-    this.badge.set(d.status, d.text);
+    const d = describe(f, elapsed, this.model.get("topic_name"), this.store.channel.kernel());
+    this.badge.set(d.style, d.text, d.status);
     if (d.announce !== this.lastAnnounce) {
       if (this.lastAnnounce) this.announcer.say(d.announce);
       this.lastAnnounce = d.announce;

@@ -33,13 +33,34 @@ function compareValues(a, b) {
   return collator.compare(String(a), String(b));
 }
 
+/**
+ * Compare by a column's own order (`ranks`: value -> position); values it does not list
+ * come after the listed ones, in natural order among themselves.
+ * @param {Map<any, number>} ranks @param {any} a @param {any} b
+ * @returns {number}
+ */
+function compareRanked(ranks, a, b) {
+  const ra = ranks.get(a);
+  const rb = ranks.get(b);
+  if (ra !== undefined && rb !== undefined) return ra - rb;
+  if (ra !== undefined) return -1;
+  if (rb !== undefined) return 1;
+  return compareValues(a, b);
+}
+
 export class RowOrder {
   /**
    * @param {import("./table_store.js").RowStore} store
    * @param {string | null} initial e.g. "price" or "-price" (descending)
+   * @param {Record<string, any[]>} [orders] columns with an order of their own,
+   *   e.g. {severity: ["low", "medium", "high", "critical"]}
    */
-  constructor(store, initial) {
+  constructor(store, initial, orders = {}) {
     this.store = store;
+    /** @type {Map<string, Map<any, number>>} */
+    this.ranks = new Map(
+      Object.entries(orders).map(([col, values]) => [col, new Map(values.map((v, i) => [v, i]))]),
+    );
     /** @type {import("./table_store.js").Row[]} */
     this.order = [];
     /** @type {string | null} */
@@ -63,13 +84,14 @@ export class RowOrder {
   comparator() {
     const c = /** @type {number} */ (this.sortIndex());
     const dir = this.sortDir;
+    const ranks = this.sortKey === null ? undefined : this.ranks.get(this.sortKey);
     return (a, b) => {
       const ka = keyOf(a, c);
       const kb = keyOf(b, c);
       if (ka === null || kb === null) {
         if (ka !== kb) return ka === null ? 1 : -1; // empty values last, either direction
       } else {
-        const d = compareValues(ka, kb) * dir;
+        const d = (ranks ? compareRanked(ranks, ka, kb) : compareValues(ka, kb)) * dir;
         if (d) return d;
       }
       return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;

@@ -1,0 +1,316 @@
+"""Idempotency keys: a retried publish or mutation answers the original event, stores nothing.
+
+Two kinds of key, one rule (DESIGN.md §3):
+
+* ``publishId`` (``POST /publish``, ``srv.publish(..., publish_id=)``,
+  ``publish_many``): remembered per (tenant, topic);
+* ``clientMutationId``: remembered per tenant (its fingerprint names the topic).
+
+A key is remembered once its event is *committed* — never before (an
+acknowledgement is never given for an event that was not stored) — for
+``idempotency_window`` seconds (default :data:`~rtnb.server.config.DEFAULT_IDEMPOTENCY_WINDOW`).
+The store keeps it in the same atomic step as the event: the SQLite transaction
+that writes the event, the Redis ``APPEND`` script that appends it. So after a
+crash, a cut link or a stall, either both exist or neither does.
+
+What is kept per key is only what answering a retry needs (:class:`Applied`: a
+16-byte digest of the request, the epoch, the sequence, the time and the event
+type — not the payload): a retry carries the same payload (the digest proves
+it), so the original event frame is rebuilt exactly from the request and the
+entry. The server's in-memory copy is capped in bytes
+(``idempotency_bytes``); at the cap the oldest keys are forgotten first.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import msgspec
+
+from ..protocol.frames import Event
+
+if TYPE_CHECKING:
+    from .storage import LogStorage
+    from .tokens import ReplayTokens
+    from .topiclog import Staged
+
+__all__ = [
+    "ENTRY_OVERHEAD",
+    "MUTATION_SCOPE",
+    "Applied",
+    "IdemKey",
+    "IdempotencyConflict",
+    "Keys",
+    "Remembered",
+    "Scope",
+    "digest",
+]
+
+Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
+#: The scope of clientMutationIds within a tenant (no topic name is empty).
+MUTATION_SCOPE: Final = ""
+#: Bytes one remembered key costs in memory besides its strings (the tuple, the digest,
+#: the epoch, the int, the datetime, the ordered-dict node), measured on CPython 3.11 with
+#: ``tests/server/test_server_idempotency.py`` (``sys.getsizeof`` of every part: ~630).
+ENTRY_OVERHEAD: Final = 768
+
+
+class IdempotencyConflict(ValueError):
+    """The key was already used for a different publish or mutation (HTTP 409)."""
+
+
+class Applied(NamedTuple):
+    """What answering a retry needs: the rest of the event is in the retried request."""
+
+    digest: bytes  # 16 bytes: blake2b of the request's content
+    epoch: bytes
+    sequence: int
+    occurred_at: datetime
+    type: str
+
+    def encode(self) -> str:
+        """``<digest hex> <epoch hex> <sequence> <occurredAt> <type>`` (SQLite, Redis)."""
+        at = msgspec.json.encode(self.occurred_at).decode()[1:-1]
+        return f"{self.digest.hex()} {self.epoch.hex()} {self.sequence} {at} {self.type}"
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Applied:
+        """The inverse of :meth:`encode`; ValueError if ``text`` is not one."""
+        if isinstance(text, bytes):
+            text = text.decode()
+        fp, epoch, seq, at, event_type = text.split(" ", 4)
+        occurred_at = msgspec.json.decode(f'"{at}"'.encode(), type=datetime)
+        return cls(bytes.fromhex(fp), bytes.fromhex(epoch), int(seq), occurred_at, event_type)
+
+
+class IdemKey:
+    """One idempotency key of a publish or mutation, and the digest of its content."""
+
+    __slots__ = ("digest", "id", "name", "scope")
+
+    def __init__(self, scope: Scope, name: str, digest: bytes) -> None:
+        self.scope = scope
+        self.name = name
+        self.digest = digest
+        self.id = (scope[0], scope[1], name)  # the key of :class:`Remembered`
+
+    def __repr__(self) -> str:
+        return f"IdemKey(scope={self.scope!r}, name={self.name!r})"
+
+    def conflict(self) -> IdempotencyConflict:
+        what = "clientMutationId" if self.scope[1] == MUTATION_SCOPE else "publishId"
+        return IdempotencyConflict(
+            f"this {what} was already used for a different "
+            f"{'mutation' if what == 'clientMutationId' else 'publish'}; use a fresh {what} "
+            "for each new one (a retry must repeat the original exactly)"
+        )
+
+
+_sorted_json = msgspec.json.Encoder(order="sorted").encode
+
+
+def digest(*parts: Any) -> bytes:
+    """16 bytes naming a request's content (sorted JSON, so key order does not matter)."""
+    return hashlib.blake2b(_sorted_json(parts), digest_size=16).digest()
+
+
+#: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
+_Entry = tuple[bytes, bytes, int, datetime, str, float]
+#: Inserts between two sweeps of keys past the window (``get`` checks the age anyway).
+_SWEEP_EVERY: Final = 1024
+
+
+class Remembered:
+    """Committed idempotency keys in memory: per key an :class:`Applied`, capped in bytes.
+
+    Entries older than ``window`` seconds are never answered (checked on access) and are
+    swept oldest first every :data:`_SWEEP_EVERY` inserts; beyond ``max_bytes`` the oldest
+    are forgotten first, at once.
+    """
+
+    def __init__(
+        self, *, max_bytes: int, window: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.window = window
+        self._clock = clock
+        self._entries: collections.OrderedDict[tuple[str, str, str], _Entry] = (
+            collections.OrderedDict()
+        )
+        self.bytes = 0
+        self.forgotten = 0  # keys dropped at the byte cap (not by age)
+        self._puts = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def cost(key: tuple[str, str, str], applied: Applied) -> int:
+        """Bytes one key costs: :data:`ENTRY_OVERHEAD` plus its strings."""
+        return ENTRY_OVERHEAD + sum(map(len, key)) + len(applied.type) + len(applied.epoch)
+
+    def get(self, scope: Scope, name: str) -> Applied | None:
+        return self.get_id((scope[0], scope[1], name))
+
+    def get_id(self, key: tuple[str, str, str]) -> Applied | None:
+        """:meth:`get` by ``IdemKey.id``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[5] < self._clock() - self.window:
+            self._drop(key)
+            return None
+        return Applied(*entry[:5])
+
+    def put(self, scope: Scope, name: str, applied: Applied, at: float | None = None) -> None:
+        self.add((scope[0], scope[1], name), *applied, self._clock() if at is None else at)
+
+    def add(
+        self,
+        key: tuple[str, str, str],
+        digest: bytes,
+        epoch: bytes,
+        sequence: int,
+        occurred_at: datetime,
+        event_type: str,
+        at: float,
+    ) -> None:
+        """:meth:`put` without building an :class:`Applied` (the commit path)."""
+        entries = self._entries
+        if key in entries:
+            self._drop(key)
+        entries[key] = (digest, epoch, sequence, occurred_at, event_type, at)
+        self.bytes += (
+            ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2]) + len(event_type) + len(epoch)
+        )
+        while self.bytes > self.max_bytes and entries:
+            self._drop(next(iter(entries)))
+            self.forgotten += 1
+        self._puts += 1
+        if self._puts % _SWEEP_EVERY == 0:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Forget the keys past the window (oldest first)."""
+        entries = self._entries
+        oldest = self._clock() - self.window
+        while entries:
+            key, entry = next(iter(entries.items()))
+            if entry[5] >= oldest:
+                return
+            self._drop(key)
+
+    def load(self, entries: Iterable[tuple[Scope, str, Applied, float]]) -> None:
+        """Entries a persistent store kept (oldest first), within the window and the cap."""
+        for scope, name, applied, at in entries:
+            self.put(scope, name, applied, at)
+        self.sweep()
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        entry = self._entries.pop(key)
+        self.bytes -= ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2])
+        self.bytes -= len(entry[4]) + len(entry[1])
+
+
+class Keys:
+    """The idempotency keys a hub answers retries from: committed ones (:class:`Remembered`,
+    owned by the server handle so they survive restarts) and those of events staged but
+    not committed yet (a retry meanwhile shares their outcome)."""
+
+    def __init__(self, remembered: Remembered, tokens: ReplayTokens) -> None:
+        self.remembered = remembered
+        self.tokens = tokens
+        self._inflight: dict[tuple[str, str, str], Staged] = {}
+
+    def recall(
+        self,
+        key: IdemKey,
+        topic: str,
+        entity_id: str,
+        payload: Mapping[str, Any],
+        version: int = 1,
+        prior: Applied | None = None,
+    ) -> tuple[Event, bool] | None:
+        """The event a retry of ``key`` answers, and whether it is committed; None if new.
+
+        Committed (remembered here, or ``prior``: what the shared store holds): the original
+        event, rebuilt from the retried request and what was kept. Staged and not committed
+        yet: that staged event (the caller waits for its commit). Raises
+        :class:`~rtnb.server.idempotency.IdempotencyConflict` if the key was used for
+        different content.
+        """
+        applied = self.remembered.get_id(key.id) or prior
+        if applied is not None:
+            if applied.digest != key.digest:
+                raise key.conflict()
+            return self.rebuild(applied, key.scope[0], topic, entity_id, payload, version), True
+        staged = self._inflight.get(key.id)
+        if staged is not None:
+            if staged.key is None or staged.key.digest != key.digest:
+                raise key.conflict()
+            return staged.event, False
+        return None
+
+    def rebuild(
+        self,
+        applied: Applied,
+        tenant: str,
+        topic: str,
+        entity_id: str,
+        payload: Mapping[str, Any],
+        version: int,
+    ) -> Event:
+        """The original event of a retried request: the same frame, byte for byte."""
+        seq = applied.sequence
+        return Event(
+            id=f"evt-{applied.epoch.hex()}-{seq}",
+            type=applied.type,
+            topic=topic,
+            sequence=seq,
+            entity_id=entity_id,
+            occurred_at=applied.occurred_at,
+            replay_token=self.tokens.token(tenant, topic, applied.epoch, seq),
+            payload=dict(payload),
+            version=version,
+        )
+
+    def stage(self, staged: Staged, key: IdemKey, storage: LogStorage) -> None:
+        """``staged`` carries ``key``: in flight until committed; a store that keeps keys
+        (SQLite) writes it in the transaction that writes the event."""
+        staged.key = key
+        self._inflight[key.id] = staged
+        if storage.keeps_keys:
+            storage.remember(key.scope, key.name, self.applied(staged), time.time())
+
+    @staticmethod
+    def applied(staged: Staged, final: Event | None = None) -> Applied:
+        """What remembering ``staged``'s key keeps (``final``: its committed form)."""
+        assert staged.key is not None
+        event = final or staged.event
+        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
+
+    def commit(self, staged: Staged, final: Event | None = None) -> None:
+        """``staged`` is committed (as ``final``): its key answers retries from now on."""
+        key = staged.key
+        if key is None:
+            return
+        event = final or staged.event
+        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        self.remembered.add(
+            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
+        )
+        if self._inflight.get(key.id) is staged:
+            del self._inflight[key.id]
+
+    def forget(self, staged: Iterable[Staged]) -> None:
+        """Those events were not committed (the store failed): their keys are not in flight."""
+        for item in staged:
+            key = item.key
+            if key is not None and self._inflight.get(key.id) is item:
+                del self._inflight[key.id]
