@@ -22,7 +22,7 @@ from .protocol.errors import (
 )
 
 if TYPE_CHECKING:
-    from . import charts
+    from . import charts, panel
     from .client.connection import Connection, connect, connect_async
     from .client.limits import Limits
     from .client.mutation import Mutation, MutationError
@@ -62,8 +62,8 @@ _LAZY: dict[str, str] = {
     "replay": "rtnb.client.replay",
     "serve": "rtnb.server",
 }
-#: submodules reachable as attributes (``rtnb.charts.lag(log)``)
-_SUBMODULES = frozenset({"charts"})
+#: submodules reachable as attributes (``rtnb.charts.lag(log)``, ``rtnb.panel.enable()``)
+_SUBMODULES = frozenset({"charts", "panel"})
 
 __all__ = [
     "ConfirmedIdentity",
@@ -96,6 +96,7 @@ __all__ = [
     "charts",
     "connect",
     "connect_async",
+    "panel",
     "replay",
     "serve",
 ]

@@ -1,9 +1,13 @@
 """``rtnb.connect`` and ``Connection``: the one shared connection layer.
 
 ``connect(url, token=...)`` returns the same :class:`Connection` for the same
-(url, token) in a process (the token stands for the identity: the client never
+(url, token) in a host session (the token stands for the identity: the client never
 decodes it), so every widget and cell that asks for a topic
-shares one socket, one log and one store. ``subscribe`` is reference-counted:
+shares one socket, one log and one store. A host session is the process in a
+Jupyter kernel, and one visitor's session under ``marimo run`` or ``panel serve``
+(:mod:`rtnb.client.hosts`): two visitors never share a connection. ``close()`` is
+reference-counted too: every ``connect`` that returned the connection is one
+holder, each ``close()`` releases one, and the connection ends with the last. ``subscribe`` is reference-counted:
 two widgets on one topic share one server subscription, a late subscriber is
 filled from the local store without a round trip, and the server subscription
 ends when the last handle is released.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import inspect
 import os
@@ -36,6 +41,7 @@ from ..protocol.urls import http_base_url
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
 from .flight import FlightRecorder
+from .hosts import on_session_end, session_key
 from .limits import Limits
 from .mutation import Mutation
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
@@ -56,7 +62,8 @@ __all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 
-_registry: dict[tuple[str, str], Connection] = {}
+# (gateways, token key, host session) -> the shared connection
+_registry: dict[tuple[str, str, str], Connection] = {}
 _registry_lock = threading.Lock()
 
 
@@ -110,9 +117,12 @@ def connect(
         timeout: if given, block until SUBSCRIBED, raising ``TimeoutError`` (with
             the connection's last state and its cause) after that many seconds.
         shared: True (default): one connection per (url, token) in this
-            process — a second ``connect`` with the same url and token returns
-            the same object, so widgets and cells share one socket, log and
-            store. False: always a new, separate connection.
+            host session (the process in a Jupyter kernel; each visitor's own
+            under ``marimo run`` or ``panel serve``) — a second ``connect`` with
+            the same url and token returns the same object, so widgets and cells
+            share one socket, log and store. Each such ``connect`` is one holder:
+            ``close()`` releases one hold, and the connection ends when every
+            holder closed it. False: always a new, separate connection.
         limits: caps on every buffer the client keeps (:class:`rtnb.Limits`: frame,
             SSE event, poll response, snapshot parts, gap buffer, dedupe, open
             mutations); the documented defaults when None.
@@ -140,7 +150,8 @@ def connect(
         raise ValueError("rtnb.connect: give a server URL, or a non-empty list of gateway URLs")
     gateways = tuple(http_base_url(u) for u in urls)
     base = gateways[0]
-    key = (" ".join(gateways), _token_key(token))
+    session = session_key() if shared else ""
+    key = (" ".join(gateways), _token_key(token), session)
     wanted: dict[str, Any] = {
         "transport": transport,
         "backoff": backoff,
@@ -151,8 +162,10 @@ def connect(
     }
     with _registry_lock:
         existing = _registry.get(key) if shared else None
-        if existing is not None and existing.state.status is not Status.CLOSED:
+        # a connection whose last holder is closing it (holds 0) is not handed out again
+        if existing is not None and existing._holds and existing.state.status is not Status.CLOSED:
             _check_shared_options(existing, wanted)
+            existing._holds += 1
             conn = existing
         else:
             conn = Connection(
@@ -169,6 +182,8 @@ def connect(
             conn._options = wanted
             if shared:
                 _registry[key] = conn
+                if session:
+                    on_session_end(session, conn._session_ended)
     if timeout is not None:
         conn.wait_for(Status.SUBSCRIBED, timeout)
     return conn
@@ -268,6 +283,8 @@ class Connection:
             gateways=gateways,
         )
         self._handles: dict[str, list[Topic]] = {}
+        #: holders: the ``rtnb.connect`` calls that returned it, less the ``close()`` calls
+        self._holds = 1
         #: the options it was made with (compared by connect() for shared connections)
         self._options: dict[str, Any] = {}
         cap = limits or Limits()
@@ -489,16 +506,48 @@ class Connection:
     # -- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection (CLOSED is terminal); the log stays readable."""
+        """Release this holder's hold; the last one closes the connection (CLOSED is
+        terminal; the log stays readable).
+
+        Every ``rtnb.connect`` that returned this connection is one holder (two
+        cells, or two widgets' cells, asking for the same url and token): a
+        ``close()`` by one leaves the connection open for the others.
+        """
+        if not self._release_hold():
+            return
         if self._runtime.thread.is_alive():
             self._run(self._session.close(), what="conn.close")
         self._closed()
 
     async def close_async(self) -> None:
         """The awaitable form of :meth:`close` (does all it does)."""
+        if not self._release_hold():
+            return
         if self._runtime.thread.is_alive():
             await self._runtime.wrap(self._session.close())
         self._closed()
+
+    def _release_hold(self) -> bool:
+        """Drop one hold; True when none is left (the caller closes)."""
+        with _registry_lock:
+            if self._holds > 1:
+                self._holds -= 1
+                return False
+            self._holds = 0
+            return True
+
+    def _session_ended(self) -> None:
+        """The host session that shared this connection ended: close it for every
+        holder, off the host's thread (this runs in its teardown or a GC callback)."""
+        with _registry_lock:
+            self._holds = 1
+
+        def close() -> None:
+            # the runtime may be gone (interpreter exit): then there is nothing to close
+            with contextlib.suppress(Exception):
+                self.close()
+
+        threading.Thread(target=close, name="rtnb-session-end", daemon=True).start()
 
     def _closed(self) -> None:
         self._runtime.forget(self._session.close)
@@ -523,7 +572,7 @@ class Connection:
         st = self.state
         return (
             f"<Connection {self.url} {st.status.value} via {st.transport} "
-            f"attempt={st.attempt} topics={sorted(self._handles)}>"
+            f"attempt={st.attempt} topics={sorted(self._handles)} holders={self._holds}>"
         )
 
 

@@ -6,7 +6,8 @@ imports (``common.js``, and for the table ``table_store.js`` and
 "./common.js"``, ``export function …``), so editors and ``tsc --checkJs``
 understand them; :func:`compose` joins them into the one module anywidget
 loads: dependencies first, each once, with their ``import`` lines and
-``export`` keywords dropped. That is the whole build step.
+``export`` keywords dropped (and a dependency's one-line ``export default
+name;``). That is the whole build step.
 
 ``_esm`` is a *string* outside development mode. A file path would make
 anywidget wrap it in ``FileContents`` and connect a callback that holds every
@@ -30,6 +31,9 @@ __all__ = ["STATIC", "compose", "css", "esm", "hmr_enabled", "sources"]
 STATIC: Final = pathlib.Path(__file__).with_name("static")
 _IMPORT = re.compile(r'^import\s*\{[^}]*\}\s*from\s*"\./([\w-]+\.js)";?[ \t]*$', re.MULTILINE)
 _EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?(?:function|const|let|class)\b)", re.MULTILINE)
+# a widget module ends ``export default fooWidget;`` (one line), so another module can import
+# ``fooWidget`` and draw it as a part (the Dashboard): dropped when it is a dependency
+_DEFAULT = re.compile(r"^export\s+default\s+\w+;[ \t]*$", re.MULTILINE)
 
 
 def hmr_enabled() -> bool:
@@ -69,7 +73,7 @@ def compose(module: str) -> str:
     for name in sources(module):
         text = _IMPORT.sub("", (STATIC / name).read_text(encoding="utf-8"))
         if name != module:
-            text = _EXPORT.sub("", text)
+            text = _DEFAULT.sub("", _EXPORT.sub("", text))
         parts.append(f"// ---- {name}\n{text}")
     return "\n".join(parts)
 

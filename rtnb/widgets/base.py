@@ -77,13 +77,13 @@ class RtnbWidget(anywidget.AnyWidget):
     """Base class: a feed on the runtime thread plus the browser message protocol."""
 
     _feed: Feed | None = None
-    _recorded: RecordedView | None = None
 
     def __init__(self, **traits: Any) -> None:
         super().__init__(**traits)
         self._feed: Feed | None = None
         self._held: list[Any] = []
-        self._recorded: RecordedView | None = None
+        #: the recorded twins on display, by key ("": the widget's own; else a part's id)
+        self._twins: dict[str, RecordedView] = {}
         self._recorded_from: Source | None = None
         self.on_msg(self._dispatch)
 
@@ -133,14 +133,22 @@ class RtnbWidget(anywidget.AnyWidget):
 
     def _show_recorded(self) -> None:
         """Display the recorded twin beside the view and keep it current (Jupyter kernels)."""
+        self._show_twin("", self._feed, lambda widget: widget._render_recorded())
+
+    def _show_twin(
+        self, key: str, feed: Feed | None, render_of: Callable[[RtnbWidget], str]
+    ) -> None:
+        """Display the twin ``key`` of this widget (``render_of(widget)`` on the runtime
+        thread) and keep it current while ``feed`` runs: a widget's own (key ``""``),
+        or one per part of a widget made of parts (the Dashboard)."""
         conn = self._recorded_from
-        if conn is None or self._feed is None or self._feed.closed or not _in_kernel():
+        if conn is None or feed is None or feed.closed or not _in_kernel():
             return
         ref = weakref.ref(self)
 
         def render() -> str:
             widget = ref()
-            return "" if widget is None else widget._render_recorded()
+            return "" if widget is None else render_of(widget)
 
         try:
             first: str = conn.call(render, what="recording a widget view")
@@ -149,8 +157,9 @@ class RtnbWidget(anywidget.AnyWidget):
             return
         if not first:
             return
-        if self._recorded is not None:  # displayed again: one more twin, same display id
-            self._recorded.show(first)
+        shown = self._twins.get(key)
+        if shown is not None:  # displayed again: one more twin, same display id
+            shown.show(first)
             return
 
         def call(fn: Callable[[], str]) -> str:
@@ -158,13 +167,12 @@ class RtnbWidget(anywidget.AnyWidget):
             return text
 
         view = RecordedView(f"rtnb-recorded-{uuid.uuid4().hex}", render, call)
-        self._recorded = view
+        self._twins[key] = view
         view.show(first)
         loop = conn.loop
 
         def tick() -> None:
-            widget = ref()
-            if widget is None or widget._feed is None or widget._feed.closed:
+            if ref() is None or feed.closed:
                 return
             try:
                 view.refresh()
@@ -194,9 +202,15 @@ class RtnbWidget(anywidget.AnyWidget):
     def _on_message(self, content: dict[str, Any]) -> None:
         """Subclasses handle their own browser messages here (main thread)."""
 
+    def __panel__(self) -> Any:
+        """Panel shows it with anywidget's front end from the kernel, no CDN (``rtnb.panel``)."""
+        from .. import panel
+
+        return panel.pane(self)
+
     def close(self) -> None:
-        if self._recorded is not None:  # the twin keeps what it showed last
-            self._recorded.closed = True
+        for view in getattr(self, "_twins", {}).values():  # each keeps what it showed last
+            view.closed = True
         if self._feed is not None:
             self._feed.close()
         held, self._held = getattr(self, "_held", []), []  # __init__ may not have run

@@ -1,7 +1,11 @@
 """``Dashboard``: freshness, live counters and one table per topic, in one layout.
 
-The dashboard is an ``ipywidgets.VBox`` of ordinary rtnb widgets, so each
-part keeps its own message budget and the layout follows JupyterLab's. Row
+The dashboard is *one* anywidget (so it works wherever a StreamTable does:
+JupyterLab, Notebook 7, Voilà, marimo, Panel). It draws its parts itself with
+the same front-end code as the standalone widgets (``static/dashboard.js``
+gives each part a model of its own: the part's traits, and the custom
+messages tagged with its id), and each part keeps its own feed and message
+rate on the kernel side. Row
 actions (e.g. "Acknowledge" on an open incident) are offered when the
 connection's role may mutate (operator or admin); the server enforces roles
 regardless — a refused change shows its error and rolls back like any other.
@@ -11,28 +15,37 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import ipywidgets  # type: ignore[import-untyped]
 import traitlets
 
 from ..core.freshness import check_stale_after
 from .assets import css, esm
-from .base import RtnbWidget, clock_of, connection_of, is_live
+from .base import RtnbWidget, clock_of, connection_of, is_live, logger
 from .budget import MessageBudget
 from .feed import Feed, Message, Scheduler, Send
-from .freshness import Freshness
+from .freshness import FreshnessFeed, connection_key
 from .recorded import recorded_html
 from .rows import Action
 from .stats import RateMeter, degraded_now, degraded_seconds
-from .table import DEFAULT_HEIGHT, StreamTable
+from .table import DEFAULT_HEIGHT, _action, _check_fields, act, table_feed, table_recorded
 
 if TYPE_CHECKING:
     from ..client.source import Source
     from ..client.topic import Topic
 
-__all__ = ["DEFAULT_ACTIONS", "DEFAULT_SORT", "Counters", "Dashboard", "connection_role"]
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "DEFAULT_SORT",
+    "Counters",
+    "Dashboard",
+    "DashboardPart",
+    "DashboardTable",
+    "connection_role",
+]
 
 #: Messages per second the counters strip sends at most: 1.
 COUNTERS_FPS: Final = 1
@@ -66,7 +79,9 @@ def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
     return None if identity is None else identity.role
 
 
-def warn_unknown_topics(conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT) -> None:
+def warn_unknown_topics(
+    conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT, *, stacklevel: int = 3
+) -> None:
     """Warn about each of ``handles`` the server refused (a misspelled name), with its reason.
 
     Waits up to ``wait`` s for the server's answer, only while the connection is subscribed
@@ -84,7 +99,7 @@ def warn_unknown_topics(conn: Source, handles: Sequence[Topic], wait: float = RO
     for h in handles:
         st = h.topic_state
         if st.status in ("unknown", "forbidden", "refused") and st.error:
-            warnings.warn(f"Dashboard: {st.error}", stacklevel=3)
+            warnings.warn(f"Dashboard: {st.error}", stacklevel=stacklevel)
 
 
 class CountersFeed(Feed):
@@ -152,20 +167,59 @@ class Counters(RtnbWidget):
 
     def _render_recorded(self) -> str:
         conn = self._recorded_from
-        if conn is None:
-            return ""
-        counts = conn.log.counts
-        topics = list(conn.topic_states.values())
-        facts = [
-            ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
-            ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
-            ("degraded s", f"{degraded_seconds(conn.log, conn.state, conn.now()):.1f}"),
-        ]
-        return recorded_html(f"{conn.url} counters", conn.now(), facts=facts)
+        return "" if conn is None else counters_recorded(conn)
 
 
-class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
-    """Freshness + live counters + one :class:`StreamTable` per topic.
+def counters_recorded(conn: Source) -> str:
+    """``conn``'s counters as of now, as recorded HTML (runtime thread): the twin of a
+    :class:`Counters`, or of a Dashboard's counters."""
+    counts = conn.log.counts
+    topics = list(conn.topic_states.values())
+    facts = [
+        ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
+        ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
+        ("degraded s", f"{degraded_seconds(conn.log, conn.state, conn.now()):.1f}"),
+    ]
+    return recorded_html(f"{conn.url} counters", conn.now(), facts=facts)
+
+
+@dataclass(eq=False)
+class DashboardPart:
+    """One part of a :class:`Dashboard`: its kind (``"freshness"``, ``"counters"``,
+    ``"table"``), the traits its front end reads, and its feed."""
+
+    id: str
+    kind: str
+    traits: dict[str, Any]
+    feed: Feed | None = field(default=None, repr=False)
+    _owner: weakref.ref[Dashboard] | None = field(default=None, repr=False)
+
+    def send(self, content: dict[str, Any], buffers: Sequence[bytes]) -> None:
+        """The feed's ``send`` (runtime thread): the dashboard's, tagged with this part.
+
+        The feed holds it weakly (a bound method), and this part holds the dashboard
+        weakly: a collected dashboard stops its feeds, as a standalone widget's do."""
+        owner = None if self._owner is None else self._owner()
+        if owner is not None:
+            owner.send({**content, "part": self.id}, list(buffers))
+
+    def __getattr__(self, name: str) -> Any:  # e.g. ``part.embedded``, ``part.source_key``
+        traits = self.__dict__.get("traits", {})
+        if name in traits:
+            return traits[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+
+@dataclass(eq=False)
+class DashboardTable(DashboardPart):
+    """A table of a dashboard: a :class:`StreamTable` drawn inside it."""
+
+    topic: Topic | None = field(default=None, repr=False)
+    actions: tuple[Action, ...] = ()
+
+
+class Dashboard(RtnbWidget):
+    """Freshness + live counters + one live table per topic, as one widget.
 
     Its freshness pill is ``embedded``: displayed beside a ``Freshness(conn)`` of the
     same connection in one cell output, only that one shows (one pill per connection).
@@ -176,6 +230,12 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     (default :data:`DEFAULT_ACTIONS`, shown only when the role may mutate;
     pass ``{}`` for none).
     """
+
+    _esm = esm("dashboard.js")
+    _css = css()
+
+    #: the parts, in order: ``{"id", "kind", "traits"}`` each
+    parts = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(
         self,
@@ -193,61 +253,142 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         conn = connection_of(conn)
         self.conn = conn
         self._owned: list[Topic] = []
-        handles: list[Topic] = []
         try:
-            for t in topics:
-                if isinstance(t, str):
-                    # ConnectionClosed on a closed connection
-                    handle = conn.subscribe(t, stale_after=stale_after)
-                    self._owned.append(handle)
-                    handles.append(handle)
-                else:
-                    if stale_after is not None:  # a handle of our own carries the setting
-                        self._owned.append(conn.subscribe(t.name, stale_after=stale_after))
-                    handles.append(t)
+            self._build(conn, topics, actions, fps, height, stale_after)
         except BaseException:
-            self.close()  # releases what it subscribed; the error says it all
+            self.close()  # releases what it subscribed and started; the error says it all
             raise
-        warn_unknown_topics(conn, self._owned)
+
+    def _build(
+        self,
+        conn: Source,
+        topics: Sequence[str | Topic],
+        actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None,
+        fps: float,
+        height: int,
+        stale_after: float | None,
+    ) -> None:
+        handles: list[Topic] = []
+        for t in topics:
+            if isinstance(t, str):
+                # ConnectionClosed on a closed connection
+                handle = conn.subscribe(t, stale_after=stale_after)
+                self._owned.append(handle)
+                handles.append(handle)
+            else:
+                if stale_after is not None:  # a handle of our own carries the setting
+                    self._owned.append(conn.subscribe(t.name, stale_after=stale_after))
+                handles.append(t)
+        warn_unknown_topics(conn, self._owned, stacklevel=4)
         self.role = connection_role(conn) if is_live(conn) else None
         if actions is None:
             may_mutate = is_live(conn) and (self.role is None or self.role in _MUTATING_ROLES)
             actions = DEFAULT_ACTIONS if may_mutate else {}
-        self.freshness = Freshness(conn)
         # one pill per connection in a cell: this one steps aside for a standalone one
-        self.freshness.embedded = True
-        self.counters = Counters(conn)
-        self.tables = [
-            StreamTable(
-                h,
-                fps=fps,
-                height=height,
-                actions=actions.get(h.name, ()),
-                sort_by=DEFAULT_SORT.get(h.name),
-            )
-            for h in handles
-        ]
-        header = ipywidgets.HBox(
-            [self.freshness, self.counters],
-            layout=ipywidgets.Layout(align_items="center", flex_flow="row wrap", grid_gap="8px"),
+        self.freshness = DashboardPart(
+            "fresh",
+            "freshness",
+            {
+                "label": conn.url,
+                "scope": "connection",
+                "source_key": connection_key(conn),
+                "embedded": True,
+            },
         )
-        super().__init__(
-            [header, *self.tables],
-            layout=ipywidgets.Layout(grid_gap="12px", width="100%"),
-        )
-        self.add_class("rtnb-dashboard")
+        self.counters = DashboardPart("counters", "counters", {"label": conn.url})
+        self.tables: list[DashboardTable] = []
+        for i, h in enumerate(handles):
+            acts = tuple(_action(a) for a in actions.get(h.name, ()))
+            # the traits a StreamTable's front end reads (see StreamTable's synced traits)
+            traits: dict[str, Any] = {
+                "topic_name": h.name,
+                "sort_by": DEFAULT_SORT.get(h.name),
+                "order": {},
+                "height": int(height),
+                "action_labels": [a.label for a in acts],
+                "fps": float(fps),
+                "title": h.name,
+            }
+            self.tables.append(DashboardTable(f"t{i}", "table", traits, topic=h, actions=acts))
+        every: list[DashboardPart] = [self.freshness, self.counters, *self.tables]
+        super().__init__(parts=[{"id": p.id, "kind": p.kind, "traits": p.traits} for p in every])
+        self._parts = {p.id: p for p in every}
+        self._recorded_from = conn  # the parts' recorded twins read it
+        wall = clock_of(conn)
+        makers: dict[str, Callable[[Send], Feed]] = {
+            "fresh": lambda send: FreshnessFeed(conn.loop, send, conn=conn, wall=wall),
+            "counters": lambda send: CountersFeed(conn.loop, send, conn=conn, wall=wall),
+        }
+        for table, handle in zip(self.tables, handles, strict=True):
+            makers[table.id] = table_feed(handle, None, None, table.actions, fps)
+        for part in every:
+            part._owner = weakref.ref(self)
+            part.feed = self._start_feed(conn, makers[part.id], part)
+        for table in self.tables:  # a default sort column the topic lacks warns, as a StreamTable's
+            sort_by = table.traits["sort_by"]
+            if sort_by and table.topic is not None:
+                named = [("sort_by", sort_by.removeprefix("-"))]
+                _check_fields(table.topic, named, None, stacklevel=5)
+
+    @staticmethod
+    def _start_feed(conn: Source, make: Callable[[Send], Feed], part: DashboardPart) -> Feed:
+        """The part's feed, created on the runtime thread (it opens store cursors there)."""
+        feed: Feed = conn.call(lambda: make(part.send), what="creating a widget feed")
+        feed.start()
+        return feed
+
+    @property
+    def messages_sent(self) -> int:
+        """Custom messages this widget has sent so far (every part's)."""
+        return sum(p.feed.sent for p in self._parts.values() if p.feed is not None)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        for w in (self.counters, *self.tables):  # the recorded twins of what it holds
-            w._show_recorded()
+        for part in self._parts.values():
+            if part.feed is not None:
+                part.feed.activate()
+        for part in (self.counters, *self.tables):  # the recorded twins of what it holds
+            self._show_twin(part.id, part.feed, _twin_of(part.id))
         return super()._repr_mimebundle_(**kwargs)
 
+    def _render_part(self, part_id: str) -> str:
+        """What part ``part_id`` shows now, as recorded HTML (runtime thread); "": nothing."""
+        part = self._parts.get(part_id)
+        if part is None:
+            return ""
+        if isinstance(part, DashboardTable):
+            return "" if part.topic is None else table_recorded(part.topic, part.title, None)
+        if part.kind == "counters":
+            return counters_recorded(self.conn)
+        return ""
+
+    def _dispatch(self, widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
+        if not isinstance(content, dict):
+            return
+        part = self._parts.get(str(content.get("part")))
+        if part is None or part.feed is None:
+            return
+        kind = content.get("t")
+        if kind == "hello":
+            part.feed.request_snapshot()
+        elif kind == "ping":  # a browser tab woke up: is the kernel there?
+            part.feed.ping()
+        elif kind == "act" and isinstance(part, DashboardTable) and part.topic is not None:
+            try:
+                act(
+                    part.topic,
+                    part.actions,
+                    part.feed,
+                    str(content.get("id")),
+                    content.get("action"),
+                )
+            except Exception:
+                logger.exception("rtnb dashboard: a row action failed")
+
     def close(self) -> None:
-        # also called by ipywidgets' __del__ when __init__ failed half-way (a closed connection)
-        parts = [getattr(self, "freshness", None), getattr(self, "counters", None)]
-        for w in (*parts, *getattr(self, "tables", ())):
-            if w is not None:
-                w.close()
+        # also called when __init__ failed half-way (a closed connection), and by __del__
+        for part in getattr(self, "_parts", {}).values():
+            if part.feed is not None:
+                part.feed.close()
         owned, self._owned = getattr(self, "_owned", []), []
         for handle in owned:
             try:
@@ -257,4 +398,13 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         super().close()
 
     def __repr__(self) -> str:
-        return f"<Dashboard {[t.topic_name for t in self.tables]}>"
+        return f"<Dashboard {[t.topic_name for t in getattr(self, 'tables', ())]}>"
+
+
+def _twin_of(part_id: str) -> Callable[[RtnbWidget], str]:
+    """``render(dashboard)`` of one part's recorded twin (holds no dashboard itself)."""
+
+    def render(widget: RtnbWidget) -> str:
+        return widget._render_part(part_id) if isinstance(widget, Dashboard) else ""
+
+    return render

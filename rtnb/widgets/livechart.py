@@ -163,6 +163,12 @@ class LiveChart(alt.JupyterChart):
         self._active.set()  # displayed: a view is coming (it reports itself too)
         return super()._repr_mimebundle_(**kwargs)
 
+    def __panel__(self) -> Any:
+        """Panel shows it with anywidget's front end from the kernel, no CDN (``rtnb.panel``)."""
+        from .. import panel
+
+        return panel.pane(self)
+
     def _view_changed(self, delta: int) -> None:
         self._views = max(0, self._views + delta)
         if self._views > 0:

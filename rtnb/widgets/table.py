@@ -20,14 +20,14 @@ from ..core.store import PENDING_FIELD
 from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
-from .feed import MAX_FPS, Feed
+from .feed import MAX_FPS, Feed, Send
 from .recorded import RECORDED_ROWS, recorded_html
 from .rows import Action, TableFeed
 
 if TYPE_CHECKING:
     from ..client.topic import Topic
 
-__all__ = ["Action", "StreamTable"]
+__all__ = ["Action", "StreamTable", "act", "table_feed", "table_recorded"]
 
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
@@ -67,7 +67,11 @@ def _orders(order: Mapping[str, Sequence[Any] | Any] | None) -> dict[str, list[A
 
 
 def _check_fields(
-    topic: Topic, named: list[tuple[str, str]], shown: set[str] | None = None
+    topic: Topic,
+    named: list[tuple[str, str]],
+    shown: set[str] | None = None,
+    *,
+    stacklevel: int = 4,
 ) -> None:
     """Warn about each ``(argument, column)`` that is not a field of ``topic``'s entities
     (or not one of the ``shown`` columns): now if it has data, else once, with its first
@@ -94,7 +98,7 @@ def _check_fields(
 
     known = shown if shown is not None else topic.connection.call(fields, what="column check")
     if known is not None:
-        warn(known, stacklevel=4)  # the caller's StreamTable(...) line
+        warn(known, stacklevel=stacklevel)  # the caller's StreamTable(...) line
         return
     remove: Callable[[], None] | None = None
 
@@ -177,24 +181,7 @@ class StreamTable(RtnbWidget):
         self._expect_events(topic, stale_after)
         self.actions = tuple(acts)
         self.max_rows = max_rows
-        conn = topic.connection
-        wall = clock_of(conn)
-
-        def make(send: Any) -> Feed:
-            return TableFeed(
-                conn.loop,
-                send,
-                state=topic.topic_state,
-                connection_state=lambda: conn.state,
-                resolutions=conn.open_resolutions().take,
-                columns=columns,
-                max_rows=max_rows,
-                actions=self.actions,
-                fps=fps,
-                wall=wall,
-            )
-
-        self._attach(conn, make)
+        self._attach(topic.connection, table_feed(topic, columns, max_rows, self.actions, fps))
         named = [("sort_by", sort_by.removeprefix("-"))] if sort_by else []
         named += [("order", c) for c in orders]
         if named:
@@ -202,42 +189,77 @@ class StreamTable(RtnbWidget):
 
     def _render_recorded(self) -> str:
         """The rows as of now, capped (runtime thread; see :mod:`rtnb.widgets.recorded`)."""
-        store = self.topic.topic_state.store
-        ids = list(itertools.islice(store.entities, RECORDED_ROWS))
-        rows = [(eid, store.view(eid) or {}) for eid in ids]
-        columns = self._columns
-        if columns is None:
-            seen: dict[str, None] = {}
-            for _, row in rows:
-                seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
-            columns = list(seen)
-        return recorded_html(
-            self.title, self.topic.connection.now(), columns=columns, rows=rows,
-            total=len(store.entities),
-        )  # fmt: skip
+        return table_recorded(self.topic, self.title, self._columns)
 
     def _on_message(self, content: dict[str, Any]) -> None:
         if content.get("t") == "act":
             self._act(str(content.get("id")), content.get("action"))
 
     def _act(self, entity_id: str, index: Any) -> None:
-        """A row button was pressed: mutate optimistically if the action still applies."""
-        if not isinstance(index, int) or not 0 <= index < len(self.actions):
-            return
-        action = self.actions[index]
-        view = self.topic.get(entity_id)
-        feed = self._feed
-        if view is None or not action.applies(view):
-            if feed is not None:
-                what = "no longer exists" if view is None else "has changed"
-                feed.notice(
-                    {
-                        "id": entity_id,
-                        "text": f"{action.label}: {entity_id} {what}; nothing was sent",
-                    }
-                )
-            return
-        self.topic.mutate(entity_id, dict(action.patch))
+        act(self.topic, self.actions, self._feed, entity_id, index)
 
     def __repr__(self) -> str:
         return f"<StreamTable {self.topic_name!r} fps={self.fps:g}>"
+
+
+def table_feed(
+    topic: Topic,
+    columns: Sequence[str] | None,
+    max_rows: int | None,
+    actions: tuple[Action, ...],
+    fps: float,
+) -> Callable[[Send], Feed]:
+    """``make(send)``: the feed of a table of ``topic`` (a StreamTable's, or a Dashboard's part)."""
+    conn = topic.connection
+    wall = clock_of(conn)
+
+    def make(send: Send) -> Feed:
+        return TableFeed(
+            conn.loop,
+            send,
+            state=topic.topic_state,
+            connection_state=lambda: conn.state,
+            resolutions=conn.open_resolutions().take,
+            columns=columns,
+            max_rows=max_rows,
+            actions=actions,
+            fps=fps,
+            wall=wall,
+        )
+
+    return make
+
+
+def act(
+    topic: Topic, actions: tuple[Action, ...], feed: Feed | None, entity_id: str, index: Any
+) -> None:
+    """A row button was pressed: mutate optimistically if the action still applies."""
+    if not isinstance(index, int) or not 0 <= index < len(actions):
+        return
+    action = actions[index]
+    view = topic.get(entity_id)
+    if view is None or not action.applies(view):
+        if feed is not None:
+            what = "no longer exists" if view is None else "has changed"
+            feed.notice(
+                {"id": entity_id, "text": f"{action.label}: {entity_id} {what}; nothing was sent"}
+            )
+        return
+    topic.mutate(entity_id, dict(action.patch))
+
+
+def table_recorded(topic: Topic, title: str, columns: Sequence[str] | None) -> str:
+    """A table of ``topic``'s rows as of now, capped, as recorded HTML (runtime thread; see
+    :mod:`rtnb.widgets.recorded`): a StreamTable's twin, or a Dashboard table's."""
+    store = topic.topic_state.store
+    ids = list(itertools.islice(store.entities, RECORDED_ROWS))
+    rows = [(eid, store.view(eid) or {}) for eid in ids]
+    shown = None if columns is None else list(columns)
+    if shown is None:
+        seen: dict[str, None] = {}
+        for _, row in rows:
+            seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
+        shown = list(seen)
+    return recorded_html(
+        title, topic.connection.now(), columns=shown, rows=rows, total=len(store.entities)
+    )

@@ -72,6 +72,7 @@ def test_a_shared_connection_with_other_limits_is_refused(srv: rtnb.ServerHandle
             rtnb.connect(srv.url, token=token, limits=rtnb.Limits(max_gap_buffer=200))
     finally:
         conn.close()
+        conn.close()  # two connect calls returned it: two holders
 
 
 def test_every_limit_is_in_the_table_of_client_buffers() -> None:

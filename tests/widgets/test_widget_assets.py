@@ -4,23 +4,43 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rtnb.widgets.assets import STATIC, compose, sources
 
+WIDGET_MODULES = ["table.js", "freshness.js", "counters.js", "dashboard.js"]
 
-@pytest.mark.parametrize("module", ["table.js", "freshness.js", "counters.js"])
+
+@pytest.mark.parametrize("module", WIDGET_MODULES)
 def test_each_widget_module_is_one_es_module_with_its_dependencies_first(module: str) -> None:
     text = compose(module)
     assert "\nimport " not in text
     assert "\nexport function" not in text and "\nexport class" not in text
-    assert "\nexport const" not in text
+    # only the module's own widget object is exported (a Dashboard part's is not)
+    assert text.count("\nexport const") == 1
     assert text.count("export default") == 1
     assert text.index("function describe(") < text.index("export default")  # common.js first
     assert sources(module)[0] == "common.js" and sources(module)[-1] == module
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("module", WIDGET_MODULES)
+def test_each_composed_module_parses_as_one_es_module(module: str, tmp_path: Path) -> None:
+    """No name is declared twice when the dashboard joins the three widgets' modules."""
+    path = tmp_path / f"{module}.mjs"
+    path.write_text(compose(module))
+    out = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_dashboard_draws_its_parts_with_the_widgets_own_modules() -> None:
+    parts = sources("dashboard.js")
+    assert {"counters.js", "freshness.js", "table.js"} < set(parts) and parts[-1] == "dashboard.js"
 
 
 def test_the_table_is_split_into_small_modules() -> None:

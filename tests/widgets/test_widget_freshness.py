@@ -118,7 +118,7 @@ def test_a_dashboards_pill_steps_aside_for_a_standalone_pill_of_its_connection(
     assert dash.freshness.source_key == mine.source_key == topic_pill.source_key != ""
     assert theirs.source_key != mine.source_key
     assert topic_pill.scope == "topic"  # a topic's pill never shadows the connection's
-    state = dash.freshness.get_state()
+    (state,) = [p["traits"] for p in dash.get_state()["parts"] if p["kind"] == "freshness"]
     assert state["embedded"] is True and state["source_key"] == mine.source_key
     for w in (dash, mine, theirs, topic_pill):
         w.close()

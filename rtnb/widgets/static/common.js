@@ -24,7 +24,8 @@
  *                    reason: string, attempt: number}>
  * }} Fresh
  * @typedef {{ get(name: string): any, send(content: any, callbacks?: any, buffers?: any[]): void,
- *   on(name: string, cb: Function): void, off(name: string, cb?: Function): void }} Model
+ *   on(name: string, cb: Function): void, off(name: string, cb?: Function): void,
+ *   widget_manager?: any }} Model
  */
 
 /** Seconds a "Gap: …" notice stays in a header strip. */

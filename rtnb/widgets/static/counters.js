@@ -14,7 +14,7 @@ const ITEMS = /** @type {const} */ ([
   ["degraded", "degraded s"],
 ]);
 
-export default {
+export const countersWidget = {
   /** @param {{model: import("./common.js").Model, el: HTMLElement}} ctx */
   render({ model, el }) {
     const root = document.createElement("div");
@@ -75,3 +75,4 @@ export default {
     };
   },
 };
+export default countersWidget;

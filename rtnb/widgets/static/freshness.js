@@ -227,10 +227,11 @@ class Pill {
   }
 }
 
-export default {
+export const freshnessWidget = {
   /** @param {{model: import("./common.js").Model, el: HTMLElement}} ctx */
   render({ model, el }) {
     const pill = new Pill(model, el);
     return () => pill.destroy();
   },
 };
+export default freshnessWidget;

@@ -630,7 +630,7 @@ function badge(name, text) {
   return b;
 }
 
-export default {
+export const tableWidget = {
   /** @param {{model: import("./common.js").Model}} ctx */
   initialize({ model }) {
     const store = storeFor(model);
@@ -646,3 +646,4 @@ export default {
     return () => view.destroy();
   },
 };
+export default tableWidget;
