@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import select
 import subprocess
@@ -118,6 +119,11 @@ class Watch:
         """Peak bytes allocated by this process since the attack started."""
         return tracemalloc.get_traced_memory()[1] - self.base
 
+    def retained(self) -> int:
+        """Bytes this process still holds since the attack started, after a collection."""
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - self.base
+
     def close(self) -> None:
         tracemalloc.stop()
         start = time.monotonic()
@@ -163,10 +169,14 @@ def test_endless_parts_of_the_same_entities_are_collapsed_and_capped_in_bytes() 
 @pytest.mark.slow
 def test_endless_snapshot_parts_are_capped_and_reset_the_connection() -> None:
     # 1,000 new entities a part and a cap of 2,000: each reset follows 3,000 entities.
-    # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept.
+    # Ten resets are 30,000 entities, ~10 MiB of decoded state if they were kept. What
+    # the client *keeps* is measured after a collection: each reset leaves ~0.7 MiB of
+    # cyclic garbage that only the cycle collector frees, so the peak depends on when it
+    # runs (8.6 MiB once on a loaded box, 14.5 MiB after 40 resets) while what stays is
+    # ~1 MiB however long the attack goes on.
     with watch("endless-parts-new", max_snapshot_entities=2_000) as w:
         w.until(lambda: w.conn.log.counts["invalid"] >= 10)
-        assert w.growth < 8 * MiB, f"grew {w.growth / MiB:.1f} MiB"
+        assert w.retained() < 4 * MiB, f"kept {w.retained() / MiB:.1f} MiB"
         assert w.read(lambda ts: len(ts.partial)) <= 2_000
         assert w.topic.status != "live"
         assert any("max_snapshot_entities=2,000" in r for r in w.reasons)
