@@ -500,8 +500,16 @@ def test_a_reload_renders_from_a_fresh_snapshot(
     srv: ServerHandle, lab: tuple[Lab, LabPage]
 ) -> None:
     server, lp = lab
-    lp.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    lp.wait_js("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", 15, "the save")
+    # the save's own promise: the model's dirty flag is no signal any more, since the
+    # widgets' recorded twins (update_display_data, <= 1/s while rows change) dirty it again
+    saved = lp.page.evaluate(
+        """async () => {
+          const ctx = window.jupyterapp.shell.currentWidget.context;
+          await ctx.save();
+          return ctx.contentsModel && ctx.contentsModel.last_modified;
+        }"""
+    )
+    assert saved, "the notebook was not saved"
     lp.open(server.notebook_url("widgets.ipynb"))
     lp.wait_js(
         f"() => document.querySelector('{table('rows')}')", 60, "the widgets after the reload"
