@@ -35,6 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from ..protocol.codec import encode_str
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
@@ -75,7 +76,7 @@ def error_text(code: str, message: str, topic: str | None = None) -> str:
     return encode_str(Error(code=code, message=message, topic=topic))
 
 
-class TopicError(Exception):
+class TopicError(RtnbError):
     """A topic cannot be used by this identity: ``code`` is the wire error code."""
 
     def __init__(self, code: str, message: str, topic: str) -> None:
@@ -88,7 +89,7 @@ class TopicError(Exception):
         return error_text(self.code, self.message, self.topic)
 
 
-class StorageFailed(RuntimeError):
+class StorageFailed(RtnbError, RuntimeError):
     """The store could not commit: nothing staged since is acknowledged or delivered."""
 
     code = "unavailable"

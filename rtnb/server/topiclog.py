@@ -17,6 +17,7 @@ import msgspec
 
 from ..core.merge import MergeFn, shallow_merge
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .idempotency import IdemKey
 from .storage import Key, LogRecord, LogStorage
@@ -49,7 +50,7 @@ class Fetched(NamedTuple):
     why: str = ""
 
 
-class TooLarge(ValueError):
+class TooLarge(RtnbError, ValueError):
     """An event or entity state that no client could receive under the frame limit."""
 
 
