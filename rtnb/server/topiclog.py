@@ -7,7 +7,6 @@ exactly ``TopicLog.entities``.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,7 +32,6 @@ _MAX_SEQUENCE: Final = 2**63 - 1
 # An event as a sequenced store keeps it: [entity_id, type, payload, occurred_at, version].
 _BODY: Final = msgspec.json.Decoder(tuple[str, str, dict[str, Any], datetime, int]).decode
 
-log = logging.getLogger("rtnb.server")
 
 ReplayAnswer = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
 
