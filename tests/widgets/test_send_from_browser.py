@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -34,3 +36,15 @@ def test_an_exception_in_the_handler_fails_the_test_instead_of_being_logged() ->
     with pytest.raises(KeyError, match="act"):
         send_from_browser(w, {"t": "act"})
     w.close()
+
+
+def test_no_test_reaches_into_ipywidgets_message_handler() -> None:
+    # the helper is the one place that knows how ipywidgets delivers a custom message
+    tests = Path(__file__).resolve().parents[1]
+    reach_ins = [
+        f"{path.relative_to(tests)}:{node.lineno}"
+        for path in sorted(tests.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "_handle_custom_msg"
+    ]
+    assert reach_ins == [], f"use tests.helpers.send_from_browser instead: {reach_ins}"
