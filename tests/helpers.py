@@ -1,7 +1,9 @@
-"""Builders for protocol frames used across the test suite."""
+"""Builders for protocol frames used across the test suite, and ``send_from_browser``."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,3 +71,41 @@ class RecordingSink:
 
     def ids(self, *outcomes: str) -> list[str]:
         return [r["id"] for r in self.rows if r["outcome"] in outcomes]
+
+
+class _Failures(logging.Handler):
+    """Keeps the exceptions ipywidgets logs (and swallows) from a message handler."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.raised: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.raised.append(record.exc_info[1])
+
+
+def send_from_browser(widget: Any, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
+    """Deliver ``msg`` to ``widget`` as a custom message from its front end (``model.send``).
+
+    The message takes the route a kernel gives it: the widget's comm gets the
+    ``comm_msg`` (``comm.handle_msg``), ipywidgets unwraps it and calls the
+    widget's custom-message callbacks. ipywidgets logs and swallows an exception
+    raised there; here it is raised again, so a failing handler fails the test.
+    """
+    failures = _Failures()
+    widget.log.addHandler(failures)
+    try:
+        widget.comm.handle_msg(
+            {
+                "content": {
+                    "comm_id": widget.comm.comm_id,
+                    "data": {"method": "custom", "content": msg},
+                },
+                "buffers": list(buffers),
+            }
+        )
+    finally:
+        widget.log.removeHandler(failures)
+    if failures.raised:
+        raise failures.raised[0]

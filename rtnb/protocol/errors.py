@@ -1,9 +1,44 @@
-"""rtnb's error classes.
+"""rtnb's error classes, and the tree of every error rtnb raises on purpose.
 
 As in h11, errors caused by the caller (``LocalProtocolError``) and errors
 caused by the peer (``RemoteProtocolError``, e.g. ``InvalidFrame``) are
 different classes, so a driver can tell "fix your code" from "the other side
 sent garbage".
+
+Every exception class rtnb defines derives from ``rtnb.RtnbError``
+(``tests/test_error_tree.py`` walks every module to hold that, and that each
+class is in this tree). Where callers may already catch a builtin, the class
+is that builtin too (multiple inheritance): ``except TimeoutError`` still
+catches a ``WaitTimeout``. A wrong argument (a programming error, not a
+condition to handle) raises the builtin ``TypeError`` / ``ValueError``, as
+the standard library and httpx do.
+
+* RtnbError
+    * LocalProtocolError -- the caller asked for what the protocol forbids
+    * RemoteProtocolError -- the peer sent what the protocol forbids
+        * InvalidFrame -- a frame failed to decode or validate (``path``, ``reason``)
+            * FrameTooLarge -- refused before parsing
+        * SSELineTooLong, SSEEventTooLarge (``rtnb.protocol.sse``)
+    * ConnectionClosed (also ``ConnectionError``) -- the connection cannot be used any more
+    * WaitTimeout (also ``TimeoutError``) -- a wait ran out of time
+    * TransportError (``rtnb.transports.base``) -- one connection attempt failed; ``kind``
+      says whose fault (the session retries or gives up by it, users rarely see it)
+    * MutationError (``rtnb.client.mutation``) -- ``Mutation.wait(raise_on_failure=True)``
+    * TelemetryFileError (also ``ValueError``; ``rtnb.telemetry.schema``) -- a telemetry
+      file could not be read
+    * server side (``rtnb.server``; raised in the server process, mapped to wire errors):
+        * AuthError (``rtnb.server.auth``) -- a token was refused (``code``)
+        * TopicError (``rtnb.server.hub``) -- a topic cannot be used by this identity
+        * StorageFailed (also ``RuntimeError``; ``rtnb.server.hub``) -- the store could not commit
+            * OutcomeUnknown -- the store did not answer a write it may have made
+        * DataDirLocked (also ``RuntimeError``; ``rtnb.server.datadir``) -- another server
+          holds the data directory
+        * IdempotencyConflict (also ``ValueError``; ``rtnb.server.idempotency``) -- a key
+          reused for a different request (HTTP 409)
+        * TooLarge (also ``ValueError``; ``rtnb.server.topiclog``) -- an event no client
+          could receive under the frame limit
+        * Rejected (``rtnb.server.mutations``) -- a mutation refused (``code``)
+        * Refused (``rtnb.server.http``) -- an HTTP request refused with its response
 """
 
 from __future__ import annotations

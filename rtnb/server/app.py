@@ -32,7 +32,7 @@ from .tokens import ReplayTokens
 
 __all__ = ["ServerRuntime", "Stats", "create_app"]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 
 #: Close code for server shutdown and restart (RFC 6455 §7.4.1 / IANA: "Service Restart").
 CLOSE_RESTART = 1012
@@ -168,7 +168,7 @@ class ServerRuntime:
             try:
                 self.storage.flush()
             except Exception:  # a full disk must not stop the server
-                log.exception("storage flush failed; will retry")
+                logger.exception("storage flush failed; will retry")
 
     # -- control (called on the loop) ----------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import jwt
 
+from ..protocol.errors import RtnbError
 from .config import ROLES
 
 __all__ = ["ALGORITHM", "AuthError", "Identity", "TokenAuthority", "role_rank"]
@@ -39,7 +40,7 @@ def role_rank(role: str) -> int:
     return _RANK[role]
 
 
-class AuthError(Exception):
+class AuthError(RtnbError):
     """A token was refused. ``code`` is the wire error code (``token_expired``, ...)."""
 
     def __init__(self, code: str, message: str) -> None:

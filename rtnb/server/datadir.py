@@ -22,13 +22,15 @@ import fcntl
 import os
 from typing import Final
 
+from ..protocol.errors import RtnbError
+
 __all__ = ["LOCK_FILE", "DataDirLock", "DataDirLocked"]
 
 #: The lock file under ``data=DIR``; it holds the PID of the server using DIR.
 LOCK_FILE: Final = "rtnb.lock"
 
 
-class DataDirLocked(RuntimeError):
+class DataDirLocked(RtnbError, RuntimeError):
     """Another rtnb server holds this data directory."""
 
     def __init__(self, directory: str, pid: int | None) -> None:

@@ -48,7 +48,7 @@ from .topiclog import TooLarge, new_epoch
 
 __all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")
 
 #: Seconds a thread-safe call (publish, truth, chaos) waits for the server loop.
@@ -220,7 +220,7 @@ class ServerHandle:
         future = asyncio.run_coroutine_threadsafe(until_started(inc.server), inc.loop)
         future.result(START_TIMEOUT)
         self._inc = inc
-        log.info("rtnb server listening on %s", self.url)
+        logger.info("rtnb server listening on %s", self.url)
 
     def _stop_incarnation(self) -> None:
         inc, self._inc = self._inc, None

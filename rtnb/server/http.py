@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..protocol.codec import encode_str
-from ..protocol.errors import ErrorCode
+from ..protocol.errors import ErrorCode, RtnbError
 from ..protocol.frames import Mutate, TopicName
 from .app import ServerRuntime
 from .auth import AuthError, Identity
@@ -89,7 +89,7 @@ _STATUS_BY_CODE: dict[str, int] = {
 }
 
 
-class Refused(Exception):
+class Refused(RtnbError):
     """An HTTP request refused with a status and an ``error`` frame body."""
 
     def __init__(self, response: Response) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from ..protocol.codec import encode_str
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
@@ -56,7 +57,7 @@ __all__ = [
     "validate_publish",
 ]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 #: Topic names an ``unknown_topic`` error lists at most: 20.
 MAX_LISTED_TOPICS: Final = 20
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -75,7 +76,7 @@ def error_text(code: str, message: str, topic: str | None = None) -> str:
     return encode_str(Error(code=code, message=message, topic=topic))
 
 
-class TopicError(Exception):
+class TopicError(RtnbError):
     """A topic cannot be used by this identity: ``code`` is the wire error code."""
 
     def __init__(self, code: str, message: str, topic: str) -> None:
@@ -88,7 +89,7 @@ class TopicError(Exception):
         return error_text(self.code, self.message, self.topic)
 
 
-class StorageFailed(RuntimeError):
+class StorageFailed(RtnbError, RuntimeError):
     """The store could not commit: nothing staged since is acknowledged or delivered."""
 
     code = "unavailable"
@@ -323,7 +324,7 @@ class Hub:
             try:
                 await self._commit_round()
             except Exception as exc:  # a bug, not a storage error: fail loudly, never hang
-                log.exception("rtnb committer failed")
+                logger.exception("rtnb committer failed")
                 self._fail(exc, [], asyncio.get_running_loop().create_future())
 
     async def _commit_round(self) -> None:
@@ -366,7 +367,7 @@ class Hub:
             await self.bridge.commit(staged)
         except Exception as exc:
             # A timeout or a cut link after the script was sent: Redis may have run it.
-            log.error("rtnb redis: append failed (%s); its outcome is unknown", exc)
+            logger.error("rtnb redis: append failed (%s); its outcome is unknown", exc)
             for item in staged:
                 item.log.settle(item)
             if not done.done():
@@ -402,7 +403,7 @@ class Hub:
         return final
 
     def _fail(self, exc: Exception, staged: list[Staged], done: asyncio.Future[None]) -> None:
-        log.error("rtnb storage: commit failed (%s); refusing publishes until restart", exc)
+        logger.error("rtnb storage: commit failed (%s); refusing publishes until restart", exc)
         self.failed = StorageFailed(
             f"the store failed to commit ({type(exc).__name__}); nothing since was acknowledged "
             "— fix the storage and restart the server"
@@ -481,7 +482,7 @@ class Hub:
         if replay_from is not None:
             status, records, why = topic_log.replay(replay_from, fetched)
             if status == "unavailable":
-                log.info("session %d: replay of %r unavailable: %s", session.id, topic, why)
+                logger.info("session %d: replay of %r unavailable: %s", session.id, topic, why)
         subscribed = Subscribed(
             topic=topic,
             replay=status,  # type: ignore[arg-type]
@@ -510,7 +511,7 @@ class Hub:
         try:
             await self.bridge.preload((who.tenant, topic))
         except Exception as exc:
-            log.warning("rtnb redis: topic %r not preloaded (%s)", topic, exc)
+            logger.warning("rtnb redis: topic %r not preloaded (%s)", topic, exc)
 
     def loading(self, tenant: str, topic: str) -> asyncio.Task[None] | None:
         """:meth:`prepare_publish` as a task, or None if there is nothing to load."""

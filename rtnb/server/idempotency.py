@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Event
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ MUTATION_SCOPE: Final = ""
 ENTRY_OVERHEAD: Final = 768
 
 
-class IdempotencyConflict(ValueError):
+class IdempotencyConflict(RtnbError, ValueError):
     """The key was already used for a different publish or mutation (HTTP 409)."""
 
 

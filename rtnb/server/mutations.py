@@ -42,6 +42,7 @@ from typing import Any, Final
 import msgspec
 
 from ..core.merge import CLIENT_MUTATION_ID
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Mutate, MutationRejected
 from .auth import Identity
 from .hub import Hub, StorageFailed, TopicError
@@ -57,7 +58,9 @@ SEVERITIES: Final = ("low", "medium", "high", "critical")
 VEHICLE_STATUSES: Final = ("moving", "idle", "charging", "maintenance", "offline")
 
 
-class Rejected(Exception):
+class Rejected(RtnbError):
+    """A mutation refused: ``code`` is the wire error code of its ``mutation_rejected``."""
+
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         self.message = message

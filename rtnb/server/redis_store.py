@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["APPEND", "CHANNEL", "RedisStorage", "keys_of", "parse_store"]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 
 #: The Pub/Sub channel every gateway subscribes to once.
 CHANNEL: Final = "rtnb:live"
@@ -563,7 +563,7 @@ class Bridge:
         try:
             return await self.fetch(topic_log, token)
         except Exception as exc:  # Redis unreachable: the retained tail answers, or a snapshot
-            log.warning("rtnb redis: replay range of %r not read (%s)", topic, exc)
+            logger.warning("rtnb redis: replay range of %r not read (%s)", topic, exc)
             return None
 
     async def aclose(self) -> None:
@@ -594,7 +594,9 @@ class Bridge:
             if not entries or entries[0][0] > topic_log.latest + 1:
                 if topic_log.latest >= upto:
                     break
-                log.warning("rtnb redis: %s fell behind retention; reloading it from Redis", key[1])
+                logger.warning(
+                    "rtnb redis: %s fell behind retention; reloading it from Redis", key[1]
+                )
                 return await self.reload(key, "the gateway fell behind retention")
             for seq, body in entries:
                 if seq == topic_log.latest + 1:
@@ -612,7 +614,7 @@ class Bridge:
         subs = self.hub._subs.pop(key, {})
         for session in tuple(subs):
             session.kill(1012, f"topic log reset in the store ({why}); reconnect")
-        log.warning("rtnb redis: topic %r reloaded (%s)", key[1], why)
+        logger.warning("rtnb redis: topic %r reloaded (%s)", key[1], why)
         await self.preload(key, check=False)
         return self.hub.log(*key)
 
@@ -822,7 +824,7 @@ class Bridge:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("rtnb redis: live channel lost (%s); reconnecting", exc)
+                logger.warning("rtnb redis: live channel lost (%s); reconnecting", exc)
                 await asyncio.sleep(delay)  # a reconnect backoff, not a wait for a condition
                 delay = min(delay * 2, 1.0)
             finally:

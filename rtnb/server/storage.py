@@ -45,7 +45,7 @@ __all__ = [
     "SQLiteStorage",
 ]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 
 #: Seconds between write-behind commits of :class:`SQLiteStorage` (``fsync="never"``).
 FLUSH_INTERVAL: Final = 0.2
@@ -357,7 +357,7 @@ class SQLiteStorage(MemoryStorage):
                 stream = self._rebase(key, stream)
             self._streams[key] = stream
         if self.rebased:
-            log.warning(
+            logger.warning(
                 "rtnb storage: %d stream(s) start a new epoch: %s; old replay tokens answer "
                 "'unavailable' and clients re-snapshot",
                 len(self.rebased),

@@ -7,7 +7,6 @@ exactly ``TopicLog.entities``.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import msgspec
 
 from ..core.merge import MergeFn, shallow_merge
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
+from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .idempotency import IdemKey
 from .storage import Key, LogRecord, LogStorage
@@ -32,7 +32,6 @@ _MAX_SEQUENCE: Final = 2**63 - 1
 # An event as a sequenced store keeps it: [entity_id, type, payload, occurred_at, version].
 _BODY: Final = msgspec.json.Decoder(tuple[str, str, dict[str, Any], datetime, int]).decode
 
-log = logging.getLogger("rtnb.server")
 
 ReplayAnswer = tuple[Literal["complete", "unavailable"], list[LogRecord], str]
 
@@ -49,7 +48,7 @@ class Fetched(NamedTuple):
     why: str = ""
 
 
-class TooLarge(ValueError):
+class TooLarge(RtnbError, ValueError):
     """An event or entity state that no client could receive under the frame limit."""
 
 

@@ -69,7 +69,7 @@ from .topiclog import Fetched
 
 __all__ = ["CLOSE_TIMEOUT", "endpoint"]
 
-log = logging.getLogger("rtnb.server")
+logger = logging.getLogger("rtnb.server")
 
 #: Seconds allowed for queued frames and the close frame to go out when closing.
 CLOSE_TIMEOUT: Final = 2.0
@@ -126,7 +126,7 @@ class _Connection:
             if session.killed:
                 if session.close_code == CLOSE_SLOW_CONSUMER:
                     self.rt.stats.count("slow_consumers")
-                    log.info("ws session %d: %s", session.id, session.close_reason)
+                    logger.info("ws session %d: %s", session.id, session.close_reason)
                 writer.cancel()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
@@ -194,7 +194,7 @@ class _Connection:
     def _bad(self, code: str, message: str) -> None:
         session = self.session
         self.rt.stats.count("bad_frames")
-        log.info("ws session %d: %s: %s", session.id, code, message)
+        logger.info("ws session %d: %s: %s", session.id, code, message)
         session.push(error_text(code, message))
         if session.identity is None:
             self.rt.stats.count("protocol_closes")
@@ -256,7 +256,7 @@ class _Connection:
             return True
         self.rt.stats.count("rate_limited")
         session = self.session
-        log.info("ws session %d: too many snapshots or subscribes", session.id)
+        logger.info("ws session %d: too many snapshots or subscribes", session.id)
         session.push(
             error_text(
                 "rate_limited", "too many snapshot or subscribe requests; slow down and reconnect"
@@ -271,7 +271,7 @@ class _Connection:
             who = self.rt.auth.verify(token)
         except AuthError as exc:
             self.rt.stats.count("auth_failures")
-            log.info("ws session %d: authentication refused: %s", session.id, exc.code)
+            logger.info("ws session %d: authentication refused: %s", session.id, exc.code)
             session.push(error_text(exc.code, exc.message))
             session.close(4401, exc.code)
             return
@@ -318,7 +318,7 @@ class _Connection:
             self._claimed = (tenant, user)
             return True
         self.rt.stats.count("identity_capped")
-        log.info("ws session %d: too many connections for one identity", self.session.id)
+        logger.info("ws session %d: too many connections for one identity", self.session.id)
         self.session.push(error_text(ErrorCode.TOO_MANY_CONNECTIONS, per_identity.refusal()))
         self.session.close(4429, retry_reason("too many connections", IDENTITY_RETRY_AFTER))
         return False

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["POSITION_TICK", "ReplayControls"]
 
-log = logging.getLogger("rtnb")
+logger = logging.getLogger("rtnb")
 
 #: Seconds between position pushes while playing: 0.25.
 POSITION_TICK: Final = 0.25
@@ -120,7 +120,7 @@ class ReplayControls(RtnbWidget):
 
     def _seek_done(self, future: concurrent.futures.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
-            log.warning("rtnb: replay seek failed: %r", future.exception())
+            logger.warning("rtnb: replay seek failed: %r", future.exception())
         with self._seek_lock:
             self._seek_running, at, self._seek_next = None, self._seek_next, None
         if self._closed:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -174,30 +173,3 @@ def test_every_bad_frame_is_logged_invalid_and_the_connection_survives(bad_serve
         assert conn.state.status is rtnb.Status.SUBSCRIBED
     finally:
         conn.close()
-
-
-@pytest.mark.parametrize("kind", ["sse", "polling"])
-def test_an_http_transport_that_fails_to_open_closes_its_client(
-    srv: ServerHandle, kind: str
-) -> None:
-    """The session drops a transport whose open failed without closing it: the transport
-    must not leave its HTTP client (and a kept-alive socket) behind."""
-    from rtnb.transports.base import TransportError, TransportOptions
-    from rtnb.transports.polling import PollingTransport
-    from rtnb.transports.sse import SSETransport
-
-    cls = SSETransport if kind == "sse" else PollingTransport
-
-    async def attempt() -> tuple[Any, TransportError]:
-        transport = cls(
-            srv.url, lambda *_: None, lambda *_: None, TransportOptions(), (), lambda _: None
-        )
-        try:
-            await transport.open("not-a-jwt")
-        except TransportError as exc:
-            return transport, exc
-        raise AssertionError("a refused token opened the transport")
-
-    transport, exc = asyncio.run(attempt())
-    assert exc.kind == "unauthorized" and "malformed" in str(exc)
-    assert transport._client is None

@@ -17,6 +17,7 @@ from rtnb.telemetry import EnvelopeLog
 from rtnb.telemetry.recorded import Recording, frames_table
 from tests.chaos_run import TOPICS, ChaosRun
 from tests.conftest import wait_until
+from tests.helpers import send_from_browser
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +207,7 @@ def test_the_table_and_freshness_widgets_run_on_a_replay_topic(
     table, pill = StreamTable(topic), Freshness(topic)
     try:
         for widget in (table, pill):
-            widget._handle_custom_msg({"t": "hello"}, [])  # what a rendered view sends
+            send_from_browser(widget, {"t": "hello"})  # what a rendered view sends
         rep.resume()
         assert rep.wait(60)
         wait_until(lambda: table.messages_sent >= 1 and pill.messages_sent >= 1, timeout=10)

@@ -202,6 +202,7 @@ def test_redis_restart_without_persistence_is_a_new_epoch_and_an_honest_gap(
             gw.stop()
 
 
+@pytest.mark.slow  # 320 publishes over 8 HTTP clients: ~3 s
 def test_concurrent_publishers_on_two_gateways_never_share_a_sequence(redis_aof, tmp_path):
     secret, (a, b) = _gateways(redis_aof, tmp_path)
     acked: list[dict[str, Any]] = []

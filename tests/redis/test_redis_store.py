@@ -178,6 +178,7 @@ def test_a_gateway_started_later_replays_from_redis_what_another_appended(redis_
             b.stop()
 
 
+@pytest.mark.slow  # a chaos restart of two gateways: ~3 s
 def test_a_restart_without_data_resets_the_topic_in_redis_for_every_gateway(pair, redis_aof):
     """``chaos.restart(keep_data=False)`` empties the shared store under a new epoch."""
     a, b = pair

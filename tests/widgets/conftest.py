@@ -2,9 +2,9 @@
 
 ``recorder`` replaces the comm every ipywidget opens with one that records
 each message it would publish (time, type, data, buffers) instead of sending
-it to a front end. Messages from the "browser" are simulated with
-``widget._handle_custom_msg(content, [])``, exactly what ipywidgets calls
-when a custom message arrives.
+it to a front end. Messages from the "browser" are delivered with
+``tests.helpers.send_from_browser(widget, content)``, through the widget's comm
+as a kernel delivers them.
 """
 
 from __future__ import annotations

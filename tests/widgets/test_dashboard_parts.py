@@ -13,6 +13,7 @@ import pytest
 import rtnb
 from rtnb.widgets import Dashboard
 from tests.conftest import wait_until
+from tests.helpers import send_from_browser
 from tests.widgets.conftest import Recorder
 
 
@@ -49,7 +50,7 @@ def test_each_part_answers_its_own_hello_with_messages_tagged_by_its_id(
     dash = Dashboard(conn, ["incidents"])
     try:
         for part in ("fresh", "counters", "t0"):  # each part's view says hello (marimo, Panel:
-            dash._handle_custom_msg({"t": "hello", "part": part}, [])  # no _repr_mimebundle_)
+            send_from_browser(dash, {"t": "hello", "part": part})  # no _repr_mimebundle_)
         got = recorder.wait(
             dash,
             lambda ms: (p := _parts(ms)).get("fresh") and p.get("counters") and p.get("t0") and p,
@@ -72,10 +73,10 @@ def test_a_row_action_on_a_dashboard_table_mutates_through_the_dashboard(
         topic = dash.tables[0].topic
         assert topic is not None
         wait_until(lambda: topic.get("i2") is not None, 10)
-        dash._handle_custom_msg({"t": "act", "part": "t0", "id": "i2", "action": 0}, [])
+        send_from_browser(dash, {"t": "act", "part": "t0", "id": "i2", "action": 0})
         wait_until(lambda: srv.truth("incidents", tenant=tenant)["i2"]["status"] == "ack", 10)
-        dash._handle_custom_msg({"t": "act", "part": "nope", "id": "i2", "action": 1}, [])
-        dash._handle_custom_msg({"t": "act", "part": "fresh", "id": "i2", "action": 1}, [])
+        send_from_browser(dash, {"t": "act", "part": "nope", "id": "i2", "action": 1})
+        send_from_browser(dash, {"t": "act", "part": "fresh", "id": "i2", "action": 1})
         assert srv.truth("incidents", tenant=tenant)["i2"]["status"] == "ack"  # ignored
     finally:
         dash.close()
@@ -86,7 +87,7 @@ def test_a_closed_dashboard_stops_its_parts_feeds_and_can_be_collected(
 ) -> None:
     dash = Dashboard(conn, ["incidents"])
     feeds = [p.feed for p in (dash.freshness, dash.counters, *dash.tables)]
-    dash._handle_custom_msg({"t": "hello", "part": "t0"}, [])
+    send_from_browser(dash, {"t": "hello", "part": "t0"})
     ref = weakref.ref(dash)
     dash.close()
     del dash
@@ -141,7 +142,7 @@ def test_every_part_keeps_the_kernel_alive_and_answers_its_own_ping(
         for part in (dash.freshness, dash.counters, *dash.tables):
             assert part.feed is not None
             part.feed.ping = lambda pid=part.id: pinged.append(pid)  # type: ignore[method-assign]
-        dash._handle_custom_msg({"t": "ping", "part": "t0"}, [])  # a tab woke up
+        send_from_browser(dash, {"t": "ping", "part": "t0"})  # a tab woke up
         assert pinged == ["t0"]  # answered by that part's feed at its next tick
     finally:
         dash.close()

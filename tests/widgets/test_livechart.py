@@ -59,6 +59,7 @@ def test_once_displayed_it_refreshes_itself_and_stops_when_closed(
     wait_until(lambda: not chart._thread.is_alive(), timeout=10)
 
 
+@pytest.mark.slow  # 60,000 rows: ~5 s (make test-fast skips it)
 def test_the_window_shows_only_recent_history() -> None:
     log = EnvelopeLog()
     append_rows(log, 0, 60_000)  # 600 s of data

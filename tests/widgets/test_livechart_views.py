@@ -6,6 +6,7 @@ from rtnb.telemetry import EnvelopeLog
 from rtnb.widgets.budget import MessageBudget
 from rtnb.widgets.livechart import LiveChart
 from tests.conftest import wait_until
+from tests.helpers import send_from_browser
 from tests.widgets.livechart_data import append_rows
 
 
@@ -27,12 +28,12 @@ def test_a_view_inside_a_container_starts_the_refreshes_and_its_removal_stops_th
     try:
         append_rows(log, 20, 10)
         assert not chart._active.is_set()
-        chart._handle_custom_msg({"event": "view"}, [])  # what a rendered view sends
+        send_from_browser(chart, {"event": "view"})  # what a rendered view sends
         wait_until(lambda: chart.refreshes >= 1, timeout=10)
-        chart._handle_custom_msg({"event": "view"}, [])  # a second view (another cell)
-        chart._handle_custom_msg({"event": "unview"}, [])
+        send_from_browser(chart, {"event": "view"})  # a second view (another cell)
+        send_from_browser(chart, {"event": "unview"})
         assert chart._active.is_set(), "one view is still on screen"
-        chart._handle_custom_msg({"event": "unview"}, [])  # the last view was removed
+        send_from_browser(chart, {"event": "unview"})  # the last view was removed
         assert not chart._active.is_set()
         refreshes = chart.refreshes
         append_rows(log, 30, 10)

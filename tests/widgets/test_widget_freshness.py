@@ -11,6 +11,7 @@ import rtnb
 from rtnb.widgets import Counters, Dashboard, Freshness
 from rtnb.widgets.status import FRESH_DRIFT, same_freshness
 from tests.conftest import wait_until
+from tests.helpers import send_from_browser
 from tests.widgets.conftest import Sent
 
 
@@ -28,7 +29,7 @@ def test_pill_goes_stale_then_reconnecting_on_disconnect_and_back_to_live(
     srv.publish("items", "item.updated", {"n": 1}, tenant=tenant, entity_id="e1")
     conn.subscribe("items")
     pill = Freshness(conn)
-    pill._handle_custom_msg({"t": "hello"}, [])
+    send_from_browser(pill, {"t": "hello"})
     recorder.wait(pill, lambda ms: (_last_fresh(ms) or {}).get("status") == "live")
     srv.chaos.disconnect_all()
     stale = recorder.wait(
@@ -53,7 +54,7 @@ def test_topic_pill_reports_forbidden(recorder, srv, tenant) -> None:
     conn = rtnb.connect(srv.url, token=token)
     topic = conn.subscribe("audit-w")
     pill = Freshness(topic)
-    pill._handle_custom_msg({"t": "hello"}, [])
+    send_from_browser(pill, {"t": "hello"})
     recorder.wait(pill, lambda ms: (_last_fresh(ms) or {}).get("status") == "forbidden")
     assert pill.scope == "topic" and pill.label == "audit-w"
     pill.close()
@@ -73,7 +74,7 @@ def test_age_is_not_resent_while_the_browser_can_extrapolate_it() -> None:
 def test_counters_count_events_and_duplicates(recorder, srv, conn, tenant) -> None:
     topic = conn.subscribe("items")
     counters = Counters(conn)
-    counters._handle_custom_msg({"t": "hello"}, [])
+    send_from_browser(counters, {"t": "hello"})
     srv.chaos.set(duplicate=1.0)
     try:
         for i in range(20):
@@ -154,8 +155,8 @@ def test_widgets_read_a_replay_like_a_live_connection(recorder, srv, tenant, tmp
     pill = Freshness(rep)
     dash = Dashboard(rep, ["items"])
     assert dash.tables[0].actions == ()  # a replay cannot mutate
-    table._handle_custom_msg({"t": "hello"}, [])
-    pill._handle_custom_msg({"t": "hello"}, [])
+    send_from_browser(table, {"t": "hello"})
+    send_from_browser(pill, {"t": "hello"})
     assert rep.wait(30)
     recorder.wait(
         table,

@@ -15,12 +15,13 @@ from rtnb.server import ServerHandle
 from rtnb.widgets import Action, StreamTable
 from rtnb.widgets.rows import FLAG_PENDING
 from tests.conftest import wait_until
+from tests.helpers import send_from_browser
 from tests.widgets.conftest import Sent
 
 
 def _hello(widget: Any) -> None:
     """What the browser sends when a view renders."""
-    widget._handle_custom_msg({"t": "hello"}, [])
+    send_from_browser(widget, {"t": "hello"})
 
 
 def _rows(msgs: list[Sent]) -> dict[str, list[Any]]:
@@ -234,12 +235,12 @@ def test_row_actions_mutate_only_where_they_apply(recorder, srv, conn, tenant) -
     snap = recorder.wait(table, lambda ms: ms)[0]
     flags = {row[0]: row[1] for row in snap.data["u"]}
     assert flags == {"inc-0": 0b110, "inc-1": 0b100}  # bit 1: Acknowledge, bit 2: Resolve
-    table._handle_custom_msg({"t": "act", "id": "inc-1", "action": 0}, [])  # not open
+    send_from_browser(table, {"t": "act", "id": "inc-1", "action": 0})  # not open
     recorder.wait(table, lambda ms: [m for m in ms if m.content.get("notices")])
     assert srv.truth("incidents", tenant=tenant)["inc-1"]["status"] == "ack"
-    table._handle_custom_msg({"t": "act", "id": "inc-0", "action": 0}, [])
+    send_from_browser(table, {"t": "act", "id": "inc-0", "action": 0})
     wait_until(lambda: srv.truth("incidents", tenant=tenant)["inc-0"]["status"] == "ack")
-    table._handle_custom_msg({"t": "act", "id": "inc-0", "action": 99}, [])  # ignored
+    send_from_browser(table, {"t": "act", "id": "inc-0", "action": 99})  # ignored
     table.close()
 
 

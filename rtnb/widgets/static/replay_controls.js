@@ -133,9 +133,10 @@ function render({ model, el }) {
   });
   bar.addEventListener("change", () => {
     dragging = false;
-    target = toTime(bar.value);
-    model.send({ t: "seek", at: target });
-    label.textContent = clock(target);
+    const at = /** @type {number} */ (toTime(bar.value));
+    target = at;
+    model.send({ t: "seek", at });
+    label.textContent = clock(at);
   });
 
   model.on("change:position", drawPosition);

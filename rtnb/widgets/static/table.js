@@ -67,7 +67,30 @@ class TableView {
     this.widths = null;
     this.chPx = 0;
     this.fittedTo = -1;
-    this.build();
+    this.alertKey = "";
+    /** @type {ResizeObserver | null} */
+    this.ro = null;
+    /** @type {IntersectionObserver | null} */
+    this.io = null;
+    // The DOM parts are built first and assigned here, so each field is known to be set.
+    const dom = this.build();
+    this.root = dom.root;
+    this.badge = dom.badge;
+    this.count = dom.count;
+    this.paused = dom.paused;
+    this.notice = dom.notice;
+    this.alerts = dom.alerts;
+    this.scroll = dom.scroll;
+    this.table = dom.table;
+    this.colgroup = dom.colgroup;
+    this.thead = dom.thead;
+    this.tbody = dom.tbody;
+    this.topPad = dom.topPad;
+    this.bottomPad = dom.bottomPad;
+    this.empty = dom.empty;
+    this.emptyCell = dom.emptyCell;
+    this.announcer = dom.announcer;
+    this.listen();
     this.onChange = (/** @type {Change} */ c) => this.changed(c);
     this.onSpeak = (/** @type {string} */ t) => this.announcer.say(t);
     this.store.listeners.add(this.onChange);
@@ -77,6 +100,7 @@ class TableView {
     this.store.channel.hello();
   }
 
+  /** The widget's DOM, appended to the element; no listeners yet (see listen). */
   build() {
     const title = this.model.get("title") || this.model.get("topic_name");
     const titleId = uniqueId("rtnb-title");
@@ -94,53 +118,58 @@ class TableView {
     name.id = titleId;
     name.textContent = title;
     strip.append(name);
-    this.badge = statusBadge(strip);
-    this.count = document.createElement("span");
-    this.count.className = "rtnb-count";
-    this.paused = document.createElement("span");
-    this.paused.className = "rtnb-paused";
-    this.paused.textContent = "Order paused while the pointer is over the rows";
-    this.paused.hidden = true;
-    strip.append(this.count, this.paused);
+    const badge = statusBadge(strip);
+    const count = document.createElement("span");
+    count.className = "rtnb-count";
+    const paused = document.createElement("span");
+    paused.className = "rtnb-paused";
+    paused.textContent = "Order paused while the pointer is over the rows";
+    paused.hidden = true;
+    strip.append(count, paused);
 
-    this.notice = document.createElement("div");
-    this.notice.className = "rtnb-notice";
-    this.notice.append(icon("gap"), document.createElement("span"));
-    this.notice.hidden = true;
+    const notice = document.createElement("div");
+    notice.className = "rtnb-notice";
+    notice.append(icon("gap"), document.createElement("span"));
+    notice.hidden = true;
     // Rejections and action notices, listed in full while they last. Below the rows, so
     // nothing the pointer may be over moves when they come and go.
-    this.alerts = document.createElement("ul");
-    this.alerts.className = "rtnb-alerts";
-    this.alerts.hidden = true;
-    this.alertKey = "";
+    const alerts = document.createElement("ul");
+    alerts.className = "rtnb-alerts";
+    alerts.hidden = true;
 
-    this.scroll = document.createElement("div");
-    this.scroll.className = "rtnb-scroll";
-    this.scroll.tabIndex = 0;
-    this.scroll.setAttribute("role", "region");
-    this.scroll.setAttribute("aria-labelledby", titleId);
+    const scroll = document.createElement("div");
+    scroll.className = "rtnb-scroll";
+    scroll.tabIndex = 0;
+    scroll.setAttribute("role", "region");
+    scroll.setAttribute("aria-labelledby", titleId);
 
-    this.table = document.createElement("table");
-    this.table.setAttribute("aria-labelledby", titleId);
-    this.colgroup = document.createElement("colgroup");
-    this.thead = document.createElement("thead");
-    this.tbody = document.createElement("tbody");
-    this.topPad = this.spacer();
-    this.bottomPad = this.spacer();
-    this.empty = document.createElement("tr");
-    this.empty.className = "rtnb-empty";
-    this.emptyCell = document.createElement("td");
-    this.emptyCell.textContent = "No rows yet";
-    this.empty.append(this.emptyCell);
-    this.tbody.append(this.topPad, this.bottomPad);
-    this.table.append(this.colgroup, this.thead, this.tbody);
-    this.scroll.append(this.table);
+    const table = document.createElement("table");
+    table.setAttribute("aria-labelledby", titleId);
+    const colgroup = document.createElement("colgroup");
+    const thead = document.createElement("thead");
+    const tbody = document.createElement("tbody");
+    const topPad = this.spacer();
+    const bottomPad = this.spacer();
+    const empty = document.createElement("tr");
+    empty.className = "rtnb-empty";
+    const emptyCell = document.createElement("td");
+    emptyCell.textContent = "No rows yet";
+    empty.append(emptyCell);
+    tbody.append(topPad, bottomPad);
+    table.append(colgroup, thead, tbody);
+    scroll.append(table);
 
-    this.announcer = new Announcer(root);
-    root.append(strip, this.scroll, this.notice, this.alerts);
+    const announcer = new Announcer(root);
+    root.append(strip, scroll, notice, alerts);
     this.el.append(root);
-    this.root = root;
+    return {
+      root, badge, count, paused, notice, alerts, scroll, table, colgroup, thead, tbody,
+      topPad, bottomPad, empty, emptyCell, announcer,
+    };
+  }
 
+  /** Scrolling, clicks, the order freeze, resizing and visibility. */
+  listen() {
     this.scroll.addEventListener("scroll", () => this.schedule(), { passive: true });
     this.tbody.addEventListener("click", (e) => this.click(e));
     this.thead.addEventListener("click", (e) => this.sortClick(e));
