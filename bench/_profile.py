@@ -11,7 +11,8 @@ Run under a sampling profiler that sees every thread, then summarise::
 ``pipeline``: the client's apply path alone: ``Pipeline.feed`` of ``batch`` frames of
 500 events (what the server sends a subscriber with a backlog), 10 s.
 ``summary FILE``: per thread (publisher / server loop / client runtime / other), the
-share of samples by function, self and inclusive.
+share of its busy samples by function, self and inclusive (samples whose innermost
+frame is a wait -- ``select``, ``Condition.wait``, ``sleep`` -- are left out).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def pipeline(seconds: float = SECONDS) -> None:
     )
 
 
+_IDLE = re.compile(r"^(\w+\.)?(select|wait|sleep|_wait_for_tstate_lock) \(")
 _FRAME = re.compile(r"^(.*) \((.*?):\d+\)$")
 
 
@@ -128,6 +130,7 @@ def _name(frame: str) -> str:
 def summary(path: str, top: int = 25) -> None:
     per: dict[str, tuple[collections.Counter[str], collections.Counter[str]]] = {}
     totals: collections.Counter[str] = collections.Counter()
+    idle: collections.Counter[str] = collections.Counter()
     with open(path) as f:
         for line in f:
             stack_text, _, count_text = line.rstrip("\n").rpartition(" ")
@@ -138,6 +141,9 @@ def summary(path: str, top: int = 25) -> None:
             if not stack:
                 continue
             who = _who(stack)
+            if _IDLE.search(stack[-1]):  # waiting, not working: left out of the shares
+                idle[who] += count
+                continue
             totals[who] += count
             self_c, incl = per.setdefault(who, (collections.Counter(), collections.Counter()))
             names = [_name(s) for s in stack]
@@ -147,7 +153,10 @@ def summary(path: str, top: int = 25) -> None:
     grand = sum(totals.values())
     for who, total in totals.most_common():
         self_c, incl = per[who]
-        print(f"\n## {who}: {total:,} samples ({total / grand:.0%} of all)")
+        print(
+            f"\n## {who}: {total:,} busy samples ({total / grand:.0%} of all busy ones; "
+            f"{idle[who]:,} more waiting, left out); % of its busy samples"
+        )
         print(f"{'self %':>7} {'incl %':>7}  function")
         for name, c in self_c.most_common(top):
             print(f"{c / total:>7.1%} {incl[name] / total:>7.1%}  {name}")

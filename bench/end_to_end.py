@@ -20,7 +20,8 @@
    mostly measures the shared server, so the CPU time of the client's runtime
    thread per applied event is printed beside the raw reader thread's per
    received event (``time.thread_time`` read *in* each thread; bar: raw / rtnb
-   ≥ 0.8), with the server loop thread's CPU per published event beside them.
+   ≥ 0.8), with the server loop thread's and the publishing thread's CPU per
+   published event beside them (all share one GIL: their sum bounds the rate).
    Measured at the existing rate (30,000 events as fast as ``publish_many``
    batches of 500 go) and at 100k events/s offered: ``publish_many`` batches of
    1,000 every 10 ms on one topic of 10,000 entities, memory store; the rate the
@@ -77,10 +78,13 @@ class Run:
     cpu_us: float  # µs of the receiving thread's CPU time per event
     server_us: float  # µs of the server loop thread's CPU time per event
     published: float  # events/s the publisher reached
+    publisher_us: float = 0.0  # µs of the publishing thread's CPU time per event
 
 
-def _publish(srv: rtnb.ServerHandle, topic: str, load: Load) -> float:
-    """Publish ``load``; return the publish rate reached (events/s)."""
+def _publish(srv: rtnb.ServerHandle, topic: str, load: Load) -> tuple[float, float]:
+    """Publish ``load``; return the publish rate reached (events/s) and the
+    publishing thread's CPU µs per event."""
+    cpu0 = time.thread_time()
     start = time.perf_counter()
     period = None if load.rate is None else load.batch / load.rate
     due = start
@@ -98,7 +102,8 @@ def _publish(srv: rtnb.ServerHandle, topic: str, load: Load) -> float:
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-    return load.n / (time.perf_counter() - start)
+    rate = load.n / (time.perf_counter() - start)
+    return rate, (time.thread_time() - cpu0) / load.n * 1e6
 
 
 async def _thread_time() -> float:
@@ -126,7 +131,7 @@ def rtnb_run(srv: rtnb.ServerHandle, transport: str, topic: str, load: Load) -> 
     base = t._state.applied
     cpu0, srv0 = _runtime_cpu(), _server_cpu(srv)
     start = time.perf_counter()
-    published = _publish(srv, topic, load)
+    published, pub_us = _publish(srv, topic, load)
     deadline = time.monotonic() + 120
     while t._state.applied - base < load.n and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -135,7 +140,7 @@ def rtnb_run(srv: rtnb.ServerHandle, transport: str, topic: str, load: Load) -> 
     cpu = _runtime_cpu() - cpu0
     server = _server_cpu(srv) - srv0
     conn.close()
-    return Run(done / elapsed, cpu / max(done, 1) * 1e6, server / load.n * 1e6, published)
+    return Run(done / elapsed, cpu / max(done, 1) * 1e6, server / load.n * 1e6, published, pub_us)
 
 
 def rtnb_rate(srv: rtnb.ServerHandle, transport: str, topic: str) -> float:
@@ -176,7 +181,7 @@ def raw_run(srv: rtnb.ServerHandle, topic: str, load: Load) -> Run:
     time.sleep(0.2)  # let the subscription settle (the raw loop has no state to wait on)
     srv0 = _server_cpu(srv)
     start = time.perf_counter()
-    published = _publish(srv, topic, load)
+    published, pub_us = _publish(srv, topic, load)
     th.join(120)
     elapsed = time.perf_counter() - start
     server = _server_cpu(srv) - srv0
@@ -186,6 +191,7 @@ def raw_run(srv: rtnb.ServerHandle, topic: str, load: Load) -> Run:
         result.get("cpu", 0.0) / max(got, 1) * 1e6,
         server / n_events * 1e6,
         published,
+        pub_us,
     )
 
 
@@ -311,7 +317,7 @@ def main() -> None:
     print("CPU time per event, thread_time of each thread (issue 22 item 2)")
     print(
         f"{'case':<34}{'published/s':>12}{'delivered/s':>12}{'vs raw':>8}"
-        f"{'raw µs':>8}{'rtnb µs':>8}{'raw/rtnb':>9}{'server µs':>10}  bar"
+        f"{'raw µs':>8}{'rtnb µs':>8}{'raw/rtnb':>9}{'server µs':>10}{'pub µs':>8}  bar"
     )
     for label, r, c in (
         (f"{N:,} in batches of {BATCH}, max rate", raw_at, ws_at),
@@ -320,7 +326,7 @@ def main() -> None:
         ratio = r.cpu_us / c.cpu_us if c.cpu_us else 0.0
         print(
             f"{label:<34}{c.published:>12,.0f}{c.rate:>12,.0f}{c.rate / r.rate:>7.2f}×"
-            f"{r.cpu_us:>8.2f}{c.cpu_us:>8.2f}{ratio:>8.2f}×{c.server_us:>10.2f}"
+            f"{r.cpu_us:>8.2f}{c.cpu_us:>8.2f}{ratio:>8.2f}×{c.server_us:>10.2f}{c.publisher_us:>8.2f}"
             f"  ≥ 0.80× {ok[ratio >= 0.8]}"
         )
     print(
