@@ -48,6 +48,7 @@ from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
 from .session import ClientSession, ConnectionState, Tap, TokenProvider
 from .source import ConfirmedIdentity
 from .topic import Topic
+from .topic_view import TopicReads
 
 if TYPE_CHECKING:
     from .recording import Recorder
@@ -240,7 +241,7 @@ def _check_shared_options(existing: Connection, wanted: dict[str, Any]) -> None:
             )
 
 
-class Connection:
+class Connection(TopicReads):
     """A live connection: state, topics, mutations and the telemetry log.
 
     Create it with :func:`rtnb.connect`. Every public call is safe from any
@@ -374,6 +375,11 @@ class Connection:
             self._session.wait_identity(timeout), what="wait_identity", timeout=timeout + 5.0
         )
         return found
+
+    @property
+    def live(self) -> bool:
+        """True: a live connection (it can mutate; a replay cannot)."""
+        return True
 
     def add_tap(self, tap: Tap) -> Callable[[], None]:
         """Observe every raw frame received: ``tap(data, received_at, transport, attempt)``,

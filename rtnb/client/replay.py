@@ -52,6 +52,7 @@ from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
 from .session import ConnectionState
 from .source import ConfirmedIdentity
 from .topic import Topic
+from .topic_view import TopicReads
 
 __all__ = ["DEFAULT_SPEED", "Replay", "ReplayTopic", "replay"]
 
@@ -84,7 +85,7 @@ def replay(
     return Replay(log, speed, **options)
 
 
-class Replay:
+class Replay(TopicReads):
     """A recording played back through the pipeline; connection-like (see module doc).
 
     ``speed``: recorded seconds per wall second (``None``: as fast as possible).
@@ -175,6 +176,15 @@ class Replay:
     def identity(self) -> ConfirmedIdentity | None:
         """None: a replay is not authenticated by anyone."""
         return None
+
+    def wait_identity(self, timeout: float = 5.0) -> ConfirmedIdentity | None:
+        """None at once: a replay is not authenticated by anyone."""
+        return None
+
+    @property
+    def live(self) -> bool:
+        """False: a replay (read-only; it cannot mutate)."""
+        return False
 
     def _callback_failed(self, what: str, exc: BaseException) -> None:
         logger.warning(
