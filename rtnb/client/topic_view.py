@@ -206,7 +206,6 @@ class TopicReads:
         if st is None:
             held = ", ".join(sorted(self.topic_states)) or "none"
             raise LocalProtocolError(
-                f"topic {name!r} is not subscribed here (subscribed: {held}); "
-                f"subscribe to it first"
+                f"topic {name!r} is not subscribed here (subscribed: {held}); subscribe to it first"
             )
         return RowCursor(st)

@@ -261,6 +261,4 @@ def table_recorded(topic: TopicHandle, title: str, columns: Sequence[str] | None
         for _, row in rows:
             seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
         shown = list(seen)
-    return recorded_html(
-        title, topic.connection.now(), columns=shown, rows=rows, total=total
-    )
+    return recorded_html(title, topic.connection.now(), columns=shown, rows=rows, total=total)
