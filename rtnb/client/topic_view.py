@@ -28,6 +28,7 @@ from ..protocol.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from ..core.pipeline import TopicState
+    from .topic import Topic
 
 __all__ = [
     "PENDING_FIELD",
@@ -172,12 +173,16 @@ class _HasTopics(Protocol):
     @property
     def topic_states(self) -> Mapping[str, TopicState]: ...
 
+    @property
+    def topics(self) -> Mapping[str, Topic]: ...
+
     def call(self, fn: Callable[[], Any], *, what: str) -> Any: ...
 
 
 class TopicReads:
-    """``topic_view``, ``topic_views`` and ``open_rows`` of an :class:`rtnb.Source`, made
-    from the pipeline's ``topic_states`` on the runtime thread (Connection and Replay)."""
+    """``topic_view``, ``topic_views`` and ``open_rows`` of an :class:`rtnb.Source`, made on
+    the runtime thread (Connection and Replay): one topic's from the state its handles
+    read (``topics``), all topics' from the pipeline's ``topic_states``."""
 
     __slots__ = ()
 
@@ -185,8 +190,8 @@ class TopicReads:
         """Topic ``name``'s facts now (any thread); None if it is not subscribed."""
 
         def read() -> TopicView | None:
-            st = self.topic_states.get(name)
-            return None if st is None else topic_view(st)
+            handle = self.topics.get(name)
+            return None if handle is None else topic_view(handle.topic_state)
 
         view: TopicView | None = self.call(read, what=f"reading topic {name!r}")
         return view
@@ -202,10 +207,11 @@ class TopicReads:
 
     def open_rows(self: _HasTopics, name: str) -> RowCursor:
         """A cursor over subscribed topic ``name``'s rows (runtime thread; close it)."""
-        st = self.topic_states.get(name)
-        if st is None:
-            held = ", ".join(sorted(self.topic_states)) or "none"
+        handles = self.topics
+        handle = handles.get(name)
+        if handle is None:
+            held = ", ".join(sorted(handles)) or "none"
             raise LocalProtocolError(
                 f"topic {name!r} is not subscribed here (subscribed: {held}); subscribe to it first"
             )
-        return RowCursor(st)
+        return RowCursor(handle.topic_state)

@@ -134,6 +134,9 @@ def test_a_replay_is_a_source_read_the_same_way(srv: rtnb.ServerHandle, tmp_path
         assert rep.identity is None and rep.url == "replay"
         assert rep.wait_identity(30) is None and not rep.live  # at once: no one to ask
         rep.subscribe("incidents")
+        before = rep.topic_view("incidents")  # subscribed before playing: a table opens on it
+        assert before is not None and before.entities == 0
+        rep.call(lambda: rep.open_rows("incidents").close(), what="test")
         rep.resume()
         assert rep.wait(30)
         entities, applied, _ = _read_through_the_seam(rep, "incidents")
