@@ -3,7 +3,7 @@
 A :class:`Replay` looks like a :class:`~rtnb.client.connection.Connection` to
 everything that reads one -- ``subscribe`` returns real
 :class:`~rtnb.client.topic.Topic` handles, and it implements :class:`~rtnb.client.source.Source` (``state``, ``on_state``,
-``log``, ``topic_states``, ``loop``, ``call``, ``now``...) as a connection does -- so
+``log``, ``topic_view``, ``open_rows``, ``loop``, ``call``, ``now``...) as a connection does -- so
 ``StreamTable``, ``Freshness``, ``LiveChart`` and the charts work on it unchanged.
 
 Its input is the recording instead of a socket: every recorded frame is fed
