@@ -97,14 +97,18 @@ def test_stale_reconnecting_and_replaying_freshness() -> None:
     ts = Pipeline().add_topic("t", "sequence")
     ts.last_event_at = 100.0
     ts.status = "live"
-    stale = topic_payload(topic_view(ts), _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5)
+    stale = topic_payload(
+        topic_view(ts), _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5
+    )
     assert (stale["status"], stale["attempt"], stale["retryIn"]) == ("stale", 4, 2.5)
     assert stale["age"] == 0.5 and stale["last"] == 100.0
     ts.status = "replaying"
     ts.replay_until = 1240
     assert topic_payload(topic_view(ts), _state(), 101.0)["status"] == "replaying"
     ts.status = "forbidden"
-    assert topic_payload(topic_view(ts), _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    assert (
+        topic_payload(topic_view(ts), _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    )
     fresh = Pipeline().add_topic("u", "sequence")
     assert topic_payload(topic_view(fresh), _state(Status.CONNECTING), 1.0)["status"] == "pending"
     assert topic_payload(topic_view(fresh), _state(Status.CLOSED), 1.0)["status"] == "closed"
@@ -128,7 +132,12 @@ def test_connection_freshness_is_the_worst_news_across_topics() -> None:
     a.last_event_at, b.last_event_at = 10.0, 12.0
     out = connection_payload(_state(), [topic_view(a), topic_view(b)], 13.0)
     assert out["status"] == "replaying" and out["last"] == 12.0 and out["age"] == 1.0
-    assert connection_payload(_state(Status.RECONNECTING), [topic_view(a), topic_view(b)], 13.0)["status"] == "stale"
+    assert (
+        connection_payload(_state(Status.RECONNECTING), [topic_view(a), topic_view(b)], 13.0)[
+            "status"
+        ]
+        == "stale"
+    )
     assert [t["name"] for t in out["topics"]] == ["a", "b"]
 
 
