@@ -216,17 +216,7 @@ class ClientSession:
 
     def _cancel_mutations(self, now: float, reason: str) -> None:
         """Closed: resolve every open mutation (``cancelled``) so no ``wait()`` hangs."""
-        self._roll_back(self.ledger.cancel_all(now, f"connection closed ({reason})"))
-
-    def _roll_back(self, records: Iterable[MutationRecord]) -> None:
-        """Drop resolved-without-confirmation mutations from their overlays; settle them."""
-        for rec in records:
-            ts = self.pipeline.topics.get(rec.topic)
-            if ts is not None:
-                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
-            self.pipeline.resolved.append(rec)
-        if self.pipeline.resolved:
-            self._settle_mutations()
+        self._settle(self.pipeline.cancel_mutations(now, f"connection closed ({reason})"))
 
     async def _teardown(self) -> None:
         """Stop timers and tasks; let transport closes finish (never cancel a close)."""
@@ -373,8 +363,9 @@ class ClientSession:
             control = pipeline.feed(data, now)
             machine.note_alive(now)
             if control:
-                if pipeline.fault is not None:  # a bound broken (snapshot too large)
-                    self._fault(pipeline.fault)
+                fault = pipeline.take_fault()
+                if fault is not None:  # a bound broken (snapshot too large)
+                    self._fault(fault)
                     return
                 for frame in control:
                     if holder["t"] is not self._transport:
@@ -382,10 +373,8 @@ class ClientSession:
                     if type(frame) is Authenticated:
                         self._identify(frame)
                     self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
-                if pipeline.resolved:
-                    self._settle_mutations()
-            elif pipeline.resolved:
-                self._settle_mutations()
+            if pipeline.resolved:  # read only: the pipeline hands them over
+                self._settle(pipeline.take_resolved())
 
         def on_close(code: int, reason: str, retry_after: float | None) -> None:
             if holder["t"] is None or holder["t"] is not self._transport:
@@ -430,7 +419,6 @@ class ClientSession:
     def _fault(self, reason: str) -> None:
         """The stream broke a bound it cannot recover from in place: drop the
         transport and let the machine reconnect (with backoff), as for a close."""
-        self.pipeline.fault = None
         if self._transport is None:
             return
         self._drop_transport(1009, reason)
@@ -564,6 +552,8 @@ class ClientSession:
             self._run(self.machine.unsubscribe(time.time(), name))
 
     def add_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
+        """Call ``handler(event, outcome)`` for each event applied to ``topic`` (runtime
+        thread). The pipeline calls back only while some topic has a handler."""
         self._event_handlers.setdefault(topic, []).append(handler)
         self._update_apply_hook()
 
@@ -571,14 +561,18 @@ class ClientSession:
         handlers = self._event_handlers.get(topic)
         if handlers and handler in handlers:
             handlers.remove(handler)
+            if not handlers:
+                del self._event_handlers[topic]
         self._update_apply_hook()
 
     def _update_apply_hook(self) -> None:
-        self.pipeline.on_apply = self._on_apply if any(self._event_handlers.values()) else None
+        self.pipeline.set_on_apply(self._on_apply if self._event_handlers else None)
 
     def _on_apply(self, ts: TopicState, event: Any, outcome: Any) -> None:
-        for handler in self._event_handlers.get(ts.name, ()):
-            handler(event, str(outcome))
+        handlers = self._event_handlers.get(ts.name)
+        if handlers:
+            for handler in handlers:
+                handler(event, str(outcome))
 
     # -- mutations ----------------------------------------------------------------------------
 
@@ -587,21 +581,16 @@ class ClientSession:
     ) -> Mutation:
         if self.machine.status is Status.CLOSED:
             raise self.closed_error(f"mutate {topic!r}")
-        ts = self.pipeline.topics.get(topic)
-        if ts is None:
-            raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
-        now = time.time()
         cmid = f"{self._mid_prefix}-{next(self._ids)}"
         degraded = self.machine.status is not Status.SUBSCRIBED
-        rec = self.ledger.create(
-            cmid, topic, entity_id, patch, now=now, timeout=timeout, degraded=degraded
+        rec = self.pipeline.mutate(
+            cmid, topic, entity_id, patch, now=time.time(), timeout=timeout, degraded=degraded
         )
         handle = Mutation(rec)
         if rec.status == "refused":
             self._log_mutation(rec)
             return handle
         self._mutations[cmid] = handle
-        ts.store.add_pending(entity_id, cmid, patch)
         if rec.status == "pending":
             self._send(self._mutate_frame(rec))
         return handle
@@ -619,8 +608,8 @@ class ClientSession:
         for rec in self.ledger.take_queued(now):
             self._send(self._mutate_frame(rec))
 
-    def _settle_mutations(self) -> None:
-        resolved, self.pipeline.resolved = self.pipeline.resolved, []
+    def _settle(self, resolved: Iterable[MutationRecord]) -> None:
+        """Log resolved mutations and wake their handles."""
         for rec in resolved:
             self._log_mutation(rec)
             handle = self._mutations.pop(rec.client_mutation_id, None)
@@ -655,7 +644,7 @@ class ClientSession:
                 self.callback_failed("maintenance tick", exc)
 
     def _tick(self, now: float) -> None:
-        self._roll_back(self.ledger.expire(now))
+        self._settle(self.pipeline.expire_mutations(now))
         if self.machine.status is not Status.SUBSCRIBED:
             return
         for gap in self.pipeline.check(now):
