@@ -180,7 +180,6 @@ class ClientSession:
         self._state_callbacks: list[Callable[[ConnectionState], Any]] = []
         self._state_waiters: list[tuple[Status, asyncio.Future[ConnectionState]]] = []
         self._mutations: dict[str, Mutation] = {}
-        self._event_handlers: dict[str, list[Callable[[Any, str], None]]] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._mid_prefix = uuid.uuid4().hex[:12]
@@ -546,33 +545,13 @@ class ClientSession:
         if name not in self.pipeline.topics:
             return
         self.pipeline.remove_topic(name)
-        self._event_handlers.pop(name, None)
-        self._update_apply_hook()
         if self.machine.status is not Status.CLOSED:
             self._run(self.machine.unsubscribe(time.time(), name))
 
-    def add_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
-        """Call ``handler(event, outcome)`` for each event applied to ``topic`` (runtime
-        thread). The pipeline calls back only while some topic has a handler."""
-        self._event_handlers.setdefault(topic, []).append(handler)
-        self._update_apply_hook()
-
-    def remove_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
-        handlers = self._event_handlers.get(topic)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._event_handlers[topic]
-        self._update_apply_hook()
-
-    def _update_apply_hook(self) -> None:
-        self.pipeline.set_on_apply(self._on_apply if self._event_handlers else None)
-
-    def _on_apply(self, ts: TopicState, event: Any, outcome: Any) -> None:
-        handlers = self._event_handlers.get(ts.name)
-        if handlers:
-            for handler in handlers:
-                handler(event, str(outcome))
+    def set_apply_hook(self, hook: Callable[[TopicState, Any, Any], None] | None) -> None:
+        """Have the pipeline call ``hook(topic_state, event, outcome)`` for each applied
+        event (None: not at all; the connection installs it only while a handle listens)."""
+        self.pipeline.set_on_apply(hook)
 
     # -- mutations ----------------------------------------------------------------------------
 
