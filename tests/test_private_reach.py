@@ -28,8 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "rtnb"
 
-#: The count after issue 21 items 1 and 3 (163 before them, on 2ef96ca).
-CEILING = 163
+#: The count after issue 21 items 1 and 3 (18 before them, on 2ef96ca: 9 of them
+#: Topic reaching into its connection, 3 `handle._dispatch`, 6 elsewhere).
+CEILING = 6
 
 #: Private by spelling only: namedtuple's public API.
 _PUBLIC_SPELLINGS = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
@@ -109,6 +110,83 @@ def test_private_reaches_across_modules_stay_under_the_ceiling() -> None:
         f"{total} obj._private reaches across modules (ceiling {CEILING}): use or add a "
         f"public, typed method instead of reaching into another object's privates.\n{shown}"
     )
+
+
+#: The drivers: they move bytes, run timers and route what the cores return.
+DRIVERS = ("session", "connection", "replay", "replay_player", "base")
+#: What changes a topic's store (only the pipeline calls these).
+_STORE_WRITES = frozenset({"apply", "measure", "replace", "add_pending", "remove_pending"})
+#: What builds a core's per-topic state (only the pipeline builds it).
+_CORE_BUILDERS = frozenset({"TopicState", "TopicStore", "make_orderer"})
+
+
+def driver_writes(path: Path) -> list[tuple[int, str]]:
+    """``(line, source)`` of each write a driver makes into another object: an attribute
+    set or deleted on anything but ``self`` (or its own class's objects), a store
+    changed, a core's per-topic state built."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ("self", "cls")
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del):
+            value = node.value
+            mine = isinstance(value, ast.Name) and (
+                value.id in ("self", "cls") or node.attr in own
+            )
+            if not mine and not node.attr.startswith("__"):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr in _STORE_WRITES
+                and isinstance(func.value, ast.Attribute)
+                and func.value.attr == "store"
+            ) or (isinstance(func, ast.Name) and func.id in _CORE_BUILDERS):
+                found.append((node.lineno, ast.unparse(func)))
+    return found
+
+
+def test_the_driver_scan_finds_each_kind_of_write() -> None:
+    sample = ROOT.parent / "tests" / "_driver_write_sample.py"
+    sample.write_text(
+        "def f(self, pipeline, ts):\n"
+        "    pipeline.fault = None\n"
+        "    self.pipeline.on_apply = f\n"
+        "    ts.store.add_pending('e', 'm', {})\n"
+        "    TopicState('t', None, None)\n"
+        "    self.mine = pipeline.take_fault()\n",
+        encoding="utf-8",
+    )
+    try:
+        assert [src for _, src in driver_writes(sample)] == [
+            "pipeline.fault",
+            "self.pipeline.on_apply",
+            "ts.store.add_pending",
+            "TopicState",
+        ]
+    finally:
+        sample.unlink()
+
+
+def test_drivers_never_write_into_the_cores() -> None:
+    """Issue 21 item 1: the session, the replay player and the front-ends give the cores
+    inputs as method calls (``pipeline.take_fault()``, ``pipeline.mutate(...)``,
+    ``pipeline.attach_topic(...)``) and route what comes back; they never set a core's
+    attributes, change a store or build a topic's state themselves."""
+    found = {
+        name: hits
+        for name in DRIVERS
+        if (hits := driver_writes(ROOT / "client" / f"{name}.py"))
+    }
+    assert found == {}, f"drivers writing into the cores: {found}"
 
 
 if __name__ == "__main__":

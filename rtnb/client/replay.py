@@ -424,14 +424,12 @@ class Replay(BaseSource):
         player = self._player
         before = player.state
         player.rewind(target)
-        player.quiet = True
         self._seeking = (player.clock, target)
         try:
             while not player.done and player.next_time <= target:
-                player.advance(target, SLICE_ROWS)
+                player.advance(target, SLICE_ROWS, quiet=True)
                 await asyncio.sleep(0)
         finally:
-            player.quiet = False
             self._seeking = None
         self._clock = max(self._timeline.start, min(target, self._timeline.end))
         if player.done and target >= self._timeline.end:

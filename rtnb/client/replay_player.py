@@ -190,8 +190,16 @@ class Player:
         self.on_apply = callback
         self.pipeline.set_on_apply(callback)
 
-    def advance(self, until: float, limit: int) -> None:
-        """Process up to ``limit`` rows whose recorded time is at most ``until``."""
+    def advance(self, until: float, limit: int, *, quiet: bool = False) -> None:
+        """Process up to ``limit`` rows whose recorded time is at most ``until``
+        (``quiet``: without reporting the state changes passed, as a seek does)."""
+        if quiet and not self.quiet:
+            self.quiet = True
+            try:
+                self.advance(until, limit)
+            finally:
+                self.quiet = False
+            return
         times, n = self.timeline.times, len(self.timeline)
         stop = min(n, self.i + limit)
         every = self.checkpoint_rows
