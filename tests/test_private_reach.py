@@ -105,7 +105,9 @@ def test_the_scan_finds_a_reach() -> None:
 def test_private_reaches_across_modules_stay_under_the_ceiling() -> None:
     found = all_reaches()
     total = sum(map(len, found.values()))
-    shown = "\n".join(f"{m}: {len(v)}" for m, v in sorted(found.items(), key=lambda kv: -len(kv[1])))
+    shown = "\n".join(
+        f"{m}: {len(v)}" for m, v in sorted(found.items(), key=lambda kv: -len(kv[1]))
+    )
     assert total <= CEILING, (
         f"{total} obj._private reaches across modules (ceiling {CEILING}): use or add a "
         f"public, typed method instead of reaching into another object's privates.\n{shown}"
@@ -137,9 +139,7 @@ def driver_writes(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del):
             value = node.value
-            mine = isinstance(value, ast.Name) and (
-                value.id in ("self", "cls") or node.attr in own
-            )
+            mine = isinstance(value, ast.Name) and (value.id in ("self", "cls") or node.attr in own)
             if not mine and not node.attr.startswith("__"):
                 found.append((node.lineno, ast.unparse(node)))
         elif isinstance(node, ast.Call):
@@ -182,9 +182,7 @@ def test_drivers_never_write_into_the_cores() -> None:
     ``pipeline.attach_topic(...)``) and route what comes back; they never set a core's
     attributes, change a store or build a topic's state themselves."""
     found = {
-        name: hits
-        for name in DRIVERS
-        if (hits := driver_writes(ROOT / "client" / f"{name}.py"))
+        name: hits for name in DRIVERS if (hits := driver_writes(ROOT / "client" / f"{name}.py"))
     }
     assert found == {}, f"drivers writing into the cores: {found}"
 
@@ -198,4 +196,6 @@ if __name__ == "__main__":
             for line, src in hits:
                 print(f"        {line}: {src}")
     print(f"{sum(map(len, found.values())):4d}  total")
-    print(Counter(src.rsplit(".", 1)[1] for hits in found.values() for _, src in hits).most_common(15))
+    print(
+        Counter(src.rsplit(".", 1)[1] for hits in found.values() for _, src in hits).most_common(15)
+    )
