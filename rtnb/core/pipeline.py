@@ -20,7 +20,7 @@ targeted re-subscribe from :attr:`TopicState.last_token`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any, Final, Literal, Protocol
 
 import msgspec
@@ -54,6 +54,7 @@ from .orderer import (
     SequenceOrderer,
     make_orderer,
 )
+from .pipeline_inputs import PipelineInputs
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
@@ -202,37 +203,8 @@ class TopicState:
             f"entities={len(self.store.entities)} applied={self.applied} gaps={self.gaps}>"
         )
 
-    # -- inputs of a replay, which keeps one TopicState per topic for its whole life ----
 
-    def clear(self, orderer: Orderer) -> None:
-        """Become what a fresh subscription's state is, ordered by ``orderer`` (the
-        object stays: handles and change cursors that hold it stay valid)."""
-        self.orderer = orderer
-        self.store.replace(())
-        self.store.pending.clear()
-        self.status = "pending"
-        self.error = self.error_code = None
-        self.over_limit = None
-        self.confirmed = False
-        self.last_token = self.last_event_at = self.replay_until = None
-        self.unavailable = False
-        self.partial, self.partial_bytes = {}, 0
-        self.applied = self.gaps = self.unrecoverable = 0
-
-    def restore(self, saved: TopicState) -> None:
-        """Take ``saved``'s state (a checkpoint's copy of this topic) into this object,
-        keeping it and its store (their holders stay valid)."""
-        for slot in TopicState.__slots__:
-            if slot not in ("name", "store"):
-                setattr(self, slot, getattr(saved, slot))
-        store = saved.store
-        self.store.replace(
-            (eid, st, store.sequences.get(eid, 0)) for eid, st in store.entities.items()
-        )
-        self.store.pending = store.pending
-
-
-class Pipeline:
+class Pipeline(PipelineInputs):
     """Decode, dedupe, order, merge and log every frame of one connection."""
 
     def __init__(
@@ -610,109 +582,3 @@ class Pipeline:
                 ts.status = "replaying"
                 out.append(rep)
         return out
-
-    # -- inputs from the driver (it never writes the pipeline's attributes) ----------
-
-    def set_on_apply(self, hook: Callable[[TopicState, Event, Outcome], None] | None) -> None:
-        """Call ``hook(topic_state, event, outcome)`` for every applied event (None: none).
-
-        The driver installs it only while some topic has an ``on_event`` callback, so
-        a stream nobody listens to pays no call per event."""
-        self.on_apply = hook
-
-    def take_fault(self) -> str | None:
-        """Why the stream broke a bound it cannot recover from in place (a snapshot too
-        large), once: the driver resets the connection. None if it did not."""
-        fault, self.fault = self.fault, None
-        return fault
-
-    def take_resolved(self) -> list[MutationRecord]:
-        """The mutations resolved by frames since the last call (the driver settles them)."""
-        resolved, self.resolved = self.resolved, []
-        return resolved
-
-    def mutate(
-        self,
-        client_mutation_id: str,
-        topic: str,
-        entity_id: str,
-        patch: dict[str, Any],
-        *,
-        now: float,
-        timeout: float,
-        degraded: bool,
-    ) -> MutationRecord:
-        """A mutation asked for: recorded in the ledger and, unless refused at once, its
-        patch laid over the entity optimistically. The record says what to do: send it
-        (``pending``), hold it (``queued``) or nothing (``refused``)."""
-        ts = self.topics.get(topic)
-        if ts is None:
-            raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
-        rec = self.ledger.create(
-            client_mutation_id, topic, entity_id, patch, now=now, timeout=timeout, degraded=degraded
-        )
-        if rec.status != "refused":
-            ts.store.add_pending(entity_id, client_mutation_id, patch)
-        return rec
-
-    def expire_mutations(self, now: float) -> list[MutationRecord]:
-        """Mutations unconfirmed past their timeout: resolved, their patches dropped."""
-        return self._drop_overlays(self.ledger.expire(now))
-
-    def cancel_mutations(self, now: float, reason: str) -> list[MutationRecord]:
-        """Every open mutation cancelled (the connection closed), patches dropped."""
-        return self._drop_overlays(self.ledger.cancel_all(now, reason))
-
-    def _drop_overlays(self, records: Iterable[MutationRecord]) -> list[MutationRecord]:
-        out = []
-        for rec in records:
-            ts = self.topics.get(rec.topic)
-            if ts is not None:
-                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
-            out.append(rec)
-        return out
-
-    def new_topic_state(
-        self, name: str, ordering: str, *, merge: MergeFn | None = None, gap_timeout: float
-    ) -> TopicState:
-        """A topic's state with this pipeline's limits, not subscribed yet (a replay keeps
-        one per recorded topic for its whole life: see :meth:`attach_topic`)."""
-        return TopicState(
-            name,
-            self._orderer(name, ordering, gap_timeout),
-            TopicStore(name, merge, self.max_topic_bytes),
-        )
-
-    def reset_topic(self, state: TopicState, ordering: str, *, gap_timeout: float) -> None:
-        """Make ``state`` what a fresh subscription's is, without subscribing it."""
-        state.clear(self._orderer(state.name, ordering, gap_timeout))
-
-    def attach_topic(self, state: TopicState, ordering: str, *, gap_timeout: float) -> None:
-        """Subscribe ``state`` afresh: cleared (as :meth:`reset_topic`) and processed from
-        now on, replacing any state of that name (the object stays the caller's)."""
-        self.reset_topic(state, ordering, gap_timeout=gap_timeout)
-        self.topics[state.name] = state
-
-    def adopt_topics(self, live: Mapping[str, TopicState]) -> list[TopicState]:
-        """This pipeline is a copy restored from a checkpoint: each of its topics moves
-        into the ``live`` object of the same name (:meth:`TopicState.restore`), so what
-        holds those stays valid. Returns the ``live`` states it has no topic for (not
-        subscribed then: the caller resets them)."""
-        absent = []
-        for name, state in live.items():
-            saved = self.topics.get(name)
-            if saved is None:
-                absent.append(state)
-                continue
-            state.restore(saved)
-            self.topics[name] = state
-        return absent
-
-    def _orderer(self, name: str, ordering: str, gap_timeout: float) -> Orderer:
-        return make_orderer(
-            name,
-            ordering,
-            gap_timeout=gap_timeout,
-            max_buffer=self.max_gap_buffer,
-            max_buffer_bytes=self.max_gap_buffer_bytes,
-        )
