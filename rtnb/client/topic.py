@@ -206,6 +206,9 @@ class Topic:
         #: the connection routes this topic's events to :meth:`_dispatch` (set on the
         #: runtime thread only, while the handle has callbacks: see :meth:`on_event`)
         self._listening = False
+        #: makes "add a callback, then see whether the handle is routed" one step
+        #: against the runtime thread's "see the callbacks, then (un)route"
+        self._routing = threading.Lock()
 
     # -- identity ----------------------------------------------------------------
 
@@ -353,15 +356,20 @@ class Topic:
         Safe from any thread: the callback sees every event applied after ``on_event``
         returns. Returns a function that removes the callback.
         """
-        self._callbacks.append(callback)
-        if not self._listening:  # read after the append: see _route_events
+        with self._routing:
+            self._callbacks.append(callback)
+            routed = self._listening
+        if not routed:  # route it before returning: the next event reaches the callback
             self._conn.call(self._route_events, what=f"on_event on topic {self.name!r}")
 
         def remove() -> None:
-            if callback in self._callbacks:
+            with self._routing:
+                if callback not in self._callbacks:
+                    return
                 self._callbacks.remove(callback)
-                if not self._callbacks:  # stop routing, without waiting for the loop
-                    self._soon(self._route_events)
+                idle = not self._callbacks
+            if idle:  # stop routing, without waiting for the runtime thread
+                self._soon(self._route_events)
 
         return remove
 
@@ -370,11 +378,13 @@ class Topic:
         handle has callbacks, and not otherwise (each applied event costs a call then).
 
         Every decision is taken here, on the runtime thread, from the callbacks present
-        now, so an ``on_event`` racing a removal on another thread is never lost: it
-        appends before it reads :attr:`_listening`, and either sees it set (this runs
-        later and keeps routing) or hops here itself."""
-        want = bool(self._callbacks) and not self._closed
-        if want is not self._listening:
+        then, under the same lock as ``on_event``'s append-and-look: an ``on_event``
+        racing a removal's queued stop either comes first (the stop sees its callback
+        and keeps routing) or sees the routing stopped and hops here to restart it."""
+        with self._routing:
+            want = bool(self._callbacks) and not self._closed
+            if want is self._listening:
+                return
             self._listening = want
             self._conn.listen(self, self._dispatch if want else None)
 
