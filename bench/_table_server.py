@@ -6,8 +6,8 @@ stdin is a command:
 
 * ``{"cmd": "run", "rate", "seconds", "batch", "marker", "expected"}``: publish
   ``publish_many`` batches of ``batch`` events over the entities, paced to ``rate``
-  events/s for ``seconds`` (as fast as they go if behind); the last event sets the
-  first entity's ``label`` to ``marker``. Writes each entity's final ``n`` to the
+  events/s for ``seconds`` (as fast as they go if behind); then one last event sets
+  the first entity's ``label`` to ``marker``. Writes each entity's final ``n`` to the
   file ``expected`` and answers ``{"published", "seconds", "last_publish", ...}``
   (``last_publish``: wall time when the last ``publish_many`` returned).
 * ``{"cmd": "stop"}``: stop serving and exit.
@@ -60,11 +60,6 @@ def run(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
             k += 1
             events.append(("row.updated", eid, {"n": k}))
             final[eid] = k
-        if k >= total or time.perf_counter() + period - start >= seconds:
-            k += 1  # the last event of the run: the marker the browser waits for
-            events.append(("row.updated", ids[0], {"n": k, "label": cmd["marker"]}))
-            final[ids[0]] = k
-            total = k
         t0 = time.perf_counter()
         srv.publish_many(TOPIC, events, tenant=TENANT)
         call_ms.append((time.perf_counter() - t0) * 1000)
@@ -72,6 +67,11 @@ def run(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+    k += 1  # the last event of the run, alone: the marker the browser waits for
+    srv.publish_many(
+        TOPIC, [("row.updated", ids[0], {"n": k, "label": cmd["marker"]})], tenant=TENANT
+    )
+    final[ids[0]] = k
     last_publish = time.time()
     elapsed = time.perf_counter() - start
     with open(cmd["expected"], "w") as f:
