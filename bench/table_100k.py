@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any
 
-from bench.widgets import _max_in_window
+from bench.widgets import INSTRUMENT, _max_in_window
 from rtnb.widgets.budget import DEFAULT_FPS
 
 OK = {True: "PASS", False: "MISS"}
@@ -54,6 +54,10 @@ CELLS = [
 ]
 SAMPLER = """
 import threading as _th, time as _time
+from rtnb.client.runtime import get_runtime as _rt
+async def _cpu():
+    return _time.thread_time()
+_cpu0 = _rt().run(_cpu())
 _samples, _stop = [], _th.Event()
 def _sample(ts=topic.topic_state):
     while not _stop.is_set():
@@ -64,10 +68,11 @@ _th.Thread(target=_sample, daemon=True).start()
 CHECK = """
 import json as _json
 _stop.set()
+_cpu1 = _rt().run(_cpu())
 _expected = _json.load(open({expected!r}))
 _wrong = sum(1 for _e, _n in _expected.items() if (topic.get(_e) or {{}}).get('n') != _n)
 _json.dump({{"samples": _samples, "wrong": _wrong, "status": topic.freshness.status,
-            "gaps": topic.topic_state.gaps, "transport": str(conn.state)}},
+            "gaps": topic.topic_state.gaps, "cpu": _cpu1 - _cpu0, "transport": str(conn.state)}},
            open({out!r} + '.tmp', 'w'))
 os.replace({out!r} + '.tmp', {out!r})
 """
@@ -161,8 +166,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             lp.page.evaluate(  # timestamp every message the widget receives
                 f"() => {{ const st = {STORE}.store; window.__benchMsgs = [];"
                 " const apply = st.apply.bind(st);"
-                " st.apply = (m, d) => { window.__benchMsgs.push(performance.now()); return apply(m, d); }; }"
+                " window.__benchApplyMs = [];"
+                " st.apply = (m, d) => { const t = performance.now(); window.__benchMsgs.push(t);"
+                " const r = apply(m, d); window.__benchApplyMs.push(performance.now() - t); return r; }; }"
             )
+            lp.page.evaluate(INSTRUMENT)  # frame intervals and long tasks in the page
             marker = f"final-{int(time.time())}"
             lp.page.evaluate(WATCH, [f'.rtnb-table[data-title="{TITLE}"]', ROW, marker])
             kernel_pid = int((work / "kernel.pid").read_text())
@@ -194,6 +202,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             except AssertionError:
                 final_s = float("inf")
             received = lp.page.evaluate("() => window.__benchMsgs")
+            apply_ms = sorted(lp.page.evaluate("() => window.__benchApplyMs"))
+            frames, longtask = lp.page.evaluate(
+                "() => { const s = window.__bench; s.running = false; s.obs.disconnect();"
+                " return [s.frames.filter((f) => f > 0).sort((a, b) => a - b), s.longtask]; }"
+            )
             out = work / "kernel.json"
             lp.execute(CHECK.format(expected=str(expected), out=str(out)))
             kernel = wait_py(
@@ -226,6 +239,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if len(received) > 1
         else 0.0,
         "cell_ms": cell_ms,
+        "frame_p50": frames[len(frames) // 2] if frames else float("nan"),
+        "frame_p95": frames[int(0.95 * (len(frames) - 1))] if frames else float("nan"),
+        "longtask": longtask,
+        "apply_ms_max": apply_ms[-1] if apply_ms else 0.0,
+        "apply_ms_sum": sum(apply_ms),
+        "kernel_us": kernel["cpu"] / max(1, applied) * 1e6,
         "wrong_kernel": kernel["wrong"],
         "wrong_screen": wrong_screen,
         "iopub": "IOPub message rate exceeded" in log,
@@ -258,6 +277,10 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
         f", {r['applied_rate'] / published:.2f}x published ({r['applied']:,} events; the last "
         f"applied {r['apply_lag'] * 1000:.0f} ms after the last publish)  {OK[applied_ok]}"
     )
+    print(
+        f"kernel         {r['kernel_us']:.1f} µs of the client's runtime thread per applied event "
+        f"(client + StreamTable feed): one core would apply {1e6 / r['kernel_us']:,.0f} events/s"
+    )
     final_ok = r["final_s"] <= 1.0
     print(
         f"final on screen {r['final_s'] * 1000:>9,.0f} ms after the last publish (bar ≤ 1,000 ms)  {OK[final_ok]}"
@@ -266,6 +289,11 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
     print(
         f"widget msgs    {r['msgs_max']:>10.0f} in the busiest second, {r['msgs_per_s']:.1f}/s on average"
         f" (bar ≤ fps = {DEFAULT_FPS})  {OK[msgs_ok]}"
+    )
+    print(
+        f"page           frames p50 {r['frame_p50']:.1f} ms, p95 {r['frame_p95']:.1f} ms; long tasks "
+        f"{r['longtask']:,.0f} ms in all; the table's store applied its messages in "
+        f"{r['apply_ms_sum']:,.0f} ms in all, {r['apply_ms_max']:.1f} ms at most (information)"
     )
     cells = sorted(r["cell_ms"])
     cell_ok = bool(cells) and cells[-1] <= 1000
