@@ -70,10 +70,13 @@ CHECK = """
 import json as _json
 _stop.set()
 _cpu1 = _rt().run(_cpu())
+_summary = conn.log.summary()
 _expected = _json.load(open({expected!r}))
 _wrong = sum(1 for _e, _n in _expected.items() if (topic.get(_e) or {{}}).get('n') != _n)
 _json.dump({{"samples": _samples, "wrong": _wrong, "status": topic.freshness.status,
-            "gaps": topic.topic_state.gaps, "cpu": _cpu1 - _cpu0, "transport": str(conn.state)}},
+            "gaps": topic.topic_state.gaps, "cpu": _cpu1 - _cpu0,
+            "outcomes": {{k: int(v) for k, v in _summary.get("outcomes", {{}}).items() if v}},
+            "reconnects": int(_summary.get("reconnects", 0)), "transport": str(conn.state)}},
            open({out!r} + '.tmp', 'w'))
 os.replace({out!r} + '.tmp', {out!r})
 """
@@ -323,6 +326,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
     print(
         f"nothing lost   {r['wrong_kernel']} of {ENTITIES:,} entities wrong in the kernel's store, "
         f"{r['wrong_screen']} in the page's rows  {OK[lost_ok]}"
+    )
+    print(
+        f"kernel log     outcomes {r['kernel']['outcomes']}, reconnects {r['kernel']['reconnects']}"
     )
     if r["kernel"]["status"] != "live" or r["kernel"]["gaps"]:
         print(
