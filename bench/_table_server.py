@@ -51,6 +51,7 @@ def run(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
     k = 0
     call_ms: list[float] = []
     cpu0, srv0 = time.thread_time(), srv._call(lambda rt: time.thread_time())
+    proc0 = time.process_time()
     start = time.perf_counter()
     due = start
     while k < total and time.perf_counter() - start < seconds:
@@ -82,6 +83,7 @@ def run(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
         "last_publish": last_publish,
         "calls": len(call_ms),
         "call_ms_median": statistics.median(call_ms),
+        "process_cpu": (time.process_time() - proc0) / elapsed,
         "publisher_us": (time.thread_time() - cpu0) / max(1, k) * 1e6,
         "server_us": (srv._call(lambda rt: time.thread_time()) - srv0) / max(1, k) * 1e6,
     }

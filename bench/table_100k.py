@@ -285,7 +285,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
         f"published      {published:>10,.0f} events/s = {published / offered:.2f}x offered"
         f"  ({run['published']:,} events; publish_many median {run['call_ms_median']:.1f} ms per "
         f"{BATCH:,}; server loop {run['server_us']:.1f} µs/event, publisher {run['publisher_us']:.1f}"
-        f" µs/event)  {OK[pub_ok]}"
+        f" µs/event; the server process used {run['process_cpu']:.2f} of a core)  {OK[pub_ok]}"
     )
     applied_ok = r["applied"] == run["published"] and r["applied_rate"] >= 0.95 * offered
     print(
