@@ -55,7 +55,7 @@ def run(
             p = Pipeline(EnvelopeLog() if log else None)
             p.add_topic("p", "sequence")
             if on_apply:
-                p.on_apply = _hook({"p": [_Topic()._dispatch]})
+                p.set_on_apply(_hook({"p": [_Topic()._dispatch]}))
             t = time.perf_counter()
             for f in frames:
                 p.feed(f, 1.0)

@@ -128,6 +128,12 @@ class RowCursor:
         #: ``row(entity_id)``: one entity's row, or None if it does not exist
         self.row = store.view
 
+    def reader(self) -> Callable[[str], dict[str, Any] | None]:
+        """:attr:`row` for a batch of reads now: while no optimistic patch is pending,
+        the store's own lookup (the same rows, without a call per row)."""
+        store = self._store
+        return store.view if store.pending else store.entities.get
+
     def view(self) -> TopicView:
         """The topic's :class:`TopicView` now."""
         return topic_view(self._state)

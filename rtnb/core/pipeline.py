@@ -54,6 +54,7 @@ from .orderer import (
     SequenceOrderer,
     make_orderer,
 )
+from .pipeline_inputs import PipelineInputs
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
@@ -203,7 +204,7 @@ class TopicState:
         )
 
 
-class Pipeline:
+class Pipeline(PipelineInputs):
     """Decode, dedupe, order, merge and log every frame of one connection."""
 
     def __init__(

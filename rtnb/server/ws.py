@@ -60,6 +60,7 @@ from ..protocol.frames import (
 )
 from .app import ServerRuntime
 from .auth import AuthError
+from .http import secret_param
 from .hub import TopicError, error_text
 from .limits import IDENTITY_RETRY_AFTER, Strikes, TokenBucket, retry_reason
 from .mutations import MutationOutcome
@@ -73,12 +74,19 @@ logger = logging.getLogger("rtnb.server")
 
 #: Seconds allowed for queued frames and the close frame to go out when closing.
 CLOSE_TIMEOUT: Final = 2.0
+_TOKEN_IN_URL: Final = "token_in_url: send the token in the authenticate frame, never in the URL"
 _OPS = "authenticate, subscribe, unsubscribe, snapshot, ping, mutate"
 
 
 async def endpoint(websocket: WebSocket) -> None:
     runtime: ServerRuntime = websocket.app.state.runtime
     await websocket.accept()
+    if any(secret_param(k) for k in websocket.query_params):
+        # The same guard as HTTP's (the URL is already in access logs and proxies'
+        # logs): refuse, say why and what to do, never echo the value.
+        runtime.stats.count("protocol_closes")
+        await websocket.close(4400, _TOKEN_IN_URL)
+        return
     retry = runtime.admission.try_admit()
     if retry is not None:
         runtime.stats.count("admissions_shed")

@@ -6,14 +6,17 @@ import gc
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtnb.client.session import ConnectionState
 from rtnb.client.topic_view import RowCursor, topic_view
 from rtnb.core.ledger import MutationLedger
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
+from rtnb.core.store import PENDING_FIELD
 from rtnb.widgets.budget import MessageBudget
-from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed
+from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed, encode_buffer
 from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
 from rtnb.widgets.status import connection_payload, topic_payload
 
@@ -291,3 +294,45 @@ def test_no_message_is_over_max_message_bytes_the_rest_follows_in_later_diffs() 
     assert sink.sent[0][0]["total"] == 1_000
     rows = _browser_rows(sink.sent)
     assert len(rows) == 1_000 and rows["e999"] == {"name": "y" * 100, "n": 999}
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=8))
+_views = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d", "e", PENDING_FIELD]), _values, max_size=6
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    views=st.lists(_views, max_size=40),
+    deletes=st.lists(st.sampled_from(["x", "y"]), max_size=2),
+    columns=st.one_of(st.none(), st.lists(st.sampled_from("abcde"), min_size=1, unique=True)),
+    with_action=st.booleans(),
+    max_columns=st.integers(1, 6),
+    max_bytes=st.one_of(st.integers(1, 2_000), st.integers(-2, 2)),
+)
+def test_rows_encoded_at_once_are_the_bytes_of_the_row_by_row_path(
+    views: list[dict[str, Any]],
+    deletes: list[str],
+    columns: list[str] | None,
+    with_action: bool,
+    max_columns: int,
+    max_bytes: int,
+) -> None:
+    # Issue 22: a diff's rows are encoded in one call when they fit; the buffer, the
+    # rows counted and the backlog must be what the row-by-row path gives. A small
+    # max_bytes is a slack around the exact size of all rows (the boundary case).
+    actions = [Action("Ack", {"a": 1}, when={"b": True})] if with_action else []
+    out = []
+    for encode in ("_encode_rows", "_encode_rows_bounded"):
+        feed, _, _, _ = _feed(
+            columns=columns, actions=actions, max_columns=max_columns, max_message_bytes=max_bytes
+        )
+        pairs = [(f"e{i}", v) for i, v in enumerate(views)]
+        feed._discover(v for _, v in pairs)
+        if max_bytes <= 2:
+            exact = sum(len(encode_buffer(feed._row(e, v)[1])) + 1 for e, v in pairs) - 1
+            feed.max_message_bytes = max(1, exact + max_bytes)
+        buffer, sent = getattr(feed, encode)(pairs, deletes)
+        out.append((buffer, sent, feed.rows_sent, list(feed._backlog)))
+    assert out[0] == out[1]
