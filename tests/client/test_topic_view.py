@@ -62,12 +62,14 @@ def test_a_cursor_reads_rows_with_pending_patches_and_the_ids_changed_since_its_
         reset, _ = rows.take()
         assert reset and not rows.changed  # the first take starts from every row
         assert rows.rows() == {"a": {"x": 1}, "b": {"x": 2}}
+        assert rows.reader()("a") == rows.row("a") == {"x": 1}  # no patch pending: a dict lookup
         ts.store.add_pending("a", "m1", {"x": 9})
         ts.store.apply("b", "t.deleted", {}, 3)
         assert rows.changed
         reset, ids = rows.take()
         assert not reset and set(ids) == {"a", "b"}
         assert rows.row("a") == {"x": 9, PENDING_FIELD: True} and rows.row("b") is None
+        assert rows.reader()("a") == rows.row("a") and rows.reader()("b") is None
         assert list(rows.ids()) == ["a"]
     ts.store.apply("c", "t.updated", {"x": 3}, 4)
     assert not rows.changed  # closed: it collects nothing
