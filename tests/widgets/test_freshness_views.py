@@ -39,7 +39,7 @@ class _Conn:
         self.state = state
         self.position_s = position_s
 
-    def _call(self, fn: Any, *, what: str) -> Any:
+    def call(self, fn: Any, *, what: str) -> Any:
         return fn()
 
 
