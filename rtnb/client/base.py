@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from ..core.status import Status
 from ..protocol.errors import RtnbError
 from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
+from .topic_view import TopicReads
 
 if TYPE_CHECKING:
     from ..core.pipeline import TopicState
@@ -49,7 +50,7 @@ def _check_patch(patch: object) -> None:
         raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
 
 
-class BaseSource(ABC):
+class BaseSource(TopicReads, ABC):
     """The shared base of :class:`Connection` and :class:`Replay` (see the module doc)."""
 
     #: what goes on after a user callback raised ("the stream continues")

@@ -350,6 +350,11 @@ class Connection(BaseSource):
         )
         return found
 
+    @property
+    def live(self) -> bool:
+        """True: a live connection (it can mutate; a replay cannot)."""
+        return True
+
     def add_tap(self, tap: Tap) -> Callable[[], None]:
         """Observe every raw frame received: ``tap(data, received_at, transport, attempt)``,
         called on the runtime thread before the pipeline (keep it cheap; do not keep

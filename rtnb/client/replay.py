@@ -3,7 +3,7 @@
 A :class:`Replay` looks like a :class:`~rtnb.client.connection.Connection` to
 everything that reads one -- ``subscribe`` returns real
 :class:`~rtnb.client.topic.Topic` handles, and it implements :class:`~rtnb.client.source.Source` (``state``, ``on_state``,
-``log``, ``topic_states``, ``loop``, ``call``, ``now``...) as a connection does -- so
+``log``, ``topic_view``, ``open_rows``, ``loop``, ``call``, ``now``...) as a connection does -- so
 ``StreamTable``, ``Freshness``, ``LiveChart`` and the charts work on it unchanged.
 
 Its input is the recording instead of a socket: every recorded frame is fed
@@ -161,6 +161,15 @@ class Replay(BaseSource):
     def identity(self) -> ConfirmedIdentity | None:
         """None: a replay is not authenticated by anyone."""
         return None
+
+    def wait_identity(self, timeout: float = 5.0) -> ConfirmedIdentity | None:
+        """None at once: a replay is not authenticated by anyone."""
+        return None
+
+    @property
+    def live(self) -> bool:
+        """False: a replay (read-only; it cannot mutate)."""
+        return False
 
     @staticmethod
     def _check_speed(speed: float | None) -> None:

@@ -22,6 +22,7 @@ from ..core.wording import fmt_age, say
 from ..protocol.errors import ConnectionClosed, LocalProtocolError, WaitTimeout
 from ..protocol.frames import Event
 from .mutation import Mutation
+from .topic_view import refusal_reason, replay_missing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,22 +130,6 @@ class TopicFreshness:
                 return say("replaying", missing=f"{self.missing:,}")
             return say("replaying_snapshot")
         return status
-
-
-def refusal_reason(st: TopicState) -> str | None:
-    """The server's words for a refused topic: ``message (code)``."""
-    if st.error is None and st.error_code is None:
-        return None
-    code = f" ({st.error_code})" if st.error_code else ""
-    return f"{st.error or 'refused'}{code}"
-
-
-def replay_missing(st: TopicState) -> int | None:
-    """Events still to replay before the topic is live again (None: unknown or none)."""
-    if st.replay_until is None:
-        return None
-    pos = st.orderer.position()
-    return None if pos is None else max(0, st.replay_until - pos)
 
 
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:

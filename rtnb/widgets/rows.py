@@ -1,8 +1,9 @@
 """``TableFeed``: a topic's store as snapshots and row diffs for a ``StreamTable``.
 
 Runs on the runtime thread (see :mod:`rtnb.widgets.feed`). Each tick takes
-the store's :class:`~rtnb.core.store.ChangeSet` — the ids changed since the
-last take, however many events touched them — and sends only those rows:
+from its :class:`~rtnb.client.source.RowCursor` (``source.open_rows(topic)``)
+the ids changed since the last take, however many events touched them, and
+sends only those rows:
 10,000 events on 50 entities in one tick cost one 50-row diff.
 
 Wire format (``content`` is small JSON; rows travel in one binary buffer of
@@ -42,15 +43,15 @@ import collections
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..client.session import ConnectionState
-from ..core.ledger import MutationRecord, ResolutionCursor
-from ..core.pipeline import TopicState
-from ..core.store import PENDING_FIELD
+from ..client.source import PENDING_FIELD, MutationRecord, ResolutionCursor, RowCursor
 from .budget import DEFAULT_FPS, MessageBudget
 from .feed import Feed, Message, Scheduler, Send, encode_buffer
 from .status import same_freshness, topic_payload
+
+if TYPE_CHECKING:
+    from ..client.source import ConnectionState
 
 __all__ = [
     "DEFAULT_MAX_COLUMNS",
@@ -94,14 +95,16 @@ class Action:
 
 
 class TableFeed(Feed):
-    """Snapshots and changed-row diffs of one topic (construct on the runtime thread)."""
+    """Snapshots and changed-row diffs of one topic (construct on the runtime thread).
+
+    ``rows``: the topic's cursor (``source.open_rows(topic)``), closed with the feed."""
 
     def __init__(
         self,
         scheduler: Scheduler,
         send: Send,
         *,
-        state: TopicState,
+        rows: RowCursor,
         connection_state: Callable[[], ConnectionState],
         resolutions: Callable[[], list[MutationRecord]] = list,
         columns: Sequence[str] | None = None,
@@ -119,9 +122,7 @@ class TableFeed(Feed):
             raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}")
         if len(actions) > MAX_ACTIONS:
             raise ValueError(f"at most {MAX_ACTIONS} actions per table, got {len(actions)}")
-        self.state = state
-        self.store = state.store
-        self.changes = self.store.open_changes()
+        self.rows = rows
         self._connection_state = connection_state
         self._resolutions = resolutions
         self.fixed_columns = columns is not None
@@ -141,7 +142,7 @@ class TableFeed(Feed):
         self.wall = wall
         self._fresh_sent: dict[str, Any] | None = None
         self._fresh_now: dict[str, Any] | None = None
-        self._unrecoverable = state.unrecoverable
+        self._unrecoverable = rows.view().unrecoverable
         self._gap_at: float | None = None
         #: rows sent, over all messages (for tests and benchmarks)
         self.rows_sent = 0
@@ -150,7 +151,7 @@ class TableFeed(Feed):
 
     def freshness(self) -> dict[str, Any]:
         wall = self.wall()
-        ts = self.state
+        ts = self.rows.view()
         if ts.unrecoverable > self._unrecoverable:
             self._unrecoverable = ts.unrecoverable
             self._gap_at = wall
@@ -158,8 +159,7 @@ class TableFeed(Feed):
 
     def dirty(self, now: float) -> bool:
         self._fresh_now = None
-        cs = self.changes
-        if cs.reset or cs.changed or self._backlog:
+        if self.rows.changed or self._backlog:
             return True
         self._fresh_now = self.freshness()
         return not same_freshness(self._fresh_sent, self._fresh_now)
@@ -294,7 +294,7 @@ class TableFeed(Feed):
     def _failures(self) -> list[dict[str, Any]]:
         """This topic's mutations rejected or timed out since the last message."""
         out: list[dict[str, Any]] = []
-        topic = self.state.name
+        topic = self.rows.name
         for rec in self._resolutions():
             if rec.topic == topic and rec.status in _FAILED:
                 out.append(
@@ -320,9 +320,9 @@ class TableFeed(Feed):
     # -- messages ---------------------------------------------------------------------------
 
     def snapshot(self, now: float) -> Message:
-        self.changes.take()
+        self.rows.take()
         rejected = self._failures()
-        views = self.store.views()
+        views = self.rows.rows()
         ids: Iterable[str] = views
         if self.max_rows is not None:
             recent = self._recent
@@ -343,15 +343,14 @@ class TableFeed(Feed):
         return content, [buffer]
 
     def diff(self, now: float) -> Message:
-        reset, changed = self.changes.take()
+        reset, changed = self.rows.take()
         if reset:
             return self.snapshot(now)
         if self._backlog:  # rows that did not fit the last message go first
             backlog, self._backlog = self._backlog, {}
-            changed = [*backlog, *(eid for eid in changed if eid not in backlog)]  # type: ignore[assignment]
+            changed = [*backlog, *(eid for eid in changed if eid not in backlog)]
         rejected = self._failures()
-        store = self.store
-        view = store.view if store.pending else store.entities.get  # the same without pending
+        view = self.rows.reader()
         upserts: list[tuple[str, Mapping[str, Any]]] = []
         deletes: list[str] = []
         for eid in changed:
@@ -380,4 +379,4 @@ class TableFeed(Feed):
         return content, [buffer]
 
     def _teardown(self) -> None:
-        self.store.close_changes(self.changes)
+        self.rows.close()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..telemetry.incidents import degraded_time
 
 if TYPE_CHECKING:
-    from ..client.session import ConnectionState
+    from ..client.source import ConnectionState
     from ..telemetry import EnvelopeLog
 
 __all__ = [

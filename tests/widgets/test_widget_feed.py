@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtnb.client.session import ConnectionState
+from rtnb.client.topic_view import RowCursor, topic_view
 from rtnb.core.ledger import MutationLedger
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
@@ -51,7 +52,7 @@ def _feed(**kw: Any) -> tuple[TableFeed, Any, Sink, list[ConnectionState]]:
     conn = [_state()]
     sink = Sink()
     feed = TableFeed(
-        NoLoop(), sink, state=ts, connection_state=lambda: conn[0],
+        NoLoop(), sink, rows=RowCursor(ts), connection_state=lambda: conn[0],
         budget=MessageBudget(rate=1000, burst=1000), wall=lambda: 1000.5, **kw,
     )  # fmt: skip
     return feed, ts, sink, conn
@@ -99,17 +100,21 @@ def test_stale_reconnecting_and_replaying_freshness() -> None:
     ts = Pipeline().add_topic("t", "sequence")
     ts.last_event_at = 100.0
     ts.status = "live"
-    stale = topic_payload(ts, _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5)
+    stale = topic_payload(
+        topic_view(ts), _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5
+    )
     assert (stale["status"], stale["attempt"], stale["retryIn"]) == ("stale", 4, 2.5)
     assert stale["age"] == 0.5 and stale["last"] == 100.0
     ts.status = "replaying"
     ts.replay_until = 1240
-    assert topic_payload(ts, _state(), 101.0)["status"] == "replaying"
+    assert topic_payload(topic_view(ts), _state(), 101.0)["status"] == "replaying"
     ts.status = "forbidden"
-    assert topic_payload(ts, _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    assert (
+        topic_payload(topic_view(ts), _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    )
     fresh = Pipeline().add_topic("u", "sequence")
-    assert topic_payload(fresh, _state(Status.CONNECTING), 1.0)["status"] == "pending"
-    assert topic_payload(fresh, _state(Status.CLOSED), 1.0)["status"] == "closed"
+    assert topic_payload(topic_view(fresh), _state(Status.CONNECTING), 1.0)["status"] == "pending"
+    assert topic_payload(topic_view(fresh), _state(Status.CLOSED), 1.0)["status"] == "closed"
 
 
 def test_a_gap_is_reported_with_its_age() -> None:
@@ -128,9 +133,14 @@ def test_connection_freshness_is_the_worst_news_across_topics() -> None:
     a, b = p.add_topic("a", "sequence"), p.add_topic("b", "sequence")
     a.status, b.status = "live", "replaying"
     a.last_event_at, b.last_event_at = 10.0, 12.0
-    out = connection_payload(_state(), [a, b], 13.0)
+    out = connection_payload(_state(), [topic_view(a), topic_view(b)], 13.0)
     assert out["status"] == "replaying" and out["last"] == 12.0 and out["age"] == 1.0
-    assert connection_payload(_state(Status.RECONNECTING), [a, b], 13.0)["status"] == "stale"
+    assert (
+        connection_payload(_state(Status.RECONNECTING), [topic_view(a), topic_view(b)], 13.0)[
+            "status"
+        ]
+        == "stale"
+    )
     assert [t["name"] for t in out["topics"]] == ["a", "b"]
 
 
@@ -171,7 +181,7 @@ def test_a_feed_stops_when_its_widget_is_gone() -> None:
     feed = TableFeed(
         NoLoop(),
         w.send,
-        state=ts,
+        rows=RowCursor(ts),
         connection_state=_state,
         budget=MessageBudget(rate=1000, burst=1000),
     )
@@ -202,7 +212,7 @@ def test_a_spent_message_budget_never_silences_the_keepalive() -> None:
     ts.status = "live"
     sink = Sink()
     feed = TableFeed(
-        NoLoop(), sink, state=ts, connection_state=_state,
+        NoLoop(), sink, rows=RowCursor(ts), connection_state=_state,
         budget=MessageBudget(rate=0.001, burst=1), wall=lambda: 1000.0,
     )  # fmt: skip
     feed.activate()
@@ -226,11 +236,11 @@ def test_a_connection_with_a_quiet_topic_names_that_topics_silence() -> None:
     for ts, last in ((busy, 999.0), (quiet, 990.0)):
         ts.status = "live"
         ts.last_event_at = last
-    fresh = connection_payload(_state(), [busy, quiet], 1000.0)
+    fresh = connection_payload(_state(), [topic_view(busy), topic_view(quiet)], 1000.0)
     assert fresh["status"] == "quiet"
     assert (fresh["staleAfter"], fresh["quietAge"]) == (5.0, 10.0)
     assert [t["status"] for t in fresh["topics"]] == ["live", "quiet"]
-    assert topic_payload(quiet, _state(), 1000.0)["staleAfter"] == 5.0
+    assert topic_payload(topic_view(quiet), _state(), 1000.0)["staleAfter"] == 5.0
 
 
 # -- bounded traffic (issue 17) ------------------------------------------------------------------
