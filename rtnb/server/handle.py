@@ -26,7 +26,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -39,12 +39,12 @@ from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
 from .datadir import DataDirLock
 from .hub import StorageFailed, validate_publish
-from .idempotency import IdempotencyConflict, Remembered
+from .idempotency import IdemKey, IdempotencyConflict, Remembered, digest
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import TooLarge, new_epoch
+from .topiclog import Prepared, Staged, TooLarge, new_epoch
 
 __all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
 
@@ -119,6 +119,81 @@ def _resolved(runtime: ServerRuntime, result: T) -> T:
     if isinstance(result, list):
         return [runtime.hub.resolve(e) if isinstance(e, Event) else e for e in result]  # type: ignore[return-value]
     return result
+
+
+_encode_json: Final = msgspec.json.Encoder().encode
+_decode_json: Final = msgspec.json.decode
+
+
+def _prepare(
+    topic: str,
+    tenant: str,
+    events: Iterable[
+        tuple[str, str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any], str | None]
+    ],
+) -> tuple[list[Prepared], list[IdemKey | None] | None]:
+    """``publish_many``'s work in the publishing thread: validate, copy and encode each event.
+
+    A type or entity id is validated (and encoded) once per distinct value. Each payload is
+    encoded once; the batch is decoded in one call (the copy in JSON types the server keeps)
+    and the copies re-encoded in one call to check that their encoding is the one spliced
+    into the frame (it differs only when keys collided, e.g. ``1`` and ``"1"``: those
+    payloads are encoded again from the copy). Keys get their content digest here too.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+    raws: list[bytes] = []
+    names: dict[str, str] = {}  # a validated type or entity id -> its JSON
+    publish_ids: list[str | None] = []
+    for event_type, entity_id, payload, *rest in events:
+        type_json = names.get(event_type) if type(event_type) is str else None
+        id_json = names.get(entity_id) if type(entity_id) is str else None
+        if type_json is None or id_json is None:
+            validate_publish(topic, event_type, entity_id)
+            type_json = names[event_type] = _encode_json(event_type).decode()
+            id_json = names[entity_id] = _encode_json(entity_id).decode()
+        publish_id = rest[0] if rest else None
+        if publish_id is not None:
+            _check_publish_id(publish_id)
+        publish_ids.append(publish_id)
+        try:
+            raws.append(_encode_json(payload if type(payload) is dict else dict(payload)))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
+        rows.append((event_type, entity_id, type_json, id_json))
+    joined = b"[" + b",".join(raws) + b"]"
+    copies: list[dict[str, Any]] = _decode_json(joined)
+    if _encode_json(copies) != joined:
+        raws = [_encode_json(copy) for copy in copies]
+    prepared: list[Prepared] = [
+        (event_type, entity_id, copy, raw.decode(), type_json, id_json)
+        for (event_type, entity_id, type_json, id_json), copy, raw in zip(
+            rows, copies, raws, strict=True
+        )
+    ]
+    if all(p is None for p in publish_ids):
+        return prepared, None
+    keys: list[IdemKey | None] = [
+        None if p is None else IdemKey((tenant, topic), p, digest(topic, row[0], row[1], row[2], 1))
+        for p, row in zip(publish_ids, prepared, strict=True)
+    ]
+    return prepared, keys
+
+
+def _publish_prepared(
+    rt: ServerRuntime,
+    tenant: str,
+    topic: str,
+    prepared: list[Prepared],
+    keys: list[IdemKey | None] | None,
+) -> list[Event | Staged]:
+    """``publish_many`` on the server loop: one clock read, the batch staged in bulk."""
+    out, error = rt.hub.publish_prepared(tenant, topic, prepared, keys, datetime.now(UTC))
+    if error is not None:
+        raise TooLarge(
+            f"publish_many: event #{len(out)} refused: {error}; the {len(out)} "
+            "event(s) before it were published, the rest were not"
+        )
+    return out
 
 
 class ServerHandle:
@@ -360,33 +435,13 @@ class ServerHandle:
         committed. If one is refused (ValueError: too large), the events before
         it are published and the rest are not; the message says which.
         """
-        batch = []
-        for event_type, entity_id, payload, *rest in events:
-            validate_publish(topic, event_type, entity_id)
-            publish_id = rest[0] if rest else None
-            _check_publish_id(publish_id)
-            try:
-                data = msgspec.json.decode(msgspec.json.encode(dict(payload)))
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
-            batch.append((event_type, entity_id, data, publish_id))
-
-        def publish_all(rt: ServerRuntime) -> list[Event]:
-            out: list[Event] = []
-            for t, e, d, p in batch:
-                try:
-                    if p is None:
-                        out.append(rt.hub.publish(tenant, topic, t, d, e))
-                    else:
-                        out.append(rt.hub.publish_once(tenant, topic, t, d, e, p)[0])
-                except TooLarge as exc:
-                    raise TooLarge(
-                        f"publish_many: event #{len(out)} refused: {exc}; the {len(out)} "
-                        "event(s) before it were published, the rest were not"
-                    ) from None
-            return out
-
-        return self._call_committed(publish_all, (tenant, topic))
+        prepared, keys = _prepare(topic, tenant, events)
+        return [
+            item.event if isinstance(item, Staged) else item
+            for item in self._call_committed(
+                lambda rt: _publish_prepared(rt, tenant, topic, prepared, keys), (tenant, topic)
+            )
+        ]
 
     async def publish_async(self, *args: Any, **kwargs: Any) -> Event:
         """``publish`` for asyncio code (runs it without blocking the caller's loop)."""

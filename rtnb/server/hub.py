@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -40,13 +41,13 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
-from .idempotency import IdemKey, Keys, Remembered, digest
+from .idempotency import IdemKey, IdempotencyConflict, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Session, now
 from .snapshots import SnapshotStream
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import Fetched, Staged, TopicLog
+from .topiclog import Fetched, Prepared, Staged, TooLarge, TopicLog
 
 __all__ = [
     "Hub",
@@ -259,6 +260,117 @@ class Hub:
             self._wakeup.set()
         return staged.event
 
+    def publish_prepared(
+        self,
+        tenant: str,
+        topic: str,
+        events: list[Prepared],
+        keys: list[IdemKey | None] | None,
+        occurred_at: datetime,
+    ) -> tuple[list[Event | Staged], TooLarge | None]:
+        """:meth:`publish_once` of each prepared event in order, staged in bulk (``publish_many``).
+
+        ``keys``: each event's idempotency key (None: no key); an event whose key is stored
+        or in flight answers that event (an :class:`Event`) and stages nothing. Returns what
+        each event answers — its :class:`Staged` (``.event``) or the original event — up to
+        the first one refused as too large, and that refusal (or None). A store that
+        assigns sequences itself (Redis) takes the events one by one.
+        """
+        if self.failed is not None:
+            raise self.failed
+        if not events:
+            return [], None
+        topic_log = self.log(tenant, topic)
+        if self.bridge is not None:
+            return self._publish_each(tenant, topic, events, keys, occurred_at)
+        if keys is None:
+            staged, error = topic_log.stage_many(events, occurred_at)
+            self._enqueue(tenant, topic, staged)
+            return list(staged), error
+        out: list[Event | Staged | None] = []
+        pending: list[Prepared] = []
+        at: list[int] = []  # where each pending event's answer goes in ``out``
+        pending_keys: list[IdemKey | None] = []
+        in_pending: set[tuple[str, str, str]] = set()
+
+        def flush() -> TooLarge | None:
+            staged, error = topic_log.stage_many(pending, occurred_at)
+            for item, key, i in zip(staged, pending_keys, at, strict=False):
+                if key is not None:
+                    self.keys.stage(item, key, self.storage)
+                out[i] = item
+            self._enqueue(tenant, topic, staged)
+            if error is not None:
+                del out[at[len(staged)] :]
+            pending.clear()
+            at.clear()
+            pending_keys.clear()
+            in_pending.clear()
+            return error
+
+        for event, key in zip(events, keys, strict=True):
+            if key is not None:
+                if key.id in in_pending:  # the same key twice: the second answers the first
+                    error = flush()
+                    if error is not None:
+                        return out, error  # type: ignore[return-value]
+                try:
+                    found = self.keys.recall(key, topic, event[1], event[2])
+                except IdempotencyConflict:
+                    error = flush()  # the events before it are published
+                    if error is not None:
+                        return out, error  # type: ignore[return-value]
+                    raise
+                if found is not None:
+                    out.append(found[0])
+                    continue
+                in_pending.add(key.id)
+            at.append(len(out))
+            out.append(None)
+            pending.append(event)
+            pending_keys.append(key)
+        error = flush()
+        return out, error  # type: ignore[return-value]
+
+    def _publish_each(
+        self,
+        tenant: str,
+        topic: str,
+        events: list[Prepared],
+        keys: list[IdemKey | None] | None,
+        occurred_at: datetime,
+    ) -> tuple[list[Event | Staged], TooLarge | None]:
+        out: list[Event | Staged] = []
+        for i, (event_type, entity_id, payload, *_) in enumerate(events):
+            key = keys[i] if keys is not None else None
+            try:
+                if key is None:
+                    event = self.publish(
+                        tenant, topic, event_type, payload, entity_id, occurred_at=occurred_at
+                    )
+                else:
+                    event, _ = self.publish_once(
+                        tenant,
+                        topic,
+                        event_type,
+                        payload,
+                        entity_id,
+                        key.name,
+                        occurred_at=occurred_at,
+                    )
+            except TooLarge as exc:
+                return out, exc
+            out.append(event)
+        return out, None
+
+    def _enqueue(self, tenant: str, topic: str, staged: list[Staged]) -> None:
+        if not staged:
+            return
+        self.tenant_topics.add((tenant, topic))
+        self._staged.extend(staged)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     def publish_once(
         self,
         tenant: str,
@@ -345,12 +457,23 @@ class Hub:
             return
         finally:
             self._writing = None
-        for item in staged:  # no await from here to the end: commit and fan-out are one step
-            topic_log = item.log
-            topic_log.commit(item)
-            self._fan_out(topic_log.key, item.record)
-            if item.key is not None:
-                self.keys.commit(item)
+        # No await from here to the end: commit and fan-out are one step. Per run of one
+        # topic's events (a publish_many batch is one): commit in one pass, then one push
+        # of the run per subscriber.
+        keys, at = self.keys, time.time()
+        i, n = 0, len(staged)
+        while i < n:
+            topic_log = staged[i].log
+            j = i + 1
+            while j < n and staged[j].log is topic_log:
+                j += 1
+            run = staged if j - i == n else staged[i:j]
+            topic_log.commit_many(run)
+            self._fan_out_many(topic_log.key, [item.record for item in run])
+            for item in run:
+                if item.key is not None:
+                    keys.commit(item, at=at)
+            i = j
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
@@ -438,6 +561,22 @@ class Hub:
         else:
             for session in tuple(subs):
                 session.push(record)
+
+    def _fan_out_many(self, key: Key, records: list[LogRecord]) -> None:
+        """:meth:`_fan_out` of each record in order: one push of the run per subscriber."""
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        if self.chaos.active:
+            for record in records:
+                self._fan_out(key, record)
+            return
+        nbytes = 0
+        for record in records:
+            text = record.text
+            nbytes += len(text) if text.isascii() else len(text.encode())
+        for session in tuple(subs):
+            session.push_run(records, nbytes)
 
     # -- subscriptions ---------------------------------------------------------------
 

@@ -296,15 +296,28 @@ class Keys:
         epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
         return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
 
-    def commit(self, staged: Staged, final: Event | None = None) -> None:
-        """``staged`` is committed (as ``final``): its key answers retries from now on."""
+    def commit(self, staged: Staged, final: Event | None = None, at: float | None = None) -> None:
+        """``staged`` is committed (as ``final``): its key answers retries from now on.
+
+        ``at``: when (unix s; default now), one clock read for a whole commit round.
+        """
         key = staged.key
         if key is None:
             return
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        if final is None:
+            epoch = staged.log.epoch
+            sequence, occurred_at, event_type = staged.applied()
+        else:
+            epoch = bytes.fromhex(final.id.split("-")[1])
+            sequence, occurred_at, event_type = final.sequence, final.occurred_at, final.type
         self.remembered.add(
-            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
+            key.id,
+            key.digest,
+            epoch,
+            sequence,
+            occurred_at,
+            event_type,
+            time.time() if at is None else at,
         )
         if self._inflight.get(key.id) is staged:
             del self._inflight[key.id]
