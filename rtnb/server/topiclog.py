@@ -280,7 +280,7 @@ class TopicLog:
         parts = (occurred_at, version)
         seq = first - 1
         for (event_type, entity_id, payload, payload_json, type_json, id_json), token in zip(
-            events, tokens
+            events, tokens, strict=True
         ):
             seq += 1
             text = (
