@@ -149,7 +149,7 @@ def test_a_frame_too_large_is_refused_before_anything_of_it_is_staged() -> None:
 
 
 def test_publish_many_with_keys_digests_the_copy() -> None:
-    prepared, keys = _prepare(TOPIC, TENANT, [("t", "e", {"a": 1}, "k1"), ("t", "e", {"a": 2})])
+    _, keys = _prepare(TOPIC, TENANT, [("t", "e", {"a": 1}, "k1"), ("t", "e", {"a": 2})])
     assert keys is not None and keys[1] is None
     assert keys[0] is not None and keys[0].id == (TENANT, TOPIC, "k1")
 
