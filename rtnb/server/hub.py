@@ -295,9 +295,8 @@ class Hub:
 
         def flush() -> TooLarge | None:
             staged, error = topic_log.stage_many(pending, occurred_at)
-            for item, key, i in zip(staged, pending_keys, at, strict=False):
-                if key is not None:
-                    self.keys.stage(item, key, self.storage)
+            self.keys.stage_many(staged, pending_keys, self.storage)
+            for item, i in zip(staged, at, strict=False):
                 out[i] = item
             self._enqueue(tenant, topic, staged)
             if error is not None:
@@ -308,8 +307,16 @@ class Hub:
             in_pending.clear()
             return error
 
+        new = self.keys.new
         for event, key in zip(events, keys, strict=True):
             if key is not None:
+                if key.id not in in_pending and new(key.id):  # the common case: a fresh key
+                    in_pending.add(key.id)
+                    at.append(len(out))
+                    out.append(None)
+                    pending.append(event)
+                    pending_keys.append(key)
+                    continue
                 if key.id in in_pending:  # the same key twice: the second answers the first
                     error = flush()
                     if error is not None:
@@ -470,9 +477,7 @@ class Hub:
             run = staged if j - i == n else staged[i:j]
             topic_log.commit_many(run)
             self._fan_out_many(topic_log.key, [item.record for item in run])
-            for item in run:
-                if item.key is not None:
-                    keys.commit(item, at=at)
+            keys.commit_many(run, at)
             i = j
         self.published += len(staged)
         if not done.done():

@@ -200,3 +200,27 @@ def test_tokens_minted_in_a_range_are_the_tokens_minted_one_by_one() -> None:
     many = minter.mint_range(2**31, 37)
     assert many == [minter.mint(2**31 + i) for i in range(37)]
     assert all(tokens.parse(TENANT, TOPIC, t) == (EPOCH, 2**31 + i) for i, t in enumerate(many))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=4),
+    max_bytes=st.integers(0, 8_000),
+)
+def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
+    rounds: list[list[str]], max_bytes: int
+) -> None:
+    """A commit round never holds one key twice (the second answers the first)."""
+    from rtnb.server.idempotency import Remembered
+
+    one, bulk = (Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "ab")
+    for r, names in enumerate(rounds):
+        entries = [
+            ((TENANT, TOPIC, n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
+            for i, n in enumerate(names)
+        ]
+        for entry in entries:
+            one.add(*entry, 1000.0)
+        bulk.add_many(entries, 1000.0)
+        assert list(bulk._entries.items()) == list(one._entries.items())
+        assert (bulk.bytes, bulk.forgotten, bulk._puts) == (one.bytes, one.forgotten, one._puts)
