@@ -118,6 +118,8 @@ def _resolved(runtime: ServerRuntime, result: T) -> T:
     if isinstance(result, Event):
         return runtime.hub.resolve(result)  # type: ignore[return-value]
     if isinstance(result, list):
+        if runtime.hub.bridge is None:  # nothing renumbers
+            return result
         return [runtime.hub.resolve(e) if isinstance(e, Event) else e for e in result]  # type: ignore[return-value]
     return result
 

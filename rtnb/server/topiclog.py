@@ -84,17 +84,20 @@ class Staged:
         if event is None:
             assert self._parts is not None
             event_type, payload, occurred_at, version = self._parts
-            seq = self.record.sequence
+            record = self.record
+            seq = record.sequence
+            log = self.log
+            # The payload is this event's own copy (``handle._prepare``): no copy again.
             event = self._event = Event(
-                id=self.log.event_id(seq),
-                type=event_type,
-                topic=self.log.topic,
-                sequence=seq,
-                entity_id=self.entity_id,
-                occurred_at=occurred_at,
-                replay_token=self.record.token,
-                payload=dict(payload),
-                version=version,
+                log._id_prefix + str(seq),
+                event_type,
+                log.topic,
+                seq,
+                self.entity_id,
+                occurred_at,
+                record.token,
+                payload,
+                version,
             )
         return event
 
