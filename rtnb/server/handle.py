@@ -465,7 +465,8 @@ class ServerHandle:
         Much cheaper than ``publish`` per event at high rates (one thread hop,
         one commit), and nothing else runs between them. Returns once all are
         committed. If one is refused (ValueError: too large), the events before
-        it are published and the rest are not; the message says which.
+        it are published and the rest are not; the message says which. Every event
+        of one call gets the same ``occurred_at`` (one clock read).
         """
         prepared, keys = _prepare(topic, tenant, events)
         return [

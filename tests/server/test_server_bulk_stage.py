@@ -224,3 +224,47 @@ def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
         bulk.add_many(entries, 1000.0)
         assert list(bulk._entries.items()) == list(one._entries.items())
         assert (bulk.bytes, bulk.forgotten, bulk._puts) == (one.bytes, one.forgotten, one._puts)
+
+
+def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_server: Any) -> None:
+    """In one batch: a key twice answers its first event; a conflict or a too-large event
+    publishes the events before it and none after; the refused event's key stays free."""
+    srv = make_server(max_frame_size=4_096)
+    events = srv.publish_many(
+        TOPIC,
+        [("o.set", "a", {"v": 1}, "k1"), ("o.set", "b", {"v": 2}), ("o.set", "a", {"v": 1}, "k1")],
+        tenant=TENANT,
+    )
+    assert events[2] == events[0] and [e.sequence for e in events[:2]] == [1, 2]
+    assert len({e.occurred_at for e in events}) == 1  # one clock read per call
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 2
+
+    with pytest.raises(ValueError, match="already used for a different publish"):
+        srv.publish_many(
+            TOPIC,
+            [("o.set", "c", {"v": 3}, "k3"), ("o.set", "a", {"v": 9}, "k1"), ("o.set", "d", {})],
+            tenant=TENANT,
+        )
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 3  # c published, d not
+
+    with pytest.raises(ValueError, match=r"event #2 refused: .*the 2 event\(s\) before it"):
+        srv.publish_many(
+            TOPIC,
+            [
+                ("o.set", "e", {"v": 5}, "k5"),
+                ("o.set", "c", {"v": 3}, "k3"),  # answered: the original, nothing stored
+                ("o.set", "f", {"v": "x" * 5_000}, "k6"),
+                ("o.set", "g", {"v": 7}),
+            ],
+            tenant=TENANT,
+        )
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 4
+    retried = srv.publish_many(TOPIC, [("o.set", "f", {"v": 6}, "k6")], tenant=TENANT)
+    assert retried[0].sequence == 5  # k6 was never stored: new content is no conflict
+    assert srv.truth(TOPIC, tenant=TENANT) == {
+        "a": {"v": 1},
+        "b": {"v": 2},
+        "c": {"v": 3},
+        "e": {"v": 5},
+        "f": {"v": 6},
+    }
