@@ -21,31 +21,32 @@ import errno
 import hashlib
 import hmac
 import logging
-import operator
 import os
 import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import msgspec
 import uvicorn
 
 from ..protocol.frames import Event
+from . import bulk
 from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
 from .auth import TokenAuthority
+from .bulk import check_publish_id as _check_publish_id
 from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
 from .datadir import DataDirLock
 from .hub import StorageFailed, validate_publish
-from .idempotency import IdemKey, IdempotencyConflict, Remembered, digest
+from .idempotency import IdempotencyConflict, Remembered
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import Prepared, Staged, TooLarge, new_epoch
+from .topiclog import Staged, new_epoch
 
 __all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
 
@@ -106,13 +107,6 @@ def serve(
     return handle
 
 
-def _check_publish_id(publish_id: str | None) -> None:
-    if publish_id is not None and (
-        not isinstance(publish_id, str) or not 1 <= len(publish_id) <= 256
-    ):
-        raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
-
-
 def _resolved(runtime: ServerRuntime, result: T) -> T:
     """Published events as committed (a sequenced store, Redis, numbers them on commit)."""
     if isinstance(result, Event):
@@ -122,110 +116,6 @@ def _resolved(runtime: ServerRuntime, result: T) -> T:
             return result
         return [runtime.hub.resolve(e) if isinstance(e, Event) else e for e in result]  # type: ignore[return-value]
     return result
-
-
-_encode_json: Final = msgspec.json.Encoder().encode
-_decode_json: Final = msgspec.json.decode
-
-
-def _prepare(
-    topic: str,
-    tenant: str,
-    events: Iterable[
-        tuple[str, str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any], str | None]
-    ],
-) -> tuple[list[Prepared], list[IdemKey | None] | None]:
-    """``publish_many``'s work in the publishing thread: validate, copy and encode each event.
-
-    Column by column, without a Python loop per event where one C call does: a type or
-    entity id is validated (and encoded) once per distinct value, each payload encoded
-    once, the batch decoded in one call (the copy in JSON types the server keeps) and the
-    copies re-encoded in one call to check that their encoding is the one spliced into the
-    frame (it differs only when keys collided, e.g. ``1`` and ``"1"``: those payloads are
-    then encoded again from the copy). Keys get their content digest here too. Anything
-    refused is checked again event by event, so the error is the first event's, as before.
-    """
-    rows = events if type(events) is list else list(events)
-    if not rows:
-        return [], None
-    try:
-        types = list(map(_first, rows))
-        ids = list(map(_second, rows))
-        payloads = list(map(_third, rows))
-        json_of: dict[str, str] = {}
-        for name in {*types, *ids}:
-            if type(name) is not str or not 1 <= len(name) <= _MAX_NAME:
-                raise ValueError(name)
-            json_of[name] = _encode_json(name).decode()
-        validate_publish(topic, "-", "-")
-        raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
-        publish_ids = (
-            [row[3] if len(row) > 3 else None for row in rows]  # type: ignore[misc]
-            if max(map(len, rows)) > 3
-            else None
-        )
-        for publish_id in publish_ids or ():
-            _check_publish_id(publish_id)
-    except Exception:
-        _check_each(topic, rows)  # raises the first event's error
-        raise
-    joined = b"[" + b",".join(raws) + b"]"
-    copies: list[dict[str, Any]] = _decode_json(joined)
-    if _encode_json(copies) != joined:
-        raws = [_encode_json(copy) for copy in copies]
-    prepared: list[Prepared] = list(
-        zip(
-            types,
-            ids,
-            copies,
-            map(bytes.decode, raws),
-            map(json_of.__getitem__, types),
-            map(json_of.__getitem__, ids),
-            strict=True,
-        )
-    )
-    if publish_ids is None or all(p is None for p in publish_ids):
-        return prepared, None
-    scope = (tenant, topic)
-    keys: list[IdemKey | None] = [
-        None if p is None else IdemKey(scope, p, digest(topic, row[0], row[1], row[2], 1))
-        for p, row in zip(publish_ids, prepared, strict=True)
-    ]
-    return prepared, keys
-
-
-_first: Final = operator.itemgetter(0)
-_second: Final = operator.itemgetter(1)
-_third: Final = operator.itemgetter(2)
-_MAX_NAME: Final = 1024
-
-
-def _check_each(topic: str, events: list[Any]) -> None:
-    """Refuse the first event ``publish_many`` cannot take, as ``publish`` would."""
-    for event_type, entity_id, payload, *rest in events:
-        validate_publish(topic, event_type, entity_id)
-        _check_publish_id(rest[0] if rest else None)
-        try:
-            _encode_json(payload if type(payload) is dict else dict(payload))
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
-
-
-def _publish_prepared(
-    rt: ServerRuntime,
-    tenant: str,
-    topic: str,
-    prepared: list[Prepared],
-    keys: list[IdemKey | None] | None,
-) -> list[Event | Staged]:
-    """``publish_many`` on the server loop: one clock read, the batch staged in bulk."""
-    out, error = rt.hub.publish_prepared(tenant, topic, prepared, keys, datetime.now(UTC))
-    if error is not None:
-        raise TooLarge(
-            f"publish_many: event #{len(out)} refused: {error}; the {len(out)} "
-            "event(s) before it were published, the rest were not"
-        )
-    return out
 
 
 class ServerHandle:
@@ -468,11 +358,11 @@ class ServerHandle:
         it are published and the rest are not; the message says which. Every event
         of one call gets the same ``occurred_at`` (one clock read).
         """
-        prepared, keys = _prepare(topic, tenant, events)
+        prepared, keys = bulk.prepare(topic, tenant, events)
         return [
             item.event if isinstance(item, Staged) else item
             for item in self._call_committed(
-                lambda rt: _publish_prepared(rt, tenant, topic, prepared, keys), (tenant, topic)
+                lambda rt: bulk.publish(rt.hub, tenant, topic, prepared, keys), (tenant, topic)
             )
         ]
 

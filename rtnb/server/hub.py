@@ -41,13 +41,13 @@ from ..protocol.frames import Error, Event, Heartbeat, Subscribed
 from .auth import Identity, role_rank
 from .chaos import Chaos
 from .config import ServerConfig
-from .idempotency import IdemKey, IdempotencyConflict, Keys, Remembered, digest
+from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Session, now
 from .snapshots import SnapshotStream
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import Fetched, Prepared, Staged, TooLarge, TopicLog
+from .topiclog import Fetched, Staged, TopicLog
 
 __all__ = [
     "Hub",
@@ -260,117 +260,8 @@ class Hub:
             self._wakeup.set()
         return staged.event
 
-    def publish_prepared(
-        self,
-        tenant: str,
-        topic: str,
-        events: list[Prepared],
-        keys: list[IdemKey | None] | None,
-        occurred_at: datetime,
-    ) -> tuple[list[Event | Staged], TooLarge | None]:
-        """:meth:`publish_once` of each prepared event in order, staged in bulk (``publish_many``).
-
-        ``keys``: each event's idempotency key (None: no key); an event whose key is stored
-        or in flight answers that event (an :class:`Event`) and stages nothing. Returns what
-        each event answers — its :class:`Staged` (``.event``) or the original event — up to
-        the first one refused as too large, and that refusal (or None). A store that
-        assigns sequences itself (Redis) takes the events one by one.
-        """
-        if self.failed is not None:
-            raise self.failed
-        if not events:
-            return [], None
-        topic_log = self.log(tenant, topic)
-        if self.bridge is not None:
-            return self._publish_each(tenant, topic, events, keys, occurred_at)
-        if keys is None:
-            staged, error = topic_log.stage_many(events, occurred_at)
-            self._enqueue(tenant, topic, staged)
-            return list(staged), error
-        out: list[Event | Staged | None] = []
-        pending: list[Prepared] = []
-        at: list[int] = []  # where each pending event's answer goes in ``out``
-        pending_keys: list[IdemKey | None] = []
-        in_pending: set[tuple[str, str, str]] = set()
-
-        def flush() -> TooLarge | None:
-            staged, error = topic_log.stage_many(pending, occurred_at)
-            self.keys.stage_many(staged, pending_keys, self.storage)
-            for item, i in zip(staged, at, strict=False):
-                out[i] = item
-            self._enqueue(tenant, topic, staged)
-            if error is not None:
-                del out[at[len(staged)] :]
-            pending.clear()
-            at.clear()
-            pending_keys.clear()
-            in_pending.clear()
-            return error
-
-        new = self.keys.new
-        for event, key in zip(events, keys, strict=True):
-            if key is not None:
-                if key.id not in in_pending and new(key.id):  # the common case: a fresh key
-                    in_pending.add(key.id)
-                    at.append(len(out))
-                    out.append(None)
-                    pending.append(event)
-                    pending_keys.append(key)
-                    continue
-                if key.id in in_pending:  # the same key twice: the second answers the first
-                    error = flush()
-                    if error is not None:
-                        return out, error  # type: ignore[return-value]
-                try:
-                    found = self.keys.recall(key, topic, event[1], event[2])
-                except IdempotencyConflict:
-                    error = flush()  # the events before it are published
-                    if error is not None:
-                        return out, error  # type: ignore[return-value]
-                    raise
-                if found is not None:
-                    out.append(found[0])
-                    continue
-                in_pending.add(key.id)
-            at.append(len(out))
-            out.append(None)
-            pending.append(event)
-            pending_keys.append(key)
-        error = flush()
-        return out, error  # type: ignore[return-value]
-
-    def _publish_each(
-        self,
-        tenant: str,
-        topic: str,
-        events: list[Prepared],
-        keys: list[IdemKey | None] | None,
-        occurred_at: datetime,
-    ) -> tuple[list[Event | Staged], TooLarge | None]:
-        out: list[Event | Staged] = []
-        for i, (event_type, entity_id, payload, *_) in enumerate(events):
-            key = keys[i] if keys is not None else None
-            try:
-                if key is None:
-                    event = self.publish(
-                        tenant, topic, event_type, payload, entity_id, occurred_at=occurred_at
-                    )
-                else:
-                    event, _ = self.publish_once(
-                        tenant,
-                        topic,
-                        event_type,
-                        payload,
-                        entity_id,
-                        key.name,
-                        occurred_at=occurred_at,
-                    )
-            except TooLarge as exc:
-                return out, exc
-            out.append(event)
-        return out, None
-
-    def _enqueue(self, tenant: str, topic: str, staged: list[Staged]) -> None:
+    def enqueue(self, tenant: str, topic: str, staged: list[Staged]) -> None:
+        """Queue events staged in bulk (``bulk.py``) for the committer's next round."""
         if not staged:
             return
         self.tenant_topics.add((tenant, topic))

@@ -25,7 +25,7 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Fetched", "Prepared", "ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
+__all__ = ["Fetched", "ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
@@ -87,7 +87,7 @@ class Staged:
             record = self.record
             seq = record.sequence
             log = self.log
-            # The payload is this event's own copy (``handle._prepare``): no copy again.
+            # The payload is this event's own copy (``bulk.prepare``): no copy again.
             event = self._event = Event(
                 log._id_prefix + str(seq),
                 event_type,
@@ -112,7 +112,7 @@ class Staged:
         return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
 
 
-#: One event of a bulk stage, prepared by the publishing thread (``handle.publish_many``):
+#: One event of a bulk stage, prepared by the publishing thread (``bulk.prepare``):
 #: ``(type, entity_id, payload, payload_json, type_json, entity_id_json)`` — the payload a
 #: decoded copy (JSON types) and ``payload_json`` its encoding, ``*_json`` the encoded
 #: strings. ``encode_str(Event(..., payload=payload))`` holds ``payload_json`` verbatim.

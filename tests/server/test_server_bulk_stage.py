@@ -3,7 +3,7 @@
 The reference is the per-event path as it was before the bulk one: a JSON round trip
 of each payload (its copy), then ``TopicLog.stage`` (``Event`` struct, ``encode_str``,
 the entity state encoded for the snapshot-size check). The bulk path prepares the batch
-in the publisher thread (``handle._prepare``) and splices frame text in
+in the publisher thread (``bulk.prepare``) and splices frame text in
 ``TopicLog.stage_many``; on random batches both must give the same frames, tokens,
 sequences, states and refusals (too-large frames and entities, at the same event, with
 the same message) — the entity-size check there only runs when a bound says it could be
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtnb.server.bulk import prepare as _prepare
 from rtnb.server.chaos import Chaos
-from rtnb.server.handle import _prepare
 from rtnb.server.session import Session
 from rtnb.server.storage import LogRecord, MemoryStorage
 from rtnb.server.tokens import ReplayTokens
