@@ -327,9 +327,11 @@ class Keys:
     def applied(staged: Staged, final: Event | None = None) -> Applied:
         """What remembering ``staged``'s key keeps (``final``: its committed form)."""
         assert staged.key is not None
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
-        return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
+        if final is None:  # no Event built for it (a bulk-staged event has its parts)
+            sequence, occurred_at, event_type = staged.applied()
+            return Applied(staged.key.digest, staged.log.epoch, sequence, occurred_at, event_type)
+        epoch = bytes.fromhex(final.id.split("-")[1])
+        return Applied(staged.key.digest, epoch, final.sequence, final.occurred_at, final.type)
 
     def new(self, key_id: tuple[str, str, str]) -> bool:
         """Neither remembered nor in flight: :meth:`recall` would answer None (a quick check)."""
@@ -341,12 +343,13 @@ class Keys:
         """:meth:`stage` of each staged event that has a key."""
         inflight = self._inflight
         keeps = storage.keeps_keys
+        now = time.time()
         for item, key in zip(staged, keys, strict=False):
             if key is not None:
                 item.key = key
                 inflight[key.id] = item
                 if keeps:
-                    storage.remember(key.scope, key.name, self.applied(item), time.time())
+                    storage.remember(key.scope, key.name, self.applied(item), now)
 
     def commit_many(self, staged: list[Staged], at: float) -> None:
         """:meth:`commit` of each committed event of one topic log that has a key."""
