@@ -100,6 +100,17 @@ class LogStorage(abc.ABC):
     ) -> None:
         """Append ``record`` (its sequence is latest + 1) and store the entity's new state."""
 
+    def append_many(
+        self,
+        key: Key,
+        records: list[LogRecord],
+        entity_ids: list[str],
+        states: list[dict[str, Any] | None],
+    ) -> None:
+        """:meth:`append` of each record in order (a store may do it in one step)."""
+        for record, entity_id, state in zip(records, entity_ids, states, strict=True):
+            self.append(key, record, entity_id, state)
+
     @abc.abstractmethod
     def read(self, key: Key, after: int, limit: int | None = None) -> list[LogRecord]:
         """Retained records with sequence > ``after``, ascending, at most ``limit``."""
@@ -198,6 +209,31 @@ class MemoryStorage(LogStorage):
             stream.entities.pop(entity_id, None)
         else:
             stream.entities[entity_id] = (state, record.sequence)
+
+    def append_many(
+        self,
+        key: Key,
+        records: list[LogRecord],
+        entity_ids: list[str],
+        states: list[dict[str, Any] | None],
+    ) -> None:
+        if not records:
+            return
+        stream = self._streams[key]
+        latest = stream.latest
+        if records[0].sequence != latest + 1 or records[-1].sequence != latest + len(records):
+            raise ValueError(
+                f"stream {key!r}: appending sequences {records[0].sequence}.."
+                f"{records[-1].sequence} after {latest}"
+            )
+        stream.records.extend(records)
+        stream.latest = records[-1].sequence
+        entities = stream.entities
+        for record, entity_id, state in zip(records, entity_ids, states, strict=True):
+            if state is None:
+                entities.pop(entity_id, None)
+            else:
+                entities[entity_id] = (state, record.sequence)
 
     def read(self, key: Key, after: int, limit: int | None = None) -> list[LogRecord]:
         stream = self._streams[key]
@@ -305,6 +341,7 @@ class SQLiteStorage(MemoryStorage):
 
     FILENAME: Final = "rtnb.sqlite3"
     keeps_keys = True
+    append_many = LogStorage.append_many  # each append buffers its row (below)
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:
         super().__init__()
