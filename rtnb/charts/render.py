@@ -26,15 +26,6 @@ from typing import Any, Final
 
 import altair as alt
 
-__all__ = [
-    "BUNDLE_TIMEOUT",
-    "RENDERER",
-    "enable",
-    "jupyter_chart_esm",
-    "offline_html",
-    "script_json",
-]
-
 #: The altair renderer name rtnb registers: ``"rtnb"``.
 RENDERER: Final = "rtnb"
 #: Seconds bundling Vega (once per process, in a child process) may take: 300.

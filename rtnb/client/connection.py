@@ -31,7 +31,7 @@ from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.freshness import check_stale_after
 from ..core.ledger import OnDegraded, ResolutionCursor
-from ..core.machine import MachineConfig
+from ..core.machine_table import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.pipeline import TopicState
@@ -57,8 +57,6 @@ if TYPE_CHECKING:
     def _both_are_sources(c: Connection, r: Replay) -> tuple[Source, Source]:
         return c, r  # mypy proves both implement rtnb.Source
 
-
-__all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 

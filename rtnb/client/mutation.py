@@ -9,8 +9,6 @@ from typing import Any
 from ..core.ledger import MutationRecord
 from ..protocol.errors import RtnbError, WaitTimeout
 
-__all__ = ["Mutation", "MutationError"]
-
 
 class MutationError(RtnbError):
     """Raised by ``Mutation.wait(raise_on_failure=True)`` for a rejected/timed-out change."""

@@ -58,15 +58,6 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .session import ConnectionState
 
-__all__ = [
-    "MAX_PENDING_BYTES",
-    "MAX_PENDING_FRAMES",
-    "ROLL_FRAMES",
-    "ROLL_INTERVAL",
-    "Recorder",
-    "record",
-]
-
 logger = logging.getLogger("rtnb")
 
 #: Seconds between the rolled files of a recording: 10.

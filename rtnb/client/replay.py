@@ -53,8 +53,6 @@ from .session import ConnectionState
 from .source import ConfirmedIdentity
 from .topic import Topic
 
-__all__ = ["DEFAULT_SPEED", "Replay", "ReplayTopic", "replay"]
-
 logger = logging.getLogger("rtnb")
 
 #: Default playback speed (recorded seconds per wall-clock second): 10.

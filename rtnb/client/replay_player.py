@@ -60,8 +60,6 @@ from ..telemetry.ring import TableSnapshot
 from .replay_timeline import FRAME, HEARTBEAT, MUTATION, STATE, FrameReader, Timeline, TopicConfig
 from .session import MAINTENANCE_INTERVAL, ConnectionState
 
-__all__ = ["CHECKPOINT_ROWS", "MAX_CHECKPOINTS", "Checkpoint", "Player"]
-
 #: Rows between two checkpoints, at least: 2,000 (a seek rolls forward at most this many).
 CHECKPOINT_ROWS = 2_000
 #: Checkpoints kept at most: 128 (longer recordings space them further apart: 1,000,000

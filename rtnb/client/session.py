@@ -32,10 +32,10 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
-from ..core.machine import (
+from ..core.machine import ConnectionMachine
+from ..core.machine_table import (
     CancelTimer,
     CloseTransport,
-    ConnectionMachine,
     MachineAction,
     MachineConfig,
     OpenTransport,
@@ -59,8 +59,6 @@ from ..transports.websocket import WebSocketTransport
 from .limits import Limits
 from .mutation import Mutation
 from .source import ConfirmedIdentity
-
-__all__ = ["MAINTENANCE_INTERVAL", "ClientSession", "ConnectionState", "TokenProvider"]
 
 logger = logging.getLogger("rtnb")
 

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from .session import ConnectionState
     from .topic import Topic
 
-__all__ = ["ConfirmedIdentity", "Source"]
-
 
 @dataclass(frozen=True, slots=True)
 class ConfirmedIdentity:

@@ -6,8 +6,6 @@ endpoint is that base with ``ws(s)://`` and ``/ws``. Users may give either.
 
 from __future__ import annotations
 
-__all__ = ["http_base_url", "ws_url"]
-
 _TO_HTTP = {"ws://": "http://", "wss://": "https://"}
 _TO_WS = {"http://": "ws://", "https://": "wss://"}
 

@@ -30,8 +30,6 @@ from .mutations import Mutations
 from .storage import FLUSH_INTERVAL, LogStorage
 from .tokens import ReplayTokens
 
-__all__ = ["ServerRuntime", "Stats", "create_app"]
-
 logger = logging.getLogger("rtnb.server")
 
 #: Close code for server shutdown and restart (RFC 6455 §7.4.1 / IANA: "Service Restart").

@@ -37,8 +37,6 @@ from .storage import LogRecord
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["COUNTERS", "REORDER_FLUSH", "Chaos", "parse_spec"]
-
 #: Seconds after which held-back (reordered) events are released anyway.
 REORDER_FLUSH: Final = 0.05
 #: Per-event faults recorded in ``Chaos.injected`` (the most recent ones).

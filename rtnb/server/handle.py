@@ -46,8 +46,6 @@ from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
 from .topiclog import TooLarge, new_epoch
 
-__all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
-
 logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")
 

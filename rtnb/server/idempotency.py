@@ -40,18 +40,6 @@ if TYPE_CHECKING:
     from .tokens import ReplayTokens
     from .topiclog import Staged
 
-__all__ = [
-    "ENTRY_OVERHEAD",
-    "MUTATION_SCOPE",
-    "Applied",
-    "IdemKey",
-    "IdempotencyConflict",
-    "Keys",
-    "Remembered",
-    "Scope",
-    "digest",
-]
-
 Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
 #: The scope of clientMutationIds within a tenant (no topic name is empty).
 MUTATION_SCOPE: Final = ""

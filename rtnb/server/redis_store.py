@@ -54,8 +54,6 @@ if TYPE_CHECKING:
     from .hub import Hub
     from .topiclog import Staged, TopicLog
 
-__all__ = ["APPEND", "CHANNEL", "RedisStorage", "keys_of", "parse_store"]
-
 logger = logging.getLogger("rtnb.server")
 
 #: The Pub/Sub channel every gateway subscribes to once.

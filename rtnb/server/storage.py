@@ -34,17 +34,6 @@ import msgspec
 
 from .idempotency import Applied, Scope
 
-__all__ = [
-    "FLUSH_INTERVAL",
-    "FSYNC_MODES",
-    "Fsync",
-    "Key",
-    "LogRecord",
-    "LogStorage",
-    "MemoryStorage",
-    "SQLiteStorage",
-]
-
 logger = logging.getLogger("rtnb.server")
 
 #: Seconds between write-behind commits of :class:`SQLiteStorage` (``fsync="never"``).

@@ -67,8 +67,6 @@ from .session import CLOSE_SLOW_CONSUMER, Session, now
 from .snapshots import SnapshotStream
 from .topiclog import Fetched
 
-__all__ = ["CLOSE_TIMEOUT", "endpoint"]
-
 logger = logging.getLogger("rtnb.server")
 
 #: Seconds allowed for queued frames and the close frame to go out when closing.

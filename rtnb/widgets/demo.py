@@ -39,8 +39,6 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "copy_notebooks", "main", "shipped_notebooks"]
-
 #: Seconds a demo token stays valid: 86,400 (24 h).
 DEMO_TOKEN_TTL: Final = 86_400.0
 #: JupyterLab's port when free (otherwise any free port): 8888.

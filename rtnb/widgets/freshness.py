@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from ..client.source import Source
     from ..client.topic import Topic
 
-__all__ = ["Freshness", "FreshnessFeed"]
-
 #: Connection transitions kept for the details popover: 8.
 HISTORY: Final = 8
 

@@ -27,8 +27,6 @@ import urllib.request
 from collections.abc import Mapping
 from typing import IO, Any, Final
 
-__all__ = ["Lab", "free_port"]
-
 #: Seconds to wait for JupyterLab to answer on its port: 60.
 LAB_START_TIMEOUT: Final = 60.0
 

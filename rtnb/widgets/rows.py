@@ -45,21 +45,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..client.session import ConnectionState
-from ..core.ledger import MutationRecord, ResolutionCursor
+from ..core.ledger import MutationRecord
 from ..core.pipeline import TopicState
 from ..core.store import PENDING_FIELD
 from .budget import DEFAULT_FPS, MessageBudget
 from .feed import Feed, Message, Scheduler, Send, encode_buffer
 from .status import same_freshness, topic_payload
-
-__all__ = [
-    "DEFAULT_MAX_COLUMNS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "OVERFLOW_COLUMN",
-    "Action",
-    "ResolutionCursor",
-    "TableFeed",
-]
 
 #: Columns a table discovers at most: 200 (a person reads a few dozen).
 DEFAULT_MAX_COLUMNS: Final = 200

@@ -28,15 +28,6 @@ from ..client.topic import refusal_reason, replay_missing
 from ..core.freshness import connection_status, freshness
 from ..core.pipeline import TopicState
 
-__all__ = [
-    "FRESH_DRIFT",
-    "connection_payload",
-    "replay_missing",
-    "same_freshness",
-    "topic_payload",
-    "transition",
-]
-
 #: Seconds the browser's idea of "newest data" may lag the kernel's before a resend: 0.25.
 FRESH_DRIFT: Final = 0.25
 

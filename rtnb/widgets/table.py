@@ -27,8 +27,6 @@ from .rows import Action, TableFeed
 if TYPE_CHECKING:
     from ..client.topic import Topic
 
-__all__ = ["Action", "StreamTable", "act", "table_feed", "table_recorded"]
-
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
 #: Entities whose fields a ``sort_by`` / ``order`` column is checked against: 1,000.

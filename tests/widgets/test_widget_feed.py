@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from rtnb.client.session import ConnectionState
-from rtnb.core.ledger import MutationLedger
+from rtnb.core.ledger import MutationLedger, ResolutionCursor
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
 from rtnb.widgets.budget import MessageBudget
 from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed
-from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
+from rtnb.widgets.rows import Action, TableFeed
 from rtnb.widgets.status import connection_payload, topic_payload
 
 
