@@ -27,6 +27,7 @@ PUBLIC: dict[str, str] = {
         MutationError Outcome RemoteProtocolError Replay ReplayControls RtnbError
         ServerHandle Source Status StreamTable Topic TopicFreshness WaitTimeout __version__
         charts connect connect_async panel replay serve
+        DemoFilesMissing PortInUse RecordingExists ServerStartError ServerStopped SetupError
     """,
     "rtnb.charts": """
         HEIGHT MAX_BINS MAX_ROWS WIDTH lag mutations outcomes timeline

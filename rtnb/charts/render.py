@@ -26,6 +26,8 @@ from typing import Any, Final
 
 import altair as alt
 
+from ..protocol.errors import SetupError
+
 #: The altair renderer name rtnb registers: ``"rtnb"``.
 RENDERER: Final = "rtnb"
 #: Seconds bundling Vega (once per process, in a child process) may take: 300.
@@ -47,7 +49,7 @@ def _in_subprocess(code: str, what: str) -> str:
     )
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise RuntimeError(
+        raise SetupError(
             f"bundling {what} with vl-convert failed ({' / '.join(tail)}); check that "
             "vl-convert-python is installed in this environment (pip install vl-convert-python)"
         )

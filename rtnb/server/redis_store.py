@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ..protocol.errors import ServerStartError
 from .config import DEFAULT_IDEMPOTENCY_WINDOW
 from .idempotency import MUTATION_SCOPE, Applied, IdemKey, Scope
 from .storage import Key, LogRecord, MemoryStorage
@@ -236,7 +237,7 @@ class RedisStorage(MemoryStorage):
         try:
             self._redis.ping()
         except redis.RedisError as exc:
-            raise RuntimeError(
+            raise ServerStartError(
                 f"cannot reach the Redis store at {self._redacted()}: {exc}; start Redis or "
                 "fix --store"
             ) from None
