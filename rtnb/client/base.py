@@ -32,10 +32,9 @@ if TYPE_CHECKING:
     from ..core.pipeline import TopicState
     from ..protocol.frames import Event
     from .mutation import Mutation
-    from .session import ConnectionState
+    from .state import ConnectionState
     from .topic import Topic
 
-__all__ = ["BaseSource", "Listener"]
 
 logger = logging.getLogger("rtnb")
 

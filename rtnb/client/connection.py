@@ -31,7 +31,7 @@ from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.freshness import check_stale_after
 from ..core.ledger import OnDegraded, ResolutionCursor
-from ..core.machine import MachineConfig
+from ..core.machine_table import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.pipeline import TopicState
@@ -46,8 +46,10 @@ from .flight import FlightRecorder
 from .hosts import on_session_end, session_key
 from .limits import Limits
 from .mutation import Mutation
-from .session import ClientSession, ConnectionState, Tap, TokenProvider
+from .session import ClientSession, Tap
 from .source import ConfirmedIdentity
+from .state import ConnectionState
+from .tokens import TokenProvider
 from .topic import Topic
 
 if TYPE_CHECKING:
@@ -58,8 +60,6 @@ if TYPE_CHECKING:
     def _both_are_sources(c: Connection, r: Replay) -> tuple[Source, Source]:
         return c, r  # mypy proves both implement rtnb.Source
 
-
-__all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 

@@ -68,18 +68,6 @@ if TYPE_CHECKING:
     from ..telemetry.recorded import Recording
     from .connection import Connection
 
-__all__ = [
-    "FLIGHT_BYTES",
-    "FLIGHT_SECONDS",
-    "ROW_OVERHEAD",
-    "SEED_SPACING",
-    "SEGMENTS",
-    "FlightRecorder",
-    "Seed",
-    "seed_frame",
-    "topic_configs",
-]
-
 #: Bytes of frames the flight recorder holds per connection: 32 MiB -- about
 #: 150,000 typical 200-byte frames, a few minutes of a busy stream and hours of
 #: a quiet one; small next to the telemetry rings (500k envelope rows).

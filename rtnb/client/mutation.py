@@ -15,8 +15,6 @@ from ..protocol.frames import Mutate
 if TYPE_CHECKING:
     from ..telemetry.log import EnvelopeLog
 
-__all__ = ["Mutation", "MutationError", "log_mutation", "mutate_frame"]
-
 
 class MutationError(RtnbError):
     """Raised by ``Mutation.wait(raise_on_failure=True)`` for a rejected/timed-out change."""

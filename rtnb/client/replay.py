@@ -49,11 +49,9 @@ from .mutation import Mutation
 from .replay_player import Player
 from .replay_timeline import Timeline
 from .replay_topic import ReplayTopic, Timestamp, to_seconds
-from .session import ConnectionState
 from .source import ConfirmedIdentity
+from .state import ConnectionState
 from .topic import Topic
-
-__all__ = ["DEFAULT_SPEED", "Replay", "ReplayTopic", "replay"]
 
 #: Default playback speed (recorded seconds per wall-clock second): 10.
 DEFAULT_SPEED: Final = 10.0

@@ -56,9 +56,8 @@ from ..protocol.frames import Event
 from ..telemetry.log import EnvelopeLog
 from ..telemetry.ring import TableSnapshot
 from .replay_timeline import FRAME, HEARTBEAT, MUTATION, STATE, FrameReader, Timeline, TopicConfig
-from .session import MAINTENANCE_INTERVAL, ConnectionState
-
-__all__ = ["CHECKPOINT_ROWS", "MAX_CHECKPOINTS", "Checkpoint", "Player"]
+from .session import MAINTENANCE_INTERVAL
+from .state import ConnectionState
 
 #: Rows between two checkpoints, at least: 2,000 (a seek rolls forward at most this many).
 CHECKPOINT_ROWS = 2_000

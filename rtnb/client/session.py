@@ -29,10 +29,10 @@ from typing import Any, Final
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
-from ..core.machine import (
+from ..core.machine import ConnectionMachine
+from ..core.machine_table import (
     CancelTimer,
     CloseTransport,
-    ConnectionMachine,
     MachineAction,
     MachineConfig,
     OpenTransport,
@@ -58,8 +58,6 @@ from .mutation import Mutation, log_mutation, mutate_frame
 from .source import ConfirmedIdentity
 from .state import ConnectionState, cause_of
 from .tokens import TokenProvider, Tokens
-
-__all__ = ["MAINTENANCE_INTERVAL", "ClientSession", "ConnectionState", "TokenProvider"]
 
 logger = logging.getLogger("rtnb")
 

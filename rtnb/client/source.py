@@ -33,28 +33,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..core.ledger import MutationRecord, ResolutionCursor
-from .topic_view import PENDING_FIELD, RowCursor, TopicView
+# Re-exported (``X as X``): widgets import these from this seam only.
+from ..core.ledger import MutationRecord as MutationRecord
+from ..core.ledger import ResolutionCursor as ResolutionCursor
+from ..core.store import PENDING_FIELD as PENDING_FIELD
+from .topic_view import RowCursor as RowCursor
+from .topic_view import TopicView as TopicView
 
 if TYPE_CHECKING:
     from ..telemetry.log import EnvelopeLog
-    from .session import ConnectionState as ConnectionState
+    from .state import ConnectionState as ConnectionState
     from .topic import Topic
 
     def _topic_is_a_handle(t: Topic) -> TopicHandle:
         return t  # mypy proves rtnb.Topic implements TopicHandle
-
-
-__all__ = [
-    "PENDING_FIELD",
-    "ConfirmedIdentity",
-    "MutationRecord",
-    "ResolutionCursor",
-    "RowCursor",
-    "Source",
-    "TopicHandle",
-    "TopicView",
-]
 
 
 @dataclass(frozen=True, slots=True)

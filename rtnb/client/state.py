@@ -13,8 +13,6 @@ from typing import Final
 
 from ..core.status import Status
 
-__all__ = ["ConnectionState", "cause_of"]
-
 # The machine's "…; retry 3 in 8.5 s" (the delay as drawn): shown once, counting down.
 _RETRY_SUFFIX: Final = re.compile(r"; retry \d+ in [\d.]+ s$")
 

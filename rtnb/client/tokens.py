@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 
-__all__ = ["TokenProvider", "Tokens"]
-
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 
 

@@ -30,17 +30,7 @@ if TYPE_CHECKING:
     from .base import BaseSource
     from .connection import Connection
     from .replay import Replay
-    from .session import ConnectionState
-
-__all__ = [
-    "DF_MAX_COLUMNS",
-    "OVERFLOW_COLUMN",
-    "Topic",
-    "TopicFreshness",
-    "refusal_reason",
-    "replay_missing",
-    "topic_freshness",
-]
+    from .state import ConnectionState
 
 #: Columns ``topic.df`` builds at most: 1,000 (pandas takes ~9 s for a frame of
 #: 200,000 columns, which one hostile entity can have). Fields past it, in order of

@@ -23,22 +23,11 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..core.store import PENDING_FIELD
 from ..protocol.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from ..core.pipeline import TopicState
     from .topic import Topic
-
-__all__ = [
-    "PENDING_FIELD",
-    "RowCursor",
-    "TopicReads",
-    "TopicView",
-    "refusal_reason",
-    "replay_missing",
-    "topic_view",
-]
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,17 +59,6 @@ from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
 
-__all__ = [
-    "DEFAULT_MAX_SNAPSHOT_BYTES",
-    "DEFAULT_MAX_SNAPSHOT_ENTITIES",
-    "REFUSED_STATUSES",
-    "EnvelopeSink",
-    "NullSink",
-    "Pipeline",
-    "TopicState",
-    "TopicStatus",
-]
-
 #: Entities a snapshot sent in parts (``more: true``) may carry before it is
 #: refused: 1,000,000. Past it the parts held are dropped, an ``invalid`` row
 #: says why, and the connection is reset (:attr:`Pipeline.fault`), so a server

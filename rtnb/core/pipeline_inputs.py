@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from ..protocol.frames import Event
     from .pipeline import TopicState
 
-__all__ = ["PipelineInputs"]
-
 
 class PipelineInputs:
     """The pipeline's input methods (see the module doc); :class:`Pipeline` sets the

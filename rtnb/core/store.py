@@ -33,8 +33,6 @@ import msgspec
 
 from .merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_merge
 
-__all__ = ["DEFAULT_MAX_TOPIC_BYTES", "PENDING_FIELD", "ChangeSet", "TopicStore"]
-
 #: Bytes of state (its JSON size) one topic may hold: 128 MiB -- 25x the
 #: 60,000-entity topic of the flight-recorder benchmark; in Python objects
 #: that is roughly 0.5-1 GB, the most a notebook should hold per topic.

@@ -10,8 +10,6 @@ import re
 import unicodedata
 import urllib.parse
 
-__all__ = ["http_base_url", "secret_param", "ws_url"]
-
 _TO_HTTP = {"ws://": "http://", "wss://": "https://"}
 _TO_WS = {"http://": "ws://", "https://": "wss://"}
 #: Query parameter names refused as carrying a secret, normalised (see :func:`secret_param`).

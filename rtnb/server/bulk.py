@@ -124,7 +124,7 @@ def _check_each(topic: str, events: list[Any]) -> None:
             raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
 
 
-def publish(
+def publish_batch(
     hub: Hub,
     tenant: str,
     topic: str,

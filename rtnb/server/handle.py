@@ -32,6 +32,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 import uvicorn
 
+from ..protocol.errors import PortInUse, ServerStartError, ServerStopped
 from ..protocol.frames import Event
 from . import bulk
 from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
@@ -47,8 +48,6 @@ from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
 from .topiclog import Staged, new_epoch
-
-__all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
 
 logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")
@@ -202,7 +201,7 @@ class ServerHandle:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            raise OSError(
+            raise PortInUse(
                 exc.errno,
                 f"port {self.port} on {self.host} is already in use (another server?); "
                 "choose another port, or port 0 (CLI: --port 0) for any free one",
@@ -212,7 +211,7 @@ class ServerHandle:
         inc = Incarnation(runtime, uvicorn.Server(config), sock)
         inc.thread.start()
         if not runtime.ready.wait(START_TIMEOUT) or inc.error is not None:
-            raise RuntimeError(f"the rtnb server failed to start: {inc.error!r}")
+            raise ServerStartError(f"the rtnb server failed to start: {inc.error!r}")
         # Wait until uvicorn listens; it flips ``started`` right after.
         future = asyncio.run_coroutine_threadsafe(until_started(inc.server), inc.loop)
         future.result(START_TIMEOUT)
@@ -362,7 +361,7 @@ class ServerHandle:
         return [
             item.event if isinstance(item, Staged) else item
             for item in self._call_committed(
-                lambda rt: bulk.publish(rt.hub, tenant, topic, prepared, keys), (tenant, topic)
+                lambda rt: bulk.publish_batch(rt.hub, tenant, topic, prepared, keys), (tenant, topic)
             )
         ]
 
@@ -408,7 +407,7 @@ class ServerHandle:
         with self._lock:
             inc = self._inc
             if inc is None:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             future: concurrent.futures.Future[T] = concurrent.futures.Future()
             runtime = inc.runtime
 
@@ -437,7 +436,7 @@ class ServerHandle:
         with self._lock:
             inc = self._inc
             if inc is None:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             runtime = inc.runtime
 
             def run() -> None:
@@ -499,7 +498,7 @@ class ServerHandle:
             raise RuntimeError("chaos.restart() cannot be called from the server's own thread")
         with self._lock:
             if self._stopped:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             self._stop_incarnation()
             if not keep_data:
                 for key in self._storage.streams():

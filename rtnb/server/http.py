@@ -45,22 +45,6 @@ from .limits import IDENTITY_RETRY_AFTER
 from .snapshots import SnapshotStream
 from .topiclog import TooLarge, TopicLog
 
-__all__ = [
-    "Held",
-    "Refused",
-    "healthz",
-    "hold",
-    "identify",
-    "mutate",
-    "publish",
-    "refuse",
-    "requested_topics",
-    "retry_after",
-    "runtime_of",
-    "secret_param",
-    "snapshot",
-]
-
 T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _STATUS_BY_CODE: dict[str, int] = {

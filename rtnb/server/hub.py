@@ -49,15 +49,6 @@ from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
 from .topiclog import Fetched, Staged, TopicLog
 
-__all__ = [
-    "Hub",
-    "OutcomeUnknown",
-    "StorageFailed",
-    "TopicError",
-    "error_text",
-    "validate_publish",
-]
-
 logger = logging.getLogger("rtnb.server")
 #: Topic names an ``unknown_topic`` error lists at most: 20.
 MAX_LISTED_TOPICS: Final = 20

@@ -40,18 +40,6 @@ if TYPE_CHECKING:
     from .tokens import ReplayTokens
     from .topiclog import Staged
 
-__all__ = [
-    "ENTRY_OVERHEAD",
-    "MUTATION_SCOPE",
-    "Applied",
-    "IdemKey",
-    "IdempotencyConflict",
-    "Keys",
-    "Remembered",
-    "Scope",
-    "digest",
-]
-
 Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
 #: The scope of clientMutationIds within a tenant (no topic name is empty).
 MUTATION_SCOPE: Final = ""
@@ -146,6 +134,10 @@ class Remembered:
         self.bytes = 0
         self.forgotten = 0  # keys dropped at the byte cap (not by age)
         self._puts = 0
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` (``(tenant, topic, name)``) is remembered (no recency update)."""
+        return key in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -335,7 +327,7 @@ class Keys:
 
     def new(self, key_id: tuple[str, str, str]) -> bool:
         """Neither remembered nor in flight: :meth:`recall` would answer None (a quick check)."""
-        return key_id not in self._inflight and key_id not in self.remembered._entries
+        return key_id not in self._inflight and key_id not in self.remembered
 
     def stage_many(
         self, staged: list[Staged], keys: list[IdemKey | None], storage: LogStorage

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from .chaos import Chaos
     from .topiclog import TopicLog
 
-__all__ = ["CLOSE_SLOW_CONSUMER", "Item", "Marked", "Session", "batch_text"]
-
 #: RFC 6455 / IANA "Try Again Later": the client should reconnect (and replay).
 CLOSE_SLOW_CONSUMER: Final = 1013
 

@@ -32,18 +32,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ..protocol.errors import ServerStopped
 from .idempotency import Applied, Scope
-
-__all__ = [
-    "FLUSH_INTERVAL",
-    "FSYNC_MODES",
-    "Fsync",
-    "Key",
-    "LogRecord",
-    "LogStorage",
-    "MemoryStorage",
-    "SQLiteStorage",
-]
 
 logger = logging.getLogger("rtnb.server")
 
@@ -475,7 +465,7 @@ class SQLiteStorage(MemoryStorage):
         deletes = [(t, p, e) for (t, p, e), (s, _) in pending.states.items() if s is None]
         with self._lock:
             if self._closed:
-                raise RuntimeError("the rtnb store is closed")
+                raise ServerStopped("the rtnb store is closed")
             db = self._db
             with db:
                 db.execute("BEGIN")

@@ -29,8 +29,6 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-__all__ = ["EPOCH_BYTES", "MAX_CURSOR_LENGTH", "ReplayTokens", "TokenMinter", "join_cursor"]
-
 EPOCH_BYTES: Final = 8
 #: Longest cursor accepted, in characters (about 300 topics).
 MAX_CURSOR_LENGTH: Final = 16_384

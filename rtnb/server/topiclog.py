@@ -25,8 +25,6 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Fetched", "ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
-
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
 # An event as a sequenced store keeps it: [entity_id, type, payload, occurred_at, version].

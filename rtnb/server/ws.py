@@ -58,17 +58,15 @@ from ..protocol.frames import (
     Subscribe,
     Unsubscribe,
 )
+from ..protocol.urls import secret_param
 from .app import ServerRuntime
 from .auth import AuthError
-from .http import secret_param
 from .hub import TopicError, error_text
 from .limits import IDENTITY_RETRY_AFTER, Strikes, TokenBucket, retry_reason
 from .mutations import MutationOutcome
 from .session import CLOSE_SLOW_CONSUMER, Session, now
 from .snapshots import SnapshotStream
 from .topiclog import Fetched
-
-__all__ = ["CLOSE_TIMEOUT", "endpoint"]
 
 logger = logging.getLogger("rtnb.server")
 

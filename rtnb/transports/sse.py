@@ -21,8 +21,6 @@ from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
 from .base import TransportError, Yielder, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
-__all__ = ["SSETransport"]
-
 
 class SSETransport(HttpTransportBase):
     kind = "sse"

@@ -28,8 +28,6 @@ from ..core.freshness import check_stale_after
 from .feed import Feed
 from .recorded import RECORDED_INTERVAL, RecordedView
 
-__all__ = ["RtnbWidget", "connection_of"]
-
 logger = logging.getLogger("rtnb.widgets")
 
 

@@ -36,16 +36,6 @@ from .table import DEFAULT_HEIGHT, _action, _check_fields, act, table_feed, tabl
 if TYPE_CHECKING:
     from ..client.source import Source, TopicHandle
 
-__all__ = [
-    "DEFAULT_ACTIONS",
-    "DEFAULT_SORT",
-    "Counters",
-    "Dashboard",
-    "DashboardPart",
-    "DashboardTable",
-    "connection_role",
-]
-
 #: Messages per second the counters strip sends at most: 1.
 COUNTERS_FPS: Final = 1
 #: Row actions the dashboard offers per topic when the role may mutate.

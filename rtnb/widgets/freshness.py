@@ -31,8 +31,6 @@ from .status import connection_payload, same_freshness, topic_payload, transitio
 if TYPE_CHECKING:
     from ..client.source import Source, TopicView
 
-__all__ = ["Freshness", "FreshnessFeed"]
-
 #: Connection transitions kept for the details popover: 8.
 HISTORY: Final = 8
 

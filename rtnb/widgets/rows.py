@@ -45,22 +45,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from ..client.source import PENDING_FIELD, MutationRecord, ResolutionCursor, RowCursor
+from ..client.source import PENDING_FIELD, MutationRecord, RowCursor
 from .budget import DEFAULT_FPS, MessageBudget
 from .feed import Feed, Message, Scheduler, Send, encode_buffer
 from .status import same_freshness, topic_payload
 
 if TYPE_CHECKING:
     from ..client.source import ConnectionState
-
-__all__ = [
-    "DEFAULT_MAX_COLUMNS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "OVERFLOW_COLUMN",
-    "Action",
-    "ResolutionCursor",
-    "TableFeed",
-]
 
 #: Columns a table discovers at most: 200 (a person reads a few dozen).
 DEFAULT_MAX_COLUMNS: Final = 200

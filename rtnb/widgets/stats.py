@@ -17,15 +17,6 @@ if TYPE_CHECKING:
     from ..client.source import ConnectionState
     from ..telemetry import EnvelopeLog
 
-__all__ = [
-    "LAG_INTERVAL",
-    "LAG_WINDOW",
-    "RateMeter",
-    "degraded_now",
-    "degraded_seconds",
-    "recent_lag_p50",
-]
-
 #: Newest envelopes the live lag median is computed over: 2,000.
 LAG_WINDOW: Final = 2000
 #: Seconds between recomputations of the live lag median: 2.

@@ -30,14 +30,6 @@ from ..core.freshness import connection_status, freshness
 if TYPE_CHECKING:
     from ..client.source import ConnectionState, TopicView
 
-__all__ = [
-    "FRESH_DRIFT",
-    "connection_payload",
-    "same_freshness",
-    "topic_payload",
-    "transition",
-]
-
 #: Seconds the browser's idea of "newest data" may lag the kernel's before a resend: 0.25.
 FRESH_DRIFT: Final = 0.25
 

@@ -24,8 +24,6 @@ from .feed import MAX_FPS, Feed, Send
 from .recorded import RECORDED_ROWS, recorded_html
 from .rows import Action, TableFeed
 
-__all__ = ["Action", "StreamTable", "act", "table_feed", "table_recorded"]
-
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
 #: Entities whose fields a ``sort_by`` / ``order`` column is checked against: 1,000.

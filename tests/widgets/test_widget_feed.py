@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from rtnb.client.session import ConnectionState
 from rtnb.client.topic_view import RowCursor, topic_view
-from rtnb.core.ledger import MutationLedger
+from rtnb.core.ledger import MutationLedger, ResolutionCursor
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
 from rtnb.core.store import PENDING_FIELD
 from rtnb.widgets.budget import MessageBudget
 from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed, encode_buffer
-from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
+from rtnb.widgets.rows import Action, TableFeed
 from rtnb.widgets.status import connection_payload, topic_payload
 
 
