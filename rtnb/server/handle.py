@@ -361,7 +361,8 @@ class ServerHandle:
         return [
             item.event if isinstance(item, Staged) else item
             for item in self._call_committed(
-                lambda rt: bulk.publish_batch(rt.hub, tenant, topic, prepared, keys), (tenant, topic)
+                lambda rt: bulk.publish_batch(rt.hub, tenant, topic, prepared, keys),
+                (tenant, topic),
             )
         ]
 
