@@ -20,6 +20,7 @@ targeted re-subscribe from :attr:`TopicState.last_token`.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, Final, Literal, Protocol
@@ -108,6 +109,11 @@ _ID: Final = attrgetter("id")
 _TYPE: Final = attrgetter("type")
 _TOPIC: Final = attrgetter("topic")
 _TOKEN: Final = attrgetter("replay_token")
+_SEQ: Final = attrgetter("sequence")
+_ENTITY: Final = attrgetter("entity_id")
+_OCCURRED: Final = attrgetter("occurred_at")
+_TIMESTAMP: Final = datetime.timestamp
+_EVENTS: Final = {Event}
 _NO_CONTROL: Final[list[ClientBound]] = []
 #: characters of a server's refusal message kept on the topic (it is shown to people)
 _MAX_ERROR_TEXT: Final = 500
@@ -447,6 +453,13 @@ class Pipeline:
             return 0
         j = i + 1
         expect = nxt + 1
+        if (
+            i == 0  # the whole frame, checked in C: one topic's next events (the usual case)
+            and set(map(type, msgs)) == _EVENTS
+            and list(map(_SEQ, msgs)) == list(range(nxt, nxt + n))
+            and list(map(_TOPIC, msgs)).count(topic) == n
+        ):
+            j = n
         while j < n:
             msg = msgs[j]
             if type(msg) is not Event or msg.sequence != expect or msg.topic != topic:
@@ -457,7 +470,7 @@ class Pipeline:
         if m < 2:
             return 0
         run = msgs[i:j]
-        fresh = dict.fromkeys([ev.id for ev in run], now)
+        fresh = dict.fromkeys(map(_ID, run), now)
         if len(fresh) != m or not self._seen.keys().isdisjoint(fresh):
             seen = self._seen  # the run stops before the first id seen (or repeated)
             fresh = {}
@@ -556,9 +569,9 @@ class Pipeline:
                 )  # fmt: skip
             return
         append_many(
-            done, now, [ev.occurred_at.timestamp() for ev in run], ts.name,
-            [ev.type for ev in run], list(fresh), [ev.sequence for ev in run],
-            [ev.entity_id for ev in run], codes, self.transport, self.attempt, share,
+            done, now, list(map(_TIMESTAMP, map(_OCCURRED, run))), ts.name,
+            list(map(_TYPE, run)), list(fresh), list(map(_SEQ, run)),
+            list(map(_ENTITY, run)), codes, self.transport, self.attempt, share,
         )  # fmt: skip
 
     def event(self, ev: Event, now: float, nbytes: int, alone: bool = False) -> None:

@@ -30,6 +30,7 @@ second), so a burst of 10,000 events on 50 entities costs one 50-row diff.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
@@ -46,6 +47,7 @@ DEFAULT_MAX_TOPIC_BYTES: Final = 128 * 1024 * 1024
 #: Slack before a re-measure (bytes): small states are not re-measured every few events.
 _MEASURE_SLACK: Final = 64 * 1024
 _encode = msgspec.json.encode
+_TYPE: Final = attrgetter("type")
 
 #: Name of the flag added to views of entities with pending mutations.
 PENDING_FIELD = "_pending"
@@ -154,11 +156,11 @@ class TopicStore:
         ents = self.entities
         seqs = self.sequences
         get = ents.get
+        deletes = any(t.endswith(DELETED_SUFFIX) for t in set(map(_TYPE, events)))
         for ev in events:
             eid = ev.entity_id
             payload = ev.payload
-            et = ev.type
-            if et.endswith(DELETED_SUFFIX):
+            if deletes and ev.type.endswith(DELETED_SUFFIX):
                 ents.pop(eid, None)
                 seqs.pop(eid, None)
                 continue
