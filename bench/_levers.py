@@ -36,9 +36,7 @@ def _hook(handlers: dict[str, list[Any]]) -> Any:
     return on_apply
 
 
-def run(
-    frames: list[str], *, on_apply: bool = False, log: bool = True, runs: bool = True
-) -> float:
+def run(frames: list[str], *, on_apply: bool = False, log: bool = True, runs: bool = True) -> float:
     """Best µs per event over 5 rounds. ``runs=False``: every event of a batch frame
     one by one (the per-event path), not the batch run path."""
     n = 500 * len(frames)

@@ -20,8 +20,8 @@ targeted re-subscribe from :attr:`TopicState.last_token`.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final, Literal, Protocol
 
@@ -145,6 +145,9 @@ class NullSink:
     """A sink that drops every row (for callers that keep no log)."""
 
     def append_envelope(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def append_envelopes(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
@@ -273,9 +276,7 @@ class Pipeline:
         self._remember = self.deduper.add
         self._topic = self.topics.get
         self._append = self.log.append_envelope
-        self._append_many: Callable[..., None] | None = getattr(
-            self.log, "append_envelopes", None
-        )
+        self._append_many: Callable[..., None] | None = getattr(self.log, "append_envelopes", None)
         #: stores charged the size of the batch frame being applied (see ``_batch``)
         self._charged: set[TopicStore] = set()
         self._frame: list[Any] = []
@@ -358,13 +359,13 @@ class Pipeline:
         if kind is Event:
             # what the payload may add to the state: the frame less its other text
             bound = (
-                size - len(frame.id) - len(frame.type) - len(frame.topic)  # type: ignore[union-attr]
-                - len(frame.replay_token) - _EVENT_TEXT  # type: ignore[union-attr]
+                size - len(frame.id) - len(frame.type) - len(frame.topic)
+                - len(frame.replay_token) - _EVENT_TEXT
             )  # fmt: skip
-            self._event(frame, now, size, bound if bound > 0 else 1)  # type: ignore[arg-type]
+            self._event(frame, now, size, bound if bound > 0 else 1)
             return _NO_CONTROL
         if kind is Batch:
-            return self._batch(frame.messages, now, size)  # type: ignore[union-attr]
+            return self._batch(frame.messages, now, size)
         return self.control(frame, now, size)
 
     def _batch(self, msgs: list[Any], now: float, size: int) -> list[ClientBound]:
@@ -491,10 +492,7 @@ class Pipeline:
             store.charge(charge)
         # codes: replayed up to (and including) the event that catches the replay up
         until = ts.replay_until
-        if until is None:
-            replayed = 0
-        else:
-            replayed = min(m, max(0, until - nxt) + 1)
+        replayed = 0 if until is None else min(m, max(0, until - nxt) + 1)
         hooked = self.on_apply is not None
         done = m
         try:
@@ -564,7 +562,7 @@ class Pipeline:
             for k, ev in enumerate(run):
                 append(
                     now, ev.occurred_at.timestamp(), ev.topic, ev.type, ev.id, ev.sequence,
-                    ev.entity_id, codes if type(codes) is int else codes[k], self.transport,
+                    ev.entity_id, codes if isinstance(codes, int) else codes[k], self.transport,
                     self.attempt, share,
                 )  # fmt: skip
             return

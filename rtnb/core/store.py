@@ -77,12 +77,12 @@ class TopicStore:
         "_custom_merge",
         "_measure_at",
         "entities",
-        "prepaid",
         "max_bytes",
         "merge",
         "nbytes",
         "over",
         "pending",
+        "prepaid",
         "sequences",
         "topic",
     )

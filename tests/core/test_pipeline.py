@@ -463,7 +463,7 @@ def test_a_snapshot_in_parts_replaces_state_only_at_the_last_part() -> None:
         st.lists(
             st.tuples(
                 st.sampled_from(["incidents", "fleet"]),
-                st.sampled_from(["a", "b", "é\"\\c"]),
+                st.sampled_from(["a", "b", 'é"\\c']),
                 st.sampled_from(["x.updated", "x.updated", "x.deleted"]),
                 st.dictionaries(
                     st.sampled_from(["k", "v", "ü"]),
@@ -496,7 +496,9 @@ def test_a_batch_frame_charged_once_keeps_the_size_bound_above_the_state(
             batch = []
             for topic, entity, kind, payload in msgs:
                 seqs[topic] += 1
-                batch.append(event(seqs[topic], topic=topic, entity=entity, type=kind, payload=payload))
+                batch.append(
+                    event(seqs[topic], topic=topic, entity=entity, type=kind, payload=payload)
+                )
             p.feed(encode(Batch(messages=batch)), 0.0)
             for t in ("incidents", "fleet"):
                 store = p.topics[t].store

@@ -12,7 +12,7 @@ from rtnb.core.dedupe import Deduper
 from rtnb.core.pipeline import Pipeline
 from rtnb.protocol import Batch, Pong, Subscribed, encode
 from rtnb.telemetry import EnvelopeLog
-from tests.helpers import event, snapshot
+from tests.helpers import RecordingSink, event, snapshot
 
 TOPICS = ("a", "b")
 
@@ -79,9 +79,12 @@ def streams(draw: st.DrawFn) -> list[bytes]:
     return frames
 
 
-def _run(frames: list[bytes], runs: bool, cap: int, dedupe: int, hooked: bool) -> dict[str, Any]:
+def _run(
+    frames: list[bytes], runs: bool, cap: int, dedupe: int, hooked: bool, rows: bool = False
+) -> dict[str, Any]:
     log = EnvelopeLog()
-    p = Pipeline(log, deduper=Deduper(max_entries=dedupe), max_topic_bytes=cap)
+    sink = RecordingSink()  # a sink without append_envelopes: rows one by one
+    p = Pipeline(sink if rows else log, deduper=Deduper(max_entries=dedupe), max_topic_bytes=cap)
     p._runs = runs  # type: ignore[misc]
     for t in TOPICS:
         p.add_topic(t, "sequence")
@@ -97,6 +100,8 @@ def _run(frames: list[bytes], runs: bool, cap: int, dedupe: int, hooked: bool) -
         p.on_apply = hook
     for k, f in enumerate(frames):
         p.feed(f, float(k))
+    if rows:
+        return {"rows": [{k: repr(v) for k, v in r.items()} for r in sink.rows]}
     snap = log._envelopes.snapshot()
     rows = {
         name: [snap.categories[name][c] if c >= 0 else None for c in col]
@@ -136,3 +141,11 @@ def test_batch_runs_decide_exactly_as_the_per_event_path(
     fast = _run(frames, True, cap, dedupe, hooked)
     slow = _run(frames, False, cap, dedupe, hooked)
     assert fast == slow
+
+
+@settings(max_examples=40, deadline=None)
+@given(streams())
+def test_a_sink_without_bulk_append_gets_the_same_rows_one_by_one(frames: list[bytes]) -> None:
+    assert _run(frames, True, 10**6, 50_000, False, rows=True) == _run(
+        frames, False, 10**6, 50_000, False, rows=True
+    )
