@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
-from operator import attrgetter
 from typing import Any, Final, Literal, Protocol
 
 import msgspec
@@ -56,6 +54,7 @@ from .orderer import (
     SequenceOrderer,
     make_orderer,
 )
+from .runs import EVENT_TEXT, apply_run, frame_charge
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
@@ -99,21 +98,6 @@ _NAN: Final = math.nan
 _APPLIED_OUTCOME: Final = Outcome.APPLIED
 #: ``bound`` of a batch frame's event: its store is charged the frame's size once
 _CHARGED: Final = -2
-#: Bytes of an event's JSON text that are never its entity id or payload, at least:
-#: the keys ``"op":"event"``, ``"id":``, ``"type":``, ``"topic":``, ``"sequence":``,
-#: ``"entityId":``, ``"occurredAt":``, ``"replayToken":`` (81), braces and commas (9),
-#: the quotes of four strings (8), a digit, the shortest time (18); less the 4 bytes a
-#: state entry adds beyond its id and payload (``:`` and ``,``; ``{}`` if no payload).
-_EVENT_TEXT: Final = 81 + 9 + 8 + 1 + 18 - 4
-_ID: Final = attrgetter("id")
-_TYPE: Final = attrgetter("type")
-_TOPIC: Final = attrgetter("topic")
-_TOKEN: Final = attrgetter("replay_token")
-_SEQ: Final = attrgetter("sequence")
-_ENTITY: Final = attrgetter("entity_id")
-_OCCURRED: Final = attrgetter("occurred_at")
-_TIMESTAMP: Final = datetime.timestamp
-_EVENTS: Final = {Event}
 _NO_CONTROL: Final[list[ClientBound]] = []
 #: characters of a server's refusal message kept on the topic (it is shown to people)
 _MAX_ERROR_TEXT: Final = 500
@@ -360,7 +344,7 @@ class Pipeline:
             # what the payload may add to the state: the frame less its other text
             bound = (
                 size - len(frame.id) - len(frame.type) - len(frame.topic)
-                - len(frame.replay_token) - _EVENT_TEXT
+                - len(frame.replay_token) - EVENT_TEXT
             )  # fmt: skip
             self._event(frame, now, size, bound if bound > 0 else 1)
             return _NO_CONTROL
@@ -387,7 +371,7 @@ class Pipeline:
                 msg = msgs[i]
                 if type(msg) is Event:
                     if runs and i + 1 < n:
-                        j = self._run(msgs, i, n, now, share)
+                        j = apply_run(self, msgs, i, n, now, share)
                         if j > 0:
                             i = j
                             continue
@@ -403,174 +387,11 @@ class Pipeline:
             charged.clear()
         return control
 
-    def _frame_charge(self) -> int:
-        """What the batch frame being applied may add to a store's state, at most: its
-        size less the text of its events that is certainly not an entity id or a
-        payload (keys, ids, types, topics, tokens and the least a time and a sequence
-        take; a string of n characters takes at least n bytes of JSON)."""
-        msgs = self._frame
-        try:
-            text = (
-                sum(map(len, map(_ID, msgs)))
-                + sum(map(len, map(_TYPE, msgs)))
-                + sum(map(len, map(_TOPIC, msgs)))
-                + sum(map(len, map(_TOKEN, msgs)))
-            )
-            events = len(msgs)
-        except AttributeError:  # control frames among the events
-            evs = [m for m in msgs if type(m) is Event]
-            text = sum(len(e.id) + len(e.type) + len(e.topic) + len(e.replay_token) for e in evs)
-            events = len(evs)
-        self._frame_size = max(0, self._frame_bytes - text - events * _EVENT_TEXT)
+    def _charge(self) -> int:
+        """What each store is charged for the batch frame being applied (computed once)."""
+        if self._frame_size < 0:
+            self._frame_size = frame_charge(self._frame, self._frame_bytes)
         return self._frame_size
-
-    def _run(self, msgs: list[Any], i: int, n: int, now: float, share: int) -> int:
-        """Apply the run of events at ``msgs[i]`` that continue their ``sequence``
-        topic's position (same topic, contiguous, ids new), in one loop: the same
-        state, counters, statuses and log rows as the per-event path, with
-        contiguity checked once, ids remembered and rows logged in bulk. Returns
-        the index after the run, or 0 (nothing done) when the per-event path must
-        decide: an unknown topic, another ordering, a gap buffer, a frozen topic, a
-        custom merge, a mutation awaiting confirmation, a measure due, or a run
-        shorter than two events (-1 if that is because of an id already seen: the
-        rest of the frame then goes one by one, so a hostile frame costs O(n)).
-
-        With an ``on_apply`` hook, each call sees the store, ``applied``,
-        ``last_token`` and status as of its event (as on the per-event path); the
-        run's log rows and ids are written once the run is done."""
-        first = msgs[i]
-        topic = first.topic
-        ts = self._topic(topic)
-        if ts is None:
-            return 0
-        orderer = ts.orderer
-        if type(orderer) is not SequenceOrderer or orderer._buffer:
-            return 0
-        nxt = orderer.next_seq
-        if nxt is None or first.sequence != nxt:
-            return 0
-        store = ts.store
-        if ts.over_limit is not None or store._custom_merge or self.ledger.watching:
-            return 0
-        j = i + 1
-        expect = nxt + 1
-        if (
-            i == 0  # the whole frame, checked in C: one topic's next events (the usual case)
-            and set(map(type, msgs)) == _EVENTS
-            and list(map(_SEQ, msgs)) == list(range(nxt, nxt + n))
-            and list(map(_TOPIC, msgs)).count(topic) == n
-        ):
-            j = n
-        while j < n:
-            msg = msgs[j]
-            if type(msg) is not Event or msg.sequence != expect or msg.topic != topic:
-                break
-            j += 1
-            expect += 1
-        m = j - i
-        if m < 2:
-            return 0
-        run = msgs[i:j]
-        fresh = dict.fromkeys(map(_ID, run), now)
-        if len(fresh) != m or not self._seen.keys().isdisjoint(fresh):
-            seen = self._seen  # the run stops before the first id seen (or repeated)
-            fresh = {}
-            for ev in run:
-                if ev.id in seen or ev.id in fresh:
-                    break
-                fresh[ev.id] = now
-            m = len(fresh)
-            if m < 2:
-                return -1
-            j = i + m
-            run = run[:m]
-        if store not in self._charged:
-            charge = self._frame_size if self._frame_size >= 0 else self._frame_charge()
-            if store.nbytes + charge > store._measure_at:
-                return 0  # a measure is due: the per-event path decides (and freezes)
-            self._charged.add(store)
-            store.charge(charge)
-        # codes: replayed up to (and including) the event that catches the replay up
-        until = ts.replay_until
-        replayed = 0 if until is None else min(m, max(0, until - nxt) + 1)
-        hooked = self.on_apply is not None
-        done = m
-        try:
-            if not hooked:
-                store.apply_run(run)
-            else:
-                done = 0
-                apply = store.apply
-                for ev in run:
-                    apply(ev.entity_id, ev.type, ev.payload, ev.sequence, 0)
-                    done += 1
-                    ts.last_token = ev.replay_token
-                    ts.last_event_at = now
-                    ts.applied += 1
-                    outcome = _APPLIED_OUTCOME
-                    if done <= replayed:
-                        outcome = Outcome.REPLAYED
-                        if done == replayed and until is not None and ev.sequence >= until:
-                            ts.replay_until = None
-                            ts.status = "live"
-                    hook = self.on_apply  # a callback may remove the hook
-                    if hook is not None:
-                        hook(ts, ev, outcome)
-        finally:
-            if done:
-                self._ran(ts, run, done, m, replayed, fresh, now, share, hooked)
-        return j
-
-    def _ran(
-        self,
-        ts: TopicState,
-        run: list[Any],
-        done: int,
-        m: int,
-        replayed: int,
-        fresh: dict[str, float],
-        now: float,
-        share: int,
-        hooked: bool,
-    ) -> None:
-        """The bookkeeping of the first ``done`` events of a run (all ``m`` of them,
-        unless an ``on_apply`` hook raised)."""
-        if done < m:
-            run = run[:done]
-            fresh = dict.fromkeys([ev.id for ev in run], now)
-        last = run[-1]
-        seq = last.sequence
-        ts.orderer.next_seq = seq + 1  # type: ignore[attr-defined]
-        self.deduper.add_new(fresh, now)
-        ts.last_token = last.replay_token
-        ts.last_event_at = now
-        if not hooked:
-            ts.applied += done
-            until = ts.replay_until
-            if replayed and until is not None and run[replayed - 1].sequence >= until:
-                ts.replay_until = None
-                ts.status = "live"
-        if replayed >= done:
-            codes: int | list[int] = _REPLAYED
-        elif replayed:
-            codes = [_REPLAYED] * replayed + [_APPLIED] * (done - replayed)
-        else:
-            codes = _APPLIED
-        append_many = self._append_many
-        if append_many is None:
-            append = self._append
-            for k, ev in enumerate(run):
-                append(
-                    now, ev.occurred_at.timestamp(), ev.topic, ev.type, ev.id, ev.sequence,
-                    ev.entity_id, codes if isinstance(codes, int) else codes[k], self.transport,
-                    self.attempt, share,
-                )  # fmt: skip
-            return
-        append_many(
-            done, now, list(map(_TIMESTAMP, map(_OCCURRED, run))), ts.name,
-            list(map(_TYPE, run)), list(fresh), list(map(_SEQ, run)),
-            list(map(_ENTITY, run)), codes, self.transport, self.attempt, share,
-        )  # fmt: skip
 
     def event(self, ev: Event, now: float, nbytes: int, alone: bool = False) -> None:
         """Dedupe, order, merge and log one event (the hot path: keep it flat).
@@ -607,7 +428,7 @@ class Pipeline:
             bound = 0
             if store not in self._charged and ts.over_limit is None:
                 self._charged.add(store)
-                store.charge(self._frame_size if self._frame_size >= 0 else self._frame_charge())
+                store.charge(self._charge())
                 if store.over:
                     self._over_limit(ts, now)
         if ts.over_limit is not None:
