@@ -46,7 +46,7 @@ def run(frames: list[str], *, on_apply: bool = False, log: bool = True, runs: bo
         p._runs = runs  # type: ignore[misc]
         p.add_topic("p", "sequence")
         if on_apply:
-            p.on_apply = _hook({"p": [_Topic()._dispatch]})
+            p.set_on_apply(_hook({"p": [_Topic()._dispatch]}))
         t = time.perf_counter()
         for f in frames:
             p.feed(f, 1.0)

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from rtnb.client.session import ConnectionState
+from rtnb.client.topic_view import RowCursor
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
 from rtnb.widgets.budget import DEFAULT_FPS, IOPUB_MSG_RATE_LIMIT, MessageBudget
@@ -79,7 +80,9 @@ def kernel_side(rate: float, tables: int = 1, seconds: float = KERNEL_SECONDS) -
         def send(content: dict[str, Any], buffers: list[bytes], k: int = k) -> None:
             sent[k].append((time.monotonic(), len(buffers[0]) if buffers else 0, content["seq"]))
 
-        feed = TableFeed(_NoLoop(), send, state=ts, connection_state=lambda: state, budget=budget)
+        feed = TableFeed(
+            _NoLoop(), send, rows=RowCursor(ts), connection_state=lambda: state, budget=budget
+        )
         feed.activate()
         feeds.append(feed)
     rng = random.Random(1)

@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING, Any
 from .core.status import Outcome, Status
 from .protocol.errors import (
     ConnectionClosed,
+    DemoFilesMissing,
     ErrorCode,
     InvalidFrame,
     LocalProtocolError,
+    PortInUse,
+    RecordingExists,
     RemoteProtocolError,
     RtnbError,
+    ServerStartError,
+    ServerStopped,
+    SetupError,
     WaitTimeout,
 )
 
@@ -27,8 +33,8 @@ if TYPE_CHECKING:
     from .client.limits import Limits
     from .client.mutation import Mutation, MutationError
     from .client.replay import Replay, replay
-    from .client.session import ConnectionState
     from .client.source import ConfirmedIdentity, Source
+    from .client.state import ConnectionState
     from .client.topic import Topic, TopicFreshness
     from .server import ServerHandle, serve
     from .telemetry import EnvelopeLog
@@ -71,6 +77,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionState",
     "Dashboard",
+    "DemoFilesMissing",
     "EnvelopeLog",
     "ErrorCode",
     "Freshness",
@@ -81,11 +88,16 @@ __all__ = [
     "Mutation",
     "MutationError",
     "Outcome",
+    "PortInUse",
+    "RecordingExists",
     "RemoteProtocolError",
     "Replay",
     "ReplayControls",
     "RtnbError",
     "ServerHandle",
+    "ServerStartError",
+    "ServerStopped",
+    "SetupError",
     "Source",
     "Status",
     "StreamTable",

@@ -29,8 +29,6 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main"]
-
 DEMO_TOKEN_TTL = 24 * 3600.0
 
 _SECRETS = """\

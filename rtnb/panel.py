@@ -32,6 +32,8 @@ import pathlib
 import threading
 from typing import Any, Final
 
+from .protocol.errors import SetupError
+
 __all__ = ["bundle_url", "enable", "is_enabled"]
 
 logger = logging.getLogger("rtnb.panel")
@@ -57,7 +59,7 @@ def bundle_url() -> str:
 
     path = pathlib.Path(anywidget.__file__).with_name("nbextension") / "index.js"
     if not path.is_file():
-        raise RuntimeError(
+        raise SetupError(
             f"anywidget's front end is missing at {path}: reinstall anywidget "
             "(pip install --force-reinstall anywidget)"
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.helpers import stopper
 
 #: the session-wide ``chaos_run`` fixture, for client, telemetry and chart tests
 pytest_plugins = ["tests.chaos_run"]
@@ -56,3 +58,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "chaos_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_stopped() -> Iterator[None]:
+    """Every server handed to ``tests.helpers.stopper`` has stopped by the session's end."""
+    yield
+    stopper.finish()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,3 +111,44 @@ def send_from_browser(widget: Any, msg: dict[str, Any], buffers: Sequence[bytes]
         widget.log.removeHandler(failures)
     if failures.raised:
         raise failures.raised[0]
+
+
+class Stopper:
+    """Stops reference servers off the test's critical path.
+
+    ``ServerHandle.stop()`` is about 0.2 s of uvicorn's polling sleeps (its main loop's
+    and its shutdown's 0.1 s ticks), not work. A fixture that owns a per-test server
+    hands it here at teardown: the stop runs in a thread while the next test runs
+    (every server listens on its own port, so tests cannot meet). ``finish()`` joins
+    every stop at the end of the session and fails if one raised or did not end.
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[tuple[threading.Thread, list[BaseException]]] = []
+
+    def stop_soon(self, handle: Any) -> None:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                handle.stop()
+            except BaseException as exc:  # re-raised by finish()
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, name=f"stop {handle.url}", daemon=True)
+        thread.start()
+        self._threads.append((thread, errors))
+
+    def finish(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        threads, self._threads = self._threads, []
+        for thread, errors in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                raise AssertionError(f"{thread.name}: the server did not stop in {timeout} s")
+            if errors:
+                raise AssertionError(f"{thread.name} failed") from errors[0]
+
+
+#: the session's one :class:`Stopper` (joined by ``tests/conftest.py`` at the end)
+stopper = Stopper()

@@ -12,8 +12,6 @@ from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["NICE_WIDTHS", "bin_index", "clusters", "group_quantiles", "label", "nice_bin"]
-
 #: Candidate bin widths in seconds (1 ms ... 1 week), smallest first.
 NICE_WIDTHS: Final = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,

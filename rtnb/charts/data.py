@@ -19,8 +19,6 @@ from ..telemetry.frames import ordered, seconds_to_utc
 from ..telemetry.log import EnvelopeLog
 from .binning import bin_index, clusters, group_quantiles, nice_bin
 
-__all__ = ["Window", "as_log", "window"]
-
 _NO_LAG: Final = (OUTCOME_CODES[Outcome.INVALID], OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE])
 #: Worst first: when many states share one pixel, the worst one is shown.
 SEVERITY: Final = (

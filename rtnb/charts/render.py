@@ -26,14 +26,7 @@ from typing import Any, Final
 
 import altair as alt
 
-__all__ = [
-    "BUNDLE_TIMEOUT",
-    "RENDERER",
-    "enable",
-    "jupyter_chart_esm",
-    "offline_html",
-    "script_json",
-]
+from ..protocol.errors import SetupError
 
 #: The altair renderer name rtnb registers: ``"rtnb"``.
 RENDERER: Final = "rtnb"
@@ -56,7 +49,7 @@ def _in_subprocess(code: str, what: str) -> str:
     )
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise RuntimeError(
+        raise SetupError(
             f"bundling {what} with vl-convert failed ({' / '.join(tail)}); check that "
             "vl-convert-python is installed in this environment (pip install vl-convert-python)"
         )

@@ -17,18 +17,6 @@ from ..core.status import OUTCOMES_BY_CODE
 from . import data
 from .binning import label
 
-__all__ = [
-    "HEIGHT",
-    "MAX_ROWS",
-    "OUTCOME_COLORS",
-    "STATUS_COLORS",
-    "WIDTH",
-    "lag",
-    "mutations",
-    "outcomes",
-    "timeline",
-]
-
 #: Rows embedded in one chart at most (altair's default max_rows): 5,000.
 MAX_ROWS: Final = 5_000
 #: Time bins of the lag and outcomes charts at most: 200.

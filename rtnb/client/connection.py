@@ -31,22 +31,25 @@ from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.freshness import check_stale_after
 from ..core.ledger import OnDegraded, ResolutionCursor
-from ..core.machine import MachineConfig
+from ..core.machine_table import MachineConfig
 from ..core.merge import MergeFn
 from ..core.orderer import DEFAULT_GAP_TIMEOUT
 from ..core.pipeline import TopicState
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError, RtnbError
+from ..protocol.frames import Event
 from ..protocol.urls import http_base_url
 from ..telemetry import EnvelopeLog
 from ..transports.base import TransportOptions
+from .base import BaseSource
 from .flight import FlightRecorder
 from .hosts import on_session_end, session_key
 from .limits import Limits
 from .mutation import Mutation
-from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
-from .session import ClientSession, ConnectionState, Tap, TokenProvider
+from .session import ClientSession, Tap
 from .source import ConfirmedIdentity
+from .state import ConnectionState
+from .tokens import TokenProvider
 from .topic import Topic
 
 if TYPE_CHECKING:
@@ -57,8 +60,6 @@ if TYPE_CHECKING:
     def _both_are_sources(c: Connection, r: Replay) -> tuple[Source, Source]:
         return c, r  # mypy proves both implement rtnb.Source
 
-
-__all__ = ["TRANSPORTS", "Connection", "connect", "connect_async"]
 
 TRANSPORTS: Final = ("auto", "websocket", "sse", "polling")
 
@@ -240,7 +241,7 @@ def _check_shared_options(existing: Connection, wanted: dict[str, Any]) -> None:
             )
 
 
-class Connection:
+class Connection(BaseSource):
     """A live connection: state, topics, mutations and the telemetry log.
 
     Create it with :func:`rtnb.connect`. Every public call is safe from any
@@ -261,7 +262,7 @@ class Connection:
         limits: Limits | None = None,
         gateways: tuple[str, ...] = (),
     ) -> None:
-        self._runtime: Runtime = get_runtime()
+        super().__init__()
         self.log = log if log is not None else EnvelopeLog()
         config_kw: dict[str, Any] = {"transport": transport}
         if transport != "auto":
@@ -282,7 +283,7 @@ class Connection:
             limits=limits,
             gateways=gateways,
         )
-        self._handles: dict[str, list[Topic]] = {}
+        self._session.on_state(self._notify_state)
         #: holders: the ``rtnb.connect`` calls that returned it, less the ``close()`` calls
         self._holds = 1
         #: the options it was made with (compared by connect() for shared connections)
@@ -290,7 +291,7 @@ class Connection:
         cap = limits or Limits()
         #: the flight recorder: recent raw frames, written by ``conn.log.to_parquet``
         self.flight = FlightRecorder(self, cap.flight_bytes, cap.flight_seconds)
-        self._call(self.flight.install, what="flight recorder")
+        self.call(self.flight.install, what="flight recorder")
         if self.flight.enabled:
             self.log.set_frame_source(self.flight.recording)
         self._runtime.run(self._session.start(), what="rtnb.connect")
@@ -302,44 +303,18 @@ class Connection:
         so after a failover it names the live gateway, not the dead one)."""
         return self._session.url
 
-    # -- plumbing ---------------------------------------------------------------------
+    # -- what BaseSource asks of a connection --------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
-        try:
-            return self._runtime.run(coro, what=what)
-        except RtnbError as exc:  # says what happened; the runtime's frames add nothing
-            raise exc.with_traceback(None) from None
-
-    def call(self, fn: Callable[[], Any], *, what: str) -> Any:
-        """Run ``fn`` on rtnb's runtime thread (directly if already there); its result.
-
-        ``what`` names the call in a timeout error. Widgets build their feeds this way.
-        """
-        if self._runtime.in_runtime_thread():
-            return fn()
-
-        async def call() -> Any:
-            return fn()
-
-        try:
-            return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
-        except RtnbError as exc:
-            raise exc.with_traceback(None) from None
-
-    _call = call
-
-    def _mutate(
+    def _send_mutation(
         self, topic: str, entity_id: str, patch: dict[str, Any], timeout: float
     ) -> Coroutine[Any, Any, Mutation]:
         return self._session.mutate(topic, entity_id, patch, timeout)
 
-    def _callback_failed(self, what: str, exc: BaseException) -> None:
-        self._session.callback_failed(what, exc)
+    def _set_apply_hook(self, hook: Callable[[TopicState, Event, Any], None] | None) -> None:
+        self._session.set_apply_hook(hook)
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """rtnb's runtime event loop (where state, stores and callbacks live)."""
-        return self._runtime.loop
+    def _topic_released(self, topic: str) -> None:
+        self._session.unsubscribe(topic)
 
     def now(self) -> float:
         """The wall clock ages are measured on: ``time.time()``."""
@@ -375,11 +350,16 @@ class Connection:
         )
         return found
 
+    @property
+    def live(self) -> bool:
+        """True: a live connection (it can mutate; a replay cannot)."""
+        return True
+
     def add_tap(self, tap: Tap) -> Callable[[], None]:
         """Observe every raw frame received: ``tap(data, received_at, transport, attempt)``,
         called on the runtime thread before the pipeline (keep it cheap; do not keep
         ``data`` beyond the call unless you copy it). Returns a callable removing the tap."""
-        remove: Callable[[], None] = self._call(lambda: self._session.add_tap(tap), what="add_tap")
+        remove: Callable[[], None] = self.call(lambda: self._session.add_tap(tap), what="add_tap")
         return remove
 
     # -- state ---------------------------------------------------------------------------
@@ -388,18 +368,6 @@ class Connection:
     def state(self) -> ConnectionState:
         """The current state (an immutable snapshot: status, reason, attempt, …)."""
         return self._session.state
-
-    @property
-    def status(self) -> Status:
-        return self._session.state.status
-
-    @property
-    def transport(self) -> str:
-        return self._session.state.transport
-
-    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
-        """Call ``callback(state)`` on every transition (on the runtime thread)."""
-        return self._session.on_state(callback)
 
     def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
         """Block until the connection reaches ``status``.
@@ -458,36 +426,12 @@ class Connection:
                     f"{existing.ordering!r} on this connection; use the same ordering"
                 )
             state = self._session.subscribe(topic, ordering, merge, gap_timeout, stale_after)
-            handle = Topic(self, state)
-            self._handles.setdefault(topic, []).append(handle)
-            self._session.add_event_handler(topic, handle._dispatch)
-            return handle
+            return Topic(self, state)
 
-        result: Topic = self._call(sub, what=f"subscribe({topic!r})")
-        return result
+        return self._add_handle(topic, sub, what=f"subscribe({topic!r})")
 
     async def subscribe_async(self, topic: str, ordering: str = "sequence", **kw: Any) -> Topic:
         return await asyncio.to_thread(self.subscribe, topic, ordering, **kw)
-
-    def _release(self, handle: Topic) -> None:
-        self._call(lambda: self._release_now(handle), what="topic.unsubscribe")
-
-    async def _release_async(self, handle: Topic) -> None:
-        await asyncio.to_thread(self._release, handle)
-
-    def _release_now(self, handle: Topic) -> None:
-        handles = self._handles.get(handle.name, [])
-        if handle in handles:
-            handles.remove(handle)
-            self._session.remove_event_handler(handle.name, handle._dispatch)
-        if not handles:
-            self._handles.pop(handle.name, None)
-            self._session.unsubscribe(handle.name)
-
-    @property
-    def topics(self) -> dict[str, Topic]:
-        """The subscribed topics (one handle each)."""
-        return {name: hs[0] for name, hs in self._handles.items() if hs}
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -555,18 +499,6 @@ class Connection:
             for key, conn in list(_registry.items()):
                 if conn is self:
                     del _registry[key]
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close_async()
 
     def __repr__(self) -> str:
         st = self.state

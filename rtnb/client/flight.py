@@ -66,19 +66,7 @@ from ..telemetry.sanitize import filler
 
 if TYPE_CHECKING:
     from ..telemetry.recorded import Recording
-    from .source import Source
-
-__all__ = [
-    "FLIGHT_BYTES",
-    "FLIGHT_SECONDS",
-    "ROW_OVERHEAD",
-    "SEED_SPACING",
-    "SEGMENTS",
-    "FlightRecorder",
-    "Seed",
-    "seed_frame",
-    "topic_configs",
-]
+    from .connection import Connection
 
 #: Bytes of frames the flight recorder holds per connection: 32 MiB -- about
 #: 150,000 typical 200-byte frames, a few minutes of a busy stream and hours of
@@ -212,7 +200,7 @@ class FlightRecorder:
     :meth:`recording` may be called from any thread.
     """
 
-    def __init__(self, source: Source, max_bytes: int, max_seconds: float) -> None:
+    def __init__(self, source: Connection, max_bytes: int, max_seconds: float) -> None:
         self.max_bytes = int(max_bytes)
         self.max_seconds = float(max_seconds)
         self.enabled = self.max_bytes > 0 and self.max_seconds > 0
@@ -246,7 +234,7 @@ class FlightRecorder:
             return
         self._topics = self._source.topic_states
         self._segments.append(self._cur)
-        self._remove = self._source.add_tap(self._make_tap())  # type: ignore[attr-defined]
+        self._remove = self._source.add_tap(self._make_tap())
 
     def _make_tap(self) -> Callable[[Any, float, str, int], None]:
         """The per-frame hook: one append and two additions in the common case, every

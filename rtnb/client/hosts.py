@@ -23,8 +23,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["on_session_end", "session_key"]
-
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 # marimo's contexts are unhashable dataclasses: number them by id, checked by a weakref

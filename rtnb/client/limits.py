@@ -25,8 +25,6 @@ from ..transports.base import (
 )
 from .flight import FLIGHT_BYTES, FLIGHT_SECONDS
 
-__all__ = ["Limits"]
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from ..core.ledger import MutationRecord
 from ..protocol.errors import RtnbError, WaitTimeout
+from ..protocol.frames import Mutate
 
-__all__ = ["Mutation", "MutationError"]
+if TYPE_CHECKING:
+    from ..telemetry.log import EnvelopeLog
 
 
 class MutationError(RtnbError):
@@ -129,3 +133,32 @@ class Mutation:
             f"<Mutation {self.client_mutation_id} {self.topic}/{self.entity_id} "
             f"{self.status}{extra}>"
         )
+
+
+def mutate_frame(rec: MutationRecord) -> Mutate:
+    """The ``mutate`` frame that sends ``rec``."""
+    return Mutate(
+        topic=rec.topic,
+        entity_id=rec.entity_id,
+        patch=rec.patch,
+        client_mutation_id=rec.client_mutation_id,
+    )
+
+
+def log_mutation(log: EnvelopeLog, rec: MutationRecord) -> None:
+    """One row of the log's mutations table for a resolved (or refused) mutation."""
+    resolved = rec.resolved_at if rec.resolved_at is not None else math.nan
+    latency = rec.latency_ms if rec.latency_ms is not None else math.nan
+    if rec.status == "late_confirmation":
+        resolved = time.time()
+        latency = (resolved - rec.created_at) * 1000.0
+    log.append_mutation(
+        rec.client_mutation_id,
+        rec.topic,
+        rec.entity_id,
+        rec.created_at,
+        resolved,
+        rec.status,
+        latency,
+        rec.while_degraded,
+    )

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ..core.status import Status
+from ..protocol.errors import RecordingExists
 from ..telemetry.parquet import table_info, write_file
 from ..telemetry.recorded import frames_table
 from ..telemetry.rolling import list_parts, part_path
@@ -56,16 +57,7 @@ from .flight import seed_frame, topic_configs
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .session import ConnectionState
-
-__all__ = [
-    "MAX_PENDING_BYTES",
-    "MAX_PENDING_FRAMES",
-    "ROLL_FRAMES",
-    "ROLL_INTERVAL",
-    "Recorder",
-    "record",
-]
+    from .state import ConnectionState
 
 logger = logging.getLogger("rtnb")
 
@@ -128,13 +120,13 @@ class Recorder:
             raise ValueError(f"roll_frames must be >= 1, got {roll_frames}")
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise FileExistsError(
+            raise RecordingExists(
                 f"{os.fspath(path)!r} is a file; a recording is a directory of rolling files"
             )
         self.path.mkdir(parents=True, exist_ok=True)
         existing = list_parts(self.path)
         if existing and not overwrite:
-            raise FileExistsError(
+            raise RecordingExists(
                 f"{os.fspath(path)!r} already holds a recording ({len(existing)} files); "
                 "choose another directory or pass overwrite=True"
             )

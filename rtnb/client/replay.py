@@ -3,7 +3,7 @@
 A :class:`Replay` looks like a :class:`~rtnb.client.connection.Connection` to
 everything that reads one -- ``subscribe`` returns real
 :class:`~rtnb.client.topic.Topic` handles, and it implements :class:`~rtnb.client.source.Source` (``state``, ``on_state``,
-``log``, ``topic_states``, ``loop``, ``call``, ``now``...) as a connection does -- so
+``log``, ``topic_view``, ``open_rows``, ``loop``, ``call``, ``now``...) as a connection does -- so
 ``StreamTable``, ``Freshness``, ``LiveChart`` and the charts work on it unchanged.
 
 Its input is the recording instead of a socket: every recorded frame is fed
@@ -28,12 +28,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
-import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -43,19 +42,16 @@ from ..core.merge import MergeFn
 from ..core.pipeline import TopicState
 from ..core.status import Status
 from ..protocol.errors import LocalProtocolError, WaitTimeout
+from ..protocol.frames import Event
 from ..telemetry.log import EnvelopeLog
+from .base import BaseSource
 from .mutation import Mutation
 from .replay_player import Player
 from .replay_timeline import Timeline
 from .replay_topic import ReplayTopic, Timestamp, to_seconds
-from .runtime import DEFAULT_CALL_TIMEOUT, Runtime, get_runtime
-from .session import ConnectionState
 from .source import ConfirmedIdentity
+from .state import ConnectionState
 from .topic import Topic
-
-__all__ = ["DEFAULT_SPEED", "Replay", "ReplayTopic", "replay"]
-
-logger = logging.getLogger("rtnb")
 
 #: Default playback speed (recorded seconds per wall-clock second): 10.
 DEFAULT_SPEED: Final = 10.0
@@ -84,7 +80,7 @@ def replay(
     return Replay(log, speed, **options)
 
 
-class Replay:
+class Replay(BaseSource):
     """A recording played back through the pipeline; connection-like (see module doc).
 
     ``speed``: recorded seconds per wall second (``None``: as fast as possible).
@@ -107,11 +103,11 @@ class Replay:
                 "with conn.record(path) and read it with rtnb.EnvelopeLog.read_parquet(path)"
             )
         self._check_speed(speed)
+        super().__init__()
         self.source = log
         self.url = "replay"
         self.payloads = recording.payloads
         self._speed = speed
-        self._runtime: Runtime = get_runtime()
         self._timeline = Timeline(log, recording)
         cap = log.capacity
         self.log = EnvelopeLog(
@@ -122,8 +118,6 @@ class Replay:
         )
         #: never holds a mutation: a replay sends none
         self._ledger = MutationLedger()
-        self._handles: dict[str, list[Topic]] = {}
-        self._state_callbacks: list[Callable[[ConnectionState], Any]] = []
         self._paused = paused
         self._closed = False
         self._done = threading.Event()
@@ -131,36 +125,26 @@ class Replay:
         self._kick: asyncio.Event | None = None
         self._seek_lock: asyncio.Lock | None = None  # created on the runtime loop
         self._seeking: tuple[float, float] | None = None  # (from, to) of a seek under way
-        self._player = Player(self._timeline, self.log, merge=merge, on_state=self._notify)
+        self._player = Player(self._timeline, self.log, merge=merge, on_state=self._notify_state)
         self._clock = self._player.clock
         self._anchor()
         if not paused:
-            self._call(self._play, what="rtnb.replay")
+            self.call(self._play, what="rtnb.replay")
 
-    # -- plumbing (rtnb.Source: what widgets, charts and topics use) ----------------------
+    # -- what BaseSource asks of a replay ---------------------------------------------------
 
-    def call(self, fn: Callable[[], Any], *, what: str) -> Any:
-        """Run ``fn`` on rtnb's runtime thread (directly if already there); its result."""
-        if self._runtime.in_runtime_thread():
-            return fn()
+    _goes_on = "replay"
 
-        async def call() -> Any:
-            return fn()
-
-        return self._runtime.run(call(), what=what, timeout=DEFAULT_CALL_TIMEOUT)
-
-    _call = call
-
-    def _run(self, coro: Coroutine[Any, Any, Any], *, what: str) -> Any:
-        return self._runtime.run(coro, what=what, timeout=None)
-
-    async def _mutate(self, *args: Any) -> Mutation:
+    async def _send_mutation(self, *args: Any) -> Mutation:
         raise LocalProtocolError("a replay is read-only: mutations cannot be sent")
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """rtnb's runtime event loop (the replay plays on it)."""
-        return self._runtime.loop
+    def _set_apply_hook(self, hook: Callable[[TopicState, Event, Any], None] | None) -> None:
+        self._player.set_on_apply(hook)
+
+    def _topic_released(self, topic: str) -> None:
+        """Nothing ends: a replay plays every recorded topic, held or not."""
+
+    # -- rtnb.Source: what widgets, charts and topics read ------------------------------------
 
     @property
     def topic_states(self) -> Mapping[str, TopicState]:
@@ -176,10 +160,14 @@ class Replay:
         """None: a replay is not authenticated by anyone."""
         return None
 
-    def _callback_failed(self, what: str, exc: BaseException) -> None:
-        logger.warning(
-            "rtnb: %s raised %s: %s (the replay continues)", what, type(exc).__name__, exc
-        )
+    def wait_identity(self, timeout: float = 5.0) -> ConfirmedIdentity | None:
+        """None at once: a replay is not authenticated by anyone."""
+        return None
+
+    @property
+    def live(self) -> bool:
+        """False: a replay (read-only; it cannot mutate)."""
+        return False
 
     @staticmethod
     def _check_speed(speed: float | None) -> None:
@@ -192,24 +180,6 @@ class Replay:
     def state(self) -> ConnectionState:
         return self._player.state
 
-    @property
-    def status(self) -> Status:
-        return self._player.state.status
-
-    @property
-    def transport(self) -> str:
-        return self._player.state.transport
-
-    def on_state(self, callback: Callable[[ConnectionState], Any]) -> Callable[[], None]:
-        """Call ``callback(state)`` when the replay passes a recorded transition."""
-        self._state_callbacks.append(callback)
-
-        def remove() -> None:
-            if callback in self._state_callbacks:
-                self._state_callbacks.remove(callback)
-
-        return remove
-
     def wait_for(self, status: Status | str, timeout: float | None = 10.0) -> ConnectionState:
         """Block until the replayed connection reaches ``status``; ``rtnb.WaitTimeout`` if not."""
         want = Status(status)
@@ -221,10 +191,6 @@ class Replay:
         finally:
             remove()
         return self.state
-
-    @property
-    def topics(self) -> dict[str, Topic]:
-        return {name: hs[0] for name, hs in self._handles.items() if hs}
 
     @property
     def recorded_topics(self) -> dict[str, str]:
@@ -246,7 +212,7 @@ class Replay:
             self._speed = value
             self._anchor()
 
-        self._call(change, what="replay.speed")
+        self.call(change, what="replay.speed")
 
     @property
     def window_start(self) -> dt.datetime:
@@ -320,10 +286,10 @@ class Replay:
                 self._paused = True
                 self._wake()
 
-        self._call(pause, what="replay.pause")
+        self.call(pause, what="replay.pause")
 
     def resume(self) -> None:
-        self._call(self._play, what="replay.resume")
+        self.call(self._play, what="replay.resume")
 
     def seek(self, timestamp: Timestamp) -> None:
         """Jump to a recorded instant (rebuilding state from the start if it is earlier),
@@ -333,7 +299,7 @@ class Replay:
         playing."""
         target = to_seconds(timestamp)
         self.pause()
-        self._run(self._seek(target), what="replay.seek")
+        self._run(self._seek(target), what="replay.seek", timeout=None)
 
     async def seek_async(self, timestamp: Timestamp) -> None:
         target = to_seconds(timestamp)
@@ -374,19 +340,7 @@ class Replay:
                 self._task = None
 
         if self._runtime.thread.is_alive():
-            self._call(close, what="replay.close")
-
-    def __enter__(self) -> Replay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Replay:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.close)
+            self.call(close, what="replay.close")
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -405,31 +359,12 @@ class Replay:
                     f"topic {topic!r} was recorded with ordering {state.ordering!r}; "
                     "replay it with the same ordering (or leave ordering out)"
                 )
-            handle = ReplayTopic(self, state)
-            self._handles.setdefault(topic, []).append(handle)
-            self._player.set_on_apply(self._on_apply)
-            return handle
+            return ReplayTopic(self, state)
 
-        result: Topic = self._call(sub, what=f"replay.subscribe({topic!r})")
-        return result
+        return self._add_handle(topic, sub, what=f"replay.subscribe({topic!r})")
 
     async def subscribe_async(self, topic: str, ordering: str | None = None, **kw: Any) -> Topic:
         return await asyncio.to_thread(self.subscribe, topic, ordering, **kw)
-
-    def _release(self, handle: Topic) -> None:
-        def release() -> None:
-            handles = self._handles.get(handle.name, [])
-            if handle in handles:
-                handles.remove(handle)
-
-        self._call(release, what="topic.unsubscribe")
-
-    async def _release_async(self, handle: Topic) -> None:
-        await asyncio.to_thread(self._release, handle)
-
-    def _on_apply(self, ts: TopicState, event: Any, outcome: Any) -> None:
-        for handle in self._handles.get(ts.name, ()):
-            handle._dispatch(event, str(outcome))
 
     # -- playing (runtime thread) --------------------------------------------------------------
 
@@ -475,18 +410,11 @@ class Replay:
                 self._clock = max(self._clock, self._timeline.end)
                 self._done.set()
         except Exception as exc:  # never die silently: say what broke the replay
-            self._callback_failed("replay", exc)
+            self.callback_failed("replay", exc)
             raise
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
-
-    def _notify(self, state: ConnectionState) -> None:
-        for cb in tuple(self._state_callbacks):
-            try:
-                cb(state)
-            except Exception as exc:
-                self._callback_failed("on_state callback", exc)
 
     async def _seek(self, target: float) -> None:
         if self._seek_lock is None:
@@ -503,14 +431,12 @@ class Replay:
         player = self._player
         before = player.state
         player.rewind(target)
-        player.quiet = True
         self._seeking = (player.clock, target)
         try:
             while not player.done and player.next_time <= target:
-                player.advance(target, SLICE_ROWS)
+                player.advance(target, SLICE_ROWS, quiet=True)
                 await asyncio.sleep(0)
         finally:
-            player.quiet = False
             self._seeking = None
         self._clock = max(self._timeline.start, min(target, self._timeline.end))
         if player.done and target >= self._timeline.end:
@@ -518,7 +444,7 @@ class Replay:
         else:
             self._done.clear()
         if player.state is not before:
-            self._notify(player.state)
+            self._notify_state(player.state)
         self._anchor()
         if not self._paused:
             self._play()

@@ -50,17 +50,14 @@ import numpy as np
 
 from ..core.dedupe import DEFAULT_DEDUPE_MAX_ENTRIES, Deduper
 from ..core.merge import MergeFn
-from ..core.orderer import make_orderer
 from ..core.pipeline import Pipeline, TopicState
 from ..core.status import Status
-from ..core.store import TopicStore
 from ..protocol.frames import Event
 from ..telemetry.log import EnvelopeLog
 from ..telemetry.ring import TableSnapshot
 from .replay_timeline import FRAME, HEARTBEAT, MUTATION, STATE, FrameReader, Timeline, TopicConfig
-from .session import MAINTENANCE_INTERVAL, ConnectionState
-
-__all__ = ["CHECKPOINT_ROWS", "MAX_CHECKPOINTS", "Checkpoint", "Player"]
+from .session import MAINTENANCE_INTERVAL
+from .state import ConnectionState
 
 #: Rows between two checkpoints, at least: 2,000 (a seek rolls forward at most this many).
 CHECKPOINT_ROWS = 2_000
@@ -129,23 +126,22 @@ class Player:
         self.configs: dict[str, TopicConfig] = dict(timeline.topics)
         self._merge = dict(merge or {})
         self._reader = FrameReader(timeline.frames)
+        self._dedupe_entries = dedupe_entries
+        self.on_apply: OnApply | None = None
+        self.pipeline = self._new_pipeline()
         #: one TopicState per recorded topic, for the whole life of the player
         self.topic_states: dict[str, TopicState] = {
-            name: TopicState(
-                name,
-                make_orderer(name, cfg.ordering, gap_timeout=cfg.gap_timeout),
-                TopicStore(name, self._merge.get(name)),
+            name: self.pipeline.new_topic_state(
+                name, cfg.ordering, merge=self._merge.get(name), gap_timeout=cfg.gap_timeout
             )
             for name, cfg in self.configs.items()
         }
         self.on_state = on_state
-        self.on_apply: OnApply | None = None
         #: while True, state changes are not reported (a seek reports the last one)
         self.quiet = False
         #: checkpoints by row index, ascending (``checkpoint_rows`` apart; 0 turns them off)
         self.checkpoints: list[Checkpoint] = []
         self.checkpoint_rows = max(CHECKPOINT_ROWS, -(-len(timeline) // MAX_CHECKPOINTS))
-        self._dedupe_entries = dedupe_entries
         #: the log as it was at the end (kept once the player got there, for forward jumps)
         self._full: dict[str, TableSnapshot] | None = None
         self.reset()
@@ -165,10 +161,10 @@ class Player:
     def reset(self) -> None:
         """Back to the start: empty log, topics and pipeline; the IDLE state."""
         self.log.clear()
-        self.pipeline = Pipeline(self.log, deduper=Deduper(max_entries=self._dedupe_entries))
-        self.pipeline.on_apply = self.on_apply
+        self.pipeline = self._new_pipeline()
         for name, state in self.topic_states.items():
-            self._clear_topic(state, self.configs[name])
+            cfg = self.configs[name]
+            self.pipeline.reset_topic(state, cfg.ordering, gap_timeout=cfg.gap_timeout)
         self.i = 0
         self._next_check = -math.inf
         #: recorded time of the last row processed
@@ -183,12 +179,26 @@ class Player:
             self.clock,
         )
 
-    def set_on_apply(self, callback: OnApply | None) -> None:
-        self.on_apply = callback
-        self.pipeline.on_apply = callback
+    def _new_pipeline(self) -> Pipeline:
+        pipeline = Pipeline(self.log, deduper=Deduper(max_entries=self._dedupe_entries))
+        pipeline.set_on_apply(self.on_apply)
+        return pipeline
 
-    def advance(self, until: float, limit: int) -> None:
-        """Process up to ``limit`` rows whose recorded time is at most ``until``."""
+    def set_on_apply(self, callback: OnApply | None) -> None:
+        """Call ``callback(topic_state, event, outcome)`` for each event applied (None: none)."""
+        self.on_apply = callback
+        self.pipeline.set_on_apply(callback)
+
+    def advance(self, until: float, limit: int, *, quiet: bool = False) -> None:
+        """Process up to ``limit`` rows whose recorded time is at most ``until``
+        (``quiet``: without reporting the state changes passed, as a seek does)."""
+        if quiet and not self.quiet:
+            self.quiet = True
+            try:
+                self.advance(until, limit)
+            finally:
+                self.quiet = False
+            return
         times, n = self.timeline.times, len(self.timeline)
         stop = min(n, self.i + limit)
         every = self.checkpoint_rows
@@ -317,21 +327,10 @@ class Player:
             return False
         pipeline = self._copy(cp.pipeline)
         pipeline.use_deduper(self._deduper_at(k))
-        pipeline.on_apply = self.on_apply
-        for name, live in self.topic_states.items():
-            saved = pipeline.topics.get(name)
-            if saved is None:
-                self._clear_topic(live, self.configs[name])
-                continue
-            for slot in TopicState.__slots__:
-                if slot not in ("name", "store"):
-                    setattr(live, slot, getattr(saved, slot))
-            store = saved.store
-            live.store.replace(
-                (eid, st, store.sequences.get(eid, 0)) for eid, st in store.entities.items()
-            )
-            live.store.pending = store.pending
-            pipeline.topics[name] = live
+        pipeline.set_on_apply(self.on_apply)
+        for state in pipeline.adopt_topics(self.topic_states):
+            cfg = self.configs[state.name]
+            pipeline.reset_topic(state, cfg.ordering, gap_timeout=cfg.gap_timeout)
         self.pipeline = pipeline
         self.i, self.clock, self._next_check = cp.i, cp.clock, cp.next_check
         self.state = cp.state
@@ -381,25 +380,10 @@ class Player:
 
     def _set_topics(self, configs: dict[str, Any]) -> None:
         """The recorded topic set changed: drop the topics gone, (re)start the new ones."""
-        topics = self.pipeline.topics
-        for name in [n for n in topics if n not in configs]:
-            self.pipeline.remove_topic(name)
+        pipeline = self.pipeline
+        for name in [n for n in pipeline.topics if n not in configs]:
+            pipeline.remove_topic(name)
         for name, raw in configs.items():
-            if name in topics:
-                continue
-            cfg = TopicConfig(str(raw["ordering"]), float(raw["gap_timeout"]))
-            state = self.topic_states[name]
-            self._clear_topic(state, cfg)
-            topics[name] = state
-
-    def _clear_topic(self, state: TopicState, cfg: TopicConfig) -> None:
-        """Make ``state`` what a fresh subscription would be (handles keep pointing at it)."""
-        state.orderer = make_orderer(state.name, cfg.ordering, gap_timeout=cfg.gap_timeout)
-        state.store.replace(())
-        state.store.pending.clear()
-        state.status = "pending"
-        state.error = state.error_code = None
-        state.confirmed = False
-        state.last_token = state.last_event_at = state.replay_until = None
-        state.unavailable = False
-        state.applied = state.gaps = state.unrecoverable = 0
+            if name not in pipeline.topics:
+                ordering, gap_timeout = str(raw["ordering"]), float(raw["gap_timeout"])
+                pipeline.attach_topic(self.topic_states[name], ordering, gap_timeout=gap_timeout)

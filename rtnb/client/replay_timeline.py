@@ -26,8 +26,6 @@ from ..telemetry.log import EnvelopeLog
 from ..telemetry.recorded import Recording
 from ..telemetry.ring import TableSnapshot
 
-__all__ = ["FRAME", "HEARTBEAT", "MUTATION", "STATE", "FrameReader", "Timeline", "TopicConfig"]
-
 FRAME: Final = 0
 STATE: Final = 1
 HEARTBEAT: Final = 2

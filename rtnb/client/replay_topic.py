@@ -16,8 +16,6 @@ from .topic import Topic, TopicFreshness, topic_freshness
 if TYPE_CHECKING:
     from .replay import Replay
 
-__all__ = ["ReplayTopic", "Timestamp", "to_seconds"]
-
 #: Anything ``seek`` takes: unix seconds, an ISO string, a datetime or a pandas Timestamp.
 Timestamp = float | int | str | dt.datetime | Any
 

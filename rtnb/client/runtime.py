@@ -21,8 +21,6 @@ from typing import Any, Final, TypeVar
 
 from ..protocol.errors import LocalProtocolError, WaitTimeout
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "Runtime", "get_runtime"]
-
 T = TypeVar("T")
 
 #: Seconds a sync call waits for the runtime thread by default: 30.

@@ -17,25 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import itertools
 import logging
 import math
 import random
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from ..core.backoff import Backoff
 from ..core.dedupe import Deduper
 from ..core.ledger import MutationLedger, MutationRecord, OnDegraded
-from ..core.machine import (
+from ..core.machine import ConnectionMachine
+from ..core.machine_table import (
     CancelTimer,
     CloseTransport,
-    ConnectionMachine,
     MachineAction,
     MachineConfig,
     OpenTransport,
@@ -50,56 +47,23 @@ from ..core.merge import MergeFn
 from ..core.pipeline import REFUSED_STATUSES, Pipeline, TopicState
 from ..core.status import Status
 from ..protocol.errors import ConnectionClosed, WaitTimeout
-from ..protocol.frames import Authenticated, Mutate
+from ..protocol.frames import Authenticated
 from ..telemetry import EnvelopeLog
 from ..transports.base import Transport, TransportError, TransportOptions
 from ..transports.polling import PollingTransport
 from ..transports.sse import SSETransport
 from ..transports.websocket import WebSocketTransport
 from .limits import Limits
-from .mutation import Mutation
+from .mutation import Mutation, log_mutation, mutate_frame
 from .source import ConfirmedIdentity
-
-__all__ = ["MAINTENANCE_INTERVAL", "ClientSession", "ConnectionState", "TokenProvider"]
+from .state import ConnectionState, cause_of
+from .tokens import TokenProvider, Tokens
 
 logger = logging.getLogger("rtnb")
 
-TokenProvider = Callable[[], "str | Awaitable[str]"]
-
 #: Seconds between gap checks and mutation-timeout sweeps: 0.1.
 MAINTENANCE_INTERVAL: Final = 0.1
-# The machine's "…; retry 3 in 8.5 s" (the delay as drawn): shown once, counting down.
-_RETRY_SUFFIX: Final = re.compile(r"; retry \d+ in [\d.]+ s$")
 _LOSSES: Final = frozenset({Status.DEGRADED, Status.RECONNECTING, Status.CLOSED})
-
-
-def cause_of(reason: str) -> str:
-    """A state reason without its retry figure (the cause alone)."""
-    return _RETRY_SUFFIX.sub("", reason)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionState:
-    """An immutable snapshot of the connection's state (``conn.state``)."""
-
-    status: Status
-    previous: Status | None
-    reason: str
-    attempt: int
-    next_retry_at: float | None
-    transport: str
-    since: float
-
-    def __str__(self) -> str:
-        if self.next_retry_at is not None and self.status is Status.RECONNECTING:
-            # One retry figure: the time left now (the reason holds the delay as drawn).
-            wait = max(0.0, self.next_retry_at - time.time())
-            return (
-                f"{self.status.value} via {self.transport} ({cause_of(self.reason)}); "
-                f"retry {self.attempt} in {wait:.1f} s"
-            )
-        return f"{self.status.value} via {self.transport} ({self.reason})"
-
 
 #: A raw-frame observer: ``tap(data, received_at, transport, attempt)``.
 Tap = Callable[[Any, float, str, int], None]
@@ -146,8 +110,7 @@ class ClientSession:
         #: Gateways sharing one store, tried in order (failover); ``url`` is the current one.
         self.gateways = gateways if len(gateways) > 1 else (url,)
         self._gateway = 0
-        self._static_token = token if isinstance(token, str) else None
-        self._provider = None if isinstance(token, str) else token
+        self._tokens = Tokens(token)
         self.log = log
         self.options = options
         self.ledger = MutationLedger(on_degraded=on_degraded, max_open=limits.max_open_mutations)
@@ -180,7 +143,6 @@ class ClientSession:
         self._state_callbacks: list[Callable[[ConnectionState], Any]] = []
         self._state_waiters: list[tuple[Status, asyncio.Future[ConnectionState]]] = []
         self._mutations: dict[str, Mutation] = {}
-        self._event_handlers: dict[str, list[Callable[[Any, str], None]]] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._mid_prefix = uuid.uuid4().hex[:12]
@@ -198,7 +160,7 @@ class ClientSession:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        token = await self._fetch_token()
+        token = await self._tokens.fetch()
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
         self._run(self.machine.start(time.time(), token))
 
@@ -216,17 +178,7 @@ class ClientSession:
 
     def _cancel_mutations(self, now: float, reason: str) -> None:
         """Closed: resolve every open mutation (``cancelled``) so no ``wait()`` hangs."""
-        self._roll_back(self.ledger.cancel_all(now, f"connection closed ({reason})"))
-
-    def _roll_back(self, records: Iterable[MutationRecord]) -> None:
-        """Drop resolved-without-confirmation mutations from their overlays; settle them."""
-        for rec in records:
-            ts = self.pipeline.topics.get(rec.topic)
-            if ts is not None:
-                ts.store.remove_pending(rec.entity_id, rec.client_mutation_id)
-            self.pipeline.resolved.append(rec)
-        if self.pipeline.resolved:
-            self._settle_mutations()
+        self._settle(self.pipeline.cancel_mutations(now, f"connection closed ({reason})"))
 
     async def _teardown(self) -> None:
         """Stop timers and tasks; let transport closes finish (never cancel a close)."""
@@ -373,8 +325,9 @@ class ClientSession:
             control = pipeline.feed(data, now)
             machine.note_alive(now)
             if control:
-                if pipeline.fault is not None:  # a bound broken (snapshot too large)
-                    self._fault(pipeline.fault)
+                fault = pipeline.take_fault()
+                if fault is not None:  # a bound broken (snapshot too large)
+                    self._fault(fault)
                     return
                 for frame in control:
                     if holder["t"] is not self._transport:
@@ -382,10 +335,8 @@ class ClientSession:
                     if type(frame) is Authenticated:
                         self._identify(frame)
                     self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
-                if pipeline.resolved:
-                    self._settle_mutations()
-            elif pipeline.resolved:
-                self._settle_mutations()
+            if pipeline.resolved:  # read only: the pipeline hands them over
+                self._settle(pipeline.take_resolved())
 
         def on_close(code: int, reason: str, retry_after: float | None) -> None:
             if holder["t"] is None or holder["t"] is not self._transport:
@@ -430,7 +381,6 @@ class ClientSession:
     def _fault(self, reason: str) -> None:
         """The stream broke a bound it cannot recover from in place: drop the
         transport and let the machine reconnect (with backoff), as for a close."""
-        self.pipeline.fault = None
         if self._transport is None:
             return
         self._drop_transport(1009, reason)
@@ -438,7 +388,7 @@ class ClientSession:
 
     async def _open(self, action: OpenTransport) -> None:
         transport = self._make_transport(action)
-        token = self._static_token or self._current_token or ""
+        token = self._tokens.current
         self._transport = transport
         try:
             if action.auth is not None:
@@ -500,23 +450,9 @@ class ClientSession:
 
     # -- tokens ------------------------------------------------------------------------
 
-    _current_token: str | None = None
-
-    async def _fetch_token(self) -> str:
-        if self._static_token is not None:
-            return self._static_token
-        assert self._provider is not None
-        value = self._provider()
-        if inspect.isawaitable(value):
-            value = await value
-        if not isinstance(value, str) or not value:
-            raise TypeError("the token provider must return a non-empty str")
-        self._current_token = value
-        return value
-
     async def _refresh_token(self) -> None:
         try:
-            token = await self._fetch_token()
+            token = await self._tokens.fetch()
         except Exception as exc:
             if self.machine.status is not Status.CLOSED:
                 reason = f"token provider failed: {type(exc).__name__}"
@@ -558,27 +494,13 @@ class ClientSession:
         if name not in self.pipeline.topics:
             return
         self.pipeline.remove_topic(name)
-        self._event_handlers.pop(name, None)
-        self._update_apply_hook()
         if self.machine.status is not Status.CLOSED:
             self._run(self.machine.unsubscribe(time.time(), name))
 
-    def add_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
-        self._event_handlers.setdefault(topic, []).append(handler)
-        self._update_apply_hook()
-
-    def remove_event_handler(self, topic: str, handler: Callable[[Any, str], None]) -> None:
-        handlers = self._event_handlers.get(topic)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-        self._update_apply_hook()
-
-    def _update_apply_hook(self) -> None:
-        self.pipeline.on_apply = self._on_apply if any(self._event_handlers.values()) else None
-
-    def _on_apply(self, ts: TopicState, event: Any, outcome: Any) -> None:
-        for handler in self._event_handlers.get(ts.name, ()):
-            handler(event, str(outcome))
+    def set_apply_hook(self, hook: Callable[[TopicState, Any, Any], None] | None) -> None:
+        """Have the pipeline call ``hook(topic_state, event, outcome)`` for each applied
+        event (None: not at all; the connection installs it only while a handle listens)."""
+        self.pipeline.set_on_apply(hook)
 
     # -- mutations ----------------------------------------------------------------------------
 
@@ -587,62 +509,31 @@ class ClientSession:
     ) -> Mutation:
         if self.machine.status is Status.CLOSED:
             raise self.closed_error(f"mutate {topic!r}")
-        ts = self.pipeline.topics.get(topic)
-        if ts is None:
-            raise ValueError(f"not subscribed to {topic!r}; subscribe before mutating")
-        now = time.time()
         cmid = f"{self._mid_prefix}-{next(self._ids)}"
         degraded = self.machine.status is not Status.SUBSCRIBED
-        rec = self.ledger.create(
-            cmid, topic, entity_id, patch, now=now, timeout=timeout, degraded=degraded
+        rec = self.pipeline.mutate(
+            cmid, topic, entity_id, patch, now=time.time(), timeout=timeout, degraded=degraded
         )
         handle = Mutation(rec)
         if rec.status == "refused":
-            self._log_mutation(rec)
+            log_mutation(self.log, rec)
             return handle
         self._mutations[cmid] = handle
-        ts.store.add_pending(entity_id, cmid, patch)
         if rec.status == "pending":
-            self._send(self._mutate_frame(rec))
+            self._send(mutate_frame(rec))
         return handle
-
-    @staticmethod
-    def _mutate_frame(rec: MutationRecord) -> Mutate:
-        return Mutate(
-            topic=rec.topic,
-            entity_id=rec.entity_id,
-            patch=rec.patch,
-            client_mutation_id=rec.client_mutation_id,
-        )
 
     def _flush_queued(self, now: float) -> None:
         for rec in self.ledger.take_queued(now):
-            self._send(self._mutate_frame(rec))
+            self._send(mutate_frame(rec))
 
-    def _settle_mutations(self) -> None:
-        resolved, self.pipeline.resolved = self.pipeline.resolved, []
+    def _settle(self, resolved: Iterable[MutationRecord]) -> None:
+        """Log resolved mutations and wake their handles."""
         for rec in resolved:
-            self._log_mutation(rec)
+            log_mutation(self.log, rec)
             handle = self._mutations.pop(rec.client_mutation_id, None)
             if handle is not None:
                 handle._resolve()
-
-    def _log_mutation(self, rec: MutationRecord) -> None:
-        resolved = rec.resolved_at if rec.resolved_at is not None else math.nan
-        latency = rec.latency_ms if rec.latency_ms is not None else math.nan
-        if rec.status == "late_confirmation":
-            resolved = time.time()
-            latency = (resolved - rec.created_at) * 1000.0
-        self.log.append_mutation(
-            rec.client_mutation_id,
-            rec.topic,
-            rec.entity_id,
-            rec.created_at,
-            resolved,
-            rec.status,
-            latency,
-            rec.while_degraded,
-        )
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -655,7 +546,7 @@ class ClientSession:
                 self.callback_failed("maintenance tick", exc)
 
     def _tick(self, now: float) -> None:
-        self._roll_back(self.ledger.expire(now))
+        self._settle(self.pipeline.expire_mutations(now))
         if self.machine.status is not Status.SUBSCRIBED:
             return
         for gap in self.pipeline.check(now):

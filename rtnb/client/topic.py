@@ -7,12 +7,13 @@ inside a callback (already on the runtime thread) they read directly.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..core.freshness import activity_text, freshness
 from ..core.pipeline import TopicState
@@ -21,23 +22,15 @@ from ..core.wording import fmt_age, say
 from ..protocol.errors import ConnectionClosed, LocalProtocolError, WaitTimeout
 from ..protocol.frames import Event
 from .mutation import Mutation
+from .topic_view import refusal_reason, replay_missing
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .base import BaseSource
     from .connection import Connection
     from .replay import Replay
-    from .session import ConnectionState
-
-__all__ = [
-    "DF_MAX_COLUMNS",
-    "OVERFLOW_COLUMN",
-    "Topic",
-    "TopicFreshness",
-    "refusal_reason",
-    "replay_missing",
-    "topic_freshness",
-]
+    from .state import ConnectionState
 
 #: Columns ``topic.df`` builds at most: 1,000 (pandas takes ~9 s for a frame of
 #: 200,000 columns, which one hostile entity can have). Fields past it, in order of
@@ -129,22 +122,6 @@ class TopicFreshness:
         return status
 
 
-def refusal_reason(st: TopicState) -> str | None:
-    """The server's words for a refused topic: ``message (code)``."""
-    if st.error is None and st.error_code is None:
-        return None
-    code = f" ({st.error_code})" if st.error_code else ""
-    return f"{st.error or 'refused'}{code}"
-
-
-def replay_missing(st: TopicState) -> int | None:
-    """Events still to replay before the topic is live again (None: unknown or none)."""
-    if st.replay_until is None:
-        return None
-    pos = st.orderer.position()
-    return None if pos is None else max(0, st.replay_until - pos)
-
-
 def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicFreshness:
     """``st``'s freshness under ``conn`` at ``now`` (Topic and ReplayTopic)."""
     retry_at = conn.next_retry_at
@@ -166,11 +143,6 @@ def topic_freshness(st: TopicState, conn: ConnectionState, now: float) -> TopicF
         missing=replay_missing(st),
         stale_after=st.stale_after,
     )
-
-
-def _check_patch(patch: object) -> None:
-    if not isinstance(patch, dict) or not patch:
-        raise ValueError(f"patch must be a non-empty dict, got {patch!r}")
 
 
 def _match(
@@ -195,13 +167,23 @@ def _utc(ts: float | None) -> dt.datetime | None:
 
 
 class Topic:
-    """A live topic: current entities, a DataFrame view, freshness, mutations."""
+    """A live topic: current entities, a DataFrame view, freshness, mutations.
 
-    def __init__(self, connection: Connection | Replay, state: TopicState) -> None:
+    A handle talks to its connection (or replay) only through the public methods
+    of :class:`~rtnb.client.base.BaseSource`, which both share.
+    """
+
+    def __init__(self, connection: BaseSource, state: TopicState) -> None:
         self._conn = connection
         self._state = state
         self._callbacks: list[EventCallback] = []
         self._closed = False
+        #: the connection routes this topic's events to :meth:`_dispatch` (set on the
+        #: runtime thread only, while the handle has callbacks: see :meth:`on_event`)
+        self._listening = False
+        #: makes "add a callback, then see whether the handle is routed" one step
+        #: against the runtime thread's "see the callbacks, then (un)route"
+        self._routing = threading.Lock()
 
     # -- identity ----------------------------------------------------------------
 
@@ -216,7 +198,7 @@ class Topic:
     @property
     def connection(self) -> Connection | Replay:
         """The connection (or replay) this handle belongs to."""
-        return self._conn
+        return cast("Connection | Replay", self._conn)
 
     @property
     def topic_state(self) -> TopicState:
@@ -227,7 +209,7 @@ class Topic:
     # -- reads ---------------------------------------------------------------------
 
     def _read(self, fn: Callable[[], Any]) -> Any:
-        return self._conn._call(fn, what=f"reading topic {self.name!r}")
+        return self._conn.call(fn, what=f"reading topic {self.name!r}")
 
     @property
     def entities(self) -> dict[str, dict[str, Any]]:
@@ -306,7 +288,7 @@ class Topic:
         :class:`rtnb.LocalProtocolError` at once for a topic the server refused or does not
         know; :class:`rtnb.ConnectionClosed` on a closed connection.
         """
-        if self._conn._runtime.in_runtime_thread():  # data would never arrive: the loop waits
+        if self._conn.in_runtime_thread():  # data would never arrive: the loop waits
             raise LocalProtocolError(
                 f"topic {self.name!r}: wait_for blocks, so it cannot run in an rtnb callback; "
                 "read topic.df there instead"
@@ -346,53 +328,77 @@ class Topic:
         """Call ``callback(event, outcome)`` for each applied event, on the runtime thread.
 
         Callbacks are isolated: one that raises is logged and the stream goes on.
-        Returns a function that removes the callback.
+        Safe from any thread: the callback sees every event applied after ``on_event``
+        returns. Returns a function that removes the callback.
         """
-        self._callbacks.append(callback)
+        with self._routing:
+            self._callbacks.append(callback)
+            routed = self._listening
+        if not routed:  # route it before returning: the next event reaches the callback
+            self._conn.call(self._route_events, what=f"on_event on topic {self.name!r}")
 
         def remove() -> None:
-            if callback in self._callbacks:
+            with self._routing:
+                if callback not in self._callbacks:
+                    return
                 self._callbacks.remove(callback)
+                idle = not self._callbacks
+            if idle:  # stop routing, without waiting for the runtime thread
+                self._soon(self._route_events)
 
         return remove
+
+    def _route_events(self) -> None:
+        """Runtime thread: have the connection route this topic's events here while the
+        handle has callbacks, and not otherwise (each applied event costs a call then).
+
+        Every decision is taken here, on the runtime thread, from the callbacks present
+        then, under the same lock as ``on_event``'s append-and-look: an ``on_event``
+        racing a removal's queued stop either comes first (the stop sees its callback
+        and keeps routing) or sees the routing stopped and hops here to restart it."""
+        with self._routing:
+            want = bool(self._callbacks) and not self._closed
+            if want is self._listening:
+                return
+            self._listening = want
+            self._conn.listen(self, self._dispatch if want else None)
+
+    def _soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the runtime thread: now if already there, else soon (no wait)."""
+        if self._conn.in_runtime_thread():
+            fn()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing routes anyway
+            self._conn.loop.call_soon_threadsafe(fn)
 
     def _dispatch(self, event: Event, outcome: str) -> None:
         for cb in tuple(self._callbacks):
             try:
                 cb(event, outcome)
             except Exception as exc:
-                self._conn._callback_failed(f"on_event callback on {self.name!r}", exc)
+                self._conn.callback_failed(f"on_event callback on {self.name!r}", exc)
 
     # -- writes ----------------------------------------------------------------------
 
     def mutate(self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0) -> Mutation:
         """Change an entity optimistically; returns at once with a ``Mutation``."""
-        _check_patch(patch)
-        result: Mutation = self._conn._run(
-            self._conn._mutate(self.name, entity_id, patch, timeout),
-            what="topic.mutate",
-        )
-        return result
+        return self._conn.mutate(self.name, entity_id, patch, timeout=timeout)
 
     async def mutate_async(
         self, entity_id: str, patch: dict[str, Any], *, timeout: float = 10.0
     ) -> Mutation:
-        _check_patch(patch)
-        result: Mutation = await self._conn._runtime.wrap(
-            self._conn._mutate(self.name, entity_id, patch, timeout)
-        )
-        return result
+        return await self._conn.mutate_async(self.name, entity_id, patch, timeout=timeout)
 
     def unsubscribe(self) -> None:
         """Release this handle; the server subscription ends with the last one."""
         if not self._closed:
             self._closed = True
-            self._conn._release(self)
+            self._conn.release(self)
 
     async def unsubscribe_async(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._conn._release_async(self)
+            await self._conn.release_async(self)
 
     def __repr__(self) -> str:
         st = self._state

@@ -71,8 +71,6 @@ import math
 import random
 from typing import Final
 
-__all__ = ["DEFAULT_BURST_SECONDS", "DEFAULT_MAX_HINT", "DEFAULT_MIN_BURST", "AdmissionControl"]
-
 #: Default burst: this many seconds' worth of ``rate``: 0.1 ...
 DEFAULT_BURST_SECONDS: Final = 0.1
 #: ... but at least this many connections: 10.0.

@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any, Final
 
-__all__ = ["DEFAULT_DEDUPE_MAX_AGE", "DEFAULT_DEDUPE_MAX_ENTRIES", "Deduper"]
-
 #: Ids remembered at most (per connection): 50,000.
 DEFAULT_DEDUPE_MAX_ENTRIES: Final = 50_000
 #: Seconds an id is remembered at most: 600.

@@ -39,16 +39,6 @@ from typing import Final, Literal
 
 from .status import Status
 
-__all__ = [
-    "Activity",
-    "FreshnessStatus",
-    "FreshnessVerdict",
-    "activity_text",
-    "check_stale_after",
-    "connection_status",
-    "freshness",
-]
-
 FreshnessStatus = Literal[
     "live", "replaying", "quiet", "stale", "pending", "forbidden", "unknown", "refused", "closed"
 ]

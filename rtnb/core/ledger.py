@@ -28,15 +28,6 @@ from typing import Any, Final, Literal
 
 from ..protocol.errors import LocalProtocolError
 
-__all__ = [
-    "DEFAULT_MUTATION_TIMEOUT",
-    "MutationLedger",
-    "MutationRecord",
-    "MutationStatus",
-    "OnDegraded",
-    "ResolutionCursor",
-]
-
 MutationStatus = Literal[
     "queued",
     "pending",

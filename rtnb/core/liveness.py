@@ -17,14 +17,6 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = [
-    "HEARTBEAT_GRACE_FRACTION",
-    "HEARTBEAT_GRACE_MAX",
-    "MAX_OUTSTANDING_PINGS",
-    "Liveness",
-    "liveness_deadline",
-]
-
 #: Slack added to the heartbeat deadline for network and scheduling jitter:
 #: this fraction of the interval, capped at ``HEARTBEAT_GRACE_MAX`` seconds.
 HEARTBEAT_GRACE_FRACTION: Final = 0.2

@@ -80,14 +80,6 @@ from .machine_table import (
     AUTOMATIC,
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_FALLBACK_ORDER,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MISSED_HEARTBEATS,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_REFRESH_FRACTION,
-    DEFAULT_REFRESH_MARGIN,
-    DEFAULT_REFRESH_RETRY,
     TIMERS,
     TRANSITIONS,
     CancelTimer,
@@ -112,38 +104,6 @@ from .reconnect import FAILURE_CODES, BackoffLike, RetryClock, classify_drop, re
 from .status import Status
 from .tokens import check_token, refresh_at
 from .topics import TopicBook, check_topic
-
-__all__ = [
-    "CLOSE_GOING_AWAY",
-    "CLOSE_NORMAL",
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_FALLBACK_ORDER",
-    "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_MISSED_HEARTBEATS",
-    "DEFAULT_PING_INTERVAL",
-    "DEFAULT_REFRESH_FRACTION",
-    "DEFAULT_REFRESH_MARGIN",
-    "DEFAULT_REFRESH_RETRY",
-    "BackoffLike",
-    "CancelTimer",
-    "CloseTransport",
-    "ConnectionMachine",
-    "ControlFrame",
-    "FailureKind",
-    "Input",
-    "MachineAction",
-    "MachineConfig",
-    "OpenTransport",
-    "RecordRtt",
-    "RequestToken",
-    "SendFrame",
-    "StartTimer",
-    "StateChanged",
-    "Timer",
-    "TopicPhase",
-    "TopicStatusChanged",
-    "TransportKind",
-]
 
 # Error codes (no topic) that mean "this token is no good": handled like 4401.
 _AUTH_ERRORS: Final = AUTH_ERRORS

@@ -71,45 +71,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..protocol.frames import Authenticate, Ping, Subscribe, Unsubscribe
-from .liveness import HEARTBEAT_GRACE_FRACTION, HEARTBEAT_GRACE_MAX, liveness_deadline
+from .liveness import liveness_deadline
 from .status import Status
-
-__all__ = [
-    "AUTOMATIC",
-    "CLOSE_GOING_AWAY",
-    "CLOSE_NORMAL",
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_FALLBACK_ORDER",
-    "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_MISSED_HEARTBEATS",
-    "DEFAULT_PING_INTERVAL",
-    "DEFAULT_REFRESH_FRACTION",
-    "DEFAULT_REFRESH_MARGIN",
-    "DEFAULT_REFRESH_RETRY",
-    "HEARTBEAT_GRACE_FRACTION",
-    "HEARTBEAT_GRACE_MAX",
-    "TIMERS",
-    "TRANSITIONS",
-    "CancelTimer",
-    "CloseTransport",
-    "FailureKind",
-    "Input",
-    "MachineAction",
-    "MachineConfig",
-    "OpenTransport",
-    "RecordRtt",
-    "RequestToken",
-    "Row",
-    "SendFrame",
-    "StartTimer",
-    "StateChanged",
-    "Timer",
-    "TopicPhase",
-    "TopicStatusChanged",
-    "TransportKind",
-    "describe",
-    "liveness_deadline",
-]
 
 IDLE: Final = Status.IDLE
 CONNECTING: Final = Status.CONNECTING

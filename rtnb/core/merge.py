@@ -14,15 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-__all__ = [
-    "CLIENT_MUTATION_ID",
-    "DELETED_SUFFIX",
-    "MergeFn",
-    "apply_to",
-    "is_delete",
-    "shallow_merge",
-]
-
 DELETED_SUFFIX: Final = ".deleted"
 CLIENT_MUTATION_ID: Final = "clientMutationId"
 

@@ -28,19 +28,6 @@ import msgspec
 from ..protocol.frames import Event
 from .status import Outcome
 
-__all__ = [
-    "DEFAULT_GAP_TIMEOUT",
-    "DEFAULT_MAX_BUFFER",
-    "DEFAULT_MAX_BUFFER_BYTES",
-    "EntityOrderer",
-    "GapReport",
-    "NoOrderer",
-    "Orderer",
-    "Ordering",
-    "SequenceOrderer",
-    "make_orderer",
-]
-
 Ordering = Literal["sequence", "entity", "none"]
 
 #: Seconds a sequence gap may stay open before it is reported: 1.0.

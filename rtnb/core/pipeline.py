@@ -54,21 +54,11 @@ from .orderer import (
     SequenceOrderer,
     make_orderer,
 )
-from .runs import EVENT_TEXT, apply_run, frame_charge
+from .pipeline_inputs import PipelineInputs
+from .runs import EVENT_TEXT, PipelineRuns
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
-
-__all__ = [
-    "DEFAULT_MAX_SNAPSHOT_BYTES",
-    "DEFAULT_MAX_SNAPSHOT_ENTITIES",
-    "REFUSED_STATUSES",
-    "EnvelopeSink",
-    "NullSink",
-    "Pipeline",
-    "TopicState",
-    "TopicStatus",
-]
 
 #: Entities a snapshot sent in parts (``more: true``) may carry before it is
 #: refused: 1,000,000. Past it the parts held are dropped, an ``invalid`` row
@@ -209,7 +199,7 @@ class TopicState:
         )
 
 
-class Pipeline:
+class Pipeline(PipelineInputs, PipelineRuns):
     """Decode, dedupe, order, merge and log every frame of one connection."""
 
     #: batch frames take the run path (:meth:`_run`); False: every event one by one
@@ -371,7 +361,7 @@ class Pipeline:
                 msg = msgs[i]
                 if type(msg) is Event:
                     if runs and i + 1 < n:
-                        j = apply_run(self, msgs, i, n, now, share)
+                        j = self._run(msgs, i, n, now, share)
                         if j > 0:
                             i = j
                             continue
@@ -386,12 +376,6 @@ class Pipeline:
                 store.prepaid = 0
             charged.clear()
         return control
-
-    def _charge(self) -> int:
-        """What each store is charged for the batch frame being applied (computed once)."""
-        if self._frame_size < 0:
-            self._frame_size = frame_charge(self._frame, self._frame_bytes)
-        return self._frame_size
 
     def event(self, ev: Event, now: float, nbytes: int, alone: bool = False) -> None:
         """Dedupe, order, merge and log one event (the hot path: keep it flat).
@@ -416,7 +400,7 @@ class Pipeline:
                 self._row(now, ev.occurred_at.timestamp(), ev, _CODE[outcome], nbytes)
                 return
         self._apply(ts, ev, now, ev.occurred_at.timestamp(), nbytes, bound)
-        if type(orderer) is SequenceOrderer and orderer._buffer:
+        if type(orderer) is SequenceOrderer and orderer.buffered:
             for later in orderer.drain():
                 self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
 

@@ -31,17 +31,6 @@ from typing import Final, Literal, Protocol
 from ..protocol.retry import retry_hint_in_reason
 from .backoff import BackoffSchedule
 
-__all__ = [
-    "AUTH_CODES",
-    "FAILURE_CODES",
-    "FORBIDDEN_CODES",
-    "BackoffLike",
-    "Drop",
-    "RetryClock",
-    "classify_drop",
-    "retry_hint",
-]
-
 # Close codes (WebSocket, DESIGN §3) and their HTTP twins, by meaning.
 AUTH_CODES: Final = frozenset({4401, 401})
 FORBIDDEN_CODES: Final = frozenset({4403, 403})

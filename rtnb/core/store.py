@@ -37,8 +37,6 @@ import msgspec
 
 from .merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_merge
 
-__all__ = ["DEFAULT_MAX_TOPIC_BYTES", "PENDING_FIELD", "ChangeSet", "TopicStore"]
-
 #: Bytes of state (its JSON size) one topic may hold: 128 MiB -- 25x the
 #: 60,000-entity topic of the flight-recorder benchmark; in Python objects
 #: that is roughly 0.5-1 GB, the most a notebook should hold per topic.
@@ -174,6 +172,10 @@ class TopicStore:
             ids = {ev.entity_id for ev in events}
             for c in self._cursors:
                 c.changed.update(ids)
+
+    def due(self, nbytes: int) -> bool:
+        """Whether charging ``nbytes`` now would measure the state first."""
+        return self.nbytes + nbytes > self._measure_at
 
     def charge(self, nbytes: int) -> None:
         """A frame of ``nbytes`` is about to be applied (its events with ``nbytes=0``):

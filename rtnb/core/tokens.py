@@ -10,8 +10,6 @@ from __future__ import annotations
 from ..protocol.errors import LocalProtocolError
 from .machine_table import MachineConfig
 
-__all__ = ["check_token", "refresh_at"]
-
 
 def check_token(token: str) -> str:
     """``token`` itself, if it is a non-empty str (the error never echoes the value)."""

@@ -28,8 +28,6 @@ from ..protocol.errors import TOPIC_REFUSALS, ErrorCode, LocalProtocolError
 from ..protocol.frames import Subscribe, TopicName
 from .machine_table import TopicPhase
 
-__all__ = ["REFUSALS", "TopicBook", "check_topic", "refusal_status"]
-
 #: Topic-level error codes with a status of their own; every other topic-level
 #: code but ``unavailable`` is a refusal too, shown as ``refused``.
 REFUSALS: Final = frozenset({ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TOPIC})

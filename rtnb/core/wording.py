@@ -18,8 +18,6 @@ import datetime as dt
 import math
 from typing import Final
 
-__all__ = ["WORDING", "fmt_age", "fmt_clock_utc", "say"]
-
 # The rows between the two markers are parsed as JSON by the parity test; keep
 # them one string literal per line.
 # wording:begin

@@ -22,18 +22,6 @@ import msgspec
 from .errors import FrameTooLarge, InvalidFrame
 from .frames import ClientBound, ServerBound
 
-__all__ = [
-    "DEFAULT_MAX_FRAME_SIZE",
-    "ClientDecoder",
-    "ServerDecoder",
-    "decode_client_frame",
-    "decode_server_frame",
-    "encode",
-    "encode_str",
-    "frame_bytes",
-    "invalid_frame_from",
-]
-
 #: The one frame-size contract, in UTF-8 bytes: 1,048,576 (1 MiB). Clients refuse
 #: larger frames before parsing; the server refuses any publish or patch whose
 #: event frame or resulting entity state (in a snapshot) would be larger.

@@ -20,7 +20,21 @@ the standard library and httpx do.
             * FrameTooLarge -- refused before parsing
         * SSELineTooLong, SSEEventTooLarge (``rtnb.protocol.sse``)
     * ConnectionClosed (also ``ConnectionError``) -- the connection cannot be used any more
-    * WaitTimeout (also ``TimeoutError``) -- a wait ran out of time
+    * WaitTimeout (also ``TimeoutError``) -- a wait ran out of time (also: JupyterLab
+      did not start, ``rtnb.widgets.lab``)
+    * ServerStopped (also ``RuntimeError``) -- a server (or its store) was used after
+      ``stop()``: ``srv.publish``, ``srv.chaos.…``, a write to a closed SQLite store
+    * ServerStartError (also ``RuntimeError``) -- ``rtnb.serve`` could not start: the app
+      failed, or the Redis store (``store=``) cannot be reached or subscribed to
+    * PortInUse (also ``OSError``, ``errno`` EADDRINUSE) -- ``rtnb.serve(port=…)``: the
+      port is taken; choose another, or port 0
+    * RecordingExists (also ``FileExistsError``; ``conn.record(path)``) -- the path is a
+      file, or a directory holding a recording and ``overwrite`` is not set
+    * SetupError (also ``RuntimeError``) -- something rtnb needs around it is missing:
+      vl-convert (``rtnb.charts``), anywidget's front end (``rtnb.panel``), the demo's
+      chaos relay, a JupyterLab that exited (``rtnb.widgets.lab``)
+        * DemoFilesMissing (also ``FileNotFoundError``) -- the demo notebooks are not
+          installed (``rtnb.widgets.demo``)
     * TransportError (``rtnb.transports.base``) -- one connection attempt failed; ``kind``
       says whose fault (the session retries or gives up by it, users rarely see it)
     * MutationError (``rtnb.client.mutation``) -- ``Mutation.wait(raise_on_failure=True)``
@@ -64,6 +78,36 @@ class WaitTimeout(RtnbError, TimeoutError):
     """A wait (``wait_for``, ``connect(timeout=...)``) ran out of time; the message names
     the state the connection was in instead and its last cause. Also a builtin
     ``TimeoutError``, so ``except TimeoutError`` keeps working."""
+
+
+class ServerStopped(RtnbError, RuntimeError):
+    """The server (or its store) was used after ``stop()``; start a new one with
+    ``rtnb.serve(...)``. Also a ``RuntimeError``, as before."""
+
+
+class ServerStartError(RtnbError, RuntimeError):
+    """``rtnb.serve`` could not start the server; the message says why (the app's error,
+    or the Redis store it cannot reach). Also a ``RuntimeError``, as before."""
+
+
+class PortInUse(RtnbError, OSError):
+    """The port asked of ``rtnb.serve`` is taken (``errno`` is ``EADDRINUSE``); choose
+    another, or port 0 for any free one. Also an ``OSError``, as before."""
+
+
+class RecordingExists(RtnbError, FileExistsError):
+    """``conn.record(path)``: the path is a file, or already holds a recording (pass
+    ``overwrite=True`` to replace it). Also a ``FileExistsError``, as before."""
+
+
+class SetupError(RtnbError, RuntimeError):
+    """Something rtnb needs around it is missing or broken (a package, a file, a
+    setting); the message says what to install or set. Also a ``RuntimeError``."""
+
+
+class DemoFilesMissing(SetupError, FileNotFoundError):
+    """The demo notebooks are not installed; reinstall ``rtnb[demo]``. Also a
+    ``FileNotFoundError``, as before."""
 
 
 class RemoteProtocolError(RtnbError):

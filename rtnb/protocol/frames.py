@@ -16,29 +16,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = [
-    "AUTH_TOKEN_MAX",
-    "Authenticate",
-    "Authenticated",
-    "Batch",
-    "ClientBound",
-    "Error",
-    "Event",
-    "Heartbeat",
-    "Mutate",
-    "MutationRejected",
-    "Ping",
-    "Pong",
-    "ReplayStatus",
-    "ServerBound",
-    "Snapshot",
-    "SnapshotEntity",
-    "SnapshotRequest",
-    "Subscribe",
-    "Subscribed",
-    "Unsubscribe",
-]
-
 #: Upper bound on any opaque token or cursor we accept, in characters.
 AUTH_TOKEN_MAX = 8192
 

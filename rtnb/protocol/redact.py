@@ -18,8 +18,6 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-__all__ = ["CLIENT_LOGGERS", "Redact", "install", "redact"]
-
 _JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}")
 _SECRET_HEADERS: Final = ("authorization", "cookie", "set-cookie", "last-event-id")
 #: Loggers a client process logs secrets-bearing records on.

@@ -23,8 +23,6 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
-__all__ = ["parse_retry_after", "retry_hint_in_reason"]
-
 _SECONDS: Final = re.compile(r"\d{1,9}(?:\.\d{1,9})?")
 _IN_REASON: Final = re.compile(r"(?:^|[\s;,])retry_after=(\d{1,9}(?:\.\d{1,9})?)(?=$|[\s;,])")
 

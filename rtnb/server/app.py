@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from ..protocol.codec import ServerDecoder
+from ..protocol.errors import ServerStartError
 from .auth import Identity, TokenAuthority
 from .chaos import Chaos
 from .config import ServerConfig
@@ -29,8 +30,6 @@ from .limits import Admission, PerIdentity, TokenBucket
 from .mutations import Mutations
 from .storage import FLUSH_INTERVAL, LogStorage
 from .tokens import ReplayTokens
-
-__all__ = ["ServerRuntime", "Stats", "create_app"]
 
 logger = logging.getLogger("rtnb.server")
 
@@ -134,7 +133,7 @@ class ServerRuntime:
             try:  # ready only once it hears every append (see Bridge.listen in redis_store.py)
                 await asyncio.wait_for(listening.wait(), BRIDGE_START_TIMEOUT)
             except TimeoutError:
-                raise RuntimeError(
+                raise ServerStartError(
                     f"could not subscribe to the Redis live channel within "
                     f"{BRIDGE_START_TIMEOUT:g} s: is Redis reachable at the --store URL?"
                 ) from None

@@ -28,8 +28,6 @@ import jwt
 from ..protocol.errors import RtnbError
 from .config import ROLES
 
-__all__ = ["ALGORITHM", "AuthError", "Identity", "TokenAuthority", "role_rank"]
-
 ALGORITHM: Final = "HS256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _RANK: Final = {role: i for i, role in enumerate(ROLES)}

@@ -32,12 +32,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from ..protocol.errors import ServerStopped
 from .storage import LogRecord
 
 if TYPE_CHECKING:
     from .session import Session
-
-__all__ = ["COUNTERS", "REORDER_FLUSH", "Chaos", "parse_spec"]
 
 #: Seconds after which held-back (reordered) events are released anyway.
 REORDER_FLUSH: Final = 0.05
@@ -252,7 +251,7 @@ class Chaos:
 
     def _call(self, name: str, *args: Any) -> Any:
         if self._target is None:
-            raise RuntimeError(f"chaos.{name}() needs a running server")
+            raise ServerStopped(f"chaos.{name}() needs a running server")
         return self._target._chaos_call(name, *args)
 
 

@@ -24,8 +24,6 @@ from typing import Final
 
 from ..protocol.errors import RtnbError
 
-__all__ = ["LOCK_FILE", "DataDirLock", "DataDirLocked"]
-
 #: The lock file under ``data=DIR``; it holds the PID of the server using DIR.
 LOCK_FILE: Final = "rtnb.lock"
 

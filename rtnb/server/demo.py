@@ -26,8 +26,6 @@ from typing import Any, Final, Protocol
 
 from .hub import Hub, StorageFailed
 
-__all__ = ["DEFAULT_RATES", "DEFAULT_TENANTS", "TICK", "producers"]
-
 #: Events per second per tenant, by topic.
 DEFAULT_RATES: Final = {"incidents": 2.0, "fleet": 20.0, "prices": 50.0}
 DEFAULT_TENANTS: Final = ("acme", "globex")

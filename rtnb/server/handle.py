@@ -32,9 +32,12 @@ from typing import Any, Final, TypeVar
 import msgspec
 import uvicorn
 
+from ..protocol.errors import PortInUse, ServerStartError, ServerStopped
 from ..protocol.frames import Event
+from . import bulk
 from .app import CLOSE_RESTART, Producer, ServerRuntime, Stats, create_app
 from .auth import TokenAuthority
+from .bulk import check_publish_id as _check_publish_id
 from .chaos import Chaos, parse_spec
 from .config import DEFAULT_TOKEN_TTL, ServerConfig
 from .datadir import DataDirLock
@@ -44,9 +47,7 @@ from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import TooLarge, new_epoch
-
-__all__ = ["CALL_TIMEOUT", "START_TIMEOUT", "ServerHandle", "serve"]
+from .topiclog import Staged, new_epoch
 
 logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")
@@ -105,18 +106,13 @@ def serve(
     return handle
 
 
-def _check_publish_id(publish_id: str | None) -> None:
-    if publish_id is not None and (
-        not isinstance(publish_id, str) or not 1 <= len(publish_id) <= 256
-    ):
-        raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
-
-
 def _resolved(runtime: ServerRuntime, result: T) -> T:
     """Published events as committed (a sequenced store, Redis, numbers them on commit)."""
     if isinstance(result, Event):
         return runtime.hub.resolve(result)  # type: ignore[return-value]
     if isinstance(result, list):
+        if runtime.hub.bridge is None:  # nothing renumbers
+            return result
         return [runtime.hub.resolve(e) if isinstance(e, Event) else e for e in result]  # type: ignore[return-value]
     return result
 
@@ -205,7 +201,7 @@ class ServerHandle:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            raise OSError(
+            raise PortInUse(
                 exc.errno,
                 f"port {self.port} on {self.host} is already in use (another server?); "
                 "choose another port, or port 0 (CLI: --port 0) for any free one",
@@ -215,7 +211,7 @@ class ServerHandle:
         inc = Incarnation(runtime, uvicorn.Server(config), sock)
         inc.thread.start()
         if not runtime.ready.wait(START_TIMEOUT) or inc.error is not None:
-            raise RuntimeError(f"the rtnb server failed to start: {inc.error!r}")
+            raise ServerStartError(f"the rtnb server failed to start: {inc.error!r}")
         # Wait until uvicorn listens; it flips ``started`` right after.
         future = asyncio.run_coroutine_threadsafe(until_started(inc.server), inc.loop)
         future.result(START_TIMEOUT)
@@ -358,35 +354,16 @@ class ServerHandle:
         Much cheaper than ``publish`` per event at high rates (one thread hop,
         one commit), and nothing else runs between them. Returns once all are
         committed. If one is refused (ValueError: too large), the events before
-        it are published and the rest are not; the message says which.
+        it are published and the rest are not; the message says which. Every event
+        of one call gets the same ``occurred_at`` (one clock read).
         """
-        batch = []
-        for event_type, entity_id, payload, *rest in events:
-            validate_publish(topic, event_type, entity_id)
-            publish_id = rest[0] if rest else None
-            _check_publish_id(publish_id)
-            try:
-                data = msgspec.json.decode(msgspec.json.encode(dict(payload)))
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
-            batch.append((event_type, entity_id, data, publish_id))
-
-        def publish_all(rt: ServerRuntime) -> list[Event]:
-            out: list[Event] = []
-            for t, e, d, p in batch:
-                try:
-                    if p is None:
-                        out.append(rt.hub.publish(tenant, topic, t, d, e))
-                    else:
-                        out.append(rt.hub.publish_once(tenant, topic, t, d, e, p)[0])
-                except TooLarge as exc:
-                    raise TooLarge(
-                        f"publish_many: event #{len(out)} refused: {exc}; the {len(out)} "
-                        "event(s) before it were published, the rest were not"
-                    ) from None
-            return out
-
-        return self._call_committed(publish_all, (tenant, topic))
+        prepared, keys = bulk.prepare(topic, tenant, events)
+        return [
+            item.event if isinstance(item, Staged) else item
+            for item in self._call_committed(
+                lambda rt: bulk.publish_batch(rt.hub, tenant, topic, prepared, keys), (tenant, topic)
+            )
+        ]
 
     async def publish_async(self, *args: Any, **kwargs: Any) -> Event:
         """``publish`` for asyncio code (runs it without blocking the caller's loop)."""
@@ -430,7 +407,7 @@ class ServerHandle:
         with self._lock:
             inc = self._inc
             if inc is None:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             future: concurrent.futures.Future[T] = concurrent.futures.Future()
             runtime = inc.runtime
 
@@ -459,7 +436,7 @@ class ServerHandle:
         with self._lock:
             inc = self._inc
             if inc is None:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             runtime = inc.runtime
 
             def run() -> None:
@@ -521,7 +498,7 @@ class ServerHandle:
             raise RuntimeError("chaos.restart() cannot be called from the server's own thread")
         with self._lock:
             if self._stopped:
-                raise RuntimeError("the rtnb server is stopped")
+                raise ServerStopped("the rtnb server is stopped")
             self._stop_incarnation()
             if not keep_data:
                 for key in self._storage.streams():

@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import unicodedata
-import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any, Final, TypeVar
 
@@ -38,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 from ..protocol.codec import encode_str
 from ..protocol.errors import ErrorCode, RtnbError
 from ..protocol.frames import Mutate, TopicName
+from ..protocol.urls import secret_param
 from .app import ServerRuntime
 from .auth import AuthError, Identity
 from .hub import StorageFailed, TopicError, error_text, validate_publish
@@ -46,30 +45,8 @@ from .limits import IDENTITY_RETRY_AFTER
 from .snapshots import SnapshotStream
 from .topiclog import TooLarge, TopicLog
 
-__all__ = [
-    "Held",
-    "Refused",
-    "healthz",
-    "hold",
-    "identify",
-    "mutate",
-    "publish",
-    "refuse",
-    "requested_topics",
-    "retry_after",
-    "runtime_of",
-    "secret_param",
-    "snapshot",
-]
-
 T = TypeVar("T")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-#: Query parameter names refused as carrying a secret, normalised (see :func:`secret_param`).
-_SECRET_PARAMS = frozenset(
-    {"token", "accesstoken", "idtoken", "jwt", "bearer", "authorization", "auth", "cursor"}
-    | {"replayfrom", "replaytoken", "lasteventid"}
-)
-_NAME_NOISE = re.compile(r"[^0-9a-z]")
 _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.INVALID_TOKEN: 401,
@@ -113,24 +90,6 @@ def runtime_of(request: Request) -> ServerRuntime:
     runtime: ServerRuntime = request.app.state.runtime
     runtime.stats.count("http_requests")
     return runtime
-
-
-def secret_param(name: str) -> bool:
-    """Whether a query parameter name looks like one that carries a token or cursor.
-
-    Matched after normalising, since a fixed list of spellings is easy to miss:
-    percent-decoded until stable (``access%255Ftoken``), NFKC-normalised
-    (fullwidth letters), casefolded, and everything but ASCII letters and digits
-    dropped (``access_token%20``, ``Access-Token``, ``access_token[]`` all become
-    ``accesstoken``).
-    """
-    for _ in range(8):
-        decoded = urllib.parse.unquote_plus(name)
-        if decoded == name:
-            break
-        name = decoded
-    name = unicodedata.normalize("NFKC", name).casefold()
-    return _NAME_NOISE.sub("", name) in _SECRET_PARAMS
 
 
 def identify(request: Request, runtime: ServerRuntime) -> Identity:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -47,15 +48,6 @@ from .snapshots import SnapshotStream
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
 from .topiclog import Fetched, Staged, TopicLog
-
-__all__ = [
-    "Hub",
-    "OutcomeUnknown",
-    "StorageFailed",
-    "TopicError",
-    "error_text",
-    "validate_publish",
-]
 
 logger = logging.getLogger("rtnb.server")
 #: Topic names an ``unknown_topic`` error lists at most: 20.
@@ -259,6 +251,15 @@ class Hub:
             self._wakeup.set()
         return staged.event
 
+    def enqueue(self, tenant: str, topic: str, staged: list[Staged]) -> None:
+        """Queue events staged in bulk (``bulk.py``) for the committer's next round."""
+        if not staged:
+            return
+        self.tenant_topics.add((tenant, topic))
+        self._staged.extend(staged)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     def publish_once(
         self,
         tenant: str,
@@ -345,12 +346,21 @@ class Hub:
             return
         finally:
             self._writing = None
-        for item in staged:  # no await from here to the end: commit and fan-out are one step
-            topic_log = item.log
-            topic_log.commit(item)
-            self._fan_out(topic_log.key, item.record)
-            if item.key is not None:
-                self.keys.commit(item)
+        # No await from here to the end: commit and fan-out are one step. Per run of one
+        # topic's events (a publish_many batch is one): commit in one pass, then one push
+        # of the run per subscriber.
+        keys, at = self.keys, time.time()
+        i, n = 0, len(staged)
+        while i < n:
+            topic_log = staged[i].log
+            j = i + 1
+            while j < n and staged[j].log is topic_log:
+                j += 1
+            run = staged if j - i == n else staged[i:j]
+            topic_log.commit_many(run)
+            self._fan_out_many(topic_log.key, [item.record for item in run])
+            keys.commit_many(run, at)
+            i = j
         self.published += len(staged)
         if not done.done():
             done.set_result(None)
@@ -438,6 +448,22 @@ class Hub:
         else:
             for session in tuple(subs):
                 session.push(record)
+
+    def _fan_out_many(self, key: Key, records: list[LogRecord]) -> None:
+        """:meth:`_fan_out` of each record in order: one push of the run per subscriber."""
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        if self.chaos.active:
+            for record in records:
+                self._fan_out(key, record)
+            return
+        nbytes = 0
+        for record in records:
+            text = record.text
+            nbytes += len(text) if text.isascii() else len(text.encode())
+        for session in tuple(subs):
+            session.push_run(records, nbytes)
 
     # -- subscriptions ---------------------------------------------------------------
 

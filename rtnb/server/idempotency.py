@@ -40,18 +40,6 @@ if TYPE_CHECKING:
     from .tokens import ReplayTokens
     from .topiclog import Staged
 
-__all__ = [
-    "ENTRY_OVERHEAD",
-    "MUTATION_SCOPE",
-    "Applied",
-    "IdemKey",
-    "IdempotencyConflict",
-    "Keys",
-    "Remembered",
-    "Scope",
-    "digest",
-]
-
 Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
 #: The scope of clientMutationIds within a tenant (no topic name is empty).
 MUTATION_SCOPE: Final = ""
@@ -147,6 +135,10 @@ class Remembered:
         self.forgotten = 0  # keys dropped at the byte cap (not by age)
         self._puts = 0
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` (``(tenant, topic, name)``) is remembered (no recency update)."""
+        return key in self._entries
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -194,6 +186,41 @@ class Remembered:
             self.forgotten += 1
         self._puts += 1
         if self._puts % _SWEEP_EVERY == 0:
+            self.sweep()
+
+    def add_many(
+        self,
+        entries: list[tuple[tuple[str, str, str], bytes, bytes, int, datetime, str]],
+        at: float,
+    ) -> None:
+        """:meth:`add` of each ``(key, digest, epoch, sequence, occurred_at, type)`` in order,
+        all stored at ``at``: the same keys kept, forgotten and swept, given distinct keys
+        (one commit round: a key staged twice answers the first, it is not staged again)."""
+        items = self._entries
+        if any(entry[0] in items for entry in entries):  # re-remembered: one by one
+            for entry in entries:
+                self.add(*entry, at)
+            return
+        added = 0
+        for key, digest, epoch, sequence, occurred_at, event_type in entries:
+            items[key] = (digest, epoch, sequence, occurred_at, event_type, at)
+            added += (
+                ENTRY_OVERHEAD
+                + len(key[0])
+                + len(key[1])
+                + len(key[2])
+                + len(event_type)
+                + len(epoch)
+            )
+        self.bytes += added
+        # Dropping the oldest until under the cap once, after all, keeps the same suffix as
+        # after each insert: a key dropped then would not fit with everything after it now.
+        while self.bytes > self.max_bytes and items:
+            self._drop(next(iter(items)))
+            self.forgotten += 1
+        before = self._puts
+        self._puts += len(entries)
+        if self._puts // _SWEEP_EVERY != before // _SWEEP_EVERY:
             self.sweep()
 
     def sweep(self) -> None:
@@ -292,19 +319,67 @@ class Keys:
     def applied(staged: Staged, final: Event | None = None) -> Applied:
         """What remembering ``staged``'s key keeps (``final``: its committed form)."""
         assert staged.key is not None
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
-        return Applied(staged.key.digest, epoch, event.sequence, event.occurred_at, event.type)
+        if final is None:  # no Event built for it (a bulk-staged event has its parts)
+            sequence, occurred_at, event_type = staged.applied()
+            return Applied(staged.key.digest, staged.log.epoch, sequence, occurred_at, event_type)
+        epoch = bytes.fromhex(final.id.split("-")[1])
+        return Applied(staged.key.digest, epoch, final.sequence, final.occurred_at, final.type)
 
-    def commit(self, staged: Staged, final: Event | None = None) -> None:
-        """``staged`` is committed (as ``final``): its key answers retries from now on."""
+    def new(self, key_id: tuple[str, str, str]) -> bool:
+        """Neither remembered nor in flight: :meth:`recall` would answer None (a quick check)."""
+        return key_id not in self._inflight and key_id not in self.remembered
+
+    def stage_many(
+        self, staged: list[Staged], keys: list[IdemKey | None], storage: LogStorage
+    ) -> None:
+        """:meth:`stage` of each staged event that has a key."""
+        inflight = self._inflight
+        keeps = storage.keeps_keys
+        now = time.time()
+        for item, key in zip(staged, keys, strict=False):
+            if key is not None:
+                item.key = key
+                inflight[key.id] = item
+                if keeps:
+                    storage.remember(key.scope, key.name, self.applied(item), now)
+
+    def commit_many(self, staged: list[Staged], at: float) -> None:
+        """:meth:`commit` of each committed event of one topic log that has a key."""
+        inflight = self._inflight
+        entries = []
+        for item in staged:
+            key = item.key
+            if key is None:
+                continue
+            sequence, occurred_at, event_type = item.applied()
+            entries.append((key.id, key.digest, item.log.epoch, sequence, occurred_at, event_type))
+            if inflight.get(key.id) is item:
+                del inflight[key.id]
+        if entries:
+            self.remembered.add_many(entries, at)
+
+    def commit(self, staged: Staged, final: Event | None = None, at: float | None = None) -> None:
+        """``staged`` is committed (as ``final``): its key answers retries from now on.
+
+        ``at``: when (unix s; default now), one clock read for a whole commit round.
+        """
         key = staged.key
         if key is None:
             return
-        event = final or staged.event
-        epoch = staged.log.epoch if final is None else bytes.fromhex(event.id.split("-")[1])
+        if final is None:
+            epoch = staged.log.epoch
+            sequence, occurred_at, event_type = staged.applied()
+        else:
+            epoch = bytes.fromhex(final.id.split("-")[1])
+            sequence, occurred_at, event_type = final.sequence, final.occurred_at, final.type
         self.remembered.add(
-            key.id, key.digest, epoch, event.sequence, event.occurred_at, event.type, time.time()
+            key.id,
+            key.digest,
+            epoch,
+            sequence,
+            occurred_at,
+            event_type,
+            time.time() if at is None else at,
         )
         if self._inflight.get(key.id) is staged:
             del self._inflight[key.id]

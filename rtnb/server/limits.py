@@ -12,15 +12,6 @@ import time
 
 from ..core.admission import AdmissionControl
 
-__all__ = [
-    "IDENTITY_RETRY_AFTER",
-    "Admission",
-    "PerIdentity",
-    "Strikes",
-    "TokenBucket",
-    "retry_reason",
-]
-
 #: Seconds a client refused for holding too many connections is told to wait.
 IDENTITY_RETRY_AFTER = 5.0
 

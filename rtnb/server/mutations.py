@@ -49,7 +49,6 @@ from .hub import Hub, StorageFailed, TopicError
 from .idempotency import MUTATION_SCOPE, Applied, IdemKey, IdempotencyConflict, digest
 from .topiclog import TooLarge
 
-__all__ = ["MAX_PATCH_BYTES", "MutationOutcome", "Mutations", "Rejected"]
 #: Largest accepted patch, encoded as JSON.
 MAX_PATCH_BYTES: Final = 64 * 1024
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ..protocol.errors import ServerStartError
 from .config import DEFAULT_IDEMPOTENCY_WINDOW
 from .idempotency import MUTATION_SCOPE, Applied, IdemKey, Scope
 from .storage import Key, LogRecord, MemoryStorage
@@ -53,8 +54,6 @@ from .topiclog import Fetched
 if TYPE_CHECKING:
     from .hub import Hub
     from .topiclog import Staged, TopicLog
-
-__all__ = ["APPEND", "CHANNEL", "RedisStorage", "keys_of", "parse_store"]
 
 logger = logging.getLogger("rtnb.server")
 
@@ -238,7 +237,7 @@ class RedisStorage(MemoryStorage):
         try:
             self._redis.ping()
         except redis.RedisError as exc:
-            raise RuntimeError(
+            raise ServerStartError(
                 f"cannot reach the Redis store at {self._redacted()}: {exc}; start Redis or "
                 "fix --store"
             ) from None

@@ -29,20 +29,6 @@ from .app import ServerRuntime
 from .config import FD_RESERVE, ServerConfig
 from .hub import error_text
 
-__all__ = [
-    "ACCEPT_BACKLOG",
-    "REDACTED_LOGGERS",
-    "SECRET_FILE",
-    "GuardedH11Protocol",
-    "Incarnation",
-    "connection_cap",
-    "guarded_protocol",
-    "listen",
-    "resolve_secret",
-    "until_started",
-    "uvicorn_config",
-]
-
 #: The file under ``data=DIR`` holding the server secret (hex, mode 0600).
 SECRET_FILE: Final = "secret.key"
 

@@ -34,8 +34,6 @@ import msgspec
 from ..protocol.frames import Snapshot, SnapshotEntity
 from .topiclog import SNAPSHOT_CHUNK_BYTES, TopicLog
 
-__all__ = ["SnapshotStream"]
-
 _ENCODER: Final = msgspec.json.Encoder()
 _LAST: Final = b'"more":false}'
 _MORE: Final = b'"more":true}'

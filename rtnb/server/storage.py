@@ -32,18 +32,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ..protocol.errors import ServerStopped
 from .idempotency import Applied, Scope
-
-__all__ = [
-    "FLUSH_INTERVAL",
-    "FSYNC_MODES",
-    "Fsync",
-    "Key",
-    "LogRecord",
-    "LogStorage",
-    "MemoryStorage",
-    "SQLiteStorage",
-]
 
 logger = logging.getLogger("rtnb.server")
 
@@ -99,6 +89,17 @@ class LogStorage(abc.ABC):
         self, key: Key, record: LogRecord, entity_id: str, state: dict[str, Any] | None
     ) -> None:
         """Append ``record`` (its sequence is latest + 1) and store the entity's new state."""
+
+    def append_many(
+        self,
+        key: Key,
+        records: list[LogRecord],
+        entity_ids: list[str],
+        states: list[dict[str, Any] | None],
+    ) -> None:
+        """:meth:`append` of each record in order (a store may do it in one step)."""
+        for record, entity_id, state in zip(records, entity_ids, states, strict=True):
+            self.append(key, record, entity_id, state)
 
     @abc.abstractmethod
     def read(self, key: Key, after: int, limit: int | None = None) -> list[LogRecord]:
@@ -198,6 +199,31 @@ class MemoryStorage(LogStorage):
             stream.entities.pop(entity_id, None)
         else:
             stream.entities[entity_id] = (state, record.sequence)
+
+    def append_many(
+        self,
+        key: Key,
+        records: list[LogRecord],
+        entity_ids: list[str],
+        states: list[dict[str, Any] | None],
+    ) -> None:
+        if not records:
+            return
+        stream = self._streams[key]
+        latest = stream.latest
+        if records[0].sequence != latest + 1 or records[-1].sequence != latest + len(records):
+            raise ValueError(
+                f"stream {key!r}: appending sequences {records[0].sequence}.."
+                f"{records[-1].sequence} after {latest}"
+            )
+        stream.records.extend(records)
+        stream.latest = records[-1].sequence
+        entities = stream.entities
+        for record, entity_id, state in zip(records, entity_ids, states, strict=True):
+            if state is None:
+                entities.pop(entity_id, None)
+            else:
+                entities[entity_id] = (state, record.sequence)
 
     def read(self, key: Key, after: int, limit: int | None = None) -> list[LogRecord]:
         stream = self._streams[key]
@@ -305,6 +331,7 @@ class SQLiteStorage(MemoryStorage):
 
     FILENAME: Final = "rtnb.sqlite3"
     keeps_keys = True
+    append_many = LogStorage.append_many  # each append buffers its row (below)
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:
         super().__init__()
@@ -438,7 +465,7 @@ class SQLiteStorage(MemoryStorage):
         deletes = [(t, p, e) for (t, p, e), (s, _) in pending.states.items() if s is None]
         with self._lock:
             if self._closed:
-                raise RuntimeError("the rtnb store is closed")
+                raise ServerStopped("the rtnb store is closed")
             db = self._db
             with db:
                 db.execute("BEGIN")

@@ -58,8 +58,6 @@ from .storage import LogRecord
 from .tokens import join_cursor
 from .topiclog import TopicLog
 
-__all__ = ["POLL_MAX_EVENTS", "SLOW_RETRY_AFTER", "poll", "sse"]
-
 #: Most events one poll response carries per topic; poll again for the rest.
 POLL_MAX_EVENTS: Final = 1000
 #: Seconds an SSE client cut as a slow consumer is told to wait before reconnecting

@@ -25,8 +25,6 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
 
-__all__ = ["Fetched", "ReplayAnswer", "Staged", "TooLarge", "TopicLog", "new_epoch"]
-
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_SEQUENCE: Final = 2**63 - 1
 # An event as a sequenced store keeps it: [entity_id, type, payload, occurred_at, version].
@@ -53,27 +51,70 @@ class TooLarge(RtnbError, ValueError):
 
 
 class Staged:
-    """An event built and handed to storage but not yet committed (not yet visible)."""
+    """An event built and handed to storage but not yet committed (not yet visible).
 
-    __slots__ = ("entity_id", "event", "key", "log", "record", "state")
+    ``event`` is built on first use when the event was staged in bulk
+    (:meth:`TopicLog.stage_many` keeps only its parts and its frame text).
+    """
+
+    __slots__ = ("_event", "_parts", "entity_id", "key", "log", "record", "state")
 
     def __init__(
         self,
         topic_log: TopicLog,
         record: LogRecord,
-        event: Event,
+        event: Event | None,
         entity_id: str,
         state: dict[str, Any] | None,
+        parts: tuple[str, dict[str, Any], datetime, int] | None = None,
     ) -> None:
         self.log = topic_log
         self.record = record
-        self.event = event
+        self._event = event
+        self._parts = parts  # type, payload, occurred_at, version (when event is None)
         self.entity_id = entity_id
         self.state = state
         self.key: IdemKey | None = None  # its idempotency key, stored with it
 
+    @property
+    def event(self) -> Event:
+        event = self._event
+        if event is None:
+            assert self._parts is not None
+            event_type, payload, occurred_at, version = self._parts
+            record = self.record
+            seq = record.sequence
+            log = self.log
+            # The payload is this event's own copy (``bulk.prepare``): no copy again.
+            event = self._event = Event(
+                log._id_prefix + str(seq),
+                event_type,
+                log.topic,
+                seq,
+                self.entity_id,
+                occurred_at,
+                record.token,
+                payload,
+                version,
+            )
+        return event
+
+    def applied(self) -> tuple[int, datetime, str]:
+        """Its sequence, ``occurredAt`` and type (what remembering its key keeps)."""
+        if self._parts is not None:
+            return self.record.sequence, self._parts[2], self._parts[0]
+        event = self.event
+        return event.sequence, event.occurred_at, event.type
+
     def __repr__(self) -> str:
         return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
+
+
+#: One event of a bulk stage, prepared by the publishing thread (``bulk.prepare``):
+#: ``(type, entity_id, payload, payload_json, type_json, entity_id_json)`` — the payload a
+#: decoded copy (JSON types) and ``payload_json`` its encoding, ``*_json`` the encoded
+#: strings. ``encode_str(Event(..., payload=payload))`` holds ``payload_json`` verbatim.
+Prepared = tuple[str, str, dict[str, Any], str, str, str]
 
 
 def new_epoch() -> bytes:
@@ -121,6 +162,10 @@ class TopicLog:
         self.entity_sequence: dict[str, int] = {e: q for e, (_, q) in stored.items()}
         self._head = self.latest  # the last staged sequence (committed or not)
         self._staged: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # An upper bound on the encoded size of each entity's current state (staged
+        # included), so that ``stage_many`` encodes a state only when it could be too large.
+        self._bounds: dict[str, int] = {}
+        self._topic_json = _ENCODER.encode(topic).decode()
         # Bytes of a one-entity snapshot frame around its entity id and state, with the
         # widest sequences and flag: an entity that fits this can always be sent alone.
         shell = _ENCODER.encode(
@@ -137,7 +182,11 @@ class TopicLog:
     def abandon(self) -> None:
         """Forget every staged event (its write failed): the next stages after ``latest``."""
         self._staged.clear()
+        self._bounds.clear()  # they bounded staged states, not the committed ones
         self._head = self.latest
+
+    def event_id(self, seq: int) -> str:
+        return self._id_prefix + str(seq)
 
     # -- writing -------------------------------------------------------------
     #
@@ -173,16 +222,11 @@ class TopicLog:
         prior = staged[0] if staged is not None else self.entities.get(entity_id)
         state = self._merge(prior, event_type, payload)
         if state is not None:
-            size = (
-                self._entity_overhead
-                + len(_ENCODER.encode(entity_id))
-                + len(_ENCODER.encode(state))
-            )
-            if size > limit:
-                raise TooLarge(
-                    f"entity {entity_id!r} would grow to {size:,} bytes in a snapshot, over the "
-                    f"{limit:,}-byte frame limit clients accept; keep entity states smaller"
-                )
+            measured = len(_ENCODER.encode(state))
+            self._check_entity(entity_id, len(_ENCODER.encode(entity_id)), measured)
+            self._bounds[entity_id] = measured
+        else:
+            self._bounds.pop(entity_id, None)
         record = LogRecord(self.topic, self.epoch, seq, token, text)
         if not self._sequenced:
             self._storage.append(self.key, record, entity_id, state)
@@ -193,6 +237,100 @@ class TopicLog:
         self._staged[entity_id] = (state, seq)
         self._head = seq
         return Staged(self, record, event, entity_id, state)
+
+    def _check_entity(self, entity_id: str, id_bytes: int, state_bytes: int) -> None:
+        size = self._entity_overhead + id_bytes + state_bytes
+        limit = self._max_frame_size
+        if size > limit:
+            raise TooLarge(
+                f"entity {entity_id!r} would grow to {size:,} bytes in a snapshot, over the "
+                f"{limit:,}-byte frame limit clients accept; keep entity states smaller"
+            )
+
+    def stage_many(
+        self, events: list[Prepared], occurred_at: datetime, version: int = 1
+    ) -> tuple[list[Staged], TooLarge | None]:
+        """:meth:`stage` of each event in order, in one pass; the same frames, byte for byte.
+
+        Every event gets ``occurred_at``. The frame text is spliced from the encoded parts
+        (nothing is encoded here) and the entity's state is encoded only when a bound says
+        it could be over the frame limit: the encoding of a shallow merge of two objects is
+        at most the sum of their encodings, so an entity's bound grows by each payload's
+        size and is re-measured exactly when it reaches the limit. Stops at the first
+        event :class:`TooLarge` refuses: the events before it are staged and returned with
+        the error (nothing of it or after it is staged).
+        """
+        if self._sequenced:
+            raise ValueError("stage_many is for stores that do not assign sequences")
+        out: list[Staged] = []
+        records: list[LogRecord] = []
+        ids: list[str] = []
+        states: list[dict[str, Any] | None] = []
+        error: TooLarge | None = None
+        limit = self._max_frame_size
+        overhead = self._entity_overhead
+        exact = self._merge is not shallow_merge
+        merge, staged_map, entities, bounds = self._merge, self._staged, self.entities, self._bounds
+        encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
+        first = max(self._head, self.latest) + 1
+        tokens = self._minter.mint_range(first, len(events))
+        head = f'{{"op":"event","id":"{self._id_prefix}'
+        middle = f',"topic":{self._topic_json},"sequence":'
+        at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
+        tail = f',"version":{version}}}'
+        parts = (occurred_at, version)
+        seq = first - 1
+        for (event_type, entity_id, payload, payload_json, type_json, id_json), token in zip(
+            events, tokens, strict=True
+        ):
+            seq += 1
+            text = (
+                f'{head}{seq}","type":{type_json}{middle}{seq},"entityId":{id_json}'
+                f'{at}{token}","payload":{payload_json}{tail}'
+            )
+            size = frame_bytes(text, limit)
+            if size > limit:
+                error = TooLarge(
+                    f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame "
+                    "limit clients accept; send a smaller payload"
+                )
+                break
+            entry = staged_map.get(entity_id)
+            prior = entry[0] if entry is not None else entities.get(entity_id)
+            state = merge(prior, event_type, payload)
+            if state is None:
+                bounds.pop(entity_id, None)
+            else:
+                id_bytes = len(id_json) if id_json.isascii() else len(id_json.encode())
+                bound = bounds.get(entity_id) if prior is not None else 0
+                if bound is None or exact:
+                    bound = limit + 1  # unknown: measure
+                else:
+                    bound += (
+                        len(payload_json) if payload_json.isascii() else len(payload_json.encode())
+                    )
+                if overhead + id_bytes + bound > limit:
+                    bound = len(encode(state))
+                    try:
+                        self._check_entity(entity_id, id_bytes, bound)
+                    except TooLarge as exc:
+                        error = exc
+                        break
+                bounds[entity_id] = bound
+            record = LogRecord(topic, epoch, seq, token, text)
+            records.append(record)
+            ids.append(entity_id)
+            states.append(state)
+            staged_map[entity_id] = (state, seq)
+            out.append(Staged(self, record, None, entity_id, state, (event_type, payload, *parts)))
+        if records:
+            self._storage.append_many(self.key, records, ids, states)
+            self._kept += len(records)
+            if self._kept > self._retention:
+                self._storage.trim(self.key, self._retention)
+                self._kept = self._retention
+            self._head = records[-1].sequence
+        return out, error
 
     def _build(
         self,
@@ -284,6 +422,28 @@ class TopicLog:
         if self._staged.get(entity_id, (None, 0))[1] == seq:
             del self._staged[entity_id]
         self.latest = seq
+
+    def commit_many(self, run: list[Staged]) -> None:
+        """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass."""
+        latest = self.latest
+        entities, sequences, staged_map = self.entities, self.entity_sequence, self._staged
+        for item in run:
+            seq = item.record.sequence
+            if seq != latest + 1:
+                self.latest = latest
+                raise ValueError(f"{self.topic}: committing sequence {seq} after {latest}")
+            entity_id, state = item.entity_id, item.state
+            if state is None:
+                entities.pop(entity_id, None)
+                sequences.pop(entity_id, None)
+            else:
+                entities[entity_id] = state
+                sequences[entity_id] = seq
+            entry = staged_map.get(entity_id)
+            if entry is not None and entry[1] == seq:
+                del staged_map[entity_id]
+            latest = seq
+        self.latest = latest
 
     def append(
         self,

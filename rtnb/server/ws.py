@@ -58,6 +58,7 @@ from ..protocol.frames import (
     Subscribe,
     Unsubscribe,
 )
+from ..protocol.urls import secret_param
 from .app import ServerRuntime
 from .auth import AuthError
 from .hub import TopicError, error_text
@@ -67,18 +68,23 @@ from .session import CLOSE_SLOW_CONSUMER, Session, now
 from .snapshots import SnapshotStream
 from .topiclog import Fetched
 
-__all__ = ["CLOSE_TIMEOUT", "endpoint"]
-
 logger = logging.getLogger("rtnb.server")
 
 #: Seconds allowed for queued frames and the close frame to go out when closing.
 CLOSE_TIMEOUT: Final = 2.0
+_TOKEN_IN_URL: Final = "token_in_url: send the token in the authenticate frame, never in the URL"
 _OPS = "authenticate, subscribe, unsubscribe, snapshot, ping, mutate"
 
 
 async def endpoint(websocket: WebSocket) -> None:
     runtime: ServerRuntime = websocket.app.state.runtime
     await websocket.accept()
+    if any(secret_param(k) for k in websocket.query_params):
+        # The same guard as HTTP's (the URL is already in access logs and proxies'
+        # logs): refuse, say why and what to do, never echo the value.
+        runtime.stats.count("protocol_closes")
+        await websocket.close(4400, _TOKEN_IN_URL)
+        return
     retry = runtime.admission.try_admit()
     if retry is not None:
         runtime.stats.count("admissions_shed")

@@ -42,18 +42,6 @@ from .frames import ordered, seconds_to_utc
 if TYPE_CHECKING:
     from .log import EnvelopeLog
 
-__all__ = [
-    "COLUMNS",
-    "DEGRADED",
-    "RECOVERY_WINDOW",
-    "Period",
-    "degraded_time",
-    "incident_seconds",
-    "incidents",
-    "newest_time",
-    "periods",
-]
-
 #: Seconds after an incident's end during which replayed events still count for it: 5.
 RECOVERY_WINDOW: Final = 5.0
 #: Statuses that start an incident.

@@ -27,16 +27,6 @@ from typing import Any, Final
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-__all__ = [
-    "FRAMES_SCHEMA",
-    "FRAME_COLUMNS",
-    "FRAME_KINDS",
-    "Recording",
-    "concat_frames",
-    "empty_frames",
-    "frames_table",
-]
-
 FRAME_KINDS: Final = ("frame", "topics", "seed")
 _DICT = pa.dictionary(pa.int32(), pa.string())
 

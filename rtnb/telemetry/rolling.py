@@ -22,8 +22,6 @@ from .parquet import FRAMES, MAX_READ_BYTES, read_tables
 from .recorded import concat_frames
 from .schema import TABLES, TelemetryFileError
 
-__all__ = ["PART_PATTERN", "list_parts", "part_path", "read_dir"]
-
 #: File names of the parts of a recording, in order.
 PART_PATTERN: Final = re.compile(r"^part-(\d{6,})\.parquet$")
 

@@ -32,8 +32,6 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["REDACTED", "TOKEN_KEYS", "filler", "sanitize"]
-
 #: Frame keys whose string values are tokens or cursors.
 TOKEN_KEYS: Final = frozenset(
     {"replayToken", "token", "latestToken", "cursor", "replayFrom", "lastEventId"}

@@ -24,27 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..core.machine_table import FailureKind
+from ..core.machine_table import FailureKind as FailureKind
 from ..protocol.errors import RtnbError
 from ..protocol.redact import install as install_redaction
-from ..protocol.retry import parse_retry_after, retry_hint_in_reason
-
-__all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "DEFAULT_MAX_POLL_MESSAGES",
-    "DEFAULT_MAX_POLL_RESPONSE_SIZE",
-    "DEFAULT_MAX_SSE_EVENT_SIZE",
-    "DEFAULT_OPEN_TIMEOUT",
-    "FailureKind",
-    "OnClose",
-    "OnFrame",
-    "Transport",
-    "TransportError",
-    "TransportOptions",
-    "Yielder",
-    "parse_retry_after",
-    "retry_hint_in_reason",
-]
+from ..protocol.retry import parse_retry_after as parse_retry_after
+from ..protocol.retry import retry_hint_in_reason as retry_hint_in_reason
 
 # Tokens stay out of a client process's logs too (websockets logs frames at DEBUG).
 install_redaction()

@@ -34,8 +34,6 @@ from .base import (
     retry_hint_in_reason,
 )
 
-__all__ = ["PROBE_MAX_BYTES", "HttpTransportBase", "base_http_url", "failure_for"]
-
 TokenLookup = Callable[[str], "str | None"]
 #: topic-level error codes after which a topic is not requested again
 _REFUSALS = TOPIC_REFUSALS

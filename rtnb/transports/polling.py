@@ -32,8 +32,6 @@ from ..protocol.frames import Subscribed
 from .base import TransportError, Yielder, now
 from .http import HttpTransportBase
 
-__all__ = ["PollingTransport", "poll_messages"]
-
 _scan = json.JSONDecoder().raw_decode
 _space = re.compile(r"[ \t\n\r]*")
 

@@ -21,8 +21,6 @@ from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
 from .base import TransportError, Yielder, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
-__all__ = ["SSETransport"]
-
 
 class SSETransport(HttpTransportBase):
     kind = "sse"
@@ -94,7 +92,11 @@ class SSETransport(HttpTransportBase):
 
     def _dispatch(self, events: list[SSEEvent]) -> None:
         on_frame = self._on_frame
+        at = now()  # the events of one chunk arrived together
         for ev in events:
+            if ev.type == "message":  # an event frame: the common case
+                on_frame(ev.data, at)
+                continue
             if ev.type == "error":
                 with contextlib.suppress(msgspec.MsgspecError, RecursionError):
                     frame = _json.decode(ev.data)
@@ -102,7 +104,7 @@ class SSETransport(HttpTransportBase):
                     if isinstance(frame, dict) and frame.get("code") == ErrorCode.SLOW_CONSUMER:
                         # its last event; the message carries the retry hint
                         self._ended_because = str(frame.get("message", ""))[:300]
-            on_frame(ev.data, now())
+            on_frame(ev.data, at)
 
     async def _topics_changed(self) -> None:
         """Restart the stream with the new topic set (not a connection loss)."""

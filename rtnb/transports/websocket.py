@@ -36,8 +36,6 @@ from .base import (
     retry_hint_in_reason,
 )
 
-__all__ = ["CLIENT_CLOSE_TIMEOUT", "WebSocketTransport", "ws_url"]
-
 #: Seconds ``close()`` waits for the peer's close frame before dropping the TCP
 #: connection (RFC 6455 §7.1.1 lets the client give up): 1. A peer flooding us
 #: never answers; ``conn.close()`` must still return within 2 s.

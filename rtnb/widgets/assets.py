@@ -26,8 +26,6 @@ import pathlib
 import re
 from typing import Any, Final
 
-__all__ = ["STATIC", "compose", "css", "esm", "hmr_enabled", "sources"]
-
 STATIC: Final = pathlib.Path(__file__).with_name("static")
 _IMPORT = re.compile(r'^import\s*\{[^}]*\}\s*from\s*"\./([\w-]+\.js)";?[ \t]*$', re.MULTILINE)
 _EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?(?:function|const|let|class)\b)", re.MULTILINE)

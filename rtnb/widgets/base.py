@@ -23,12 +23,10 @@ from typing import Any
 
 import anywidget
 
-from ..client.source import Source
+from ..client.source import Source, TopicHandle
 from ..core.freshness import check_stale_after
 from .feed import Feed
 from .recorded import RECORDED_INTERVAL, RecordedView
-
-__all__ = ["RtnbWidget", "connection_of"]
 
 logger = logging.getLogger("rtnb.widgets")
 
@@ -39,12 +37,10 @@ def connection_of(source: Any) -> Source:
     Anything implementing :class:`rtnb.Source` works: a live :class:`rtnb.Connection`
     or an ``rtnb.replay(...)``; widgets read nothing else.
     """
-    from ..client.topic import Topic
-
-    if isinstance(source, Topic):
-        return source.connection
     if isinstance(source, Source):
         return source
+    if isinstance(source, TopicHandle):
+        return source.connection
     raise TypeError(
         f"expected an rtnb Connection, replay or Topic (rtnb.connect / rtnb.replay / "
         f"conn.subscribe), got {type(source).__name__}"
@@ -58,9 +54,7 @@ def clock_of(conn: Source) -> Callable[[], float]:
 
 def is_live(conn: Source) -> bool:
     """True for a live connection (a replay cannot mutate)."""
-    from ..client.connection import Connection
-
-    return isinstance(conn, Connection)
+    return conn.live
 
 
 def _in_kernel() -> bool:

@@ -27,16 +27,6 @@ import threading
 import time
 from typing import Final
 
-__all__ = [
-    "DEFAULT_FPS",
-    "IOPUB_MSG_RATE_LIMIT",
-    "KERNEL_MESSAGE_BURST",
-    "KERNEL_MESSAGE_RATE",
-    "MessageBudget",
-    "RateWindow",
-    "get_budget",
-]
-
 #: Messages per second a widget sends at most (any one-second window): 10.
 DEFAULT_FPS: Final = 10
 #: Messages per second all rtnb widgets of a kernel may send together: 200.

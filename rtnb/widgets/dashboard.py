@@ -34,18 +34,7 @@ from .stats import RateMeter, degraded_now, degraded_seconds
 from .table import DEFAULT_HEIGHT, _action, _check_fields, act, table_feed, table_recorded
 
 if TYPE_CHECKING:
-    from ..client.source import Source
-    from ..client.topic import Topic
-
-__all__ = [
-    "DEFAULT_ACTIONS",
-    "DEFAULT_SORT",
-    "Counters",
-    "Dashboard",
-    "DashboardPart",
-    "DashboardTable",
-    "connection_role",
-]
+    from ..client.source import Source, TopicHandle
 
 #: Messages per second the counters strip sends at most: 1.
 COUNTERS_FPS: Final = 1
@@ -73,14 +62,12 @@ def connection_role(conn: Source, wait: float = ROLE_WAIT) -> str | None:
     or no answer in time). The token is never read here; the server decides what
     is allowed.
     """
-    from ..client.connection import Connection
-
-    identity = conn.wait_identity(wait) if isinstance(conn, Connection) else conn.identity
+    identity = conn.wait_identity(wait) if conn.live else conn.identity
     return None if identity is None else identity.role
 
 
 def warn_unknown_topics(
-    conn: Source, handles: Sequence[Topic], wait: float = ROLE_WAIT, *, stacklevel: int = 3
+    conn: Source, handles: Sequence[TopicHandle], wait: float = ROLE_WAIT, *, stacklevel: int = 3
 ) -> None:
     """Warn about each of ``handles`` the server refused (a misspelled name), with its reason.
 
@@ -93,12 +80,14 @@ def warn_unknown_topics(
     while (
         conn.state.status.value in ("authenticated", "subscribed") and time.monotonic() < deadline
     ):
-        if all(h.topic_state.status != "pending" for h in handles):
+        views = conn.topic_views()
+        if all(h.name not in views or views[h.name].status != "pending" for h in handles):
             break
         time.sleep(0.02)
+    views = conn.topic_views()
     for h in handles:
-        st = h.topic_state
-        if st.status in ("unknown", "forbidden", "refused") and st.error:
+        st = views.get(h.name)
+        if st is not None and st.status in ("unknown", "forbidden", "refused") and st.error:
             warnings.warn(f"Dashboard: {st.error}", stacklevel=stacklevel)
 
 
@@ -125,7 +114,7 @@ class CountersFeed(Feed):
     def figures(self, now: float) -> dict[str, Any]:
         log = self.conn.log
         counts = log.counts
-        topics = list(self.conn.topic_states.values())
+        topics = list(self.conn.topic_views().values())
         state = self.conn.state
         return {
             "eps": round(self.meter.update(counts, now), 1),
@@ -174,7 +163,7 @@ def counters_recorded(conn: Source) -> str:
     """``conn``'s counters as of now, as recorded HTML (runtime thread): the twin of a
     :class:`Counters`, or of a Dashboard's counters."""
     counts = conn.log.counts
-    topics = list(conn.topic_states.values())
+    topics = list(conn.topic_views().values())
     facts = [
         ("duplicates", f"{int(counts.get('duplicate', 0)):,}"),
         ("gaps", f"{sum(ts.gaps for ts in topics):,}"),
@@ -214,7 +203,7 @@ class DashboardPart:
 class DashboardTable(DashboardPart):
     """A table of a dashboard: a :class:`StreamTable` drawn inside it."""
 
-    topic: Topic | None = field(default=None, repr=False)
+    topic: TopicHandle | None = field(default=None, repr=False)
     actions: tuple[Action, ...] = ()
 
 
@@ -240,7 +229,7 @@ class Dashboard(RtnbWidget):
     def __init__(
         self,
         conn: Source,
-        topics: Sequence[str | Topic],
+        topics: Sequence[str | TopicHandle],
         *,
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None = None,
         fps: float = 10,
@@ -252,7 +241,7 @@ class Dashboard(RtnbWidget):
             topics = [topics]
         conn = connection_of(conn)
         self.conn = conn
-        self._owned: list[Topic] = []
+        self._owned: list[TopicHandle] = []
         try:
             self._build(conn, topics, actions, fps, height, stale_after)
         except BaseException:
@@ -262,17 +251,17 @@ class Dashboard(RtnbWidget):
     def _build(
         self,
         conn: Source,
-        topics: Sequence[str | Topic],
+        topics: Sequence[str | TopicHandle],
         actions: Mapping[str, Sequence[Action | Mapping[str, Any]]] | None,
         fps: float,
         height: int,
         stale_after: float | None,
     ) -> None:
-        handles: list[Topic] = []
+        handles: list[TopicHandle] = []
         for t in topics:
             if isinstance(t, str):
                 # ConnectionClosed on a closed connection
-                handle = conn.subscribe(t, stale_after=stale_after)
+                handle: TopicHandle = conn.subscribe(t, stale_after=stale_after)
                 self._owned.append(handle)
                 handles.append(handle)
             else:

@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["CHAOS_ACTIONS", "ChaosRelay", "chaos", "copy_notebooks", "main", "shipped_notebooks"]
+from ..protocol.errors import DemoFilesMissing, SetupError
 
 #: Seconds a demo token stays valid: 86,400 (24 h).
 DEMO_TOKEN_TTL: Final = 86_400.0
@@ -113,7 +113,7 @@ def chaos(srv: Any, action: str, **kwargs: Any) -> None:
         return
     url, token = os.environ.get("RTNB_CHAOS_URL"), os.environ.get("RTNB_CHAOS_TOKEN")
     if not (url and token):
-        raise RuntimeError(
+        raise SetupError(
             "this notebook does not run the server and no chaos relay is configured "
             "(RTNB_CHAOS_URL / RTNB_CHAOS_TOKEN, set by `make demo`)"
         )
@@ -137,7 +137,7 @@ def shipped_notebooks() -> pathlib.Path:
         candidate = parent / "notebooks"
         if (candidate / NOTEBOOK).exists():
             return candidate
-    raise FileNotFoundError(
+    raise DemoFilesMissing(
         f"the demo notebooks are missing: neither {packaged} (a pip install ships them there) "
         f"nor notebooks/{NOTEBOOK} above {here} (a source checkout); "
         'reinstall with `pip install --force-reinstall "rtnb[demo]"`'

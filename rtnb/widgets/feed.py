@@ -46,8 +46,6 @@ import msgspec
 
 from .budget import DEFAULT_FPS, MessageBudget, RateWindow, get_budget
 
-__all__ = ["DEFAULT_KERNEL_KEEPALIVE", "Feed", "Message", "Scheduler", "encode_buffer"]
-
 logger = logging.getLogger("rtnb.widgets")
 
 Message = tuple[dict[str, Any], list[bytes]]

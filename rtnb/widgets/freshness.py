@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import traitlets
 
+from ..client.source import TopicHandle
 from ..core.wording import fmt_clock_utc
 from .assets import css, esm
 from .base import RtnbWidget, clock_of, connection_of
@@ -28,10 +29,7 @@ from .stats import LAG_INTERVAL, recent_lag_p50
 from .status import connection_payload, same_freshness, topic_payload, transition
 
 if TYPE_CHECKING:
-    from ..client.source import Source
-    from ..client.topic import Topic
-
-__all__ = ["Freshness", "FreshnessFeed"]
+    from ..client.source import Source, TopicView
 
 #: Connection transitions kept for the details popover: 8.
 HISTORY: Final = 8
@@ -67,7 +65,7 @@ class FreshnessFeed(Feed):
         send: Send,
         *,
         conn: Source,
-        topic: Topic | None = None,
+        topic: TopicHandle | None = None,
         fps: float = DEFAULT_FPS,
         budget: MessageBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -89,6 +87,8 @@ class FreshnessFeed(Feed):
         self._lag_at = -LAG_INTERVAL
         self._unrecoverable = 0
         self._gap_at: float | None = None
+        #: the topic's last view (kept if the topic is released: the pill shows it as it was)
+        self._view: TopicView | None = None if topic is None else conn.topic_view(topic.name)
 
     def _on_state(self, state: Any) -> None:
         self.history.append(transition(state))
@@ -100,14 +100,15 @@ class FreshnessFeed(Feed):
             self._lag_at = now
             self._lag = recent_lag_p50(self.conn.log)
         if self.topic is not None:
-            states = [self.topic.topic_state]
+            self._view = conn.topic_view(self.topic.name) or self._view
+            states = [] if self._view is None else [self._view]
         else:
-            states = list(conn.topic_states.values())
+            states = list(conn.topic_views().values())
         unrecoverable = sum(ts.unrecoverable for ts in states)
         if unrecoverable > self._unrecoverable:
             self._gap_at = wall
         self._unrecoverable = unrecoverable
-        if self.topic is not None:
+        if self.topic is not None and states:
             out = topic_payload(states[0], conn.state, wall, self._gap_at)
             out["history"] = list(self.history)
             out["lag"] = self._lag
@@ -162,15 +163,13 @@ class Freshness(RtnbWidget):
 
     def __init__(
         self,
-        source: Source | Topic | Any,
+        source: Source | TopicHandle | Any,
         *,
         fps: float = DEFAULT_FPS,
         stale_after: float | None = None,
     ) -> None:
-        from ..client.topic import Topic
-
         conn = connection_of(source)
-        topic = source if isinstance(source, Topic) else None
+        topic = source if isinstance(source, TopicHandle) else None
         super().__init__(
             label=topic.name if topic is not None else conn.url,
             scope="topic" if topic is not None else "connection",
@@ -197,8 +196,11 @@ class Freshness(RtnbWidget):
         conn = self._recorded_from
         if conn is None:
             return ""
-        topic = getattr(self.source, "topic_state", None)
-        states = [topic] if topic is not None else list(conn.topic_states.values())
+        if isinstance(self.source, TopicHandle):
+            view = conn.topic_view(self.source.name)
+            states = [] if view is None else [view]
+        else:
+            states = list(conn.topic_views().values())
         lasts = [ts.last_event_at for ts in states if ts.last_event_at is not None]
         newest = f"{fmt_clock_utc(max(lasts))} UTC" if lasts else "no data yet"
         facts = [

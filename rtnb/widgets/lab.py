@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import IO, Any, Final
 
-__all__ = ["Lab", "free_port"]
+from ..protocol.errors import SetupError, WaitTimeout
 
 #: Seconds to wait for JupyterLab to answer on its port: 60.
 LAB_START_TIMEOUT: Final = 60.0
@@ -146,7 +146,7 @@ class Lab:
         )
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
+                raise SetupError(
                     f"JupyterLab exited with {self.proc.returncode}; see {self.log_path}"
                 )
             with (
@@ -156,7 +156,7 @@ class Lab:
                 if r.status == 200:
                     return
             time.sleep(0.1)
-        raise TimeoutError(f"JupyterLab did not start within {LAB_START_TIMEOUT} s")
+        raise WaitTimeout(f"JupyterLab did not start within {LAB_START_TIMEOUT} s")
 
     def log_text(self) -> str:
         with contextlib.suppress(OSError):

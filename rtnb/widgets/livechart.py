@@ -29,8 +29,6 @@ import altair as alt
 
 from .budget import get_budget
 
-__all__ = ["KINDS", "LIVE_CHART_INTERVAL", "LIVE_CHART_WINDOW", "LiveChart"]
-
 logger = logging.getLogger("rtnb.widgets")
 
 #: Seconds between refreshes of a live chart: 2.

@@ -31,8 +31,6 @@ from typing import Any, Final
 
 from ..core.wording import fmt_clock_utc, say
 
-__all__ = ["RECORDED_INTERVAL", "RECORDED_ROWS", "RecordedView", "recorded_html", "refresh_all"]
-
 #: Seconds between two refreshes of a recorded view at most: 1.0.
 RECORDED_INTERVAL: Final = 1.0
 #: Rows a recorded table shows at most: 50 (the rest are counted).

@@ -30,8 +30,6 @@ from .budget import get_budget
 if TYPE_CHECKING:
     from ..client.replay import Replay
 
-__all__ = ["POSITION_TICK", "ReplayControls"]
-
 logger = logging.getLogger("rtnb")
 
 #: Seconds between position pushes while playing: 0.25.

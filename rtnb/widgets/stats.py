@@ -14,17 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 from ..telemetry.incidents import degraded_time
 
 if TYPE_CHECKING:
-    from ..client.session import ConnectionState
+    from ..client.source import ConnectionState
     from ..telemetry import EnvelopeLog
-
-__all__ = [
-    "LAG_INTERVAL",
-    "LAG_WINDOW",
-    "RateMeter",
-    "degraded_now",
-    "degraded_seconds",
-    "recent_lag_p50",
-]
 
 #: Newest envelopes the live lag median is computed over: 2,000.
 LAG_WINDOW: Final = 2000

@@ -1,7 +1,9 @@
 """Freshness payloads: what the header strips and pills show, as plain dicts.
 
-Built on the runtime thread from a :class:`~rtnb.core.pipeline.TopicState`
-and the connection's :class:`~rtnb.client.session.ConnectionState`. The
+Built from a topic's :class:`~rtnb.client.source.TopicView` (the facts the
+client made on the runtime thread: status, counts, events still to replay, the
+server's refusal) and the connection's
+:class:`~rtnb.client.session.ConnectionState`. The
 browser turns them into text ("Live · updated 0.4 s ago", "Stale — data as
 of 12:03:55, reconnecting in 3 s (attempt 4)", …) and ticks the age and the
 countdown itself, so no kernel message is needed per second.
@@ -21,21 +23,12 @@ ticks the age and the retry countdown (at zero it shows ``connecting``, as
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..client.session import ConnectionState
-from ..client.topic import refusal_reason, replay_missing
 from ..core.freshness import connection_status, freshness
-from ..core.pipeline import TopicState
 
-__all__ = [
-    "FRESH_DRIFT",
-    "connection_payload",
-    "replay_missing",
-    "same_freshness",
-    "topic_payload",
-    "transition",
-]
+if TYPE_CHECKING:
+    from ..client.source import ConnectionState, TopicView
 
 #: Seconds the browser's idea of "newest data" may lag the kernel's before a resend: 0.25.
 FRESH_DRIFT: Final = 0.25
@@ -57,7 +50,7 @@ def _connection_fields(cs: ConnectionState, wall: float) -> dict[str, Any]:
     }
 
 
-def topic_status(ts: TopicState, cs: ConnectionState, wall: float) -> str:
+def topic_status(ts: TopicView, cs: ConnectionState, wall: float) -> str:
     """live | replaying | quiet | stale | forbidden | unknown | refused | pending | closed."""
     return freshness(
         cs.status, cs.attempt, cs.next_retry_at, ts.status, ts.last_event_at, wall, ts.stale_after
@@ -65,7 +58,7 @@ def topic_status(ts: TopicState, cs: ConnectionState, wall: float) -> str:
 
 
 def topic_payload(
-    ts: TopicState, cs: ConnectionState, wall: float, gap_at: float | None = None
+    ts: TopicView, cs: ConnectionState, wall: float, gap_at: float | None = None
 ) -> dict[str, Any]:
     """The freshness of one topic (for a table's header strip or a topic pill)."""
     last = ts.last_event_at
@@ -78,9 +71,9 @@ def topic_payload(
         "gaps": ts.gaps,
         "unrecoverable": ts.unrecoverable,
         "gapAge": None if gap_at is None else max(0.0, wall - gap_at),
-        "missing": replay_missing(ts),
-        "entities": len(ts.store.entities),
-        "error": refusal_reason(ts),
+        "missing": ts.missing,
+        "entities": ts.entities,
+        "error": ts.refusal,
         "staleAfter": ts.stale_after,
         # why the client froze the topic (its state passed Limits.max_topic_bytes)
         "limit": ts.over_limit,
@@ -91,7 +84,7 @@ def topic_payload(
 
 def connection_payload(
     cs: ConnectionState,
-    topics: Iterable[TopicState],
+    topics: Iterable[TopicView],
     wall: float,
     *,
     history: Iterable[Mapping[str, Any]] = (),
@@ -106,15 +99,15 @@ def connection_payload(
             "status": topic_status(ts, cs, wall),
             "gaps": ts.gaps,
             "unrecoverable": ts.unrecoverable,
-            "missing": replay_missing(ts),
-            "entities": len(ts.store.entities),
+            "missing": ts.missing,
+            "entities": ts.entities,
         }
         for ts in states
     ]
     lasts = [ts.last_event_at for ts in states if ts.last_event_at is not None]
     last = max(lasts) if lasts else None
     status = connection_status(cs.status, [str(t["status"]) for t in per_topic], last is not None)
-    missing = [m for ts in states if (m := replay_missing(ts)) is not None]
+    missing = [ts.missing for ts in states if ts.missing is not None]
     out = {
         "scope": "connection",
         "status": status,

@@ -12,22 +12,17 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import traitlets
 
-from ..core.store import PENDING_FIELD
+from ..client.source import PENDING_FIELD, TopicHandle
 from .assets import css, esm
 from .base import RtnbWidget, clock_of
 from .budget import DEFAULT_FPS
 from .feed import MAX_FPS, Feed, Send
 from .recorded import RECORDED_ROWS, recorded_html
 from .rows import Action, TableFeed
-
-if TYPE_CHECKING:
-    from ..client.topic import Topic
-
-__all__ = ["Action", "StreamTable", "act", "table_feed", "table_recorded"]
 
 #: Default height of a table's scrolling body, in CSS pixels: 360.
 DEFAULT_HEIGHT: Final = 360
@@ -67,7 +62,7 @@ def _orders(order: Mapping[str, Sequence[Any] | Any] | None) -> dict[str, list[A
 
 
 def _check_fields(
-    topic: Topic,
+    topic: TopicHandle,
     named: list[tuple[str, str]],
     shown: set[str] | None = None,
     *,
@@ -78,13 +73,13 @@ def _check_fields(
     event (a misspelling sorts nothing)."""
 
     def fields() -> set[str] | None:
-        entities = topic.topic_state.store.entities
-        if not entities:
-            return None
-        seen = {"id"}
-        for _, state in zip(range(FIELD_SAMPLE), entities.values(), strict=False):
-            seen.update(k for k in state if k != PENDING_FIELD)
-        return seen
+        with topic.connection.open_rows(topic.name) as rows:
+            if not len(rows):
+                return None
+            seen = {"id"}
+            for eid in itertools.islice(rows.ids(), FIELD_SAMPLE):
+                seen.update(k for k in rows.row(eid) or () if k != PENDING_FIELD)
+            return seen
 
     def warn(known: set[str], stacklevel: int) -> None:
         for argument, column in named:
@@ -143,7 +138,7 @@ class StreamTable(RtnbWidget):
 
     def __init__(
         self,
-        topic: Topic,
+        topic: TopicHandle,
         columns: Sequence[str] | None = None,
         max_rows: int | None = None,
         fps: float = DEFAULT_FPS,
@@ -155,9 +150,7 @@ class StreamTable(RtnbWidget):
         order: Mapping[str, Sequence[Any] | Any] | None = None,
         stale_after: float | None = None,
     ) -> None:
-        from ..client.topic import Topic
-
-        if not isinstance(topic, Topic):
+        if not isinstance(topic, TopicHandle):
             raise TypeError(
                 f"StreamTable needs a topic handle (conn.subscribe(...)), got {type(topic).__name__}"
             )
@@ -203,7 +196,7 @@ class StreamTable(RtnbWidget):
 
 
 def table_feed(
-    topic: Topic,
+    topic: TopicHandle,
     columns: Sequence[str] | None,
     max_rows: int | None,
     actions: tuple[Action, ...],
@@ -214,24 +207,29 @@ def table_feed(
     wall = clock_of(conn)
 
     def make(send: Send) -> Feed:
-        return TableFeed(
-            conn.loop,
-            send,
-            state=topic.topic_state,
-            connection_state=lambda: conn.state,
-            resolutions=conn.open_resolutions().take,
-            columns=columns,
-            max_rows=max_rows,
-            actions=actions,
-            fps=fps,
-            wall=wall,
-        )
+        rows = conn.open_rows(topic.name)
+        try:
+            return TableFeed(
+                conn.loop,
+                send,
+                rows=rows,
+                connection_state=lambda: conn.state,
+                resolutions=conn.open_resolutions().take,
+                columns=columns,
+                max_rows=max_rows,
+                actions=actions,
+                fps=fps,
+                wall=wall,
+            )
+        except BaseException:
+            rows.close()  # a cursor left open would collect changed ids forever
+            raise
 
     return make
 
 
 def act(
-    topic: Topic, actions: tuple[Action, ...], feed: Feed | None, entity_id: str, index: Any
+    topic: TopicHandle, actions: tuple[Action, ...], feed: Feed | None, entity_id: str, index: Any
 ) -> None:
     """A row button was pressed: mutate optimistically if the action still applies."""
     if not isinstance(index, int) or not 0 <= index < len(actions):
@@ -248,18 +246,17 @@ def act(
     topic.mutate(entity_id, dict(action.patch))
 
 
-def table_recorded(topic: Topic, title: str, columns: Sequence[str] | None) -> str:
+def table_recorded(topic: TopicHandle, title: str, columns: Sequence[str] | None) -> str:
     """A table of ``topic``'s rows as of now, capped, as recorded HTML (runtime thread; see
     :mod:`rtnb.widgets.recorded`): a StreamTable's twin, or a Dashboard table's."""
-    store = topic.topic_state.store
-    ids = list(itertools.islice(store.entities, RECORDED_ROWS))
-    rows = [(eid, store.view(eid) or {}) for eid in ids]
+    with topic.connection.open_rows(topic.name) as cursor:
+        ids = list(itertools.islice(cursor.ids(), RECORDED_ROWS))
+        rows = [(eid, cursor.row(eid) or {}) for eid in ids]
+        total = len(cursor)
     shown = None if columns is None else list(columns)
     if shown is None:
         seen: dict[str, None] = {}
         for _, row in rows:
             seen.update(dict.fromkeys(k for k in row if k != PENDING_FIELD))
         shown = list(seen)
-    return recorded_html(
-        title, topic.connection.now(), columns=shown, rows=rows, total=len(store.entities)
-    )
+    return recorded_html(title, topic.connection.now(), columns=shown, rows=rows, total=total)

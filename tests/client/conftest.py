@@ -8,6 +8,7 @@ import pytest
 
 import rtnb
 from rtnb.server import ServerHandle, serve
+from tests.helpers import stopper
 
 #: Fast heartbeats so liveness tests finish quickly (client and server agree).
 HEARTBEAT = 0.5
@@ -16,10 +17,14 @@ TRANSPORTS = ("websocket", "sse", "polling")
 
 @pytest.fixture
 def srv() -> Iterator[ServerHandle]:
-    with serve(port=0, heartbeat_interval=HEARTBEAT, topics={"audit": "admin"}) as handle:
+    """A server of the test's own; its stop (uvicorn's 0.2 s of ticks) overlaps the next test."""
+    handle = serve(port=0, heartbeat_interval=HEARTBEAT, topics={"audit": "admin"})
+    try:
         for topic in ("incidents", "fleet", "prices"):
             handle.declare(topic)
         yield handle
+    finally:
+        stopper.stop_soon(handle)
 
 
 def connect(

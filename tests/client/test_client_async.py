@@ -147,8 +147,9 @@ def test_server_handle_async_with_stops_the_server() -> None:
 
     srv = asyncio.run(main())
     assert not srv.running
-    with pytest.raises(RuntimeError, match="stopped"):
+    with pytest.raises(rtnb.ServerStopped, match="stopped") as caught:  # an RtnbError
         srv.publish("items", "item.added", {"n": 2}, tenant="t", entity_id="y")
+    assert isinstance(caught.value, RuntimeError)  # as before issue 21
 
 
 def test_server_handle_with_stops_the_server() -> None:

@@ -112,7 +112,7 @@ class Watch:
         self.probe()
 
     def read(self, fn: Callable[[Any], Any]) -> Any:
-        return self.conn._call(lambda: fn(self.topic._state), what="test read")
+        return self.conn.call(lambda: fn(self.topic._state), what="test read")
 
     @property
     def growth(self) -> int:

@@ -21,11 +21,13 @@ def _read_through_the_seam(source: rtnb.Source, topic: str) -> tuple[int, int, s
 
     def read() -> tuple[int, int, str]:
         assert source.loop is asyncio.get_running_loop()  # call runs on the runtime loop
-        ts = source.topic_states[topic]
-        changes = ts.store.open_changes()
-        reset, _ = changes.take()
-        assert reset  # a new change cursor starts with the whole store
-        return len(ts.store.entities), ts.applied, source.state.status.value
+        view = source.topic_view(topic)
+        assert view is not None and source.topic_views()[topic] == view
+        with source.open_rows(topic) as rows:
+            reset, _ = rows.take()
+            assert reset  # a new cursor starts with every row
+            assert len(rows.rows()) == len(rows) == view.entities
+        return view.entities, view.applied, source.state.status.value
 
     result: tuple[int, int, str] = source.call(read, what="test read")
     return result
@@ -54,6 +56,7 @@ def test_identity_is_what_the_server_confirmed_even_for_a_token_provider(
         assert (identity.tenant, identity.user, identity.role) == ("acme", "vi", "viewer")
         assert identity.expires_at > 0
         assert connection_role(conn) == "viewer"
+        assert conn.live
     finally:
         conn.close()
 
@@ -129,7 +132,11 @@ def test_a_replay_is_a_source_read_the_same_way(srv: rtnb.ServerHandle, tmp_path
     try:
         assert isinstance(rep, rtnb.Source)
         assert rep.identity is None and rep.url == "replay"
+        assert rep.wait_identity(30) is None and not rep.live  # at once: no one to ask
         rep.subscribe("incidents")
+        before = rep.topic_view("incidents")  # subscribed before playing: a table opens on it
+        assert before is not None and before.entities == 0
+        rep.call(lambda: rep.open_rows("incidents").close(), what="test")
         rep.resume()
         assert rep.wait(30)
         entities, applied, _ = _read_through_the_seam(rep, "incidents")
@@ -139,3 +146,43 @@ def test_a_replay_is_a_source_read_the_same_way(srv: rtnb.ServerHandle, tmp_path
         assert rep.now() == rep.position_s
     finally:
         rep.close()
+
+
+def test_a_topic_view_is_read_from_any_thread_and_stays_as_it_was(
+    srv: rtnb.ServerHandle,
+) -> None:
+    publish(srv, 3)
+    conn = connect(srv)
+    try:
+        topic = conn.subscribe("incidents")
+        wait_until(lambda: topic.status == "live" and len(topic) == 3)
+        view = conn.topic_view("incidents")  # from this thread: it hops to the runtime's
+        assert view is not None and (view.name, view.status, view.entities) == (
+            "incidents",
+            "live",
+            3,
+        )
+        assert view.missing is None and view.refusal is None and view.over_limit is None
+        publish(srv, 2, start=3)
+        wait_until(lambda: len(topic) == 5)
+        assert view.entities == 3 and conn.topic_views()["incidents"].entities == 5
+        assert conn.topic_view("nope") is None
+        with pytest.raises(rtnb.LocalProtocolError, match=r"'nope' is not subscribed.*incidents"):
+            conn.call(lambda: conn.open_rows("nope"), what="test")
+    finally:
+        conn.close()
+
+
+def test_a_refused_topic_reads_refused_through_the_seam_with_the_servers_words(
+    srv: rtnb.ServerHandle,
+) -> None:
+    conn = connect(srv)
+    try:
+        conn.subscribe("audit")  # admin only: a viewer's subscription is refused
+        wait_until(lambda: (v := conn.topic_view("audit")) is not None and v.status != "pending")
+        view = conn.topic_view("audit")
+        assert view is not None and view.status == "forbidden"
+        assert view.refusal is not None and view.error is not None
+        assert view.refusal.startswith(view.error) and view.refusal.endswith(")")
+    finally:
+        conn.close()

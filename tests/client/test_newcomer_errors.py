@@ -63,7 +63,7 @@ def test_seek_on_a_playing_replay_stays_at_that_instant_until_resumed() -> None:
         rep.seek(mid)
         assert rep.paused and rep.position_s == pytest.approx(mid.timestamp(), abs=1e-6)
         at_mid = fleet.server_entities
-        rep._call(lambda: None, what="a round trip on the runtime thread")
+        rep.call(lambda: None, what="a round trip on the runtime thread")
         assert rep.position_s == pytest.approx(mid.timestamp(), abs=1e-6)
         assert fleet.server_entities == at_mid
         rep.resume()

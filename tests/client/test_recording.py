@@ -88,14 +88,15 @@ def test_recording_into_a_directory_that_holds_one_is_refused_unless_overwriting
         try:
             first = conn.record(tmp_path / "rec")
             first.stop()
-            with pytest.raises(FileExistsError, match="already holds a recording"):
+            with pytest.raises(rtnb.RecordingExists, match="already holds a recording"):
                 conn.record(tmp_path / "rec")
             again = conn.record(tmp_path / "rec", overwrite=True)
             again.stop()
             assert [p.name for p in list_parts(tmp_path / "rec")] == ["part-000001.parquet"]
             (tmp_path / "file").write_text("x")
-            with pytest.raises(FileExistsError, match="is a file"):
+            with pytest.raises(rtnb.RecordingExists, match="is a file") as caught:
                 conn.record(tmp_path / "file")
+            assert isinstance(caught.value, FileExistsError)  # as before issue 21
         finally:
             conn.close()
 

@@ -68,12 +68,12 @@ def test_replay_topics_are_real_topics_that_widgets_read_like_live_ones(
     topic = rep.subscribe("fleet")
     assert isinstance(topic, Topic) and isinstance(topic, ReplayTopic)
     assert topic.connection is rep and topic.connection.log is rep.log
-    changes = rep._call(topic._state.store.open_changes, what="test")
+    changes = rep.call(topic._state.store.open_changes, what="test")
     seen: list[Status] = []
     rep.on_state(lambda st: seen.append(st.status))
     rep.resume()
     assert rep.wait(60)
-    reset, changed = rep._call(changes.take, what="test")
+    reset, changed = rep.call(changes.take, what="test")
     assert reset and changed == set(topic.server_entities)
     assert seen == [Status(s) for s in recorded.states["status"].astype(str)]
     assert topic.freshness.connection == "closed" and rep.state.status is Status.CLOSED
@@ -103,7 +103,7 @@ def test_pause_holds_the_position_and_resume_goes_on(recorded: EnvelopeLog) -> N
     rep.pause()
     held, position = rep.progress, rep.position_s
     for _ in range(20):  # let the runtime loop turn: nothing moves while paused
-        rep._call(lambda: None, what="test")
+        rep.call(lambda: None, what="test")
     assert (rep.progress, rep.position_s) == (held, position)
     rep.speed = None
     rep.resume()

@@ -9,9 +9,9 @@ from rtnb.core.pipeline import Pipeline
 
 
 class _Direct:
-    """The one thing ``Topic`` reads of its connection here: ``_call``."""
+    """The one thing ``Topic`` reads of its connection here: ``call``."""
 
-    def _call(self, fn: Any, *, what: str) -> Any:
+    def call(self, fn: Any, *, what: str) -> Any:
         return fn()
 
 

@@ -25,7 +25,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from rtnb.core import machine as machine_module
 from rtnb.core import machine_table
 from rtnb.core.backoff import DEFAULT_MAX_RETRY_HINT, HINT_JITTER, BackoffSchedule
-from rtnb.core.machine import (
+from rtnb.core.machine import ConnectionMachine
+from rtnb.core.machine_table import (
+    AUTOMATIC,
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -36,9 +38,10 @@ from rtnb.core.machine import (
     DEFAULT_REFRESH_FRACTION,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_REFRESH_RETRY,
+    TIMERS,
+    TRANSITIONS,
     CancelTimer,
     CloseTransport,
-    ConnectionMachine,
     Input,
     MachineAction,
     MachineConfig,
@@ -52,7 +55,6 @@ from rtnb.core.machine import (
     TopicPhase,
     TopicStatusChanged,
 )
-from rtnb.core.machine_table import AUTOMATIC, TIMERS, TRANSITIONS
 from rtnb.core.status import Status
 from rtnb.protocol.errors import LocalProtocolError
 from rtnb.protocol.frames import (
@@ -1343,7 +1345,8 @@ def test_bad_config_is_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_machine_module_reexports_the_vocabulary() -> None:
-    for name in machine_module.__all__:
+    # what tests and bench import from rtnb.core.machine (defined in machine_table)
+    for name in ("MachineConfig", "Timer", "StartTimer", "CloseTransport", "OpenTransport"):
         assert hasattr(machine_module, name), name
 
 

@@ -10,8 +10,8 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
+from rtnb.core.liveness import HEARTBEAT_GRACE_MAX, liveness_deadline
 from rtnb.core.machine import CloseTransport, MachineConfig, StartTimer, Timer
-from rtnb.core.machine_table import HEARTBEAT_GRACE_MAX, liveness_deadline
 from rtnb.protocol.frames import Authenticated, Heartbeat
 from tests.core.test_machine import (
     T0,

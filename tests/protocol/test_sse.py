@@ -504,6 +504,18 @@ def test_parser_agrees_with_a_literal_reading_of_the_spec(stream: bytes) -> None
     assert _outcome(stream) == _reference(stream, "seed")
 
 
+@pytest.mark.parametrize(
+    "field",
+    [b"data:x", b"data: x", b"data:  x", b"data:", b"data: ", b"data:\x00", b"datax:y",
+     b"id:x", b"id: x", b"id:  x", b"id:", b"id: ", b"id:x\x00", b"idx:y", b"data", b"id"],
+)  # fmt: skip
+def test_the_common_fields_agree_with_a_literal_reading_of_the_spec(field: bytes) -> None:
+    # Issue 22: "data:" and "id:" lines take a fast path; each shape of them, with and
+    # without the optional space, must read as the spec's general rule reads it.
+    stream = b"id: old\n" + field + b"\ndata: y\n\n" + field + b"\n\n"
+    assert _outcome(stream) == _reference(stream, "seed")
+
+
 _no_line_end = st.text().filter(lambda s: "\r" not in s and "\n" not in s)
 _events = st.tuples(
     _no_line_end,  # event type ("" means the default "message")

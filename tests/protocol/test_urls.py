@@ -54,3 +54,27 @@ def test_connect_and_the_transports_share_it() -> None:
 
     assert websocket.ws_url is ws_url
     assert http.base_http_url("wss://h:1/ws") == http_base_url("wss://h:1/ws") == "https://h:1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://h:1/ws?token=SECRET-abc",
+        "http://h:1?access%5Ftoken=SECRET-abc",
+        "https://h/prefix?Last-Event-ID=SECRET-abc",
+    ],
+)
+def test_a_url_carrying_a_token_is_refused_saying_where_the_token_goes(url: str) -> None:
+    with pytest.raises(ValueError, match=r"rtnb\.connect\(url, token=\.\.\.\)") as refused:
+        http_base_url(url)
+    assert "SECRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h:1/?topic=a", "ws://h:1/ws#hushfrag", "http://u:pw@h:1?x=1"]
+)
+def test_a_url_with_any_query_or_fragment_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ValueError, match="takes no query string or fragment") as refused:
+        http_base_url(url)
+    assert "topic=a" not in str(refused.value) and "hushfrag" not in str(refused.value)
+    assert "pw" not in str(refused.value)

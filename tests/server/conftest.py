@@ -21,6 +21,7 @@ from websockets.sync.client import connect as ws_connect
 
 from rtnb.protocol.sse import SSEEvent, SSEParser
 from rtnb.server import ServerHandle, serve
+from tests.helpers import stopper
 
 Frame = dict[str, Any]
 
@@ -211,7 +212,7 @@ def make_server() -> Iterator[Callable[..., ServerHandle]]:
 
     yield make
     for handle in started:
-        handle.stop()
+        stopper.stop_soon(handle)  # uvicorn's 0.2 s of ticks overlap the next test
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import subprocess
 import sys
 
 import pytest
 
+import rtnb
 from rtnb.server import serve
 
 
@@ -21,9 +23,10 @@ def busy_port():
 
 def test_serve_on_a_busy_port_names_the_port_and_suggests_port_0(busy_port) -> None:
     with pytest.raises(
-        OSError, match=rf"port {busy_port} on 127\.0\.0\.1 is already in use.*port 0"
-    ):
+        rtnb.PortInUse, match=rf"port {busy_port} on 127\.0\.0\.1 is already in use.*port 0"
+    ) as caught:
         serve(port=busy_port)
+    assert isinstance(caught.value, OSError) and caught.value.errno == errno.EADDRINUSE
 
 
 def test_rtnb_serve_on_a_busy_port_says_so_in_one_line(busy_port) -> None:

@@ -159,3 +159,28 @@ def test_rtnb_serve_prints_a_token_only_for_a_demo_or_a_terminal(tmp_path):
     assert "demo token" in at_terminal and "eyJ" in at_terminal
     demo = _serve(tmp_path, "--demo", tty=False)
     assert "demo token" in demo and "eyJ" in demo
+
+
+@pytest.mark.parametrize("query", ["token={t}", "access%5Ftoken={t}", "Last-Event-ID={t}"])
+def test_a_secret_in_the_websocket_url_is_refused_with_a_reason_and_not_echoed(srv, query):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    token = srv.issue_token(tenant="acme", user="ana")
+    url = srv.url.replace("http://", "ws://") + "/ws?" + query.format(t=token)
+    with connect(url, open_timeout=5) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert closed.value.rcvd.reason.startswith("token_in_url")
+    assert token not in closed.value.rcvd.reason
+    assert srv.stats()["connections"] == 0  # refused before it counted as a connection
+
+
+def test_a_websocket_url_without_secrets_still_connects(srv):
+    from websockets.sync.client import connect
+
+    url = srv.url.replace("http://", "ws://") + "/ws?topic=c"
+    with connect(url, open_timeout=5) as ws:
+        ws.send(json.dumps({"op": "ping"}))
+        assert ws.recv(timeout=5)  # unauthenticated, but open: an answer, not a 4400 close

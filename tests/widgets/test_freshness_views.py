@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from rtnb.client.replay_topic import ReplayTopic
 from rtnb.client.session import ConnectionState
 from rtnb.client.topic import Topic
+from rtnb.client.topic_view import topic_view
 from rtnb.core.freshness import activity_text
 from rtnb.core.pipeline import Pipeline, TopicState
 from rtnb.core.status import Status
@@ -38,7 +39,7 @@ class _Conn:
         self.state = state
         self.position_s = position_s
 
-    def _call(self, fn: Any, *, what: str) -> Any:
+    def call(self, fn: Any, *, what: str) -> Any:
         return fn()
 
 
@@ -73,8 +74,8 @@ def test_topic_replay_topic_and_widgets_agree(
     conn = _Conn(cs, position_s=wall)
     live_view = Topic(conn, ts).freshness  # type: ignore[arg-type]
     replay_view = ReplayTopic(conn, ts).freshness  # type: ignore[arg-type]
-    pill = topic_payload(ts, cs, wall)
-    strip = connection_payload(cs, [ts], wall)
+    pill = topic_payload(topic_view(ts), cs, wall)
+    strip = connection_payload(cs, [topic_view(ts)], wall)
 
     assert live_view.status == replay_view.status == pill["status"]
     assert strip["topics"][0]["status"] == pill["status"]
@@ -96,8 +97,8 @@ def test_a_reconnect_storm_cannot_show_two_stories_at_once() -> None:
     ts = _topic_state("live", wall - 5)
     before = ConnectionState(Status.RECONNECTING, None, "lost", 3, wall + 2.0, "websocket", wall)
     after = ConnectionState(Status.CONNECTING, None, "retry", 3, None, "websocket", wall + 2)
-    old = topic_payload(ts, before, wall)
-    new = topic_payload(ts, after, wall + 2.5)
+    old = topic_payload(topic_view(ts), before, wall)
+    new = topic_payload(topic_view(ts), after, wall + 2.5)
     shown_old = activity_text(old["activity"], old["attempt"], old["retryIn"] - 2.5)
     shown_new = activity_text(new["activity"], new["attempt"], new["retryIn"])
     assert shown_old == shown_new == "connecting (attempt 3)"

@@ -6,14 +6,18 @@ import gc
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtnb.client.session import ConnectionState
-from rtnb.core.ledger import MutationLedger
+from rtnb.client.topic_view import RowCursor, topic_view
+from rtnb.core.ledger import MutationLedger, ResolutionCursor
 from rtnb.core.pipeline import Pipeline
 from rtnb.core.status import Status
+from rtnb.core.store import PENDING_FIELD
 from rtnb.widgets.budget import MessageBudget
-from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed
-from rtnb.widgets.rows import Action, ResolutionCursor, TableFeed
+from rtnb.widgets.feed import DEFAULT_KERNEL_KEEPALIVE, Feed, encode_buffer
+from rtnb.widgets.rows import Action, TableFeed
 from rtnb.widgets.status import connection_payload, topic_payload
 
 
@@ -48,7 +52,7 @@ def _feed(**kw: Any) -> tuple[TableFeed, Any, Sink, list[ConnectionState]]:
     conn = [_state()]
     sink = Sink()
     feed = TableFeed(
-        NoLoop(), sink, state=ts, connection_state=lambda: conn[0],
+        NoLoop(), sink, rows=RowCursor(ts), connection_state=lambda: conn[0],
         budget=MessageBudget(rate=1000, burst=1000), wall=lambda: 1000.5, **kw,
     )  # fmt: skip
     return feed, ts, sink, conn
@@ -96,17 +100,21 @@ def test_stale_reconnecting_and_replaying_freshness() -> None:
     ts = Pipeline().add_topic("t", "sequence")
     ts.last_event_at = 100.0
     ts.status = "live"
-    stale = topic_payload(ts, _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5)
+    stale = topic_payload(
+        topic_view(ts), _state(Status.RECONNECTING, attempt=4, next_retry_at=103.0), 100.5
+    )
     assert (stale["status"], stale["attempt"], stale["retryIn"]) == ("stale", 4, 2.5)
     assert stale["age"] == 0.5 and stale["last"] == 100.0
     ts.status = "replaying"
     ts.replay_until = 1240
-    assert topic_payload(ts, _state(), 101.0)["status"] == "replaying"
+    assert topic_payload(topic_view(ts), _state(), 101.0)["status"] == "replaying"
     ts.status = "forbidden"
-    assert topic_payload(ts, _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    assert (
+        topic_payload(topic_view(ts), _state(Status.RECONNECTING), 101.0)["status"] == "forbidden"
+    )
     fresh = Pipeline().add_topic("u", "sequence")
-    assert topic_payload(fresh, _state(Status.CONNECTING), 1.0)["status"] == "pending"
-    assert topic_payload(fresh, _state(Status.CLOSED), 1.0)["status"] == "closed"
+    assert topic_payload(topic_view(fresh), _state(Status.CONNECTING), 1.0)["status"] == "pending"
+    assert topic_payload(topic_view(fresh), _state(Status.CLOSED), 1.0)["status"] == "closed"
 
 
 def test_a_gap_is_reported_with_its_age() -> None:
@@ -125,9 +133,14 @@ def test_connection_freshness_is_the_worst_news_across_topics() -> None:
     a, b = p.add_topic("a", "sequence"), p.add_topic("b", "sequence")
     a.status, b.status = "live", "replaying"
     a.last_event_at, b.last_event_at = 10.0, 12.0
-    out = connection_payload(_state(), [a, b], 13.0)
+    out = connection_payload(_state(), [topic_view(a), topic_view(b)], 13.0)
     assert out["status"] == "replaying" and out["last"] == 12.0 and out["age"] == 1.0
-    assert connection_payload(_state(Status.RECONNECTING), [a, b], 13.0)["status"] == "stale"
+    assert (
+        connection_payload(_state(Status.RECONNECTING), [topic_view(a), topic_view(b)], 13.0)[
+            "status"
+        ]
+        == "stale"
+    )
     assert [t["name"] for t in out["topics"]] == ["a", "b"]
 
 
@@ -168,7 +181,7 @@ def test_a_feed_stops_when_its_widget_is_gone() -> None:
     feed = TableFeed(
         NoLoop(),
         w.send,
-        state=ts,
+        rows=RowCursor(ts),
         connection_state=_state,
         budget=MessageBudget(rate=1000, burst=1000),
     )
@@ -199,7 +212,7 @@ def test_a_spent_message_budget_never_silences_the_keepalive() -> None:
     ts.status = "live"
     sink = Sink()
     feed = TableFeed(
-        NoLoop(), sink, state=ts, connection_state=_state,
+        NoLoop(), sink, rows=RowCursor(ts), connection_state=_state,
         budget=MessageBudget(rate=0.001, burst=1), wall=lambda: 1000.0,
     )  # fmt: skip
     feed.activate()
@@ -223,11 +236,11 @@ def test_a_connection_with_a_quiet_topic_names_that_topics_silence() -> None:
     for ts, last in ((busy, 999.0), (quiet, 990.0)):
         ts.status = "live"
         ts.last_event_at = last
-    fresh = connection_payload(_state(), [busy, quiet], 1000.0)
+    fresh = connection_payload(_state(), [topic_view(busy), topic_view(quiet)], 1000.0)
     assert fresh["status"] == "quiet"
     assert (fresh["staleAfter"], fresh["quietAge"]) == (5.0, 10.0)
     assert [t["status"] for t in fresh["topics"]] == ["live", "quiet"]
-    assert topic_payload(quiet, _state(), 1000.0)["staleAfter"] == 5.0
+    assert topic_payload(topic_view(quiet), _state(), 1000.0)["staleAfter"] == 5.0
 
 
 # -- bounded traffic (issue 17) ------------------------------------------------------------------
@@ -281,3 +294,45 @@ def test_no_message_is_over_max_message_bytes_the_rest_follows_in_later_diffs() 
     assert sink.sent[0][0]["total"] == 1_000
     rows = _browser_rows(sink.sent)
     assert len(rows) == 1_000 and rows["e999"] == {"name": "y" * 100, "n": 999}
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=8))
+_views = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d", "e", PENDING_FIELD]), _values, max_size=6
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    views=st.lists(_views, max_size=40),
+    deletes=st.lists(st.sampled_from(["x", "y"]), max_size=2),
+    columns=st.one_of(st.none(), st.lists(st.sampled_from("abcde"), min_size=1, unique=True)),
+    with_action=st.booleans(),
+    max_columns=st.integers(1, 6),
+    max_bytes=st.one_of(st.integers(1, 2_000), st.integers(-2, 2)),
+)
+def test_rows_encoded_at_once_are_the_bytes_of_the_row_by_row_path(
+    views: list[dict[str, Any]],
+    deletes: list[str],
+    columns: list[str] | None,
+    with_action: bool,
+    max_columns: int,
+    max_bytes: int,
+) -> None:
+    # Issue 22: a diff's rows are encoded in one call when they fit; the buffer, the
+    # rows counted and the backlog must be what the row-by-row path gives. A small
+    # max_bytes is a slack around the exact size of all rows (the boundary case).
+    actions = [Action("Ack", {"a": 1}, when={"b": True})] if with_action else []
+    out = []
+    for encode in ("_encode_rows", "_encode_rows_bounded"):
+        feed, _, _, _ = _feed(
+            columns=columns, actions=actions, max_columns=max_columns, max_message_bytes=max_bytes
+        )
+        pairs = [(f"e{i}", v) for i, v in enumerate(views)]
+        feed._discover(v for _, v in pairs)
+        if max_bytes <= 2:
+            exact = sum(len(encode_buffer(feed._row(e, v)[1])) + 1 for e, v in pairs) - 1
+            feed.max_message_bytes = max(1, exact + max_bytes)
+        buffer, sent = getattr(feed, encode)(pairs, deletes)
+        out.append((buffer, sent, feed.rows_sent, list(feed._backlog)))
+    assert out[0] == out[1]

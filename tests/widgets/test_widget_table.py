@@ -262,7 +262,10 @@ def test_all_widgets_of_a_kernel_share_one_budget(recorder, srv, conn, tenant) -
         srv.publish("items", "item.updated", {"n": k}, tenant=tenant, entity_id=f"e{k % 50}")
         k += 1
         time.sleep(0.005)
-    times = sorted(m.at for t in tables for m in recorder.of(t))
+    # `alive` keep-alives are outside the budget by design (a table the budget starves
+    # for 1 s still tells the page the kernel lives): count only what the budget governs.
+    sent = [m for t in tables for m in recorder.of(t)]
+    times = sorted(m.at for m in sent if m.kind != "alive")
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
     assert worst <= 5 + 20 + 1
     assert budget.refused > 0

@@ -21,6 +21,7 @@ import pytest
 
 from rtnb.client.session import ConnectionState
 from rtnb.client.topic import topic_freshness
+from rtnb.client.topic_view import topic_view
 from rtnb.core.pipeline import Pipeline, TopicState
 from rtnb.core.status import Status
 from rtnb.core.wording import WORDING, fmt_age
@@ -81,7 +82,7 @@ def test_python_and_the_browser_say_the_same_for_every_status(tmp_path: Path) ->
     expected: dict[str, str] = {}
     for case in CASES:
         ts, cs = _state(case, NOW)
-        payloads[case] = topic_payload(ts, cs, NOW)
+        payloads[case] = topic_payload(topic_view(ts), cs, NOW)
         fresh = topic_freshness(ts, cs, NOW)
         assert fresh.status == case, (case, fresh)
         expected[case] = str(fresh)

@@ -1,0 +1,253 @@
+"""``publish_many`` in bulk: the batch prepared in the publishing thread, staged in one pass.
+
+The per-event work of ``srv.publish_many`` (issue 22, ``docs/throughput.md``) split in two:
+
+* :func:`prepare`, in the caller's thread: validate, copy (a JSON round trip, in JSON
+  types) and encode each event, column by column — one C call per step where it can;
+* :func:`publish`, on the server loop: one clock read, then the batch staged by
+  :meth:`~rtnb.server.topiclog.TopicLog.stage_many`, which splices each frame's text from
+  the encoded parts (the same bytes as ``encode_str(Event(...))``), idempotency keys
+  answered or staged as ``publish_once`` would, event by event.
+
+A store that assigns sequences itself (Redis) takes the prepared events one by one.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ..protocol.frames import Event
+from .hub import validate_publish
+from .idempotency import IdemKey, IdempotencyConflict, digest
+from .topiclog import Prepared, Staged, TooLarge
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+def check_publish_id(publish_id: str | None) -> None:
+    if publish_id is not None and (
+        not isinstance(publish_id, str) or not 1 <= len(publish_id) <= 256
+    ):
+        raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
+
+
+_encode_json: Final = msgspec.json.Encoder().encode
+_decode_json: Final = msgspec.json.decode
+
+
+def prepare(
+    topic: str,
+    tenant: str,
+    events: Iterable[
+        tuple[str, str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any], str | None]
+    ],
+) -> tuple[list[Prepared], list[IdemKey | None] | None]:
+    """``publish_many``'s work in the publishing thread: validate, copy and encode each event.
+
+    Column by column, without a Python loop per event where one C call does: a type or
+    entity id is validated (and encoded) once per distinct value, each payload encoded
+    once, the batch decoded in one call (the copy in JSON types the server keeps) and the
+    copies re-encoded in one call to check that their encoding is the one spliced into the
+    frame (it differs only when keys collided, e.g. ``1`` and ``"1"``: those payloads are
+    then encoded again from the copy). Keys get their content digest here too. Anything
+    refused is checked again event by event, so the error is the first event's, as before.
+    """
+    rows = events if type(events) is list else list(events)
+    if not rows:
+        return [], None
+    try:
+        types = list(map(_first, rows))
+        ids = list(map(_second, rows))
+        payloads = list(map(_third, rows))
+        json_of: dict[str, str] = {}
+        for name in {*types, *ids}:
+            if type(name) is not str or not 1 <= len(name) <= _MAX_NAME:
+                raise ValueError(name)
+            json_of[name] = _encode_json(name).decode()
+        validate_publish(topic, "-", "-")
+        raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
+        publish_ids = (
+            [row[3] if len(row) > 3 else None for row in rows]  # type: ignore[misc]
+            if max(map(len, rows)) > 3
+            else None
+        )
+        for publish_id in publish_ids or ():
+            check_publish_id(publish_id)
+    except Exception:
+        _check_each(topic, rows)  # raises the first event's error
+        raise
+    joined = b"[" + b",".join(raws) + b"]"
+    copies: list[dict[str, Any]] = _decode_json(joined)
+    if _encode_json(copies) != joined:
+        raws = [_encode_json(copy) for copy in copies]
+    prepared: list[Prepared] = list(
+        zip(
+            types,
+            ids,
+            copies,
+            map(bytes.decode, raws),
+            map(json_of.__getitem__, types),
+            map(json_of.__getitem__, ids),
+            strict=True,
+        )
+    )
+    if publish_ids is None or all(p is None for p in publish_ids):
+        return prepared, None
+    scope = (tenant, topic)
+    keys: list[IdemKey | None] = [
+        None if p is None else IdemKey(scope, p, digest(topic, row[0], row[1], row[2], 1))
+        for p, row in zip(publish_ids, prepared, strict=True)
+    ]
+    return prepared, keys
+
+
+_first: Final = operator.itemgetter(0)
+_second: Final = operator.itemgetter(1)
+_third: Final = operator.itemgetter(2)
+_MAX_NAME: Final = 1024
+
+
+def _check_each(topic: str, events: list[Any]) -> None:
+    """Refuse the first event ``publish_many`` cannot take, as ``publish`` would."""
+    for event_type, entity_id, payload, *rest in events:
+        validate_publish(topic, event_type, entity_id)
+        check_publish_id(rest[0] if rest else None)
+        try:
+            _encode_json(payload if type(payload) is dict else dict(payload))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"publish: the payload is not JSON-serialisable: {exc}") from None
+
+
+def publish_batch(
+    hub: Hub,
+    tenant: str,
+    topic: str,
+    prepared: list[Prepared],
+    keys: list[IdemKey | None] | None,
+) -> list[Event | Staged]:
+    """``publish_many`` on the server loop: one clock read, the batch staged in bulk."""
+    out, error = publish_prepared(hub, tenant, topic, prepared, keys, datetime.now(UTC))
+    if error is not None:
+        raise TooLarge(
+            f"publish_many: event #{len(out)} refused: {error}; the {len(out)} "
+            "event(s) before it were published, the rest were not"
+        )
+    return out
+
+
+def publish_prepared(
+    hub: Hub,
+    tenant: str,
+    topic: str,
+    events: list[Prepared],
+    keys: list[IdemKey | None] | None,
+    occurred_at: datetime,
+) -> tuple[list[Event | Staged], TooLarge | None]:
+    """:meth:`Hub.publish_once` of each prepared event in order, staged in bulk.
+
+    ``keys``: each event's idempotency key (None: no key); an event whose key is stored
+    or in flight answers that event (an :class:`Event`) and stages nothing. Returns what
+    each event answers — its :class:`Staged` (``.event``) or the original event — up to
+    the first one refused as too large, and that refusal (or None). A store that
+    assigns sequences itself (Redis) takes the events one by one.
+    """
+    if hub.failed is not None:
+        raise hub.failed
+    if not events:
+        return [], None
+    topic_log = hub.log(tenant, topic)
+    if hub.bridge is not None:
+        return _publish_each(hub, tenant, topic, events, keys, occurred_at)
+    if keys is None:
+        staged, error = topic_log.stage_many(events, occurred_at)
+        hub.enqueue(tenant, topic, staged)
+        return list(staged), error
+    out: list[Event | Staged | None] = []
+    pending: list[Prepared] = []
+    at: list[int] = []  # where each pending event's answer goes in ``out``
+    pending_keys: list[IdemKey | None] = []
+    in_pending: set[tuple[str, str, str]] = set()
+
+    def flush() -> TooLarge | None:
+        staged, error = topic_log.stage_many(pending, occurred_at)
+        hub.keys.stage_many(staged, pending_keys, hub.storage)
+        for item, i in zip(staged, at, strict=False):
+            out[i] = item
+        hub.enqueue(tenant, topic, staged)
+        if error is not None:
+            del out[at[len(staged)] :]
+        pending.clear()
+        at.clear()
+        pending_keys.clear()
+        in_pending.clear()
+        return error
+
+    new = hub.keys.new
+    for event, key in zip(events, keys, strict=True):
+        if key is not None:
+            if key.id not in in_pending and new(key.id):  # the common case: a fresh key
+                in_pending.add(key.id)
+                at.append(len(out))
+                out.append(None)
+                pending.append(event)
+                pending_keys.append(key)
+                continue
+            if key.id in in_pending:  # the same key twice: the second answers the first
+                error = flush()
+                if error is not None:
+                    return out, error  # type: ignore[return-value]
+            try:
+                found = hub.keys.recall(key, topic, event[1], event[2])
+            except IdempotencyConflict:
+                error = flush()  # the events before it are published
+                if error is not None:
+                    return out, error  # type: ignore[return-value]
+                raise
+            if found is not None:
+                out.append(found[0])
+                continue
+            in_pending.add(key.id)
+        at.append(len(out))
+        out.append(None)
+        pending.append(event)
+        pending_keys.append(key)
+    error = flush()
+    return out, error  # type: ignore[return-value]
+
+
+def _publish_each(
+    hub: Hub,
+    tenant: str,
+    topic: str,
+    events: list[Prepared],
+    keys: list[IdemKey | None] | None,
+    occurred_at: datetime,
+) -> tuple[list[Event | Staged], TooLarge | None]:
+    out: list[Event | Staged] = []
+    for i, (event_type, entity_id, payload, *_) in enumerate(events):
+        key = keys[i] if keys is not None else None
+        try:
+            if key is None:
+                event = hub.publish(
+                    tenant, topic, event_type, payload, entity_id, occurred_at=occurred_at
+                )
+            else:
+                event, _ = hub.publish_once(
+                    tenant,
+                    topic,
+                    event_type,
+                    payload,
+                    entity_id,
+                    key.name,
+                    occurred_at=occurred_at,
+                )
+        except TooLarge as exc:
+            return out, exc
+        out.append(event)
+    return out, None

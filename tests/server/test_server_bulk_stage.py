@@ -1,0 +1,270 @@
+"""``publish_many``'s bulk path (issue 22) sends the same bytes as staging event by event.
+
+The reference is the per-event path as it was before the bulk one: a JSON round trip
+of each payload (its copy), then ``TopicLog.stage`` (``Event`` struct, ``encode_str``,
+the entity state encoded for the snapshot-size check). The bulk path prepares the batch
+in the publisher thread (``bulk.prepare``) and splices frame text in
+``TopicLog.stage_many``; on random batches both must give the same frames, tokens,
+sequences, states and refusals (too-large frames and entities, at the same event, with
+the same message) — the entity-size check there only runs when a bound says it could be
+over, so these batches are built to grow entities up to a small frame limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtnb.server.bulk import prepare as _prepare
+from rtnb.server.chaos import Chaos
+from rtnb.server.session import Session
+from rtnb.server.storage import LogRecord, MemoryStorage
+from rtnb.server.tokens import ReplayTokens
+from rtnb.server.topiclog import TooLarge, TopicLog
+
+TOPIC = "bulk.t"
+TENANT = "acme"
+AT = datetime(2026, 12, 6, 3, 4, 5, 678901, tzinfo=UTC)
+EPOCH = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+
+names = st.sampled_from(["e1", "e2", 'q"uote', "é ü", "tab\there", "x" * 40, "\u2028"])
+types = st.sampled_from(["x.updated", "x.deleted", 'we"ird', "ünï.set"])
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+payloads = st.dictionaries(st.text(max_size=8), values, max_size=6) | st.dictionaries(
+    st.integers(0, 3) | st.sampled_from(["0", "1", "clientMutationId"]), values, max_size=4
+)  # int keys that collide with string ones: the copy differs from the first encoding
+events = st.tuples(types, names, payloads)
+batches = st.lists(st.lists(events, max_size=25), min_size=1, max_size=4)
+
+
+def _log(max_frame_size: int) -> TopicLog:
+    storage = MemoryStorage()
+    storage.reset((TENANT, TOPIC), EPOCH)
+    tokens = ReplayTokens(hmac.digest(b"k", b"rtnb replay tokens v1", hashlib.sha256))
+    return TopicLog(TENANT, TOPIC, storage, tokens, retention=50, max_frame_size=max_frame_size)
+
+
+def _per_event(
+    log: TopicLog, batch: list[tuple[str, str, dict[Any, Any]]]
+) -> tuple[list[Any], str]:
+    """The old path: copy each payload by a JSON round trip, ``stage`` it, stop at a refusal."""
+    out = []
+    for event_type, entity_id, payload in batch:
+        copy = msgspec.json.decode(msgspec.json.encode(dict(payload)))
+        try:
+            out.append(log.stage(event_type, copy, entity_id, occurred_at=AT))
+        except TooLarge as exc:
+            return out, str(exc)
+    return out, ""
+
+
+def _state(log: TopicLog) -> tuple[Any, ...]:
+    records = log.read(0)
+    return (
+        log.latest,
+        log.entities,
+        log.entity_sequence,
+        [(r.sequence, r.token, r.text) for r in records],
+        log.snapshot_texts(),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=batches, limit=st.sampled_from([600, 900, 1_500, 1024 * 1024]))
+def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
+    batches: list[list[tuple[str, str, dict[Any, Any]]]], limit: int
+) -> None:
+    old, new = _log(limit), _log(limit)
+    for batch in batches:
+        want, refused = _per_event(old, batch)
+        prepared, keys = _prepare(TOPIC, TENANT, batch)
+        assert keys is None
+        got, error = new.stage_many(prepared, AT)
+        assert [s.record.text for s in got] == [s.record.text for s in want]
+        assert [s.record.token for s in got] == [s.record.token for s in want]
+        assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
+        assert [s.state for s in got] == [s.state for s in want]
+        assert [s.event for s in got] == [s.event for s in want]
+        assert (str(error) if error else "") == refused
+        for staged in want:
+            old.commit(staged)
+        new.commit_many(got)
+        assert _state(new) == _state(old)
+
+
+def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> None:
+    """The bound is only a shortcut: the event that makes the state too large is refused."""
+    limit = 2_000
+    old, new = _log(limit), _log(limit)
+    batch = [("x.updated", "e", {f"k{i}": "v" * 20}) for i in range(200)]
+    want, refused = _per_event(old, batch)
+    got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+    assert refused and str(error) == refused
+    assert "would grow to" in refused
+    assert len(got) == len(want) < len(batch)
+    # The last state accepted fits; one more key would not.
+    fits = new._entity_overhead + len(b'"e"') + len(msgspec.json.encode(got[-1].state))
+    assert fits <= limit
+
+
+def test_the_bound_starts_from_a_measured_state_for_entities_staged_the_old_way() -> None:
+    """``stage`` and ``stage_many`` on one log: each leaves a bound the other can trust."""
+    limit = 1_500
+    old, new = _log(limit), _log(limit)
+    for log in (old, new):
+        log.commit(log.stage("x.updated", {"big": "b" * 1_000}, "e", occurred_at=AT))
+    batch = [("x.updated", "e", {f"k{i}": "v" * 30}) for i in range(40)]
+    want, refused = _per_event(old, batch)
+    got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+    assert str(error) == refused != ""
+    assert [s.record.text for s in got] == [s.record.text for s in want]
+
+
+def test_a_frame_too_large_is_refused_before_anything_of_it_is_staged() -> None:
+    log = _log(1_000)
+    batch = [("x.updated", "a", {"v": 1}), ("x.updated", "b", {"v": "z" * 2_000})]
+    got, error = log.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+    assert len(got) == 1 and error is not None and "event frame would be" in str(error)
+    assert log.current("b") is None and log.current("a") == {"v": 1}
+
+
+def test_publish_many_with_keys_digests_the_copy() -> None:
+    _, keys = _prepare(TOPIC, TENANT, [("t", "e", {"a": 1}, "k1"), ("t", "e", {"a": 2})])
+    assert keys is not None and keys[1] is None
+    assert keys[0] is not None and keys[0].id == (TENANT, TOPIC, "k1")
+
+
+@pytest.mark.parametrize("bad", [("", "e", {}), ("t", 5, {}), ("t", "e", {"x": object()})])
+def test_prepare_refuses_what_publish_refused(bad: tuple[Any, ...]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        _prepare(TOPIC, TENANT, [("t", "e", {}), bad])
+
+
+def _records(sizes: list[int]) -> list[LogRecord]:
+    return [LogRecord(TOPIC, EPOCH, i, "tok", "x" * n) for i, n in enumerate(sizes, 1)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    queued=st.lists(st.integers(1, 50), max_size=6),
+    run=st.lists(st.integers(1, 50), max_size=8),
+    limit=st.integers(1, 10),
+    max_bytes=st.none() | st.integers(1, 300),
+)
+def test_a_pushed_run_ends_like_pushing_each_record(
+    queued: list[int], run: list[int], limit: int, max_bytes: int | None
+) -> None:
+    """Same queue, same byte count, cut (or not) with the same reason as ``push`` each."""
+    one, bulk = (Session("ws", limit, Chaos(), max_bytes) for _ in range(2))
+    before = _records(queued)
+    for session in (one, bulk):
+        for record in before:
+            session.push(record)
+    records = _records(run)
+    for record in records:
+        one.push(record)
+    bulk.push_run(records, sum(len(r.text) for r in records))
+    assert list(bulk.queue) == list(one.queue)
+    assert bulk.queued_bytes == one.queued_bytes
+    assert (bulk.killed, bulk.close_code, bulk.close_reason) == (
+        one.killed,
+        one.close_code,
+        one.close_reason,
+    )
+
+
+def test_tokens_minted_in_a_range_are_the_tokens_minted_one_by_one() -> None:
+    tokens = ReplayTokens(b"s" * 32)
+    minter = tokens.minter(TENANT, TOPIC, EPOCH)
+    assert minter.mint_range(1, 0) == []
+    many = minter.mint_range(2**31, 37)
+    assert many == [minter.mint(2**31 + i) for i in range(37)]
+    assert all(tokens.parse(TENANT, TOPIC, t) == (EPOCH, 2**31 + i) for i, t in enumerate(many))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=4),
+    max_bytes=st.integers(0, 8_000),
+)
+def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
+    rounds: list[list[str]], max_bytes: int
+) -> None:
+    """A commit round never holds one key twice (the second answers the first)."""
+    from rtnb.server.idempotency import Remembered
+
+    one, bulk = (Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "ab")
+    for r, names in enumerate(rounds):
+        entries = [
+            ((TENANT, TOPIC, n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
+            for i, n in enumerate(names)
+        ]
+        for entry in entries:
+            one.add(*entry, 1000.0)
+        bulk.add_many(entries, 1000.0)
+        assert list(bulk._entries.items()) == list(one._entries.items())
+        assert (bulk.bytes, bulk.forgotten, bulk._puts) == (one.bytes, one.forgotten, one._puts)
+
+
+def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_server: Any) -> None:
+    """In one batch: a key twice answers its first event; a conflict or a too-large event
+    publishes the events before it and none after; the refused event's key stays free."""
+    srv = make_server(max_frame_size=4_096)
+    events = srv.publish_many(
+        TOPIC,
+        [("o.set", "a", {"v": 1}, "k1"), ("o.set", "b", {"v": 2}), ("o.set", "a", {"v": 1}, "k1")],
+        tenant=TENANT,
+    )
+    assert events[2] == events[0] and [e.sequence for e in events[:2]] == [1, 2]
+    assert len({e.occurred_at for e in events}) == 1  # one clock read per call
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 2
+
+    with pytest.raises(ValueError, match="already used for a different publish"):
+        srv.publish_many(
+            TOPIC,
+            [("o.set", "c", {"v": 3}, "k3"), ("o.set", "a", {"v": 9}, "k1"), ("o.set", "d", {})],
+            tenant=TENANT,
+        )
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 3  # c published, d not
+
+    with pytest.raises(ValueError, match=r"event #2 refused: .*the 2 event\(s\) before it"):
+        srv.publish_many(
+            TOPIC,
+            [
+                ("o.set", "e", {"v": 5}, "k5"),
+                ("o.set", "c", {"v": 3}, "k3"),  # answered: the original, nothing stored
+                ("o.set", "f", {"v": "x" * 5_000}, "k6"),
+                ("o.set", "g", {"v": 7}),
+            ],
+            tenant=TENANT,
+        )
+    assert srv.latest_sequence(TOPIC, tenant=TENANT) == 4
+    retried = srv.publish_many(TOPIC, [("o.set", "f", {"v": 6}, "k6")], tenant=TENANT)
+    assert retried[0].sequence == 5  # k6 was never stored: new content is no conflict
+    assert srv.truth(TOPIC, tenant=TENANT) == {
+        "a": {"v": 1},
+        "b": {"v": 2},
+        "c": {"v": 3},
+        "e": {"v": 5},
+        "f": {"v": 6},
+    }
