@@ -55,6 +55,7 @@ from .orderer import (
     make_orderer,
 )
 from .pipeline_inputs import PipelineInputs
+from .runs import EVENT_TEXT, PipelineRuns
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
@@ -85,6 +86,8 @@ _GAP: Final = OUTCOME_CODES[Outcome.GAP_UNRECOVERABLE]
 _CODE: Final = {o: OUTCOME_CODES[o] for o in Outcome}
 _NAN: Final = math.nan
 _APPLIED_OUTCOME: Final = Outcome.APPLIED
+#: ``bound`` of a batch frame's event: its store is charged the frame's size once
+_CHARGED: Final = -2
 _NO_CONTROL: Final[list[ClientBound]] = []
 #: characters of a server's refusal message kept on the topic (it is shown to people)
 _MAX_ERROR_TEXT: Final = 500
@@ -116,6 +119,9 @@ class NullSink:
     """A sink that drops every row (for callers that keep no log)."""
 
     def append_envelope(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def append_envelopes(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
@@ -193,8 +199,12 @@ class TopicState:
         )
 
 
-class Pipeline(PipelineInputs):
+class Pipeline(PipelineInputs, PipelineRuns):
     """Decode, dedupe, order, merge and log every frame of one connection."""
+
+    #: batch frames take the run path (:meth:`_run`); False: every event one by one
+    #: (the differential test compares the two)
+    _runs = True
 
     def __init__(
         self,
@@ -240,6 +250,12 @@ class Pipeline(PipelineInputs):
         self._remember = self.deduper.add
         self._topic = self.topics.get
         self._append = self.log.append_envelope
+        self._append_many: Callable[..., None] | None = getattr(self.log, "append_envelopes", None)
+        #: stores charged the size of the batch frame being applied (see ``_batch``)
+        self._charged: set[TopicStore] = set()
+        self._frame: list[Any] = []
+        self._frame_bytes = 0
+        self._frame_size = 0
 
     def connection(self, transport: str, attempt: int, *, opening: bool = False) -> None:
         """The driver's connection changed: rows name this transport and attempt.
@@ -313,39 +329,77 @@ class Pipeline(PipelineInputs):
                 now, size, str(InvalidFrame("$", "malformed JSON: nested too deeply"))
             )
             return _NO_CONTROL
-        if type(frame) is Event:
-            self.event(frame, now, size, alone=True)
+        kind = type(frame)
+        if kind is Event:
+            # what the payload may add to the state: the frame less its other text
+            bound = (
+                size - len(frame.id) - len(frame.type) - len(frame.topic)
+                - len(frame.replay_token) - EVENT_TEXT
+            )  # fmt: skip
+            self._event(frame, now, size, bound if bound > 0 else 1)
             return _NO_CONTROL
-        if type(frame) is Batch:
-            control: list[ClientBound] = []
-            share = size // (len(frame.messages) or 1)
-            for msg in frame.messages:
+        if kind is Batch:
+            return self._batch(frame.messages, now, size)
+        return self.control(frame, now, size)
+
+    def _batch(self, msgs: list[Any], now: float, size: int) -> list[ClientBound]:
+        """A ``batch`` frame: each topic's store is charged the frame's size once
+        (:meth:`TopicStore.charge`), so no payload is measured; runs of events that
+        continue a ``sequence`` topic's position take :meth:`_run`, the rest the
+        per-event path."""
+        control: list[ClientBound] = []
+        n = len(msgs)
+        share = size // (n or 1)
+        charged = self._charged
+        self._frame = msgs
+        self._frame_bytes = size
+        self._frame_size = -1  # what a store is charged for this frame: computed when needed
+        runs = self._runs
+        try:
+            i = 0
+            while i < n:
+                msg = msgs[i]
                 if type(msg) is Event:
-                    self.event(msg, now, share)
+                    if runs and i + 1 < n:
+                        j = self._run(msgs, i, n, now, share)
+                        if j > 0:
+                            i = j
+                            continue
+                        if j < 0:  # a repeated id: the rest of this frame one by one
+                            runs = False
+                    self._event(msg, now, share, _CHARGED)
                 else:
                     control.extend(self.control(msg, now, share))
-            return control
-        return self.control(frame, now, size)
+                i += 1
+        finally:
+            for store in charged:
+                store.prepaid = 0
+            charged.clear()
+        return control
 
     def event(self, ev: Event, now: float, nbytes: int, alone: bool = False) -> None:
         """Dedupe, order, merge and log one event (the hot path: keep it flat).
         ``alone``: the frame of ``nbytes`` held this event only (then its size bounds
         what the payload adds to the state; else the payload is measured)."""
+        self._event(ev, now, nbytes, nbytes if alone else -1)
+
+    def _event(self, ev: Event, now: float, nbytes: int, bound: int) -> None:
         ts = self._topic(ev.topic)
-        occurred = ev.occurred_at.timestamp()
         if ts is None:
-            self._row(now, occurred, ev, _UNEXPECTED, nbytes)
+            self._row(now, ev.occurred_at.timestamp(), ev, _UNEXPECTED, nbytes)
             return
-        eid = ev.id
-        if eid in self._seen:
-            self._row(now, occurred, ev, _DUPLICATE, nbytes)
+        if ev.id in self._seen:
+            self._row(now, ev.occurred_at.timestamp(), ev, _DUPLICATE, nbytes)
             return
         orderer = ts.orderer
-        outcome = orderer.offer(ev, now)
-        if outcome is not _APPLIED_OUTCOME:
-            self._row(now, occurred, ev, _CODE[outcome], nbytes)
-            return
-        self._apply(ts, ev, now, occurred, nbytes, nbytes if alone else -1)
+        if type(orderer) is SequenceOrderer and ev.sequence == orderer.next_seq:
+            orderer.next_seq += 1  # what offer() does for the next event, inline
+        else:
+            outcome = orderer.offer(ev, now)
+            if outcome is not _APPLIED_OUTCOME:
+                self._row(now, ev.occurred_at.timestamp(), ev, _CODE[outcome], nbytes)
+                return
+        self._apply(ts, ev, now, ev.occurred_at.timestamp(), nbytes, bound)
         if type(orderer) is SequenceOrderer and orderer.buffered:
             for later in orderer.drain():
                 self._apply(ts, later, now, later.occurred_at.timestamp(), 0)
@@ -353,12 +407,19 @@ class Pipeline(PipelineInputs):
     def _apply(
         self, ts: TopicState, ev: Event, now: float, occurred: float, nbytes: int, bound: int = -1
     ) -> None:
+        store = ts.store
+        if bound == _CHARGED:
+            bound = 0
+            if store not in self._charged and ts.over_limit is None:
+                self._charged.add(store)
+                store.charge(self._charge())
+                if store.over:
+                    self._over_limit(ts, now)
         if ts.over_limit is not None:
             self._not_applied(ts, ev, now, occurred, nbytes)
             return
         payload = ev.payload
         seq = ev.sequence
-        store = ts.store
         store.apply(ev.entity_id, ev.type, payload, seq, bound)
         if store.over:
             self._over_limit(ts, now)

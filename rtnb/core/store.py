@@ -11,7 +11,10 @@ thread read ``entities`` while the runtime thread applies events.
 
 Size: the store keeps ``nbytes``, an upper bound of its state's size in JSON
 bytes, for O(1) per event (each event adds its frame's size; a shallow merge
-never grows a state by more than its payload). When the bound doubles since it
+never grows a state by more than its payload). A ``batch`` frame is charged
+once, whole, before the first of its events is applied (:meth:`TopicStore.charge`;
+the frame's size bounds the sum of its payloads), and its events then apply
+with no size work; the charge is kept across a measure until the frame is done. When the bound doubles since it
 was last measured, or passes ``max_bytes``, the state is measured exactly (one
 ``msgspec`` encode, O(state), paid at most once per state-size of events
 received). Over ``max_bytes`` measured exactly, :attr:`TopicStore.over` says
@@ -26,7 +29,8 @@ second), so a burst of 10,000 events on 50 entities costs one 50-row diff.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
@@ -41,6 +45,7 @@ DEFAULT_MAX_TOPIC_BYTES: Final = 128 * 1024 * 1024
 #: Slack before a re-measure (bytes): small states are not re-measured every few events.
 _MEASURE_SLACK: Final = 64 * 1024
 _encode = msgspec.json.encode
+_TYPE: Final = attrgetter("type")
 
 #: Name of the flag added to views of entities with pending mutations.
 PENDING_FIELD = "_pending"
@@ -75,6 +80,7 @@ class TopicStore:
         "nbytes",
         "over",
         "pending",
+        "prepaid",
         "sequences",
         "topic",
     )
@@ -90,6 +96,8 @@ class TopicStore:
         #: True once the state, measured exactly, is over ``max_bytes``
         self.over = False
         self._measure_at = min(_MEASURE_SLACK, max_bytes)
+        #: bytes charged for a frame still being applied (kept in the bound across a measure)
+        self.prepaid = 0
         self.merge: MergeFn = merge or shallow_merge
         self._custom_merge = merge is not None
         self.entities: dict[str, dict[str, Any]] = {}
@@ -111,7 +119,8 @@ class TopicStore:
         """Apply one confirmed event (the hot path: one new dict, two stores).
 
         ``nbytes``: the event frame's size, an upper bound of what the payload adds
-        (-1: unknown, the payload is encoded to count it)."""
+        (-1: unknown, the payload is encoded to count it; 0: already paid by
+        :meth:`charge`)."""
         ents = self.entities
         if self._custom_merge or event_type.endswith(DELETED_SUFFIX):
             new = self.merge(ents.get(entity_id), event_type, payload)
@@ -129,11 +138,55 @@ class TopicStore:
         if self._cursors:
             for c in self._cursors:
                 c.changed.add(entity_id)
-        if nbytes < 0:  # "id":{payload},
-            nbytes = self._size_of(payload) + len(_encode(entity_id)) + 2
-        self.nbytes += nbytes
-        if self.nbytes > self._measure_at:
+        if nbytes:
+            if nbytes < 0:  # "id":{payload},
+                nbytes = self._size_of(payload) + len(_encode(entity_id)) + 2
+            self.nbytes += nbytes
+            if self.nbytes > self._measure_at:
+                self.measure()
+
+    def apply_run(self, events: Sequence[Any]) -> None:
+        """Apply confirmed events already paid by :meth:`charge`, in order: what
+        :meth:`apply` does for each with ``nbytes=0``, in one loop (the default merge
+        only: a store with a custom merge applies one by one).
+
+        ``events``: objects with ``entity_id``, ``type``, ``payload`` and ``sequence``."""
+        ents = self.entities
+        seqs = self.sequences
+        get = ents.get
+        deletes = any(t.endswith(DELETED_SUFFIX) for t in set(map(_TYPE, events)))
+        for ev in events:
+            eid = ev.entity_id
+            payload = ev.payload
+            if deletes and ev.type.endswith(DELETED_SUFFIX):
+                ents.pop(eid, None)
+                seqs.pop(eid, None)
+                continue
+            cur = get(eid)
+            new = {**cur, **payload} if cur else dict(payload)
+            if CLIENT_MUTATION_ID in payload:
+                del new[CLIENT_MUTATION_ID]
+            ents[eid] = new
+            seqs[eid] = ev.sequence
+        if self._cursors:
+            ids = {ev.entity_id for ev in events}
+            for c in self._cursors:
+                c.changed.update(ids)
+
+    def due(self, nbytes: int) -> bool:
+        """Whether charging ``nbytes`` now would measure the state first."""
+        return self.nbytes + nbytes > self._measure_at
+
+    def charge(self, nbytes: int) -> None:
+        """A frame of ``nbytes`` is about to be applied (its events with ``nbytes=0``):
+        add it to the bound now, measuring first if the bound says it is due (then
+        :attr:`over` tells whether the state was already over the cap). The charge
+        stays in the bound across any measure until :attr:`prepaid` is reset to 0
+        (the frame is done)."""
+        if self.nbytes + nbytes > self._measure_at:
             self.measure()
+        self.nbytes += nbytes
+        self.prepaid += nbytes
 
     @staticmethod
     def _size_of(value: Any) -> int:
@@ -149,10 +202,11 @@ class TopicStore:
         received, so a state just under the cap costs O(1) per byte received."""
         exact = self._size_of(self.entities)
         cap = self.max_bytes
-        self.nbytes = exact
+        # a frame being applied keeps its charge: the rest of its events are not counted
+        self.nbytes = bound = exact + self.prepaid
         self.over = exact > cap
         grown = max(2 * exact, exact + _MEASURE_SLACK)
-        self._measure_at = min(grown, max(cap, exact + cap // 8))
+        self._measure_at = max(min(grown, max(cap, exact + cap // 8)), bound)
         return exact
 
     def replace(self, entities: Iterable[tuple[str, dict[str, Any], int]]) -> None:

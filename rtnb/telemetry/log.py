@@ -254,6 +254,33 @@ class EnvelopeLog:
         if len(rows) >= _ENVELOPE_FLAT_BATCH:
             self._envelopes.commit(blocking=False)
 
+    def append_envelopes(
+        self,
+        n: int,
+        received_at: float | list[float],
+        occurred_at: float | list[float],
+        topic: str | list[str],
+        type: str | list[str],
+        id: str | list[str | None] | None,
+        sequence: int | list[int],
+        entity_id: str | list[str | None] | None,
+        outcome: int | list[int],
+        transport: str,
+        attempt: int,
+        nbytes: int | list[int],
+    ) -> None:
+        """Log ``n`` envelopes at once (a batch frame's), as columns: each argument is
+        a list of ``n`` values or one value for every row (no ``error``, ``count`` 1).
+        The same rows as ``n`` calls of :meth:`append_envelope`, converted once per
+        column instead of once per row."""
+        self._envelopes.append_columns(
+            (
+                received_at, occurred_at, topic, type, id, sequence, entity_id, outcome,
+                transport, attempt, nbytes, 1, None,
+            ),
+            n,
+        )  # fmt: skip
+
     def append_state(
         self,
         at: float,

@@ -49,6 +49,7 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, TypeAlias
 
 from ..protocol.errors import LocalProtocolError
@@ -215,6 +216,34 @@ class Ring:
         """Queue one row (a tuple in ``spec.columns`` order); commits every ``BATCH`` rows."""
         pending = self.pending
         pending += row
+        if len(pending) >= self.flat_batch:
+            self.commit(blocking=False)
+
+    def append_columns(self, columns: Sequence[Any], n: int) -> None:
+        """Append ``n`` rows given as columns (in ``spec.columns`` order): each a list
+        of ``n`` values, or one value (not a list) for every row. Rows pending are
+        committed first, then the columns are converted and stored once, with no
+        per-row work; if a reader holds the lock (or a value is bad) the rows are
+        queued as ``append`` queues them, with the same checks."""
+        if not n:
+            return
+        full = [c if type(c) is list else [c] * n for c in columns]
+        if self.lock.acquire(blocking=False):
+            try:
+                self._commit_locked()
+                try:
+                    converted = [
+                        self._convert(k, c, full[k]) for k, c in enumerate(self.spec.columns)
+                    ]
+                except _BAD_VALUE:
+                    pass  # queued below: the flat commit keeps the good rows and says why
+                else:
+                    self._store(converted, n)
+                    return
+            finally:
+                self.lock.release()
+        pending = self.pending
+        pending += chain.from_iterable(zip(*full, strict=True))
         if len(pending) >= self.flat_batch:
             self.commit(blocking=False)
 

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtnb.core.merge import apply_to
@@ -455,3 +455,92 @@ def test_a_snapshot_in_parts_replaces_state_only_at_the_last_part() -> None:
     assert p.topics["incidents"].store.entities == {"old": {"v": 0}}
     p.feed(encode(parts[2]), 1.0)
     assert p.topics["incidents"].store.entities == {f"e{i}": {"i": i} for i in range(3)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["incidents", "fleet"]),
+                st.sampled_from(["a", "b", 'é"\\c']),
+                st.sampled_from(["x.updated", "x.updated", "x.deleted"]),
+                st.dictionaries(
+                    st.sampled_from(["k", "v", "ü"]),
+                    st.text(max_size=30) | st.integers(-(10**12), 10**12),
+                ),
+            ),
+            min_size=1,
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([64, 1_000, 10**6]),
+)
+def test_a_batch_frame_charged_once_keeps_the_size_bound_above_the_state(
+    frames: list[list[tuple[str, str, str, dict[str, Any]]]], slack: int
+) -> None:
+    import msgspec
+
+    import rtnb.core.store as store_mod
+
+    p, _ = _pipeline("sequence", "incidents", "fleet")
+    for t in ("incidents", "fleet"):
+        _start(p, t)
+    seqs = {"incidents": 0, "fleet": 0}
+    old = store_mod._MEASURE_SLACK
+    store_mod._MEASURE_SLACK = slack  # small: measures fall inside frames too
+    try:
+        for msgs in frames:
+            batch = []
+            for topic, entity, kind, payload in msgs:
+                seqs[topic] += 1
+                batch.append(
+                    event(seqs[topic], topic=topic, entity=entity, type=kind, payload=payload)
+                )
+            p.feed(encode(Batch(messages=batch)), 0.0)
+            for t in ("incidents", "fleet"):
+                store = p.topics[t].store
+                assert store.prepaid == 0
+                assert store.nbytes >= len(msgspec.json.encode(store.entities))
+    finally:
+        store_mod._MEASURE_SLACK = old
+
+
+def test_a_topic_fed_batches_is_frozen_at_max_topic_bytes_without_measuring_each_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rtnb.core.store import TopicStore
+
+    sizes: list[int] = []
+    size_of = TopicStore._size_of
+
+    def counting(value: Any) -> int:
+        sizes.append(1)
+        return size_of(value)
+
+    monkeypatch.setattr(TopicStore, "_size_of", staticmethod(counting))
+    sink = RecordingSink()
+    p = Pipeline(sink, max_topic_bytes=100_000)
+    p.add_topic("incidents", "sequence")
+    _start(p)
+    ts = p.topics["incidents"]
+    seq = frames = 0
+    while ts.over_limit is None:  # batch frames of ten new ~1 KB entities
+        batch = []
+        for _ in range(10):
+            seq += 1
+            batch.append(event(seq, entity=f"e{seq}", payload={"pad": "x" * 1000}))
+        p.feed(encode(Batch(messages=batch)), 0.0)
+        frames += 1
+        assert frames < 30
+    # each payload was not measured: the state was, a few times (once per doubling)
+    assert len(sizes) <= 12 < seq
+    # measured exactly before it is declared over: at most an eighth of the cap and
+    # one frame (10 KB) late, and the frame that found it over was not applied
+    assert 100_000 < ts.store.measure() <= 100_000 * 9 // 8 + 11_000
+    assert ts.status == "stale" and "max_topic_bytes=100,000" in (ts.over_limit or "")
+    lost = [r for r in sink.rows if r["outcome"] == "gap_unrecoverable"]
+    assert len(lost) == 11 and ts.unrecoverable == 10
+    assert all("max_topic_bytes" in r["error"] for r in lost)

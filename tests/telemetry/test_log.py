@@ -501,3 +501,57 @@ def test_memory_per_logged_envelope_is_at_most_200_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert per_envelope <= 200, f"{per_envelope:.1f} bytes per envelope"
+
+
+# -- bulk append (a batch frame's rows as columns) ------------------------------------------------
+
+
+def _bulk(log: EnvelopeLog, rows: list[tuple[Any, ...]]) -> None:
+    """``append_envelopes`` of ``rows`` (error None, count 1): columns, constants as one value."""
+    if not rows:
+        log.append_envelopes(0, [], [], [], [], [], [], [], [], "websocket", 1, [])
+        return
+    cols = list(zip(*rows, strict=True))[:11]
+    args = [c[0] if len(set(c)) == 1 and k in (8, 9) else list(c) for k, c in enumerate(cols)]
+    log.append_envelopes(len(rows), *args)
+
+
+def _table(log: EnvelopeLog) -> list[list[str]]:
+    return log.envelopes.astype(str).values.tolist()  # type: ignore[no-any-return]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=8), st.integers(1, 600))
+def test_bulk_rows_are_the_rows_appended_one_by_one(sizes: list[int], capacity: int) -> None:
+    one, bulk = EnvelopeLog(envelope_capacity=capacity), EnvelopeLog(envelope_capacity=capacity)
+    i = 0
+    for n in sizes:
+        rows = [envelope(k, error=None, count=1) for k in range(i, i + n)]
+        i += n
+        for r in rows:
+            one.append_envelope(*r)
+        one.append_envelope(*envelope(i, error="bad frame"))  # a row between batches
+        _bulk(bulk, rows)
+        bulk.append_envelope(*envelope(i, error="bad frame"))
+        i += 1
+    assert _table(bulk) == _table(one)
+    assert bulk.counts == one.counts and bulk.dropped == one.dropped
+
+
+def test_bulk_rows_with_a_bad_value_keep_the_good_rows_and_say_which_column() -> None:
+    log = EnvelopeLog()
+    rows = [envelope(k, error=None, count=1) for k in range(4)]
+    rows[2] = envelope(2, sequence="12", error=None, count=1)
+    _bulk(log, rows)
+    with pytest.raises(LocalProtocolError, match=r"'sequence' got '12'.*1 row\(s\)"):
+        len(log)
+    assert log.envelopes["id"].tolist() == ["evt-0", "evt-1", "evt-3"]
+
+
+def test_bulk_rows_wait_while_a_reader_holds_the_lock() -> None:
+    log = EnvelopeLog()
+    ring = log._envelopes
+    with ring.lock:  # a reader copying the columns: the rows are queued, not lost
+        _bulk(log, [envelope(k, error=None, count=1) for k in range(3)])
+        assert ring.held == 0 and len(ring.pending) == 3 * ring.width
+    assert log.envelopes["id"].tolist() == ["evt-0", "evt-1", "evt-2"]
