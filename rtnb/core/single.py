@@ -50,6 +50,9 @@ class PipelineSingle:
     _decode: Callable[[bytes | str], Any]
     _topic: Callable[[str], TopicState | None]
     _append: Callable[..., None]
+    _rows: list[Any] | None
+    _rows_full: int
+    _rows_commit: Callable[..., None]
 
     _seen: dict[str, float]
 
@@ -102,7 +105,7 @@ class PipelineSingle:
                 eid not in seen
                 and type(orderer) is SequenceOrderer
                 and seq == orderer.next_seq
-                and not orderer.buffered
+                and not orderer.held
                 and ts.over_limit is None
                 and ts.replay_until is None
                 and store.merge is shallow_merge
@@ -132,10 +135,19 @@ class PipelineSingle:
                 ts.last_token = ev.replay_token
                 ts.last_event_at = now
                 ts.applied += 1
-                self._append(
-                    now, ev.occurred_at.timestamp(), topic, etype, eid, seq, entity,
-                    _APPLIED, self.transport, self.attempt, size,
-                )  # fmt: skip
+                rows = self._rows
+                if rows is None:
+                    self._append(
+                        now, ev.occurred_at.timestamp(), topic, etype, eid, seq, entity,
+                        _APPLIED, self.transport, self.attempt, size,
+                    )  # fmt: skip
+                else:  # EnvelopeLog.append_envelope, inline
+                    rows += (
+                        now, ev.occurred_at.timestamp(), topic, etype, eid, seq, entity,
+                        _APPLIED, self.transport, self.attempt, size, 1, None,
+                    )  # fmt: skip
+                    if len(rows) >= self._rows_full:
+                        self._rows_commit(blocking=False)
                 hook = self.on_apply
                 if hook is not None:
                     hook(ts, ev, _APPLIED_OUTCOME)
