@@ -248,9 +248,7 @@ class Pipeline(PipelineInputs, PipelineRuns, PipelineSingle):
         self._topic = self.topics.get
         self._append = self.log.append_envelope
         self._append_many: Callable[..., None] | None = getattr(self.log, "append_envelopes", None)
-        # a log that lends its row buffer (EnvelopeLog.envelope_rows): the fast path adds to it
-        rows = getattr(self.log, "envelope_rows", None)
-        self._rows, self._rows_full, self._rows_commit = rows() if rows else (None, 0, self._append)
+        self._lend_rows()
         #: stores charged the size of the batch frame being applied (see ``_batch``)
         self._charged: set[TopicStore] = set()
         self._frame: list[Any] = []

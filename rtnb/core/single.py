@@ -27,11 +27,13 @@ from .runs import EVENT_TEXT
 from .status import OUTCOME_CODES, Outcome
 
 if TYPE_CHECKING:
-    from .pipeline import TopicState
+    from .pipeline import EnvelopeSink, TopicState
 
 _APPLIED: Final = OUTCOME_CODES[Outcome.APPLIED]
 _APPLIED_OUTCOME: Final = Outcome.APPLIED
 _NO_CONTROL: Final[list[ClientBound]] = []
+#: what a pipeline borrows from its log (never copied with the pipeline)
+_LENT: Final = ("_rows", "_rows_full", "_rows_commit")
 
 
 class PipelineSingle:
@@ -42,6 +44,7 @@ class PipelineSingle:
     #: path (the differential test compares the two)
     _single = True
 
+    log: EnvelopeSink
     deduper: Deduper
     on_apply: Callable[[TopicState, Event, Outcome], None] | None
     transport: str
@@ -62,6 +65,25 @@ class PipelineSingle:
         def _event(self, ev: Event, now: float, nbytes: int, bound: int) -> None: ...
         def _batch(self, msgs: list[Any], now: float, size: int) -> list[ClientBound]: ...
         def control(self, frame: ClientBound, now: float, nbytes: int = 0) -> list[ClientBound]: ...
+
+    def _lend_rows(self) -> None:
+        """Borrow the row buffer of a log that lends one (``EnvelopeLog.envelope_rows``):
+        the fast path adds its rows there, as ``append_envelope`` does."""
+        lend = getattr(self.log, "envelope_rows", None)
+        self._rows, self._rows_full, self._rows_commit = lend() if lend else (None, 0, self._append)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (a replay's checkpoint) borrows the buffer of its own log (the same log
+        when the copy shares it): what this one borrowed is left out, taken again in
+        :meth:`__setstate__`."""
+        state = self.__dict__.copy()
+        for name in _LENT:
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lend_rows()
 
     def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
         """Process one received frame; return the control frames among it."""

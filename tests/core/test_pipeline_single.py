@@ -241,3 +241,18 @@ def test_the_stream_of_bench_pipeline_takes_the_fast_path() -> None:
         p.feed(f, 1.0)
     assert sum(ts.applied for ts in p.topics.values()) == 3_000
     assert len(slow) < 0.07 * len(frames)
+
+
+def test_a_copy_of_the_pipeline_logs_to_the_log_it_shares() -> None:
+    """The fast path borrows its log's row buffer: a deep copy sharing the log (a
+    replay's checkpoint: ``ReplayPlayer._copy``) borrows it again, never a stray copy."""
+    import copy
+
+    log = EnvelopeLog()
+    p = Pipeline(log)
+    p.add_topic("a")
+    p.feed(encode(event(1, topic="a")), 1.0)
+    saved = copy.deepcopy(p, {id(log): log, id(p.decoder): p.decoder})
+    saved.feed(encode(event(2, topic="a")), 2.0)
+    assert log.counts["applied"] == 2
+    assert log.envelopes["sequence"].tolist() == [1, 2]
