@@ -296,7 +296,7 @@ class RedisStorage(MemoryStorage):
         self._loaded = (key, entries)  # the topic log mints their frames (take_loaded)
         for i in range(0, len(fields), 2):
             seq, _, text = fields[i + 1].partition(b" ")
-            mirror.entities[fields[i].decode()] = (msgspec.json.decode(text), int(seq))
+            mirror.put(fields[i].decode(), msgspec.json.decode(text), int(seq))
 
     def loaded(self, key: Key) -> bool:
         return key in self._streams

@@ -50,61 +50,50 @@ class TooLarge(RtnbError, ValueError):
     """An event or entity state that no client could receive under the frame limit."""
 
 
-class Staged:
+class Staged(msgspec.Struct, gc=False, eq=False):
     """An event built and handed to storage but not yet committed (not yet visible).
 
     ``event`` is built on first use when the event was staged in bulk
-    (:meth:`TopicLog.stage_many` keeps only its parts and its frame text).
+    (:meth:`TopicLog.stage_many` keeps only its parts and its frame text). A
+    ``msgspec.Struct`` built in C and not tracked by the garbage collector (nothing it
+    refers to refers back to it): a batch stages one per event (issue 22).
     """
 
-    __slots__ = ("_event", "_parts", "entity_id", "key", "log", "record", "state")
-
-    def __init__(
-        self,
-        topic_log: TopicLog,
-        record: LogRecord,
-        event: Event | None,
-        entity_id: str,
-        state: dict[str, Any] | None,
-        parts: tuple[str, dict[str, Any], datetime, int] | None = None,
-    ) -> None:
-        self.log = topic_log
-        self.record = record
-        self._event = event
-        self._parts = parts  # type, payload, occurred_at, version (when event is None)
-        self.entity_id = entity_id
-        self.state = state
-        self.key: IdemKey | None = None  # its idempotency key, stored with it
+    log: TopicLog
+    record: LogRecord
+    entity_id: str
+    state: dict[str, Any] | None
+    type: str
+    payload: dict[str, Any]  # this event's own copy (``bulk.prepare``)
+    occurred_at: datetime
+    version: int
+    key: IdemKey | None = None  # its idempotency key, stored with it
+    built: Event | None = None
 
     @property
     def event(self) -> Event:
-        event = self._event
+        event = self.built
         if event is None:
-            assert self._parts is not None
-            event_type, payload, occurred_at, version = self._parts
             record = self.record
             seq = record.sequence
             log = self.log
             # The payload is this event's own copy (``bulk.prepare``): no copy again.
-            event = self._event = Event(
+            event = self.built = Event(
                 log._id_prefix + str(seq),
-                event_type,
+                self.type,
                 log.topic,
                 seq,
                 self.entity_id,
-                occurred_at,
+                self.occurred_at,
                 record.token,
-                payload,
-                version,
+                self.payload,
+                self.version,
             )
         return event
 
     def applied(self) -> tuple[int, datetime, str]:
         """Its sequence, ``occurredAt`` and type (what remembering its key keeps)."""
-        if self._parts is not None:
-            return self.record.sequence, self._parts[2], self._parts[0]
-        event = self.event
-        return event.sequence, event.occurred_at, event.type
+        return self.record.sequence, self.occurred_at, self.type
 
     def __repr__(self) -> str:
         return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
@@ -161,7 +150,11 @@ class TopicLog:
         self.entities: dict[str, dict[str, Any]] = {e: s for e, (s, _) in stored.items()}
         self.entity_sequence: dict[str, int] = {e: q for e, (_, q) in stored.items()}
         self._head = self.latest  # the last staged sequence (committed or not)
-        self._staged: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # Each entity's state including staged events (None: deleted) and the sequence of its
+        # last staged event, until committed. Two maps, not a ``(state, seq)`` tuple per
+        # event: such tuples are tracked by the garbage collector (see ``storage._Stream``).
+        self._staged: dict[str, dict[str, Any] | None] = {}
+        self._staged_seq: dict[str, int] = {}
         # An upper bound on the encoded size of each entity's current state (staged
         # included), so that ``stage_many`` encodes a state only when it could be too large.
         self._bounds: dict[str, int] = {}
@@ -182,6 +175,7 @@ class TopicLog:
     def abandon(self) -> None:
         """Forget every staged event (its write failed): the next stages after ``latest``."""
         self._staged.clear()
+        self._staged_seq.clear()
         self._bounds.clear()  # they bounded staged states, not the committed ones
         self._head = self.latest
 
@@ -218,8 +212,7 @@ class TopicLog:
                 f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame limit "
                 "clients accept; send a smaller payload"
             )
-        staged = self._staged.get(entity_id)
-        prior = staged[0] if staged is not None else self.entities.get(entity_id)
+        prior = self.current(entity_id)
         state = self._merge(prior, event_type, payload)
         if state is not None:
             measured = len(_ENCODER.encode(state))
@@ -234,9 +227,21 @@ class TopicLog:
             if self._kept > self._retention:
                 self._storage.trim(self.key, self._retention)
                 self._kept = self._retention
-        self._staged[entity_id] = (state, seq)
+        self._staged[entity_id] = state
+        self._staged_seq[entity_id] = seq
         self._head = seq
-        return Staged(self, record, event, entity_id, state)
+        return Staged(
+            self,
+            record,
+            entity_id,
+            state,
+            event_type,
+            event.payload,
+            event.occurred_at,
+            version,
+            None,
+            event,
+        )
 
     def _check_entity(self, entity_id: str, id_bytes: int, state_bytes: int) -> None:
         size = self._entity_overhead + id_bytes + state_bytes
@@ -270,7 +275,8 @@ class TopicLog:
         limit = self._max_frame_size
         overhead = self._entity_overhead
         exact = self._merge is not shallow_merge
-        merge, staged_map, entities, bounds = self._merge, self._staged, self.entities, self._bounds
+        merge, entities, bounds = self._merge, self.entities, self._bounds
+        staged_map, staged_seq = self._staged, self._staged_seq
         encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
         first = max(self._head, self.latest) + 1
         tokens = self._minter.mint_range(first, len(events))
@@ -278,7 +284,6 @@ class TopicLog:
         middle = f',"topic":{self._topic_json},"sequence":'
         at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
         tail = f',"version":{version}}}'
-        parts = (occurred_at, version)
         seq = first - 1
         for (event_type, entity_id, payload, payload_json, type_json, id_json), token in zip(
             events, tokens, strict=True
@@ -295,8 +300,9 @@ class TopicLog:
                     "limit clients accept; send a smaller payload"
                 )
                 break
-            entry = staged_map.get(entity_id)
-            prior = entry[0] if entry is not None else entities.get(entity_id)
+            prior = (
+                staged_map[entity_id] if entity_id in staged_map else entities.get(entity_id)
+            )
             state = merge(prior, event_type, payload)
             if state is None:
                 bounds.pop(entity_id, None)
@@ -321,8 +327,11 @@ class TopicLog:
             records.append(record)
             ids.append(entity_id)
             states.append(state)
-            staged_map[entity_id] = (state, seq)
-            out.append(Staged(self, record, None, entity_id, state, (event_type, payload, *parts)))
+            staged_map[entity_id] = state
+            staged_seq[entity_id] = seq
+            out.append(
+                Staged(self, record, entity_id, state, event_type, payload, occurred_at, version)
+            )
         if records:
             self._storage.append_many(self.key, records, ids, states)
             self._kept += len(records)
@@ -408,9 +417,13 @@ class TopicLog:
 
     def settle(self, staged: Staged) -> None:
         """Forget a staged event the sequenced store committed (or refused)."""
-        entry = self._staged.get(staged.entity_id)
-        if entry is not None and entry[1] == staged.record.sequence:
-            del self._staged[staged.entity_id]
+        self._unstage(staged.entity_id, staged.record.sequence)
+
+    def _unstage(self, entity_id: str, seq: int) -> None:
+        """Forget the entity's staged state if ``seq`` is its last staged event."""
+        if self._staged_seq.get(entity_id) == seq:
+            del self._staged_seq[entity_id]
+            del self._staged[entity_id]
 
     def commit(self, staged: Staged) -> None:
         """Make a staged event (now durable) visible: move the high watermark past it."""
@@ -419,14 +432,14 @@ class TopicLog:
             raise ValueError(f"{self.topic}: committing sequence {seq} after {self.latest}")
         entity_id = staged.entity_id
         self._set_entity(entity_id, staged.state, seq)
-        if self._staged.get(entity_id, (None, 0))[1] == seq:
-            del self._staged[entity_id]
+        self._unstage(entity_id, seq)
         self.latest = seq
 
     def commit_many(self, run: list[Staged]) -> None:
         """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass."""
         latest = self.latest
-        entities, sequences, staged_map = self.entities, self.entity_sequence, self._staged
+        entities, sequences = self.entities, self.entity_sequence
+        staged_map, staged_seq = self._staged, self._staged_seq
         for item in run:
             seq = item.record.sequence
             if seq != latest + 1:
@@ -439,8 +452,8 @@ class TopicLog:
             else:
                 entities[entity_id] = state
                 sequences[entity_id] = seq
-            entry = staged_map.get(entity_id)
-            if entry is not None and entry[1] == seq:
+            if staged_seq.get(entity_id) == seq:
+                del staged_seq[entity_id]
                 del staged_map[entity_id]
             latest = seq
         self.latest = latest
@@ -463,8 +476,8 @@ class TopicLog:
 
     def current(self, entity_id: str) -> dict[str, Any] | None:
         """The entity's state including staged events (what the next event builds on)."""
-        staged = self._staged.get(entity_id)
-        return staged[0] if staged is not None else self.entities.get(entity_id)
+        staged = self._staged
+        return staged[entity_id] if entity_id in staged else self.entities.get(entity_id)
 
     # -- reading -------------------------------------------------------------
 
