@@ -6,11 +6,14 @@ entities, ``publish_many`` batches of 1,000 paced to ``--rate`` events/s), and o
 ``websockets`` subscriber in this process that decodes each frame (``msgspec``,
 untyped) and counts its events. Per round it prints the events/s published, the CPU
 µs per event of the server loop thread and of the publisher thread (``thread_time``
-read on each), the server process's CPU (cores) and when the reader had them all.
+read on each; *in call*: the publisher's CPU inside ``publish_many``, the rest is the
+bench making the events), the server process's CPU (cores) and how long after the last
+publish the reader had them all.
 The bar: the server process publishes ``--rate`` (100,000/s), i.e. loop + publisher
 ≤ ~9 µs per event on one core.
 
-``--tree DIR`` runs the server process from another checkout (A/B against main);
+``--tree DIR`` imports rtnb from another checkout in the server process (A/B against main;
+the publisher loop stays this tree's ``bench/_table_server.py``);
 ``--profile FILE`` samples the server process with py-spy (not a dependency:
 ``pip install py-spy``), read with ``python -m bench._profile summary FILE``.
 """
@@ -91,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tree = pathlib.Path(args.tree or pathlib.Path(__file__).parent.parent).resolve()
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # This tree's bench/_table_server.py (the same publisher loop for A and B), importing
+    # rtnb from ``tree``.
+    server = pathlib.Path(__file__).with_name("_table_server.py")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench._table_server", str(args.entities)],
+        [sys.executable, str(server), str(args.entities)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -109,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         if reader.failed is not None:
             raise reader.failed
         if args.profile:
+            spy_args = ["record", "-r", "250", "-f", "raw", "--threads", "--gil"]
+            spy_args += ["--pid", str(proc.pid)]
             spy = subprocess.Popen(
-                ["py-spy", "record", "-r", "250", "-f", "raw", "--threads", "-o", args.profile]
-                + ["--pid", str(proc.pid)],
+                ["py-spy", *spy_args, "-o", args.profile],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -119,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server process: {tree}  (load {os.getloadavg()[0]:.2f})")
         print(
             f"{'round':>5}{'published/s':>13}{'of rate':>9}{'loop µs':>9}{'pub µs':>8}"
-            f"{'sum µs':>8}{'cores':>7}{'call ms':>9}{'reader lag ms':>15}"
+            f"{'(in call)':>10}{'sum µs':>8}{'cores':>7}{'call ms':>9}{'reader lag ms':>15}"
         )
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(args.rounds):
@@ -140,11 +147,18 @@ def main(argv: list[str] | None = None) -> int:
                 rate = out["published"] / out["seconds"]
                 print(
                     f"{i:>5}{rate:>13,.0f}{rate / args.rate:>8.2f}×{out['server_us']:>9.2f}"
-                    f"{out['publisher_us']:>8.2f}{out['server_us'] + out['publisher_us']:>8.2f}"
+                    f"{out['publisher_us']:>8.2f}{out.get('publish_many_us', float('nan')):>10.2f}"
+                    f"{out['server_us'] + out['publisher_us']:>8.2f}"
                     f"{out['process_cpu']:>7.2f}{out['call_ms_median']:>9.1f}"
                     f"{lag if done else float('nan'):>15.0f}",
                     flush=True,
                 )
+                gc_us, gc_runs = out.get("gc_us"), out.get("gc_runs")
+                if gc_us is not None:
+                    print(
+                        f"{'':>5}  garbage collector: {sum(gc_us):.2f} µs/event (by generation "
+                        f"{', '.join(f'{u:.2f}' for u in gc_us)}; runs {gc_runs})"
+                    )
         print(f"reader: {reader.cpu / max(1, reader.got) * 1e6:.2f} µs/event over {reader.got:,}")
         reader.stop()
     finally:

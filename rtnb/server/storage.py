@@ -236,6 +236,10 @@ class MemoryStorage(LogStorage):
         stream.records.extend(records)
         stream.latest = records[-1].sequence
         kept, sequences = stream.states, stream.sequences
+        if None not in states:  # no delete: the last state of each entity wins, in C
+            kept.update(zip(entity_ids, states, strict=True))  # type: ignore[arg-type]
+            sequences.update(zip(entity_ids, range(latest + 1, stream.latest + 1), strict=True))
+            return
         for record, entity_id, state in zip(records, entity_ids, states, strict=True):
             if state is None:
                 kept.pop(entity_id, None)
@@ -271,8 +275,9 @@ class MemoryStorage(LogStorage):
 
     def trim(self, key: Key, keep: int) -> None:
         records = self._streams[key].records
-        while len(records) > keep:
-            records.popleft()
+        popleft = records.popleft
+        for _ in range(len(records) - keep):
+            popleft()
 
     def entities(self, key: Key) -> Entities:
         return self._streams[key].entities()

@@ -7,20 +7,24 @@ exactly ``TopicLog.entities``.
 
 from __future__ import annotations
 
+import operator
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
 
-from ..core.merge import MergeFn, shallow_merge
+from ..core.merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_merge
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .idempotency import IdemKey
 from .storage import Key, LogRecord, LogStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
+
+if TYPE_CHECKING:
+    from .bulk import Prepared
 
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
@@ -95,15 +99,42 @@ class Staged(msgspec.Struct, gc=False, eq=False):
         """Its sequence, ``occurredAt`` and type (what remembering its key keeps)."""
         return self.record.sequence, self.occurred_at, self.type
 
+
+def events_of(items: list[Event | Staged]) -> list[Event]:
+    """Each item's :class:`Event` (a staged one's :attr:`Staged.event`), in one loop."""
+    out: list[Event] = []
+    append = out.append
+    for item in items:
+        if type(item) is not Staged:
+            append(item)  # type: ignore[arg-type]
+            continue
+        event = item.built
+        if event is None:
+            record, log = item.record, item.log
+            seq = record.sequence
+            event = item.built = Event(
+                log._id_prefix + str(seq),
+                item.type,
+                log.topic,
+                seq,
+                item.entity_id,
+                item.occurred_at,
+                record.token,
+                item.payload,
+                item.version,
+            )
+        append(event)
+    return out
+
     def __repr__(self) -> str:
         return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
 
 
-#: One event of a bulk stage, prepared by the publishing thread (``bulk.prepare``):
-#: ``(type, entity_id, payload, payload_json, type_json, entity_id_json)`` — the payload a
-#: decoded copy (JSON types) and ``payload_json`` its encoding, ``*_json`` the encoded
-#: strings. ``encode_str(Event(..., payload=payload))`` holds ``payload_json`` verbatim.
-Prepared = tuple[str, str, dict[str, Any], str, str, str]
+_MISSING: Final[Any] = object()
+_STATE: Final = operator.attrgetter("state")
+_RECORD: Final = operator.attrgetter("record")
+_SEQUENCE: Final = operator.attrgetter("sequence")
+_ENTITY_ID: Final = operator.attrgetter("entity_id")
 
 
 def new_epoch() -> bytes:
@@ -253,7 +284,7 @@ class TopicLog:
             )
 
     def stage_many(
-        self, events: list[Prepared], occurred_at: datetime, version: int = 1
+        self, events: Prepared, occurred_at: datetime, version: int = 1
     ) -> tuple[list[Staged], TooLarge | None]:
         """:meth:`stage` of each event in order, in one pass; the same frames, byte for byte.
 
@@ -264,57 +295,86 @@ class TopicLog:
         size and is re-measured exactly when it reaches the limit. Stops at the first
         event :class:`TooLarge` refuses: the events before it are staged and returned with
         the error (nothing of it or after it is staged).
+
+        The default merge (:func:`~rtnb.core.merge.shallow_merge`) is inlined here, the
+        same steps in the same order; a custom one is called (and its states measured).
         """
         if self._sequenced:
             raise ValueError("stage_many is for stores that do not assign sequences")
         out: list[Staged] = []
         records: list[LogRecord] = []
-        ids: list[str] = []
         states: list[dict[str, Any] | None] = []
         error: TooLarge | None = None
         limit = self._max_frame_size
         overhead = self._entity_overhead
-        exact = self._merge is not shallow_merge
-        merge, entities, bounds = self._merge, self.entities, self._bounds
-        staged_map, staged_seq = self._staged, self._staged_seq
+        merge = self._merge
+        shallow = merge is shallow_merge
+        entities_get, bounds = self.entities.get, self._bounds
+        staged_map = self._staged
+        staged_get = staged_map.get
         encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
         first = max(self._head, self.latest) + 1
-        tokens = self._minter.mint_range(first, len(events))
+        tokens = self._minter.mint_range(first, len(events.types))
         head = f'{{"op":"event","id":"{self._id_prefix}'
         middle = f',"topic":{self._topic_json},"sequence":'
         at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
         tail = f',"version":{version}}}'
+        deleted, cmid = DELETED_SUFFIX, CLIENT_MUTATION_ID
         seq = first - 1
-        for (event_type, entity_id, payload, payload_json, type_json, id_json), token in zip(
-            events, tokens, strict=True
+        for (
+            event_type,
+            entity_id,
+            payload,
+            payload_json,
+            type_json,
+            id_json,
+            nbytes,
+            id_bytes,
+            token,
+        ) in zip(
+            events.types,
+            events.ids,
+            events.payloads,
+            events.payload_json,
+            events.type_json,
+            events.id_json,
+            events.payload_bytes,
+            events.id_bytes,
+            tokens,
+            strict=True,
         ):
             seq += 1
             text = (
                 f'{head}{seq}","type":{type_json}{middle}{seq},"entityId":{id_json}'
                 f'{at}{token}","payload":{payload_json}{tail}'
             )
-            size = frame_bytes(text, limit)
-            if size > limit:
-                error = TooLarge(
-                    f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame "
-                    "limit clients accept; send a smaller payload"
-                )
-                break
-            prior = (
-                staged_map[entity_id] if entity_id in staged_map else entities.get(entity_id)
-            )
-            state = merge(prior, event_type, payload)
+            if len(text) * 4 > limit:  # frame_bytes' own shortcut, inline
+                size = frame_bytes(text, limit)
+                if size > limit:
+                    error = TooLarge(
+                        f"the event frame would be {size:,} bytes, over the {limit:,}-byte "
+                        "frame limit clients accept; send a smaller payload"
+                    )
+                    break
+            prior = staged_get(entity_id, _MISSING)
+            if prior is _MISSING:
+                prior = entities_get(entity_id)
+            if not shallow:
+                state = merge(prior, event_type, payload)
+            elif event_type.endswith(deleted):
+                state = None
+            else:  # shallow_merge: dict(prior) if prior else {}, updated with the payload
+                state = {**prior, **payload} if prior else {**payload}
+                if cmid in state:
+                    del state[cmid]
             if state is None:
                 bounds.pop(entity_id, None)
             else:
-                id_bytes = len(id_json) if id_json.isascii() else len(id_json.encode())
                 bound = bounds.get(entity_id) if prior is not None else 0
-                if bound is None or exact:
+                if bound is None or not shallow:
                     bound = limit + 1  # unknown: measure
                 else:
-                    bound += (
-                        len(payload_json) if payload_json.isascii() else len(payload_json.encode())
-                    )
+                    bound += nbytes
                 if overhead + id_bytes + bound > limit:
                     bound = len(encode(state))
                     try:
@@ -325,20 +385,21 @@ class TopicLog:
                 bounds[entity_id] = bound
             record = LogRecord(topic, epoch, seq, token, text)
             records.append(record)
-            ids.append(entity_id)
             states.append(state)
             staged_map[entity_id] = state
-            staged_seq[entity_id] = seq
             out.append(
                 Staged(self, record, entity_id, state, event_type, payload, occurred_at, version)
             )
         if records:
+            count = len(records)
+            ids = events.ids if count == len(events.ids) else events.ids[:count]
+            self._staged_seq.update(zip(ids, range(first, first + count), strict=True))
             self._storage.append_many(self.key, records, ids, states)
-            self._kept += len(records)
+            self._kept += count
             if self._kept > self._retention:
                 self._storage.trim(self.key, self._retention)
                 self._kept = self._retention
-            self._head = records[-1].sequence
+            self._head = first + count - 1
         return out, error
 
     def _build(
@@ -436,8 +497,25 @@ class TopicLog:
         self.latest = seq
 
     def commit_many(self, run: list[Staged]) -> None:
-        """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass."""
+        """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass.
+
+        The common case in C: a run of the next sequences that deletes nothing and ends at
+        the last staged event (each entity's last state wins; nothing stays staged).
+        """
         latest = self.latest
+        head = self._head
+        if run and run[-1].record.sequence == head and head - latest == len(run):
+            states = list(map(_STATE, run))
+            if None not in states and list(map(_SEQUENCE, map(_RECORD, run))) == list(
+                range(latest + 1, head + 1)
+            ):
+                ids = list(map(_ENTITY_ID, run))
+                self.entities.update(zip(ids, states, strict=True))
+                self.entity_sequence.update(zip(ids, range(latest + 1, head + 1), strict=True))
+                self._staged.clear()
+                self._staged_seq.clear()
+                self.latest = head
+                return
         entities, sequences = self.entities, self.entity_sequence
         staged_map, staged_seq = self._staged, self._staged_seq
         for item in run:
