@@ -27,7 +27,7 @@ from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
 from rtnb.server.storage import LogRecord, MemoryStorage
 from rtnb.server.tokens import ReplayTokens
-from rtnb.server.topiclog import TooLarge, TopicLog
+from rtnb.server.topiclog import TooLarge, TopicLog, events_of
 
 TOPIC = "bulk.t"
 TENANT = "acme"
@@ -82,10 +82,13 @@ def _state(log: TopicLog) -> tuple[Any, ...]:
     records = log.read(0)
     return (
         log.latest,
-        log.entities,
-        log.entity_sequence,
+        list(log.entities.items()),  # the order too: snapshots list entities in it
+        list(log.entity_sequence.items()),
         [(r.sequence, r.token, r.text) for r in records],
         log.snapshot_texts(),
+        list(log._storage.entities(log.key).items()),  # what a new log would start from
+        log._staged,
+        log._staged_seq,
     )
 
 
@@ -105,6 +108,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
         assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
         assert [s.state for s in got] == [s.state for s in want]
         assert [s.event for s in got] == [s.event for s in want]
+        assert events_of(list(got)) == [s.event for s in want]
         assert (str(error) if error else "") == refused
         for staged in want:
             old.commit(staged)
@@ -268,3 +272,101 @@ def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_serve
         "e": {"v": 5},
         "f": {"v": 6},
     }
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches=batches, commit_after=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_runs_committed_while_later_ones_are_staged_end_as_committing_each_event(
+    batches: list[list[tuple[str, str, dict[Any, Any]]]], commit_after: list[bool]
+) -> None:
+    """``commit_many`` in C only when its run ends at the last staged event; otherwise (a
+    later batch already staged, a delete in the run) event by event — the same end."""
+    old, new = _log(1024 * 1024), _log(1024 * 1024)
+    pending_old: list[Any] = []
+    pending_new: list[Any] = []
+    for batch, commit in zip(batches, commit_after, strict=False):
+        pending_old.append(_per_event(old, batch)[0])
+        pending_new.append(new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)[0])
+        if commit:  # commit the oldest staged batch only: later ones stay staged
+            for staged in pending_old.pop(0):
+                old.commit(staged)
+            new.commit_many(pending_new.pop(0))
+            assert _state(new) == _state(old)
+    for run_old, run_new in zip(pending_old, pending_new, strict=True):
+        for staged in run_old:
+            old.commit(staged)
+        new.commit_many(run_new)
+        assert _state(new) == _state(old)
+
+
+def test_prepare_remembers_valid_names_only_and_forgets_them_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name cache gives the encodings a fresh encode gives, and never skips a check."""
+    from rtnb.server import bulk
+
+    monkeypatch.setattr(bulk, "_MAX_NAMES", 5)
+    monkeypatch.setattr(bulk, "_name_json", {})
+    monkeypatch.setattr(bulk, "_name_bytes", {})
+    for round_ in range(3):
+        batch = [("t", f"é{i}\"{round_}", {"v": i}) for i in range(4)] + [("t", "x", {})]
+        got = _prepare(TOPIC, TENANT, batch)[0]
+        assert got.id_json == [msgspec.json.encode(e).decode() for _, e, _ in batch]
+        assert got.id_bytes == [len(msgspec.json.encode(e)) for _, e, _ in batch]
+        assert got.type_json == ['"t"'] * 5
+        assert len(bulk._name_json) <= 5 + len(batch)
+    for bad in ("", "x" * 1025):
+        with pytest.raises(ValueError):
+            _prepare(TOPIC, TENANT, [("t", "x", {}), ("t", bad, {})])
+        assert bad not in bulk._name_json
+
+    class Name(str):
+        pass
+
+    with pytest.raises(ValueError):  # a str subclass: refused as before, cached or not
+        _prepare(TOPIC, TENANT, [("t", Name("x"), {})])
+
+
+def _take_each(session: Session, max_messages: int, max_bytes: int) -> list[str]:
+    """``Session.take`` as it was: one queued frame at a time (the reference)."""
+    queue = session.queue
+    out: list[str] = []
+    size = 0
+    while queue and len(out) < max_messages:
+        item = queue[0]
+        text = item if type(item) is str else item.text  # type: ignore[union-attr]
+        nbytes = len(text.encode())
+        if out and size + nbytes > max_bytes:
+            break
+        queue.popleft()
+        out.append(text)
+        size += nbytes
+    session.queued_bytes -= size
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(st.booleans(), st.text(min_size=1, max_size=40)), min_size=1, max_size=30
+    ),
+    max_messages=st.integers(1, 40),
+    max_bytes=st.integers(1, 400),
+)
+def test_taking_a_backlog_of_records_takes_what_taking_each_frame_takes(
+    frames: list[tuple[bool, str]], max_messages: int, max_bytes: int
+) -> None:
+    """Batches of records (ASCII or not) sized in C: the same frames, bytes and queue."""
+    one, bulk = (Session("ws", 10_000, Chaos(), None) for _ in range(2))
+    for i, (is_record, text) in enumerate(frames, 1):
+        for session in (one, bulk):
+            session.push(LogRecord(TOPIC, EPOCH, i, "tok", text) if is_record else text)
+    while one.queue:
+        assert bulk.take(max_messages, max_bytes) == _take_each(one, max_messages, max_bytes)
+        assert list(map(_frame, bulk.queue)) == list(map(_frame, one.queue))
+        assert bulk.queued_bytes == one.queued_bytes
+    assert not bulk.queue and bulk.queued_bytes == 0
+
+
+def _frame(item: Any) -> tuple[type, str]:
+    return type(item), item if type(item) is str else item.text
