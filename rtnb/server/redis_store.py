@@ -207,6 +207,8 @@ class RedisStorage(MemoryStorage):
     setting: ``appendonly yes`` with ``appendfsync always`` (``docs/redis.md``).
     """
 
+    shares_entities = False  # the mirror holds what the shared store loaded (``install``)
+
     sequenced = True
     durable = True
 

@@ -28,6 +28,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import msgspec
@@ -175,6 +176,9 @@ class _Stream:
     # generation — one full collection every few ten thousand events at 100k/s (issue 22).
     states: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     sequences: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Set by :meth:`MemoryStorage.share`: the entities as appended come from the topic log
+    # (which holds them anyway), and appends do not copy them here.
+    view: Callable[[], Entities] | None = None
 
     def put(self, entity_id: str, state: dict[str, Any] | None, seq: int) -> None:
         if state is None:
@@ -185,12 +189,17 @@ class _Stream:
             self.sequences[entity_id] = seq
 
     def entities(self) -> Entities:
+        if self.view is not None:
+            return self.view()
         sequences = self.sequences
         return {e: (s, sequences[e]) for e, s in self.states.items()}
 
 
 class MemoryStorage(LogStorage):
     """Streams in memory; the default. Nothing survives the process."""
+
+    #: Whether a topic log may :meth:`share` its entities instead of appends copying them.
+    shares_entities: bool = True
 
     def __init__(self) -> None:
         self._streams: dict[Key, _Stream] = {}
@@ -215,7 +224,8 @@ class MemoryStorage(LogStorage):
             )
         stream.records.append(record)
         stream.latest = record.sequence
-        stream.put(entity_id, state, record.sequence)
+        if stream.view is None:
+            stream.put(entity_id, state, record.sequence)
 
     def append_many(
         self,
@@ -235,6 +245,8 @@ class MemoryStorage(LogStorage):
             )
         stream.records.extend(records)
         stream.latest = records[-1].sequence
+        if stream.view is not None:  # the topic log keeps them (``share``)
+            return
         kept, sequences = stream.states, stream.sequences
         if None not in states:  # no delete: the last state of each entity wins, in C
             kept.update(zip(entity_ids, states, strict=True))  # type: ignore[arg-type]
@@ -247,6 +259,20 @@ class MemoryStorage(LogStorage):
             else:
                 kept[entity_id] = state
                 sequences[entity_id] = record.sequence
+
+    def share(self, key: Key, view: Callable[[], Entities] | None) -> None:
+        """The topic log of ``key`` keeps the entities as appended: ``view()`` answers them.
+
+        Appends then store records only (the log holds every state anyway: two more dict
+        writes per event saved, issue 22). ``None``: stop sharing — the entities are copied
+        here as they are now, and appends store them again.
+        """
+        stream = self._streams[key]
+        if view is None and stream.view is not None:
+            entities = stream.view()
+            stream.states = {e: s for e, (s, _) in entities.items()}
+            stream.sequences = {e: q for e, (_, q) in entities.items()}
+        stream.view = view
 
     def read(self, key: Key, after: int, limit: int | None = None) -> list[LogRecord]:
         stream = self._streams[key]
@@ -355,6 +381,7 @@ class SQLiteStorage(MemoryStorage):
 
     FILENAME: Final = "rtnb.sqlite3"
     keeps_keys = True
+    shares_entities = False  # each append buffers its state row (below)
     append_many = LogStorage.append_many  # each append buffers its row (below)
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: Fsync = "always") -> None:

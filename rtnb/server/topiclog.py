@@ -20,7 +20,7 @@ from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
 from .idempotency import IdemKey
-from .storage import Key, LogRecord, LogStorage
+from .storage import Key, LogRecord, LogStorage, MemoryStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
 
 if TYPE_CHECKING:
@@ -202,9 +202,31 @@ class TopicLog:
             )
         )
         self._entity_overhead = len(shell) - len(b'"-"') - len(b"{}")
+        self._shared = isinstance(storage, MemoryStorage) and storage.shares_entities
+        self._pending: list[Staged] = []  # staged (appended) and maybe committed since
+        if self._shared:
+            storage.share(self.key, self._appended)  # type: ignore[attr-defined]
+
+    def _appended(self) -> dict[str, tuple[dict[str, Any], int]]:
+        """Every entity as appended to storage: committed, then each staged event on top."""
+        sequences, latest = self.entity_sequence, self.latest
+        out = {e: (s, sequences[e]) for e, s in self.entities.items()}
+        for item in self._pending:
+            seq = item.record.sequence
+            if seq <= latest:
+                continue
+            if item.state is None:
+                out.pop(item.entity_id, None)
+            else:
+                out[item.entity_id] = (item.state, seq)
+        return out
 
     def abandon(self) -> None:
         """Forget every staged event (its write failed): the next stages after ``latest``."""
+        if self._shared:  # the store keeps what was appended: copied there as it is now
+            self._storage.share(self.key, None)  # type: ignore[attr-defined]
+            self._shared = False
+        self._pending.clear()
         self._staged.clear()
         self._staged_seq.clear()
         self._bounds.clear()  # they bounded staged states, not the committed ones
@@ -261,7 +283,7 @@ class TopicLog:
         self._staged[entity_id] = state
         self._staged_seq[entity_id] = seq
         self._head = seq
-        return Staged(
+        staged = Staged(
             self,
             record,
             entity_id,
@@ -273,6 +295,9 @@ class TopicLog:
             None,
             event,
         )
+        if self._shared:
+            self._pending.append(staged)
+        return staged
 
     def _check_entity(self, entity_id: str, id_bytes: int, state_bytes: int) -> None:
         size = self._entity_overhead + id_bytes + state_bytes
@@ -395,6 +420,8 @@ class TopicLog:
             ids = events.ids if count == len(events.ids) else events.ids[:count]
             self._staged_seq.update(zip(ids, range(first, first + count), strict=True))
             self._storage.append_many(self.key, records, ids, states)
+            if self._shared:
+                self._pending.extend(out)
             self._kept += count
             if self._kept > self._retention:
                 self._storage.trim(self.key, self._retention)
@@ -495,6 +522,8 @@ class TopicLog:
         self._set_entity(entity_id, staged.state, seq)
         self._unstage(entity_id, seq)
         self.latest = seq
+        if seq == self._head:
+            self._pending.clear()
 
     def commit_many(self, run: list[Staged]) -> None:
         """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass.
@@ -514,6 +543,7 @@ class TopicLog:
                 self.entity_sequence.update(zip(ids, range(latest + 1, head + 1), strict=True))
                 self._staged.clear()
                 self._staged_seq.clear()
+                self._pending.clear()
                 self.latest = head
                 return
         entities, sequences = self.entities, self.entity_sequence
@@ -535,6 +565,11 @@ class TopicLog:
                 del staged_map[entity_id]
             latest = seq
         self.latest = latest
+        if self._pending:  # keep only what is still staged (``_appended``)
+            if latest == self._head:
+                self._pending.clear()
+            else:
+                self._pending = [s for s in self._pending if s.record.sequence > latest]
 
     def append(
         self,

@@ -57,8 +57,14 @@ events = st.tuples(types, names, payloads)
 batches = st.lists(st.lists(events, max_size=25), min_size=1, max_size=4)
 
 
-def _log(max_frame_size: int) -> TopicLog:
-    storage = MemoryStorage()
+class _CopyingStorage(MemoryStorage):
+    """The memory store as it was: each append copies the entity's state (the reference)."""
+
+    shares_entities = False
+
+
+def _log(max_frame_size: int, reference: bool = False) -> TopicLog:
+    storage = _CopyingStorage() if reference else MemoryStorage()
     storage.reset((TENANT, TOPIC), EPOCH)
     tokens = ReplayTokens(hmac.digest(b"k", b"rtnb replay tokens v1", hashlib.sha256))
     return TopicLog(TENANT, TOPIC, storage, tokens, retention=50, max_frame_size=max_frame_size)
@@ -97,7 +103,7 @@ def _state(log: TopicLog) -> tuple[Any, ...]:
 def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
     batches: list[list[tuple[str, str, dict[Any, Any]]]], limit: int
 ) -> None:
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     for batch in batches:
         want, refused = _per_event(old, batch)
         prepared, keys = _prepare(TOPIC, TENANT, batch)
@@ -119,7 +125,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
 def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> None:
     """The bound is only a shortcut: the event that makes the state too large is refused."""
     limit = 2_000
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     batch = [("x.updated", "e", {f"k{i}": "v" * 20}) for i in range(200)]
     want, refused = _per_event(old, batch)
     got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
@@ -134,7 +140,7 @@ def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> 
 def test_the_bound_starts_from_a_measured_state_for_entities_staged_the_old_way() -> None:
     """``stage`` and ``stage_many`` on one log: each leaves a bound the other can trust."""
     limit = 1_500
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     for log in (old, new):
         log.commit(log.stage("x.updated", {"big": "b" * 1_000}, "e", occurred_at=AT))
     batch = [("x.updated", "e", {f"k{i}": "v" * 30}) for i in range(40)]
@@ -281,12 +287,13 @@ def test_runs_committed_while_later_ones_are_staged_end_as_committing_each_event
 ) -> None:
     """``commit_many`` in C only when its run ends at the last staged event; otherwise (a
     later batch already staged, a delete in the run) event by event — the same end."""
-    old, new = _log(1024 * 1024), _log(1024 * 1024)
+    old, new = _log(1024 * 1024, reference=True), _log(1024 * 1024)
     pending_old: list[Any] = []
     pending_new: list[Any] = []
     for batch, commit in zip(batches, commit_after, strict=False):
         pending_old.append(_per_event(old, batch)[0])
         pending_new.append(new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)[0])
+        assert _state(new) == _state(old)  # the store's entities include what is staged
         if commit:  # commit the oldest staged batch only: later ones stay staged
             for staged in pending_old.pop(0):
                 old.commit(staged)
@@ -370,3 +377,20 @@ def test_taking_a_backlog_of_records_takes_what_taking_each_frame_takes(
 
 def _frame(item: Any) -> tuple[type, str]:
     return type(item), item if type(item) is str else item.text
+
+
+def test_a_log_that_gives_up_its_staged_events_leaves_the_store_what_was_appended() -> None:
+    """``abandon`` (the store failed): a shared store copies the entities as appended."""
+    old, new = _log(1024 * 1024, reference=True), _log(1024 * 1024)
+    batch = [("x.updated", "a", {"v": 1}), ("x.deleted", "b", {}), ("x.updated", "c", {})]
+    for log in (old, new):
+        log.commit(log.stage("x.updated", {"v": 0}, "b", occurred_at=AT))
+    _per_event(old, batch)
+    new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+    for log in (old, new):
+        log.abandon()
+    assert list(new._storage.entities(new.key).items()) == list(
+        old._storage.entities(old.key).items()
+    ) == [("a", ({"v": 1}, 2)), ("c", ({}, 4))]
+    reopened = TopicLog(TENANT, TOPIC, new._storage, new._tokens, retention=50)
+    assert reopened.entities == {"a": {"v": 1}, "c": {}} and reopened.latest == 4
