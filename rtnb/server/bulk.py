@@ -142,7 +142,10 @@ def prepare(
             id_json = list(map(json_of.__getitem__, ids))
             id_bytes = list(map(bytes_of.__getitem__, ids))
         validate_publish(topic, "-", "-")
-        raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
+        if set(map(type, payloads)) == _DICTS:
+            raws = list(map(_encode_json, payloads))
+        else:
+            raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
         publish_ids = (
             [row[3] if len(row) > 3 else None for row in rows]  # type: ignore[misc]
             if max(map(len, rows)) > 3
@@ -177,6 +180,7 @@ def prepare(
     return prepared, keys
 
 
+_DICTS: Final = {dict}
 _first: Final = operator.itemgetter(0)
 _second: Final = operator.itemgetter(1)
 _third: Final = operator.itemgetter(2)

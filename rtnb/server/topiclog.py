@@ -132,8 +132,6 @@ def events_of(items: list[Event | Staged]) -> list[Event]:
 
 _MISSING: Final[Any] = object()
 _STATE: Final = operator.attrgetter("state")
-_RECORD: Final = operator.attrgetter("record")
-_SEQUENCE: Final = operator.attrgetter("sequence")
 _ENTITY_ID: Final = operator.attrgetter("entity_id")
 
 
@@ -528,16 +526,21 @@ class TopicLog:
     def commit_many(self, run: list[Staged]) -> None:
         """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass.
 
-        The common case in C: a run of the next sequences that deletes nothing and ends at
-        the last staged event (each entity's last state wins; nothing stays staged).
+        The common case in C: a run from the next sequence to the last staged one that
+        deletes nothing (each entity's last state wins; nothing stays staged). Staging
+        numbers events one after another, so a run that starts at the next sequence, ends
+        at the last staged one and holds as many events holds each sequence once, in order.
         """
         latest = self.latest
         head = self._head
-        if run and run[-1].record.sequence == head and head - latest == len(run):
+        if (
+            run
+            and run[0].record.sequence == latest + 1
+            and run[-1].record.sequence == head
+            and head - latest == len(run)
+        ):
             states = list(map(_STATE, run))
-            if None not in states and list(map(_SEQUENCE, map(_RECORD, run))) == list(
-                range(latest + 1, head + 1)
-            ):
+            if None not in states:
                 ids = list(map(_ENTITY_ID, run))
                 self.entities.update(zip(ids, states, strict=True))
                 self.entity_sequence.update(zip(ids, range(latest + 1, head + 1), strict=True))
