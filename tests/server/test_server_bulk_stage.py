@@ -316,7 +316,7 @@ def test_prepare_remembers_valid_names_only_and_forgets_them_past_its_bound(
     monkeypatch.setattr(bulk, "_name_json", {})
     monkeypatch.setattr(bulk, "_name_bytes", {})
     for round_ in range(3):
-        batch = [("t", f"é{i}\"{round_}", {"v": i}) for i in range(4)] + [("t", "x", {})]
+        batch = [("t", f'é{i}"{round_}', {"v": i}) for i in range(4)] + [("t", "x", {})]
         got = _prepare(TOPIC, TENANT, batch)[0]
         assert got.id_json == [msgspec.json.encode(e).decode() for _, e, _ in batch]
         assert got.id_bytes == [len(msgspec.json.encode(e)) for _, e, _ in batch]
@@ -389,8 +389,10 @@ def test_a_log_that_gives_up_its_staged_events_leaves_the_store_what_was_appende
     new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
     for log in (old, new):
         log.abandon()
-    assert list(new._storage.entities(new.key).items()) == list(
-        old._storage.entities(old.key).items()
-    ) == [("a", ({"v": 1}, 2)), ("c", ({}, 4))]
+    assert (
+        list(new._storage.entities(new.key).items())
+        == list(old._storage.entities(old.key).items())
+        == [("a", ({"v": 1}, 2)), ("c", ({}, 4))]
+    )
     reopened = TopicLog(TENANT, TOPIC, new._storage, new._tokens, retention=50)
     assert reopened.entities == {"a": {"v": 1}, "c": {}} and reopened.latest == 4
