@@ -215,9 +215,16 @@ class Remembered:
         self.bytes += added
         # Dropping the oldest until under the cap once, after all, keeps the same suffix as
         # after each insert: a key dropped then would not fit with everything after it now.
-        while self.bytes > self.max_bytes and items:
-            self._drop(next(iter(items)))
-            self.forgotten += 1
+        # (``_drop`` of the oldest, inline: ``popitem`` takes it in one C call.)
+        size, cap, dropped = self.bytes, self.max_bytes, 0
+        popitem = items.popitem
+        while size > cap and items:
+            old_key, old = popitem(last=False)
+            size -= ENTRY_OVERHEAD + len(old_key[0]) + len(old_key[1]) + len(old_key[2])
+            size -= len(old[4]) + len(old[1])
+            dropped += 1
+        self.bytes = size
+        self.forgotten += dropped
         before = self._puts
         self._puts += len(entries)
         if self._puts // _SWEEP_EVERY != before // _SWEEP_EVERY:
@@ -346,15 +353,25 @@ class Keys:
     def commit_many(self, staged: list[Staged], at: float) -> None:
         """:meth:`commit` of each committed event of one topic log that has a key."""
         inflight = self._inflight
-        entries = []
+        entries: list[tuple[tuple[str, str, str], bytes, bytes, int, datetime, str]] = []
+        append = entries.append
         for item in staged:
             key = item.key
             if key is None:
                 continue
-            sequence, occurred_at, event_type = item.applied()
-            entries.append((key.id, key.digest, item.log.epoch, sequence, occurred_at, event_type))
-            if inflight.get(key.id) is item:
-                del inflight[key.id]
+            key_id = key.id
+            append(
+                (
+                    key_id,
+                    key.digest,
+                    item.log.epoch,
+                    item.record.sequence,
+                    item.occurred_at,
+                    item.type,
+                )
+            )
+            if inflight.get(key_id) is item:
+                del inflight[key_id]
         if entries:
             self.remembered.add_many(entries, at)
 
