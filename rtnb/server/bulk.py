@@ -24,7 +24,8 @@ import msgspec
 from ..protocol.frames import Event
 from .hub import validate_publish
 from .idempotency import IdemKey, IdempotencyConflict, digest
-from .topiclog import Staged, TooLarge
+from .staged import Staged
+from .topiclog import TooLarge
 
 if TYPE_CHECKING:
     from .hub import Hub

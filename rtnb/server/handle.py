@@ -45,9 +45,10 @@ from .hub import StorageFailed, validate_publish
 from .idempotency import IdempotencyConflict, Remembered
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
+from .staged import events_of
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import events_of, new_epoch
+from .topiclog import new_epoch
 
 logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")

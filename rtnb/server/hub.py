@@ -46,9 +46,10 @@ from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Session, now
 from .snapshots import SnapshotStream
+from .staged import Staged
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import Fetched, Staged, TopicLog
+from .topiclog import Fetched, TopicLog
 
 logger = logging.getLogger("rtnb.server")
 #: Topic names an ``unknown_topic`` error lists at most: 20.

@@ -36,9 +36,9 @@ from ..protocol.errors import RtnbError
 from ..protocol.frames import Event
 
 if TYPE_CHECKING:
+    from .staged import Staged
     from .storage import LogStorage
     from .tokens import ReplayTokens
-    from .topiclog import Staged
 
 Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
 #: The scope of clientMutationIds within a tenant (no topic name is empty).

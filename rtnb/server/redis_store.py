@@ -53,7 +53,8 @@ from .topiclog import Fetched
 
 if TYPE_CHECKING:
     from .hub import Hub
-    from .topiclog import Staged, TopicLog
+    from .staged import Staged
+    from .topiclog import TopicLog
 
 logger = logging.getLogger("rtnb.server")
 

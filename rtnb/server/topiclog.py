@@ -19,7 +19,7 @@ from ..core.merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_me
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
-from .idempotency import IdemKey
+from .staged import Staged
 from .storage import Key, LogRecord, LogStorage, MemoryStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
 
@@ -52,82 +52,6 @@ class Fetched(NamedTuple):
 
 class TooLarge(RtnbError, ValueError):
     """An event or entity state that no client could receive under the frame limit."""
-
-
-class Staged(msgspec.Struct, gc=False, eq=False):
-    """An event built and handed to storage but not yet committed (not yet visible).
-
-    ``event`` is built on first use when the event was staged in bulk
-    (:meth:`TopicLog.stage_many` keeps only its parts and its frame text). A
-    ``msgspec.Struct`` built in C and not tracked by the garbage collector (nothing it
-    refers to refers back to it): a batch stages one per event (issue 22).
-    """
-
-    log: TopicLog
-    record: LogRecord
-    entity_id: str
-    state: dict[str, Any] | None
-    type: str
-    payload: dict[str, Any]  # this event's own copy (``bulk.prepare``)
-    occurred_at: datetime
-    version: int
-    key: IdemKey | None = None  # its idempotency key, stored with it
-    built: Event | None = None
-
-    @property
-    def event(self) -> Event:
-        event = self.built
-        if event is None:
-            record = self.record
-            seq = record.sequence
-            log = self.log
-            # The payload is this event's own copy (``bulk.prepare``): no copy again.
-            event = self.built = Event(
-                log._id_prefix + str(seq),
-                self.type,
-                log.topic,
-                seq,
-                self.entity_id,
-                self.occurred_at,
-                record.token,
-                self.payload,
-                self.version,
-            )
-        return event
-
-    def applied(self) -> tuple[int, datetime, str]:
-        """Its sequence, ``occurredAt`` and type (what remembering its key keeps)."""
-        return self.record.sequence, self.occurred_at, self.type
-
-
-def events_of(items: list[Event | Staged]) -> list[Event]:
-    """Each item's :class:`Event` (a staged one's :attr:`Staged.event`), in one loop."""
-    out: list[Event] = []
-    append = out.append
-    for item in items:
-        if type(item) is not Staged:
-            append(item)  # type: ignore[arg-type]
-            continue
-        event = item.built
-        if event is None:
-            record, log = item.record, item.log
-            seq = record.sequence
-            event = item.built = Event(
-                log._id_prefix + str(seq),
-                item.type,
-                log.topic,
-                seq,
-                item.entity_id,
-                item.occurred_at,
-                record.token,
-                item.payload,
-                item.version,
-            )
-        append(event)
-    return out
-
-    def __repr__(self) -> str:
-        return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
 
 
 _MISSING: Final[Any] = object()
@@ -168,7 +92,7 @@ class TopicLog:
             epoch = new_epoch()
             storage.reset(self.key, epoch)
         self.epoch = epoch
-        self._id_prefix = f"evt-{epoch.hex()}-"
+        self.id_prefix = f"evt-{epoch.hex()}-"  # an event id is this and its sequence
         self._minter = tokens.minter(tenant, topic, epoch)
         self._sequenced = storage.sequenced
         if self._sequenced:
@@ -231,7 +155,7 @@ class TopicLog:
         self._head = self.latest
 
     def event_id(self, seq: int) -> str:
-        return self._id_prefix + str(seq)
+        return self.id_prefix + str(seq)
 
     # -- writing -------------------------------------------------------------
     #
@@ -338,7 +262,7 @@ class TopicLog:
         encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
         first = max(self._head, self.latest) + 1
         tokens = self._minter.mint_range(first, len(events.types))
-        head = f'{{"op":"event","id":"{self._id_prefix}'
+        head = f'{{"op":"event","id":"{self.id_prefix}'
         middle = f',"topic":{self._topic_json},"sequence":'
         at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
         tail = f',"version":{version}}}'
@@ -437,7 +361,7 @@ class TopicLog:
         version: int,
     ) -> tuple[Event, str]:
         event = Event(
-            id=self._id_prefix + str(seq),
+            id=self.id_prefix + str(seq),
             type=event_type,
             topic=self.topic,
             sequence=seq,

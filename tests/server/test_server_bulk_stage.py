@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from rtnb.server.bulk import prepare as _prepare
 from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
+from rtnb.server.staged import events_of
 from rtnb.server.storage import LogRecord, MemoryStorage
 from rtnb.server.tokens import ReplayTokens
-from rtnb.server.topiclog import TooLarge, TopicLog, events_of
+from rtnb.server.topiclog import TooLarge, TopicLog
 
 TOPIC = "bulk.t"
 TENANT = "acme"
