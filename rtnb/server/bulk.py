@@ -187,10 +187,13 @@ _second: Final = operator.itemgetter(1)
 _third: Final = operator.itemgetter(2)
 _MAX_NAME: Final = 1024
 #: Valid types and entity ids seen by :func:`prepare`, and their JSON encodings and its
-#: UTF-8 bytes; forgotten all at once past :data:`_MAX_NAMES` (a bounded memory).
+#: UTF-8 bytes; forgotten all at once past :data:`_MAX_NAMES` names or
+#: :data:`_MAX_NAME_CHARS` characters of names (a bounded memory: ids may be 1,024 long).
 _name_json: dict[str, str] = {}
 _name_bytes: dict[str, int] = {}
+_name_chars = [0]  # characters of the names in the cache
 _MAX_NAMES: Final = 100_000
+_MAX_NAME_CHARS: Final = 4_000_000
 
 
 def _learn(names: set[str]) -> tuple[dict[str, str], dict[str, int]]:
@@ -205,9 +208,12 @@ def _learn(names: set[str]) -> tuple[dict[str, str], dict[str, int]]:
         raw = _encode_json(name)
         bytes_of[name] = len(raw)
         json_of[name] = raw.decode()
-    if len(_name_json) + len(names) > _MAX_NAMES:
+    chars = sum(map(len, names))
+    if len(_name_json) + len(names) > _MAX_NAMES or _name_chars[0] + chars > _MAX_NAME_CHARS:
         _name_json.clear()
         _name_bytes.clear()
+        _name_chars[0] = 0
+    _name_chars[0] += chars
     _name_bytes.update(bytes_of)
     _name_json.update(json_of)
     return json_of, bytes_of

@@ -314,8 +314,15 @@ def test_prepare_remembers_valid_names_only_and_forgets_them_past_its_bound(
     from rtnb.server import bulk
 
     monkeypatch.setattr(bulk, "_MAX_NAMES", 5)
+    monkeypatch.setattr(bulk, "_MAX_NAME_CHARS", 40)
     monkeypatch.setattr(bulk, "_name_json", {})
     monkeypatch.setattr(bulk, "_name_bytes", {})
+    monkeypatch.setattr(bulk, "_name_chars", [0])
+    long_ids = [("t", "L" * 30 + str(i), {}) for i in range(3)]
+    for i in range(3):  # each 31 characters: at most one stays cached
+        got = _prepare(TOPIC, TENANT, long_ids[i : i + 1])[0]
+        assert got.id_json == [f'"{long_ids[i][1]}"']
+        assert sum(map(len, bulk._name_json)) <= 40 + 31
     for round_ in range(3):
         batch = [("t", f'é{i}"{round_}', {"v": i}) for i in range(4)] + [("t", "x", {})]
         got = _prepare(TOPIC, TENANT, batch)[0]
