@@ -14,6 +14,7 @@ A store that assigns sequences itself (Redis) takes the prepared events one by o
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ import msgspec
 
 from ..protocol.frames import Event
 from .hub import validate_publish
-from .idempotency import IdemKey, IdempotencyConflict, digest
+from .idempotency import IdemKey, IdempotencyConflict, sorted_json
 from .staged import Staged
 from .topiclog import TooLarge
 
@@ -38,6 +39,7 @@ def check_publish_id(publish_id: str | None) -> None:
         raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
 
 
+_blake2b: Final = hashlib.blake2b
 _encode_json: Final = msgspec.json.Encoder().encode
 _decode_json: Final = msgspec.json.decode
 
@@ -174,8 +176,11 @@ def prepare(
     if publish_ids is None or all(p is None for p in publish_ids):
         return prepared, None
     scope = (tenant, topic)
+    # ``digest(topic, type, entity_id, payload, 1)`` of each, its two calls inline.
     keys: list[IdemKey | None] = [
-        None if p is None else IdemKey(scope, p, digest(topic, t, e, c, 1))
+        None
+        if p is None
+        else IdemKey(scope, p, _blake2b(sorted_json((topic, t, e, c, 1)), digest_size=16).digest())
         for p, t, e, c in zip(publish_ids, types, ids, copies, strict=True)
     ]
     return prepared, keys

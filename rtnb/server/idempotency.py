@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -100,14 +101,16 @@ class IdemKey:
         )
 
 
-_sorted_json = msgspec.json.Encoder(order="sorted").encode
+#: JSON with sorted keys: what :func:`digest` hashes (its definition is stored: keep it).
+sorted_json: Final = msgspec.json.Encoder(order="sorted").encode
 
 
 def digest(*parts: Any) -> bytes:
     """16 bytes naming a request's content (sorted JSON, so key order does not matter)."""
-    return hashlib.blake2b(_sorted_json(parts), digest_size=16).digest()
+    return hashlib.blake2b(sorted_json(parts), digest_size=16).digest()
 
 
+_KEY: Final = operator.itemgetter(0)
 #: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
 _Entry = tuple[bytes, bytes, int, datetime, str, float]
 #: Inserts between two sweeps of keys past the window (``get`` checks the age anyway).
@@ -197,7 +200,7 @@ class Remembered:
         all stored at ``at``: the same keys kept, forgotten and swept, given distinct keys
         (one commit round: a key staged twice answers the first, it is not staged again)."""
         items = self._entries
-        if any(entry[0] in items for entry in entries):  # re-remembered: one by one
+        if not items.keys().isdisjoint(map(_KEY, entries)):  # re-remembered: one by one
             for entry in entries:
                 self.add(*entry, at)
             return

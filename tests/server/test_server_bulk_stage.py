@@ -160,9 +160,24 @@ def test_a_frame_too_large_is_refused_before_anything_of_it_is_staged() -> None:
 
 
 def test_publish_many_with_keys_digests_the_copy() -> None:
+    from rtnb.server.idempotency import digest
+
     _, keys = _prepare(TOPIC, TENANT, [("t", "e", {"a": 1}, "k1"), ("t", "e", {"a": 2})])
     assert keys is not None and keys[1] is None
     assert keys[0] is not None and keys[0].id == (TENANT, TOPIC, "k1")
+    batch = [("t", "é", {"b": [1, {"z": 1, "a": 2}], "a": 1.5}, "k1"), ("u", "e", {1: 2}, "k2")]
+    prepared, keys = _prepare(TOPIC, TENANT, batch)
+    assert keys is not None
+    assert [k.digest for k in keys if k is not None] == [
+        digest(TOPIC, t, e, c, 1)
+        for t, e, c in zip(prepared.types, prepared.ids, prepared.payloads, strict=True)
+    ]
+    # The definition stored by SQLite and Redis: blake2b-128 of the sorted JSON of the copy.
+    assert (
+        keys[1] is not None
+        and keys[1].digest
+        == hashlib.blake2b(b'["bulk.t","u","e",{"1":2},1]', digest_size=16).digest()
+    )
 
 
 @pytest.mark.parametrize("bad", [("", "e", {}), ("t", 5, {}), ("t", "e", {"x": object()})])
