@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -136,7 +137,10 @@ def test_nbytes_is_an_upper_bound_of_the_state_json_size(
     assert s.measure() == len(msgspec.json.encode(s.entities)) == s.nbytes
 
 
-def test_the_state_is_measured_once_per_doubling_not_per_event() -> None:
+def test_a_state_far_below_the_cap_is_measured_once_per_cap_received_not_per_doubling() -> None:
+    # issue 22: a 10,000-entity topic in steady state was re-encoded whole each time
+    # the bound doubled (~1 µs per event); now a measure is due only when the bound
+    # passes the cap, i.e. once per (cap - state) bytes received.
     class Counting(TopicStore):
         calls = 0
 
@@ -144,7 +148,15 @@ def test_the_state_is_measured_once_per_doubling_not_per_event() -> None:
             Counting.calls += 1
             return super().measure()
 
-    s = Counting("t", max_bytes=1 << 30)
-    for i in range(20_000):  # 2,000 entities updated ten times each: ~100 KB of state
-        s.apply(f"e{i % 2000}", "x.updated", {"v": i, "name": "abcdefgh"}, i)
-    assert s.over is False and Counting.calls <= 12
+    cap = 1_000_000
+    s = Counting("t", max_bytes=cap)
+    received = 0
+    for i in range(100_000):  # 2,000 entities overwritten: ~75 KB of state, ~3.7 MB received
+        payload = {"v": i, "name": "abcdefgh"}
+        received += len(msgspec.json.encode(payload)) + 8
+        s.apply(f"e{i % 2000}", "x.updated", payload, i)
+    state = len(msgspec.json.encode(s.entities))
+    assert state < cap // 10 and s.over is False
+    # once per (cap - state) received, at most; the old doubling rule measured 50 times
+    assert 1 <= Counting.calls <= received // (cap - state) + 1 <= 8
+    assert s.nbytes >= state
