@@ -187,11 +187,12 @@ class ClientDecoder(_Decoder):
                     return frame
             elif kind is batch:
                 msgs = frame.messages
-                try:
-                    topics = set(map(_TOPIC, msgs))
+                try:  # (control frames' topics are checked by msgspec: extra here)
+                    if set(map(_TOPIC, msgs)) <= valid:
+                        return frame
                 except AttributeError:  # frames without a topic among the events
-                    topics = {m.topic for m in msgs if type(m) is event}
-                if topics <= valid:
+                    pass
+                if {m.topic for m in msgs if type(m) is event} <= valid:
                     return frame
             else:
                 return frame

@@ -187,3 +187,25 @@ def test_a_topic_valid_once_is_not_checked_again_and_a_bad_one_always_is() -> No
         with pytest.raises(msgspec.ValidationError, match=r"messages\[0\]\.topic"):
             decode(bad)
     assert decoder._valid == {"ok"}
+
+
+def test_control_frames_in_a_batch_do_not_send_it_to_the_strict_decode_again() -> None:
+    decoder = ClientDecoder()
+    strict = decoder._strict
+    calls: list[Any] = []
+
+    class Counting:
+        def decode(self, data: Any) -> Any:
+            calls.append(data)
+            return strict.decode(data)
+
+    decoder._strict = Counting()  # type: ignore[assignment]
+    frame = json.dumps({"op": "batch", "messages": [
+        {"op": "event", "id": "e1", "type": "t", "topic": "ok", "sequence": 1,
+         "entityId": "x", "occurredAt": "2026-12-06T05:49:18Z", "replayToken": "k"},
+        {"op": "error", "code": "c", "message": "m"},  # topic None
+        {"op": "heartbeat", "serverTime": 1.0},  # no topic at all
+    ]})  # fmt: skip
+    for _ in range(3):
+        decoder.decode_unchecked(frame)
+    assert len(calls) == 1  # the first time only: "ok" is then known valid
