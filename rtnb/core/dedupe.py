@@ -34,7 +34,7 @@ DEFAULT_DEDUPE_MAX_AGE: Final = 600.0
 class Deduper:
     """Remembers recently applied event ids, bounded by count and by age."""
 
-    __slots__ = ("_chunk", "_expires", "_fifo", "_seen", "evicted", "max_age", "max_entries")
+    __slots__ = ("_chunk", "_seen", "evicted", "expires", "fifo", "max_age", "max_entries")
 
     def __init__(
         self,
@@ -49,9 +49,9 @@ class Deduper:
         self.max_entries = max_entries
         self.max_age = max_age
         self._seen: dict[str, float] = {}
-        self._fifo: deque[str] = deque()
+        self.fifo: deque[str] = deque()
         #: when the oldest remembered id passes ``max_age`` (-inf: recompute at next add)
-        self._expires = -math.inf
+        self.expires = -math.inf
         #: extra entries evicted with each overflow (never the one just added)
         self._chunk = max_entries // 16
         self.evicted = 0
@@ -61,8 +61,8 @@ class Deduper:
         are copied at C speed (not element by element)."""
         new = Deduper.__new__(Deduper)
         new.max_entries, new.max_age, new.evicted = self.max_entries, self.max_age, self.evicted
-        new._seen, new._fifo = self._seen.copy(), self._fifo.copy()
-        new._expires, new._chunk = self._expires, self._chunk
+        new._seen, new.fifo = self._seen.copy(), self.fifo.copy()
+        new.expires, new._chunk = self.expires, self._chunk
         memo[id(self)] = new
         memo[id(self._seen)] = new._seen
         return new
@@ -87,14 +87,14 @@ class Deduper:
             raise ValueError("ids must be distinct")
         if len(ids) > max_entries:
             raise ValueError(f"{len(ids):,} ids over max_entries={max_entries:,}")
-        new._fifo = deque(new._seen)
+        new.fifo = deque(new._seen)
         new.evicted = evicted
         return new
 
     def newest(self, n: int) -> tuple[list[str], list[float]]:
         """The ``n`` most recently added ids still remembered (fewer if it holds fewer),
         oldest first, and the times they were added."""
-        ids = list(islice(reversed(self._fifo), max(0, n)))
+        ids = list(islice(reversed(self.fifo), max(0, n)))
         ids.reverse()
         seen = self._seen
         return ids, [seen[i] for i in ids]
@@ -126,17 +126,17 @@ class Deduper:
         if event_id in seen:
             return
         seen[event_id] = now
-        fifo = self._fifo
+        fifo = self.fifo
         fifo.append(event_id)
-        if now >= self._expires or len(fifo) > self.max_entries:
-            self._evict(now)
+        if now >= self.expires or len(fifo) > self.max_entries:
+            self.evict(now)
 
     def add_new(self, event_ids: dict[str, float], now: float) -> None:
         """Remember ids none of which is remembered yet (distinct: dict keys), all
         applied at ``now``: the same memory as :meth:`add` of each in order, in bulk
         unless an eviction falls inside the run (then one by one)."""
-        fifo = self._fifo
-        if now >= self._expires or len(fifo) + len(event_ids) > self.max_entries:
+        fifo = self.fifo
+        if now >= self.expires or len(fifo) + len(event_ids) > self.max_entries:
             add = self.add
             for eid in event_ids:
                 add(eid, now)
@@ -144,8 +144,8 @@ class Deduper:
         self._seen.update(event_ids)
         fifo.extend(event_ids)
 
-    def _evict(self, now: float) -> None:
-        seen, fifo = self._seen, self._fifo
+    def evict(self, now: float) -> None:
+        seen, fifo = self._seen, self.fifo
         if len(fifo) > self.max_entries:
             n = len(fifo) - self.max_entries + self._chunk
             for _ in range(n):
@@ -156,15 +156,15 @@ class Deduper:
             del seen[fifo.popleft()]
             self.evicted += 1
         # -inf while empty: the next add sets the expiry of the new oldest entry.
-        self._expires = seen[fifo[0]] + max_age if fifo else -math.inf
+        self.expires = seen[fifo[0]] + max_age if fifo else -math.inf
 
     def forget(self, event_id: str) -> None:
         """Drop one id (rare: O(n) in the FIFO, used only outside the hot path)."""
         if self._seen.pop(event_id, None) is not None:
-            self._fifo.remove(event_id)
-            self._expires = -math.inf
+            self.fifo.remove(event_id)
+            self.expires = -math.inf
 
     def clear(self) -> None:
         self._seen.clear()
-        self._fifo.clear()
-        self._expires = -math.inf
+        self.fifo.clear()
+        self.expires = -math.inf

@@ -74,7 +74,6 @@ class SequenceOrderer:
 
     mode: Ordering = "sequence"
     __slots__ = (
-        "_buffer",
         "_bytes",
         "_gap_since",
         "_latest",
@@ -82,6 +81,7 @@ class SequenceOrderer:
         "_reported_at",
         "_sizes",
         "gap_timeout",
+        "held",
         "max_buffer",
         "max_buffer_bytes",
         "next_seq",
@@ -109,7 +109,8 @@ class SequenceOrderer:
         self._sizes: dict[int, int] = {}
         #: next sequence to apply; None until a snapshot or a first event sets the baseline
         self.next_seq: int | None = None
-        self._buffer: dict[int, Event] = {}
+        #: events waiting for a gap to fill, by sequence
+        self.held: dict[int, Event] = {}
         self._gap_since: float | None = None
         self._reported_at: float | None = None
         #: the newest sequence the server says exists (from heartbeats)
@@ -123,7 +124,7 @@ class SequenceOrderer:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self.held)
 
     def offer(self, event: Event, now: float) -> Outcome:
         seq = event.sequence
@@ -133,7 +134,7 @@ class SequenceOrderer:
             return APPLIED
         if seq < nxt:
             return STALE
-        buf = self._buffer
+        buf = self.held
         if seq in buf:
             return DUPLICATE
         size = len(_encode(event))
@@ -152,7 +153,7 @@ class SequenceOrderer:
 
     def drain(self) -> list[Event]:
         """Buffered events that became contiguous, in order (call after an apply)."""
-        buf = self._buffer
+        buf = self.held
         if not buf:
             return []
         out: list[Event] = []
@@ -184,7 +185,7 @@ class SequenceOrderer:
         so a slow replay does not cause a re-subscribe storm. When the buffer
         is full it is emptied: the re-subscription replays those events too.
         """
-        buf = self._buffer
+        buf = self.held
         nxt = self.next_seq
         if nxt is None:
             return None
@@ -223,7 +224,7 @@ class SequenceOrderer:
     def reset(self, sequence: int, entity_sequences: dict[str, int]) -> list[Event]:
         """Restart from a snapshot at ``sequence``; return buffered events now applicable."""
         self.next_seq = sequence + 1
-        buf = self._buffer
+        buf = self.held
         for s in [s for s in buf if s <= sequence]:
             del buf[s]
             self._bytes -= self._sizes.pop(s, 0)

@@ -28,12 +28,8 @@ import msgspec
 from ..protocol.codec import (
     DEFAULT_MAX_FRAME_SIZE,
     ClientDecoder,
-    frame_bytes,
-    invalid_frame_from,
 )
-from ..protocol.errors import FrameTooLarge, InvalidFrame
 from ..protocol.frames import (
-    Batch,
     ClientBound,
     Error,
     Event,
@@ -55,7 +51,8 @@ from .orderer import (
     make_orderer,
 )
 from .pipeline_inputs import PipelineInputs
-from .runs import EVENT_TEXT, PipelineRuns
+from .runs import PipelineRuns
+from .single import PipelineSingle
 from .status import OUTCOME_CODES, Outcome
 from .store import DEFAULT_MAX_TOPIC_BYTES, TopicStore
 from .topics import refusal_status
@@ -199,7 +196,7 @@ class TopicState:
         )
 
 
-class Pipeline(PipelineInputs, PipelineRuns):
+class Pipeline(PipelineInputs, PipelineRuns, PipelineSingle):
     """Decode, dedupe, order, merge and log every frame of one connection."""
 
     #: batch frames take the run path (:meth:`_run`); False: every event one by one
@@ -251,6 +248,7 @@ class Pipeline(PipelineInputs, PipelineRuns):
         self._topic = self.topics.get
         self._append = self.log.append_envelope
         self._append_many: Callable[..., None] | None = getattr(self.log, "append_envelopes", None)
+        self._lend_rows()
         #: stores charged the size of the batch frame being applied (see ``_batch``)
         self._charged: set[TopicStore] = set()
         self._frame: list[Any] = []
@@ -310,37 +308,6 @@ class Pipeline(PipelineInputs, PipelineRuns):
         self.topics.pop(name, None)
 
     # -- the hot path -----------------------------------------------------------
-
-    def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
-        """Process one received frame; return the control frames among it."""
-        size = len(data)
-        if size * 4 > self._max_frame_size:  # the limit is in UTF-8 bytes, for str too
-            nbytes = frame_bytes(data, self._max_frame_size)
-            if nbytes > self._max_frame_size:
-                self._log_invalid(now, nbytes, str(FrameTooLarge(nbytes, self._max_frame_size)))
-                return _NO_CONTROL
-        try:
-            frame = self._decode(data)
-        except msgspec.MsgspecError as exc:
-            self._log_invalid(now, size, str(invalid_frame_from(exc)))
-            return _NO_CONTROL
-        except RecursionError:  # a hostile frame nested 100k deep: invalid, never fatal
-            self._log_invalid(
-                now, size, str(InvalidFrame("$", "malformed JSON: nested too deeply"))
-            )
-            return _NO_CONTROL
-        kind = type(frame)
-        if kind is Event:
-            # what the payload may add to the state: the frame less its other text
-            bound = (
-                size - len(frame.id) - len(frame.type) - len(frame.topic)
-                - len(frame.replay_token) - EVENT_TEXT
-            )  # fmt: skip
-            self._event(frame, now, size, bound if bound > 0 else 1)
-            return _NO_CONTROL
-        if kind is Batch:
-            return self._batch(frame.messages, now, size)
-        return self.control(frame, now, size)
 
     def _batch(self, msgs: list[Any], now: float, size: int) -> list[ClientBound]:
         """A ``batch`` frame: each topic's store is charged the frame's size once

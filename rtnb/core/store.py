@@ -71,11 +71,11 @@ class TopicStore:
     """Entities of one topic: server state, per-entity sequence, optimistic overlay."""
 
     __slots__ = (
-        "_cursors",
         "_custom_merge",
-        "_measure_at",
+        "cursors",
         "entities",
         "max_bytes",
+        "measure_at",
         "merge",
         "nbytes",
         "over",
@@ -95,7 +95,7 @@ class TopicStore:
         self.nbytes = 2
         #: True once the state, measured exactly, is over ``max_bytes``
         self.over = False
-        self._measure_at = min(_MEASURE_SLACK, max_bytes)
+        self.measure_at = min(_MEASURE_SLACK, max_bytes)
         #: bytes charged for a frame still being applied (kept in the bound across a measure)
         self.prepaid = 0
         self.merge: MergeFn = merge or shallow_merge
@@ -104,7 +104,7 @@ class TopicStore:
         self.sequences: dict[str, int] = {}
         #: entity_id -> {client_mutation_id: patch}, in creation order
         self.pending: dict[str, dict[str, dict[str, Any]]] = {}
-        self._cursors: list[ChangeSet] = []
+        self.cursors: list[ChangeSet] = []
 
     # -- server state -----------------------------------------------------
 
@@ -135,14 +135,14 @@ class TopicStore:
         else:
             ents[entity_id] = new
             self.sequences[entity_id] = seq
-        if self._cursors:
-            for c in self._cursors:
+        if self.cursors:
+            for c in self.cursors:
                 c.changed.add(entity_id)
         if nbytes:
             if nbytes < 0:  # "id":{payload},
                 nbytes = self._size_of(payload) + len(_encode(entity_id)) + 2
             self.nbytes += nbytes
-            if self.nbytes > self._measure_at:
+            if self.nbytes > self.measure_at:
                 self.measure()
 
     def apply_run(self, events: Sequence[Any]) -> None:
@@ -168,14 +168,14 @@ class TopicStore:
                 del new[CLIENT_MUTATION_ID]
             ents[eid] = new
             seqs[eid] = ev.sequence
-        if self._cursors:
+        if self.cursors:
             ids = {ev.entity_id for ev in events}
-            for c in self._cursors:
+            for c in self.cursors:
                 c.changed.update(ids)
 
     def due(self, nbytes: int) -> bool:
         """Whether charging ``nbytes`` now would measure the state first."""
-        return self.nbytes + nbytes > self._measure_at
+        return self.nbytes + nbytes > self.measure_at
 
     def charge(self, nbytes: int) -> None:
         """A frame of ``nbytes`` is about to be applied (its events with ``nbytes=0``):
@@ -183,7 +183,7 @@ class TopicStore:
         :attr:`over` tells whether the state was already over the cap). The charge
         stays in the bound across any measure until :attr:`prepaid` is reset to 0
         (the frame is done)."""
-        if self.nbytes + nbytes > self._measure_at:
+        if self.nbytes + nbytes > self.measure_at:
             self.measure()
         self.nbytes += nbytes
         self.prepaid += nbytes
@@ -206,7 +206,7 @@ class TopicStore:
         self.nbytes = bound = exact + self.prepaid
         self.over = exact > cap
         grown = max(2 * exact, exact + _MEASURE_SLACK)
-        self._measure_at = max(min(grown, max(cap, exact + cap // 8)), bound)
+        self.measure_at = max(min(grown, max(cap, exact + cap // 8)), bound)
         return exact
 
     def replace(self, entities: Iterable[tuple[str, dict[str, Any], int]]) -> None:
@@ -219,7 +219,7 @@ class TopicStore:
         self.entities = ents
         self.sequences = seqs
         self.measure()
-        for c in self._cursors:
+        for c in self.cursors:
             c.reset = True
             c.changed.clear()
 
@@ -269,13 +269,13 @@ class TopicStore:
 
     def open_changes(self) -> ChangeSet:
         cs = ChangeSet()
-        self._cursors.append(cs)
+        self.cursors.append(cs)
         return cs
 
     def close_changes(self, cs: ChangeSet) -> None:
-        if cs in self._cursors:
-            self._cursors.remove(cs)
+        if cs in self.cursors:
+            self.cursors.remove(cs)
 
     def _touch(self, entity_id: str) -> None:
-        for c in self._cursors:
+        for c in self.cursors:
             c.changed.add(entity_id)

@@ -14,6 +14,7 @@ A store that assigns sequences itself (Redis) takes the prepared events one by o
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -23,8 +24,9 @@ import msgspec
 
 from ..protocol.frames import Event
 from .hub import validate_publish
-from .idempotency import IdemKey, IdempotencyConflict, digest
-from .topiclog import Prepared, Staged, TooLarge
+from .idempotency import IdemKey, IdempotencyConflict, sorted_json
+from .staged import Staged
+from .topiclog import TooLarge
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -37,8 +39,74 @@ def check_publish_id(publish_id: str | None) -> None:
         raise ValueError(f"publish_id must be a string of 1-256 characters, got {publish_id!r}")
 
 
+_blake2b: Final = hashlib.blake2b
 _encode_json: Final = msgspec.json.Encoder().encode
 _decode_json: Final = msgspec.json.decode
+
+
+class Prepared:
+    """A ``publish_many`` batch prepared by the publishing thread (:func:`prepare`), as columns.
+
+    Per event: ``types``, ``ids``, ``payloads`` (a decoded copy, in JSON types),
+    ``payload_json`` (its encoding: ``encode_str(Event(..., payload=payload))`` holds it
+    verbatim), ``type_json`` / ``id_json`` (the encoded strings), ``payload_bytes`` /
+    ``id_bytes`` (UTF-8 bytes of ``payload_json`` / ``id_json``). Columns rather than a tuple
+    per event: such tuples hold a dict, so the garbage collector tracks each of them.
+    """
+
+    __slots__ = (
+        "id_bytes",
+        "id_json",
+        "ids",
+        "payload_bytes",
+        "payload_json",
+        "payloads",
+        "type_json",
+        "types",
+    )
+
+    def __init__(
+        self,
+        types: list[str],
+        ids: list[str],
+        payloads: list[dict[str, Any]],
+        payload_json: list[str],
+        type_json: list[str],
+        id_json: list[str],
+        payload_bytes: list[int],
+        id_bytes: list[int],
+    ) -> None:
+        self.types = types
+        self.ids = ids
+        self.payloads = payloads
+        self.payload_json = payload_json
+        self.type_json = type_json
+        self.id_json = id_json
+        self.payload_bytes = payload_bytes
+        self.id_bytes = id_bytes
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def take(self, at: list[int]) -> Prepared:
+        """The events at indices ``at``, in that order."""
+        columns = [[column[i] for i in at] for column in self._columns()]
+        return Prepared(*columns)
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return (
+            self.types,
+            self.ids,
+            self.payloads,
+            self.payload_json,
+            self.type_json,
+            self.id_json,
+            self.payload_bytes,
+            self.id_bytes,
+        )
+
+
+_EMPTY: Final = Prepared([], [], [], [], [], [], [], [])
 
 
 def prepare(
@@ -47,7 +115,7 @@ def prepare(
     events: Iterable[
         tuple[str, str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any], str | None]
     ],
-) -> tuple[list[Prepared], list[IdemKey | None] | None]:
+) -> tuple[Prepared, list[IdemKey | None] | None]:
     """``publish_many``'s work in the publishing thread: validate, copy and encode each event.
 
     Column by column, without a Python loop per event where one C call does: a type or
@@ -60,18 +128,27 @@ def prepare(
     """
     rows = events if type(events) is list else list(events)
     if not rows:
-        return [], None
+        return _EMPTY, None
     try:
         types = list(map(_first, rows))
         ids = list(map(_second, rows))
         payloads = list(map(_third, rows))
-        json_of: dict[str, str] = {}
-        for name in {*types, *ids}:
-            if type(name) is not str or not 1 <= len(name) <= _MAX_NAME:
-                raise ValueError(name)
-            json_of[name] = _encode_json(name).decode()
+        if set(map(type, types)) | set(map(type, ids)) != {str}:
+            raise ValueError("a type or entity id is not a str")
+        # Valid names seen before are looked up (a topic's entities recur batch after batch).
+        type_json: list[str | None] = list(map(_name_json.get, types))
+        id_json: list[str | None] = list(map(_name_json.get, ids))
+        id_bytes: list[int | None] = list(map(_name_bytes.get, ids))
+        if None in type_json or None in id_json or None in id_bytes:
+            json_of, bytes_of = _learn({*types, *ids})
+            type_json = list(map(json_of.__getitem__, types))
+            id_json = list(map(json_of.__getitem__, ids))
+            id_bytes = list(map(bytes_of.__getitem__, ids))
         validate_publish(topic, "-", "-")
-        raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
+        if set(map(type, payloads)) == _DICTS:
+            raws = list(map(_encode_json, payloads))
+        else:
+            raws = [_encode_json(p if type(p) is dict else dict(p)) for p in payloads]
         publish_ids = (
             [row[3] if len(row) > 3 else None for row in rows]  # type: ignore[misc]
             if max(map(len, rows)) > 3
@@ -86,31 +163,65 @@ def prepare(
     copies: list[dict[str, Any]] = _decode_json(joined)
     if _encode_json(copies) != joined:
         raws = [_encode_json(copy) for copy in copies]
-    prepared: list[Prepared] = list(
-        zip(
-            types,
-            ids,
-            copies,
-            map(bytes.decode, raws),
-            map(json_of.__getitem__, types),
-            map(json_of.__getitem__, ids),
-            strict=True,
-        )
+    prepared = Prepared(
+        types,
+        ids,
+        copies,
+        list(map(bytes.decode, raws)),
+        type_json,  # type: ignore[arg-type]
+        id_json,  # type: ignore[arg-type]
+        list(map(len, raws)),
+        id_bytes,  # type: ignore[arg-type]
     )
     if publish_ids is None or all(p is None for p in publish_ids):
         return prepared, None
     scope = (tenant, topic)
+    # ``digest(topic, type, entity_id, payload, 1)`` of each, its two calls inline.
     keys: list[IdemKey | None] = [
-        None if p is None else IdemKey(scope, p, digest(topic, row[0], row[1], row[2], 1))
-        for p, row in zip(publish_ids, prepared, strict=True)
+        None
+        if p is None
+        else IdemKey(scope, p, _blake2b(sorted_json((topic, t, e, c, 1)), digest_size=16).digest())
+        for p, t, e, c in zip(publish_ids, types, ids, copies, strict=True)
     ]
     return prepared, keys
 
 
+_DICTS: Final = {dict}
 _first: Final = operator.itemgetter(0)
 _second: Final = operator.itemgetter(1)
 _third: Final = operator.itemgetter(2)
 _MAX_NAME: Final = 1024
+#: Valid types and entity ids seen by :func:`prepare`, and their JSON encodings and its
+#: UTF-8 bytes; forgotten all at once past :data:`_MAX_NAMES` names or
+#: :data:`_MAX_NAME_CHARS` characters of names (a bounded memory: ids may be 1,024 long).
+_name_json: dict[str, str] = {}
+_name_bytes: dict[str, int] = {}
+_name_chars = [0]  # characters of the names in the cache
+_MAX_NAMES: Final = 100_000
+_MAX_NAME_CHARS: Final = 4_000_000
+
+
+def _learn(names: set[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Validate and encode ``names`` (all ``str``; ValueError if one is invalid): their JSON
+    and its UTF-8 bytes, also kept in the name cache (shared by every publishing thread)."""
+    for name in names:
+        if not 1 <= len(name) <= _MAX_NAME:
+            raise ValueError(name)
+    json_of: dict[str, str] = {}
+    bytes_of: dict[str, int] = {}
+    for name in names:
+        raw = _encode_json(name)
+        bytes_of[name] = len(raw)
+        json_of[name] = raw.decode()
+    chars = sum(map(len, names))
+    if len(_name_json) + len(names) > _MAX_NAMES or _name_chars[0] + chars > _MAX_NAME_CHARS:
+        _name_json.clear()
+        _name_bytes.clear()
+        _name_chars[0] = 0
+    _name_chars[0] += chars
+    _name_bytes.update(bytes_of)
+    _name_json.update(json_of)
+    return json_of, bytes_of
 
 
 def _check_each(topic: str, events: list[Any]) -> None:
@@ -128,7 +239,7 @@ def publish_batch(
     hub: Hub,
     tenant: str,
     topic: str,
-    prepared: list[Prepared],
+    prepared: Prepared,
     keys: list[IdemKey | None] | None,
 ) -> list[Event | Staged]:
     """``publish_many`` on the server loop: one clock read, the batch staged in bulk."""
@@ -145,7 +256,7 @@ def publish_prepared(
     hub: Hub,
     tenant: str,
     topic: str,
-    events: list[Prepared],
+    events: Prepared,
     keys: list[IdemKey | None] | None,
     occurred_at: datetime,
 ) -> tuple[list[Event | Staged], TooLarge | None]:
@@ -169,13 +280,15 @@ def publish_prepared(
         hub.enqueue(tenant, topic, staged)
         return list(staged), error
     out: list[Event | Staged | None] = []
-    pending: list[Prepared] = []
+    pending: list[int] = []  # indices of the events to stage next
     at: list[int] = []  # where each pending event's answer goes in ``out``
     pending_keys: list[IdemKey | None] = []
     in_pending: set[tuple[str, str, str]] = set()
 
     def flush() -> TooLarge | None:
-        staged, error = topic_log.stage_many(pending, occurred_at)
+        # ``pending`` holds increasing indices: as many as the events means all of them.
+        batch = events if len(pending) == len(events) else events.take(pending)
+        staged, error = topic_log.stage_many(batch, occurred_at)
         hub.keys.stage_many(staged, pending_keys, hub.storage)
         for item, i in zip(staged, at, strict=False):
             out[i] = item
@@ -189,7 +302,7 @@ def publish_prepared(
         return error
 
     new = hub.keys.new
-    for event, key in zip(events, keys, strict=True):
+    for event, key in enumerate(keys):
         if key is not None:
             if key.id not in in_pending and new(key.id):  # the common case: a fresh key
                 in_pending.add(key.id)
@@ -203,7 +316,7 @@ def publish_prepared(
                 if error is not None:
                     return out, error  # type: ignore[return-value]
             try:
-                found = hub.keys.recall(key, topic, event[1], event[2])
+                found = hub.keys.recall(key, topic, events.ids[event], events.payloads[event])
             except IdempotencyConflict:
                 error = flush()  # the events before it are published
                 if error is not None:
@@ -225,12 +338,13 @@ def _publish_each(
     hub: Hub,
     tenant: str,
     topic: str,
-    events: list[Prepared],
+    events: Prepared,
     keys: list[IdemKey | None] | None,
     occurred_at: datetime,
 ) -> tuple[list[Event | Staged], TooLarge | None]:
     out: list[Event | Staged] = []
-    for i, (event_type, entity_id, payload, *_) in enumerate(events):
+    rows = zip(events.types, events.ids, events.payloads, strict=True)
+    for i, (event_type, entity_id, payload) in enumerate(rows):
         key = keys[i] if keys is not None else None
         try:
             if key is None:

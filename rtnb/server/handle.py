@@ -45,9 +45,10 @@ from .hub import StorageFailed, validate_publish
 from .idempotency import IdempotencyConflict, Remembered
 from .mutations import Mutations
 from .runner import Incarnation, listen, resolve_secret, until_started, uvicorn_config
+from .staged import events_of
 from .storage import Fsync, LogStorage, MemoryStorage, SQLiteStorage
 from .tokens import ReplayTokens
-from .topiclog import Staged, new_epoch
+from .topiclog import new_epoch
 
 logger = logging.getLogger("rtnb.server")
 T = TypeVar("T")
@@ -358,13 +359,12 @@ class ServerHandle:
         of one call gets the same ``occurred_at`` (one clock read).
         """
         prepared, keys = bulk.prepare(topic, tenant, events)
-        return [
-            item.event if isinstance(item, Staged) else item
-            for item in self._call_committed(
+        return events_of(
+            self._call_committed(
                 lambda rt: bulk.publish_batch(rt.hub, tenant, topic, prepared, keys),
                 (tenant, topic),
             )
-        ]
+        )
 
     async def publish_async(self, *args: Any, **kwargs: Any) -> Event:
         """``publish`` for asyncio code (runs it without blocking the caller's loop)."""

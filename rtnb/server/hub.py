@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import re
 import time
 from collections.abc import Mapping
@@ -45,13 +46,16 @@ from .idempotency import IdemKey, Keys, Remembered, digest
 from .redis_store import Bridge, RedisStorage
 from .session import Item, Session, now
 from .snapshots import SnapshotStream
+from .staged import Staged
 from .storage import Key, LogRecord, LogStorage
 from .tokens import ReplayTokens
-from .topiclog import Fetched, Staged, TopicLog
+from .topiclog import Fetched, TopicLog
 
 logger = logging.getLogger("rtnb.server")
 #: Topic names an ``unknown_topic`` error lists at most: 20.
 MAX_LISTED_TOPICS: Final = 20
+_RECORD: Final = operator.attrgetter("record")
+_TEXT: Final = operator.attrgetter("text")
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -358,7 +362,7 @@ class Hub:
                 j += 1
             run = staged if j - i == n else staged[i:j]
             topic_log.commit_many(run)
-            self._fan_out_many(topic_log.key, [item.record for item in run])
+            self._fan_out_many(topic_log.key, list(map(_RECORD, run)))
             keys.commit_many(run, at)
             i = j
         self.published += len(staged)
@@ -458,10 +462,11 @@ class Hub:
             for record in records:
                 self._fan_out(key, record)
             return
-        nbytes = 0
-        for record in records:
-            text = record.text
-            nbytes += len(text) if text.isascii() else len(text.encode())
+        texts = list(map(_TEXT, records))
+        if all(map(str.isascii, texts)):
+            nbytes = sum(map(len, texts))
+        else:
+            nbytes = sum(len(text) if text.isascii() else len(text.encode()) for text in texts)
         for session in tuple(subs):
             session.push_run(records, nbytes)
 

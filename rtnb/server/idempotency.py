@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -36,9 +37,9 @@ from ..protocol.errors import RtnbError
 from ..protocol.frames import Event
 
 if TYPE_CHECKING:
+    from .staged import Staged
     from .storage import LogStorage
     from .tokens import ReplayTokens
-    from .topiclog import Staged
 
 Scope = tuple[str, str]  # (tenant, topic) of a publishId; (tenant, MUTATION_SCOPE) of a mutation
 #: The scope of clientMutationIds within a tenant (no topic name is empty).
@@ -100,14 +101,16 @@ class IdemKey:
         )
 
 
-_sorted_json = msgspec.json.Encoder(order="sorted").encode
+#: JSON with sorted keys: what :func:`digest` hashes (its definition is stored: keep it).
+sorted_json: Final = msgspec.json.Encoder(order="sorted").encode
 
 
 def digest(*parts: Any) -> bytes:
     """16 bytes naming a request's content (sorted JSON, so key order does not matter)."""
-    return hashlib.blake2b(_sorted_json(parts), digest_size=16).digest()
+    return hashlib.blake2b(sorted_json(parts), digest_size=16).digest()
 
 
+_KEY: Final = operator.itemgetter(0)
 #: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
 _Entry = tuple[bytes, bytes, int, datetime, str, float]
 #: Inserts between two sweeps of keys past the window (``get`` checks the age anyway).
@@ -197,7 +200,7 @@ class Remembered:
         all stored at ``at``: the same keys kept, forgotten and swept, given distinct keys
         (one commit round: a key staged twice answers the first, it is not staged again)."""
         items = self._entries
-        if any(entry[0] in items for entry in entries):  # re-remembered: one by one
+        if not items.keys().isdisjoint(map(_KEY, entries)):  # re-remembered: one by one
             for entry in entries:
                 self.add(*entry, at)
             return
@@ -215,9 +218,16 @@ class Remembered:
         self.bytes += added
         # Dropping the oldest until under the cap once, after all, keeps the same suffix as
         # after each insert: a key dropped then would not fit with everything after it now.
-        while self.bytes > self.max_bytes and items:
-            self._drop(next(iter(items)))
-            self.forgotten += 1
+        # (``_drop`` of the oldest, inline: ``popitem`` takes it in one C call.)
+        size, cap, dropped = self.bytes, self.max_bytes, 0
+        popitem = items.popitem
+        while size > cap and items:
+            old_key, old = popitem(last=False)
+            size -= ENTRY_OVERHEAD + len(old_key[0]) + len(old_key[1]) + len(old_key[2])
+            size -= len(old[4]) + len(old[1])
+            dropped += 1
+        self.bytes = size
+        self.forgotten += dropped
         before = self._puts
         self._puts += len(entries)
         if self._puts // _SWEEP_EVERY != before // _SWEEP_EVERY:
@@ -346,15 +356,25 @@ class Keys:
     def commit_many(self, staged: list[Staged], at: float) -> None:
         """:meth:`commit` of each committed event of one topic log that has a key."""
         inflight = self._inflight
-        entries = []
+        entries: list[tuple[tuple[str, str, str], bytes, bytes, int, datetime, str]] = []
+        append = entries.append
         for item in staged:
             key = item.key
             if key is None:
                 continue
-            sequence, occurred_at, event_type = item.applied()
-            entries.append((key.id, key.digest, item.log.epoch, sequence, occurred_at, event_type))
-            if inflight.get(key.id) is item:
-                del inflight[key.id]
+            key_id = key.id
+            append(
+                (
+                    key_id,
+                    key.digest,
+                    item.log.epoch,
+                    item.record.sequence,
+                    item.occurred_at,
+                    item.type,
+                )
+            )
+            if inflight.get(key_id) is item:
+                del inflight[key_id]
         if entries:
             self.remembered.add_many(entries, at)
 

@@ -53,7 +53,8 @@ from .topiclog import Fetched
 
 if TYPE_CHECKING:
     from .hub import Hub
-    from .topiclog import Staged, TopicLog
+    from .staged import Staged
+    from .topiclog import TopicLog
 
 logger = logging.getLogger("rtnb.server")
 
@@ -207,6 +208,8 @@ class RedisStorage(MemoryStorage):
     setting: ``appendonly yes`` with ``appendfsync always`` (``docs/redis.md``).
     """
 
+    shares_entities = False  # the mirror holds what the shared store loaded (``install``)
+
     sequenced = True
     durable = True
 
@@ -296,7 +299,7 @@ class RedisStorage(MemoryStorage):
         self._loaded = (key, entries)  # the topic log mints their frames (take_loaded)
         for i in range(0, len(fields), 2):
             seq, _, text = fields[i + 1].partition(b" ")
-            mirror.entities[fields[i].decode()] = (msgspec.json.decode(text), int(seq))
+            mirror.put(fields[i].decode(), msgspec.json.decode(text), int(seq))
 
     def loaded(self, key: Key) -> bool:
         return key in self._streams

@@ -25,8 +25,10 @@ topic stays live, and what one connection holds stays about ``send_queue_bytes``
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import itertools
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
@@ -56,6 +58,8 @@ class Marked:
 
 
 Item = str | LogRecord | Marked | SnapshotStream
+_RECORDS: Final = {LogRecord}
+_TEXT: Final = operator.attrgetter("text")
 _ids = itertools.count(1)
 
 
@@ -253,6 +257,20 @@ class Session:
         head until its last part is made: the next part once this one is sent.
         """
         queue = self.queue
+        n = min(len(queue), max_messages)
+        if n > 1:  # a backlog of log records (live events): the same frames, sized in C
+            head = list(itertools.islice(queue, n))
+            if set(map(type, head)) == _RECORDS:
+                texts: list[str] = list(map(_TEXT, head))
+                sizes = map(len, texts) if all(map(str.isascii, texts)) else map(_text_bytes, texts)
+                ends = list(itertools.accumulate(sizes))
+                # The first frame goes whatever its size; then while the sum fits.
+                k = max(1, bisect.bisect_right(ends, max_bytes))
+                popleft = queue.popleft
+                for _ in range(k):
+                    popleft()
+                self.queued_bytes -= ends[k - 1]
+                return texts if k == n else texts[:k]
         out: list[str] = []
         size = 0
         while queue and len(out) < max_messages:

@@ -104,14 +104,23 @@ class TokenMinter:
         """``[mint(first), ..., mint(first + count - 1)]``, base64-encoded in one call.
 
         A raw token is 33 bytes, a multiple of 3: the base64 of their concatenation is
-        the concatenation of their base64 (44 characters each, no padding).
+        the concatenation of their base64 (44 characters each, no padding). The MAC of
+        :meth:`_mac` inline, with the bound methods in locals (minting is ~1/3 of staging).
         """
-        head, mac = self._head, self._mac
-        raw = bytearray()
+        head = self._head
+        inner_copy, outer_copy = self._inner.copy, self._outer.copy
+        parts: list[bytes] = []
+        append = parts.append
         for position in range(first, first + count):
             pos = position.to_bytes(8, "big")
-            raw += head + pos + mac(pos)
-        text = base64.urlsafe_b64encode(raw).decode("ascii")
+            inner = inner_copy()
+            inner.update(pos)
+            outer = outer_copy()
+            outer.update(inner.digest())
+            append(head)
+            append(pos)
+            append(outer.digest()[:_MAC_BYTES])
+        text = base64.urlsafe_b64encode(b"".join(parts)).decode("ascii")
         return [text[i : i + _B64_LEN] for i in range(0, len(text), _B64_LEN)]
 
 

@@ -7,20 +7,24 @@ exactly ``TopicLog.entities``.
 
 from __future__ import annotations
 
+import operator
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
 
-from ..core.merge import MergeFn, shallow_merge
+from ..core.merge import CLIENT_MUTATION_ID, DELETED_SUFFIX, MergeFn, shallow_merge
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, encode_str, frame_bytes
 from ..protocol.errors import RtnbError
 from ..protocol.frames import Event, Snapshot, SnapshotEntity
-from .idempotency import IdemKey
-from .storage import Key, LogRecord, LogStorage
+from .staged import Staged
+from .storage import Key, LogRecord, LogStorage, MemoryStorage
 from .tokens import EPOCH_BYTES, ReplayTokens
+
+if TYPE_CHECKING:
+    from .bulk import Prepared
 
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
@@ -50,71 +54,9 @@ class TooLarge(RtnbError, ValueError):
     """An event or entity state that no client could receive under the frame limit."""
 
 
-class Staged:
-    """An event built and handed to storage but not yet committed (not yet visible).
-
-    ``event`` is built on first use when the event was staged in bulk
-    (:meth:`TopicLog.stage_many` keeps only its parts and its frame text).
-    """
-
-    __slots__ = ("_event", "_parts", "entity_id", "key", "log", "record", "state")
-
-    def __init__(
-        self,
-        topic_log: TopicLog,
-        record: LogRecord,
-        event: Event | None,
-        entity_id: str,
-        state: dict[str, Any] | None,
-        parts: tuple[str, dict[str, Any], datetime, int] | None = None,
-    ) -> None:
-        self.log = topic_log
-        self.record = record
-        self._event = event
-        self._parts = parts  # type, payload, occurred_at, version (when event is None)
-        self.entity_id = entity_id
-        self.state = state
-        self.key: IdemKey | None = None  # its idempotency key, stored with it
-
-    @property
-    def event(self) -> Event:
-        event = self._event
-        if event is None:
-            assert self._parts is not None
-            event_type, payload, occurred_at, version = self._parts
-            record = self.record
-            seq = record.sequence
-            log = self.log
-            # The payload is this event's own copy (``bulk.prepare``): no copy again.
-            event = self._event = Event(
-                log._id_prefix + str(seq),
-                event_type,
-                log.topic,
-                seq,
-                self.entity_id,
-                occurred_at,
-                record.token,
-                payload,
-                version,
-            )
-        return event
-
-    def applied(self) -> tuple[int, datetime, str]:
-        """Its sequence, ``occurredAt`` and type (what remembering its key keeps)."""
-        if self._parts is not None:
-            return self.record.sequence, self._parts[2], self._parts[0]
-        event = self.event
-        return event.sequence, event.occurred_at, event.type
-
-    def __repr__(self) -> str:
-        return f"Staged(topic={self.log.topic!r}, sequence={self.record.sequence})"
-
-
-#: One event of a bulk stage, prepared by the publishing thread (``bulk.prepare``):
-#: ``(type, entity_id, payload, payload_json, type_json, entity_id_json)`` — the payload a
-#: decoded copy (JSON types) and ``payload_json`` its encoding, ``*_json`` the encoded
-#: strings. ``encode_str(Event(..., payload=payload))`` holds ``payload_json`` verbatim.
-Prepared = tuple[str, str, dict[str, Any], str, str, str]
+_MISSING: Final[Any] = object()
+_STATE: Final = operator.attrgetter("state")
+_ENTITY_ID: Final = operator.attrgetter("entity_id")
 
 
 def new_epoch() -> bytes:
@@ -150,7 +92,7 @@ class TopicLog:
             epoch = new_epoch()
             storage.reset(self.key, epoch)
         self.epoch = epoch
-        self._id_prefix = f"evt-{epoch.hex()}-"
+        self.id_prefix = f"evt-{epoch.hex()}-"  # an event id is this and its sequence
         self._minter = tokens.minter(tenant, topic, epoch)
         self._sequenced = storage.sequenced
         if self._sequenced:
@@ -161,7 +103,11 @@ class TopicLog:
         self.entities: dict[str, dict[str, Any]] = {e: s for e, (s, _) in stored.items()}
         self.entity_sequence: dict[str, int] = {e: q for e, (_, q) in stored.items()}
         self._head = self.latest  # the last staged sequence (committed or not)
-        self._staged: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # Each entity's state including staged events (None: deleted) and the sequence of its
+        # last staged event, until committed. Two maps, not a ``(state, seq)`` tuple per
+        # event: such tuples are tracked by the garbage collector (see ``storage._Stream``).
+        self._staged: dict[str, dict[str, Any] | None] = {}
+        self._staged_seq: dict[str, int] = {}
         # An upper bound on the encoded size of each entity's current state (staged
         # included), so that ``stage_many`` encodes a state only when it could be too large.
         self._bounds: dict[str, int] = {}
@@ -178,15 +124,38 @@ class TopicLog:
             )
         )
         self._entity_overhead = len(shell) - len(b'"-"') - len(b"{}")
+        self._shared = isinstance(storage, MemoryStorage) and storage.shares_entities
+        self._pending: list[Staged] = []  # staged (appended) and maybe committed since
+        if self._shared:
+            storage.share(self.key, self._appended)  # type: ignore[attr-defined]
+
+    def _appended(self) -> dict[str, tuple[dict[str, Any], int]]:
+        """Every entity as appended to storage: committed, then each staged event on top."""
+        sequences, latest = self.entity_sequence, self.latest
+        out = {e: (s, sequences[e]) for e, s in self.entities.items()}
+        for item in self._pending:
+            seq = item.record.sequence
+            if seq <= latest:
+                continue
+            if item.state is None:
+                out.pop(item.entity_id, None)
+            else:
+                out[item.entity_id] = (item.state, seq)
+        return out
 
     def abandon(self) -> None:
         """Forget every staged event (its write failed): the next stages after ``latest``."""
+        if self._shared:  # the store keeps what was appended: copied there as it is now
+            self._storage.share(self.key, None)  # type: ignore[attr-defined]
+            self._shared = False
+        self._pending.clear()
         self._staged.clear()
+        self._staged_seq.clear()
         self._bounds.clear()  # they bounded staged states, not the committed ones
         self._head = self.latest
 
     def event_id(self, seq: int) -> str:
-        return self._id_prefix + str(seq)
+        return self.id_prefix + str(seq)
 
     # -- writing -------------------------------------------------------------
     #
@@ -218,8 +187,7 @@ class TopicLog:
                 f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame limit "
                 "clients accept; send a smaller payload"
             )
-        staged = self._staged.get(entity_id)
-        prior = staged[0] if staged is not None else self.entities.get(entity_id)
+        prior = self.current(entity_id)
         state = self._merge(prior, event_type, payload)
         if state is not None:
             measured = len(_ENCODER.encode(state))
@@ -234,9 +202,24 @@ class TopicLog:
             if self._kept > self._retention:
                 self._storage.trim(self.key, self._retention)
                 self._kept = self._retention
-        self._staged[entity_id] = (state, seq)
+        self._staged[entity_id] = state
+        self._staged_seq[entity_id] = seq
         self._head = seq
-        return Staged(self, record, event, entity_id, state)
+        staged = Staged(
+            self,
+            record,
+            entity_id,
+            state,
+            event_type,
+            event.payload,
+            event.occurred_at,
+            version,
+            None,
+            event,
+        )
+        if self._shared:
+            self._pending.append(staged)
+        return staged
 
     def _check_entity(self, entity_id: str, id_bytes: int, state_bytes: int) -> None:
         size = self._entity_overhead + id_bytes + state_bytes
@@ -248,7 +231,7 @@ class TopicLog:
             )
 
     def stage_many(
-        self, events: list[Prepared], occurred_at: datetime, version: int = 1
+        self, events: Prepared, occurred_at: datetime, version: int = 1
     ) -> tuple[list[Staged], TooLarge | None]:
         """:meth:`stage` of each event in order, in one pass; the same frames, byte for byte.
 
@@ -259,56 +242,86 @@ class TopicLog:
         size and is re-measured exactly when it reaches the limit. Stops at the first
         event :class:`TooLarge` refuses: the events before it are staged and returned with
         the error (nothing of it or after it is staged).
+
+        The default merge (:func:`~rtnb.core.merge.shallow_merge`) is inlined here, the
+        same steps in the same order; a custom one is called (and its states measured).
         """
         if self._sequenced:
             raise ValueError("stage_many is for stores that do not assign sequences")
         out: list[Staged] = []
         records: list[LogRecord] = []
-        ids: list[str] = []
         states: list[dict[str, Any] | None] = []
         error: TooLarge | None = None
         limit = self._max_frame_size
         overhead = self._entity_overhead
-        exact = self._merge is not shallow_merge
-        merge, staged_map, entities, bounds = self._merge, self._staged, self.entities, self._bounds
+        merge = self._merge
+        shallow = merge is shallow_merge
+        entities_get, bounds = self.entities.get, self._bounds
+        staged_map = self._staged
+        staged_get = staged_map.get
         encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
         first = max(self._head, self.latest) + 1
-        tokens = self._minter.mint_range(first, len(events))
-        head = f'{{"op":"event","id":"{self._id_prefix}'
+        tokens = self._minter.mint_range(first, len(events.types))
+        head = f'{{"op":"event","id":"{self.id_prefix}'
         middle = f',"topic":{self._topic_json},"sequence":'
         at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
         tail = f',"version":{version}}}'
-        parts = (occurred_at, version)
+        deleted, cmid = DELETED_SUFFIX, CLIENT_MUTATION_ID
         seq = first - 1
-        for (event_type, entity_id, payload, payload_json, type_json, id_json), token in zip(
-            events, tokens, strict=True
+        for (
+            event_type,
+            entity_id,
+            payload,
+            payload_json,
+            type_json,
+            id_json,
+            nbytes,
+            id_bytes,
+            token,
+        ) in zip(
+            events.types,
+            events.ids,
+            events.payloads,
+            events.payload_json,
+            events.type_json,
+            events.id_json,
+            events.payload_bytes,
+            events.id_bytes,
+            tokens,
+            strict=True,
         ):
             seq += 1
             text = (
                 f'{head}{seq}","type":{type_json}{middle}{seq},"entityId":{id_json}'
                 f'{at}{token}","payload":{payload_json}{tail}'
             )
-            size = frame_bytes(text, limit)
-            if size > limit:
-                error = TooLarge(
-                    f"the event frame would be {size:,} bytes, over the {limit:,}-byte frame "
-                    "limit clients accept; send a smaller payload"
-                )
-                break
-            entry = staged_map.get(entity_id)
-            prior = entry[0] if entry is not None else entities.get(entity_id)
-            state = merge(prior, event_type, payload)
+            if len(text) * 4 > limit:  # frame_bytes' own shortcut, inline
+                size = frame_bytes(text, limit)
+                if size > limit:
+                    error = TooLarge(
+                        f"the event frame would be {size:,} bytes, over the {limit:,}-byte "
+                        "frame limit clients accept; send a smaller payload"
+                    )
+                    break
+            prior = staged_get(entity_id, _MISSING)
+            if prior is _MISSING:
+                prior = entities_get(entity_id)
+            if not shallow:
+                state = merge(prior, event_type, payload)
+            elif event_type.endswith(deleted):
+                state = None
+            else:  # shallow_merge: dict(prior) if prior else {}, updated with the payload
+                state = {**prior, **payload} if prior else {**payload}
+                if cmid in state:
+                    del state[cmid]
             if state is None:
                 bounds.pop(entity_id, None)
             else:
-                id_bytes = len(id_json) if id_json.isascii() else len(id_json.encode())
                 bound = bounds.get(entity_id) if prior is not None else 0
-                if bound is None or exact:
+                if bound is None or not shallow:
                     bound = limit + 1  # unknown: measure
                 else:
-                    bound += (
-                        len(payload_json) if payload_json.isascii() else len(payload_json.encode())
-                    )
+                    bound += nbytes
                 if overhead + id_bytes + bound > limit:
                     bound = len(encode(state))
                     try:
@@ -319,17 +332,23 @@ class TopicLog:
                 bounds[entity_id] = bound
             record = LogRecord(topic, epoch, seq, token, text)
             records.append(record)
-            ids.append(entity_id)
             states.append(state)
-            staged_map[entity_id] = (state, seq)
-            out.append(Staged(self, record, None, entity_id, state, (event_type, payload, *parts)))
+            staged_map[entity_id] = state
+            out.append(
+                Staged(self, record, entity_id, state, event_type, payload, occurred_at, version)
+            )
         if records:
+            count = len(records)
+            ids = events.ids if count == len(events.ids) else events.ids[:count]
+            self._staged_seq.update(zip(ids, range(first, first + count), strict=True))
             self._storage.append_many(self.key, records, ids, states)
-            self._kept += len(records)
+            if self._shared:
+                self._pending.extend(out)
+            self._kept += count
             if self._kept > self._retention:
                 self._storage.trim(self.key, self._retention)
                 self._kept = self._retention
-            self._head = records[-1].sequence
+            self._head = first + count - 1
         return out, error
 
     def _build(
@@ -342,7 +361,7 @@ class TopicLog:
         version: int,
     ) -> tuple[Event, str]:
         event = Event(
-            id=self._id_prefix + str(seq),
+            id=self.id_prefix + str(seq),
             type=event_type,
             topic=self.topic,
             sequence=seq,
@@ -408,9 +427,13 @@ class TopicLog:
 
     def settle(self, staged: Staged) -> None:
         """Forget a staged event the sequenced store committed (or refused)."""
-        entry = self._staged.get(staged.entity_id)
-        if entry is not None and entry[1] == staged.record.sequence:
-            del self._staged[staged.entity_id]
+        self._unstage(staged.entity_id, staged.record.sequence)
+
+    def _unstage(self, entity_id: str, seq: int) -> None:
+        """Forget the entity's staged state if ``seq`` is its last staged event."""
+        if self._staged_seq.get(entity_id) == seq:
+            del self._staged_seq[entity_id]
+            del self._staged[entity_id]
 
     def commit(self, staged: Staged) -> None:
         """Make a staged event (now durable) visible: move the high watermark past it."""
@@ -419,14 +442,39 @@ class TopicLog:
             raise ValueError(f"{self.topic}: committing sequence {seq} after {self.latest}")
         entity_id = staged.entity_id
         self._set_entity(entity_id, staged.state, seq)
-        if self._staged.get(entity_id, (None, 0))[1] == seq:
-            del self._staged[entity_id]
+        self._unstage(entity_id, seq)
         self.latest = seq
+        if seq == self._head:
+            self._pending.clear()
 
     def commit_many(self, run: list[Staged]) -> None:
-        """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass."""
+        """:meth:`commit` of each staged event of this log in ``run``, in order, in one pass.
+
+        The common case in C: a run from the next sequence to the last staged one that
+        deletes nothing (each entity's last state wins; nothing stays staged). Staging
+        numbers events one after another, so a run that starts at the next sequence, ends
+        at the last staged one and holds as many events holds each sequence once, in order.
+        """
         latest = self.latest
-        entities, sequences, staged_map = self.entities, self.entity_sequence, self._staged
+        head = self._head
+        if (
+            run
+            and run[0].record.sequence == latest + 1
+            and run[-1].record.sequence == head
+            and head - latest == len(run)
+        ):
+            states = list(map(_STATE, run))
+            if None not in states:
+                ids = list(map(_ENTITY_ID, run))
+                self.entities.update(zip(ids, states, strict=True))
+                self.entity_sequence.update(zip(ids, range(latest + 1, head + 1), strict=True))
+                self._staged.clear()
+                self._staged_seq.clear()
+                self._pending.clear()
+                self.latest = head
+                return
+        entities, sequences = self.entities, self.entity_sequence
+        staged_map, staged_seq = self._staged, self._staged_seq
         for item in run:
             seq = item.record.sequence
             if seq != latest + 1:
@@ -439,11 +487,16 @@ class TopicLog:
             else:
                 entities[entity_id] = state
                 sequences[entity_id] = seq
-            entry = staged_map.get(entity_id)
-            if entry is not None and entry[1] == seq:
+            if staged_seq.get(entity_id) == seq:
+                del staged_seq[entity_id]
                 del staged_map[entity_id]
             latest = seq
         self.latest = latest
+        if self._pending:  # keep only what is still staged (``_appended``)
+            if latest == self._head:
+                self._pending.clear()
+            else:
+                self._pending = [s for s in self._pending if s.record.sequence > latest]
 
     def append(
         self,
@@ -463,8 +516,8 @@ class TopicLog:
 
     def current(self, entity_id: str) -> dict[str, Any] | None:
         """The entity's state including staged events (what the next event builds on)."""
-        staged = self._staged.get(entity_id)
-        return staged[0] if staged is not None else self.entities.get(entity_id)
+        staged = self._staged
+        return staged[entity_id] if entity_id in staged else self.entities.get(entity_id)
 
     # -- reading -------------------------------------------------------------
 

@@ -254,6 +254,14 @@ class EnvelopeLog:
         if len(rows) >= _ENVELOPE_FLAT_BATCH:
             self._envelopes.commit(blocking=False)
 
+    def envelope_rows(self) -> tuple[list[Any], int, Callable[..., None]]:
+        """Where :meth:`append_envelope` puts a row, for a caller that appends in its own
+        loop (the client pipeline's single-event fast path): the pending flat list (add a
+        row's 13 values with ``+=``, in the order of :meth:`append_envelope`'s parameters
+        with ``count`` before ``error``), the length at which to commit, and the commit (call
+        it with ``blocking=False``) -- exactly what :meth:`append_envelope` does."""
+        return self._envelope_rows, _ENVELOPE_FLAT_BATCH, self._envelopes.commit
+
     def append_envelopes(
         self,
         n: int,

@@ -84,7 +84,7 @@ def test_memory_never_exceeds_its_bounds(
         d.add(eid, now)
         last_added.setdefault(eid, now)
         assert len(d) <= cap
-        assert len(d._seen) == len(d._fifo)
+        assert len(d._seen) == len(d.fifo)
         assert eid in d
         if is_new:
             # Adding a new id evicts everything that has reached max_age.

@@ -123,7 +123,7 @@ def _run(
         "errors": snap.sparse,
         "tally": snap.tally,
         "topics": topics,
-        "dedupe": (list(d._fifo), dict(d._seen), d.evicted),
+        "dedupe": (list(d.fifo), dict(d._seen), d.evicted),
         "calls": calls,
     }
 

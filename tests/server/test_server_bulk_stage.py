@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from rtnb.server.bulk import prepare as _prepare
 from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
+from rtnb.server.staged import events_of
 from rtnb.server.storage import LogRecord, MemoryStorage
 from rtnb.server.tokens import ReplayTokens
 from rtnb.server.topiclog import TooLarge, TopicLog
@@ -57,8 +58,14 @@ events = st.tuples(types, names, payloads)
 batches = st.lists(st.lists(events, max_size=25), min_size=1, max_size=4)
 
 
-def _log(max_frame_size: int) -> TopicLog:
-    storage = MemoryStorage()
+class _CopyingStorage(MemoryStorage):
+    """The memory store as it was: each append copies the entity's state (the reference)."""
+
+    shares_entities = False
+
+
+def _log(max_frame_size: int, reference: bool = False) -> TopicLog:
+    storage = _CopyingStorage() if reference else MemoryStorage()
     storage.reset((TENANT, TOPIC), EPOCH)
     tokens = ReplayTokens(hmac.digest(b"k", b"rtnb replay tokens v1", hashlib.sha256))
     return TopicLog(TENANT, TOPIC, storage, tokens, retention=50, max_frame_size=max_frame_size)
@@ -82,10 +89,13 @@ def _state(log: TopicLog) -> tuple[Any, ...]:
     records = log.read(0)
     return (
         log.latest,
-        log.entities,
-        log.entity_sequence,
+        list(log.entities.items()),  # the order too: snapshots list entities in it
+        list(log.entity_sequence.items()),
         [(r.sequence, r.token, r.text) for r in records],
         log.snapshot_texts(),
+        list(log._storage.entities(log.key).items()),  # what a new log would start from
+        log._staged,
+        log._staged_seq,
     )
 
 
@@ -94,7 +104,7 @@ def _state(log: TopicLog) -> tuple[Any, ...]:
 def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
     batches: list[list[tuple[str, str, dict[Any, Any]]]], limit: int
 ) -> None:
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     for batch in batches:
         want, refused = _per_event(old, batch)
         prepared, keys = _prepare(TOPIC, TENANT, batch)
@@ -105,6 +115,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
         assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
         assert [s.state for s in got] == [s.state for s in want]
         assert [s.event for s in got] == [s.event for s in want]
+        assert events_of(list(got)) == [s.event for s in want]
         assert (str(error) if error else "") == refused
         for staged in want:
             old.commit(staged)
@@ -115,7 +126,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
 def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> None:
     """The bound is only a shortcut: the event that makes the state too large is refused."""
     limit = 2_000
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     batch = [("x.updated", "e", {f"k{i}": "v" * 20}) for i in range(200)]
     want, refused = _per_event(old, batch)
     got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
@@ -130,7 +141,7 @@ def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> 
 def test_the_bound_starts_from_a_measured_state_for_entities_staged_the_old_way() -> None:
     """``stage`` and ``stage_many`` on one log: each leaves a bound the other can trust."""
     limit = 1_500
-    old, new = _log(limit), _log(limit)
+    old, new = _log(limit, reference=True), _log(limit)
     for log in (old, new):
         log.commit(log.stage("x.updated", {"big": "b" * 1_000}, "e", occurred_at=AT))
     batch = [("x.updated", "e", {f"k{i}": "v" * 30}) for i in range(40)]
@@ -149,9 +160,24 @@ def test_a_frame_too_large_is_refused_before_anything_of_it_is_staged() -> None:
 
 
 def test_publish_many_with_keys_digests_the_copy() -> None:
+    from rtnb.server.idempotency import digest
+
     _, keys = _prepare(TOPIC, TENANT, [("t", "e", {"a": 1}, "k1"), ("t", "e", {"a": 2})])
     assert keys is not None and keys[1] is None
     assert keys[0] is not None and keys[0].id == (TENANT, TOPIC, "k1")
+    batch = [("t", "é", {"b": [1, {"z": 1, "a": 2}], "a": 1.5}, "k1"), ("u", "e", {1: 2}, "k2")]
+    prepared, keys = _prepare(TOPIC, TENANT, batch)
+    assert keys is not None
+    assert [k.digest for k in keys if k is not None] == [
+        digest(TOPIC, t, e, c, 1)
+        for t, e, c in zip(prepared.types, prepared.ids, prepared.payloads, strict=True)
+    ]
+    # The definition stored by SQLite and Redis: blake2b-128 of the sorted JSON of the copy.
+    assert (
+        keys[1] is not None
+        and keys[1].digest
+        == hashlib.blake2b(b'["bulk.t","u","e",{"1":2},1]', digest_size=16).digest()
+    )
 
 
 @pytest.mark.parametrize("bad", [("", "e", {}), ("t", 5, {}), ("t", "e", {"x": object()})])
@@ -268,3 +294,128 @@ def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_serve
         "e": {"v": 5},
         "f": {"v": 6},
     }
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches=batches, commit_after=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_runs_committed_while_later_ones_are_staged_end_as_committing_each_event(
+    batches: list[list[tuple[str, str, dict[Any, Any]]]], commit_after: list[bool]
+) -> None:
+    """``commit_many`` in C only when its run ends at the last staged event; otherwise (a
+    later batch already staged, a delete in the run) event by event — the same end."""
+    old, new = _log(1024 * 1024, reference=True), _log(1024 * 1024)
+    pending_old: list[Any] = []
+    pending_new: list[Any] = []
+    for batch, commit in zip(batches, commit_after, strict=False):
+        pending_old.append(_per_event(old, batch)[0])
+        pending_new.append(new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)[0])
+        assert _state(new) == _state(old)  # the store's entities include what is staged
+        if commit:  # commit the oldest staged batch only: later ones stay staged
+            for staged in pending_old.pop(0):
+                old.commit(staged)
+            new.commit_many(pending_new.pop(0))
+            assert _state(new) == _state(old)
+    for run_old, run_new in zip(pending_old, pending_new, strict=True):
+        for staged in run_old:
+            old.commit(staged)
+        new.commit_many(run_new)
+        assert _state(new) == _state(old)
+
+
+def test_prepare_remembers_valid_names_only_and_forgets_them_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name cache gives the encodings a fresh encode gives, and never skips a check."""
+    from rtnb.server import bulk
+
+    monkeypatch.setattr(bulk, "_MAX_NAMES", 5)
+    monkeypatch.setattr(bulk, "_MAX_NAME_CHARS", 40)
+    monkeypatch.setattr(bulk, "_name_json", {})
+    monkeypatch.setattr(bulk, "_name_bytes", {})
+    monkeypatch.setattr(bulk, "_name_chars", [0])
+    long_ids = [("t", "L" * 30 + str(i), {}) for i in range(3)]
+    for i in range(3):  # each 31 characters: at most one stays cached
+        got = _prepare(TOPIC, TENANT, long_ids[i : i + 1])[0]
+        assert got.id_json == [f'"{long_ids[i][1]}"']
+        assert sum(map(len, bulk._name_json)) <= 40 + 31
+    for round_ in range(3):
+        batch = [("t", f'é{i}"{round_}', {"v": i}) for i in range(4)] + [("t", "x", {})]
+        got = _prepare(TOPIC, TENANT, batch)[0]
+        assert got.id_json == [msgspec.json.encode(e).decode() for _, e, _ in batch]
+        assert got.id_bytes == [len(msgspec.json.encode(e)) for _, e, _ in batch]
+        assert got.type_json == ['"t"'] * 5
+        assert len(bulk._name_json) <= 5 + len(batch)
+    for bad in ("", "x" * 1025):
+        with pytest.raises(ValueError):
+            _prepare(TOPIC, TENANT, [("t", "x", {}), ("t", bad, {})])
+        assert bad not in bulk._name_json
+
+    class Name(str):
+        pass
+
+    with pytest.raises(ValueError):  # a str subclass: refused as before, cached or not
+        _prepare(TOPIC, TENANT, [("t", Name("x"), {})])
+
+
+def _take_each(session: Session, max_messages: int, max_bytes: int) -> list[str]:
+    """``Session.take`` as it was: one queued frame at a time (the reference)."""
+    queue = session.queue
+    out: list[str] = []
+    size = 0
+    while queue and len(out) < max_messages:
+        item = queue[0]
+        text = item if type(item) is str else item.text  # type: ignore[union-attr]
+        nbytes = len(text.encode())
+        if out and size + nbytes > max_bytes:
+            break
+        queue.popleft()
+        out.append(text)
+        size += nbytes
+    session.queued_bytes -= size
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(st.booleans(), st.text(min_size=1, max_size=40)), min_size=1, max_size=30
+    ),
+    max_messages=st.integers(1, 40),
+    max_bytes=st.integers(1, 400),
+)
+def test_taking_a_backlog_of_records_takes_what_taking_each_frame_takes(
+    frames: list[tuple[bool, str]], max_messages: int, max_bytes: int
+) -> None:
+    """Batches of records (ASCII or not) sized in C: the same frames, bytes and queue."""
+    one, bulk = (Session("ws", 10_000, Chaos(), None) for _ in range(2))
+    for i, (is_record, text) in enumerate(frames, 1):
+        for session in (one, bulk):
+            session.push(LogRecord(TOPIC, EPOCH, i, "tok", text) if is_record else text)
+    while one.queue:
+        assert bulk.take(max_messages, max_bytes) == _take_each(one, max_messages, max_bytes)
+        assert list(map(_frame, bulk.queue)) == list(map(_frame, one.queue))
+        assert bulk.queued_bytes == one.queued_bytes
+    assert not bulk.queue and bulk.queued_bytes == 0
+
+
+def _frame(item: Any) -> tuple[type, str]:
+    return type(item), item if type(item) is str else item.text
+
+
+def test_a_log_that_gives_up_its_staged_events_leaves_the_store_what_was_appended() -> None:
+    """``abandon`` (the store failed): a shared store copies the entities as appended."""
+    old, new = _log(1024 * 1024, reference=True), _log(1024 * 1024)
+    batch = [("x.updated", "a", {"v": 1}), ("x.deleted", "b", {}), ("x.updated", "c", {})]
+    for log in (old, new):
+        log.commit(log.stage("x.updated", {"v": 0}, "b", occurred_at=AT))
+    _per_event(old, batch)
+    new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+    for log in (old, new):
+        log.abandon()
+    assert (
+        list(new._storage.entities(new.key).items())
+        == list(old._storage.entities(old.key).items())
+        == [("a", ({"v": 1}, 2)), ("c", ({}, 4))]
+    )
+    reopened = TopicLog(TENANT, TOPIC, new._storage, new._tokens, retention=50)
+    assert reopened.entities == {"a": {"v": 1}, "c": {}} and reopened.latest == 4
