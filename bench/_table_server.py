@@ -1,8 +1,10 @@
-"""The reference server and its publisher, in a process of their own, for bench/table_100k.py.
+"""The reference server and its publisher, in a process of their own, for
+bench/table_100k.py and the throughput cases of bench/end_to_end.py.
 
-Protocol: one JSON line per message. On start it serves (memory store), fills one
-topic with ``entities`` rows and prints ``{"url", "token"}``. Each line read on
-stdin is a command:
+``python -m bench._table_server ENTITIES [RETENTION]``. Protocol: one JSON line per
+message. On start it serves (memory store, ``RETENTION`` events kept per topic,
+100,000 by default), fills one topic with ``entities`` rows (none if 0) and prints
+``{"url", "token"}``. Each line read on stdin is a command:
 
 * ``{"cmd": "run", "rate", "seconds", "batch", "marker", "expected"}``: publish
   ``publish_many`` batches of ``batch`` events over the entities, paced to ``rate``
@@ -10,6 +12,15 @@ stdin is a command:
   the first entity's ``label`` to ``marker``. Writes each entity's final ``n`` to the
   file ``expected`` and answers ``{"published", "seconds", "last_publish", ...}``
   (``last_publish``: wall time when the last ``publish_many`` returned).
+* ``{"cmd": "publish", "topic", "n", "batch", "entities", "rate"}`` (end_to_end):
+  ``n`` events in ``publish_many`` calls of ``batch`` over ``entities`` entities, as
+  fast as they go (``rate`` null) or paced to ``rate`` events/s; answers
+  ``{"published": events/s reached, "publisher_us": the publishing thread's CPU µs
+  per event}``.
+* ``{"cmd": "declare", "topic"}``, ``{"cmd": "token", "user"}`` (a viewer token of
+  tenant ``bench``): answer ``{"ok": true}`` and ``{"token"}``.
+* ``{"cmd": "cpu"}``: ``{"loop": CPU seconds of the server's loop thread (read on
+  it), "process": of the whole process}``.
 * ``{"cmd": "stop"}``: stop serving and exit.
 """
 
@@ -19,6 +30,7 @@ import gc
 import json
 import random
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
@@ -114,9 +126,95 @@ def run(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def publish(srv: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+    """end_to_end's load: ``n`` events in ``batch``-event calls over ``entities``."""
+    topic, n, batch = cmd["topic"], int(cmd["n"]), int(cmd["batch"])
+    entities, rate = int(cmd["entities"]), cmd.get("rate")
+    cpu0 = time.thread_time()
+    start = time.perf_counter()
+    period = None if rate is None else batch / float(rate)
+    due = start
+    for lo in range(0, n, batch):
+        srv.publish_many(
+            topic,
+            [
+                ("tick.updated", f"e-{k % entities}", {"v": k, "note": "x" * 40})
+                for k in range(lo, min(lo + batch, n))
+            ],
+            tenant=TENANT,
+        )
+        if period is not None:
+            due += period
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+    return {
+        "published": n / (time.perf_counter() - start),
+        "publisher_us": (time.thread_time() - cpu0) / n * 1e6,
+    }
+
+
+def command(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
+    kind = cmd["cmd"]
+    if kind == "run":
+        return run(srv, entities, cmd)
+    if kind == "publish":
+        return publish(srv, cmd)
+    if kind == "declare":
+        srv.declare(cmd["topic"])
+        return {"ok": True}
+    if kind == "token":
+        return {"token": srv.issue_token(tenant=TENANT, user=cmd["user"], role="viewer")}
+    if kind == "cpu":
+        return {"loop": srv._call(lambda rt: time.thread_time()), "process": time.process_time()}
+    raise ValueError(f"unknown command {kind!r}")
+
+
+class Server:
+    """This module in a process of its own, from the bench's side (``send`` a command,
+    ``read`` its answer)."""
+
+    def __init__(self, entities: int, retention: int = 100_000) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench._table_server", str(entities), str(retention)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.hello = self.read()
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench server exited ({self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Send ``cmd`` and wait for its answer."""
+        self.send(cmd)
+        return self.read()
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"cmd": "stop"})
+                self.proc.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
 def main() -> None:
     entities = int(sys.argv[1])
-    with rtnb.serve(port=0, retention=100_000) as srv:
+    retention = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
+    with rtnb.serve(port=0, retention=retention) as srv:
         fill(srv, entities)
         token = srv.issue_token(tenant=TENANT, user="bench", role="viewer")
         print(json.dumps({"url": srv.url, "token": token}), flush=True)
@@ -124,8 +222,7 @@ def main() -> None:
             cmd = json.loads(line)
             if cmd["cmd"] == "stop":
                 break
-            if cmd["cmd"] == "run":
-                print(json.dumps(run(srv, entities, cmd)), flush=True)
+            print(json.dumps(command(srv, entities, cmd)), flush=True)
 
 
 if __name__ == "__main__":

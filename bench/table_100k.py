@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from bench._table_server import Server
 from bench.widgets import INSTRUMENT, _max_in_window
 from rtnb.widgets.budget import DEFAULT_FPS
 
@@ -105,41 +106,6 @@ WRONG_ON_SCREEN = f"""(expected) => {{ const st = {STORE}.store; const at = st.c
   let wrong = 0; for (const [id, n] of Object.entries(expected)) {{
     const r = st.rows.get(id); if (!r || r.v[at] !== n) wrong += 1; }}
   return wrong; }}"""
-
-
-class Server:
-    """``bench/_table_server.py`` in its own process."""
-
-    def __init__(self, entities: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench._table_server", str(entities)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.hello = self.read()
-
-    def read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the bench server exited ({self.proc.wait()})")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send({"cmd": "stop"})
-                self.proc.wait(20)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -296,7 +296,7 @@ class ClientSession:
 
     def _make_transport(self, action: OpenTransport) -> Transport:
         holder: dict[str, Transport | None] = {"t": None}
-        on_frame, on_close = self._bind(holder)
+        on_frame, on_frames, on_close = self._bind(holder)
         transport: Transport
         if self._make_custom_transport is not None:
             transport = self._make_custom_transport(action, on_frame, on_close)
@@ -305,38 +305,59 @@ class ClientSession:
         else:
             cls = SSETransport if action.kind == "sse" else PollingTransport
             transport = cls(
-                self.url, on_frame, on_close, self.options, action.subscriptions, self._replay_token
+                self.url,
+                on_frame,
+                on_close,
+                self.options,
+                action.subscriptions,
+                self._replay_token,
+                on_frames=on_frames,
             )
         holder["t"] = transport
         return transport
 
     def _bind(
         self, holder: dict[str, Transport | None]
-    ) -> tuple[Callable[[Any, float], None], Callable[..., None]]:
-        """Callbacks that ignore their transport (``holder["t"]``) once it is not current."""
+    ) -> tuple[
+        Callable[[Any, float], None], Callable[[list[Any], float], None], Callable[..., None]
+    ]:
+        """Callbacks that ignore their transport (``holder["t"]``) once it is not current:
+        ``on_frame``, ``on_frames`` (a chunk's frames: ``on_frame`` for each, with what
+        does not depend on the frame done once) and ``on_close``."""
         pipeline, machine = self.pipeline, self.machine
 
-        def on_frame(data: Any, now: float) -> None:
-            if holder["t"] is not self._transport:
-                return
-            if self._taps:
-                for tap in self._taps:
-                    tap(data, now, pipeline.transport, pipeline.attempt)
-            control = pipeline.feed(data, now)
-            machine.note_alive(now)
-            if control:
-                fault = pipeline.take_fault()
-                if fault is not None:  # a bound broken (snapshot too large)
-                    self._fault(fault)
+        def on_frames(frames: list[Any], now: float) -> None:
+            # What on_frame does for each frame, in the same order; once per chunk:
+            # the look-ups, and note_alive (every call of a chunk would set the same
+            # ``now``, and no frame can open the transport: one call after the first
+            # frame's feed is the same).
+            taps, feed, alive = self._taps, pipeline.feed, False
+            for data in frames:
+                if holder["t"] is not self._transport:
                     return
-                for frame in control:
-                    if holder["t"] is not self._transport:
+                if taps:
+                    for tap in taps:
+                        tap(data, now, pipeline.transport, pipeline.attempt)
+                control = feed(data, now)
+                if not alive:
+                    machine.note_alive(now)
+                    alive = True
+                if control:
+                    fault = pipeline.take_fault()
+                    if fault is not None:
+                        self._fault(fault)
                         return
-                    if type(frame) is Authenticated:
-                        self._identify(frame)
-                    self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
-            if pipeline.resolved:  # read only: the pipeline hands them over
-                self._settle(pipeline.take_resolved())
+                    for frame in control:
+                        if holder["t"] is not self._transport:
+                            return
+                        if type(frame) is Authenticated:
+                            self._identify(frame)
+                        self._run(machine.frame_received(now, frame))  # type: ignore[arg-type]
+                if pipeline.resolved:
+                    self._settle(pipeline.take_resolved())
+
+        def on_frame(data: Any, now: float) -> None:
+            on_frames([data], now)
 
         def on_close(code: int, reason: str, retry_after: float | None) -> None:
             if holder["t"] is None or holder["t"] is not self._transport:
@@ -347,7 +368,7 @@ class ClientSession:
                 self.machine.transport_closed(time.time(), code, reason, retry_after=retry_after)
             )
 
-        return on_frame, on_close
+        return on_frame, on_frames, on_close
 
     def add_tap(self, tap: Tap) -> Callable[[], None]:
         """Observe every raw frame: ``tap(data, received_at, transport, attempt)`` is called

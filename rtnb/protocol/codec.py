@@ -15,12 +15,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
 
 from .errors import FrameTooLarge, InvalidFrame
-from .frames import ClientBound, ServerBound
+from .frames import (
+    Authenticated,
+    Batch,
+    ClientBound,
+    Error,
+    Event,
+    Heartbeat,
+    MutationRejected,
+    Pong,
+    ServerBound,
+    Snapshot,
+    Subscribed,
+    TopicName,
+)
 
 #: The one frame-size contract, in UTF-8 bytes: 1,048,576 (1 MiB). Clients refuse
 #: larger frames before parsing; the server refuses any publish or patch whose
@@ -106,13 +120,117 @@ class _Decoder:
             raise InvalidFrame("$", "malformed JSON: nested too deeply") from None
 
 
+class _StrictEvent(Event, frozen=True, tag="event"):
+    """:class:`Event` with its ``topic`` checked by msgspec (the reference decode)."""
+
+    topic: TopicName
+
+
+class _StrictBatch(Batch, frozen=True, tag="batch"):
+    messages: list[  # type: ignore[assignment]
+        _StrictEvent
+        | Authenticated
+        | Subscribed
+        | Snapshot
+        | Heartbeat
+        | Pong
+        | MutationRejected
+        | Error
+    ]
+
+
+#: ``ClientBound`` as the wire defines it: every topic checked against ``TopicName``
+#: by msgspec. The client decodes with :class:`Event` (``topic: str``), then checks
+#: the frame's distinct event topics against those already proven valid; a frame with
+#: a new topic, or one msgspec refuses, is decoded again with this type, which gives
+#: the error (or proves the topics valid). Same frames accepted, same errors.
+_STRICT_CLIENT_BOUND: Final[Any] = (
+    _StrictEvent
+    | _StrictBatch
+    | Authenticated
+    | Subscribed
+    | Snapshot
+    | Heartbeat
+    | Pong
+    | MutationRejected
+    | Error
+)
+_TOPIC: Final = attrgetter("topic")
+#: distinct topics a decoder remembers as valid (forgotten all at once past it)
+_MAX_VALID_TOPICS: Final = 4096
+
+
 class ClientDecoder(_Decoder):
     """Decodes frames a client receives (server → client)."""
 
-    __slots__ = ()
+    __slots__ = ("_decode_checked", "_strict", "_valid")
 
     def __init__(self, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         super().__init__(ClientBound, max_size)
+        self._strict: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_STRICT_CLIENT_BOUND)
+        #: event topics proven valid by the strict decode
+        self._valid: set[str] = set()
+        self._decode_checked = self._make_decode()
+
+    def _make_decode(self) -> Callable[[bytes | str], Any]:
+        lax, valid = self._decoder.decode, self._valid
+        event, batch = Event, Batch
+
+        def decode(data: bytes | str) -> Any:
+            try:
+                frame = lax(data)
+            except msgspec.MsgspecError:
+                return self._strictly(data, None)
+            kind = type(frame)
+            if kind is event:
+                if frame.topic in valid:
+                    return frame
+            elif kind is batch:
+                msgs = frame.messages
+                try:  # (control frames' topics are checked by msgspec: extra here)
+                    if set(map(_TOPIC, msgs)) <= valid:
+                        return frame
+                except AttributeError:  # frames without a topic among the events
+                    pass
+                if {m.topic for m in msgs if type(m) is event} <= valid:
+                    return frame
+            else:
+                return frame
+            return self._strictly(data, frame)
+
+        return decode
+
+    def _strictly(self, data: bytes | str, frame: Any) -> Any:
+        """Decode ``data`` with the wire's own type: raises its error; else the topics of
+        ``frame`` (decoded without the topic check) are valid: remember them."""
+        self._strict.decode(data)
+        if frame is None:  # refused without the topic check, accepted with it: never
+            raise msgspec.ValidationError("frame refused by the client decoder")
+        valid = self._valid
+        if len(valid) >= _MAX_VALID_TOPICS:
+            valid.clear()
+        if type(frame) is Event:
+            valid.add(frame.topic)
+        else:
+            valid.update(m.topic for m in frame.messages if type(m) is Event)
+        return frame
+
+    @property
+    def decode_unchecked(self) -> Callable[[bytes | str], Any]:
+        """Decode without the size cap or error mapping (msgspec's errors raised as they
+        are): one msgspec call per frame, plus a set look-up of its event topics."""
+        return self._decode_checked
+
+    def _decode(self, data: bytes | str) -> Any:
+        size = frame_bytes(data, self.max_size)
+        if size > self.max_size:  # in UTF-8 bytes, for str frames too
+            raise FrameTooLarge(size, self.max_size)
+        try:
+            return self._decode_checked(data)
+        except msgspec.MsgspecError as exc:
+            raise invalid_frame_from(exc) from None
+        except RecursionError:
+            raise InvalidFrame("$", "malformed JSON: nested too deeply") from None
 
     def decode(self, data: bytes | str) -> ClientBound:
         result: ClientBound = self._decode(data)

@@ -39,11 +39,16 @@ class _Frame(msgspec.Struct, frozen=True, gc=False, tag_field="op", rename="came
 
 
 class Event(_Frame, frozen=True, tag="event"):
-    """One envelope: an event on a topic, carrying its entity's patch."""
+    """One envelope: an event on a topic, carrying its entity's patch.
+
+    ``topic`` is a :data:`TopicName` on the wire like every other frame's; the client
+    decoder (:class:`rtnb.protocol.codec.ClientDecoder`) checks it once per distinct
+    topic rather than by a regex per event (the check is half the decode of a batch).
+    """
 
     id: NonEmpty
     type: NonEmpty
-    topic: TopicName
+    topic: str  # a TopicName: checked by the decoders (see the class doc)
     sequence: SequenceNumber
     entity_id: NonEmpty
     occurred_at: AwareDatetime

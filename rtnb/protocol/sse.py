@@ -32,6 +32,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 from rtnb.protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -90,10 +91,11 @@ class SSEEventTooLarge(RemoteProtocolError):
 
     Like :class:`SSELineTooLong` the stream cannot be resynchronised: close
     and reconnect. ``events`` holds the events the same chunk completed before
-    the overflow (deliver them first); ``last_event_id`` matches them.
+    the overflow (deliver them first; :class:`SSEEvent` from ``feed``, tuples from
+    ``feed_tuples``); ``last_event_id`` matches them.
     """
 
-    def __init__(self, length: int, limit: int, events: list[SSEEvent]) -> None:
+    def __init__(self, length: int, limit: int, events: list[Any]) -> None:
         self.length = length
         self.limit = limit
         self.events = events
@@ -162,6 +164,16 @@ class SSEParser:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[SSEEvent]:
         """Parse the next bytes of the stream; return the events they complete."""
+        try:
+            return [SSEEvent(*ev) for ev in self.feed_tuples(chunk)]
+        except SSEEventTooLarge as exc:
+            exc.events = [SSEEvent(*ev) for ev in exc.events]
+            raise
+
+    def feed_tuples(self, chunk: bytes | bytearray | memoryview) -> list[tuple[str, str, str]]:
+        """:meth:`feed` with each event as a ``(type, data, last_event_id)`` tuple (no
+        :class:`SSEEvent` built: a transport's hot path). Same events, same errors;
+        :class:`SSEEventTooLarge`'s ``events`` are tuples too."""
         if self._closed:
             raise LocalProtocolError(
                 "SSEParser.feed() called after feed_eof() or after an error; create a new "
@@ -243,7 +255,7 @@ class SSEParser:
         self._id_buffer = self._last_event_id
         return []
 
-    def _buffer_partial(self, text: str) -> list[SSEEvent]:
+    def _buffer_partial(self, text: str) -> list[tuple[str, str, str]]:
         """Keep a piece of a line that has no line end yet, within the limit."""
         self._pending_len += len(text)
         if self._pending_len > self._max_line_length:
@@ -252,9 +264,9 @@ class SSEParser:
         self._pending.append(text)
         return []
 
-    def _process(self, lines: list[str]) -> list[SSEEvent]:
+    def _process(self, lines: list[str]) -> list[tuple[str, str, str]]:
         """Apply the spec's per-line rules to complete lines, in order."""
-        events: list[SSEEvent] = []
+        events: list[tuple[str, str, str]] = []
         data = self._data
         data_len = self._data_len
         limit = self._max_data_length
@@ -273,7 +285,7 @@ class SSEParser:
                     # values with LF gives exactly that. Steps 5 and 6: type
                     # "message" unless the event type buffer is non-empty, and
                     # lastEventId is the last event ID string.
-                    events.append(SSEEvent(event_type or "message", "\n".join(data), id_buffer))
+                    events.append((event_type or "message", "\n".join(data), id_buffer))
                     data = []
                     data_len = 0
                 # Step 7 (and step 2): reset the data and event type buffers.

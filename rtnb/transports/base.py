@@ -4,7 +4,8 @@ A transport moves frames; it knows nothing of topics, ordering or state.
 The driver creates one per connection attempt with two callbacks:
 
 * ``on_frame(data, now)`` for every received frame (``str`` or ``bytes``),
-  called on the runtime loop, in order;
+  called on the runtime loop, in order (the HTTP transports may also be given
+  ``on_frames(frames, now)``, the same for all the frames of one chunk);
 * ``on_close(code, reason, retry_after)`` exactly once when the transport
   ends for any reason after :meth:`Transport.open` returned.
 
@@ -34,6 +35,9 @@ from ..protocol.retry import retry_hint_in_reason as retry_hint_in_reason
 install_redaction()
 
 OnFrame = Callable[[Any, float], None]
+#: ``on_frames(frames, now)``: the frames of one received chunk (same ``now``), in order;
+#: the same as ``on_frame(f, now)`` for each, for less per frame
+OnFrames = Callable[[list[Any], float], None]
 OnClose = Callable[[int, str, "float | None"], None]
 
 #: Seconds a transport may take to open before the attempt counts as failed: 10.

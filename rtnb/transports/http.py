@@ -26,6 +26,7 @@ from .base import (
     FailureKind,
     OnClose,
     OnFrame,
+    OnFrames,
     TransportError,
     TransportOptions,
     network_cause,
@@ -84,9 +85,13 @@ class HttpTransportBase:
         options: TransportOptions,
         subscriptions: tuple[Subscribe, ...],
         tokens: TokenLookup,
+        *,
+        on_frames: OnFrames | None = None,
     ) -> None:
         self.base = base_http_url(base_url)
         self._on_frame = on_frame
+        #: the frames of one chunk at once (``on_frame`` for each when not given)
+        self._on_frames: OnFrames = on_frames or self._each
         self._on_close = on_close
         self._options = options
         self._tokens = tokens
@@ -97,6 +102,11 @@ class HttpTransportBase:
         self._token = ""
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+
+    def _each(self, frames: list[Any], at: float) -> None:
+        on_frame = self._on_frame
+        for frame in frames:
+            on_frame(frame, at)
 
     # -- state shared with the session ---------------------------------------------
 

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 
 from ..protocol.errors import ErrorCode
-from ..protocol.sse import SSEEvent, SSEEventTooLarge, SSELineTooLong, SSEParser
+from ..protocol.sse import SSEEventTooLarge, SSELineTooLong, SSEParser
 from .base import TransportError, Yielder, network_cause, now
 from .http import HttpTransportBase, _json, failure_for
 
@@ -66,7 +66,7 @@ class SSETransport(HttpTransportBase):
         due = Yielder().due
         try:
             async for chunk in response.aiter_raw():
-                self._dispatch(parser.feed(chunk))
+                self._dispatch(parser.feed_tuples(chunk))
                 if due():  # let user calls and timers in (a chunk is at most 64 KiB)
                     await asyncio.sleep(0)
             if self._ended_because:  # the server said why it ended the stream
@@ -90,21 +90,26 @@ class SSETransport(HttpTransportBase):
                 await response.aclose()
         self._finish(code, reason)
 
-    def _dispatch(self, events: list[SSEEvent]) -> None:
-        on_frame = self._on_frame
+    def _dispatch(self, events: list[tuple[str, str, str]]) -> None:
+        """Hand a chunk's events (``(type, data, id)``) to the session: a chunk of event
+        frames alone (the common case) at once, any other one by one."""
+        if not events:
+            return
         at = now()  # the events of one chunk arrived together
-        for ev in events:
-            if ev.type == "message":  # an event frame: the common case
-                on_frame(ev.data, at)
-                continue
-            if ev.type == "error":
+        frames = [ev[1] for ev in events if ev[0] == "message"]  # event frames
+        if len(frames) == len(events):
+            self._on_frames(frames, at)
+            return
+        on_frame = self._on_frame
+        for kind, data, _ in events:
+            if kind == "error":
                 with contextlib.suppress(msgspec.MsgspecError, RecursionError):
-                    frame = _json.decode(ev.data)
+                    frame = _json.decode(data)
                     self._note_error(frame)
                     if isinstance(frame, dict) and frame.get("code") == ErrorCode.SLOW_CONSUMER:
                         # its last event; the message carries the retry hint
                         self._ended_because = str(frame.get("message", ""))[:300]
-            on_frame(ev.data, at)
+            on_frame(data, at)
 
     async def _topics_changed(self) -> None:
         """Restart the stream with the new topic set (not a connection loss)."""

@@ -539,3 +539,29 @@ def test_encoded_events_round_trip(spec: list[tuple[str, str, str | None]], crlf
     if crlf:
         wire = wire.replace("\n", "\r\n")
     assert _outcome(wire.encode()) == (expected, last_id, None)
+
+
+@given(streams, st.lists(st.integers(min_value=0, max_value=300), max_size=20), st.integers(1, 64))
+def test_feed_tuples_gives_feeds_events_as_tuples_and_the_same_errors(
+    stream: bytes, cuts: list[int], limit: int
+) -> None:
+    # Issue 22: the SSE transport takes (type, data, id) tuples (no SSEEvent built).
+    def run(tuples: bool) -> tuple[list[tuple[str, str, str]], str, int | None, str]:
+        parser = SSEParser("seed", max_line_length=limit, max_data_length=limit)
+        out: list[tuple[str, str, str]] = []
+        error = ""
+        try:
+            for chunk in _split(stream, cuts):
+                if tuples:
+                    out.extend(parser.feed_tuples(chunk))
+                else:
+                    out.extend((e.type, e.data, e.last_event_id) for e in parser.feed(chunk))
+        except (SSELineTooLong, SSEEventTooLarge) as exc:
+            error = str(exc)
+            if isinstance(exc, SSEEventTooLarge):
+                events = exc.events
+                assert all(isinstance(e, tuple if tuples else SSEEvent) for e in events)
+                out.extend(e if tuples else (e.type, e.data, e.last_event_id) for e in events)
+        return out, parser.last_event_id, parser.retry, error
+
+    assert run(True) == run(False)
