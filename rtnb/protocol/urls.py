@@ -64,10 +64,11 @@ def http_base_url(url: str) -> str:
     lower = u.lower()
     for ws, http in _TO_HTTP.items():
         if lower.startswith(ws):
-            u = http + u[len(ws) :]
-            if u.endswith("/ws"):
-                u = u[: -len("/ws")].rstrip("/")
-            return u
+            rest = u[len(ws) :]
+            # the endpoint's "/ws" is a path segment, never the host ("ws://ws" is host ws)
+            if "/" in rest and rest.endswith("/ws"):
+                rest = rest[: -len("/ws")].rstrip("/")
+            return http + rest
     if lower.startswith(tuple(_TO_WS)) and len(u) > len(u.split("://", 1)[0]) + 3:
         return u
     raise ValueError(f"expected an http(s):// or ws(s):// URL of an rtnb server, got {url!r}")

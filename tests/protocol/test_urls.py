@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rtnb.protocol.urls import http_base_url, ws_url
@@ -16,6 +16,8 @@ secure = st.booleans()
 
 
 @given(hosts, prefixes, secure, st.sampled_from(["", "/", "//"]), st.sampled_from(["", " ", "\n"]))
+@example("ws", "", False, "", "")  # a host named "ws": ws://ws once gave "http:"
+@example("ws:80", "", True, "/", "")
 def test_every_spelling_of_a_server_gives_one_base_url(
     host: str, prefix: str, tls: bool, slash: str, space: str
 ) -> None:
