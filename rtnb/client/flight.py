@@ -29,6 +29,11 @@ whatever the state's size (``python -m bench telemetry``: 60,000 entities).
 A seed that cannot be afforded (seeds over 1/(SEED_SPACING + 1) of the cap) is
 skipped, counted in ``seeds_skipped`` and named in the recording
 (``info["seeds_skipped"]``: the topics whose state the window does not start from).
+The store's bound may be far above its state (a batch frame is charged whole: a
+1 KB state can read 60 KB), so before a seed is skipped its state is measured
+exactly (one encode, O(state)) -- at most once per :data:`SEED_SPACING` times
+that size of frames received; in between, the size measured plus the bytes
+received since bound it. A topic is never left out of the window for a bound.
 
 Bounds: bytes held (frame sizes plus :data:`ROW_OVERHEAD` per frame, which
 is what a held frame costs beyond its text, plus the seeds) never exceed the
@@ -163,6 +168,14 @@ def _state_bytes(store: Any) -> int:
     return len(msgspec.json.encode(store.entities))
 
 
+def _exact_bytes(store: Any) -> int:
+    """A store's state size in JSON bytes, measured (O(state); the store is not changed)."""
+    try:
+        return len(msgspec.json.encode(store.entities))
+    except (TypeError, msgspec.EncodeError):
+        return len(repr(store.entities))
+
+
 def _has_state(ts: Any) -> bool:
     return ts.orderer.position() is not None or bool(ts.store.entities)
 
@@ -227,6 +240,11 @@ class FlightRecorder:
         self._remove: Callable[[], None] | None = None
         self._window_skipped: list[str] = []
         self._current_bytes: Callable[[], int] = lambda: 0
+        #: bytes of the segments closed and the frames dropped so far (what paces the
+        #: exact measures, and bounds how much a state measured before has grown)
+        self._received = 0
+        #: topic -> (``_received`` then, its state's exact size) when last measured
+        self._sizes: dict[str, tuple[int, int]] = {}
 
     def install(self) -> None:
         """Attach to the source (on the runtime thread)."""
@@ -282,6 +300,7 @@ class FlightRecorder:
         cur = self._cur
         if self._cut and now < self._cut_until:
             self.frames_dropped += 1
+            self._received += size
             return False
         if self._cut or cur.nbytes >= cur.roll_bytes or now >= self._roll_at:
             self._roll(now, transport, attempt)
@@ -297,6 +316,7 @@ class FlightRecorder:
         # Not even beside a fresh seed: do not hold it; the next frame seeds again.
         self._cut = True
         self.frames_dropped += 1
+        self._received += size
         self._cut_until = now
         cur = self._cur
         if self._held + cur.nbytes > self.max_bytes:
@@ -331,6 +351,7 @@ class FlightRecorder:
     def _roll(self, now: float, transport: str, attempt: int) -> _Segment:
         """Close the current segment, drop what is over the caps, start a seeded one."""
         self._held += self._cur.nbytes
+        self._received += self._cur.nbytes
         segments = self._segments
         horizon = now - self.max_seconds
         while segments and (
@@ -348,12 +369,17 @@ class FlightRecorder:
         for ts in list(self._topics.values()):
             if not _has_state(ts):
                 continue
-            cost = _state_bytes(ts.store) + ROW_OVERHEAD
-            if cost > budget:
+            size = _state_bytes(ts.store)
+            if size + ROW_OVERHEAD > budget:
+                # The bound may be far above the state (a batch frame is charged whole):
+                # measure before skipping, at most once per SEED_SPACING x its size.
+                size = min(size, self._measured(ts))
+            if size + ROW_OVERHEAD > budget:
                 seg.skipped.append(ts.name)
                 self.seeds_skipped += 1
                 continue
             seed = Seed(ts)
+            seed.nbytes = size
             seg.items.append(("seed", now, transport, attempt, seed))
             seg.extras += 1
             seg.nbytes += seed.nbytes + ROW_OVERHEAD
@@ -363,6 +389,20 @@ class FlightRecorder:
         self._cur = seg
         self._roll_at = now + self._seg_seconds
         return seg
+
+    def _measured(self, ts: Any) -> int:
+        """``ts``'s state size measured exactly (JSON bytes, O(state)); or, when it was
+        measured less than :data:`SEED_SPACING` times that size of frames ago, that size
+        plus the frames since (an upper bound: a frame adds at most its size to a state),
+        so measuring costs O(1) per byte received."""
+        last = self._sizes.get(ts.name)
+        if last is not None:
+            since = self._received - last[0]
+            if since < SEED_SPACING * last[1]:
+                return last[1] + since
+        size = _exact_bytes(ts.store)
+        self._sizes[ts.name] = (self._received, size)
+        return size
 
     # -- reading (any thread) --------------------------------------------------------------
 

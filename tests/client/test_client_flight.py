@@ -346,17 +346,87 @@ def test_a_state_larger_than_a_segment_is_seeded_once_per_segment_not_per_frame(
 def test_a_seed_that_cannot_be_afforded_is_skipped_and_said_in_the_recording(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import rtnb.client.flight as flight_module
+
     taken = _count_seeds(monkeypatch)
+    measures: list[int] = []
+    exact = flight_module._exact_bytes
+
+    def measure(store: Any) -> int:
+        measures.append(exact(store))
+        return measures[-1]
+
+    monkeypatch.setattr(flight_module, "_exact_bytes", measure)
     ts = _large_topic(20_000)  # ~700 KB of state: over half of a 1 MiB cap
     stand = _Stand()
     stand.topic_states["fleet"] = ts
     flight = FlightRecorder(stand, 1 << 20, 900)  # type: ignore[arg-type]
     flight.install()
     frame = '{"op":"event","pad":"' + "x" * 200 + '"}'
+    received = 0
     for i in range(20_000):
         stand.tap(frame, 1000.0 + i * 1e-3, "ws", 1)
+        received += len(frame) + ROW_OVERHEAD
         assert flight.nbytes <= 1 << 20
     assert taken == [] and flight.seeds_skipped >= 10
     assert flight.frames_dropped == 0
+    # each skip is decided on a measured size, measured again only once 3x the state's
+    # size of frames came in (in between: that size plus the frames since)
+    assert measures and len(measures) <= received // (3 * measures[0]) + 1, measures
     rec = flight.recording()
     assert rec is not None and rec.info["seeds_skipped"] == ["fleet"]
+
+
+def test_a_small_state_behind_a_large_batch_is_seeded_and_the_window_replays_to_it(
+    tmp_path: Path,
+) -> None:
+    # A batch frame is charged whole to the store's size bound (TopicStore.nbytes), so
+    # after a 150 KB batch a 13 KB state reads as 160 KB until its next measure. The
+    # seed's cost was read from that bound alone: ``fleet``'s seed was skipped though
+    # it fits, and once its frames were evicted (``prices`` frames after them) a replay
+    # of the file ended with ``fleet`` empty -- the chaos test above, one run in three.
+    from rtnb.core.pipeline import Pipeline
+    from rtnb.protocol import Batch, Subscribed, encode
+    from tests.helpers import event, snapshot
+
+    log = EnvelopeLog()
+    pipeline = Pipeline(log)
+    for name, ordering in TOPICS.items():
+        pipeline.add_topic(name, ordering)
+    stand = _Stand()
+    stand.topic_states = pipeline.topics
+    cap = 256 * 1024
+    flight = FlightRecorder(stand, cap, 900)  # type: ignore[arg-type]
+    flight.install()
+    log.set_frame_source(flight.recording)
+    frames = [encode(Subscribed(topic=name, replay="none")) for name in TOPICS]
+    frames += [encode(snapshot(name, 0, {})) for name in TOPICS]
+    last = dict.fromkeys(TOPICS, 0)
+    for name in ("fleet", "prices", "prices", "prices"):  # ~150 KB each, 40 entities
+        seqs = range(last[name] + 1, last[name] + 301)
+        last[name] = seqs[-1]
+        batch = [
+            event(seq, topic=name, entity=f"e{seq % 40}", payload={"v": seq, "p": "x" * 300})
+            for seq in seqs
+        ]
+        frames.append(encode(Batch(messages=batch)))
+    now = 1000.0
+    for frame in frames:  # the tap sees a frame before the pipeline applies it
+        now += 0.01
+        stand.tap(frame, now, "ws", 1)
+        pipeline.feed(frame, now)
+    fleet = pipeline.topics["fleet"].store
+    assert len(fleet.entities) == 40
+    assert fleet.nbytes > cap // 4 > len(json.dumps(fleet.entities)), "a loose bound"
+    assert flight.frames_evicted > 0 and flight.nbytes <= cap
+    log.to_parquet(tmp_path / "batch.parquet")
+    rep = replay(EnvelopeLog.read_parquet(tmp_path / "batch.parquet"), speed=None)
+    handles = {name: rep.subscribe(name) for name in TOPICS}
+    assert rep.wait(30)
+    assert rep.seeded
+    for name, handle in handles.items():
+        assert handle.server_entities == pipeline.topics[name].store.entities, name
+    assert rep.source.recording is not None
+    assert rep.source.recording.info["seeds_skipped"] == [], "13 KB fits a 64 KiB seed budget"
+    assert flight.seeds_skipped == 0
+    rep.close()
