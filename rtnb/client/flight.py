@@ -21,19 +21,20 @@ always begins at a segment start: either the connection's first frame
 so: ``Replay.window_start`` / ``Replay.seeded``).
 
 No size cliff: a seed is taken as two shallow dict copies (entity states are
-copy-on-write, :mod:`rtnb.core.store`), O(entities) in C, counted at the
-store's own size bound (``TopicStore.nbytes``) and encoded only when a
-recording is written, on the caller's thread. Since a segment's frames hold
-:data:`SEED_SPACING` times its seeds' bytes, seeding costs O(1) per byte received
-whatever the state's size (``python -m bench telemetry``: 60,000 entities).
-A seed that cannot be afforded (seeds over 1/(SEED_SPACING + 1) of the cap) is
-skipped, counted in ``seeds_skipped`` and named in the recording
-(``info["seeds_skipped"]``: the topics whose state the window does not start from).
-The store's bound may be far above its state (a batch frame is charged whole: a
-1 KB state can read 60 KB), so before a seed is skipped its state is measured
-exactly (one encode, O(state)) -- at most once per :data:`SEED_SPACING` times
-that size of frames received; in between, the size measured plus the bytes
-received since bound it. A topic is never left out of the window for a bound.
+copy-on-write, :mod:`rtnb.core.store`), O(entities) in C, and encoded only when a
+recording is written, on the caller's thread. It is counted at its state's size
+measured exactly (one encode, O(state)), measured again only after
+:data:`SEED_SPACING` times that size of frames was received -- in between, the
+size measured plus the bytes received since bound it -- or at the store's own
+bound (``TopicStore.nbytes``) when that is lower. The store's bound alone can be
+far above the state (it is measured only near its cap, and a batch frame is
+charged whole), and a topic must never be left out of the window for a bound.
+Since a segment's frames hold :data:`SEED_SPACING` times its seeds' bytes, seeding
+costs O(1) per byte received whatever the state's size (``python -m bench
+telemetry``: 60,000 entities). A seed that cannot be afforded (seeds over
+1/(SEED_SPACING + 1) of the cap) is skipped, counted in ``seeds_skipped`` and named
+in the recording (``info["seeds_skipped"]``: the topics whose state the window does
+not start from).
 
 Bounds: bytes held (frame sizes plus :data:`ROW_OVERHEAD` per frame, which
 is what a held frame costs beyond its text, plus the seeds) never exceed the
@@ -132,7 +133,7 @@ def seed_frame(ts: Any, payloads: bool) -> bytes | None:
 class Seed:
     """A topic's state at one instant, taken in O(entities) C copies and encoded (as
     :func:`seed_frame` does) only when needed: ``bytes(seed)``. ``nbytes``: what it is
-    counted as (the store's size bound)."""
+    counted as (its size measured, or the store's bound if lower)."""
 
     __slots__ = ("entities", "name", "nbytes", "position", "sequences")
 
@@ -369,11 +370,10 @@ class FlightRecorder:
         for ts in list(self._topics.values()):
             if not _has_state(ts):
                 continue
-            size = _state_bytes(ts.store)
-            if size + ROW_OVERHEAD > budget:
-                # The bound may be far above the state (a batch frame is charged whole):
-                # measure before skipping, at most once per SEED_SPACING x its size.
-                size = min(size, self._measured(ts))
+            # The store's bound may be far above the state (it is measured only near
+            # its cap, and a batch frame is charged whole): the seed is counted at its
+            # size measured, at most once per SEED_SPACING x that size of frames.
+            size = min(_state_bytes(ts.store), self._measured(ts))
             if size + ROW_OVERHEAD > budget:
                 seg.skipped.append(ts.name)
                 self.seeds_skipped += 1

@@ -419,6 +419,9 @@ def test_a_small_state_behind_a_large_batch_is_seeded_and_the_window_replays_to_
     assert len(fleet.entities) == 40
     assert fleet.nbytes > cap // 4 > len(json.dumps(fleet.entities)), "a loose bound"
     assert flight.frames_evicted > 0 and flight.nbytes <= cap
+    # seeds are counted at their measured size, not the loose bound (the ring holds frames)
+    seeds = [it[4] for seg in flight._segments for it in seg.items if it[0] == "seed"]
+    assert seeds and all(seed.nbytes < 2 * len(json.dumps(seed.entities)) for seed in seeds)
     log.to_parquet(tmp_path / "batch.parquet")
     rep = replay(EnvelopeLog.read_parquet(tmp_path / "batch.parquet"), speed=None)
     handles = {name: rep.subscribe(name) for name in TOPICS}
