@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,16 @@ from .base import (
 TokenLookup = Callable[[str], "str | None"]
 #: topic-level error codes after which a topic is not requested again
 _REFUSALS = TOPIC_REFUSALS
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every SSE/polling client of the process: httpx builds a new
+    one per ``AsyncClient`` by default, loading the CA bundle (~20-50 ms of CPU) at
+    every reconnect, even for ``http://`` URLs. It is httpx's own default context."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 _json = msgspec.json.Decoder()
 _response = msgspec.json.Decoder(dict[str, Any])
 #: bytes a probe's answer may have (``authenticated`` and a heartbeat: a few hundred)
@@ -151,6 +163,7 @@ class HttpTransportBase:
                 base_url=self.base,
                 timeout=httpx.Timeout(self._options.open_timeout, read=None),
                 trust_env=False,
+                verify=_tls(),
             )
         return self._client
 
