@@ -67,8 +67,10 @@ class FaultProxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
+            replied = threading.Event()  # upstream answered the cut command (mode "after")
+            args = (client, server, replied)
+            threading.Thread(target=self._up, args=args, daemon=True).start()
+            threading.Thread(target=self._down, args=args, daemon=True).start()
 
     def _shut(self, *socks: socket.socket) -> None:
         for sock in socks:
@@ -87,7 +89,7 @@ class FaultProxy:
             self._markers = None
             return self._mode
 
-    def _up(self, client: socket.socket, server: socket.socket) -> None:
+    def _up(self, client: socket.socket, server: socket.socket, replied: threading.Event) -> None:
         """Client -> upstream, watching for the armed command."""
         try:
             while True:
@@ -99,13 +101,13 @@ class FaultProxy:
                     self.cut.set()
                     break
                 if mode == "after":
-                    # Stop the reply from reaching the client: the other pump must not
-                    # forward it, so close the client side first, then let the server run it.
+                    # Stop the reply from reaching the client: close the client side
+                    # first, then let the server run it. The other pump is the one
+                    # reader of the server's side: it says when the reply came (reading
+                    # it here too raced it, and the cut was then reported 5 s late).
                     self._shut(client)
                     server.sendall(chunk)
-                    server.settimeout(5)
-                    with contextlib.suppress(OSError):
-                        server.recv(65536)  # its reply (or the other pump got it): it ran
+                    replied.wait(5)
                     self.cut.set()
                     break
                 server.sendall(chunk)
@@ -114,14 +116,14 @@ class FaultProxy:
         finally:
             self._shut(client, server)
 
-    def _down(self, server: socket.socket, client: socket.socket) -> None:
+    def _down(self, client: socket.socket, server: socket.socket, replied: threading.Event) -> None:
         try:
             while True:
                 chunk = server.recv(65536)
                 if not chunk:
                     break
-                client.sendall(chunk)
+                client.sendall(chunk)  # fails once a cut "after" shut the client: reply dropped
         except OSError:
             pass
         finally:
-            self._shut(client, server)
+            replied.set()  # the reply was dropped, or upstream closed: nothing more comes
