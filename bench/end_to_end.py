@@ -394,6 +394,14 @@ def main() -> None:
             f"{_span(rate_ratios)}; raw run: published {_med([x.published for x in r]):,.0f}/s, "
             f"server {_med([x.server_us for x in r]):.2f} µs/event"
         )
+        lost = [x.lost for x in c]
+        if any(lost):
+            print(
+                f"{'':<4}LOST: {sum(lost):,} events skipped as gap_unrecoverable over the rounds "
+                f"({', '.join(f'{n:,}' for n in lost)}): the client fell more than the server's "
+                "retention behind (cut as a slow consumer, then resynced from a snapshot); "
+                "delivered/s counts only applied events"
+            )
     print(f"{HTTP_REQUESTS} sequential HTTP requests each; mean ms per request")
     print(f"{'request':<34}{'kept-alive':>12}{'fresh':>9}{'ratio':>8}  bar")
     for name, (kept, fresh) in http.items():
