@@ -230,11 +230,11 @@ class Session:
         self.catchup.pop(log.topic, None)
         if self.closed or not records:
             return
-        catchup = Catchup(log, records[0].sequence - 1, records if fetched else [])
+        catchup = Catchup(log, records[0].sequence - 1, records)
         self.catchup[log.topic] = catchup
-        if not fetched:
-            catchup.pending = records[: self._room()[0]]
         self._top_up(log.topic, catchup)
+        if not fetched:  # the rest is read from the log when due: nothing pinned here
+            catchup.pending = []
 
     def stop_catch_up(self, topic: str) -> None:
         self.catchup.pop(topic, None)

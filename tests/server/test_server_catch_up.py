@@ -38,12 +38,13 @@ def _publish(srv: ServerHandle, topic: str, start: int, n: int) -> list[Any]:
     )
 
 
-def _read_sse(client: Any) -> tuple[list[dict[str, Any]], str, bool]:
-    """Everything until the stream ends: events, the last ``id:``, and whether cut as slow."""
+def _read_sse(client: Any, until: int) -> tuple[list[dict[str, Any]], str, bool]:
+    """Events until sequence ``until`` or the stream's end: events, the last ``id:``, and
+    whether the stream ended as a slow consumer."""
     events: list[dict[str, Any]] = []
     last_id, cut = client.parser.last_event_id, False
     try:
-        while True:
+        while not events or events[-1]["sequence"] < until:
             event = client.next()
             frame = json.loads(event.data)
             last_id = event.last_event_id
@@ -51,11 +52,9 @@ def _read_sse(client: Any) -> tuple[list[dict[str, Any]], str, bool]:
                 events.append(frame)
             elif frame["op"] == "error" and frame["code"] == "slow_consumer":
                 cut = True
-            elif frame["op"] == "heartbeat" and frame["sequences"] and events:
-                if frame["sequences"].popitem()[1] == events[-1]["sequence"]:
-                    return events, last_id, cut  # caught up with the server's latest
     except StopIteration:
-        return events, last_id, cut
+        pass
+    return events, last_id, cut
 
 
 def test_an_sse_replay_larger_than_the_send_queue_arrives_whole(make_server, sse_connect, topic):
@@ -64,7 +63,7 @@ def test_an_sse_replay_larger_than_the_send_queue_arrives_whole(make_server, sse
     _publish(srv, topic, 1, 2000)  # ~500 KB behind: eight send queues
     token = srv.issue_token(tenant="acme", user="ana")
     client = sse_connect(srv, token, [topic], last_event_id=first.replay_token)
-    events, _, cut = _read_sse(client)
+    events, _, cut = _read_sse(client, 2001)
     assert not cut, "a client reading its replay was cut as a slow consumer"
     assert [e["sequence"] for e in events] == list(range(2, 2002))
     assert srv.stats()["slow_consumers"] == 0
@@ -91,7 +90,7 @@ def test_an_sse_client_slower_than_the_publisher_for_a_while_converges(
     got: dict[int, dict[str, Any]] = {}
     last_id = ""
     for _ in range(5):
-        events, last_id, _ = _read_sse(client)
+        events, last_id, _ = _read_sse(client, i + 2000)
         got.update((e["sequence"], e) for e in events)
         if got and max(got) == i + 2000:
             break
@@ -175,3 +174,32 @@ def test_a_ws_replay_larger_than_the_queue_is_not_cut_by_live_events(make_server
         assert srv.stats()["slow_consumers"] == 0
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_a_peer_that_does_not_read_its_replay_is_cut_once_retention_passes_it(
+    make_server, connect, topic
+):
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=10_000)
+    first = _publish(srv, topic, 0, 1)[0]
+    _publish(srv, topic, 1, 9_000)
+    client = _RawWS(srv.ws_url)
+    try:
+        client.send({"op": "authenticate", "token": srv.issue_token(tenant="acme", user="ana")})
+        assert client.recv()["op"] == "authenticated"
+        client.send({"op": "subscribe", "topic": topic, "replayFrom": first.replay_token})
+        latest = 9_001
+        while srv.stats()["slow_consumers"] == 0:  # the client never reads again
+            assert latest < 40_000, "a peer that does not read was never cut"
+            _publish(srv, topic, latest, 500)
+            latest += 500
+        assert latest > 10_000, "cut before retention passed its position"
+        with pytest.raises(EOFError, match="1013.*retention"):
+            while True:
+                client.recv()
+    finally:
+        client.close()
+    # Its reconnect from where it was: the events are gone, a snapshot instead.
+    again = connect(srv, srv.issue_token(tenant="acme", user="ana"))
+    subscribed, snapshot = again.subscribe(topic, replay_from=first.replay_token)
+    assert subscribed["replay"] == "unavailable" and snapshot is not None
