@@ -194,7 +194,7 @@ def test_a_peer_that_does_not_read_its_replay_is_cut_once_retention_passes_it(
             _publish(srv, topic, latest, 500)
             latest += 500
         assert latest > 10_000, "cut before retention passed its position"
-        with pytest.raises(EOFError, match="1013.*retention"):
+        with pytest.raises(EOFError, match=r"1013.*retention"):
             while True:
                 client.recv()
     finally:
