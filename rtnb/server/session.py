@@ -264,7 +264,11 @@ class Session:
         if catchup.caught_up:  # the topic goes live in this very step: no gap
             del self.catchup[topic]
 
-    def _refill(self) -> None:
+    def top_up(self) -> None:
+        """Queue the next part of the replays still catching up, up to half the limits.
+
+        Called by :meth:`wait`, i.e. each time the writer comes back for more.
+        """
         half = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 2
         for topic, catchup in list(self.catchup.items()):
             if self.closed or self.queued_bytes >= half or len(self.queue) >= self.limit // 2:
@@ -320,7 +324,7 @@ class Session:
         A replay being caught up tops the queue up here: as fast as the writer sends.
         """
         if self.catchup and not self.closed:
-            self._refill()
+            self.top_up()
         while not self.queue and not self.closed:
             self._wakeup.clear()
             await self._wakeup.wait()
