@@ -255,7 +255,7 @@ class Session:
         try:
             records = catchup.take(frames, nbytes)
         except LookupError:
-            self._lost(topic)
+            self._lost()
             return
         if records:
             self.queue.extend(records)
@@ -278,10 +278,11 @@ class Session:
     def _behind(self, topic: str) -> None:
         """A live event of a topic still catching up: it is in the log, read later."""
         if self.catchup[topic].lost:
-            self._lost(topic)
+            self._lost()
 
-    def _lost(self, topic: str) -> None:
-        self._cut(f"further behind on {topic!r} than the topic's retention")
+    def _lost(self) -> None:
+        # No topic name: a WebSocket close reason is at most 123 bytes (RFC 6455 §5.5).
+        self._cut("further behind than the topic's retention")
 
     # -- closing -------------------------------------------------------------
 
