@@ -253,25 +253,30 @@ class Session:
     def _top_up(self, topic: str, catchup: Catchup) -> None:
         frames, nbytes = self._room()
         try:
-            records = catchup.take(frames, nbytes)
+            records, size = catchup.take(frames, nbytes)
         except LookupError:
             self._lost()
             return
         if records:
             self.queue.extend(records)
-            self.queued_bytes += sum(map(_size, records))
+            self.queued_bytes += size
             self._wakeup.set()
         if catchup.caught_up:  # the topic goes live in this very step: no gap
             del self.catchup[topic]
 
     def top_up(self) -> None:
-        """Queue the next part of the replays still catching up, up to half the limits.
+        """Queue the next part of the replays still catching up, up to half the limits,
+        once the queue is below a quarter of them.
 
         Called by :meth:`wait`, i.e. each time the writer comes back for more.
         """
-        half = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 2
+        # Only once below a quarter, then up to half: a read from the log costs a walk
+        # to the position, so it is done for many events at a time.
+        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
+        if self.queue and (self.queued_bytes >= quarter or len(self.queue) >= self.limit // 4):
+            return
         for topic, catchup in list(self.catchup.items()):
-            if self.closed or self.queued_bytes >= half or len(self.queue) >= self.limit // 2:
+            if self.closed:
                 return
             self._top_up(topic, catchup)
 

@@ -48,8 +48,13 @@ def _drain(session: Session, frames: int, got: list[int]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(backlog=st.integers(0, 200), retention=st.integers(60, 400), script=ops)
-def test_a_catch_up_delivers_every_event_once_in_order_or_cuts(backlog, retention, script):
+@given(
+    backlog=st.integers(0, 200),
+    retention=st.integers(60, 400),
+    limit=st.sampled_from([1, 2, 3, 7, 10_000]),  # send_queue_limit, in frames
+    script=ops,
+)
+def test_a_catch_up_delivers_every_event_once_in_order_or_cuts(backlog, retention, limit, script):
     log = TopicLog("acme", "t", MemoryStorage(), ReplayTokens(b"k" * 32), retention=retention)
     log.append("x.set", {"i": -1}, "e0")
     start, token = log.latest, log.token()
@@ -57,7 +62,7 @@ def test_a_catch_up_delivers_every_event_once_in_order_or_cuts(backlog, retentio
         log.append("x.set", {"i": i}, f"e{i % 5}")
     status, records, _ = log.replay(token)
     assume(status == "complete")  # else a snapshot, not a catch-up
-    session = Session("ws", 10_000, Chaos(), CAP)
+    session = Session("ws", limit, Chaos(), CAP)
     session.catch_up(log, records, fetched=False)
     got: list[int] = []
     for op, n in script:
@@ -66,6 +71,7 @@ def test_a_catch_up_delivers_every_event_once_in_order_or_cuts(backlog, retentio
         else:
             _drain(session, n, got)
         assert session.queued_bytes <= CAP
+        assert len(session.queue) <= limit
     _drain(session, 1_000_000, got)
     assert got == list(range(start + 1, start + 1 + len(got))), "a gap or a duplicate"
     if session.killed:
