@@ -4,9 +4,9 @@ A replay used to be pushed into the send queue whole. One larger than the queue'
 byte cap was cut at once (or at the next live event), so a client cut as a slow
 consumer reconnected, replayed, was cut again — and never caught up, even after the
 publisher stopped. Now a connection that is behind holds a :class:`Catchup` per topic:
-its position in the log. The session tops its queue up from it (to half the cap)
-each time the writer comes back for more, i.e. as fast as the socket drains; the
-topic's live events are not queued meanwhile (they are in the log, and the catch-up
+its position in the log. The session tops its queue up from it (to half the cap,
+once below a quarter) as the writer comes back for more, i.e. as fast as the
+socket drains; the topic's live events are not queued meanwhile (they are in the log, and the catch-up
 reads them in order) and the catch-up ends — the topic goes live — in the same step
 that reads the log's last committed event, so nothing falls between.
 

@@ -22,7 +22,7 @@ So a snapshot bigger than the limit reaches a client that keeps up while the
 topic stays live, and what one connection holds stays about ``send_queue_bytes``.
 
 A replay is streamed the same way (``catchup.py``): the queue is topped up from the
-topic's log, to half the limits, each time the writer comes back for more, and the
+topic's log, to half the limits once below a quarter, as the writer comes back for more, and the
 topic's live events are not queued until the replay has reached the log's end. So a
 client behind by more than the queue catches up as fast as it reads, instead of being
 cut at every reconnect; one that does not read is cut once retention passes it.
