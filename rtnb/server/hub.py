@@ -482,6 +482,7 @@ class Hub:
             if subs is not None:
                 subs.pop(session, None)
         session.subscriptions.clear()
+        session.catchup.clear()
 
     def subscribe(
         self,
@@ -521,14 +522,14 @@ class Hub:
             latest_sequence=topic_log.latest,
         )
         run: list[Item] = [encode_str(subscribed)]
-        if status == "complete":
-            run.extend(records)
-        else:  # sent part by part as the client takes them (snapshots.py)
+        if status != "complete":  # sent part by part as the client takes them (snapshots.py)
             run.append(SnapshotStream(topic_log))
         session.push_many(run)  # one run: the byte limit sees it whole (session.py)
         if not session.closed:  # not cut by that run
             # Re-subscribing (e.g. to fill a gap) replaces the old registration.
             self.watch(session, topic_log)
+            # The replay: queued as the client reads it, then live (catchup.py).
+            session.catch_up(topic_log, records, fetched=fetched is not None)
         return status
 
     async def preload(self, who: Identity, topic: str) -> None:
@@ -589,6 +590,7 @@ class Hub:
 
     def unsubscribe(self, session: Session, topic: str) -> None:
         topic_log = session.subscriptions.pop(topic, None)
+        session.stop_catch_up(topic)
         if topic_log is not None:
             self._subs.get(topic_log.key, {}).pop(session, None)
 
@@ -598,15 +600,21 @@ class Hub:
     # -- heartbeats --------------------------------------------------------------------
 
     @staticmethod
-    def heartbeat(subs: Mapping[str, TopicLog]) -> str:
-        """A heartbeat frame with the latest token and sequence of each given topic."""
-        return encode_str(
-            Heartbeat(
-                server_time=now(),
-                topics={t: lg.token() for t, lg in subs.items()},
-                sequences={t: lg.latest for t, lg in subs.items()},
-            )
-        )
+    def heartbeat(subs: Mapping[str, TopicLog], session: Session | None = None) -> str:
+        """A heartbeat frame with the latest token and sequence of each given topic.
+
+        For a topic ``session`` is still catching up on, the last event queued for it
+        (``catchup.py``): the client has all of it by the time it reads the heartbeat,
+        so it sees no tail gap and does not re-subscribe in the middle of the replay.
+        """
+        topics = {t: lg.token() for t, lg in subs.items()}
+        sequences = {t: lg.latest for t, lg in subs.items()}
+        if session is not None and session.catchup:
+            for topic in session.catchup.keys() & topics.keys():
+                position = session.position(topic)
+                if position is not None:
+                    topics[topic], sequences[topic] = position
+        return encode_str(Heartbeat(server_time=now(), topics=topics, sequences=sequences))
 
     def heartbeat_all(self) -> None:
         if self.chaos.heartbeats_stalled():
@@ -614,7 +622,7 @@ class Hub:
             return
         for session in tuple(self.sessions):
             if session.identity is not None and session.kind != "poll":
-                session.push(self.heartbeat(session.subscriptions))
+                session.push(self.heartbeat(session.subscriptions, session))
 
     async def run_heartbeats(self) -> None:
         interval = self.config.heartbeat_interval

@@ -20,6 +20,12 @@ which counts what it holds (its first part and its view of the topic) and makes
 the next part only once the previous one has left the queue (``snapshots.py``).
 So a snapshot bigger than the limit reaches a client that keeps up while the
 topic stays live, and what one connection holds stays about ``send_queue_bytes``.
+
+A replay is streamed the same way (``catchup.py``): the queue is topped up from the
+topic's log, to half the limits once below a quarter, as the writer comes back for more, and the
+topic's live events are not queued until the replay has reached the log's end. So a
+client behind by more than the queue catches up as fast as it reads, instead of being
+cut at every reconnect; one that does not read is cut once retention passes it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from .catchup import Catchup
 from .snapshots import SnapshotStream
 from .storage import LogRecord
 
@@ -87,6 +94,7 @@ class Session:
 
     __slots__ = (
         "_wakeup",
+        "catchup",
         "chaos",
         "close_code",
         "close_reason",
@@ -125,6 +133,7 @@ class Session:
         self.held: list[tuple[int, LogRecord]] = []  # chaos reorder hold-back
         self.on_kill: asyncio.Event | None = None
         self.on_slow: Callable[[], None] | None = None  # called once, when cut as slow
+        self.catchup: dict[str, Catchup] = {}  # topics being replayed from the log
 
     def __repr__(self) -> str:
         who = f"{self.identity.tenant}/{self.identity.user}" if self.identity else "anonymous"
@@ -141,6 +150,9 @@ class Session:
             return
         if self.chaos.cut_until and self.chaos.is_cut():
             self.chaos.count("stalled_frames")
+            return
+        if self.catchup and type(item) is LogRecord and item.topic in self.catchup:
+            self._behind(item.topic)
             return
         queue = self.queue
         was_empty = not queue
@@ -173,6 +185,9 @@ class Session:
         if self.chaos.cut_until and self.chaos.is_cut():
             self.chaos.count("stalled_frames", len(records))
             return
+        if self.catchup and records[0].topic in self.catchup:
+            self._behind(records[0].topic)
+            return
         queue = self.queue
         count = len(queue) + len(records)
         if (
@@ -194,10 +209,85 @@ class Session:
             what = f"more than {self.max_bytes:,} bytes"
         else:
             return True
-        self.kill(CLOSE_SLOW_CONSUMER, f"slow consumer: {what} waiting to be sent")
+        self._cut(f"{what} waiting to be sent")
+        return False
+
+    def _cut(self, what: str) -> None:
+        self.kill(CLOSE_SLOW_CONSUMER, f"slow consumer: {what}")
         if self.on_slow is not None:
             self.on_slow()
-        return False
+
+    # -- catching up (catchup.py) --------------------------------------------
+
+    def catch_up(self, log: TopicLog, records: list[LogRecord], *, fetched: bool) -> None:
+        """Queue the replay ``records`` of ``log``'s topic as the client reads them.
+
+        What fits in half the queue's limits is queued now (a short replay: all of it,
+        as before); the rest, and what is committed meanwhile, is read from the log by
+        :meth:`wait`. ``fetched``: the records were read from a sequenced store, not
+        the in-memory log, so they are kept until sent.
+        """
+        self.catchup.pop(log.topic, None)
+        if self.closed or not records:
+            return
+        catchup = Catchup(log, records[0].sequence - 1, records)
+        self.catchup[log.topic] = catchup
+        self._top_up(log.topic, catchup)
+        if not fetched:  # the rest is read from the log when due: nothing pinned here
+            catchup.pending = []
+
+    def stop_catch_up(self, topic: str) -> None:
+        self.catchup.pop(topic, None)
+
+    def position(self, topic: str) -> tuple[str, int] | None:
+        """The token and sequence of the last event of ``topic`` queued, while catching up."""
+        catchup = self.catchup.get(topic)
+        return None if catchup is None else (catchup.token, catchup.sequence)
+
+    def _room(self) -> tuple[int, int]:
+        """Frames and bytes a catch-up may add now: up to half of each limit."""
+        frames = self.limit // 2 - len(self.queue)
+        cap = self.max_bytes if self.max_bytes is not None else 1 << 62
+        return max(1, frames), max(1, cap // 2 - self.queued_bytes)
+
+    def _top_up(self, topic: str, catchup: Catchup) -> None:
+        frames, nbytes = self._room()
+        try:
+            records, size = catchup.take(frames, nbytes)
+        except LookupError:
+            self._lost()
+            return
+        if records:
+            self.queue.extend(records)
+            self.queued_bytes += size
+            self._wakeup.set()
+        if catchup.caught_up:  # the topic goes live in this very step: no gap
+            del self.catchup[topic]
+
+    def top_up(self) -> None:
+        """Queue the next part of the replays still catching up, up to half the limits,
+        once the queue is below a quarter of them.
+
+        Called by :meth:`wait`, i.e. each time the writer comes back for more.
+        """
+        # Only once below a quarter, then up to half: a read from the log costs a walk
+        # to the position, so it is done for many events at a time.
+        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
+        if self.queue and (self.queued_bytes >= quarter or len(self.queue) >= self.limit // 4):
+            return
+        for topic, catchup in list(self.catchup.items()):
+            if self.closed:
+                return
+            self._top_up(topic, catchup)
+
+    def _behind(self, topic: str) -> None:
+        """A live event of a topic still catching up: it is in the log, read later."""
+        if self.catchup[topic].lost:
+            self._lost()
+
+    def _lost(self) -> None:
+        # No topic name: a WebSocket close reason is at most 123 bytes (RFC 6455 §5.5).
+        self._cut("further behind than the topic's retention")
 
     # -- closing -------------------------------------------------------------
 
@@ -216,6 +306,7 @@ class Session:
         self.killed = True
         self.clear()
         self.held.clear()
+        self.catchup.clear()
         self._wakeup.set()
         if self.on_kill is not None:
             self.on_kill.set()
@@ -234,7 +325,12 @@ class Session:
         return item
 
     async def wait(self) -> None:
-        """Wait until there is something to send or the session closed."""
+        """Wait until there is something to send or the session closed.
+
+        A replay being caught up tops the queue up here: as fast as the writer sends.
+        """
+        if self.catchup and not self.closed:
+            self.top_up()
         while not self.queue and not self.closed:
             self._wakeup.clear()
             await self._wakeup.wait()

@@ -24,6 +24,9 @@ Bad-input policy — what the server does with frames it cannot use:
   malformed frame; the read loop goes on.
 * A consumer with more than ``send_queue_bytes`` (8 MiB) or
   ``send_queue_limit`` frames waiting is cut: close 1013 ``slow consumer``.
+  A replay is not pushed whole: it is read from the log as the queue drains
+  (``catchup.py``), so a client behind by more than the queue catches up as fast
+  as it reads; one that falls further behind than the retention is cut.
 * More than ``max_connections_per_identity`` (64) connections authenticated as one
   (tenant, user), counting SSE streams and HTTP requests being answered too:
   ``error {code: "too_many_connections"}``, close 4429 with a retry hint.
