@@ -5,7 +5,9 @@ Theory of operation
 Appending must cost well under a microsecond, so an append does the least
 possible work: the row's values are added to ``Ring.pending``, one flat list
 (``pending += (a, b, c)`` is a single C call, atomic under the GIL). Every
-``BATCH`` rows the writer *commits*: each column is cut out of the flat list
+``BATCH`` rows the writer *commits* the oldest ``BATCH`` rows pending (it leaves
+``2 * BATCH`` rows pending, so the list keeps its allocation instead of being
+freed and regrown by ~50 copying reallocs each time): each column is cut out of the flat list
 with a strided slice (``pending[k::width]``), packed in one C call
 (``struct.pack`` of the whole column; dictionary-encoded strings first go
 through ``map(index.get, values)``) and copied into its ring with slice
@@ -85,26 +87,31 @@ def pack(typecode: str, values: Sequence[Any]) -> array[Any]:
 class _Codes:
     """Dictionary encoding of one column: ``index`` str -> code, ``values`` code -> str.
 
-    ``None`` is code -1. ``values`` holds plain ``str`` (``StrEnum`` members
-    are stored by value).
+    ``None`` is code -1, and is not a key of ``index``: a dict whose keys are all
+    exact ``str`` compares equal-but-distinct strings (every decoded frame's) with a
+    plain memory compare instead of the generic rich compare. ``values`` and the
+    keys hold plain ``str`` (``StrEnum`` members are stored by value; they hash and
+    compare as their value).
     """
 
     __slots__ = ("index", "values")
 
     def __init__(self, values: Sequence[str] = ()) -> None:
         self.values: list[str] = list(values)
-        self.index: dict[str | None, int] = {None: -1}
-        self.index.update((v, i) for i, v in enumerate(self.values))
+        self.index: dict[str, int] = {v: i for i, v in enumerate(self.values)}
 
     def add(self, key: Any) -> int:
+        if key is None:
+            return -1
         code = self.index.get(key)
         if code is not None:
             return code
         if not isinstance(key, str):
             raise TypeError(f"expected str or None, got {type(key).__name__}")
         code = len(self.values)
-        self.values.append(str.__str__(key))
-        self.index[key] = code
+        plain = str.__str__(key)
+        self.values.append(plain)
+        self.index[plain] = code
         return code
 
     def encode(self, values: list[Any]) -> array[Any]:
@@ -115,7 +122,7 @@ class _Codes:
         codes = list(map(self.index.get, values))
         try:
             return pack("i", codes)
-        except struct.error:  # a value seen for the first time (its code is None)
+        except struct.error:  # None, or a value seen for the first time (its code is None)
             return pack(
                 "i", [self.add(v) if c is None else c for v, c in zip(values, codes, strict=True)]
             )
@@ -187,6 +194,12 @@ class Ring:
         self.pending: list[Any] = []
         self.width = len(spec.columns)
         self.flat_batch = BATCH * self.width
+        #: a writer's commit (``blocking=False``) leaves the newest ``2 * BATCH`` rows
+        #: pending, so the list never empties: emptied, CPython frees it and regrows it
+        #: ~50 times (12.5% each, copying it) per ``BATCH`` rows appended
+        self.flat_keep = 2 * self.flat_batch
+        #: the pending length at which writers commit (one ``BATCH`` converted each time)
+        self.flat_full = self.flat_batch + self.flat_keep
         self.lock = threading.Lock()
         self._reset()
 
@@ -216,7 +229,7 @@ class Ring:
         """Queue one row (a tuple in ``spec.columns`` order); commits every ``BATCH`` rows."""
         pending = self.pending
         pending += row
-        if len(pending) >= self.flat_batch:
+        if len(pending) >= self.flat_full:
             self.commit(blocking=False)
 
     def append_columns(self, columns: Sequence[Any], n: int) -> None:
@@ -244,22 +257,24 @@ class Ring:
                 self.lock.release()
         pending = self.pending
         pending += chain.from_iterable(zip(*full, strict=True))
-        if len(pending) >= self.flat_batch:
+        if len(pending) >= self.flat_full:
             self.commit(blocking=False)
 
     def commit(self, *, blocking: bool = True) -> None:
-        """Move pending rows into the columns (skipped if not blocking and the lock is busy)."""
+        """Move pending rows into the columns. Not blocking is a writer's commit (at
+        ``flat_full``): skipped if the lock is busy, and the newest ``flat_keep`` values
+        stay pending (readers commit every row first)."""
         if not self.lock.acquire(blocking):
             return
         try:
-            self._commit_locked()
+            self._commit_locked(0 if blocking else self.flat_keep)
         finally:
             self.lock.release()
 
-    def _commit_locked(self) -> None:
+    def _commit_locked(self, keep: int = 0) -> None:
         pending = self.pending
-        n = len(pending)
-        if not n:
+        n = len(pending) - keep  # whole rows: keep is too, and rows are added whole
+        if n <= 0:
             return
         try:
             self._commit_flat(pending[:n])
