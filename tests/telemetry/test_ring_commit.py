@@ -101,7 +101,7 @@ def test_rows_appended_as_columns_and_as_rows_keep_their_order() -> None:
     for i, row in enumerate(rows):
         if i == 2 * BATCH:
             # bulk rows commit what is pending first, then themselves
-            in_spec_order = [r[:11] + (r[12], r[11]) for r in rows[i : i + BATCH]]
+            in_spec_order = [(*r[:11], r[12], r[11]) for r in rows[i : i + BATCH]]
             columns = [list(c) for c in zip(*in_spec_order, strict=True)]
             ring = log._envelopes
             ring.append_columns(columns, BATCH)
