@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.status import OUTCOMES_BY_CODE, Outcome
-from .ring import Converted, Ring, TableSnapshot, Tally
+from .ring import BATCH, Converted, Ring, TableSnapshot, Tally
 from .schema import (
     ENVELOPE_CAPACITY,
     ENVELOPES,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .recorded import Recording
     from .summary import Summary
 
+_ENVELOPE_FLAT_BATCH = BATCH * len(ENVELOPES.columns)
 _OUTCOME_COLUMN = ENVELOPES.names.index("outcome")
 _COUNT_COLUMN = ENVELOPES.names.index("count")
 _GAP_CODE = OUTCOMES_BY_CODE.index(Outcome.GAP_UNRECOVERABLE)
@@ -197,8 +198,6 @@ class EnvelopeLog:
         }
         # The hot path appends straight to the envelope ring's pending list.
         self._envelope_rows = self._envelopes.pending
-        #: the pending length at which a writer commits (``Ring.flat_full``)
-        self._envelope_full = self._envelopes.flat_full
         #: recorded frames, when read from a recording (see :attr:`recording`)
         self._recording: Recording | None = None
         #: where ``to_parquet`` takes live frames from (a connection's flight recorder)
@@ -252,7 +251,7 @@ class EnvelopeLog:
             count,
             error,
         )
-        if len(rows) >= self._envelope_full:
+        if len(rows) >= _ENVELOPE_FLAT_BATCH:
             self._envelopes.commit(blocking=False)
 
     def envelope_rows(self) -> tuple[list[Any], int, Callable[..., None]]:
@@ -261,7 +260,7 @@ class EnvelopeLog:
         row's 13 values with ``+=``, in the order of :meth:`append_envelope`'s parameters
         with ``count`` before ``error``), the length at which to commit, and the commit (call
         it with ``blocking=False``) -- exactly what :meth:`append_envelope` does."""
-        return self._envelope_rows, self._envelope_full, self._envelopes.commit
+        return self._envelope_rows, _ENVELOPE_FLAT_BATCH, self._envelopes.commit
 
     def append_envelopes(
         self,

@@ -5,9 +5,7 @@ Theory of operation
 Appending must cost well under a microsecond, so an append does the least
 possible work: the row's values are added to ``Ring.pending``, one flat list
 (``pending += (a, b, c)`` is a single C call, atomic under the GIL). Every
-``BATCH`` rows the writer *commits* the oldest ``BATCH`` rows pending (it leaves
-``2 * BATCH`` rows pending, so the list keeps its allocation instead of being
-freed and regrown by ~50 copying reallocs each time): each column is cut out of the flat list
+``BATCH`` rows the writer *commits*: each column is cut out of the flat list
 with a strided slice (``pending[k::width]``), packed in one C call
 (``struct.pack`` of the whole column; dictionary-encoded strings first go
 through ``map(index.get, values)``) and copied into its ring with slice
@@ -194,12 +192,6 @@ class Ring:
         self.pending: list[Any] = []
         self.width = len(spec.columns)
         self.flat_batch = BATCH * self.width
-        #: a writer's commit (``blocking=False``) leaves the newest ``2 * BATCH`` rows
-        #: pending, so the list never empties: emptied, CPython frees it and regrows it
-        #: ~50 times (12.5% each, copying it) per ``BATCH`` rows appended
-        self.flat_keep = 2 * self.flat_batch
-        #: the pending length at which writers commit (one ``BATCH`` converted each time)
-        self.flat_full = self.flat_batch + self.flat_keep
         self.lock = threading.Lock()
         self._reset()
 
@@ -229,7 +221,7 @@ class Ring:
         """Queue one row (a tuple in ``spec.columns`` order); commits every ``BATCH`` rows."""
         pending = self.pending
         pending += row
-        if len(pending) >= self.flat_full:
+        if len(pending) >= self.flat_batch:
             self.commit(blocking=False)
 
     def append_columns(self, columns: Sequence[Any], n: int) -> None:
@@ -257,24 +249,22 @@ class Ring:
                 self.lock.release()
         pending = self.pending
         pending += chain.from_iterable(zip(*full, strict=True))
-        if len(pending) >= self.flat_full:
+        if len(pending) >= self.flat_batch:
             self.commit(blocking=False)
 
     def commit(self, *, blocking: bool = True) -> None:
-        """Move pending rows into the columns. Not blocking is a writer's commit (at
-        ``flat_full``): skipped if the lock is busy, and the newest ``flat_keep`` values
-        stay pending (readers commit every row first)."""
+        """Move pending rows into the columns (skipped if not blocking and the lock is busy)."""
         if not self.lock.acquire(blocking):
             return
         try:
-            self._commit_locked(0 if blocking else self.flat_keep)
+            self._commit_locked()
         finally:
             self.lock.release()
 
-    def _commit_locked(self, keep: int = 0) -> None:
+    def _commit_locked(self) -> None:
         pending = self.pending
-        n = len(pending) - keep  # whole rows: keep is too, and rows are added whole
-        if n <= 0:
+        n = len(pending)
+        if not n:
             return
         try:
             self._commit_flat(pending[:n])

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rtnb.telemetry.log as log_module
 from rtnb.core.status import OUTCOME_CODES, OUTCOMES_BY_CODE, Outcome, Status
 from rtnb.protocol.errors import LocalProtocolError
 from rtnb.telemetry import (
@@ -279,7 +280,10 @@ def test_any_appends_leave_the_last_capacity_rows_and_honest_counts(
     capacity: int, batch: int, steps: list[tuple[tuple[Any, ...], bool]]
 ) -> None:
     # A tiny commit batch, and reads between appends, exercise every commit boundary.
-    with mock.patch.object(ring_module, "BATCH", batch):
+    with (
+        mock.patch.object(ring_module, "BATCH", batch),
+        mock.patch.object(log_module, "_ENVELOPE_FLAT_BATCH", batch * 12),
+    ):
         log = EnvelopeLog(envelope_capacity=capacity)
         appended = []
         for args, read in steps:

@@ -1,8 +1,7 @@
-"""The ring's commit: dictionary codes, and a writer's commit that keeps rows pending (issue 22)."""
+"""The ring's commit: dictionary codes of ``cat`` columns (issue 22)."""
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from typing import Any
 
@@ -67,32 +66,6 @@ def envelope(i: int) -> tuple[Any, ...]:
         1e9 + i * 0.001, 1e9 + i * 0.001 - 0.004, ("a", "b", "c")[i % 3], f"t{i % 5}",
         f"evt-{i}", i, f"ent-{i % 7}", i % len(OUTCOMES_BY_CODE), "websocket", 1, 300, None, 1,
     )  # fmt: skip
-
-
-def test_a_writer_commits_one_batch_at_a_time_and_the_pending_list_keeps_its_allocation() -> None:
-    log = EnvelopeLog(envelope_capacity=20 * BATCH)
-    ring = log._envelopes
-    width = ring.width
-    sizes: set[int] = set()
-    n = 12 * BATCH
-    for i in range(n):
-        log.append_envelope(*envelope(i))
-        pending = len(ring.pending) // width
-        # rows are converted whole BATCHes, oldest first; at most 3 BATCHes wait
-        assert ring.total + pending == i + 1
-        assert ring.total % BATCH == 0 and pending < 3 * BATCH
-        if i >= 4 * BATCH:
-            sizes.add(sys.getsizeof(ring.pending))
-    # once grown, the list is never freed and regrown: one allocation throughout
-    assert len(sizes) == 1, sorted(sizes)
-    assert len(log) == n  # a reader commits every row
-    assert not ring.pending
-    frame = log.envelopes
-    assert frame["id"].tolist() == [f"evt-{i}" for i in range(n)]
-    assert frame["sequence"].tolist() == list(range(n))
-    counts = log.counts
-    assert sum(counts.values()) == n
-    assert counts[OUTCOMES_BY_CODE[0].value] == len(range(0, n, len(OUTCOMES_BY_CODE)))
 
 
 def test_rows_appended_as_columns_and_as_rows_keep_their_order() -> None:
