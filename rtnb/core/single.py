@@ -141,7 +141,7 @@ class PipelineSingle:
                 entity = ev.entity_id
                 ents = store.entities
                 cur = ents.get(entity)
-                ents[entity] = {**cur, **payload} if cur else dict(payload)
+                ents[entity] = cur | payload if cur else dict(payload)
                 store.sequences[entity] = seq
                 cursors = store.cursors
                 if cursors:

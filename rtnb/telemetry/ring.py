@@ -85,26 +85,31 @@ def pack(typecode: str, values: Sequence[Any]) -> array[Any]:
 class _Codes:
     """Dictionary encoding of one column: ``index`` str -> code, ``values`` code -> str.
 
-    ``None`` is code -1. ``values`` holds plain ``str`` (``StrEnum`` members
-    are stored by value).
+    ``None`` is code -1, and is not a key of ``index``: a dict whose keys are all
+    exact ``str`` compares equal-but-distinct strings (every decoded frame's) with a
+    plain memory compare instead of the generic rich compare. ``values`` and the
+    keys hold plain ``str`` (``StrEnum`` members are stored by value; they hash and
+    compare as their value).
     """
 
     __slots__ = ("index", "values")
 
     def __init__(self, values: Sequence[str] = ()) -> None:
         self.values: list[str] = list(values)
-        self.index: dict[str | None, int] = {None: -1}
-        self.index.update((v, i) for i, v in enumerate(self.values))
+        self.index: dict[str, int] = {v: i for i, v in enumerate(self.values)}
 
     def add(self, key: Any) -> int:
+        if key is None:
+            return -1
         code = self.index.get(key)
         if code is not None:
             return code
         if not isinstance(key, str):
             raise TypeError(f"expected str or None, got {type(key).__name__}")
         code = len(self.values)
-        self.values.append(str.__str__(key))
-        self.index[key] = code
+        plain = str.__str__(key)
+        self.values.append(plain)
+        self.index[plain] = code
         return code
 
     def encode(self, values: list[Any]) -> array[Any]:
@@ -115,7 +120,7 @@ class _Codes:
         codes = list(map(self.index.get, values))
         try:
             return pack("i", codes)
-        except struct.error:  # a value seen for the first time (its code is None)
+        except struct.error:  # None, or a value seen for the first time (its code is None)
             return pack(
                 "i", [self.add(v) if c is None else c for v, c in zip(values, codes, strict=True)]
             )
