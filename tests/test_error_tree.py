@@ -116,6 +116,7 @@ BUILTIN_RAISES: dict[tuple[str, str], tuple[int, str]] = {
     ("rtnb/widgets/assets.py", "RuntimeError"): (1, "an import cycle in rtnb's own JS (a bug)"),
     ("rtnb/server/handle.py", "RuntimeError"): (1, "chaos.restart() from the server's thread"),
     ("rtnb/server/redis_store.py", "RuntimeError"): (1, "1000 append conflicts in a row"),
+    ("rtnb/server/catchup.py", "LookupError"): (1, "internal: retention passed, caught in session"),
 }
 
 
