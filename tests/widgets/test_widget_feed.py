@@ -331,7 +331,8 @@ def test_rows_encoded_at_once_are_the_bytes_of_the_row_by_row_path(
         ids = [f"e{i}" for i in range(len(views))]
         feed._discover(views)
         if max_bytes <= 2:
-            exact = sum(len(encode_buffer(feed._row(e, v)[1])) + 1 for e, v in zip(ids, views)) - 1
+            rows = [feed._row(e, v)[1] for e, v in zip(ids, views, strict=True)]
+            exact = sum(len(encode_buffer(row)) + 1 for row in rows) - 1
             feed.max_message_bytes = max(1, exact + max_bytes)
         buffer, sent = getattr(feed, encode)(ids, views, deletes)
         out.append((buffer, sent, feed.rows_sent, list(feed._backlog)))
@@ -390,10 +391,8 @@ def test_a_feed_sends_the_messages_of_the_reference_feed_byte_for_byte(
         feed.activate()
         sinks.append(sink)
         feeds.append(feed)
-    seq = 0
     now = 0.0
-    for op in [*ops, ("flush",), ("flush",)]:
-        seq += 1
+    for seq, op in enumerate([*ops, ("flush",), ("flush",)], 1):
         kind = op[0]
         if kind == "apply":
             _, eid, delete, payload = op
