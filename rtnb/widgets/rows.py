@@ -43,6 +43,8 @@ import collections
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import contains
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..client.source import PENDING_FIELD, MutationRecord, RowCursor
@@ -66,6 +68,23 @@ FLAG_PENDING: Final = 1
 #: Most actions a table offers per row (each takes one flag bit): 16.
 MAX_ACTIONS: Final = 16
 _FAILED: Final = frozenset({"rejected", "timed_out", "refused", "cancelled"})
+
+
+def _dense_rows(
+    ids: Sequence[str], views: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> list[Any]:
+    """``(eid, flags, *values)`` of each view (dicts; TypeError otherwise), as
+    :meth:`TableFeed._row` makes a dense row without actions or overflow, column by
+    column in C loops (``dict.get`` mapped over the views), the rows zipped: about half
+    the cost of a row at a time (issue 22). The flag's field is looked up per row only
+    when a view holds it."""
+    get = dict.get
+    if any(map(contains, views, repeat(PENDING_FIELD))):
+        flags: Iterable[int] = [FLAG_PENDING if view.get(PENDING_FIELD) else 0 for view in views]
+    else:
+        flags = repeat(0)
+    values = [map(get, views, repeat(c)) for c in columns]  # type: ignore[arg-type]
+    return list(zip(ids, flags, *values, strict=False))  # flags may repeat without end
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +186,8 @@ class TableFeed(Feed):
         if self.fixed_columns:
             return
         colset, columns, overflow = self._colset, self.columns, self.overflow
+        if isinstance(views, Sequence) and all(map(colset.issuperset, views)):
+            return  # no new field in any view (the common case, in one C loop)
         for view in views:
             if view.keys() <= colset:  # the common case: no new field (one C-level check)
                 continue
@@ -264,12 +285,11 @@ class TableFeed(Feed):
         width = len(columns)
         pending = PENDING_FIELD
         flag = FLAG_PENDING
-        if 2 * min(map(len, views)) >= width:  # every row dense (the common case): _row, inlined
-            dense = [
-                (eid, flag if view.get(pending) else 0, *map(view.get, columns))
-                for eid, view in zip(ids, views, strict=True)
-            ]
-            return dense, sparse
+        if 2 * min(map(len, views)) >= width:  # every row dense (the common case)
+            try:
+                return _dense_rows(ids, views, columns), sparse
+            except TypeError:  # a view that is not a dict (a custom store's): row by row
+                pass
         for eid, view in zip(ids, views, strict=True):  # _row without actions or overflow
             if 2 * len(view) < width:
                 sparse.append(self._row(eid, view)[1])

@@ -454,3 +454,14 @@ def test_a_diffs_rows_leave_nothing_for_the_collectors_older_generations() -> No
             gc.enable()
     assert feed.rows_sent == 2 * n
     assert survivors and survivors[0] < n // 10, survivors
+
+
+def test_rows_of_views_that_are_not_dicts_are_the_rows_of_the_same_dicts() -> None:
+    from types import MappingProxyType
+
+    feed, _, _, _ = _feed(columns=["x", "y"])
+    ids = ["a", "b", "c"]
+    views = [{"x": 1, "y": 2}, {"x": 3, "y": None, PENDING_FIELD: True}, {"y": 5, "x": 4}]
+    proxies = [MappingProxyType(v) for v in views]
+    assert feed._rows(ids, proxies) == feed._rows(ids, views)
+    assert feed._rows(ids, views)[0] == [("a", 0, 1, 2), ("b", 1, 3, None), ("c", 0, 4, 5)]
