@@ -16,17 +16,23 @@ Printed, against the bars of issue 22 / DESIGN.md §6:
 * a cell's answer time while the stream runs: ``1+1`` executed every ~0.5 s
   from the page, request to reply (bar: the slowest ≤ 1 s);
 * nothing lost: every row's ``n`` in the kernel's store and in the page's rows
-  equals the last value published for it.
+  equals the last value published for it;
+* where the cores go over the stream (``bench/_cpu.py``, from ``/proc``): share of a
+  core and µs per published event of the server process, the kernel (per thread), the
+  jupyter-server, each kind of Chromium process (renderer per thread) and this process.
 
-``python -m bench.table_100k [--rate R] [--seconds S] [--profile FILE]``:
+``python -m bench.table_100k [--rate R] [--seconds S] [--profile FILE] [--js-profile]``:
 ``--profile`` samples the kernel with py-spy (raw format, every thread) while
 the stream runs; ``python -m bench._profile summary FILE`` reads it.
+``--js-profile`` samples the page's JavaScript over the stream (Chromium's CPU
+profiler) and prints the functions by self time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -34,6 +40,7 @@ import threading
 import time
 from typing import Any
 
+from bench import _cpu
 from bench._table_server import Server
 from bench.widgets import INSTRUMENT, _max_in_window
 from rtnb.widgets.budget import DEFAULT_FPS
@@ -45,6 +52,10 @@ BATCH = 1_000
 ENTITIES = 10_000
 TITLE = "t100k"
 ROW = "e00000"
+#: seconds of the idle window measured before the stream (CPU with the table shown, no events)
+IDLE_S = 2.0
+#: processes whose threads the CPU table lists one by one
+CPU_THREADS = ("kernel", "server", "jupyter-server", "chromium renderer", "chromium browser")
 BIG_ROWS = 6_321  # distinct entities among 10,000 random events on 10,000: 10,000 x (1 - 1/e)  # the first row (insertion order): it carries the final marker
 
 CELLS = [
@@ -65,7 +76,9 @@ def _sample(ts=topic.topic_state):
     while not _stop.is_set():
         _samples.append((_time.time(), ts.applied))
         _stop.wait(0.02)
-_th.Thread(target=_sample, daemon=True).start()
+_th.Thread(target=_sample, daemon=True, name="bench-sampler").start()
+import json as _json
+_json.dump({t.native_id: t.name for t in _th.enumerate()}, open('threads.json', 'w'))
 """
 CHECK = """
 import json as _json
@@ -148,10 +161,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 " st.apply = (m, d) => { const t = performance.now(); window.__benchMsgs.push(t);"
                 " const r = apply(m, d); window.__benchApplyMs.push(performance.now() - t); return r; }; }"
             )
-            lp.page.evaluate(INSTRUMENT)  # frame intervals and long tasks in the page
             marker = f"final-{int(time.time())}"
             lp.page.evaluate(WATCH, [f'.rtnb-table[data-title="{TITLE}"]', ROW, marker])
             kernel_pid = int((work / "kernel.pid").read_text())
+            answer: list[dict[str, Any]] = []
+            roots = {"server": server.proc.pid, "jupyter-server": lab.proc.pid,
+                     "kernel": kernel_pid, "bench": os.getpid()}  # fmt: skip
+            names = {int(k): v for k, v in json.loads((work / "threads.json").read_text()).items()}
+            cpu: list[_cpu.Snap] = []
+            idle: tuple[_cpu.Snap, _cpu.Snap] | None = None
+            if _cpu.available():  # the processes idle for 2 s (the table shown), then streaming
+                first = _cpu.snap(roots, names)
+                time.sleep(IDLE_S)
+                idle = (first, _cpu.snap(roots, names))
+            # frame intervals and long tasks in the page (after the idle window: its rAF
+            # loop is the bench's, ~0.05 of a core of Chromium's)
+            lp.page.evaluate(INSTRUMENT)
+            if idle is not None:
+                cpu.append(_cpu.snap(roots, names))
             profiler = None
             if args.profile:
                 profiler = subprocess.Popen(
@@ -161,19 +188,31 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             expected = work / "expected.json"
-            answer: list[dict[str, Any]] = []
+
+            def read_run() -> None:
+                answer.append(server.read())
+                if cpu:  # the stream's end
+                    cpu.append(_cpu.snap(roots, names))
+
+            cdp = None
+            if args.js_profile:  # the page's JS, sampled every 0.5 ms over the stream
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Profiler.enable")
+                cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+                cdp.send("Profiler.start")
             start_wall = time.time()
             server.send(
                 {"cmd": "run", "rate": args.rate, "seconds": args.seconds, "batch": BATCH,
                  "marker": marker, "expected": str(expected)}
             )  # fmt: skip
-            reader = threading.Thread(target=lambda: answer.append(server.read()))
+            reader = threading.Thread(target=read_run)
             reader.start()
             cell_ms: list[float] = []
             while reader.is_alive():
                 cell_ms.append(lp.page.evaluate(CELL_TIME))
                 reader.join(0.5)
             run = answer[0]
+            js_profile = cdp.send("Profiler.stop")["profile"] if cdp is not None else None
             try:
                 seen = lp.wait_js("() => window.__benchSeen", 60, "the final value on screen")
                 final_s = seen / 1000.0 - run["last_publish"]
@@ -234,7 +273,29 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "shot": shot,
         "kernel_pid": kernel_pid,
         "kernel": kernel,
+        "js_profile": js_top(js_profile) if js_profile else [],
+        "cpu": _cpu.breakdown(cpu[0], cpu[1], run["published"], idle=idle, threads_of=CPU_THREADS)
+        if len(cpu) == 2
+        else [],
     }
+
+
+def js_top(profile: dict[str, Any], top: int = 25) -> list[str]:
+    """The page's JS functions by self time (a CDP CPU profile), the busiest first."""
+    spent: dict[str, float] = {}
+    total = (profile["endTime"] - profile["startTime"]) / 1000.0  # ms
+    hits = sum(n.get("hitCount", 0) for n in profile["nodes"]) or 1
+    for node in profile["nodes"]:
+        frame = node["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1].split("?")[0][:40]
+        key = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber'] + 1}"
+        if not frame["url"]:
+            key = frame["functionName"] or "(anonymous)"
+        spent[key] = spent.get(key, 0.0) + node.get("hitCount", 0) * total / hits
+    lines = [f"page JS over the stream ({total:,.0f} ms sampled), self time:"]
+    for key, ms in sorted(spent.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {ms:>8,.0f} ms  {key}")
+    return lines
 
 
 def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
@@ -309,6 +370,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
     print(f"IOPub rate-limit message: {'yes' if r['iopub'] else 'no'}  {OK[not r['iopub']]}")
     if r["errors"]:
         print(f"JavaScript errors: {r['errors'][:3]}")
+    for line in [*r["cpu"], *r["js_profile"]]:
+        print(line)
     print(f"screenshot: {r['shot']}")
     return pub_ok and applied_ok and final_ok and msgs_ok and cell_ok and lost_ok and not r["iopub"]
 
@@ -318,6 +381,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--profile", type=pathlib.Path, default=None)
+    parser.add_argument("--js-profile", action="store_true", help="sample the page's JS (CDP)")
     args = parser.parse_args()
     result = measure(args)
     good = report(args, result)
