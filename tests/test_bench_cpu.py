@@ -38,7 +38,7 @@ def test_stat_reads_a_comm_with_spaces_and_parentheses(tmp_path):
 
 def test_chromium_processes_are_named_by_their_type():
     # Chromium rewrites a child's argv as one space-separated string
-    assert _cpu._kind("chromium", "/usr/lib/chromium/chromium --type=renderer --x".split()) == (
+    assert _cpu._kind("chromium", ["/usr/lib/chromium/chromium", "--type=renderer", "--x"]) == (
         "chromium renderer"
     )
     cmd = ["chromium", "--type=utility", "--utility-sub-type=network.mojom.NetworkService"]
