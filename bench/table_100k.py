@@ -16,17 +16,27 @@ Printed, against the bars of issue 22 / DESIGN.md §6:
 * a cell's answer time while the stream runs: ``1+1`` executed every ~0.5 s
   from the page, request to reply (bar: the slowest ≤ 1 s);
 * nothing lost: every row's ``n`` in the kernel's store and in the page's rows
-  equals the last value published for it.
+  equals the last value published for it;
+* where the cores go over the stream (``bench/_cpu.py``, from ``/proc``): share of a
+  core and µs per published event of the server process, the kernel (per thread), the
+  jupyter-server, each kind of Chromium process (renderer per thread) and this process.
 
-``python -m bench.table_100k [--rate R] [--seconds S] [--profile FILE]``:
+``python -m bench.table_100k [--rate R] [--seconds S] [--profile FILE] [--js-profile]``:
 ``--profile`` samples the kernel with py-spy (raw format, every thread) while
 the stream runs; ``python -m bench._profile summary FILE`` reads it.
+``--raf-loop`` times every frame from a ``requestAnimationFrame`` loop (frame
+intervals p50/p95, as ``bench/widgets.py``); by default the page only reports
+frames longer than 50 ms (``long-animation-frame`` entries), as that loop makes
+headless Chromium draw 60 frames a second, a cost the measured pipeline would share.
+``--js-profile`` samples the page's JavaScript over the stream (Chromium's CPU
+profiler) and prints the functions by self time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -34,6 +44,7 @@ import threading
 import time
 from typing import Any
 
+from bench import _cpu
 from bench._table_server import Server
 from bench.widgets import INSTRUMENT, _max_in_window
 from rtnb.widgets.budget import DEFAULT_FPS
@@ -45,6 +56,17 @@ BATCH = 1_000
 ENTITIES = 10_000
 TITLE = "t100k"
 ROW = "e00000"
+LONG_FRAMES = """() => {
+  const s = window.__bench = {frames: [], longtask: 0, long: [], running: false};
+  s.obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) s.longtask += e.duration; });
+  s.obs.observe({type: 'longtask'});
+  s.loaf = new PerformanceObserver((list) => { for (const e of list.getEntries()) s.long.push(e.duration); });
+  s.loaf.observe({type: 'long-animation-frame'});
+}"""
+#: seconds of the idle window measured before the stream (CPU with the table shown, no events)
+IDLE_S = 2.0
+#: processes whose threads the CPU table lists one by one
+CPU_THREADS = ("kernel", "server", "jupyter-server", "chromium renderer", "chromium browser")
 BIG_ROWS = 6_321  # distinct entities among 10,000 random events on 10,000: 10,000 x (1 - 1/e)  # the first row (insertion order): it carries the final marker
 
 CELLS = [
@@ -65,7 +87,10 @@ def _sample(ts=topic.topic_state):
     while not _stop.is_set():
         _samples.append((_time.time(), ts.applied))
         _stop.wait(0.02)
-_th.Thread(target=_sample, daemon=True).start()
+_th.Thread(target=_sample, daemon=True, name="bench-sampler").start()
+import json as _json
+_json.dump({t.native_id: t.name for t in _th.enumerate()}, open('threads.json.tmp', 'w'))
+os.replace('threads.json.tmp', 'threads.json')
 """
 CHECK = """
 import json as _json
@@ -148,10 +173,29 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 " st.apply = (m, d) => { const t = performance.now(); window.__benchMsgs.push(t);"
                 " const r = apply(m, d); window.__benchApplyMs.push(performance.now() - t); return r; }; }"
             )
-            lp.page.evaluate(INSTRUMENT)  # frame intervals and long tasks in the page
             marker = f"final-{int(time.time())}"
             lp.page.evaluate(WATCH, [f'.rtnb-table[data-title="{TITLE}"]', ROW, marker])
             kernel_pid = int((work / "kernel.pid").read_text())
+            answer: list[dict[str, Any]] = []
+            roots = {"server": server.proc.pid, "jupyter-server": lab.proc.pid,
+                     "kernel": kernel_pid, "bench": os.getpid()}  # fmt: skip
+            threads = work / "threads.json"  # written by SAMPLER
+            wait_py(lambda: threads.exists() and threads.read_text(), 60, "the kernel's threads")
+            names = {int(k): v for k, v in json.loads(threads.read_text()).items()}
+            cpu: list[_cpu.Snap] = []
+            idle: tuple[_cpu.Snap, _cpu.Snap] | None = None
+            # long frames and tasks in the page; --raf-loop: every frame's interval, from a
+            # requestAnimationFrame loop, which makes Chromium draw 60 frames a second
+            lp.page.evaluate(INSTRUMENT if args.raf_loop else LONG_FRAMES)
+            if _cpu.available():  # the processes idle for 2 s (the table shown), then streaming
+                first = _cpu.snap(roots, names)
+                time.sleep(IDLE_S)
+                idle = (first, _cpu.snap(roots, names))
+            if idle is not None:
+                cpu.append(_cpu.snap(roots, names))
+            perf = page.context.new_cdp_session(page)  # the renderer's main thread, by kind
+            perf.send("Performance.enable")
+            metrics = [page_metrics(perf)]
             profiler = None
             if args.profile:
                 profiler = subprocess.Popen(
@@ -161,19 +205,56 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             expected = work / "expected.json"
-            answer: list[dict[str, Any]] = []
+
+            def read_run() -> None:
+                answer.append(server.read())
+                if cpu:  # the stream's end
+                    cpu.append(_cpu.snap(roots, names))
+
+            tracer = None
+            if args.trace:  # Chromium's trace of the stream (devtools.timeline and toplevel)
+                tracer = page.context.new_cdp_session(page)
+                tracer.send("Tracing.start", {"transferMode": "ReturnAsStream",
+                    "traceConfig": {"includedCategories": TRACE_CATEGORIES}})  # fmt: skip
+            cdp = None
+            if args.js_profile:  # the page's JS, sampled every 0.5 ms over the stream
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Profiler.enable")
+                cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+                cdp.send("Profiler.start")
             start_wall = time.time()
             server.send(
                 {"cmd": "run", "rate": args.rate, "seconds": args.seconds, "batch": BATCH,
                  "marker": marker, "expected": str(expected)}
             )  # fmt: skip
-            reader = threading.Thread(target=lambda: answer.append(server.read()))
+            reader = threading.Thread(target=read_run)
             reader.start()
             cell_ms: list[float] = []
             while reader.is_alive():
                 cell_ms.append(lp.page.evaluate(CELL_TIME))
                 reader.join(0.5)
             run = answer[0]
+            metrics.append(page_metrics(perf))  # (sync Playwright: on this thread only)
+            trace_top: list[str] = []
+            if tracer is not None:
+                done: list[Any] = []
+                tracer.on("Tracing.tracingComplete", lambda e: done.append(e))
+                tracer.send("Tracing.end")
+                for _ in range(600):  # events arrive while Playwright runs: wait in the page
+                    if done:
+                        break
+                    page.wait_for_timeout(100)
+                handle = done[0]["stream"]
+                chunks = []
+                while True:
+                    got = tracer.send("IO.read", {"handle": handle, "size": 1 << 22})
+                    chunks.append(got["data"])
+                    if got.get("eof"):
+                        break
+                tracer.send("IO.close", {"handle": handle})
+                args.trace.write_text("".join(chunks))
+                trace_top = trace_self(json.loads("".join(chunks)))
+            js_profile = cdp.send("Profiler.stop")["profile"] if cdp is not None else None
             try:
                 seen = lp.wait_js("() => window.__benchSeen", 60, "the final value on screen")
                 final_s = seen / 1000.0 - run["last_publish"]
@@ -181,9 +262,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 final_s = float("inf")
             received = lp.page.evaluate("() => window.__benchMsgs")
             apply_ms = sorted(lp.page.evaluate("() => window.__benchApplyMs"))
-            frames, longtask = lp.page.evaluate(
+            frames, longtask, long_frames = lp.page.evaluate(
                 "() => { const s = window.__bench; s.running = false; s.obs.disconnect();"
-                " return [s.frames.filter((f) => f > 0).sort((a, b) => a - b), s.longtask]; }"
+                " if (s.loaf) s.loaf.disconnect();"
+                " return [s.frames.filter((f) => f > 0).sort((a, b) => a - b), s.longtask,"
+                " s.long || []]; }"
             )
             out = work / "kernel.json"
             lp.execute(CHECK.format(expected=str(expected), out=str(out)))
@@ -222,6 +305,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "frame_p50": frames[len(frames) // 2] if frames else float("nan"),
         "frame_p95": frames[int(0.95 * (len(frames) - 1))] if frames else float("nan"),
         "longtask": longtask,
+        "long_frames": sorted(long_frames),
         "apply_ms_max": apply_ms[-1] if apply_ms else 0.0,
         "apply_ms_sum": sum(apply_ms),
         "big_apply": big_apply,
@@ -234,7 +318,90 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "shot": shot,
         "kernel_pid": kernel_pid,
         "kernel": kernel,
+        "page_metrics": metrics,
+        "trace_top": trace_top,
+        "js_profile": js_top(js_profile) if js_profile else [],
+        "cpu": _cpu.breakdown(cpu[0], cpu[1], run["published"], idle=idle, threads_of=CPU_THREADS)
+        if len(cpu) == 2
+        else [],
     }
+
+
+#: Chromium's cumulative main-thread timings (CDP ``Performance.getMetrics``), seconds
+PAGE_METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+
+
+def page_metrics(cdp: Any) -> dict[str, float]:
+    got = cdp.send("Performance.getMetrics")["metrics"]
+    return {"at": time.monotonic(), **{m["name"]: float(m["value"]) for m in got}}
+
+
+def page_split(a: dict[str, float], b: dict[str, float], events: int) -> str:
+    """The page's main thread over the stream (to up to ~0.5 s after it), by kind: tasks
+    in all, of them script, layout, style recalculation, and the rest (painting, message
+    handling, ...)."""
+    seconds = b["at"] - a["at"]
+    d = {k: b.get(k, 0.0) - a.get(k, 0.0) for k in PAGE_METRICS}
+    rest = d["TaskDuration"] - d["ScriptDuration"] - d["LayoutDuration"] - d["RecalcStyleDuration"]
+    parts = [("script", d["ScriptDuration"]), ("layout", d["LayoutDuration"]),
+             ("style", d["RecalcStyleDuration"]), ("other", rest)]  # fmt: skip
+    split = ", ".join(f"{name} {v / seconds:.2f}" for name, v in parts)
+    return (
+        f"  page main thread (CDP, {seconds:.1f} s): tasks {d['TaskDuration'] / seconds:.2f} of a core "
+        f"({d['TaskDuration'] / max(1, events) * 1e6:.2f} µs/event): {split}"
+    )
+
+
+TRACE_CATEGORIES = ["devtools.timeline", "toplevel", "v8.execute", "blink", "ipc", "mojom"]
+
+
+def trace_self(trace: dict[str, Any] | list[Any], top: int = 25) -> list[str]:
+    """Self time of each complete event's name on the renderer's main thread."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    main = {(e["pid"], e["tid"]) for e in events
+            if e.get("ph") == "M" and e.get("name") == "thread_name"
+            and e.get("args", {}).get("name") == "CrRendererMain"}  # fmt: skip
+    spans = sorted(
+        ((e["pid"], e["tid"]), e["ts"], e["ts"] + e.get("dur", 0), e["name"])
+        for e in events
+        if e.get("ph") == "X" and (e["pid"], e["tid"]) in main and "dur" in e
+    )
+    own: dict[str, float] = {}
+    stack: list[list[Any]] = []  # [end, name, child time]
+    last = None
+    for key, t0, t1, name in spans:
+        if key != last:
+            stack, last = [], key
+        while stack and stack[-1][0] <= t0:
+            end, nm, child, start = stack.pop()
+            own[nm] = own.get(nm, 0.0) + (end - start) - child
+        if stack:
+            stack[-1][2] += t1 - t0
+        stack.append([t1, name, 0.0, t0])
+    for end, nm, child, start in stack:
+        own[nm] = own.get(nm, 0.0) + (end - start) - child
+    out = ["renderer main thread, trace events by self time (ms):"]
+    for nm, us in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {us / 1000:>8,.0f}  {nm}")
+    return out
+
+
+def js_top(profile: dict[str, Any], top: int = 25) -> list[str]:
+    """The page's JS functions by self time (a CDP CPU profile), the busiest first."""
+    spent: dict[str, float] = {}
+    total = (profile["endTime"] - profile["startTime"]) / 1000.0  # ms
+    hits = sum(n.get("hitCount", 0) for n in profile["nodes"]) or 1
+    for node in profile["nodes"]:
+        frame = node["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1].split("?")[0][:40]
+        key = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber'] + 1}"
+        if not frame["url"]:
+            key = frame["functionName"] or "(anonymous)"
+        spent[key] = spent.get(key, 0.0) + node.get("hitCount", 0) * total / hits
+    lines = [f"page JS over the stream ({total:,.0f} ms sampled), self time:"]
+    for key, ms in sorted(spent.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {ms:>8,.0f} ms  {key}")
+    return lines
 
 
 def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
@@ -278,8 +445,16 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
         f"widget msgs    {r['msgs_max']:>10.0f} in the busiest second, {r['msgs_per_s']:.1f}/s on average"
         f" (bar ≤ fps = {DEFAULT_FPS})  {OK[msgs_ok]}"
     )
+    if not args.raf_loop:
+        lf = r["long_frames"]
+        frames = (
+            f"{len(lf)} frames took > 50 ms (long animation frames), "
+            f"{sum(lf):,.0f} ms in all, {lf[-1] if lf else 0:.0f} ms at most"
+        )
+    else:
+        frames = f"frames p50 {r['frame_p50']:.1f} ms, p95 {r['frame_p95']:.1f} ms"
     print(
-        f"page           frames p50 {r['frame_p50']:.1f} ms, p95 {r['frame_p95']:.1f} ms; long tasks "
+        f"page           {frames}; long tasks "
         f"{r['longtask']:,.0f} ms in all; the table's store applied its messages in "
         f"{r['apply_ms_sum']:,.0f} ms in all, {r['apply_ms_max']:.1f} ms at most (information)"
     )
@@ -309,6 +484,12 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
     print(f"IOPub rate-limit message: {'yes' if r['iopub'] else 'no'}  {OK[not r['iopub']]}")
     if r["errors"]:
         print(f"JavaScript errors: {r['errors'][:3]}")
+    for line in r["cpu"]:
+        print(line)
+    if len(r["page_metrics"]) == 2:
+        print(page_split(*r["page_metrics"], run["published"]))
+    for line in [*r["trace_top"], *r["js_profile"]]:
+        print(line)
     print(f"screenshot: {r['shot']}")
     return pub_ok and applied_ok and final_ok and msgs_ok and cell_ok and lost_ok and not r["iopub"]
 
@@ -318,6 +499,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--profile", type=pathlib.Path, default=None)
+    parser.add_argument(
+        "--raf-loop",
+        action="store_true",
+        help="time every frame from a requestAnimationFrame loop (costs the page CPU)",
+    )
+    parser.add_argument("--trace", type=pathlib.Path, default=None, help="Chromium trace")
+    parser.add_argument("--js-profile", action="store_true", help="sample the page's JS (CDP)")
     args = parser.parse_args()
     result = measure(args)
     good = report(args, result)
