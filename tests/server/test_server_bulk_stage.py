@@ -27,6 +27,7 @@ from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
 from rtnb.server.staged import events_of
 from rtnb.server.storage import LogRecord, MemoryStorage
+from rtnb.server import topiclog
 from rtnb.server.tokens import ReplayTokens
 from rtnb.server.topiclog import TooLarge, TopicLog
 
@@ -136,6 +137,68 @@ def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> 
     # The last state accepted fits; one more key would not.
     fits = new._entity_overhead + len(b'"e"') + len(msgspec.json.encode(got[-1].state))
     assert fits <= limit
+
+
+growing = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["x.updated"] * 9 + ["x.deleted"]),
+            st.sampled_from(["a", "b"]),
+            st.dictionaries(
+                st.sampled_from([f"k{i}" for i in range(60)] + ["clientMutationId"]),
+                st.text(min_size=4, max_size=30),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=growing,
+    limit=st.sampled_from([500, 700, 1_000]),
+    every=st.integers(1, 3),
+    measure=st.sampled_from([1, 1_000]),
+)
+def test_entities_grown_batch_after_batch_are_refused_where_staging_each_event_refuses(
+    batches: list[list[tuple[str, str, dict[str, Any]]]], limit: int, every: int, measure: int
+) -> None:
+    """Small batches go column by column while a ceiling over every state says no entity can
+    reach the limit; the event that makes a state too large is refused all the same."""
+    saved, topiclog._MEASURE_EVERY = topiclog._MEASURE_EVERY, measure
+    try:
+        _grow(batches, limit, every)
+    finally:
+        topiclog._MEASURE_EVERY = saved
+
+
+def _grow(batches: list[list[tuple[str, str, dict[str, Any]]]], limit: int, every: int) -> None:
+    old, new = _log(limit, reference=True), _log(limit)
+    old_staged: list[Any] = []
+    new_staged: list[Any] = []
+    for i, batch in enumerate(batches):
+        want, refused = _per_event(old, batch)
+        got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+        assert [s.record.text for s in got] == [s.record.text for s in want]
+        assert [s.state for s in got] == [s.state for s in want]
+        assert (str(error) if error else "") == refused
+        old_staged += want
+        new_staged += got
+        if i % every == 0:  # sometimes several batches are staged before a commit
+            for staged in old_staged:
+                old.commit(staged)
+            new.commit_many(new_staged)
+            old_staged, new_staged = [], []
+    for staged in old_staged:
+        old.commit(staged)
+    new.commit_many(new_staged)
+    assert _state(new)[:5] == _state(old)[:5]
 
 
 def test_the_bound_starts_from_a_measured_state_for_entities_staged_the_old_way() -> None:
