@@ -23,6 +23,7 @@ per event (``thread_time``; best of three passes). ``PYTHONPATH=<tree>`` for A/B
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import hmac
@@ -68,19 +69,15 @@ class Loop:
         first = self.k + 1
         self.k += BATCH
         if self.keyed:
-            return [
-                ("row.updated", eid, {"n": n}, f"p{n}") for n, eid in enumerate(picks, first)
-            ]
+            return [("row.updated", eid, {"n": n}, f"p{n}") for n, eid in enumerate(picks, first)]
         return [("row.updated", eid, {"n": n}) for n, eid in enumerate(picks, first)]
 
     def batch(self, events: list[Any]) -> None:
         prepared, keys = bulk.prepare(TOPIC, TENANT, events)
         out = bulk.publish_batch(self.hub, TENANT, TOPIC, prepared, keys)
         coro = self.hub._commit_round()  # memory store: never suspends
-        try:
+        with contextlib.suppress(StopIteration):
             coro.send(None)
-        except StopIteration:
-            pass
         session = self.session
         while session.queue:
             text = session.take_text(self.max_messages, self.max_bytes)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import operator
 import secrets
-from itertools import chain, compress, count, repeat
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from itertools import chain, compress, count, repeat
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -448,7 +448,7 @@ class TopicLog:
         else:
             priors = list(map(self.entities.get, ids, repeat(_EMPTY)))
         states: list[dict[str, Any]] = list(map(operator.or_, priors, payloads))
-        first_at = dict(zip(reversed(ids), range(n - 1, -1, -1)))
+        first_at = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
         if len(first_at) != n:  # an entity twice: its later events merge on its earlier ones
             latest: dict[str, dict[str, Any]] = {}
             for i in compress(range(n), map(operator.ne, map(first_at.__getitem__, ids), count())):
@@ -463,7 +463,7 @@ class TopicLog:
             # Dropped after the merges, not between them: the same keys in the same order.
             for state in states:
                 state.pop(cmid, None)
-        staged_map.update(zip(ids, states))
+        staged_map.update(zip(ids, states, strict=True))
         self._bounds.clear()  # not kept per entity here: the ceiling bounds them all
         self._ceiling = (self._ceiling or 0) + sum(events.payload_bytes)
         topic, epoch = self.topic, self.epoch

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtnb.server import topiclog
 from rtnb.server.bulk import prepare as _prepare
 from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
 from rtnb.server.staged import events_of
 from rtnb.server.storage import LogRecord, MemoryStorage
-from rtnb.server import topiclog
 from rtnb.server.tokens import ReplayTokens
 from rtnb.server.topiclog import TooLarge, TopicLog
 
@@ -115,6 +115,8 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
         assert [s.record.token for s in got] == [s.record.token for s in want]
         assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
         assert [s.state for s in got] == [s.state for s in want]
+        # Built column by column first (none built yet), then each on its own.
+        assert events_of(list(got)) == [s.event for s in want]
         assert [s.event for s in got] == [s.event for s in want]
         assert events_of(list(got)) == [s.event for s in want]
         assert (str(error) if error else "") == refused
