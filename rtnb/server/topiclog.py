@@ -26,6 +26,7 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 
 if TYPE_CHECKING:
     from .bulk import Prepared
+    from .idempotency import IdemKey
 
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
@@ -243,7 +244,11 @@ class TopicLog:
             )
 
     def stage_many(
-        self, events: Prepared, occurred_at: datetime, version: int = 1
+        self,
+        events: Prepared,
+        occurred_at: datetime,
+        version: int = 1,
+        keys: list[IdemKey | None] | None = None,
     ) -> tuple[list[Staged], TooLarge | None]:
         """:meth:`stage` of each event in order, in one pass; the same frames, byte for byte.
 
@@ -257,6 +262,8 @@ class TopicLog:
 
         The default merge (:func:`~rtnb.core.merge.shallow_merge`) is inlined here, the
         same steps in the same order; a custom one is called (and its states measured).
+        ``keys``: each event's idempotency key, carried by its :class:`Staged` (``Keys``
+        puts them in flight).
         """
         if self._sequenced:
             raise ValueError("stage_many is for stores that do not assign sequences")
@@ -268,7 +275,7 @@ class TopicLog:
         tail = f',"version":{version}}}'
         if self._merge is shallow_merge and self._fits(events):
             parts = (head, middle, at, tail)
-            staged = self._stage_columns(events, occurred_at, version, first, tokens, parts)
+            staged = self._stage_columns(events, occurred_at, version, first, tokens, parts, keys)
             if staged is not None:
                 return staged, None
         out: list[Staged] = []
@@ -296,6 +303,7 @@ class TopicLog:
             nbytes,
             id_bytes,
             token,
+            key,
         ) in zip(
             events.types,
             events.ids,
@@ -306,7 +314,8 @@ class TopicLog:
             events.payload_bytes,
             events.id_bytes,
             tokens,
-            strict=True,
+            repeat(None) if keys is None else keys,
+            strict=False,
         ):
             seq += 1
             text = (
@@ -355,7 +364,9 @@ class TopicLog:
             states.append(state)
             staged_map[entity_id] = state
             out.append(
-                Staged(self, record, entity_id, state, event_type, payload, occurred_at, version)
+                Staged(
+                    self, record, entity_id, state, event_type, payload, occurred_at, version, key
+                )
             )
         self._ceiling = ceiling
         if records:
@@ -418,6 +429,7 @@ class TopicLog:
         first: int,
         tokens: list[str],
         parts: tuple[str, str, str, str],
+        keys: list[IdemKey | None] | None,
     ) -> list[Staged] | None:
         """:meth:`stage_many`'s loop column by column, when :meth:`_fits` says no entity can
         reach the limit and no event deletes; None (nothing staged) if a frame could be over
@@ -481,6 +493,7 @@ class TopicLog:
                 payloads,
                 repeat(occurred_at),
                 repeat(version),
+                repeat(None) if keys is None else keys,
             )
         )
         self._append_staged(out, records, ids, states, first)  # type: ignore[arg-type]

@@ -245,6 +245,36 @@ def test_publish_many_with_keys_digests_the_copy() -> None:
     )
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    batch=st.lists(st.tuples(types, names, payloads, st.none() | st.text(min_size=1)), min_size=1)
+)
+def test_keys_of_a_batch_digest_each_event_as_publishing_it_alone_would(
+    batch: list[tuple[str, str, dict[Any, Any], str | None]],
+) -> None:
+    """The batch's digests are cut from one sorted encode of it: each is the definition's."""
+    from rtnb.server.idempotency import digest
+
+    prepared, keys = _prepare(TOPIC, TENANT, batch)
+    if all(p is None for *_, p in batch):
+        assert keys is None
+        return
+    assert keys is not None
+    for key, (_, _, _, publish_id), t, e, c in zip(
+        keys, batch, prepared.types, prepared.ids, prepared.payloads, strict=True
+    ):
+        if publish_id is None:
+            assert key is None
+        else:
+            assert key is not None
+            assert (key.name, key.id, key.scope) == (
+                publish_id,
+                (TENANT, TOPIC, publish_id),
+                (TENANT, TOPIC),
+            )
+            assert key.digest == digest(TOPIC, t, e, c, 1)
+
+
 @pytest.mark.parametrize("bad", [("", "e", {}), ("t", 5, {}), ("t", "e", {"x": object()})])
 def test_prepare_refuses_what_publish_refused(bad: tuple[Any, ...]) -> None:
     with pytest.raises((ValueError, TypeError)):
@@ -295,7 +325,7 @@ def test_tokens_minted_in_a_range_are_the_tokens_minted_one_by_one() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=4),
+    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=6),
     max_bytes=st.integers(0, 8_000),
 )
 def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
@@ -304,17 +334,27 @@ def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
     """A commit round never holds one key twice (the second answers the first)."""
     from rtnb.server.idempotency import Remembered
 
-    one, bulk = (Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "ab")
+    one, bulk, columns = (
+        Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "abc"
+    )
     for r, names in enumerate(rounds):
         entries = [
-            ((TENANT, TOPIC, n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
+            ((TENANT, TOPIC * (i % 2 + 1), n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
             for i, n in enumerate(names)
         ]
         for entry in entries:
             one.add(*entry, 1000.0)
         bulk.add_many(entries, 1000.0)
-        assert list(bulk._entries.items()) == list(one._entries.items())
-        assert (bulk.bytes, bulk.forgotten, bulk._puts) == (one.bytes, one.forgotten, one._puts)
+        if entries:  # column by column: one log's keys (its epoch) in a commit round
+            keys, digests, _, sequences, occurred, types = map(list, zip(*entries, strict=True))
+            columns.add_columns(keys, digests, EPOCH, sequences, occurred, types, 1000.0)
+        for other in (bulk, columns):
+            assert list(other._entries.items()) == list(one._entries.items())
+            assert (other.bytes, other.forgotten, other._puts) == (
+                one.bytes,
+                one.forgotten,
+                one._puts,
+            )
 
 
 def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_server: Any) -> None:
