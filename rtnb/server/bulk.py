@@ -14,7 +14,6 @@ A store that assigns sequences itself (Redis) takes the prepared events one by o
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import operator
 from collections.abc import Iterable, Mapping
@@ -208,10 +207,20 @@ def _keys(
     )
     starts = list(accumulate(map((1).__add__, lengths), initial=1))[:n]
     if sum(lengths) + n + 1 == len(whole) and whole[starts[-1] + lengths[-1]] == 93:  # "]"
-        parts = map(whole.__getitem__, map(slice, starts, map(operator.add, starts, lengths)))
+        parts: Iterable[bytes] = map(
+            whole.__getitem__, map(slice, starts, map(operator.add, starts, lengths))
+        )
     else:  # not one encoding per event as counted: encode each
         parts = map(sorted_json, rows)
-    digests = list(map(_DIGEST_OF, map(_blake2b_16, parts)))
+    # A copy of an empty BLAKE2b-128 state per event: ~0.3 µs less than the constructor,
+    # which parses its ten keyword arguments each time.
+    fresh = _BLAKE2B_16.copy
+    digests: list[bytes] = []
+    append = digests.append
+    for part in parts:
+        h = fresh()
+        h.update(part)
+        append(h.digest())
     scope = (tenant, topic)
     if None not in publish_ids:
         key_ids = list(zip(repeat(tenant), repeat(topic), publish_ids))
@@ -222,8 +231,7 @@ def _keys(
     ]
 
 
-_blake2b_16: Final = functools.partial(_blake2b, digest_size=16)
-_DIGEST_OF: Final = operator.methodcaller("digest")
+_BLAKE2B_16: Final = _blake2b(digest_size=16)  # never updated: only copied
 
 
 def _json_bytes(text: str) -> int:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import operator
 from datetime import datetime
-from itertools import repeat
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -63,48 +61,8 @@ class Staged(msgspec.Struct, gc=False, eq=False):
         return self.record.sequence, self.occurred_at, self.type
 
 
-_LOG: Final = operator.attrgetter("log")
-_RECORD: Final = operator.attrgetter("record")
-_SEQUENCE: Final = operator.attrgetter("sequence")
-_TOKEN: Final = operator.attrgetter("token")
-_BUILT: Final = operator.attrgetter("built")
-_TYPE: Final = operator.attrgetter("type")
-_ENTITY_ID: Final = operator.attrgetter("entity_id")
-_OCCURRED_AT: Final = operator.attrgetter("occurred_at")
-_PAYLOAD: Final = operator.attrgetter("payload")
-_VERSION: Final = operator.attrgetter("version")
-
-
 def events_of(items: list[Event | Staged]) -> list[Event]:
-    """Each item's :class:`Event` (a staged one's :attr:`Staged.event`), in one loop.
-
-    Events staged in bulk on one log and not built yet (``publish_many`` without keys, the
-    common case) are built column by column, in C: the same events, not kept on the items
-    (nothing asks them again).
-    """
-    if (
-        items
-        and set(map(type, items)) == {Staged}
-        and len(set(map(_LOG, items))) == 1
-        and not any(map(_BUILT, items))
-    ):
-        log: TopicLog = items[0].log  # type: ignore[union-attr]
-        records = list(map(_RECORD, items))
-        seqs = list(map(_SEQUENCE, records))
-        return list(
-            map(
-                Event,
-                map(log.id_prefix.__add__, map(str, seqs)),
-                map(_TYPE, items),
-                repeat(log.topic),
-                seqs,
-                map(_ENTITY_ID, items),
-                map(_OCCURRED_AT, items),
-                map(_TOKEN, records),
-                map(_PAYLOAD, items),
-                map(_VERSION, items),
-            )
-        )
+    """Each item's :class:`Event` (a staged one's :attr:`Staged.event`), in one loop."""
     out: list[Event] = []
     append = out.append
     for item in items:

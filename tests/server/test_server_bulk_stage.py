@@ -115,8 +115,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
         assert [s.record.token for s in got] == [s.record.token for s in want]
         assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
         assert [s.state for s in got] == [s.state for s in want]
-        # Built column by column first (none built yet), then each on its own.
-        assert events_of(list(got)) == [s.event for s in want]
+        assert events_of(list(got)) == [s.event for s in want]  # none built yet
         assert [s.event for s in got] == [s.event for s in want]
         assert events_of(list(got)) == [s.event for s in want]
         assert (str(error) if error else "") == refused
