@@ -18,6 +18,7 @@ import hashlib
 import operator
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -175,15 +176,66 @@ def prepare(
     )
     if publish_ids is None or all(p is None for p in publish_ids):
         return prepared, None
+    return prepared, _keys(tenant, topic, prepared, publish_ids)
+
+
+def _keys(
+    tenant: str, topic: str, prepared: Prepared, publish_ids: list[str | None]
+) -> list[IdemKey | None]:
+    """Each event's key: its ``publish_id`` and ``digest(topic, type, entity_id, payload, 1)``.
+
+    The digests of the whole batch from one sorted encode of it, cut into each event's
+    encoding by lengths known from the unsorted encodings (sorting an object's keys moves
+    bytes, it does not change how many), then hashed in C; if the lengths do not add up,
+    each event is encoded on its own (the definition, as stored by SQLite and Redis).
+    """
+    n = len(prepared)
+    rows = list(zip(repeat(topic), prepared.types, prepared.ids, prepared.payloads, repeat(1)))
+    whole = sorted_json(rows)
+    topic_bytes = len(_encode_json(topic))
+    # ``[topic,type,id,payload,1]``: 4 commas, 2 brackets and the "1" around the parts.
+    lengths = list(
+        map(
+            sum,
+            zip(
+                repeat(topic_bytes + 7),
+                map(_json_bytes, prepared.type_json),
+                prepared.id_bytes,
+                prepared.payload_bytes,
+            ),
+        )
+    )
+    starts = list(accumulate(map((1).__add__, lengths), initial=1))[:n]
+    if sum(lengths) + n + 1 == len(whole) and whole[starts[-1] + lengths[-1]] == 93:  # "]"
+        parts: Iterable[bytes] = map(
+            whole.__getitem__, map(slice, starts, map(operator.add, starts, lengths))
+        )
+    else:  # not one encoding per event as counted: encode each
+        parts = map(sorted_json, rows)
+    # A copy of an empty BLAKE2b-128 state per event: ~0.3 µs less than the constructor,
+    # which parses its ten keyword arguments each time.
+    fresh = _BLAKE2B_16.copy
+    digests: list[bytes] = []
+    append = digests.append
+    for part in parts:
+        h = fresh()
+        h.update(part)
+        append(h.digest())
     scope = (tenant, topic)
-    # ``digest(topic, type, entity_id, payload, 1)`` of each, its two calls inline.
-    keys: list[IdemKey | None] = [
-        None
-        if p is None
-        else IdemKey(scope, p, _blake2b(sorted_json((topic, t, e, c, 1)), digest_size=16).digest())
-        for p, t, e, c in zip(publish_ids, types, ids, copies, strict=True)
+    if None not in publish_ids:
+        key_ids = list(zip(repeat(tenant), repeat(topic), publish_ids))
+        return list(map(IdemKey, repeat(scope), publish_ids, digests, key_ids))  # type: ignore[arg-type]
+    return [
+        None if p is None else IdemKey.of(scope, p, d)
+        for p, d in zip(publish_ids, digests, strict=True)
     ]
-    return prepared, keys
+
+
+_BLAKE2B_16: Final = _blake2b(digest_size=16)  # never updated: only copied
+
+
+def _json_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 _DICTS: Final = {dict}
@@ -279,6 +331,14 @@ def publish_prepared(
         staged, error = topic_log.stage_many(events, occurred_at)
         hub.enqueue(tenant, topic, staged)
         return list(staged), error
+    key_ids = [key.id for key in keys if key is not None]
+    if len(set(key_ids)) == len(key_ids) and hub.keys.fresh(key_ids):
+        # Every key new and once in the batch (the common case): the loop below would stage
+        # every event in one flush; the same, without the loop.
+        staged, error = topic_log.stage_many(events, occurred_at, keys=keys)
+        hub.keys.stage_many(staged, keys, hub.storage)
+        hub.enqueue(tenant, topic, staged)
+        return list(staged), error
     out: list[Event | Staged | None] = []
     pending: list[int] = []  # indices of the events to stage next
     at: list[int] = []  # where each pending event's answer goes in ``out``
@@ -288,7 +348,7 @@ def publish_prepared(
     def flush() -> TooLarge | None:
         # ``pending`` holds increasing indices: as many as the events means all of them.
         batch = events if len(pending) == len(events) else events.take(pending)
-        staged, error = topic_log.stage_many(batch, occurred_at)
+        staged, error = topic_log.stage_many(batch, occurred_at, keys=pending_keys)
         hub.keys.stage_many(staged, pending_keys, hub.storage)
         for item, i in zip(staged, at, strict=False):
             out[i] = item

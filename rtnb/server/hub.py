@@ -284,7 +284,7 @@ class Hub:
         key = None
         if publish_id is not None:
             content = digest(topic, event_type, entity_id, payload, version)
-            key = IdemKey((tenant, topic), publish_id, content)
+            key = IdemKey.of((tenant, topic), publish_id, content)
             found = self.keys.recall(key, topic, entity_id, payload, version)
             if found is not None:
                 return found

@@ -29,6 +29,7 @@ import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from itertools import accumulate, compress, count, islice, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
@@ -78,16 +79,22 @@ class Applied(NamedTuple):
         return cls(bytes.fromhex(fp), bytes.fromhex(epoch), int(seq), occurred_at, event_type)
 
 
-class IdemKey:
-    """One idempotency key of a publish or mutation, and the digest of its content."""
+class IdemKey(msgspec.Struct, gc=False, eq=False):
+    """One idempotency key of a publish or mutation, and the digest of its content.
 
-    __slots__ = ("digest", "id", "name", "scope")
+    ``id`` is ``(scope[0], scope[1], name)``, the key of :class:`Remembered` (:meth:`of`
+    builds it). A ``msgspec.Struct`` built in C, not tracked by the garbage collector (it
+    holds strings and bytes only): ``publish_many`` builds one per keyed event (issue 22).
+    """
 
-    def __init__(self, scope: Scope, name: str, digest: bytes) -> None:
-        self.scope = scope
-        self.name = name
-        self.digest = digest
-        self.id = (scope[0], scope[1], name)  # the key of :class:`Remembered`
+    scope: Scope
+    name: str
+    digest: bytes
+    id: tuple[str, str, str]
+
+    @classmethod
+    def of(cls, scope: Scope, name: str, digest: bytes) -> IdemKey:
+        return cls(scope, name, digest, (scope[0], scope[1], name))
 
     def __repr__(self) -> str:
         return f"IdemKey(scope={self.scope!r}, name={self.name!r})"
@@ -111,8 +118,13 @@ def digest(*parts: Any) -> bytes:
 
 
 _KEY: Final = operator.itemgetter(0)
-#: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s).
-_Entry = tuple[bytes, bytes, int, datetime, str, float]
+#: One remembered key: digest, epoch, sequence, occurredAt, type, stored at (unix s), and
+#: its cost in bytes (:meth:`Remembered.cost`, kept so that evicting sums costs in C).
+_Entry = tuple[bytes, bytes, int, datetime, str, float, int]
+_COST: Final = operator.itemgetter(6)
+_TENANT: Final = operator.itemgetter(0)
+_SCOPE: Final = operator.itemgetter(1)
+_NAME: Final = operator.itemgetter(2)
 #: Inserts between two sweeps of keys past the window (``get`` checks the age anyway).
 _SWEEP_EVERY: Final = 1024
 
@@ -144,6 +156,10 @@ class Remembered:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def isdisjoint(self, keys: Iterable[tuple[str, str, str]]) -> bool:
+        """Whether none of ``keys`` is remembered (no recency update; in C)."""
+        return self._entries.keys().isdisjoint(keys)
 
     @staticmethod
     def cost(key: tuple[str, str, str], applied: Applied) -> int:
@@ -180,10 +196,11 @@ class Remembered:
         entries = self._entries
         if key in entries:
             self._drop(key)
-        entries[key] = (digest, epoch, sequence, occurred_at, event_type, at)
-        self.bytes += (
+        cost = (
             ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2]) + len(event_type) + len(epoch)
         )
+        entries[key] = (digest, epoch, sequence, occurred_at, event_type, at, cost)
+        self.bytes += cost
         while self.bytes > self.max_bytes and entries:
             self._drop(next(iter(entries)))
             self.forgotten += 1
@@ -206,8 +223,7 @@ class Remembered:
             return
         added = 0
         for key, digest, epoch, sequence, occurred_at, event_type in entries:
-            items[key] = (digest, epoch, sequence, occurred_at, event_type, at)
-            added += (
+            cost = (
                 ENTRY_OVERHEAD
                 + len(key[0])
                 + len(key[1])
@@ -215,21 +231,77 @@ class Remembered:
                 + len(event_type)
                 + len(epoch)
             )
+            items[key] = (digest, epoch, sequence, occurred_at, event_type, at, cost)
+            added += cost
         self.bytes += added
-        # Dropping the oldest until under the cap once, after all, keeps the same suffix as
-        # after each insert: a key dropped then would not fit with everything after it now.
-        # (``_drop`` of the oldest, inline: ``popitem`` takes it in one C call.)
-        size, cap, dropped = self.bytes, self.max_bytes, 0
-        popitem = items.popitem
-        while size > cap and items:
-            old_key, old = popitem(last=False)
-            size -= ENTRY_OVERHEAD + len(old_key[0]) + len(old_key[1]) + len(old_key[2])
-            size -= len(old[4]) + len(old[1])
-            dropped += 1
-        self.bytes = size
-        self.forgotten += dropped
+        self._added(len(entries))
+
+    def add_columns(
+        self,
+        keys: list[tuple[str, str, str]],
+        digests: list[bytes],
+        epoch: bytes,
+        sequences: list[int],
+        occurred_at: list[datetime],
+        types: list[str],
+        at: float,
+    ) -> None:
+        """:meth:`add_many` of one log's keys given column by column (one commit round), in C."""
+        items = self._entries
+        if len(set(keys)) != len(keys) or not items.keys().isdisjoint(keys):
+            self.add_many(
+                list(zip(keys, digests, repeat(epoch), sequences, occurred_at, types)), at
+            )
+            return
+        fixed = ENTRY_OVERHEAD + len(epoch)
+        costs = list(
+            map(
+                sum,
+                zip(
+                    repeat(fixed),
+                    map(len, map(_TENANT, keys)),
+                    map(len, map(_SCOPE, keys)),
+                    map(len, map(_NAME, keys)),
+                    map(len, types),
+                ),
+            )
+        )
+        items.update(
+            zip(
+                keys,
+                zip(
+                    digests,
+                    repeat(epoch),
+                    sequences,
+                    occurred_at,
+                    types,
+                    repeat(at),
+                    costs,
+                    strict=False,
+                ),
+                strict=True,
+            )
+        )
+        self.bytes += sum(costs)
+        self._added(len(keys))
+
+    def _added(self, added: int) -> None:
+        """After ``added`` new entries: forget the oldest past the cap, sweep when due.
+
+        Dropping the oldest until under the cap once, after all, keeps the same suffix as
+        after each insert: a key dropped then would not fit with everything after it now.
+        How many: the first prefix of the oldest whose costs cover the excess (in C).
+        """
+        items = self._entries
+        excess = self.bytes - self.max_bytes
+        if excess > 0:
+            ends = accumulate(map(_COST, items.values()))
+            drop = next(compress(count(1), map(operator.ge, ends, repeat(excess))), len(items))
+            oldest = list(islice(items, drop))
+            self.bytes -= sum(map(_COST, map(items.pop, oldest)))
+            self.forgotten += drop
         before = self._puts
-        self._puts += len(entries)
+        self._puts += added
         if self._puts // _SWEEP_EVERY != before // _SWEEP_EVERY:
             self.sweep()
 
@@ -250,9 +322,7 @@ class Remembered:
         self.sweep()
 
     def _drop(self, key: tuple[str, str, str]) -> None:
-        entry = self._entries.pop(key)
-        self.bytes -= ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + len(key[2])
-        self.bytes -= len(entry[4]) + len(entry[1])
+        self.bytes -= self._entries.pop(key)[6]
 
 
 class Keys:
@@ -335,6 +405,10 @@ class Keys:
         epoch = bytes.fromhex(final.id.split("-")[1])
         return Applied(staged.key.digest, epoch, final.sequence, final.occurred_at, final.type)
 
+    def fresh(self, key_ids: list[tuple[str, str, str]]) -> bool:
+        """:meth:`new` of every one of ``key_ids``, in C."""
+        return self._inflight.keys().isdisjoint(key_ids) and self.remembered.isdisjoint(key_ids)
+
     def new(self, key_id: tuple[str, str, str]) -> bool:
         """Neither remembered nor in flight: :meth:`recall` would answer None (a quick check)."""
         return key_id not in self._inflight and key_id not in self.remembered
@@ -356,6 +430,30 @@ class Keys:
     def commit_many(self, staged: list[Staged], at: float) -> None:
         """:meth:`commit` of each committed event of one topic log that has a key."""
         inflight = self._inflight
+        if staged:  # one log's keyed events (a keyed publish_many): columns, remembered in C
+            # (One loop of attribute loads: ``operator.attrgetter`` maps over these structs
+            # cost ~3× as much.)
+            log = staged[0].log
+            ids: list[tuple[str, str, str]] = []
+            digests: list[bytes] = []
+            sequences: list[int] = []
+            occurred: list[datetime] = []
+            types: list[str] = []
+            for item in staged:
+                key = item.key
+                if key is None or item.log is not log:
+                    break
+                key_id = key.id
+                ids.append(key_id)
+                digests.append(key.digest)
+                sequences.append(item.record.sequence)
+                occurred.append(item.occurred_at)
+                types.append(item.type)
+                if inflight.get(key_id) is item:  # (the loop below skips what is gone)
+                    del inflight[key_id]
+            else:
+                self.remembered.add_columns(ids, digests, log.epoch, sequences, occurred, types, at)
+                return
         entries: list[tuple[tuple[str, str, str], bytes, bytes, int, datetime, str]] = []
         append = entries.append
         for item in staged:

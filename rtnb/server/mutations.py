@@ -139,7 +139,7 @@ RULES: Final[dict[str, Rule]] = {
 def _key(who: Identity, mutation: Mutate) -> IdemKey:
     """The mutation's idempotency key: its id per tenant, its digest (topic, entity, patch)."""
     content = digest(mutation.topic, mutation.entity_id, mutation.patch)
-    return IdemKey((who.tenant, MUTATION_SCOPE), mutation.client_mutation_id, content)
+    return IdemKey.of((who.tenant, MUTATION_SCOPE), mutation.client_mutation_id, content)
 
 
 class Mutations:

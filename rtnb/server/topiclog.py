@@ -11,6 +11,7 @@ import operator
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from itertools import chain, compress, count, repeat
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -25,6 +26,7 @@ from .tokens import EPOCH_BYTES, ReplayTokens
 
 if TYPE_CHECKING:
     from .bulk import Prepared
+    from .idempotency import IdemKey
 
 #: Target size of one snapshot frame, in bytes: 262,144 (256 KiB, well under 1 MiB).
 SNAPSHOT_CHUNK_BYTES: Final = 256 * 1024
@@ -55,6 +57,9 @@ class TooLarge(RtnbError, ValueError):
 
 
 _MISSING: Final[Any] = object()
+#: Events staged between two measures of every entity state (``TopicLog._fits``), at least.
+_MEASURE_EVERY = 1_000
+_EMPTY: Final[dict[str, Any]] = {}  # the prior of a new entity (never changed)
 _STATE: Final = operator.attrgetter("state")
 _ENTITY_ID: Final = operator.attrgetter("entity_id")
 
@@ -111,6 +116,12 @@ class TopicLog:
         # An upper bound on the encoded size of each entity's current state (staged
         # included), so that ``stage_many`` encodes a state only when it could be too large.
         self._bounds: dict[str, int] = {}
+        # An upper bound on the encoded size of every entity state current since it was last
+        # measured (None: not measured yet), so that a batch too small to bring any entity
+        # to the frame limit skips the per-entity bounds (``_fits``); re-measured over all
+        # entities at most once per ``len(entities)`` staged events (``_fits``).
+        self._ceiling: int | None = None
+        self._measure_at = 0
         self._topic_json = _ENCODER.encode(topic).decode()
         # Bytes of a one-entity snapshot frame around its entity id and state, with the
         # widest sequences and flag: an entity that fits this can always be sent alone.
@@ -193,6 +204,8 @@ class TopicLog:
             measured = len(_ENCODER.encode(state))
             self._check_entity(entity_id, len(_ENCODER.encode(entity_id)), measured)
             self._bounds[entity_id] = measured
+            if self._ceiling is not None and measured > self._ceiling:
+                self._ceiling = measured
         else:
             self._bounds.pop(entity_id, None)
         record = LogRecord(self.topic, self.epoch, seq, token, text)
@@ -231,7 +244,11 @@ class TopicLog:
             )
 
     def stage_many(
-        self, events: Prepared, occurred_at: datetime, version: int = 1
+        self,
+        events: Prepared,
+        occurred_at: datetime,
+        version: int = 1,
+        keys: list[IdemKey | None] | None = None,
     ) -> tuple[list[Staged], TooLarge | None]:
         """:meth:`stage` of each event in order, in one pass; the same frames, byte for byte.
 
@@ -245,9 +262,22 @@ class TopicLog:
 
         The default merge (:func:`~rtnb.core.merge.shallow_merge`) is inlined here, the
         same steps in the same order; a custom one is called (and its states measured).
+        ``keys``: each event's idempotency key, carried by its :class:`Staged` (``Keys``
+        puts them in flight).
         """
         if self._sequenced:
             raise ValueError("stage_many is for stores that do not assign sequences")
+        first = max(self._head, self.latest) + 1
+        tokens = self._minter.mint_range(first, len(events.types))
+        head = f'{{"op":"event","id":"{self.id_prefix}'
+        middle = f',"topic":{self._topic_json},"sequence":'
+        at = f',"occurredAt":{_ENCODER.encode(occurred_at).decode()},"replayToken":"'
+        tail = f',"version":{version}}}'
+        if self._merge is shallow_merge and self._fits(events):
+            parts = (head, middle, at, tail)
+            staged = self._stage_columns(events, occurred_at, version, first, tokens, parts, keys)
+            if staged is not None:
+                return staged, None
         out: list[Staged] = []
         records: list[LogRecord] = []
         states: list[dict[str, Any] | None] = []
@@ -260,12 +290,7 @@ class TopicLog:
         staged_map = self._staged
         staged_get = staged_map.get
         encode, topic, epoch = _ENCODER.encode, self.topic, self.epoch
-        first = max(self._head, self.latest) + 1
-        tokens = self._minter.mint_range(first, len(events.types))
-        head = f'{{"op":"event","id":"{self.id_prefix}'
-        middle = f',"topic":{self._topic_json},"sequence":'
-        at = f',"occurredAt":{encode(occurred_at).decode()},"replayToken":"'
-        tail = f',"version":{version}}}'
+        ceiling = self._ceiling
         deleted, cmid = DELETED_SUFFIX, CLIENT_MUTATION_ID
         seq = first - 1
         for (
@@ -278,6 +303,7 @@ class TopicLog:
             nbytes,
             id_bytes,
             token,
+            key,
         ) in zip(
             events.types,
             events.ids,
@@ -288,7 +314,8 @@ class TopicLog:
             events.payload_bytes,
             events.id_bytes,
             tokens,
-            strict=True,
+            repeat(None) if keys is None else keys,
+            strict=False,
         ):
             seq += 1
             text = (
@@ -330,26 +357,147 @@ class TopicLog:
                         error = exc
                         break
                 bounds[entity_id] = bound
+                if ceiling is not None and bound > ceiling:
+                    ceiling = bound
             record = LogRecord(topic, epoch, seq, token, text)
             records.append(record)
             states.append(state)
             staged_map[entity_id] = state
             out.append(
-                Staged(self, record, entity_id, state, event_type, payload, occurred_at, version)
+                Staged(
+                    self, record, entity_id, state, event_type, payload, occurred_at, version, key
+                )
             )
+        self._ceiling = ceiling
         if records:
             count = len(records)
             ids = events.ids if count == len(events.ids) else events.ids[:count]
-            self._staged_seq.update(zip(ids, range(first, first + count), strict=True))
-            self._storage.append_many(self.key, records, ids, states)
-            if self._shared:
-                self._pending.extend(out)
-            self._kept += count
-            if self._kept > self._retention:
-                self._storage.trim(self.key, self._retention)
-                self._kept = self._retention
-            self._head = first + count - 1
+            self._append_staged(out, records, ids, states, first)
         return out, error
+
+    def _append_staged(
+        self,
+        out: list[Staged],
+        records: list[LogRecord],
+        ids: list[str],
+        states: list[dict[str, Any] | None],
+        first: int,
+    ) -> None:
+        """Hand the records staged from ``first`` on to storage (and retention)."""
+        count = len(records)
+        self._staged_seq.update(zip(ids, range(first, first + count), strict=True))
+        self._storage.append_many(self.key, records, ids, states)
+        if self._shared:
+            self._pending.extend(out)
+        self._kept += count
+        if self._kept > self._retention:
+            self._storage.trim(self.key, self._retention)
+            self._kept = self._retention
+        self._head = first + count - 1
+
+    def _fits(self, events: Prepared) -> bool:
+        """Whether no entity state can reach the frame limit with ``events`` (and nothing
+        is deleted): the shallow merge's encoding is at most the sum of its parts' encodings,
+        so every state stays under :attr:`_ceiling` plus the batch's payload bytes."""
+        if not events.types:
+            return False
+        room = (
+            self._max_frame_size
+            - self._entity_overhead
+            - max(events.id_bytes)
+            - sum(events.payload_bytes)
+        )
+        if room < 0 or any(map(str.endswith, set(events.types), repeat(DELETED_SUFFIX))):
+            return False
+        ceiling = self._ceiling
+        if ceiling is None or ceiling > room:
+            if self._head < self._measure_at:
+                return False
+            # Measure every state (committed and staged): at most once per len(entities)
+            # events staged (and per _MEASURE_EVERY), so at most one encode per event even
+            # when it does not help.
+            states = chain(self.entities.values(), self._staged.values())
+            ceiling = self._ceiling = max(map(len, map(_ENCODER.encode, states)), default=0)
+            self._measure_at = self._head + max(len(self.entities), _MEASURE_EVERY)
+        return ceiling <= room
+
+    def _stage_columns(
+        self,
+        events: Prepared,
+        occurred_at: datetime,
+        version: int,
+        first: int,
+        tokens: list[str],
+        parts: tuple[str, str, str, str],
+        keys: list[IdemKey | None] | None,
+    ) -> list[Staged] | None:
+        """:meth:`stage_many`'s loop column by column, when :meth:`_fits` says no entity can
+        reach the limit and no event deletes; None (nothing staged) if a frame could be over
+        the limit. The merge is ``prior | payload`` (``{**prior, **payload}``, the same dict),
+        each entity's later events in the batch merged on its earlier ones."""
+        n = len(events.types)
+        ids, payloads = events.ids, events.payloads
+        seqs = list(map(str, range(first, first + n)))
+        head, middle, at, tail = parts  # the frame's fixed text (``stage_many``)
+        texts = [
+            f'{head}{seq}","type":{type_json}{middle}{seq},"entityId":{id_json}'
+            f'{at}{token}","payload":{payload_json}{tail}'
+            for seq, type_json, id_json, token, payload_json in zip(
+                seqs, events.type_json, events.id_json, tokens, events.payload_json, strict=True
+            )
+        ]
+        limit = self._max_frame_size
+        if max(map(len, texts)) * 4 > limit and any(  # frame_bytes' own shortcut first
+            frame_bytes(text, limit) > limit for text in texts
+        ):
+            return None
+        staged_map = self._staged
+        if staged_map:  # events staged and not committed yet: merged on those
+            entities_get = self.entities.get
+            priors = [
+                (staged_map[e] if e in staged_map else entities_get(e)) or _EMPTY for e in ids
+            ]
+        else:
+            priors = list(map(self.entities.get, ids, repeat(_EMPTY)))
+        states: list[dict[str, Any]] = list(map(operator.or_, priors, payloads))
+        first_at = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
+        if len(first_at) != n:  # an entity twice: its later events merge on its earlier ones
+            latest: dict[str, dict[str, Any]] = {}
+            for i in compress(range(n), map(operator.ne, map(first_at.__getitem__, ids), count())):
+                entity_id = ids[i]
+                prior = latest.get(entity_id)
+                if prior is None:
+                    prior = states[first_at[entity_id]]
+                state = latest[entity_id] = prior | payloads[i]
+                states[i] = state
+        cmid = CLIENT_MUTATION_ID
+        if any(map(operator.contains, states, repeat(cmid))):
+            # Dropped after the merges, not between them: the same keys in the same order.
+            for state in states:
+                state.pop(cmid, None)
+        staged_map.update(zip(ids, states, strict=True))
+        self._bounds.clear()  # not kept per entity here: the ceiling bounds them all
+        self._ceiling = (self._ceiling or 0) + sum(events.payload_bytes)
+        topic, epoch = self.topic, self.epoch
+        records = list(
+            map(LogRecord, repeat(topic), repeat(epoch), range(first, first + n), tokens, texts)
+        )
+        out = list(
+            map(
+                Staged,
+                repeat(self),
+                records,
+                ids,
+                states,
+                events.types,
+                payloads,
+                repeat(occurred_at),
+                repeat(version),
+                repeat(None) if keys is None else keys,
+            )
+        )
+        self._append_staged(out, records, ids, states, first)  # type: ignore[arg-type]
+        return out
 
     def _build(
         self,

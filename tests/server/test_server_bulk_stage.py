@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtnb.server import topiclog
 from rtnb.server.bulk import prepare as _prepare
 from rtnb.server.chaos import Chaos
 from rtnb.server.session import Session
@@ -114,6 +115,7 @@ def test_bulk_staging_sends_the_same_bytes_as_staging_each_event(
         assert [s.record.token for s in got] == [s.record.token for s in want]
         assert [s.record.sequence for s in got] == [s.record.sequence for s in want]
         assert [s.state for s in got] == [s.state for s in want]
+        assert events_of(list(got)) == [s.event for s in want]  # none built yet
         assert [s.event for s in got] == [s.event for s in want]
         assert events_of(list(got)) == [s.event for s in want]
         assert (str(error) if error else "") == refused
@@ -136,6 +138,68 @@ def test_an_entity_grown_by_small_payloads_is_refused_exactly_at_the_limit() -> 
     # The last state accepted fits; one more key would not.
     fits = new._entity_overhead + len(b'"e"') + len(msgspec.json.encode(got[-1].state))
     assert fits <= limit
+
+
+growing = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["x.updated"] * 9 + ["x.deleted"]),
+            st.sampled_from(["a", "b"]),
+            st.dictionaries(
+                st.sampled_from([f"k{i}" for i in range(60)] + ["clientMutationId"]),
+                st.text(min_size=4, max_size=30),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=growing,
+    limit=st.sampled_from([500, 700, 1_000]),
+    every=st.integers(1, 3),
+    measure=st.sampled_from([1, 1_000]),
+)
+def test_entities_grown_batch_after_batch_are_refused_where_staging_each_event_refuses(
+    batches: list[list[tuple[str, str, dict[str, Any]]]], limit: int, every: int, measure: int
+) -> None:
+    """Small batches go column by column while a ceiling over every state says no entity can
+    reach the limit; the event that makes a state too large is refused all the same."""
+    saved, topiclog._MEASURE_EVERY = topiclog._MEASURE_EVERY, measure
+    try:
+        _grow(batches, limit, every)
+    finally:
+        topiclog._MEASURE_EVERY = saved
+
+
+def _grow(batches: list[list[tuple[str, str, dict[str, Any]]]], limit: int, every: int) -> None:
+    old, new = _log(limit, reference=True), _log(limit)
+    old_staged: list[Any] = []
+    new_staged: list[Any] = []
+    for i, batch in enumerate(batches):
+        want, refused = _per_event(old, batch)
+        got, error = new.stage_many(_prepare(TOPIC, TENANT, batch)[0], AT)
+        assert [s.record.text for s in got] == [s.record.text for s in want]
+        assert [s.state for s in got] == [s.state for s in want]
+        assert (str(error) if error else "") == refused
+        old_staged += want
+        new_staged += got
+        if i % every == 0:  # sometimes several batches are staged before a commit
+            for staged in old_staged:
+                old.commit(staged)
+            new.commit_many(new_staged)
+            old_staged, new_staged = [], []
+    for staged in old_staged:
+        old.commit(staged)
+    new.commit_many(new_staged)
+    assert _state(new)[:5] == _state(old)[:5]
 
 
 def test_the_bound_starts_from_a_measured_state_for_entities_staged_the_old_way() -> None:
@@ -178,6 +242,36 @@ def test_publish_many_with_keys_digests_the_copy() -> None:
         and keys[1].digest
         == hashlib.blake2b(b'["bulk.t","u","e",{"1":2},1]', digest_size=16).digest()
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batch=st.lists(st.tuples(types, names, payloads, st.none() | st.text(min_size=1)), min_size=1)
+)
+def test_keys_of_a_batch_digest_each_event_as_publishing_it_alone_would(
+    batch: list[tuple[str, str, dict[Any, Any], str | None]],
+) -> None:
+    """The batch's digests are cut from one sorted encode of it: each is the definition's."""
+    from rtnb.server.idempotency import digest
+
+    prepared, keys = _prepare(TOPIC, TENANT, batch)
+    if all(p is None for *_, p in batch):
+        assert keys is None
+        return
+    assert keys is not None
+    for key, (_, _, _, publish_id), t, e, c in zip(
+        keys, batch, prepared.types, prepared.ids, prepared.payloads, strict=True
+    ):
+        if publish_id is None:
+            assert key is None
+        else:
+            assert key is not None
+            assert (key.name, key.id, key.scope) == (
+                publish_id,
+                (TENANT, TOPIC, publish_id),
+                (TENANT, TOPIC),
+            )
+            assert key.digest == digest(TOPIC, t, e, c, 1)
 
 
 @pytest.mark.parametrize("bad", [("", "e", {}), ("t", 5, {}), ("t", "e", {"x": object()})])
@@ -230,7 +324,7 @@ def test_tokens_minted_in_a_range_are_the_tokens_minted_one_by_one() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=4),
+    rounds=st.lists(st.lists(st.sampled_from("abcdefgh"), unique=True), max_size=6),
     max_bytes=st.integers(0, 8_000),
 )
 def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
@@ -239,17 +333,27 @@ def test_remembering_a_round_of_keys_keeps_what_remembering_each_keeps(
     """A commit round never holds one key twice (the second answers the first)."""
     from rtnb.server.idempotency import Remembered
 
-    one, bulk = (Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "ab")
+    one, bulk, columns = (
+        Remembered(max_bytes=max_bytes, window=60, clock=lambda: 1000.0) for _ in "abc"
+    )
     for r, names in enumerate(rounds):
         entries = [
-            ((TENANT, TOPIC, n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
+            ((TENANT, TOPIC * (i % 2 + 1), n), b"d" * 16, EPOCH, i, AT, "t" * (i % 4 + r + 1))
             for i, n in enumerate(names)
         ]
         for entry in entries:
             one.add(*entry, 1000.0)
         bulk.add_many(entries, 1000.0)
-        assert list(bulk._entries.items()) == list(one._entries.items())
-        assert (bulk.bytes, bulk.forgotten, bulk._puts) == (one.bytes, one.forgotten, one._puts)
+        if entries:  # column by column: one log's keys (its epoch) in a commit round
+            keys, digests, _, sequences, occurred, types = map(list, zip(*entries, strict=True))
+            columns.add_columns(keys, digests, EPOCH, sequences, occurred, types, 1000.0)
+        for other in (bulk, columns):
+            assert list(other._entries.items()) == list(one._entries.items())
+            assert (other.bytes, other.forgotten, other._puts) == (
+                one.bytes,
+                one.forgotten,
+                one._puts,
+            )
 
 
 def test_publish_many_keeps_the_per_event_rules_for_keys_and_refusals(make_server: Any) -> None:
