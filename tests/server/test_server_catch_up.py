@@ -203,3 +203,93 @@ def test_a_peer_that_does_not_read_its_replay_is_cut_once_retention_passes_it(
     again = connect(srv, srv.issue_token(tenant="acme", user="ana"))
     subscribed, snapshot = again.subscribe(topic, replay_from=first.replay_token)
     assert subscribed["replay"] == "unavailable" and snapshot is not None
+
+
+# -- a live subscriber over the cap catches up instead of being cut -------------------------
+#
+# A client that keeps up most of the time, then falls behind in a burst larger than its
+# send queue: its topic is switched to the catch-up path at the last event queued and
+# read from the log as the socket drains. No close, no reconnect, no snapshot: every
+# event arrives once, in order, on the same connection.
+
+
+def _fell_behind(srv: ServerHandle) -> bool:
+    """The server switched a live topic to catch-up — or, as before, cut the client."""
+    stats = srv.stats()
+    return bool(stats.get("fell_behind", 0) or stats["slow_consumers"])
+
+
+def test_a_ws_client_that_stops_reading_during_a_live_burst_gets_every_event_in_order(
+    make_server, topic
+):
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=200_000)
+    _publish(srv, topic, 0, 1)
+    client = _RawWS(srv.ws_url)
+    try:
+        client.send({"op": "authenticate", "token": srv.issue_token(tenant="acme", user="ana")})
+        assert client.recv()["op"] == "authenticated"
+        client.send({"op": "subscribe", "topic": topic})
+        while client.recv()["op"] != "snapshot":  # subscribed, then the snapshot: live
+            pass
+        latest = 1
+        while not _fell_behind(srv):  # the client does not read meanwhile
+            assert latest < 150_000, "the queue never passed its cap: no burst made"
+            _publish(srv, topic, latest, 500)
+            latest += 500
+        for _ in range(4):  # and a burst past that: live events while behind
+            _publish(srv, topic, latest, 500)
+            latest += 500
+        seen: list[int] = []
+        while not seen or seen[-1] < latest:
+            try:
+                frame = client.recv()
+            except EOFError as exc:
+                pytest.fail(f"cut at {seen[-1] if seen else 1} of {latest}: {exc}")
+            if frame["op"] == "event":
+                seen.append(frame["sequence"])
+            elif frame["op"] == "heartbeat":  # never ahead of what was received: no tail gap
+                assert frame["sequences"][topic] == (seen[-1] if seen else 1)
+            else:
+                pytest.fail(f"unexpected frame {frame['op']}: {frame}")
+        assert seen == list(range(2, latest + 1)), "a gap, a duplicate or out of order"
+        assert srv.stats()["slow_consumers"] == 0
+        assert srv.stats()["fell_behind"] >= 1
+    finally:
+        client.close()
+
+
+def test_an_sse_client_that_stops_reading_during_a_live_burst_gets_every_event_in_order(
+    make_server, sse_connect, topic
+):
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=200_000)
+    _publish(srv, topic, 0, 1)
+    token = srv.issue_token(tenant="acme", user="ana")
+    client = sse_connect(srv, token, [topic])
+    _, frame = client.next_frame()
+    assert frame["op"] == "subscribed"
+    _, frame = client.next_frame()
+    assert frame["op"] == "snapshot"
+    latest = 1
+    while not _fell_behind(srv):  # the client does not read meanwhile
+        assert latest < 150_000, "the queue never passed its cap: no burst made"
+        _publish(srv, topic, latest, 500)
+        latest += 500
+    for _ in range(4):
+        _publish(srv, topic, latest, 500)
+        latest += 500
+    seen: list[int] = []
+    try:
+        while not seen or seen[-1] < latest:
+            event = client.next()
+            frame = json.loads(event.data)
+            if frame["op"] == "event":
+                seen.append(frame["sequence"])
+            elif frame["op"] == "heartbeat":
+                assert frame["sequences"][topic] == (seen[-1] if seen else 1)
+            else:
+                pytest.fail(f"unexpected {frame['op']} at {seen[-1] if seen else 1}: {frame}")
+    except StopIteration:
+        pytest.fail(f"the stream ended at {seen[-1] if seen else 1} of {latest}")
+    assert seen == list(range(2, latest + 1)), "a gap, a duplicate or out of order"
+    assert srv.stats()["slow_consumers"] == 0
+    assert srv.stats()["fell_behind"] >= 1
