@@ -115,6 +115,7 @@ class _Connection:
             "ws", config.send_queue_limit, runtime.chaos, config.send_queue_bytes
         )
         self.session.on_kill = asyncio.Event()
+        self.session.on_behind = lambda: runtime.stats.count("fell_behind")
         self.bucket = TokenBucket(*config.rate_limit) if config.rate_limit else None
         self.snapshots = TokenBucket(*config.snapshot_rate) if config.snapshot_rate else None
         self.strikes = Strikes(config.max_bad_frames)
