@@ -166,19 +166,21 @@ class Session:
             self.chaos.count("stalled_frames")
             return
         queue = self.queue
-        if type(item) is LogRecord:
+        if type(item) is LogRecord:  # a live event: within the events' share, or behind
             if self.catchup and item.topic in self.catchup:
                 self._behind(item.topic)
                 return
+            size = _text_bytes(item.text)
             if queue and (
                 len(queue) >= self.event_limit
-                or (
-                    self.event_bytes is not None
-                    and self.queued_bytes + _text_bytes(item.text) > self.event_bytes
-                )
+                or (self.event_bytes is not None and self.queued_bytes + size > self.event_bytes)
             ):
                 self._fall_behind(item)
                 return
+            queue.append(item)
+            self.queued_bytes += size
+            self._wakeup.set()
+            return
         was_empty = not queue
         queue.append(item)
         self.queued_bytes += _size(item)
@@ -201,8 +203,8 @@ class Session:
         """:meth:`push` of a run of one topic's records, in order, in one step (``nbytes``:
         their UTF-8 bytes).
 
-        A run that would take the queue past three quarters of a cap is not queued (nor
-        any part of it): the topic falls behind at the event before the run's first and
+        A run that would take the queue past three quarters of a cap is queued as far as
+        it fits, and the topic falls behind at the first record that does not: the rest
         is read from the log as the queue drains (:meth:`_fall_behind`). A run of one
         record onto an empty queue is always accepted, as :meth:`push` accepts it.
         """
@@ -297,13 +299,18 @@ class Session:
         """
         # Only once below a quarter, then up to half: a read from the log costs a walk
         # to the position, so it is done for many events at a time.
-        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
-        if self.queue and (self.queued_bytes >= quarter or len(self.queue) >= self.limit // 4):
+        if not self._below_a_quarter():
             return
         for topic, catchup in list(self.catchup.items()):
             if self.closed:
                 return
             self._top_up(topic, catchup)
+
+    def _below_a_quarter(self) -> bool:
+        """The queue is empty, or below a quarter of both limits: time to top it up."""
+        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
+        queue = self.queue
+        return not queue or (self.queued_bytes < quarter and len(queue) < self.limit // 4)
 
     def _fall_behind_in(self, records: Sequence[LogRecord]) -> None:
         """Queue what of a live run fits in the events' share of the caps, in order; its
@@ -319,7 +326,8 @@ class Session:
             self.queue.extend(head if k == len(head) else head[:k])
             self.queued_bytes += ends[k - 1]
             self._wakeup.set()
-        self._fall_behind(records[k])  # k < len(records): the run did not fit whole
+        if k < len(records):  # always, as the caller found the run does not fit whole
+            self._fall_behind(records[k])
 
     def _fall_behind(self, record: LogRecord) -> None:
         """A live ``record`` that would take the queue past its share of the caps: its
@@ -345,8 +353,7 @@ class Session:
         if catchup.lost:
             self._lost()
             return
-        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
-        if self.queued_bytes < quarter and len(self.queue) < max(1, self.limit // 4):
+        if self._below_a_quarter():
             self._top_up(record.topic, catchup)
 
     def _behind(self, topic: str) -> None:

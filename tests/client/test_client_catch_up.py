@@ -20,7 +20,8 @@ CAP = 64 * 1024
 def heartbeat_while_behind(runtime: Any) -> bool:
     """A heartbeat waits in the queue of a session whose topic is behind (server loop)."""
     return any(
-        session.catchup and any(type(item) is str and '"heartbeat"' in item for item in session.queue)
+        session.catchup
+        and any(type(item) is str and '"heartbeat"' in item for item in session.queue)
         for session in runtime.hub.sessions
     )
 

@@ -226,7 +226,8 @@ def _heartbeat_while_behind(runtime: Any) -> bool:
     """A heartbeat waits in the queue of a session whose topic is behind (server loop):
     the socket is full and the client does not read."""
     return any(
-        session.catchup and any(type(item) is str and '"heartbeat"' in item for item in session.queue)
+        session.catchup
+        and any(type(item) is str and '"heartbeat"' in item for item in session.queue)
         for session in runtime.hub.sessions
     )
 

@@ -9,10 +9,9 @@ reports a sequence past the last event it got (no tail gap to resubscribe for)."
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
-
-import msgspec
 
 from rtnb.server.chaos import Chaos
 from rtnb.server.hub import Hub
