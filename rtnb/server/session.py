@@ -17,7 +17,8 @@ that are not log events (acks, heartbeats, snapshot parts, errors): if those
 pass a cap, the consumer is disconnected with close code 1013 ("try again
 later", RFC 6455 §7.4.1 / IANA registry) and reason ``slow consumer``, so one
 stuck client can never make the server's memory grow without bound. One frame
-pushed onto an *empty* queue is always accepted, however large.
+(or a subscription's ``subscribed`` and snapshot) pushed onto an *empty* queue is
+always accepted, however large.
 
 A snapshot is queued as one :class:`~rtnb.server.snapshots.SnapshotStream`,
 which counts what it holds (its first part and its view of the topic) and makes
