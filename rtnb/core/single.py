@@ -52,6 +52,7 @@ class PipelineSingle:
     _max_frame_size: int
     _decode: Callable[[bytes | str], Any]
     _topic: Callable[[str], TopicState | None]
+    topics: dict[str, TopicState]
     _append: Callable[..., None]
     _rows: list[Any] | None
     _rows_full: int
@@ -75,14 +76,17 @@ class PipelineSingle:
     def __getstate__(self) -> dict[str, Any]:
         """A copy (a replay's checkpoint) borrows the buffer of its own log (the same log
         when the copy shares it): what this one borrowed is left out, taken again in
-        :meth:`__setstate__`."""
+        :meth:`__setstate__`, as is the cached ``topics.get`` (a builtin bound method is
+        copied as is: it would read the original's topics)."""
         state = self.__dict__.copy()
         for name in _LENT:
             del state[name]
+        del state["_topic"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._topic = self.topics.get
         self._lend_rows()
 
     def feed(self, data: bytes | str, now: float) -> list[ClientBound]:
