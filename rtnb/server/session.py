@@ -342,7 +342,7 @@ class Session:
         over a cap before.
         """
         log = self.subscriptions.get(record.topic)
-        if log is None or log.latest < record.sequence:
+        if log is None or log.latest < record.sequence or log.epoch != record.epoch:
             self._cut("more than its share of the send queue waiting to be sent")
             return
         after = record.sequence - 1
