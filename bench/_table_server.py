@@ -165,6 +165,8 @@ def command(srv: Any, entities: int, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True}
     if kind == "token":
         return {"token": srv.issue_token(tenant=TENANT, user=cmd["user"], role="viewer")}
+    if kind == "stats":  # the server's counters (slow consumers cut, topics fallen behind)
+        return dict(srv.stats())
     if kind == "cpu":
         return {"loop": srv._call(lambda rt: time.thread_time()), "process": time.process_time()}
     raise ValueError(f"unknown command {kind!r}")

@@ -284,6 +284,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.wait(60)
             log = lab.log_text()
             errors = lp.errors
+        stats = server.ask({"cmd": "stats"})
     finally:
         server.stop()
     samples = kernel["samples"]
@@ -324,6 +325,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "cpu": _cpu.breakdown(cpu[0], cpu[1], run["published"], idle=idle, threads_of=CPU_THREADS)
         if len(cpu) == 2
         else [],
+        "server_stats": stats,
     }
 
 
@@ -476,6 +478,11 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
     )
     print(
         f"kernel log     outcomes {r['kernel']['outcomes']}, reconnects {r['kernel']['reconnects']}"
+    )
+    stats = r["server_stats"]
+    print(
+        f"server         slow consumers cut {stats['slow_consumers']}, a live topic fell behind its "
+        f"send queue (read from the log instead) {stats.get('fell_behind', 0)} times"
     )
     if r["kernel"]["status"] != "live" or r["kernel"]["gaps"]:
         print(

@@ -50,6 +50,7 @@ STAT_NAMES = (
     "request_timeouts",
     "write_timeouts",
     "slow_consumers",
+    "fell_behind",
     "mutations_applied",
     "mutations_rejected",
     "http_requests",

@@ -10,6 +10,10 @@ socket drains; the topic's live events are not queued meanwhile (they are in the
 reads them in order) and the catch-up ends — the topic goes live — in the same step
 that reads the log's last committed event, so nothing falls between.
 
+A live topic falls behind the same way (``Session._fall_behind``): when its events
+would take the queue past three quarters of a cap, a :class:`Catchup` starts at the
+last event of the topic already queued, and the socket's pace decides from there.
+
 Memory stays bounded: the queue holds at most about half the cap of replay, and a
 client that does not read at all stays where it is until the log's retention passes
 its position; then it is cut as a slow consumer (its reconnect gets

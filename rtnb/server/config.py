@@ -18,12 +18,13 @@ DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
 DEFAULT_RETENTION: Final = 10_000
 #: Seconds a new WebSocket has to send its ``authenticate`` frame.
 DEFAULT_AUTH_TIMEOUT: Final = 5.0
-#: Frames queued for one connection before it is dropped as a slow consumer.
-#: Larger than the default retention, so a full replay always fits.
+#: Frames queued for one connection: live events past three quarters of it fall
+#: behind (read from the log as the socket drains, ``session.py``), other frames past
+#: it cut the connection as a slow consumer (1013).
 DEFAULT_SEND_QUEUE_LIMIT: Final = 50_000
-#: Bytes queued for one connection (live events, snapshots and replays alike)
-#: before it is dropped as a slow consumer (1013). A full replay of the default
-#: retention fits; a snapshot counts one part and its view, the next part made only
+#: Bytes queued for one connection (live events, snapshots and replays alike), with
+#: the same rules as ``DEFAULT_SEND_QUEUE_LIMIT``. A replay is read from the log as
+#: the queue drains; a snapshot counts one part and its view, the next part made only
 #: once the previous one was sent (``snapshots.py``), so a larger topic still fits.
 #: Also the most event bytes one ``/poll`` answer carries.
 DEFAULT_SEND_QUEUE_BYTES: Final = 8 * 1024 * 1024

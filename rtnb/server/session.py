@@ -9,11 +9,16 @@ when the client keeps up each frame goes out alone, as soon as it is pushed.
 
 The queue is bounded in frames (``send_queue_limit``) and in bytes
 (``send_queue_bytes``, 8 MiB), counting everything: live events, snapshots and
-replays alike. A consumer that falls that far behind is disconnected with close
-code 1013 ("try again later", RFC 6455 §7.4.1 / IANA registry) and reason
-``slow consumer``, so one stuck client can never make the server's memory grow
-without bound. One run pushed onto an *empty* queue is always accepted, however
-large; a client that does not keep up is cut at the next push.
+replays alike. Live events fill at most three quarters of either cap: a topic's
+run of events that would take the queue past that is not queued, and the topic
+*falls behind* — it switches to the catch-up path below at the last event of it
+already queued, exactly like a replay. The last quarter is room for the frames
+that are not log events (acks, heartbeats, snapshot parts, errors): if those
+pass a cap, the consumer is disconnected with close code 1013 ("try again
+later", RFC 6455 §7.4.1 / IANA registry) and reason ``slow consumer``, so one
+stuck client can never make the server's memory grow without bound. One frame
+(or a subscription's ``subscribed`` and snapshot) pushed onto an *empty* queue is
+always accepted, however large.
 
 A snapshot is queued as one :class:`~rtnb.server.snapshots.SnapshotStream`,
 which counts what it holds (its first part and its view of the topic) and makes
@@ -25,7 +30,10 @@ A replay is streamed the same way (``catchup.py``): the queue is topped up from 
 topic's log, to half the limits once below a quarter, as the writer comes back for more, and the
 topic's live events are not queued until the replay has reached the log's end. So a
 client behind by more than the queue catches up as fast as it reads, instead of being
-cut at every reconnect; one that does not read is cut once retention passes it.
+cut at every reconnect; one that does not read is cut once retention passes it. A live
+client that falls behind in a burst catches up the same way, on the same connection:
+the wire does not change (the same events, in order, once), and heartbeats report the
+last event queued for the topic, so the client sees no missing tail.
 """
 
 from __future__ import annotations
@@ -100,6 +108,8 @@ class Session:
         "close_reason",
         "closed",
         "disconnected",
+        "event_bytes",
+        "event_limit",
         "held",
         "id",
         "identity",
@@ -107,6 +117,7 @@ class Session:
         "kind",
         "limit",
         "max_bytes",
+        "on_behind",
         "on_kill",
         "on_slow",
         "queue",
@@ -119,6 +130,9 @@ class Session:
         self.kind = kind
         self.limit = limit
         self.max_bytes = max_bytes
+        # Live events fill at most three quarters of each cap (see the module docstring).
+        self.event_limit = limit - limit // 4
+        self.event_bytes = None if max_bytes is None else max_bytes - max_bytes // 4
         self.queued_bytes = 0  # UTF-8 bytes of the queued frames' texts
         self.chaos = chaos
         self.identity: Identity | None = None
@@ -133,6 +147,7 @@ class Session:
         self.held: list[tuple[int, LogRecord]] = []  # chaos reorder hold-back
         self.on_kill: asyncio.Event | None = None
         self.on_slow: Callable[[], None] | None = None  # called once, when cut as slow
+        self.on_behind: Callable[[], None] | None = None  # called when a topic falls behind
         self.catchup: dict[str, Catchup] = {}  # topics being replayed from the log
 
     def __repr__(self) -> str:
@@ -151,10 +166,22 @@ class Session:
         if self.chaos.cut_until and self.chaos.is_cut():
             self.chaos.count("stalled_frames")
             return
-        if self.catchup and type(item) is LogRecord and item.topic in self.catchup:
-            self._behind(item.topic)
-            return
         queue = self.queue
+        if type(item) is LogRecord:  # a live event: within the events' share, or behind
+            if self.catchup and item.topic in self.catchup:
+                self._behind(item.topic)
+                return
+            size = _text_bytes(item.text)
+            if queue and (
+                len(queue) >= self.event_limit
+                or (self.event_bytes is not None and self.queued_bytes + size > self.event_bytes)
+            ):
+                self._fall_behind(item)
+                return
+            queue.append(item)
+            self.queued_bytes += size
+            self._wakeup.set()
+            return
         was_empty = not queue
         queue.append(item)
         self.queued_bytes += _size(item)
@@ -174,11 +201,13 @@ class Session:
         self._wakeup.set()
 
     def push_run(self, records: Sequence[LogRecord], nbytes: int) -> None:
-        """:meth:`push` of each record in order, in one step (``nbytes``: their UTF-8 bytes).
+        """:meth:`push` of a run of one topic's records, in order, in one step (``nbytes``:
+        their UTF-8 bytes).
 
-        The same outcome as pushing them one by one: a run that would go over a limit
-        is pushed one by one (rare), so the consumer is cut at the same frame, for the
-        same reason.
+        A run that would take the queue past three quarters of a cap is queued as far as
+        it fits, and the topic falls behind at the first record that does not: the rest
+        is read from the log as the queue drains (:meth:`_fall_behind`). A run of one
+        record onto an empty queue is always accepted, as :meth:`push` accepts it.
         """
         if self.closed or not records:
             return
@@ -191,11 +220,10 @@ class Session:
         queue = self.queue
         count = len(queue) + len(records)
         if (
-            count > self.limit
-            or (self.max_bytes is not None and self.queued_bytes + nbytes > self.max_bytes)
+            count > self.event_limit
+            or (self.event_bytes is not None and self.queued_bytes + nbytes > self.event_bytes)
         ) and (queue or len(records) > 1):
-            for record in records:
-                self.push(record)
+            self._fall_behind_in(records)
             return
         queue.extend(records)
         self.queued_bytes += nbytes
@@ -272,13 +300,62 @@ class Session:
         """
         # Only once below a quarter, then up to half: a read from the log costs a walk
         # to the position, so it is done for many events at a time.
-        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
-        if self.queue and (self.queued_bytes >= quarter or len(self.queue) >= self.limit // 4):
+        if not self._below_a_quarter():
             return
         for topic, catchup in list(self.catchup.items()):
             if self.closed:
                 return
             self._top_up(topic, catchup)
+
+    def _below_a_quarter(self) -> bool:
+        """The queue is empty, or below a quarter of both limits: time to top it up."""
+        quarter = (self.max_bytes if self.max_bytes is not None else 1 << 62) // 4
+        queue = self.queue
+        return not queue or (self.queued_bytes < quarter and len(queue) < self.limit // 4)
+
+    def _fall_behind_in(self, records: Sequence[LogRecord]) -> None:
+        """Queue what of a live run fits in the events' share of the caps, in order; its
+        topic falls behind at the first record that does not fit."""
+        frames = max(0, self.event_limit - len(self.queue))
+        head = list(records[:frames]) if frames < len(records) else list(records)
+        texts = list(map(_TEXT, head))
+        sizes = map(len, texts) if all(map(str.isascii, texts)) else map(_text_bytes, texts)
+        ends = list(itertools.accumulate(sizes))
+        room = 1 << 62 if self.event_bytes is None else self.event_bytes - self.queued_bytes
+        k = bisect.bisect_right(ends, room)
+        if k:
+            self.queue.extend(head if k == len(head) else head[:k])
+            self.queued_bytes += ends[k - 1]
+            self._wakeup.set()
+        if k < len(records):  # always, as the caller found the run does not fit whole
+            self._fall_behind(records[k])
+
+    def _fall_behind(self, record: LogRecord) -> None:
+        """A live ``record`` that would take the queue past its share of the caps: its
+        topic catches up from the log from there, as a replay does.
+
+        Every earlier event of the topic was queued (it was live), so the position is
+        the event before ``record``: nothing queued is dropped and nothing is skipped.
+        Topped up at once if the queue is below a quarter (the writer may be waiting on
+        an empty queue), else when the writer comes back for more. A record its topic's
+        log does not hold (a subscription replaced meanwhile) cuts the consumer, as
+        over a cap before.
+        """
+        log = self.subscriptions.get(record.topic)
+        if log is None or log.latest < record.sequence or log.epoch != record.epoch:
+            self._cut("more than its share of the send queue waiting to be sent")
+            return
+        after = record.sequence - 1
+        catchup = Catchup(log, after, [])
+        catchup.token = log.token(after)  # what a heartbeat reports until more is queued
+        self.catchup[record.topic] = catchup
+        if self.on_behind is not None:
+            self.on_behind()
+        if catchup.lost:
+            self._lost()
+            return
+        if self._below_a_quarter():
+            self._top_up(record.topic, catchup)
 
     def _behind(self, topic: str) -> None:
         """A live event of a topic still catching up: it is in the log, read later."""

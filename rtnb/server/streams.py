@@ -125,6 +125,7 @@ async def sse(request: Request) -> Response:
     session = Session("sse", config.send_queue_limit, runtime.chaos, config.send_queue_bytes)
     session.identity = who
     session.on_slow = lambda: _cut(runtime, session)
+    session.on_behind = lambda: runtime.stats.count("fell_behind")
     hub.attach(session)
 
     def done() -> None:  # the stream ended, or never started (the peer left first)

@@ -22,11 +22,13 @@ Bad-input policy — what the server does with frames it cannot use:
   retry_after=0.5"``).
 * Frames nested deeper than the decoder allows are ``bad_frame`` like any other
   malformed frame; the read loop goes on.
-* A consumer with more than ``send_queue_bytes`` (8 MiB) or
-  ``send_queue_limit`` frames waiting is cut: close 1013 ``slow consumer``.
-  A replay is not pushed whole: it is read from the log as the queue drains
-  (``catchup.py``), so a client behind by more than the queue catches up as fast
-  as it reads; one that falls further behind than the retention is cut.
+* A consumer's send queue is bounded by ``send_queue_bytes`` (8 MiB) and
+  ``send_queue_limit`` frames. A replay is not pushed whole: it is read from the
+  log as the queue drains (``catchup.py``), and a live topic whose events would
+  pass three quarters of a cap falls behind and is read the same way, on the same
+  connection, so a client behind by more than the queue catches up as fast as it
+  reads. One that falls further behind than the retention is cut (close 1013
+  ``slow consumer``), as is one whose non-event frames pass a cap.
 * More than ``max_connections_per_identity`` (64) connections authenticated as one
   (tenant, user), counting SSE streams and HTTP requests being answered too:
   ``error {code: "too_many_connections"}``, close 4429 with a retry hint.
@@ -115,6 +117,7 @@ class _Connection:
             "ws", config.send_queue_limit, runtime.chaos, config.send_queue_bytes
         )
         self.session.on_kill = asyncio.Event()
+        self.session.on_behind = lambda: runtime.stats.count("fell_behind")
         self.bucket = TokenBucket(*config.rate_limit) if config.rate_limit else None
         self.snapshots = TokenBucket(*config.snapshot_rate) if config.snapshot_rate else None
         self.strikes = Strikes(config.max_bad_frames)

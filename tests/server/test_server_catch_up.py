@@ -70,33 +70,42 @@ def test_an_sse_replay_larger_than_the_send_queue_arrives_whole(make_server, sse
 
 
 @pytest.mark.slow
-def test_an_sse_client_slower_than_the_publisher_for_a_while_converges(
+def test_an_sse_client_that_stops_reading_past_retention_is_cut_and_resyncs(
     make_server, sse_connect, topic
 ):
-    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4)
+    # Live, then behind (its queue passed the cap: read from the log), then further
+    # behind than the log keeps: cut, with the reason; its reconnect gets a snapshot.
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=5_000)
     _publish(srv, topic, 0, 1)
     token = srv.issue_token(tenant="acme", user="ana")
     client = sse_connect(srv, token, [topic])
     _, frame = client.next_frame()
     assert frame["op"] == "subscribed"
-    # The client stops reading while the publisher goes on: it is cut as a slow consumer.
     i = 1
-    while srv.stats()["slow_consumers"] == 0:
-        assert i < 200_000, "never cut: the test no longer makes a slow consumer"
+    while srv.stats()["slow_consumers"] == 0:  # the client never reads meanwhile
+        assert i < 200_000, "a peer that does not read was never cut"
         _publish(srv, topic, i, 500)
         i += 500
-    _publish(srv, topic, i, 2000)  # and a backlog past the cut
-    # The publisher stopped; the client reads again and reconnects from its cursor.
-    got: dict[int, dict[str, Any]] = {}
+    assert srv.stats()["fell_behind"] >= 1, "cut without falling behind first"
+    reasons: list[str] = []
     last_id = ""
-    for _ in range(5):
-        events, last_id, _ = _read_sse(client, i + 2000)
-        got.update((e["sequence"], e) for e in events)
-        if got and max(got) == i + 2000:
-            break
-        client = sse_connect(srv, token, [topic], last_event_id=last_id)
-    assert got and max(got) == i + 2000, f"stuck at {max(got, default=0)} of {i + 2000}"
-    assert srv.stats()["slow_consumers"] == 1, "cut again while catching up"
+    try:
+        while True:
+            event = client.next()
+            last_id = event.last_event_id
+            frame = json.loads(event.data)
+            if frame["op"] == "error":
+                reasons.append(frame["message"])
+    except StopIteration:
+        pass
+    assert len(reasons) == 1 and "retention" in reasons[0], reasons
+    again = sse_connect(srv, token, [topic], last_event_id=last_id)
+    _, frame = again.next_frame()
+    assert frame["op"] == "subscribed" and frame["replay"] == "unavailable"
+    _, snapshot = again.next_frame()
+    assert snapshot["op"] == "snapshot"
+    truth = srv.truth(topic, tenant="acme")
+    assert {e["entityId"]: e["state"] for e in snapshot["entities"]} == truth
 
 
 class _RawWS:
@@ -203,3 +212,103 @@ def test_a_peer_that_does_not_read_its_replay_is_cut_once_retention_passes_it(
     again = connect(srv, srv.issue_token(tenant="acme", user="ana"))
     subscribed, snapshot = again.subscribe(topic, replay_from=first.replay_token)
     assert subscribed["replay"] == "unavailable" and snapshot is not None
+
+
+# -- a live subscriber over the cap catches up instead of being cut -------------------------
+#
+# A client that keeps up most of the time, then falls behind in a burst larger than its
+# send queue: its topic is switched to the catch-up path at the last event queued and
+# read from the log as the socket drains. No close, no reconnect, no snapshot: every
+# event arrives once, in order, on the same connection.
+
+
+def _heartbeat_while_behind(runtime: Any) -> bool:
+    """A heartbeat waits in the queue of a session whose topic is behind (server loop):
+    the socket is full and the client does not read."""
+    return any(
+        session.catchup
+        and any(type(item) is str and '"heartbeat"' in item for item in session.queue)
+        for session in runtime.hub.sessions
+    )
+
+
+def _stuck_behind(srv: ServerHandle) -> bool:
+    """The client's topic is behind and a heartbeat waits behind its queue — or, as
+    before this change, it was cut as a slow consumer."""
+    return bool(srv.stats()["slow_consumers"] or srv._call(_heartbeat_while_behind))
+
+
+def test_a_ws_client_that_stops_reading_during_a_live_burst_gets_every_event_in_order(
+    make_server, topic
+):
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=200_000)
+    _publish(srv, topic, 0, 1)
+    client = _RawWS(srv.ws_url)
+    try:
+        client.send({"op": "authenticate", "token": srv.issue_token(tenant="acme", user="ana")})
+        assert client.recv()["op"] == "authenticated"
+        client.send({"op": "subscribe", "topic": topic})
+        while client.recv()["op"] != "snapshot":  # subscribed, then the snapshot: live
+            pass
+        latest = 1
+        while not _stuck_behind(srv):  # the client does not read meanwhile
+            assert latest < 150_000, "the queue never passed its cap: no burst made"
+            _publish(srv, topic, latest, 500)
+            latest += 500
+        for _ in range(4):  # and a burst past that: live events while behind
+            _publish(srv, topic, latest, 500)
+            latest += 500
+        seen: list[int] = []
+        while not seen or seen[-1] < latest:
+            try:
+                frame = client.recv()
+            except EOFError as exc:
+                pytest.fail(f"cut at {seen[-1] if seen else 1} of {latest}: {exc}")
+            if frame["op"] == "event":
+                seen.append(frame["sequence"])
+            elif frame["op"] == "heartbeat":  # never ahead of what was received: no tail gap
+                assert frame["sequences"][topic] == (seen[-1] if seen else 1)
+            else:
+                pytest.fail(f"unexpected frame {frame['op']}: {frame}")
+        assert seen == list(range(2, latest + 1)), "a gap, a duplicate or out of order"
+        assert srv.stats()["slow_consumers"] == 0
+        assert srv.stats()["fell_behind"] >= 1
+    finally:
+        client.close()
+
+
+def test_an_sse_client_that_stops_reading_during_a_live_burst_gets_every_event_in_order(
+    make_server, sse_connect, topic
+):
+    srv = make_server(send_queue_bytes=CAP, batch_max_bytes=CAP // 4, retention=200_000)
+    _publish(srv, topic, 0, 1)
+    token = srv.issue_token(tenant="acme", user="ana")
+    client = sse_connect(srv, token, [topic])
+    _, frame = client.next_frame()
+    assert frame["op"] == "subscribed"
+    _, frame = client.next_frame()
+    assert frame["op"] == "snapshot"
+    latest = 1
+    while not _stuck_behind(srv):  # the client does not read meanwhile
+        assert latest < 150_000, "the queue never passed its cap: no burst made"
+        _publish(srv, topic, latest, 500)
+        latest += 500
+    for _ in range(4):
+        _publish(srv, topic, latest, 500)
+        latest += 500
+    seen: list[int] = []
+    try:
+        while not seen or seen[-1] < latest:
+            event = client.next()
+            frame = json.loads(event.data)
+            if frame["op"] == "event":
+                seen.append(frame["sequence"])
+            elif frame["op"] == "heartbeat":
+                assert frame["sequences"][topic] == (seen[-1] if seen else 1)
+            else:
+                pytest.fail(f"unexpected {frame['op']} at {seen[-1] if seen else 1}: {frame}")
+    except StopIteration:
+        pytest.fail(f"the stream ended at {seen[-1] if seen else 1} of {latest}")
+    assert seen == list(range(2, latest + 1)), "a gap, a duplicate or out of order"
+    assert srv.stats()["slow_consumers"] == 0
+    assert srv.stats()["fell_behind"] >= 1

@@ -64,9 +64,15 @@ def test_ordinary_parameter_names_are_not_mistaken_for_secrets():
 def test_an_sse_consumer_cut_as_slow_gets_an_error_event_with_the_reason_and_a_retry_hint(
     make_server, wait_until
 ):
-    # The peer reads nothing until the kernel's socket buffers are full and the queue
-    # grows past its limit, then reads everything left.
-    srv = make_server(send_queue_bytes=512 * 1024, batch_max_bytes=16 * 1024, batch_max_messages=16)
+    # The peer reads nothing until the kernel's socket buffers are full, its queue passes
+    # its cap (the topic then falls behind: read from the log as the socket drains) and
+    # the log's retention passes its position; then it reads everything left.
+    srv = make_server(
+        send_queue_bytes=512 * 1024,
+        batch_max_bytes=16 * 1024,
+        batch_max_messages=16,
+        retention=1_000,
+    )
     srv.declare("c")
     token = srv.issue_token(tenant="acme", user="slow")
     sock = socket.create_connection((srv.host, srv.port), timeout=10)
@@ -95,7 +101,7 @@ def test_an_sse_consumer_cut_as_slow_gets_an_error_event_with_the_reason_and_a_r
     assert last.type == "error"
     frame = json.loads(last.data)
     assert frame["code"] == "slow_consumer"
-    assert "slow consumer" in frame["message"] and "bytes" in frame["message"]
+    assert "slow consumer" in frame["message"] and "retention" in frame["message"]
     assert retry_hint_in_reason(frame["message"]) == 1.0
     assert parser.retry == 1000  # the WHATWG reconnection time, for EventSource clients
 

@@ -268,3 +268,48 @@ def test_polling_refuses_a_cross_role_topic_and_serves_the_others(make_server):
     assert error["code"] == "forbidden" and error["topic"] == "audit"
     snapshot = next(m for m in messages if m["op"] == "snapshot")
     assert snapshot["topic"] == "incidents" and len(snapshot["entities"]) == 1
+
+
+def test_a_long_poll_over_its_queue_carries_what_fits_and_the_next_polls_the_rest(
+    srv, topic, wait_until
+):
+    # A burst larger than a long poll's queue (POLL_MAX_EVENTS frames) arrives while it
+    # waits: the events that fit are answered, the topic falls behind at the first that
+    # does not, and the cursor says where the next poll goes on — every event once, in
+    # order (before issue 22's fall-behind, the parked poll was cut and answered none).
+    srv.declare(topic)
+    headers = _auth(srv.issue_token(tenant="acme", user="ana"))
+    with httpx.Client(base_url=srv.url, timeout=10) as http:
+        cursor = http.get("/poll", params={"topic": topic}, headers=headers).json()["cursor"]
+        waiting = srv.stats()["open_sessions"]
+        result: dict = {}
+
+        def long_poll() -> None:
+            result.update(
+                http.get(
+                    "/poll",
+                    params={"topic": topic, "wait": 8},
+                    headers={**headers, "Last-Event-ID": cursor},
+                ).json()
+            )
+
+        thread = threading.Thread(target=long_poll)
+        thread.start()
+        wait_until(lambda: srv.stats()["open_sessions"] > waiting, what="parked long poll")
+        srv.publish_many(
+            topic, [("x.set", f"e{i % 9}", {"i": i}) for i in range(3000)], tenant="acme"
+        )
+        thread.join(5)
+        assert not thread.is_alive()
+        got = [m["sequence"] for m in result["messages"] if m["op"] == "event"]
+        assert got, "the parked poll answered no event"
+        cursor = result["cursor"]
+        while len(got) < 3000:
+            answer = http.get(
+                "/poll", params={"topic": topic}, headers={**headers, "Last-Event-ID": cursor}
+            ).json()
+            events = [m["sequence"] for m in answer["messages"] if m["op"] == "event"]
+            assert events, f"stuck at {got[-1]}"
+            got += events
+            cursor = answer["cursor"]
+        assert got == list(range(1, 3001))
