@@ -81,6 +81,12 @@ class HostServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
+    def tracebacks(self) -> list[str]:
+        """Every traceback in the host's whole log but its own teardown noise (see
+        :func:`tracebacks`)."""
+        self._log.flush()
+        return tracebacks(self.log_path.read_text(errors="replace"))
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -92,6 +98,44 @@ class HostServer:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(15)
         self._log.close()
+
+
+#: The last exception of a chain that is the host's own noise when a page goes away: tornado
+#: (Voilà, Notebook 7) logs a websocket write that raced the page's close as a task
+#: exception never retrieved ("StreamClosedError", then "WebSocketClosedError").
+_HOST_NOISE = ("tornado.websocket.WebSocketClosedError",)
+
+
+def tracebacks(log: str) -> list[str]:
+    """The tracebacks in ``log``, each chain (``During handling of the above exception``)
+    as one, less those whose last exception is in :data:`_HOST_NOISE`."""
+    links = ("During handling", "The above exception")
+    lines = log.splitlines()
+    chains: list[tuple[str, str]] = []  # (the chain, its last exception line)
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("Traceback (most recent call last):"):
+            i += 1
+            continue
+        begin = i
+        i += 1
+        while i < len(lines):
+            line = lines[i]
+            i += 1
+            if not line or line.startswith((" ", "Traceback", *links)):
+                continue
+            # the exception line: the chain goes on if a link follows it
+            j = i
+            while j < len(lines) and not lines[j].strip():
+                j += 1
+            if j < len(lines) and lines[j].startswith(links):
+                i = j
+                continue
+            chains.append(("\n".join(lines[begin:i]), line))
+            break
+        else:  # the log ends inside a traceback: reported as it is
+            chains.append(("\n".join(lines[begin:]), ""))
+    return [chain for chain, last in chains if not last.strip().startswith(_HOST_NOISE)]
 
 
 @contextlib.contextmanager
