@@ -14,6 +14,27 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _parked_long_poll(srv, http, topic, headers, cursor, wait_until):
+    """A ``/poll?wait=8`` from ``cursor`` in a thread, parked on the server (it holds one more
+    session) when this returns: the thread, and the dict its answer goes into."""
+    waiting = srv.stats()["open_sessions"]
+    result: dict = {}
+
+    def long_poll() -> None:
+        result.update(
+            http.get(
+                "/poll",
+                params={"topic": topic, "wait": 8},
+                headers={**headers, "Last-Event-ID": cursor},
+            ).json()
+        )
+
+    thread = threading.Thread(target=long_poll)
+    thread.start()
+    wait_until(lambda: srv.stats()["open_sessions"] > waiting, what="parked long poll")
+    return thread, result
+
+
 # -- SSE ---------------------------------------------------------------------------------
 
 
@@ -133,22 +154,7 @@ def test_a_long_poll_returns_as_soon_as_an_event_arrives(srv, topic, wait_until)
     headers = _auth(srv.issue_token(tenant="acme", user="ana"))
     with httpx.Client(base_url=srv.url, timeout=10) as http:
         cursor = http.get("/poll", params={"topic": topic}, headers=headers).json()["cursor"]
-        waiting = srv.stats()["open_sessions"]
-        result: dict = {}
-
-        def long_poll() -> None:
-            result.update(
-                http.get(
-                    "/poll",
-                    params={"topic": topic, "wait": 8},
-                    headers={**headers, "Last-Event-ID": cursor},
-                ).json()
-            )
-
-        thread = threading.Thread(target=long_poll)
-        thread.start()
-        # the poll is parked once the server holds one more session
-        wait_until(lambda: srv.stats()["open_sessions"] > waiting, what="parked long poll")
+        thread, result = _parked_long_poll(srv, http, topic, headers, cursor, wait_until)
         srv.publish(topic, "x.set", {"v": 1}, tenant="acme", entity_id="e")
         thread.join(5)
         assert not thread.is_alive()
@@ -281,21 +287,7 @@ def test_a_long_poll_over_its_queue_carries_what_fits_and_the_next_polls_the_res
     headers = _auth(srv.issue_token(tenant="acme", user="ana"))
     with httpx.Client(base_url=srv.url, timeout=10) as http:
         cursor = http.get("/poll", params={"topic": topic}, headers=headers).json()["cursor"]
-        waiting = srv.stats()["open_sessions"]
-        result: dict = {}
-
-        def long_poll() -> None:
-            result.update(
-                http.get(
-                    "/poll",
-                    params={"topic": topic, "wait": 8},
-                    headers={**headers, "Last-Event-ID": cursor},
-                ).json()
-            )
-
-        thread = threading.Thread(target=long_poll)
-        thread.start()
-        wait_until(lambda: srv.stats()["open_sessions"] > waiting, what="parked long poll")
+        thread, result = _parked_long_poll(srv, http, topic, headers, cursor, wait_until)
         srv.publish_many(
             topic, [("x.set", f"e{i % 9}", {"i": i}) for i in range(3000)], tenant="acme"
         )
